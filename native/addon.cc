@@ -1,6 +1,39 @@
+// The kvwire addon: NativeAgent, capabilities(), processIdentity() and bench baselines.
+// lib/native.ts is its typed face; everything ergonomic lives in TypeScript above it.
 #include <napi.h>
-static Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  exports.Set("hello", Napi::String::New(env, "kvwire"));
+#include <unistd.h>
+
+#include "agent.h"
+#include "bench_native.h"
+#include "capabilities.h"
+#include "engine/process.h"
+
+namespace {
+
+Napi::Value ProcessIdentity(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  uint32_t pid = static_cast<uint32_t>(getpid());
+  o.Set("pid", pid);
+  o.Set("pidStart", static_cast<double>(kvwire::ProcessStartTime(pid)));
+  o.Set("hostId", kvwire::HostId());
+  return o;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("NativeAgent", kvwire::Agent::Init(env));
+  exports.Set("capabilities", Napi::Function::New<kvwire::Capabilities>(env, "capabilities"));
+  exports.Set("processIdentity", Napi::Function::New<ProcessIdentity>(env, "processIdentity"));
+  exports.Set("memcpyBandwidth", Napi::Function::New<kvwire::MemcpyBandwidth>(env, "memcpyBandwidth"));
+  exports.Set("monotonicNs", Napi::Function::New<kvwire::MonotonicNs>(env, "monotonicNs"));
+#ifdef KVWIRE_HAVE_UCX
+  exports.Set("hasUcx", Napi::Boolean::New(env, true));
+#else
+  exports.Set("hasUcx", Napi::Boolean::New(env, false));
+#endif
   return exports;
 }
+
+}  // namespace
+
 NODE_API_MODULE(kvwire, Init)

@@ -1,0 +1,9 @@
+/**
+ * kvwire: the KV-cache data plane for prefill/decode disaggregated LLM serving.
+ *
+ * @packageDocumentation
+ */
+export * from './errors.js';
+export * from './transport/index.js';
+export { createRegistry, defaultRegistry } from './metrics.js';
+export type { MetricsRegistry } from './metrics.js';

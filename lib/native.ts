@@ -1,0 +1,167 @@
+/**
+ * The typed face of the native addon (native/*.cc), and its loader.
+ *
+ * The addon is found by node-gyp-build: `build/Release/kvwire.node` when it was built here, else a
+ * prebuild in `prebuilds/<platform>-<arch>/`. When neither loads, {@link loadNative} returns
+ * `undefined` and {@link nativeLoadError} says why: kvwire then offers the loopback engine only,
+ * and `capabilities()` reports the reason.
+ *
+ * Everything here is internal: the public API is in `lib/transport`.
+ *
+ * @packageDocumentation
+ */
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { existsSync } from 'node:fs';
+
+/** Options the native engine understands. */
+export interface NativeAgentOptions {
+  /** Agent name (UCX context name, and what peers see as `from`). */
+  name: string;
+  /** UCX_TLS value for this agent; empty: the environment's UCX_TLS, else UCX's default. */
+  transports?: string;
+  /** Data path: 'auto' picks RMA on shared memory/RDMA and active messages on tcp. */
+  protocol?: 'auto' | 'rma' | 'am';
+  /** Busy-poll this long (µs) after the last activity while operations are in flight. */
+  spinUs?: number;
+  /** Active-message payloads at least this large use rendezvous (received in place). */
+  rndvThreshold?: number;
+  /** Active-message operations in flight per transfer. */
+  windowOps?: number;
+}
+
+/** Numeric event kinds, in the order of `EngineEvent::Kind` in native/engine/types.h. */
+export const enum NativeEventKind {
+  TransferDone = 0,
+  Connected = 1,
+  Notification = 2,
+  PeerLost = 3,
+  NotifyDone = 4,
+  RegionRevoked = 5,
+  Warning = 6,
+  RegionReleased = 7,
+}
+
+/** One event from the engine thread. */
+export interface NativeEvent {
+  kind: NativeEventKind;
+  id: number;
+  aux?: number;
+  code?: string;
+  text?: string;
+  bytes?: Buffer;
+  startNs?: number;
+  postedNs?: number;
+  doneNs?: number;
+  bytesMoved?: number;
+}
+
+/** A remote region as the native engine needs it. */
+export interface NativeRemoteRegion {
+  id: number;
+  base: bigint;
+  length: number;
+  access: number;
+  rkey: Uint8Array;
+}
+
+/** What `connect` needs to know about a peer. */
+export interface NativePeerInfo {
+  name: string;
+  address: Uint8Array;
+  pid: number;
+  pidStart: number;
+  hostId: string;
+  regions: NativeRemoteRegion[];
+}
+
+/** The native agent class (one UCX context, worker and engine thread). */
+export declare class NativeAgent {
+  constructor(options: NativeAgentOptions, onEvents: (events: NativeEvent[]) => void);
+  /** UCX worker address bytes. */
+  readonly address: Buffer;
+  /** The UCX_TLS value in effect. */
+  readonly transports: string;
+  /** Registers memory in place; returns the packed rkey and the base address. */
+  register(id: number, label: string, memory: ArrayBuffer | ArrayBufferView, access: number): { rkey: Buffer; base: bigint };
+  /** 0: done; N > 0: N local transfers still use it; -1: unknown id. */
+  deregister(id: number): number;
+  connect(peerId: number, info: NativePeerInfo, timeoutMs: number): void;
+  disconnect(peerId: number): void;
+  /** Posts a transfer; returns its byte count. Throws (with `code`) if a descriptor fails a check. */
+  post(id: number, op: 0 | 1, peerId: number, descs: Float64Array, notify: Uint8Array | null, timeoutMs: number): number;
+  cancel(id: number, code?: string): void;
+  notify(peerId: number, message: Uint8Array, token: number): void;
+  /** Closes synchronously; returns the events produced while closing. */
+  close(): NativeEvent[];
+  ref(): void;
+  unref(): void;
+}
+
+/** What the addon reports about UCX and CUDA. */
+export interface NativeCapabilities {
+  ucx: {
+    built: boolean;
+    version?: string;
+    reason?: string;
+    transports: { name: string; device: string; type: string }[];
+    tlsEnv?: string;
+  };
+  cuda: { headers: boolean; driver: boolean; devices: number; driverVersion?: number; reason?: string };
+}
+
+/** The addon's exports. */
+export interface NativeAddon {
+  NativeAgent: typeof NativeAgent;
+  capabilities(): NativeCapabilities;
+  processIdentity(): { pid: number; pidStart: number; hostId: string };
+  memcpyBandwidth(bytes: number, iterations: number): number;
+  monotonicNs(): number;
+  hasUcx: boolean;
+}
+
+let cached: NativeAddon | null | undefined;
+let loadError: string | undefined;
+let loadedFrom: string | undefined;
+
+/** The package root (where binding.gyp and build/ or prebuilds/ live). */
+export function packageRoot(): string {
+  // dist/lib/native.js or lib/native.ts: walk up to the folder holding package.json.
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 4; i++) {
+    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'binding.gyp'))) return dir;
+    dir = dirname(dir);
+  }
+  return dirname(dirname(fileURLToPath(import.meta.url)));
+}
+
+/** Loads the addon once; `undefined` when it cannot be loaded (see {@link nativeLoadError}). */
+export function loadNative(): NativeAddon | undefined {
+  if (cached !== undefined) return cached ?? undefined;
+  const require = createRequire(import.meta.url);
+  try {
+    const nodeGypBuild = require('node-gyp-build') as ((dir: string) => unknown) & { path?: (dir: string) => string };
+    const root = packageRoot();
+    loadedFrom = nodeGypBuild.path?.(root);
+    cached = nodeGypBuild(root) as NativeAddon;
+  } catch (e) {
+    cached = null;
+    loadError =
+      `the native addon could not be loaded (${(e as Error).message.split('\n')[0]}); ` +
+      'build it with `npm rebuild kvwire` (needs g++, and libucx-dev for the UCX engine)';
+  }
+  return cached ?? undefined;
+}
+
+/** Why the addon did not load, when it did not. */
+export function nativeLoadError(): string | undefined {
+  loadNative();
+  return loadError;
+}
+
+/** The file the addon was loaded from, when it was. */
+export function nativePath(): string | undefined {
+  loadNative();
+  return loadedFrom;
+}

@@ -1,0 +1,581 @@
+/**
+ * Agent: one per process or GPU. Registers memory, exports metadata, connects to peers, moves
+ * descriptor lists by READ and WRITE, and receives notifications.
+ *
+ * @packageDocumentation
+ */
+import { EventEmitter } from 'node:events';
+import { ErrorCode, KvwireError } from '../errors.js';
+import { flattenDescriptors, selectRows } from './descriptors.js';
+import type { FlatDescriptors } from './descriptors.js';
+import type { Engine, EngineConnection, EngineListener, EngineTiming } from './engine.js';
+import { processIdentity } from './identity.js';
+import { LoopbackEngine } from './loopback.js';
+import type { LoopbackFaults } from './loopback.js';
+import { decodeMetadata, encodeMetadata } from './metadata.js';
+import type { AgentDescription } from './metadata.js';
+import { NativeEngine, ucxUnavailableReason } from './native-engine.js';
+import { NotificationHub } from './notifications.js';
+import type { NotificationIteratorOptions, WaitOptions } from './notifications.js';
+import { Peer } from './peer.js';
+import type { PeerHost } from './peer.js';
+import { Region, RemoteRegion } from './region.js';
+import type { RegionOwner } from './region.js';
+import { PreparedTransfer, Transfer } from './transfer.js';
+import type { PreparedHost, TransferHost } from './transfer.js';
+import type {
+  Access, AgentOptions, ConnectOptions, DescriptorInput, EngineKind, HostMemory, Notification, TransferOp,
+  TransferOptions,
+} from './types.js';
+
+const ACCESS = new Set<Access>(['read', 'write', 'readwrite', 'none']);
+const MAX_NOTIFY = 1 << 20;
+const MAX_TIMEOUT = 2 ** 31 - 1;
+let agentCounter = 0;
+
+function nowNs(): number {
+  return Number(process.hrtime.bigint());
+}
+
+function checkTimeout(ms: unknown, what: string): number {
+  if (typeof ms !== 'number' || !Number.isFinite(ms) || ms <= 0 || ms > MAX_TIMEOUT) {
+    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `${what} must be a positive number of milliseconds up to ${MAX_TIMEOUT}, not ${String(ms)}`);
+  }
+  return Math.ceil(ms);
+}
+
+/** True when the transports string lets UCX use shared memory. */
+function allowsSharedMemory(tls: string): boolean {
+  const parts = tls.split(',').map((s) => s.trim());
+  if (parts.some((p) => p.startsWith('^'))) return !parts.some((p) => /\^?(sm|shm|posix|sysv|cma)$/.test(p));
+  return parts.some((p) => ['all', 'sm', 'shm', 'posix', 'sysv', 'cma', 'knem', 'xpmem'].includes(p));
+}
+
+interface PendingConnect {
+  d: AgentDescription;
+  resolve: (p: Peer) => void;
+  reject: (e: KvwireError) => void;
+  cleanup: () => void;
+}
+
+/**
+ * The entry point of the transport.
+ *
+ * Events: `'notification'` ({@link Notification}), `'peer-lost'` (peer, error), `'warning'`
+ * (message: e.g. a peer reached over tcp although shared memory was allowed), `'close'`.
+ */
+export class Agent extends EventEmitter implements RegionOwner, TransferHost, PreparedHost, PeerHost {
+  /** This agent's name, as peers see it. */
+  readonly name: string;
+  /** The engine moving the bytes. */
+  readonly engine: EngineKind;
+  /** Deadline of transfers that give none. */
+  readonly defaultTimeoutMs: number;
+  /** Fault injection (loopback engine only; undefined otherwise). */
+  readonly faults: LoopbackFaults | undefined;
+  readonly #engine: Engine;
+  readonly #regions = new Map<number, Region>();
+  readonly #labels = new Map<string, Region>();
+  readonly #releasing = new Map<number, Region>();
+  readonly #peers = new Map<number, Peer>();
+  readonly #connecting = new Map<number, PendingConnect>();
+  readonly #transfers = new Map<number, Transfer>();
+  readonly #notifies = new Map<number, { resolve: () => void; reject: (e: KvwireError) => void }>();
+  readonly #hub: NotificationHub;
+  readonly #keepAlive: boolean;
+  #nextRegion = 1;
+  #nextPeer = 1;
+  #nextTransfer = 1;
+  #nextToken = 1;
+  #pending = 0;
+  #refed = false;
+  #closed = false;
+
+  /** Creates an agent. */
+  static async create(opts: AgentOptions = {}): Promise<Agent> {
+    return new Agent(opts);
+  }
+
+  private constructor(opts: AgentOptions) {
+    super();
+    const choice = opts.engine ?? 'auto';
+    if (choice !== 'auto' && choice !== 'ucx' && choice !== 'loopback') {
+      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `engine must be 'auto', 'ucx' or 'loopback', not ${String(choice)}`);
+    }
+    this.name = opts.name ?? `kvwire-${process.pid}-${++agentCounter}`;
+    if (typeof this.name !== 'string' || this.name.length === 0 || Buffer.byteLength(this.name) > 1024) {
+      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'name must be a non-empty string of at most 1024 bytes');
+    }
+    this.defaultTimeoutMs = checkTimeout(opts.defaultTimeoutMs ?? 30_000, 'defaultTimeoutMs');
+    this.#keepAlive = opts.keepAlive === true;
+    this.#hub = new NotificationHub((d) => this.#adjustPending(d));
+    const listener = this.#listener();
+    if (choice === 'loopback') {
+      const engine = new LoopbackEngine(this.name, listener);
+      this.#engine = engine;
+      this.faults = engine.faults;
+    } else {
+      const reason = ucxUnavailableReason();
+      if (reason !== undefined) {
+        throw new KvwireError(ErrorCode.UNSUPPORTED, `the UCX engine is unavailable: ${reason}; engine: 'loopback' works in-process`);
+      }
+      this.#engine = new NativeEngine(this.name, listener, opts);
+      this.faults = undefined;
+    }
+    this.engine = this.#engine.kind;
+    if (this.#keepAlive) this.#adjustPending(0);
+  }
+
+  /** The transports the engine may use (UCX_TLS syntax; 'loopback' for the loopback engine). */
+  get transports(): string {
+    return this.#engine.transports;
+  }
+
+  /** True once closed. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Registered regions. */
+  get regions(): readonly Region[] {
+    return [...this.#regions.values()];
+  }
+
+  /** Connected (or lost) peers. */
+  get peers(): readonly Peer[] {
+    return [...this.#peers.values()];
+  }
+
+  /** Transfers in flight. */
+  get inFlight(): number {
+    return this.#transfers.size;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Memory
+
+  /**
+   * Registers host memory in place (no copy). `access` says what remote peers may do with it
+   * (default 'none': usable only as the local side of this agent's transfers, and not exported).
+   */
+  register(memory: HostMemory, opts: { access?: Access; label?: string } = {}): Region {
+    this.#assertOpen();
+    const access = opts.access ?? 'none';
+    if (!ACCESS.has(access)) {
+      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `access must be 'read', 'write', 'readwrite' or 'none', not ${String(access)}`);
+    }
+    let bytes: Uint8Array;
+    if (memory instanceof ArrayBuffer) bytes = new Uint8Array(memory);
+    else if (ArrayBuffer.isView(memory)) bytes = new Uint8Array(memory.buffer, memory.byteOffset, memory.byteLength);
+    else if (memory !== null && typeof memory === 'object' && (memory as { kind?: unknown }).kind === 'cuda') {
+      throw new KvwireError(ErrorCode.UNSUPPORTED, 'CUDA device memory is not supported by this build yet; register host memory');
+    } else {
+      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'memory must be an ArrayBuffer, a typed array, a DataView or a Buffer');
+    }
+    if (bytes.byteLength === 0) throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'cannot register an empty (or detached) buffer');
+    const id = this.#nextRegion++;
+    const label = opts.label ?? `region-${id}`;
+    if (typeof label !== 'string' || label.length === 0 || Buffer.byteLength(label) > 1024) {
+      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'label must be a non-empty string of at most 1024 bytes');
+    }
+    if (this.#labels.has(label)) {
+      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `label '${label}' is already registered with this agent; labels must be unique`);
+    }
+    const { base, key } = this.#engine.register(id, label, bytes, access);
+    const region = new Region(this, id, label, access, bytes, memory);
+    this.#regionInfo.set(id, { base, key });
+    this.#regions.set(id, region);
+    this.#labels.set(label, region);
+    return region;
+  }
+
+  readonly #regionInfo = new Map<number, { base: bigint; key: Uint8Array }>();
+
+  /** Deregisters a region (same as `region.deregister()`). */
+  deregister(region: Region): void {
+    region.deregister();
+  }
+
+  /** @internal */
+  deregisterRegion(region: Region): void {
+    if (this.#regions.get(region.id) !== region) return;
+    const r = this.#closed ? 0 : this.#engine.deregister(region.id);
+    if (r > 0) {
+      throw new KvwireError(
+        ErrorCode.REGION_BUSY,
+        `${region} is used by ${r} transfer(s) in flight; await or cancel them before deregistering it`,
+      );
+    }
+    this.#regions.delete(region.id);
+    this.#labels.delete(region.label);
+    this.#regionInfo.delete(region.id);
+    region.markDeregistered();
+    if (r < 0) region.markReleased();
+    else this.#releasing.set(region.id, region);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Metadata and peers
+
+  /** Versioned metadata describing this agent and its exported regions (access other than 'none'). */
+  metadata(): Uint8Array {
+    this.#assertOpen();
+    const id = processIdentity();
+    return encodeMetadata({
+      engine: this.engine,
+      name: this.name,
+      pid: id.pid,
+      pidStart: id.pidStart,
+      hostId: id.hostId,
+      address: this.#engine.address,
+      regions: [...this.#regions.values()]
+        .filter((r) => r.access !== 'none')
+        .map((r) => ({ id: r.id, label: r.label, access: r.access, length: r.length, ...this.#regionInfo.get(r.id)! })),
+    });
+  }
+
+  /** Connects to the agent that produced `metadata`. Resolves once the peer answered the handshake. */
+  connect(metadata: Uint8Array, opts: ConnectOptions = {}): Promise<Peer> {
+    try {
+      this.#assertOpen();
+      const d = decodeMetadata(metadata);
+      if (d.engine !== this.engine) {
+        throw new KvwireError(
+          ErrorCode.BAD_METADATA,
+          `bad metadata: it comes from a '${d.engine}' agent but this agent uses the '${this.engine}' engine; both sides must use the same engine`,
+        );
+      }
+      const timeoutMs = checkTimeout(opts.timeoutMs ?? 10_000, 'timeoutMs');
+      if (opts.signal?.aborted) throw new KvwireError(ErrorCode.CANCELLED, 'connect was aborted');
+      const peerId = this.#nextPeer++;
+      return new Promise<Peer>((resolve, reject) => {
+        const fail = (e: KvwireError) => {
+          if (this.#connecting.get(peerId) !== entry) return;
+          this.#connecting.delete(peerId);
+          entry.cleanup();
+          if (!this.#closed) this.#engine.disconnect(peerId);
+          reject(e);
+        };
+        const backstop = setTimeout(
+          () => fail(new KvwireError(ErrorCode.PEER_UNREACHABLE, `no answer from '${d.name}' within ${timeoutMs} ms`)),
+          timeoutMs + 2000,
+        );
+        backstop.unref();
+        const onAbort = () => fail(new KvwireError(ErrorCode.CANCELLED, 'connect was aborted'));
+        opts.signal?.addEventListener('abort', onAbort, { once: true });
+        const entry: PendingConnect = {
+          d,
+          resolve,
+          reject: fail,
+          cleanup: () => {
+            clearTimeout(backstop);
+            opts.signal?.removeEventListener('abort', onAbort);
+            this.#adjustPending(-1);
+          },
+        };
+        this.#connecting.set(peerId, entry);
+        this.#adjustPending(1);
+        this.#engine.connect(peerId, d, timeoutMs);
+      });
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /** @internal */
+  disconnectPeer(peer: Peer): void {
+    if (this.#peers.get(peer.id) !== peer) return;
+    this.#peers.delete(peer.id);
+    peer.markClosed();
+    if (!this.#closed) this.#engine.disconnect(peer.id);
+  }
+
+  /** @internal */
+  notifyPeer(peer: Peer, message: Uint8Array): Promise<void> {
+    try {
+      this.#assertOpen();
+      peer.assertConnected();
+      if (!(message instanceof Uint8Array)) throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'message must be a string or a Uint8Array');
+      if (message.byteLength > MAX_NOTIFY) throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `a notification holds at most ${MAX_NOTIFY} bytes`);
+      const token = this.#nextToken++;
+      return new Promise<void>((resolve, reject) => {
+        this.#notifies.set(token, { resolve, reject });
+        this.#adjustPending(1);
+        try {
+          this.#engine.notify(peer.id, message, token);
+        } catch (e) {
+          this.#notifies.delete(token);
+          this.#adjustPending(-1);
+          reject(e);
+        }
+      });
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Transfers
+
+  /** READs `remote` ranges of `peer` into `local` ranges (equal-length lists, paired by index). */
+  read(peer: Peer, local: DescriptorInput<Region>, remote: DescriptorInput<RemoteRegion>, opts: TransferOptions = {}): Transfer {
+    return this.#transfer('read', peer, local, remote, opts);
+  }
+
+  /** WRITEs `local` ranges into `remote` ranges of `peer` (equal-length lists, paired by index). */
+  write(peer: Peer, local: DescriptorInput<Region>, remote: DescriptorInput<RemoteRegion>, opts: TransferOptions = {}): Transfer {
+    return this.#transfer('write', peer, local, remote, opts);
+  }
+
+  #transfer(op: TransferOp, peer: Peer, local: DescriptorInput<Region>, remote: DescriptorInput<RemoteRegion>, opts: TransferOptions): Transfer {
+    const startNs = nowNs();
+    this.#assertPeer(peer);
+    const flat = flattenDescriptors(op, this, peer, peer.name, local, remote, opts.coalesce !== false);
+    return this.#post(op, peer, flat, opts, startNs);
+  }
+
+  /**
+   * Validates a descriptor list against `peer` once; the result posts READ or WRITE of all of it or
+   * of any subset by index, many times, without validating again (the fast path).
+   */
+  prepare(peer: Peer, local: DescriptorInput<Region>, remote: DescriptorInput<RemoteRegion>): PreparedTransfer {
+    this.#assertPeer(peer);
+    // Validated for both directions' bounds; access is checked per post (cheap: per region).
+    const flat = flattenDescriptors(undefined, this, peer, peer.name, local, remote, false);
+    const localRegions = new Set<Region>();
+    const remoteRegions = new Set<RemoteRegion>();
+    for (let i = 0; i < flat.flat.length; i += 5) {
+      localRegions.add(this.#regions.get(flat.flat[i]!)!);
+      remoteRegions.add(peer.regionById(flat.flat[i + 2]!)!);
+    }
+    return new PreparedTransfer(this, peer, flat.flat, flat.bytes, [...localRegions], [...remoteRegions]);
+  }
+
+  /** @internal */
+  postPrepared(p: PreparedTransfer, op: TransferOp, indices: ArrayLike<number> | undefined, opts: TransferOptions): Transfer {
+    const startNs = nowNs();
+    const peer = p.peer as Peer;
+    this.#assertPeer(peer);
+    for (const r of p.localRegions) {
+      if (!r.registered) throw new KvwireError(ErrorCode.DEREGISTERED, `${r} was deregistered since the list was prepared; prepare it again`);
+    }
+    for (const r of p.remoteRegions as readonly RemoteRegion[]) {
+      if (r.revoked) throw new KvwireError(ErrorCode.DEREGISTERED, `peer '${peer.name}' deregistered ${r} since the list was prepared`);
+      const need = op === 'read' ? 'read' : 'write';
+      if (r.access !== 'readwrite' && r.access !== need) {
+        throw new KvwireError(ErrorCode.ACCESS_DENIED, `${r} of peer '${peer.name}' allows ${r.access} access, so it cannot be ${op === 'read' ? 'read' : 'written'}`);
+      }
+    }
+    const coalesce = opts.coalesce !== false;
+    let flat: FlatDescriptors;
+    if (indices === undefined) {
+      const all = new Uint32Array(p.length);
+      for (let i = 0; i < all.length; i++) all[i] = i;
+      flat = selectRows(p.flat, all, coalesce);
+    } else {
+      flat = selectRows(p.flat, indices, coalesce);
+    }
+    return this.#post(op, peer, flat, opts, startNs);
+  }
+
+  #post(op: TransferOp, peer: Peer, flat: FlatDescriptors, opts: TransferOptions, startNs: number): Transfer {
+    const timeoutMs = checkTimeout(opts.timeoutMs ?? this.defaultTimeoutMs, 'timeoutMs');
+    let notify: Uint8Array | null = null;
+    if (opts.notify !== undefined) {
+      notify = typeof opts.notify === 'string' ? Buffer.from(opts.notify, 'utf8') : opts.notify;
+      if (!(notify instanceof Uint8Array)) throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'notify must be a string or a Uint8Array');
+      if (notify.byteLength > MAX_NOTIFY) throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `a notification holds at most ${MAX_NOTIFY} bytes`);
+    }
+    if (opts.signal?.aborted) throw new KvwireError(ErrorCode.CANCELLED, 'the transfer was aborted before it was posted');
+    const id = this.#nextTransfer++;
+    const t = new Transfer(this, id, op, flat.bytes, flat.given, flat.count, startNs, peer.transport);
+    t.markPrepared(nowNs());
+    this.#engine.post(id, op === 'write' ? 1 : 0, peer.id, flat.flat, notify, timeoutMs);
+    this.#transfers.set(id, t);
+    this.#adjustPending(1);
+    // Backstop: the engine enforces the deadline; this guards against an engine that cannot.
+    const backstop = setTimeout(() => {
+      this.cancelTransfer(t, ErrorCode.TIMEOUT, `transfer ${id} did not complete within ${timeoutMs} ms`);
+    }, timeoutMs + 1000);
+    backstop.unref();
+    const onAbort = () => this.cancelTransfer(t, ErrorCode.CANCELLED, 'the transfer was aborted');
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    t.onSettle = () => {
+      clearTimeout(backstop);
+      opts.signal?.removeEventListener('abort', onAbort);
+      this.#transfers.delete(id);
+      this.#adjustPending(-1);
+    };
+    return t;
+  }
+
+  /** @internal */
+  cancelTransfer(t: Transfer, code: string, message: string): void {
+    if (!t.pending) return;
+    if (!this.#closed) this.#engine.cancel(t.id, code);
+    t.settle(KvwireError.fromCode(code, message));
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Notifications
+
+  /** An async iterator over notifications arriving from now on (ends when the agent closes). */
+  notifications(opts: NotificationIteratorOptions = {}): AsyncIterableIterator<Notification> {
+    return this.#hub.iterate(opts);
+  }
+
+  /**
+   * Resolves with the first notification matching `match` (a string equal to the message text, a
+   * RegExp tested on it, or a predicate); one that arrived shortly before the call counts too.
+   */
+  waitForNotification(match?: string | RegExp | ((n: Notification) => boolean), opts: WaitOptions = {}): Promise<Notification> {
+    const test = match === undefined ? () => true
+      : typeof match === 'string' ? (n: Notification) => n.message.toString('utf8') === match
+        : match instanceof RegExp ? (n: Notification) => match.test(n.message.toString('utf8'))
+          : match;
+    return this.#hub.wait(test, opts);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Lifetime
+
+  /** Keeps the process alive while the agent is open, even when idle. */
+  ref(): this {
+    this.#keepAliveOverride = true;
+    this.#adjustPending(0);
+    return this;
+  }
+
+  /** Lets the process exit while the agent is idle (the default unless `keepAlive`). */
+  unref(): this {
+    this.#keepAliveOverride = false;
+    this.#adjustPending(0);
+    return this;
+  }
+
+  #keepAliveOverride: boolean | undefined;
+
+  /**
+   * Closes the agent: transfers in flight fail with `ERR_KVWIRE_CLOSED`, peers are told, memory
+   * is deregistered and the engine freed. Idempotent.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    const closed = new KvwireError(ErrorCode.CLOSED, 'the agent was closed');
+    for (const c of [...this.#connecting.values()]) c.reject(closed);
+    this.#engine.close(); // delivers the transfers it failed, synchronously
+    for (const t of [...this.#transfers.values()]) t.settle(new KvwireError(ErrorCode.CLOSED, 'the agent was closed while this transfer was in flight'));
+    for (const [token, n] of [...this.#notifies]) {
+      this.#notifies.delete(token);
+      n.reject(closed);
+    }
+    this.#hub.rejectWaits(closed);
+    this.#hub.close();
+    for (const p of this.#peers.values()) p.markClosed();
+    for (const r of [...this.#regions.values(), ...this.#releasing.values()]) r.markReleased();
+    this.#regions.clear();
+    this.#labels.clear();
+    this.#releasing.clear();
+    this.#pending = 0;
+    this.emit('close');
+  }
+
+  #adjustPending(delta: number): void {
+    this.#pending += delta;
+    if (this.#closed) return;
+    const want = this.#pending > 0 || (this.#keepAliveOverride ?? this.#keepAlive);
+    if (want !== this.#refed) {
+      this.#refed = want;
+      if (want) this.#engine.ref();
+      else this.#engine.unref();
+    }
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new KvwireError(ErrorCode.CLOSED, 'the agent is closed; create a new one with Agent.create()');
+  }
+
+  #assertPeer(peer: Peer): void {
+    this.#assertOpen();
+    if (!(peer instanceof Peer) || this.#peers.get(peer.id) !== peer) {
+      if (peer instanceof Peer && peer.state !== 'connected') peer.assertConnected();
+      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'peer must be a Peer returned by this agent\'s connect()');
+    }
+    peer.assertConnected();
+  }
+
+  /** Rethrows listener errors on a later tick, so a throwing listener never breaks delivery. */
+  #safeEmit(event: string, ...args: unknown[]): void {
+    try {
+      this.emit(event, ...args);
+    } catch (e) {
+      process.nextTick(() => {
+        throw e;
+      });
+    }
+  }
+
+  #listener(): EngineListener {
+    return {
+      transferDone: (id: number, error: KvwireError | undefined, timing: EngineTiming) => {
+        this.#transfers.get(id)?.settle(error, timing);
+      },
+      connected: (peerId: number, error: KvwireError | undefined, conn?: EngineConnection) => {
+        const entry = this.#connecting.get(peerId);
+        if (entry === undefined) {
+          if (error === undefined && !this.#closed) this.#engine.disconnect(peerId); // gave up already
+          return;
+        }
+        if (error !== undefined || conn === undefined) {
+          entry.reject(error ?? new KvwireError(ErrorCode.PEER_UNREACHABLE, 'connect failed'));
+          return;
+        }
+        this.#connecting.delete(peerId);
+        entry.cleanup();
+        const sameHost = entry.d.hostId === processIdentity().hostId;
+        const peer = new Peer(this, peerId, entry.d, conn, sameHost);
+        this.#peers.set(peerId, peer);
+        if (conn.transport === 'tcp' && sameHost && this.engine === 'ucx' && allowsSharedMemory(this.transports)) {
+          const msg = `kvwire: peer '${peer.name}' is on this host but is reached over tcp (${conn.lanes}), not shared memory ` +
+            `(transports: ${this.transports}); check that both processes can share memory (same IPC namespace, /dev/shm), or set transports to 'tcp' to silence this`;
+          process.emitWarning(msg, { code: 'KVWIRE_TRANSPORT_FALLBACK' });
+          this.#safeEmit('warning', msg);
+        }
+        entry.resolve(peer);
+      },
+      notification: (from: string, message: Buffer) => {
+        const n: Notification = { from, message };
+        this.#hub.push(n);
+        this.#safeEmit('notification', n);
+      },
+      peerLost: (peerId: number, error: KvwireError) => {
+        const peer = this.#peers.get(peerId);
+        if (peer === undefined) return;
+        peer.markLost(error);
+        this.#safeEmit('peer-lost', peer, error);
+      },
+      notifyDone: (token: number, error: KvwireError | undefined) => {
+        const n = this.#notifies.get(token);
+        if (n === undefined) return;
+        this.#notifies.delete(token);
+        this.#adjustPending(-1);
+        if (error !== undefined) n.reject(error);
+        else n.resolve();
+      },
+      regionRevoked: (peerId: number, regionId: number) => {
+        this.#peers.get(peerId)?.regionById(regionId)?.markRevoked();
+      },
+      regionReleased: (regionId: number) => {
+        const r = this.#releasing.get(regionId);
+        if (r === undefined) return;
+        this.#releasing.delete(regionId);
+        r.markReleased();
+      },
+      warning: (message: string) => {
+        process.emitWarning(`kvwire: ${message}`, { code: 'KVWIRE_ENGINE' });
+        this.#safeEmit('warning', message);
+      },
+    };
+  }
+}

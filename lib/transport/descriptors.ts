@@ -1,0 +1,210 @@
+/**
+ * Descriptor lists: validation against registered regions, flattening into the stride-5
+ * Float64Array the engines take, and coalescing of contiguous runs.
+ *
+ * Both engines receive only lists that passed {@link flattenDescriptors}: this is where every
+ * offset and length is checked against its region before anything is posted, with messages that
+ * name the descriptor, the byte and the region.
+ *
+ * @packageDocumentation
+ */
+import { ErrorCode, KvwireError, fmtBytes } from '../errors.js';
+import { Region, RemoteRegion } from './region.js';
+import type { DescriptorColumns, DescriptorInput, TransferOp } from './types.js';
+
+/** Stride of the flat layout: local region, local offset, remote region, remote offset, length. */
+export const STRIDE = 5;
+
+/** A validated, flattened descriptor list. */
+export interface FlatDescriptors {
+  /** Stride-5 rows: [localRegionId, localOffset, remoteRegionId, remoteOffset, length]. */
+  readonly flat: Float64Array;
+  /** Rows in `flat`. */
+  readonly count: number;
+  /** Total bytes. */
+  readonly bytes: number;
+  /** Descriptors as given (before coalescing). */
+  readonly given: number;
+}
+
+/** Column view of either input form, so one loop handles both. */
+interface Columns<R> {
+  n: number;
+  region(i: number): R;
+  offset(i: number): number;
+  length(i: number): number;
+}
+
+function columnsOf<R>(input: DescriptorInput<R>, side: string): Columns<R> {
+  if (Array.isArray(input)) {
+    const arr = input as readonly { region: R; offset: number; length: number }[];
+    return {
+      n: arr.length,
+      region: (i) => arr[i]!.region,
+      offset: (i) => arr[i]!.offset,
+      length: (i) => arr[i]!.length,
+    };
+  }
+  const c = input as DescriptorColumns<R>;
+  if (
+    c === null || typeof c !== 'object' || !Array.isArray(c.regions) || !(c.region instanceof Uint32Array) ||
+    !(c.offset instanceof Float64Array) || !(c.length instanceof Float64Array)
+  ) {
+    throw new KvwireError(
+      ErrorCode.INVALID_ARGUMENT,
+      `${side} descriptors must be an array of { region, offset, length } or columns { regions, region: Uint32Array, offset: Float64Array, length: Float64Array }`,
+    );
+  }
+  const n = c.count ?? c.region.length;
+  if (n > c.region.length || n > c.offset.length || n > c.length.length) {
+    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `${side} descriptor columns are shorter than count ${n}`);
+  }
+  return {
+    n,
+    region: (i) => c.regions[c.region[i]!] as R,
+    offset: (i) => c.offset[i]!,
+    length: (i) => c.length[i]!,
+  };
+}
+
+function checkRange(side: string, i: number, offset: number, length: number, regionLength: number, what: string): void {
+  if (!Number.isSafeInteger(offset) || offset < 0) {
+    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `descriptor ${i}: ${side} offset ${offset} is not a non-negative integer`, { index: i });
+  }
+  if (!Number.isSafeInteger(length) || length <= 0) {
+    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `descriptor ${i}: length ${length} is not a positive integer`, { index: i });
+  }
+  if (offset + length > regionLength) {
+    throw new KvwireError(
+      ErrorCode.OUT_OF_BOUNDS,
+      `descriptor ${i} reaches byte ${fmtBytes(offset + length)} of ${what} which has ${fmtBytes(regionLength)} bytes; ` +
+        'shorten it or register a larger region',
+      { index: i },
+    );
+  }
+}
+
+/**
+ * Validates `local` against this agent's regions and `remote` against the peer's, for `op` (no
+ * access check when `op` is undefined: prepared lists check access per post), and returns them
+ * flattened (and coalesced when asked). Throws a KvwireError naming the first bad descriptor;
+ * nothing is posted then.
+ */
+export function flattenDescriptors(
+  op: TransferOp | undefined,
+  owner: object,
+  peer: object,
+  peerName: string,
+  localInput: DescriptorInput<Region>,
+  remoteInput: DescriptorInput<RemoteRegion>,
+  coalesce: boolean,
+): FlatDescriptors {
+  const local = columnsOf(localInput, 'local');
+  const remote = columnsOf(remoteInput, 'remote');
+  if (local.n !== remote.n) {
+    throw new KvwireError(
+      ErrorCode.INVALID_ARGUMENT,
+      `local and remote descriptor lists differ in length (${local.n} and ${remote.n}); pair each local range with one remote range`,
+    );
+  }
+  if (local.n === 0) throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'a transfer needs at least one descriptor');
+  const flat = new Float64Array(local.n * STRIDE);
+  const need = op === 'read' ? 'read' : 'write';
+  let rows = 0;
+  let bytes = 0;
+  let lastL: Region | undefined;
+  let lastR: RemoteRegion | undefined;
+  for (let i = 0; i < local.n; i++) {
+    const lr = local.region(i);
+    const rr = remote.region(i);
+    if (lr !== lastL) {
+      if (!(lr instanceof Region) || lr.owner !== owner) {
+        throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `descriptor ${i}: the local region is not a Region of this agent`, { index: i });
+      }
+      if (!lr.registered) {
+        throw new KvwireError(ErrorCode.DEREGISTERED, `descriptor ${i}: ${lr} was deregistered; register the memory again`, { index: i });
+      }
+      lastL = lr;
+    }
+    if (rr !== lastR) {
+      if (!(rr instanceof RemoteRegion) || rr.peer !== peer) {
+        throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `descriptor ${i}: the remote region is not a region of peer '${peerName}' (use peer.region(label))`, { index: i });
+      }
+      if (rr.revoked) {
+        throw new KvwireError(ErrorCode.DEREGISTERED, `descriptor ${i}: peer '${peerName}' deregistered ${rr}; fetch its metadata again`, { index: i });
+      }
+      if (op !== undefined && rr.access !== 'readwrite' && rr.access !== need) {
+        throw new KvwireError(
+          ErrorCode.ACCESS_DENIED,
+          `descriptor ${i}: ${rr} of peer '${peerName}' allows ${rr.access === 'none' ? 'no remote' : rr.access} access, so it cannot be ${op === 'read' ? 'read' : 'written'}; ` +
+            `the peer must register it with access '${need}' or 'readwrite'`,
+          { index: i },
+        );
+      }
+      lastR = rr;
+    }
+    const lo = local.offset(i);
+    const ro = remote.offset(i);
+    const len = local.length(i);
+    const rlen = remote.length(i);
+    if (len !== rlen) {
+      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `descriptor ${i}: local length ${len} differs from remote length ${rlen}`, { index: i });
+    }
+    checkRange('local', i, lo, len, lr.length, `local ${lr}`);
+    checkRange('remote', i, ro, len, rr.length, `${rr} of peer '${peerName}'`);
+    bytes += len;
+    if (coalesce && rows > 0) {
+      const p = (rows - 1) * STRIDE;
+      if (
+        flat[p] === lr.id && flat[p + 1]! + flat[p + 4]! === lo &&
+        flat[p + 2] === rr.id && flat[p + 3]! + flat[p + 4]! === ro
+      ) {
+        flat[p + 4] = flat[p + 4]! + len;
+        continue;
+      }
+    }
+    const q = rows * STRIDE;
+    flat[q] = lr.id;
+    flat[q + 1] = lo;
+    flat[q + 2] = rr.id;
+    flat[q + 3] = ro;
+    flat[q + 4] = len;
+    rows++;
+  }
+  return { flat: rows * STRIDE === flat.length ? flat : flat.slice(0, rows * STRIDE), count: rows, bytes, given: local.n };
+}
+
+/**
+ * Rows `indices` of a validated flat list, coalesced where contiguous. Indices are checked.
+ * Used by prepared lists to post a subset without validating the regions again.
+ */
+export function selectRows(flat: Float64Array, indices: ArrayLike<number>, coalesce: boolean): FlatDescriptors {
+  const total = flat.length / STRIDE;
+  const n = indices.length;
+  if (n === 0) throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'a transfer needs at least one descriptor index');
+  const out = new Float64Array(n * STRIDE);
+  let rows = 0;
+  let bytes = 0;
+  for (let k = 0; k < n; k++) {
+    const i = indices[k]!;
+    if (!Number.isInteger(i) || i < 0 || i >= total) {
+      throw new KvwireError(ErrorCode.OUT_OF_BOUNDS, `index ${i} (position ${k}) is outside the prepared list of ${total} descriptors`, { index: k });
+    }
+    const s = i * STRIDE;
+    const len = flat[s + 4]!;
+    bytes += len;
+    if (coalesce && rows > 0) {
+      const p = (rows - 1) * STRIDE;
+      if (
+        out[p] === flat[s] && out[p + 1]! + out[p + 4]! === flat[s + 1] &&
+        out[p + 2] === flat[s + 2] && out[p + 3]! + out[p + 4]! === flat[s + 3]
+      ) {
+        out[p + 4] = out[p + 4]! + len;
+        continue;
+      }
+    }
+    out.set(flat.subarray(s, s + STRIDE), rows * STRIDE);
+    rows++;
+  }
+  return { flat: rows === n ? out : out.slice(0, rows * STRIDE), count: rows, bytes, given: n };
+}

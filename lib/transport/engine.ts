@@ -1,0 +1,69 @@
+/**
+ * The engine interface: what the native UCX engine and the loopback engine each implement for
+ * {@link Agent}. Internal: users see Agent, Region, Peer and Transfer.
+ *
+ * The Agent validates every call before it reaches an engine (so both engines give the same
+ * errors); engines re-check what they can (the native engine re-checks every descriptor, and the
+ * target side of a transfer checks again what a peer asks of it).
+ *
+ * @packageDocumentation
+ */
+import type { KvwireError } from '../errors.js';
+import type { AgentDescription } from './metadata.js';
+import type { Access, EngineKind, HostMemory, TransportCategory } from './types.js';
+
+/** Engine timestamps of a transfer, in nanoseconds on the monotonic clock. */
+export interface EngineTiming {
+  readonly startNs: number;
+  readonly postedNs: number;
+  readonly doneNs: number;
+}
+
+/** How a connection travels, as the engine found out. */
+export interface EngineConnection {
+  readonly transport: TransportCategory;
+  /** Details, e.g. "sysv/memory+posix/memory+cma/memory" or "tcp/lo". */
+  readonly lanes: string;
+  /** Data path: one-sided RMA, active messages, or the in-process copy. */
+  readonly protocol: 'rma' | 'am' | 'loopback';
+}
+
+/** What an engine tells its agent. Called on the JS thread. */
+export interface EngineListener {
+  transferDone(id: number, error: KvwireError | undefined, timing: EngineTiming): void;
+  connected(peerId: number, error: KvwireError | undefined, connection?: EngineConnection): void;
+  notification(from: string, message: Buffer): void;
+  peerLost(peerId: number, error: KvwireError): void;
+  notifyDone(token: number, error: KvwireError | undefined): void;
+  regionRevoked(peerId: number, regionId: number): void;
+  regionReleased(regionId: number): void;
+  warning(message: string): void;
+}
+
+/** One engine instance, owned by one Agent. */
+export interface Engine {
+  readonly kind: EngineKind;
+  /** The transports this engine may use (UCX_TLS syntax), for diagnostics. */
+  readonly transports: string;
+  /** The engine address peers connect to (part of the metadata). */
+  readonly address: Uint8Array;
+  /** Registers memory in place; returns its base address and the key peers need. */
+  register(id: number, label: string, memory: HostMemory, access: Access): { base: bigint; key: Uint8Array };
+  /** 0: deregistered; N > 0: N local transfers still use it; -1: unknown. */
+  deregister(id: number): number;
+  /** Starts connecting; the result arrives as `connected(peerId, ...)`. */
+  connect(peerId: number, peer: AgentDescription, timeoutMs: number): void;
+  disconnect(peerId: number): void;
+  /** Posts a validated transfer (flat descriptors, stride 5); throws a KvwireError if refused. */
+  post(id: number, op: 0 | 1, peerId: number, descs: Float64Array, notify: Uint8Array | null, timeoutMs: number): void;
+  cancel(id: number, code: string): void;
+  notify(peerId: number, message: Uint8Array, token: number): void;
+  /** Keep the process alive (pending work) or not. */
+  ref(): void;
+  unref(): void;
+  /** Closes synchronously; events produced while closing are delivered before it returns. */
+  close(): void;
+}
+
+/** Creates an engine for an agent. */
+export type EngineFactory = (name: string, listener: EngineListener) => Engine;

@@ -1,0 +1,176 @@
+/**
+ * The native UCX engine behind the {@link Engine} interface: a thin adapter over lib/native.ts.
+ *
+ * @packageDocumentation
+ */
+import { ErrorCode, KvwireError } from '../errors.js';
+import { loadNative, nativeLoadError, NativeEventKind } from '../native.js';
+import type { NativeAgent, NativeEvent } from '../native.js';
+import type { Engine, EngineConnection, EngineListener } from './engine.js';
+import { accessBits } from './metadata.js';
+import type { AgentDescription } from './metadata.js';
+import type { Access, AgentOptions, HostMemory, TransportCategory } from './types.js';
+
+const CATEGORIES = new Set<TransportCategory>(['sm', 'tcp', 'rdma', 'self', 'cuda', 'unknown']);
+
+/** Turns an error thrown by the addon (an Error with a `code`) into a KvwireError. */
+export function fromNativeError(e: unknown): unknown {
+  const code = (e as { code?: unknown }).code;
+  if (e instanceof Error && typeof code === 'string' && code.startsWith('ERR_KVWIRE_')) {
+    return KvwireError.fromCode(code, e.message);
+  }
+  return e;
+}
+
+/** Why the UCX engine is unavailable here, or undefined when it is available. */
+export function ucxUnavailableReason(): string | undefined {
+  const native = loadNative();
+  if (native === undefined) return nativeLoadError();
+  if (!native.hasUcx) {
+    return 'this build of kvwire has no UCX (libucx-dev was not found when it was built); install libucx-dev and run `npm rebuild kvwire`';
+  }
+  return undefined;
+}
+
+/** The UCX engine. */
+export class NativeEngine implements Engine {
+  readonly kind = 'ucx' as const;
+  readonly transports: string;
+  readonly address: Uint8Array;
+  readonly #agent: NativeAgent;
+  readonly #listener: EngineListener;
+
+  constructor(name: string, listener: EngineListener, opts: AgentOptions) {
+    const reason = ucxUnavailableReason();
+    const native = loadNative();
+    if (reason !== undefined || native === undefined) {
+      throw new KvwireError(ErrorCode.UNSUPPORTED, `the UCX engine is unavailable: ${reason}; use engine: 'loopback' for in-process tests`);
+    }
+    this.#listener = listener;
+    const tls = Array.isArray(opts.transports) ? opts.transports.join(',') : (opts.transports as string | undefined);
+    try {
+      this.#agent = new native.NativeAgent(
+        {
+          name,
+          transports: tls ?? '',
+          protocol: opts.protocol ?? 'auto',
+          ...(opts.tuning?.spinUs !== undefined ? { spinUs: opts.tuning.spinUs } : {}),
+          ...(opts.tuning?.rndvThreshold !== undefined ? { rndvThreshold: opts.tuning.rndvThreshold } : {}),
+          ...(opts.tuning?.windowOps !== undefined ? { windowOps: opts.tuning.windowOps } : {}),
+        },
+        (events) => this.#dispatch(events),
+      );
+    } catch (e) {
+      throw fromNativeError(e);
+    }
+    this.address = new Uint8Array(this.#agent.address);
+    this.transports = this.#agent.transports;
+  }
+
+  #dispatch(events: NativeEvent[]): void {
+    const l = this.#listener;
+    for (const e of events) {
+      const error = e.code !== undefined ? KvwireError.fromCode(e.code, e.text ?? e.code) : undefined;
+      switch (e.kind) {
+        case NativeEventKind.TransferDone:
+          l.transferDone(e.id, error, { startNs: e.startNs ?? 0, postedNs: e.postedNs ?? 0, doneNs: e.doneNs ?? 0 });
+          break;
+        case NativeEventKind.Connected: {
+          let conn: EngineConnection | undefined;
+          if (error === undefined) {
+            const [category, lanes, protocol] = (e.text ?? '').split('|');
+            conn = {
+              transport: CATEGORIES.has(category as TransportCategory) ? (category as TransportCategory) : 'unknown',
+              lanes: lanes ?? '',
+              protocol: protocol === 'rma' ? 'rma' : 'am',
+            };
+          }
+          l.connected(e.id, error, conn);
+          break;
+        }
+        case NativeEventKind.Notification:
+          l.notification(e.text ?? '', e.bytes ?? Buffer.alloc(0));
+          break;
+        case NativeEventKind.PeerLost:
+          l.peerLost(e.id, error ?? new KvwireError(ErrorCode.PEER_LOST, e.text ?? 'peer lost'));
+          break;
+        case NativeEventKind.NotifyDone:
+          l.notifyDone(e.id, error);
+          break;
+        case NativeEventKind.RegionRevoked:
+          l.regionRevoked(e.id, e.aux ?? 0);
+          break;
+        case NativeEventKind.RegionReleased:
+          l.regionReleased(e.id);
+          break;
+        case NativeEventKind.Warning:
+          l.warning(e.text ?? '');
+          break;
+      }
+    }
+  }
+
+  register(id: number, label: string, memory: HostMemory, access: Access): { base: bigint; key: Uint8Array } {
+    try {
+      const { rkey, base } = this.#agent.register(id, label, memory, accessBits(access));
+      return { base, key: new Uint8Array(rkey) };
+    } catch (e) {
+      throw fromNativeError(e);
+    }
+  }
+
+  deregister(id: number): number {
+    return this.#agent.deregister(id);
+  }
+
+  connect(peerId: number, d: AgentDescription, timeoutMs: number): void {
+    this.#agent.connect(
+      peerId,
+      {
+        name: d.name,
+        address: d.address,
+        pid: d.pid,
+        pidStart: d.pidStart,
+        hostId: d.hostId,
+        regions: d.regions.map((r) => ({ id: r.id, base: r.base, length: r.length, access: accessBits(r.access), rkey: r.key })),
+      },
+      timeoutMs,
+    );
+  }
+
+  disconnect(peerId: number): void {
+    this.#agent.disconnect(peerId);
+  }
+
+  post(id: number, op: 0 | 1, peerId: number, descs: Float64Array, notify: Uint8Array | null, timeoutMs: number): void {
+    try {
+      this.#agent.post(id, op, peerId, descs, notify, timeoutMs);
+    } catch (e) {
+      throw fromNativeError(e);
+    }
+  }
+
+  cancel(id: number, code: string): void {
+    this.#agent.cancel(id, code);
+  }
+
+  notify(peerId: number, message: Uint8Array, token: number): void {
+    try {
+      this.#agent.notify(peerId, message, token);
+    } catch (e) {
+      throw fromNativeError(e);
+    }
+  }
+
+  ref(): void {
+    this.#agent.ref();
+  }
+
+  unref(): void {
+    this.#agent.unref();
+  }
+
+  close(): void {
+    this.#dispatch(this.#agent.close());
+  }
+}

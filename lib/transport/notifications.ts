@@ -1,0 +1,189 @@
+/**
+ * Notification delivery: async iterators, one-shot waits, and a short history so a wait that
+ * starts just after its notification arrived still sees it.
+ *
+ * @packageDocumentation
+ */
+import { ErrorCode, KvwireError } from '../errors.js';
+import type { Notification } from './types.js';
+
+/** Options of {@link NotificationHub.iterate}. */
+export interface NotificationIteratorOptions {
+  /** Ends the iteration when aborted. */
+  signal?: AbortSignal;
+  /** Notifications buffered for a slow consumer before it fails with `ERR_KVWIRE_CAPACITY`. Default 65 536. */
+  maxBuffered?: number;
+}
+
+/** Options of {@link NotificationHub.wait}. */
+export interface WaitOptions {
+  /** Deadline in milliseconds (default: none). */
+  timeoutMs?: number;
+  /** Cancels the wait. */
+  signal?: AbortSignal;
+}
+
+interface Consumer {
+  queue: Notification[];
+  max: number;
+  wake: (() => void) | undefined;
+  overflow: boolean;
+}
+
+interface Wait {
+  match: (n: Notification) => boolean;
+  settle: (n: Notification | undefined, error: KvwireError | undefined) => void;
+}
+
+/** Fans notifications out to iterators and waits. @internal */
+export class NotificationHub {
+  readonly #consumers = new Set<Consumer>();
+  readonly #waits = new Set<Wait>();
+  readonly #history: Notification[] = [];
+  readonly #historySize: number;
+  #closed = false;
+  #waiting = 0;
+  readonly #onWaiting: (delta: number) => void;
+
+  /** `onWaiting(+1/-1)` tracks consumers blocked on a notification (they keep the process alive). */
+  constructor(onWaiting: (delta: number) => void, historySize = 4096) {
+    this.#onWaiting = onWaiting;
+    this.#historySize = historySize;
+  }
+
+  /** Delivers one notification to every consumer and matching wait. */
+  push(n: Notification): void {
+    if (this.#closed) return;
+    // The first matching wait consumes it; otherwise it is kept a while for waits to come.
+    let consumed = false;
+    for (const w of this.#waits) {
+      if (w.match(n)) {
+        w.settle(n, undefined);
+        consumed = true;
+        break;
+      }
+    }
+    if (!consumed) {
+      this.#history.push(n);
+      if (this.#history.length > this.#historySize) this.#history.shift();
+    }
+    for (const c of this.#consumers) {
+      if (c.queue.length >= c.max) c.overflow = true;
+      else c.queue.push(n);
+      const wake = c.wake;
+      c.wake = undefined;
+      wake?.();
+    }
+  }
+
+  /** Ends every iterator and rejects every wait with `ERR_KVWIRE_CLOSED`. */
+  close(): void {
+    this.#closed = true;
+    for (const c of this.#consumers) {
+      const wake = c.wake;
+      c.wake = undefined;
+      wake?.();
+    }
+    this.#consumers.clear();
+  }
+
+  #setWaiting(delta: number): void {
+    this.#waiting += delta;
+    this.#onWaiting(delta);
+  }
+
+  /** An async iterator over notifications arriving from now on. */
+  iterate(opts: NotificationIteratorOptions = {}): AsyncIterableIterator<Notification> {
+    const c: Consumer = { queue: [], max: opts.maxBuffered ?? 65536, wake: undefined, overflow: false };
+    if (!this.#closed) this.#consumers.add(c);
+    const signal = opts.signal;
+    const hub = this;
+    let done = this.#closed;
+    const finish = () => {
+      done = true;
+      hub.#consumers.delete(c);
+      const wake = c.wake;
+      c.wake = undefined;
+      wake?.();
+    };
+    signal?.addEventListener('abort', finish, { once: true });
+    const it: AsyncIterableIterator<Notification> = {
+      [Symbol.asyncIterator]() {
+        return it;
+      },
+      async next(): Promise<IteratorResult<Notification>> {
+        for (;;) {
+          if (c.overflow) {
+            finish();
+            throw new KvwireError(ErrorCode.CAPACITY, `more than ${c.max} notifications were left unread; consume them faster or raise maxBuffered`);
+          }
+          const n = c.queue.shift();
+          if (n !== undefined) return { value: n, done: false };
+          if (done || hub.#closed) {
+            finish();
+            return { value: undefined, done: true };
+          }
+          hub.#setWaiting(1);
+          try {
+            await new Promise<void>((resolve) => {
+              c.wake = resolve;
+            });
+          } finally {
+            hub.#setWaiting(-1);
+          }
+        }
+      },
+      async return(): Promise<IteratorResult<Notification>> {
+        finish();
+        signal?.removeEventListener('abort', finish);
+        return { value: undefined, done: true };
+      },
+    };
+    return it;
+  }
+
+  /**
+   * The first notification matching `match`, looking first at the recent history (so one that
+   * arrived just before the wait began is not missed), then waiting.
+   */
+  wait(match: (n: Notification) => boolean, opts: WaitOptions = {}): Promise<Notification> {
+    for (let i = this.#history.length - 1; i >= 0; i--) {
+      const n = this.#history[i]!;
+      if (match(n)) {
+        this.#history.splice(i, 1); // consumed: a second wait for the same thing waits anew
+        return Promise.resolve(n);
+      }
+    }
+    if (this.#closed) return Promise.reject(new KvwireError(ErrorCode.CLOSED, 'the agent is closed'));
+    if (opts.signal?.aborted) {
+      return Promise.reject(new KvwireError(ErrorCode.CANCELLED, 'the wait for a notification was aborted'));
+    }
+    return new Promise<Notification>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const settle = (n: Notification | undefined, error: KvwireError | undefined) => {
+        if (!this.#waits.delete(entry)) return; // settled already
+        if (timer !== undefined) clearTimeout(timer);
+        opts.signal?.removeEventListener('abort', onAbort);
+        this.#setWaiting(-1);
+        if (error !== undefined) reject(error);
+        else resolve(n!);
+      };
+      const entry: Wait = { match, settle };
+      const onAbort = () => settle(undefined, new KvwireError(ErrorCode.CANCELLED, 'the wait for a notification was aborted'));
+      this.#waits.add(entry);
+      this.#setWaiting(1);
+      if (opts.timeoutMs !== undefined) {
+        timer = setTimeout(
+          () => settle(undefined, new KvwireError(ErrorCode.TIMEOUT, `no matching notification arrived within ${opts.timeoutMs} ms`)),
+          opts.timeoutMs,
+        );
+      }
+      opts.signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  /** Rejects every pending wait (the agent is closing). */
+  rejectWaits(error: KvwireError): void {
+    for (const w of [...this.#waits]) w.settle(undefined, error);
+  }
+}

@@ -1,0 +1,131 @@
+/**
+ * Regions: registered memory, local ({@link Region}) and remote ({@link RemoteRegion}).
+ *
+ * @packageDocumentation
+ */
+import type { Access } from './types.js';
+
+/** Internal hooks a Region needs from its agent. */
+export interface RegionOwner {
+  /** @internal */
+  deregisterRegion(region: Region): void;
+}
+
+/**
+ * Memory registered with an agent. Transfers name it in their descriptors; peers reach it (by
+ * label, in the access mode it was registered with) once they have the agent's metadata.
+ *
+ * The Region holds a reference to the memory, so it stays alive while registered.
+ */
+export class Region {
+  /** Engine id, unique within the agent and never reused. */
+  readonly id: number;
+  /** Name peers use to find it. */
+  readonly label: string;
+  /** What remote peers may do. */
+  readonly access: Access;
+  /** Size in bytes. */
+  readonly length: number;
+  /** The registered bytes, as a view (no copy). */
+  readonly bytes: Uint8Array;
+  /** Resolves once no operation can touch the memory any more (after deregistration). */
+  readonly released: Promise<void>;
+  #registered = true;
+  #resolveReleased!: () => void;
+  readonly #owner: RegionOwner;
+  /** The memory object as the caller gave it; held so it cannot be collected while registered. */
+  readonly #memory: unknown;
+
+  /** @internal Created by {@link Agent.register}. */
+  constructor(owner: RegionOwner, id: number, label: string, access: Access, bytes: Uint8Array, memory: unknown) {
+    this.#owner = owner;
+    this.id = id;
+    this.label = label;
+    this.access = access;
+    this.length = bytes.byteLength;
+    this.bytes = bytes;
+    this.#memory = memory;
+    this.released = new Promise((resolve) => {
+      this.#resolveReleased = resolve;
+    });
+  }
+
+  /** The agent that registered it. @internal */
+  get owner(): RegionOwner {
+    return this.#owner;
+  }
+
+  /** False once deregistered. */
+  get registered(): boolean {
+    return this.#registered;
+  }
+
+  /**
+   * Deregisters the region: peers can no longer reach it and it can no longer be used in new
+   * transfers. Throws `ERR_KVWIRE_REGION_BUSY` while transfers this agent posted still use it
+   * (await or cancel them first). Idempotent.
+   */
+  deregister(): void {
+    if (this.#registered) this.#owner.deregisterRegion(this);
+  }
+
+  /** @internal */
+  markDeregistered(): void {
+    this.#registered = false;
+  }
+
+  /** @internal */
+  markReleased(): void {
+    this.#registered = false;
+    this.#resolveReleased();
+  }
+
+  /** @internal Keeps the memory reachable from the region (see constructor). */
+  get memory(): unknown {
+    return this.#memory;
+  }
+
+  /** A short description for messages: `region 'kv' (1,048,576 bytes)`. */
+  toString(): string {
+    return `region '${this.label}' (${this.length.toLocaleString('en-US')} bytes)`;
+  }
+}
+
+/** A region of a connected peer, as its metadata described it. */
+export class RemoteRegion {
+  /** The peer's id for it. */
+  readonly id: number;
+  /** Its label at the peer. */
+  readonly label: string;
+  /** What this agent may do with it. */
+  readonly access: Access;
+  /** Size in bytes. */
+  readonly length: number;
+  /** The peer that owns it (a {@link Peer}). */
+  readonly peer: object;
+  #revoked = false;
+
+  /** @internal Created by {@link Agent.connect}. */
+  constructor(peer: object, id: number, label: string, access: Access, length: number) {
+    this.peer = peer;
+    this.id = id;
+    this.label = label;
+    this.access = access;
+    this.length = length;
+  }
+
+  /** True once the peer deregistered it: transfers naming it fail with `ERR_KVWIRE_DEREGISTERED`. */
+  get revoked(): boolean {
+    return this.#revoked;
+  }
+
+  /** @internal */
+  markRevoked(): void {
+    this.#revoked = true;
+  }
+
+  /** A short description for messages. */
+  toString(): string {
+    return `remote region '${this.label}' (${this.length.toLocaleString('en-US')} bytes)`;
+  }
+}

@@ -1,0 +1,191 @@
+/**
+ * Transfers: one posted READ or WRITE ({@link Transfer}), and prepared descriptor lists that post
+ * subsets by index many times ({@link PreparedTransfer}).
+ *
+ * @packageDocumentation
+ */
+import { ErrorCode, KvwireError } from '../errors.js';
+import type { EngineTiming } from './engine.js';
+import type { TransferOp, TransferOptions, TransferStats, TransferStatus, TransportCategory } from './types.js';
+
+/** What a Transfer needs from its agent. @internal */
+export interface TransferHost {
+  /** @internal */
+  cancelTransfer(t: Transfer, code: string, message: string): void;
+}
+
+/**
+ * One READ or WRITE in flight. `done` resolves with its telemetry when every byte is in place
+ * (and its notification sent), or rejects with a {@link KvwireError}; a rejection nobody awaits
+ * never crashes the process (check `status`/`error`).
+ */
+export class Transfer {
+  /** Agent-local id. */
+  readonly id: number;
+  /** READ (pull) or WRITE (push). */
+  readonly op: TransferOp;
+  /** Total bytes. */
+  readonly bytes: number;
+  /** Descriptors as given. */
+  readonly descriptors: number;
+  /** Descriptors posted after coalescing. */
+  readonly postedDescriptors: number;
+  /** Settles when the transfer completes or fails. */
+  readonly done: Promise<TransferStats>;
+  #status: TransferStatus = 'pending';
+  #error: KvwireError | undefined;
+  #resolve!: (s: TransferStats) => void;
+  #reject!: (e: KvwireError) => void;
+  readonly #host: TransferHost;
+  readonly #startNs: number;
+  #prepNs = 0;
+  readonly #transport: TransportCategory;
+  /** @internal cleanup run once when the transfer settles (timers, abort listeners). */
+  onSettle: (() => void) | undefined;
+
+  /** @internal Created by the agent. */
+  constructor(
+    host: TransferHost, id: number, op: TransferOp, bytes: number, descriptors: number, posted: number,
+    startNs: number, transport: TransportCategory,
+  ) {
+    this.#host = host;
+    this.id = id;
+    this.op = op;
+    this.bytes = bytes;
+    this.descriptors = descriptors;
+    this.postedDescriptors = posted;
+    this.#startNs = startNs;
+    this.#transport = transport;
+    this.done = new Promise<TransferStats>((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+    this.done.catch(() => {}); // observed through status/error when nobody awaits
+  }
+
+  /** 'pending', 'done', 'failed' or 'cancelled'. */
+  get status(): TransferStatus {
+    return this.#status;
+  }
+
+  /** Why it failed, once it did. */
+  get error(): KvwireError | undefined {
+    return this.#error;
+  }
+
+  /** True while pending. */
+  get pending(): boolean {
+    return this.#status === 'pending';
+  }
+
+  /**
+   * Cancels the transfer: `done` rejects with `ERR_KVWIRE_CANCELLED` at once. Operations already
+   * handed to the transport may still complete, so the destination bytes are undefined; the
+   * regions it uses stay busy until those operations are gone. No-op once settled.
+   */
+  cancel(reason = 'the transfer was cancelled'): void {
+    if (this.#status !== 'pending') return;
+    this.#host.cancelTransfer(this, ErrorCode.CANCELLED, reason);
+  }
+
+  /** @internal Marks the end of JS-side preparation. */
+  markPrepared(nowNs: number): void {
+    this.#prepNs = nowNs - this.#startNs;
+  }
+
+  /** @internal Settles the transfer once; later calls are ignored. */
+  settle(error: KvwireError | undefined, timing?: EngineTiming): boolean {
+    if (this.#status !== 'pending') return false;
+    const cleanup = this.onSettle;
+    this.onSettle = undefined;
+    cleanup?.();
+    if (error !== undefined) {
+      this.#status = error.code === ErrorCode.CANCELLED ? 'cancelled' : 'failed';
+      this.#error = error;
+      this.#reject(error);
+      return true;
+    }
+    const t = timing ?? { startNs: this.#startNs, postedNs: this.#startNs, doneNs: this.#startNs };
+    const prepEnd = this.#startNs + this.#prepNs;
+    const postedAt = Math.max(t.postedNs, prepEnd);
+    const doneNs = Math.max(t.doneNs, postedAt);
+    const durationMs = (doneNs - this.#startNs) / 1e6;
+    this.#status = 'done';
+    this.#resolve({
+      op: this.op,
+      bytes: this.bytes,
+      descriptors: this.descriptors,
+      postedDescriptors: this.postedDescriptors,
+      startedAt: this.#startNs / 1e6,
+      postedAt: postedAt / 1e6,
+      completedAt: doneNs / 1e6,
+      prepMs: this.#prepNs / 1e6,
+      postMs: (postedAt - prepEnd) / 1e6,
+      completionMs: (doneNs - postedAt) / 1e6,
+      durationMs,
+      gbps: durationMs > 0 ? this.bytes / (durationMs * 1e6) : 0,
+      transport: this.#transport,
+    });
+    return true;
+  }
+}
+
+/** What a PreparedTransfer needs from its agent. @internal */
+export interface PreparedHost {
+  /** @internal */
+  postPrepared(p: PreparedTransfer, op: TransferOp, indices: ArrayLike<number> | undefined, opts: TransferOptions): Transfer;
+}
+
+/**
+ * A descriptor list validated once against a peer (NIXL's prepXferDlist + makeXferReq): post all
+ * of it, or any subset by index, as READ or WRITE, many times, without validating the regions
+ * again. Created by {@link Agent.prepare}.
+ */
+export class PreparedTransfer {
+  /** Number of descriptors (indices run from 0 to length - 1). */
+  readonly length: number;
+  /** Total bytes of all descriptors. */
+  readonly bytes: number;
+  /** The peer it was prepared for. */
+  readonly peer: object;
+  /** @internal validated rows, stride 5, as given (not coalesced: indices refer to them). */
+  readonly flat: Float64Array;
+  /** @internal the distinct regions it names, re-checked (cheaply) at each post. */
+  readonly localRegions: readonly { registered: boolean; toString(): string }[];
+  /** @internal */
+  readonly remoteRegions: readonly { revoked: boolean; toString(): string }[];
+  readonly #host: PreparedHost;
+
+  /** @internal */
+  constructor(
+    host: PreparedHost, peer: object, flat: Float64Array, bytes: number,
+    localRegions: readonly { registered: boolean; toString(): string }[],
+    remoteRegions: readonly { revoked: boolean; toString(): string }[],
+  ) {
+    this.#host = host;
+    this.peer = peer;
+    this.flat = flat;
+    this.length = flat.length / 5;
+    this.bytes = bytes;
+    this.localRegions = localRegions;
+    this.remoteRegions = remoteRegions;
+  }
+
+  /** READs the descriptors at `indices` (all when omitted). */
+  read(indices?: ArrayLike<number>, opts: TransferOptions = {}): Transfer {
+    return this.#host.postPrepared(this, 'read', indices, opts);
+  }
+
+  /** WRITEs the descriptors at `indices` (all when omitted). */
+  write(indices?: ArrayLike<number>, opts: TransferOptions = {}): Transfer {
+    return this.#host.postPrepared(this, 'write', indices, opts);
+  }
+
+  /** Posts `op` on the descriptors at `indices` (all when omitted). */
+  post(op: TransferOp, indices?: ArrayLike<number>, opts: TransferOptions = {}): Transfer {
+    if (op !== 'read' && op !== 'write') {
+      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `op must be 'read' or 'write', not ${String(op)}`);
+    }
+    return this.#host.postPrepared(this, op, indices, opts);
+  }
+}

@@ -1,0 +1,151 @@
+/**
+ * Public types of the transport contract.
+ *
+ * @packageDocumentation
+ */
+
+/** What a remote peer may do with a region. Local use (as the source or destination of this
+ * agent's own transfers) needs no remote access: 'none' is the safe default. */
+export type Access = 'read' | 'write' | 'readwrite' | 'none';
+
+/** Transfer direction: READ pulls remote bytes into local memory, WRITE pushes local bytes out. */
+export type TransferOp = 'read' | 'write';
+
+/** Which engine moves the bytes. */
+export type EngineKind = 'ucx' | 'loopback';
+
+/** Engine choice at creation: 'auto' is UCX when available, else an error that says why. */
+export type EngineChoice = 'auto' | EngineKind;
+
+/** Host memory kvwire registers in place (never copied). */
+export type HostMemory = ArrayBuffer | ArrayBufferView;
+
+/** How the bytes travel between two agents, as the engine actually chose it. */
+export type TransportCategory = 'sm' | 'tcp' | 'rdma' | 'self' | 'cuda' | 'loopback' | 'unknown';
+
+/** Options of {@link Agent.create}. */
+export interface AgentOptions {
+  /** Name peers see (as `from` of notifications). Default: `kvwire-<pid>-<n>`. */
+  name?: string;
+  /** 'auto' (default): UCX if this build and machine have it; 'loopback': in-process mock engine. */
+  engine?: EngineChoice;
+  /**
+   * Transports UCX may use, as UCX_TLS spells them (e.g. 'tcp', 'sm', 'sm,tcp', 'rc,sm').
+   * Default: the UCX_TLS environment variable, else everything UCX finds.
+   */
+  transports?: string | readonly string[];
+  /** Deadline of a transfer that does not give its own `timeoutMs`. Default 30 000 ms. */
+  defaultTimeoutMs?: number;
+  /**
+   * Data path: 'auto' (default) uses one-sided put/get over shared memory and RDMA, and active
+   * messages with rendezvous over tcp (where UCX's emulated get is slow). 'rma' or 'am' force one.
+   */
+  protocol?: 'auto' | 'rma' | 'am';
+  /** Keep the process alive while the agent is open, even when idle (like a listening server). */
+  keepAlive?: boolean;
+  /** Tuning of the native engine (advanced). */
+  tuning?: {
+    /** Busy-poll this long (µs) after the last activity while operations are in flight. Default 50. */
+    spinUs?: number;
+    /** Active-message payloads at least this large go by rendezvous. Default 16 KiB. */
+    rndvThreshold?: number;
+    /** Active-message operations in flight per transfer. Default 256. */
+    windowOps?: number;
+  };
+}
+
+/** Options of {@link Agent.register}. */
+export interface RegisterOptions {
+  /** What remote peers may do. Default 'none' (local use only). */
+  access?: Access;
+  /** A name unique within the agent; peers find the region by it. Default `region-<id>`. */
+  label?: string;
+}
+
+/** One contiguous byte range of a region. */
+export interface Descriptor<R> {
+  /** The region (a local {@link Region} or a peer's {@link RemoteRegion}). */
+  readonly region: R;
+  /** First byte, from the start of the region. */
+  readonly offset: number;
+  /** Number of bytes (> 0). */
+  readonly length: number;
+}
+
+/**
+ * Descriptors as columns (the fast path for thousands of them): descriptor `i` covers
+ * `regions[region[i]]` from `offset[i]` for `length[i]` bytes. `count` defaults to `region.length`.
+ */
+export interface DescriptorColumns<R> {
+  readonly regions: readonly R[];
+  readonly region: Uint32Array;
+  readonly offset: Float64Array;
+  readonly length: Float64Array;
+  readonly count?: number;
+}
+
+/** A descriptor list: an array of {@link Descriptor}s, or columns. */
+export type DescriptorInput<R> = readonly Descriptor<R>[] | DescriptorColumns<R>;
+
+/** Options of a READ or WRITE. */
+export interface TransferOptions {
+  /**
+   * A notification delivered to the remote agent only after every byte of this transfer is in
+   * place (WRITE: in the remote memory; READ: in local memory). At most 1 MiB.
+   */
+  notify?: string | Uint8Array;
+  /** Deadline in milliseconds (default: the agent's `defaultTimeoutMs`). */
+  timeoutMs?: number;
+  /** Cancels the transfer when aborted. */
+  signal?: AbortSignal;
+  /** Merge descriptors that are contiguous on both sides (default true). */
+  coalesce?: boolean;
+}
+
+/** Telemetry of a completed transfer. Times are milliseconds on the monotonic clock. */
+export interface TransferStats {
+  readonly op: TransferOp;
+  /** Bytes moved. */
+  readonly bytes: number;
+  /** Descriptors as given. */
+  readonly descriptors: number;
+  /** Descriptors posted after coalescing. */
+  readonly postedDescriptors: number;
+  /** When the call to read()/write()/post() began. */
+  readonly startedAt: number;
+  /** When the engine had handed the last operation to the transport. */
+  readonly postedAt: number;
+  /** When the transfer completed (all bytes in place, notification sent). */
+  readonly completedAt: number;
+  /** JavaScript-side validation and marshalling time. */
+  readonly prepMs: number;
+  /** From the end of preparation until the last operation was posted. */
+  readonly postMs: number;
+  /** From the last post until completion. */
+  readonly completionMs: number;
+  /** From start to completion. */
+  readonly durationMs: number;
+  /** Throughput in GB/s (10^9 bytes per second) over `durationMs`. */
+  readonly gbps: number;
+  /** How the bytes travelled. */
+  readonly transport: TransportCategory;
+}
+
+/** The state of a {@link Transfer}. */
+export type TransferStatus = 'pending' | 'done' | 'failed' | 'cancelled';
+
+/** A notification received from a peer. */
+export interface Notification {
+  /** The sending agent's name. */
+  readonly from: string;
+  /** The message bytes (a Buffer: `message.toString()` decodes UTF-8). */
+  readonly message: Buffer;
+}
+
+/** Options of {@link Agent.connect}. */
+export interface ConnectOptions {
+  /** Handshake deadline (default 10 000 ms). */
+  timeoutMs?: number;
+  /** Cancels the connection attempt. */
+  signal?: AbortSignal;
+}

@@ -1,0 +1,456 @@
+#include "agent.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "engine/process.h"
+
+namespace kvwire {
+
+namespace {
+
+constexpr napi_type_tag kAgentTag = {0x6b7677697265a9e1ULL, 0x4167656e74c0ffeeULL};
+
+void CheckTag(const Napi::CallbackInfo& info) {
+  bool ok = false;
+  napi_value self = info.This();
+  if (napi_check_object_type_tag(info.Env(), self, &kAgentTag, &ok) != napi_ok || !ok) {
+    throw Napi::TypeError::New(info.Env(), "kvwire: method called on an object that is not a NativeAgent");
+  }
+}
+
+// The bytes of an ArrayBuffer, typed array, DataView or Buffer, in place (never copied).
+bool MemoryOf(Napi::Value v, uint8_t** data, size_t* length) {
+  napi_env env = v.Env();
+  if (v.IsArrayBuffer()) {
+    auto ab = v.As<Napi::ArrayBuffer>();
+    *data = static_cast<uint8_t*>(ab.Data());
+    *length = ab.ByteLength();
+    return true;
+  }
+  if (v.IsTypedArray()) {
+    napi_typedarray_type type;
+    size_t count;
+    void* ptr;
+    napi_value ab;
+    size_t offset;
+    if (napi_get_typedarray_info(env, v, &type, &count, &ptr, &ab, &offset) != napi_ok) return false;
+    *data = static_cast<uint8_t*>(ptr);
+    *length = v.As<Napi::TypedArray>().ByteLength();
+    return true;
+  }
+  if (v.IsDataView()) {
+    auto dv = v.As<Napi::DataView>();
+    *data = static_cast<uint8_t*>(dv.Data());
+    *length = dv.ByteLength();
+    return true;
+  }
+  return false;
+}
+
+std::string StringOf(Napi::Value v) { return v.IsString() ? v.As<Napi::String>().Utf8Value() : std::string(); }
+
+double NumberOf(Napi::Object o, const char* key, double dflt) {
+  Napi::Value v = o.Get(key);
+  return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : dflt;
+}
+
+bool IsIndex(double d) { return d >= 0 && d <= 9007199254740991.0 && std::floor(d) == d; }
+
+}  // namespace
+
+void ThrowCode(Napi::Env env, const char* code, const std::string& message) {
+  Napi::Error e = Napi::Error::New(env, message);
+  e.Set("code", Napi::String::New(env, code));
+  throw e;
+}
+
+Napi::Function Agent::Init(Napi::Env env) {
+  return DefineClass(env, "NativeAgent",
+                     {
+                         InstanceMethod<&Agent::Register>("register"),
+                         InstanceMethod<&Agent::Deregister>("deregister"),
+                         InstanceMethod<&Agent::Connect>("connect"),
+                         InstanceMethod<&Agent::Disconnect>("disconnect"),
+                         InstanceMethod<&Agent::Post>("post"),
+                         InstanceMethod<&Agent::Cancel>("cancel"),
+                         InstanceMethod<&Agent::Notify>("notify"),
+                         InstanceMethod<&Agent::Close>("close"),
+                         InstanceMethod<&Agent::Ref>("ref"),
+                         InstanceMethod<&Agent::Unref>("unref"),
+                         InstanceAccessor<&Agent::GetAddress>("address"),
+                         InstanceAccessor<&Agent::GetTransports>("transports"),
+                     });
+}
+
+// new NativeAgent(options, onEvents)
+Agent::Agent(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Agent>(info) {
+  Napi::Env env = info.Env();
+  env_ = env;
+  napi_type_tag_object(env, info.This(), &kAgentTag);
+  if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsFunction()) {
+    throw Napi::TypeError::New(env, "NativeAgent(options, onEvents): options object and callback required");
+  }
+#ifdef KVWIRE_HAVE_UCX
+  Napi::Object o = info[0].As<Napi::Object>();
+  EngineOptions opts;
+  opts.name = StringOf(o.Get("name"));
+  opts.transports = StringOf(o.Get("transports"));
+  std::string protocol = StringOf(o.Get("protocol"));
+  if (!protocol.empty()) opts.protocol = protocol;
+  opts.spinUs = static_cast<uint32_t>(NumberOf(o, "spinUs", opts.spinUs));
+  opts.rndvThreshold = static_cast<uint64_t>(NumberOf(o, "rndvThreshold", static_cast<double>(opts.rndvThreshold)));
+  opts.windowOps = std::max<uint32_t>(1, static_cast<uint32_t>(NumberOf(o, "windowOps", opts.windowOps)));
+  opts.hostId = HostId();
+  opts.pidStart = ProcessStartTime(static_cast<uint32_t>(getpid()));
+
+  tsfn_ = Napi::ThreadSafeFunction::New(env, info[1].As<Napi::Function>(), "kvwire-engine-events", 0, 1);
+  tsfnLive_ = true;
+  tsfn_.Unref(env);  // an idle agent does not keep the process alive; pending work refs it
+  Napi::ThreadSafeFunction tsfn = tsfn_;
+  auto sink = [tsfn](std::vector<EngineEvent>&& events) mutable {
+    auto* batch = new std::vector<EngineEvent>(std::move(events));
+    napi_status st = tsfn.NonBlockingCall(batch, [](Napi::Env env, Napi::Function cb, std::vector<EngineEvent>* b) {
+      std::unique_ptr<std::vector<EngineEvent>> owned(b);
+      if (env == nullptr || cb.IsEmpty()) return;
+      // The TypeScript dispatcher never throws (user listeners' errors are rethrown on a later
+      // tick); an exception here means the environment is shutting down: drop the batch.
+      try {
+        cb.Call({EventsToJs(env, *owned)});
+      } catch (const Napi::Error&) {
+      }
+    });
+    if (st != napi_ok) delete batch;  // closing: the JS side is gone
+  };
+  std::string error;
+  engine_ = UcxEngine::Create(opts, std::move(sink), &error);
+  if (!engine_) {
+    tsfn_.Release();
+    tsfnLive_ = false;
+    ThrowCode(env, code::kUnsupported, "the UCX engine could not start: " + error);
+  }
+  napi_add_env_cleanup_hook(env, reinterpret_cast<void (*)(void*)>(&Agent::CleanupHook), this);
+#else
+  ThrowCode(env, code::kUnsupported,
+            "this build of kvwire has no UCX engine (libucx-dev was not found when it was built); install "
+            "libucx-dev and run `npm rebuild kvwire`, or use engine: 'loopback'");
+#endif
+}
+
+Agent::~Agent() {
+  if (!closed_) {
+    CloseNow();
+    napi_remove_env_cleanup_hook(env_, reinterpret_cast<void (*)(void*)>(&Agent::CleanupHook), this);
+  }
+}
+
+void Agent::CleanupHook(Agent* self) {
+  // The environment is going away (process exit, worker termination): stop the engine thread
+  // and free UCX now, while the memory registered from JS is still valid.
+  self->CloseNow();
+}
+
+void Agent::CloseNow() {
+  if (closed_) return;
+  closed_ = true;
+#ifdef KVWIRE_HAVE_UCX
+  if (engine_) {
+    engine_->Close();
+    engine_.reset();
+  }
+#endif
+  if (tsfnLive_) {
+    tsfnLive_ = false;
+    tsfn_.Release();
+  }
+}
+
+#define KVWIRE_REQUIRE_OPEN(info)                                                                        \
+  CheckTag(info);                                                                                        \
+  if (closed_) ThrowCode(info.Env(), code::kClosed, "the agent is closed; create a new one with Agent.create()")
+
+Napi::Value Agent::GetAddress(const Napi::CallbackInfo& info) {
+  KVWIRE_REQUIRE_OPEN(info);
+#ifdef KVWIRE_HAVE_UCX
+  const std::string& a = engine_->workerAddress();
+  return Napi::Buffer<uint8_t>::Copy(info.Env(), reinterpret_cast<const uint8_t*>(a.data()), a.size());
+#else
+  return info.Env().Undefined();
+#endif
+}
+
+Napi::Value Agent::GetTransports(const Napi::CallbackInfo& info) {
+  KVWIRE_REQUIRE_OPEN(info);
+#ifdef KVWIRE_HAVE_UCX
+  return Napi::String::New(info.Env(), engine_->transportsConfigured());
+#else
+  return info.Env().Undefined();
+#endif
+}
+
+// register(id, label, memory, access) -> Buffer (packed rkey; empty for access none)
+Napi::Value Agent::Register(const Napi::CallbackInfo& info) {
+  KVWIRE_REQUIRE_OPEN(info);
+  Napi::Env env = info.Env();
+  uint8_t* data = nullptr;
+  size_t length = 0;
+  if (info.Length() < 4 || !info[0].IsNumber() || !info[1].IsString() || !MemoryOf(info[2], &data, &length) ||
+      !info[3].IsNumber()) {
+    ThrowCode(env, code::kInvalidArgument, "register(id, label, memory, access): bad arguments");
+  }
+  uint32_t id = info[0].As<Napi::Number>().Uint32Value();
+  uint32_t access = info[3].As<Napi::Number>().Uint32Value();
+  if (access > kAccessReadWrite) ThrowCode(env, code::kInvalidArgument, "access must be 0..3");
+  if (length == 0 || data == nullptr) {
+    ThrowCode(env, code::kInvalidArgument, "cannot register an empty (or detached) buffer");
+  }
+#ifdef KVWIRE_HAVE_UCX
+  std::string rkey, error;
+  if (!engine_->Register(id, info[1].As<Napi::String>().Utf8Value(), data, length, static_cast<Access>(access),
+                         &rkey, &error)) {
+    ThrowCode(env, code::kTransport, error);
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("rkey", Napi::Buffer<uint8_t>::Copy(env, reinterpret_cast<const uint8_t*>(rkey.data()), rkey.size()));
+  out.Set("base", Napi::BigInt::New(env, static_cast<uint64_t>(reinterpret_cast<uintptr_t>(data))));
+  return out;
+#else
+  return env.Undefined();
+#endif
+}
+
+// deregister(id) -> 0 when done, N > 0 when N local transfers still use it, -1 when unknown
+Napi::Value Agent::Deregister(const Napi::CallbackInfo& info) {
+  KVWIRE_REQUIRE_OPEN(info);
+#ifdef KVWIRE_HAVE_UCX
+  uint32_t busy = 0;
+  bool known = false;
+  bool ok = engine_->Deregister(info[0].As<Napi::Number>().Uint32Value(), &busy, &known);
+  return Napi::Number::New(info.Env(), ok ? 0 : known ? static_cast<double>(busy) : -1);
+#else
+  return info.Env().Undefined();
+#endif
+}
+
+// connect(peerId, { name, address, pid, pidStart, hostId, regions: [{ id, base (bigint), length,
+//   access, rkey }] }, timeoutMs)
+Napi::Value Agent::Connect(const Napi::CallbackInfo& info) {
+  KVWIRE_REQUIRE_OPEN(info);
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsObject() || !info[2].IsNumber()) {
+    ThrowCode(env, code::kInvalidArgument, "connect(peerId, info, timeoutMs): bad arguments");
+  }
+#ifdef KVWIRE_HAVE_UCX
+  Napi::Object o = info[1].As<Napi::Object>();
+  auto peer = std::make_shared<PeerInfo>();
+  peer->name = StringOf(o.Get("name"));
+  peer->hostId = StringOf(o.Get("hostId"));
+  peer->pid = static_cast<uint32_t>(NumberOf(o, "pid", 0));
+  peer->pidStart = static_cast<uint64_t>(NumberOf(o, "pidStart", 0));
+  uint8_t* addr = nullptr;
+  size_t addrLen = 0;
+  if (!MemoryOf(o.Get("address"), &addr, &addrLen) || addrLen == 0) {
+    ThrowCode(env, code::kBadMetadata, "the metadata carries no UCX worker address");
+  }
+  peer->address.assign(reinterpret_cast<const char*>(addr), addrLen);
+  Napi::Value regions = o.Get("regions");
+  if (!regions.IsArray()) ThrowCode(env, code::kBadMetadata, "the metadata carries no region list");
+  Napi::Array arr = regions.As<Napi::Array>();
+  for (uint32_t i = 0; i < arr.Length(); ++i) {
+    Napi::Value rv = arr.Get(i);
+    if (!rv.IsObject()) ThrowCode(env, code::kBadMetadata, "region entry is not an object");
+    Napi::Object r = rv.As<Napi::Object>();
+    auto rr = std::make_unique<RemoteRegion>();
+    rr->id = static_cast<uint32_t>(NumberOf(r, "id", 0));
+    Napi::Value base = r.Get("base");
+    bool lossless = false;
+    rr->base = base.IsBigInt() ? base.As<Napi::BigInt>().Uint64Value(&lossless) : 0;
+    rr->length = static_cast<uint64_t>(NumberOf(r, "length", 0));
+    rr->access = static_cast<Access>(static_cast<uint32_t>(NumberOf(r, "access", 0)) & 3u);
+    uint8_t* rk = nullptr;
+    size_t rkLen = 0;
+    if (MemoryOf(r.Get("rkey"), &rk, &rkLen) && rkLen > 0) rr->rkey.assign(reinterpret_cast<const char*>(rk), rkLen);
+    peer->regions[rr->id] = std::move(rr);
+  }
+  uint32_t timeoutMs = info[2].As<Napi::Number>().Uint32Value();
+  engine_->Connect(info[0].As<Napi::Number>().Uint32Value(), std::move(peer), timeoutMs);
+#endif
+  return env.Undefined();
+}
+
+Napi::Value Agent::Disconnect(const Napi::CallbackInfo& info) {
+  KVWIRE_REQUIRE_OPEN(info);
+#ifdef KVWIRE_HAVE_UCX
+  engine_->Disconnect(info[0].As<Napi::Number>().Uint32Value());
+#endif
+  return info.Env().Undefined();
+}
+
+// post(xferId, op, peerId, descs: Float64Array (stride 5), notify: Uint8Array | null, timeoutMs)
+// -> bytes. Throws (with a code) when any descriptor fails the checks; nothing is posted then.
+Napi::Value Agent::Post(const Napi::CallbackInfo& info) {
+  KVWIRE_REQUIRE_OPEN(info);
+  Napi::Env env = info.Env();
+  if (info.Length() < 6 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber() ||
+      !info[3].IsTypedArray() || !info[5].IsNumber()) {
+    ThrowCode(env, code::kInvalidArgument, "post(xferId, op, peerId, descs, notify, timeoutMs): bad arguments");
+  }
+#ifdef KVWIRE_HAVE_UCX
+  Napi::TypedArray ta = info[3].As<Napi::TypedArray>();
+  if (ta.TypedArrayType() != napi_float64_array || ta.ElementLength() % 5 != 0 || ta.ElementLength() == 0) {
+    ThrowCode(env, code::kInvalidArgument, "descriptors must be a non-empty Float64Array of stride 5");
+  }
+  const double* d = info[3].As<Napi::Float64Array>().Data();
+  size_t n = ta.ElementLength() / 5;
+  auto req = std::make_unique<TransferRequest>();
+  req->id = static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value());
+  req->op = info[1].As<Napi::Number>().Uint32Value() == 1 ? Op::kWrite : Op::kRead;
+  req->peerId = info[2].As<Napi::Number>().Uint32Value();
+  req->timeoutMs = info[5].As<Napi::Number>().Uint32Value();
+  if (!info[4].IsNull() && !info[4].IsUndefined()) {
+    uint8_t* nd = nullptr;
+    size_t nl = 0;
+    if (!MemoryOf(info[4], &nd, &nl)) ThrowCode(env, code::kInvalidArgument, "notify must be bytes");
+    if (nl > wire::kMaxNotifyBytes) ThrowCode(env, code::kInvalidArgument, "notification larger than 1 MiB");
+    req->notify.assign(reinterpret_cast<const char*>(nd), nl);
+    req->hasNotify = true;
+  }
+  std::shared_ptr<PeerInfo> peer = engine_->peerInfo(req->peerId);
+  if (!peer) ThrowCode(env, code::kClosed, "the peer is disconnected");
+  Access need = req->op == Op::kWrite ? kAccessWrite : kAccessRead;
+  req->descs.resize(n);
+  auto fail = [&](const char* c, const std::string& m) {
+    for (auto& r : req->regions) r->Release();
+    req->regions.clear();
+    ThrowCode(env, c, m);
+  };
+  uint32_t lastLocal = UINT32_MAX, lastRemote = UINT32_MAX;
+  LocalRegion* local = nullptr;
+  const RemoteRegion* remote = nullptr;
+  for (size_t i = 0; i < n; ++i) {
+    const double* e = d + i * 5;
+    for (int k = 0; k < 5; ++k) {
+      if (!IsIndex(e[k])) fail(code::kInvalidArgument, "descriptor " + std::to_string(i) + " has a non-integer field");
+    }
+    uint32_t lid = static_cast<uint32_t>(e[0]), rid = static_cast<uint32_t>(e[2]);
+    uint64_t loff = static_cast<uint64_t>(e[1]), roff = static_cast<uint64_t>(e[3]), len = static_cast<uint64_t>(e[4]);
+    if (lid != lastLocal) {
+      local = nullptr;
+      for (auto& r : req->regions) {
+        if (r->id() == lid) local = r.get();
+      }
+      if (local == nullptr) {
+        LocalRegionPtr r = engine_->regions().Acquire(lid);
+        if (!r) fail(code::kDeregistered, "descriptor " + std::to_string(i) + ": local region was deregistered");
+        local = r.get();
+        req->regions.push_back(std::move(r));
+      }
+      lastLocal = lid;
+    }
+    if (rid != lastRemote) {
+      remote = peer->Find(rid);
+      if (remote == nullptr) fail(code::kUnknownRegion, "descriptor " + std::to_string(i) + ": unknown remote region");
+      lastRemote = rid;
+    }
+    if (remote->revoked.load(std::memory_order_relaxed)) {
+      fail(code::kDeregistered, "descriptor " + std::to_string(i) + ": the peer deregistered the remote region");
+    }
+    if ((remote->access & need) != need) fail(code::kAccessDenied, "descriptor " + std::to_string(i) + ": access denied");
+    if (len == 0 || !local->Contains(loff, len) || roff > remote->length || len > remote->length - roff) {
+      fail(code::kOutOfBounds, "descriptor " + std::to_string(i) + " is out of bounds");
+    }
+    req->descs[i] = ResolvedDesc{local->base() + loff, len, rid, roff, remote->base + roff};
+    req->bytes += len;
+  }
+  double bytes = static_cast<double>(req->bytes);
+  engine_->Post(std::move(req));
+  return Napi::Number::New(env, bytes);
+#else
+  return env.Undefined();
+#endif
+}
+
+Napi::Value Agent::Cancel(const Napi::CallbackInfo& info) {
+  KVWIRE_REQUIRE_OPEN(info);
+#ifdef KVWIRE_HAVE_UCX
+  std::string c = info.Length() > 1 ? StringOf(info[1]) : "";
+  const char* codeStr = c == code::kTimeout ? code::kTimeout : code::kCancelled;
+  engine_->Cancel(static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value()), codeStr);
+#endif
+  return info.Env().Undefined();
+}
+
+// notify(peerId, message: Uint8Array, token)
+Napi::Value Agent::Notify(const Napi::CallbackInfo& info) {
+  KVWIRE_REQUIRE_OPEN(info);
+  Napi::Env env = info.Env();
+  uint8_t* data = nullptr;
+  size_t len = 0;
+  if (info.Length() < 3 || !info[0].IsNumber() || !MemoryOf(info[1], &data, &len) || !info[2].IsNumber()) {
+    ThrowCode(env, code::kInvalidArgument, "notify(peerId, message, token): bad arguments");
+  }
+  if (len > wire::kMaxNotifyBytes) ThrowCode(env, code::kInvalidArgument, "notification larger than 1 MiB");
+#ifdef KVWIRE_HAVE_UCX
+  engine_->Notify(info[0].As<Napi::Number>().Uint32Value(), std::string(reinterpret_cast<const char*>(data), len),
+                  static_cast<uint64_t>(info[2].As<Napi::Number>().Int64Value()));
+#endif
+  return env.Undefined();
+}
+
+// close() -> the events produced while closing (transfers failed with ERR_KVWIRE_CLOSED, ...)
+Napi::Value Agent::Close(const Napi::CallbackInfo& info) {
+  CheckTag(info);
+  Napi::Env env = info.Env();
+  if (closed_) return Napi::Array::New(env);
+  std::vector<EngineEvent> left;
+#ifdef KVWIRE_HAVE_UCX
+  if (engine_) left = engine_->Close();
+#endif
+  CloseNow();
+  napi_remove_env_cleanup_hook(env_, reinterpret_cast<void (*)(void*)>(&Agent::CleanupHook), this);
+  return EventsToJs(env, left);
+}
+
+Napi::Value Agent::Ref(const Napi::CallbackInfo& info) {
+  CheckTag(info);
+  if (!closed_ && tsfnLive_ && !refed_) {
+    tsfn_.Ref(info.Env());
+    refed_ = true;
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value Agent::Unref(const Napi::CallbackInfo& info) {
+  CheckTag(info);
+  if (!closed_ && tsfnLive_ && refed_) {
+    tsfn_.Unref(info.Env());
+    refed_ = false;
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Array Agent::EventsToJs(Napi::Env env, std::vector<EngineEvent>& events) {
+  Napi::Array out = Napi::Array::New(env, events.size());
+  for (size_t i = 0; i < events.size(); ++i) {
+    EngineEvent& e = events[i];
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("kind", static_cast<double>(e.kind));
+    o.Set("id", static_cast<double>(e.id));
+    if (e.aux != 0) o.Set("aux", static_cast<double>(e.aux));
+    if (!e.code.empty()) o.Set("code", e.code);
+    if (!e.text.empty()) o.Set("text", e.text);
+    if (e.kind == EngineEvent::Kind::kNotification) {
+      o.Set("bytes", Napi::Buffer<uint8_t>::Copy(env, e.bytes.data(), e.bytes.size()));
+    }
+    if (e.kind == EngineEvent::Kind::kTransferDone) {
+      o.Set("startNs", static_cast<double>(e.startNs));
+      o.Set("postedNs", static_cast<double>(e.postedNs));
+      o.Set("doneNs", static_cast<double>(e.doneNs));
+      o.Set("bytesMoved", static_cast<double>(e.bytesMoved));
+    }
+    out.Set(static_cast<uint32_t>(i), o);
+  }
+  return out;
+}
+
+}  // namespace kvwire

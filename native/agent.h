@@ -1,0 +1,65 @@
+// Agent: the JS class `NativeAgent` (lib/native.ts), one per engine instance.
+//
+// It owns a UcxEngine and a ThreadSafeFunction that carries engine events to JS. Descriptor lists
+// arrive as one flat Float64Array (stride 5: local region, local offset, remote region, remote
+// offset, length) and are resolved and bounds-checked here, again, before anything is posted:
+// TypeScript validated them with friendly messages; this is the last line of defence.
+//
+// Lifetime hazards guarded:
+//  - process exit or worker_threads termination with transfers in flight: an environment cleanup
+//    hook closes the engine (joins its thread, frees UCX) before the environment goes away;
+//  - a garbage-collected agent that was never closed: the destructor closes it the same way;
+//  - a foreign object passed as `this`: the class is type-tagged, unwrap checks the tag.
+#pragma once
+#include <napi.h>
+
+#include <memory>
+
+#include "engine/types.h"
+#ifdef KVWIRE_HAVE_UCX
+#include "engine/ucx_engine.h"
+#endif
+
+namespace kvwire {
+
+class Agent : public Napi::ObjectWrap<Agent> {
+ public:
+  static Napi::Function Init(Napi::Env env);
+  explicit Agent(const Napi::CallbackInfo& info);
+  ~Agent() override;
+
+ private:
+  Napi::Value Register(const Napi::CallbackInfo& info);
+  Napi::Value Deregister(const Napi::CallbackInfo& info);
+  Napi::Value Connect(const Napi::CallbackInfo& info);
+  Napi::Value Disconnect(const Napi::CallbackInfo& info);
+  Napi::Value Post(const Napi::CallbackInfo& info);
+  Napi::Value Cancel(const Napi::CallbackInfo& info);
+  Napi::Value Notify(const Napi::CallbackInfo& info);
+  Napi::Value Close(const Napi::CallbackInfo& info);
+  Napi::Value Ref(const Napi::CallbackInfo& info);
+  Napi::Value Unref(const Napi::CallbackInfo& info);
+  Napi::Value GetAddress(const Napi::CallbackInfo& info);
+  Napi::Value GetTransports(const Napi::CallbackInfo& info);
+
+  void CloseNow();
+  static void CleanupHook(Agent* self);
+  static Napi::Array EventsToJs(Napi::Env env, std::vector<EngineEvent>& events);
+
+#ifdef KVWIRE_HAVE_UCX
+  std::unique_ptr<UcxEngine> engine_;
+#endif
+  Napi::ThreadSafeFunction tsfn_;
+  bool tsfnLive_ = false;
+  bool refed_ = false;
+  bool closed_ = false;
+  napi_env env_ = nullptr;
+};
+
+// Throws a JS Error with a kvwire error code (lib/native.ts turns it into a KvwireError).
+[[noreturn]] void ThrowCode(Napi::Env env, const char* code, const std::string& message);
+
+// Unwraps a NativeAgent, checking its type tag: anything else is a TypeError, never a crash.
+Agent* UnwrapAgent(Napi::Env env, Napi::Value v);
+
+}  // namespace kvwire

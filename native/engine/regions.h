@@ -1,0 +1,139 @@
+// Local regions: memory this agent registered, shared by the JS thread (register, deregister,
+// validation of posts) and the engine thread (target-side validation of what peers ask for).
+//
+// Hazard guarded: memory released while an operation still uses it. Every operation acquires the
+// regions it touches; deregistration removes a region from the table at once (no new operation can
+// reach it) but the transport's registration is released only when the last user lets go, and the
+// JS side keeps the memory alive until the engine reports the region released.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <unordered_map>
+
+#include "engine/types.h"
+
+namespace kvwire {
+
+class LocalRegion {
+ public:
+  // `release` runs exactly once, on whichever thread lets go last after deregistration.
+  LocalRegion(uint32_t id, std::string label, uint8_t* base, uint64_t length, Access access, void* memh,
+              std::function<void(LocalRegion&)> release)
+      : id_(id), label_(std::move(label)), base_(base), length_(length), access_(access), memh_(memh),
+        release_(std::move(release)) {}
+
+  uint32_t id() const { return id_; }
+  const std::string& label() const { return label_; }
+  uint8_t* base() const { return base_; }
+  uint64_t length() const { return length_; }
+  Access access() const { return access_; }
+  void* memh() const { return memh_; }
+  bool Contains(uint64_t offset, uint64_t len) const { return offset <= length_ && len <= length_ - offset; }
+  uint32_t users() const { return state_.load() & kUserMask; }
+
+  void Acquire() { state_.fetch_add(1, std::memory_order_acq_rel); }
+  void Release() {
+    uint32_t old = state_.fetch_sub(1, std::memory_order_acq_rel);
+    if (old == (kDeregistered | 1u)) release_(*this);
+  }
+  // Returns the number of users at the time of deregistration.
+  uint32_t MarkDeregistered() {
+    uint32_t old = state_.fetch_or(kDeregistered, std::memory_order_acq_rel);
+    if ((old & kDeregistered) == 0 && (old & kUserMask) == 0) release_(*this);
+    return old & kUserMask;
+  }
+
+ private:
+  static constexpr uint32_t kDeregistered = 1u << 31;
+  static constexpr uint32_t kUserMask = kDeregistered - 1;
+  const uint32_t id_;
+  const std::string label_;
+  uint8_t* const base_;
+  const uint64_t length_;
+  const Access access_;
+  void* const memh_;
+  std::function<void(LocalRegion&)> release_;
+  std::atomic<uint32_t> state_{0};
+};
+
+using LocalRegionPtr = std::shared_ptr<LocalRegion>;
+
+class RegionTable {
+ public:
+  void Insert(LocalRegionPtr r) {
+    std::unique_lock lock(mu_);
+    if (r->id() > maxId_) maxId_ = r->id();
+    map_[r->id()] = std::move(r);
+  }
+  // True for an id that was registered once and is gone now (ids are never reused).
+  bool WasRegistered(uint32_t id) {
+    std::shared_lock lock(mu_);
+    return id != 0 && id <= maxId_ && map_.count(id) == 0;
+  }
+  // Finds and acquires; nullptr when unknown (never registered, or deregistered).
+  LocalRegionPtr Acquire(uint32_t id) {
+    std::shared_lock lock(mu_);
+    auto it = map_.find(id);
+    if (it == map_.end()) return nullptr;
+    it->second->Acquire();
+    return it->second;
+  }
+  LocalRegionPtr Find(uint32_t id) {
+    std::shared_lock lock(mu_);
+    auto it = map_.find(id);
+    return it == map_.end() ? nullptr : it->second;
+  }
+  LocalRegionPtr Remove(uint32_t id) {
+    std::unique_lock lock(mu_);
+    auto it = map_.find(id);
+    if (it == map_.end()) return nullptr;
+    LocalRegionPtr r = std::move(it->second);
+    map_.erase(it);
+    return r;
+  }
+  template <typename F>
+  void ForEach(F&& f) {
+    std::shared_lock lock(mu_);
+    for (auto& [id, r] : map_) f(*r);
+  }
+  size_t size() {
+    std::shared_lock lock(mu_);
+    return map_.size();
+  }
+
+ private:
+  std::shared_mutex mu_;
+  std::unordered_map<uint32_t, LocalRegionPtr> map_;
+  uint32_t maxId_ = 0;
+};
+
+// A remote region, as the peer's metadata described it. Immutable but for `revoked`.
+struct RemoteRegion {
+  uint32_t id = 0;
+  uint64_t base = 0;  // the peer's virtual address of byte 0
+  uint64_t length = 0;
+  Access access = kAccessNone;
+  std::string rkey;   // packed UCX rkey bytes
+  std::atomic<bool> revoked{false};
+};
+
+// What connect() learned from the peer's metadata (parsed and checked in TypeScript).
+struct PeerInfo {
+  std::string name;
+  std::string address;       // UCX worker address bytes
+  uint32_t pid = 0;
+  uint64_t pidStart = 0;
+  std::string hostId;
+  std::unordered_map<uint32_t, std::unique_ptr<RemoteRegion>> regions;
+  const RemoteRegion* Find(uint32_t id) const {
+    auto it = regions.find(id);
+    return it == regions.end() ? nullptr : it->second.get();
+  }
+};
+
+}  // namespace kvwire

@@ -1,0 +1,549 @@
+// UcxEngine lifecycle: context and worker, the engine thread's loop, commands in, events out,
+// deadlines, registration, and shutdown.
+#ifdef KVWIRE_HAVE_UCX
+#include "engine/ucx_engine.h"
+
+#include <sys/epoll.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "engine/ucx_internal.h"
+
+namespace kvwire {
+
+const char* WireStatusCode(WireStatus s) {
+  switch (s) {
+    case WireStatus::kOk: return "";
+    case WireStatus::kOutOfBounds: return code::kOutOfBounds;
+    case WireStatus::kAccessDenied: return code::kAccessDenied;
+    case WireStatus::kUnknownRegion: return code::kUnknownRegion;
+    case WireStatus::kDeregistered: return code::kDeregistered;
+    case WireStatus::kCancelled: return code::kCancelled;
+    case WireStatus::kTimeout: return code::kTimeout;
+    case WireStatus::kClosed: return code::kClosed;
+    case WireStatus::kInvalid: return code::kInvalidArgument;
+    case WireStatus::kTransport: break;
+  }
+  return code::kTransport;
+}
+
+std::string UcsMessage(ucs_status_t st) { return ucs_status_string(st); }
+
+
+UcxEngine::UcxEngine(const EngineOptions& opts, EventSink sink) : opts_(opts), sink_(std::move(sink)) {}
+
+std::unique_ptr<UcxEngine> UcxEngine::Create(const EngineOptions& opts, EventSink sink, std::string* error) {
+  std::unique_ptr<UcxEngine> e(new UcxEngine(opts, std::move(sink)));
+  if (!e->Init(error)) {
+    e->Close();
+    return nullptr;
+  }
+  return e;
+}
+
+std::string UcxEngine::transportsConfigured() const {
+  if (!opts_.transports.empty()) return opts_.transports;
+  const char* env = getenv("UCX_TLS");
+  return env != nullptr ? env : "all";
+}
+
+bool UcxEngine::Init(std::string* error) {
+  if (!wakeup_.valid()) {
+    *error = std::string("eventfd failed: ") + strerror(errno);
+    return false;
+  }
+  ucp_config_t* config = nullptr;
+  ucs_status_t st = ucp_config_read(nullptr, nullptr, &config);
+  if (st != UCS_OK) {
+    *error = "reading the UCX configuration failed: " + UcsMessage(st) + " (check UCX_* environment variables)";
+    return false;
+  }
+  if (!opts_.transports.empty()) {
+    st = ucp_config_modify(config, "TLS", opts_.transports.c_str());
+    if (st != UCS_OK) {
+      ucp_config_release(config);
+      *error = "transports '" + opts_.transports + "' rejected by UCX: " + UcsMessage(st) +
+               " (use names UCX knows: tcp, sm, posix, sysv, cma, rc, ud, dc, cuda_ipc, all)";
+      return false;
+    }
+  }
+  ucp_params_t params{};
+  params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_MT_WORKERS_SHARED | UCP_PARAM_FIELD_NAME;
+  params.features = UCP_FEATURE_RMA | UCP_FEATURE_AM | UCP_FEATURE_WAKEUP;
+  params.mt_workers_shared = 1;  // ucp_mem_map runs on the JS thread while the engine thread progresses
+  params.name = opts_.name.c_str();
+  st = ucp_init(&params, config, &context_);
+  ucp_config_release(config);
+  if (st != UCS_OK) {
+    context_ = nullptr;
+    *error = "UCX initialization failed: " + UcsMessage(st) + " (transports: " + transportsConfigured() + ")";
+    return false;
+  }
+  ucp_worker_params_t wp{};
+  wp.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
+  wp.thread_mode = UCS_THREAD_MODE_SINGLE;  // only the engine thread touches the worker
+  st = ucp_worker_create(context_, &wp, &worker_);
+  if (st != UCS_OK) {
+    worker_ = nullptr;
+    *error = "creating the UCX worker failed: " + UcsMessage(st);
+    return false;
+  }
+  ucp_address_t* addr = nullptr;
+  size_t addrLen = 0;
+  st = ucp_worker_get_address(worker_, &addr, &addrLen);
+  if (st != UCS_OK) {
+    *error = "querying the UCX worker address failed: " + UcsMessage(st);
+    return false;
+  }
+  address_.assign(reinterpret_cast<const char*>(addr), addrLen);
+  ucp_worker_release_address(worker_, addr);
+
+  st = ucp_worker_get_efd(worker_, &workerFd_);
+  if (st != UCS_OK) {
+    *error = "the UCX worker has no event fd (" + UcsMessage(st) + "); wakeup is required";
+    return false;
+  }
+  epoll_.reset(epoll_create1(EPOLL_CLOEXEC));
+  if (!epoll_.valid()) {
+    *error = std::string("epoll_create1 failed: ") + strerror(errno);
+    return false;
+  }
+  WatchFd(wakeup_.fd(), MakeTag(FdTag::kWakeup, 0));
+  WatchFd(workerFd_, MakeTag(FdTag::kWorker, 0));
+
+  amSlots_.reserve(wire::kAmCount);
+  for (uint16_t id = 1; id < wire::kAmCount; ++id) amSlots_.push_back({this, id});
+  for (auto& slot : amSlots_) {
+    ucp_am_handler_param_t hp{};
+    hp.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB |
+                    UCP_AM_HANDLER_PARAM_FIELD_ARG | UCP_AM_HANDLER_PARAM_FIELD_FLAGS;
+    hp.id = slot.id;
+    hp.cb = &UcxEngine::AmCallback;
+    hp.arg = &slot;
+    hp.flags = UCP_AM_FLAG_WHOLE_MSG;
+    st = ucp_worker_set_am_recv_handler(worker_, &hp);
+    if (st != UCS_OK) {
+      *error = "registering active-message handler " + std::to_string(slot.id) + " failed: " + UcsMessage(st);
+      return false;
+    }
+  }
+  thread_ = std::thread([this] { Run(); });
+  return true;
+}
+
+UcxEngine::~UcxEngine() { Close(); }
+
+ucs_status_t UcxEngine::AmCallback(void* arg, const void* header, size_t headerLen, void* data, size_t len,
+                                   const ucp_am_recv_param_t* param) {
+  auto* slot = static_cast<AmSlot*>(arg);  // one per AM id, owned by the engine
+  return slot->engine->OnAm(slot->id, header, headerLen, data, len, param);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Commands and events
+
+void UcxEngine::Enqueue(Command&& c) {
+  {
+    std::lock_guard lock(cmdMu_);
+    commands_.push_back(std::move(c));
+  }
+  wakeup_.Signal();
+}
+
+void UcxEngine::DrainCommands() {
+  std::deque<Command> batch;
+  {
+    std::lock_guard lock(cmdMu_);
+    batch.swap(commands_);
+  }
+  for (auto& c : batch) {
+    switch (c.kind) {
+      case Command::Kind::kConnect: DoConnect(c.peerId, std::move(c.info), c.timeoutMs); break;
+      case Command::Kind::kDisconnect: DoDisconnect(c.peerId, true); break;
+      case Command::Kind::kPost: StartTransfer(std::move(c.req)); break;
+      case Command::Kind::kCancel: CancelXfer(c.id, c.code, c.text); break;
+      case Command::Kind::kNotify: DoNotify(c.peerId, std::move(c.text), c.id); break;
+      case Command::Kind::kRevoke: RevokeRegion(static_cast<uint32_t>(c.id)); break;
+    }
+  }
+}
+
+void UcxEngine::Emit(EngineEvent&& e) { events_.push_back(std::move(e)); }
+
+void UcxEngine::FlushEvents() {
+  if (events_.empty()) return;
+  std::lock_guard lock(eventMu_);
+  if (sink_) {
+    sink_(std::move(events_));
+  } else {
+    for (auto& e : events_) undelivered_.push_back(std::move(e));
+  }
+  events_.clear();
+}
+
+// ---------------------------------------------------------------------------------------------
+// JS-thread API
+
+bool UcxEngine::Register(uint32_t id, const std::string& label, uint8_t* base, uint64_t length, Access access,
+                         std::string* rkey, std::string* error) {
+  ucp_mem_map_params_t mp{};
+  mp.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH | UCP_MEM_MAP_PARAM_FIELD_PROT;
+  mp.address = base;
+  mp.length = length;
+  mp.prot = UCP_MEM_MAP_PROT_LOCAL_READ | UCP_MEM_MAP_PROT_LOCAL_WRITE;
+  if (access & kAccessRead) mp.prot |= UCP_MEM_MAP_PROT_REMOTE_READ;
+  if (access & kAccessWrite) mp.prot |= UCP_MEM_MAP_PROT_REMOTE_WRITE;
+  ucp_mem_h memh = nullptr;
+  ucs_status_t st = ucp_mem_map(context_, &mp, &memh);
+  if (st != UCS_OK) {
+    *error = "UCX could not register " + std::to_string(length) + " bytes: " + UcsMessage(st);
+    return false;
+  }
+  rkey->clear();
+  if (access != kAccessNone) {
+    void* buf = nullptr;
+    size_t size = 0;
+    st = ucp_rkey_pack(context_, memh, &buf, &size);
+    if (st != UCS_OK) {
+      ucp_mem_unmap(context_, memh);
+      *error = "UCX could not pack a remote key: " + UcsMessage(st);
+      return false;
+    }
+    rkey->assign(static_cast<const char*>(buf), size);
+    ucp_rkey_buffer_release(buf);
+  }
+  ucp_context_h ctx = context_;
+  UcxEngine* self = this;
+  auto region = std::make_shared<LocalRegion>(id, label, base, length, access, memh, [ctx, self](LocalRegion& r) {
+    ucp_mem_unmap(ctx, static_cast<ucp_mem_h>(r.memh()));
+    EngineEvent e{EngineEvent::Kind::kRegionReleased};
+    e.id = r.id();
+    std::lock_guard lock(self->eventMu_);
+    if (self->sink_) {
+      std::vector<EngineEvent> one;
+      one.push_back(std::move(e));
+      self->sink_(std::move(one));
+    } else {
+      self->undelivered_.push_back(std::move(e));
+    }
+  });
+  regions_.Insert(std::move(region));
+  return true;
+}
+
+bool UcxEngine::Deregister(uint32_t id, uint32_t* busyUsers, bool* known) {
+  LocalRegionPtr r = regions_.Find(id);
+  *known = r != nullptr;
+  *busyUsers = 0;
+  if (!r) return false;
+  // Transfers this agent initiated still use it: refuse; the caller can await or cancel them.
+  // (Operations peers started are not the caller's to await: those are revoked below and the
+  // registration lives on until they finish.)
+  if (uint32_t local = localUsers(id); local > 0) {
+    *busyUsers = local;
+    return false;
+  }
+  regions_.Remove(id);
+  if (r->access() != kAccessNone) {
+    Command c{Command::Kind::kRevoke};
+    c.id = id;
+    Enqueue(std::move(c));
+  }
+  r->MarkDeregistered();
+  return true;
+}
+
+void UcxEngine::Connect(uint32_t peerId, std::shared_ptr<PeerInfo> info, uint32_t timeoutMs) {
+  {
+    std::lock_guard lock(peersMu_);
+    peerInfos_[peerId] = info;
+  }
+  Command c{Command::Kind::kConnect};
+  c.peerId = peerId;
+  c.info = std::move(info);
+  c.timeoutMs = timeoutMs;
+  Enqueue(std::move(c));
+}
+
+void UcxEngine::Disconnect(uint32_t peerId) {
+  {
+    std::lock_guard lock(peersMu_);
+    peerInfos_.erase(peerId);
+  }
+  Command c{Command::Kind::kDisconnect};
+  c.peerId = peerId;
+  Enqueue(std::move(c));
+}
+
+std::shared_ptr<PeerInfo> UcxEngine::peerInfo(uint32_t peerId) {
+  std::lock_guard lock(peersMu_);
+  auto it = peerInfos_.find(peerId);
+  return it == peerInfos_.end() ? nullptr : it->second;
+}
+
+bool UcxEngine::Post(std::unique_ptr<TransferRequest> req) {
+  for (auto& r : req->regions) localUse(r->id(), +1);
+  Command c{Command::Kind::kPost};
+  c.req = std::move(req);
+  Enqueue(std::move(c));
+  return true;
+}
+
+void UcxEngine::Cancel(uint64_t transferId, const char* code) {
+  Command c{Command::Kind::kCancel};
+  c.id = transferId;
+  c.code = code;
+  Enqueue(std::move(c));
+}
+
+void UcxEngine::Notify(uint32_t peerId, std::string message, uint64_t token) {
+  Command c{Command::Kind::kNotify};
+  c.peerId = peerId;
+  c.text = std::move(message);
+  c.id = token;
+  Enqueue(std::move(c));
+}
+
+// Local-use counts: how many transfers initiated here use each region (JS thread increments on
+// post, the engine thread decrements when the transfer is reaped).
+void UcxEngine::localUse(uint32_t regionId, int delta) {
+  std::lock_guard lock(localUseMu_);
+  auto& n = localUse_[regionId];
+  n += delta;
+  if (n == 0) localUse_.erase(regionId);
+}
+
+uint32_t UcxEngine::localUsers(uint32_t regionId) {
+  std::lock_guard lock(localUseMu_);
+  auto it = localUse_.find(regionId);
+  return it == localUse_.end() ? 0 : static_cast<uint32_t>(it->second);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The engine thread
+
+void UcxEngine::WatchFd(int fd, uint64_t tag) {
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = tag;
+  epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev);
+}
+
+void UcxEngine::UnwatchFd(int fd) { epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr); }
+
+uint64_t UcxEngine::NextWakeNs() const { return nextDeadlineNs_; }
+
+void UcxEngine::Run() {
+  epoll_event evs[16];
+  lastActivityNs_ = NowNs();
+  while (!stopping_.load(std::memory_order_acquire)) {
+    DrainCommands();
+    unsigned work = 0;
+    for (int i = 0; i < 64; ++i) {
+      unsigned n = ucp_worker_progress(worker_);
+      work += n;
+      if (n == 0) break;
+    }
+    RunDeferred();
+    uint64_t now = NowNs();
+    if (work > 0) lastActivityNs_ = now;
+    if (now >= nextDeadlineNs_ || now - lastSweepNs_ > 100000000ull) CheckDeadlines(now);
+    FlushEvents();
+
+    // Busy-poll while operations are in flight and activity was recent; otherwise sleep.
+    bool busy = active_ > 0 && now - lastActivityNs_ < static_cast<uint64_t>(opts_.spinUs) * 1000ull;
+    if (busy || !deferred_.empty() || !touched_.empty()) continue;
+    ucs_status_t st = ucp_worker_arm(worker_);
+    if (st == UCS_ERR_BUSY) continue;  // events arrived while arming: progress again
+    int timeoutMs = -1;
+    uint64_t wake = NextWakeNs();
+    if (active_ > 0 || !xfers_.empty() || !serves_.empty()) {
+      // Something is pending: wake at least every 100 ms to sweep (deadlines, liveness).
+      uint64_t sweep = now + 100000000ull;
+      if (sweep < wake) wake = sweep;
+    }
+    if (wake != UINT64_MAX) {
+      timeoutMs = wake <= now ? 0 : static_cast<int>((wake - now + 999999) / 1000000);
+    }
+    int n = epoll_wait(epoll_.get(), evs, 16, timeoutMs);
+    for (int i = 0; i < n; ++i) {
+      uint64_t tag = evs[i].data.u64;
+      switch (TagKind(tag)) {
+        case FdTag::kWakeup: wakeup_.Drain(); break;
+        case FdTag::kWorker: break;  // progress at the top of the loop
+        case FdTag::kOutboundPid:
+        case FdTag::kInboundPid: OnLivenessFd(tag); break;
+      }
+    }
+    lastActivityNs_ = NowNs();
+  }
+  ShutdownOnThread();
+  FlushEvents();
+}
+
+void UcxEngine::RunDeferred() {
+  // Deferred work first (it may declare a peer lost), then transfers touched by callbacks, so a
+  // transfer that failed because its peer died reports ERR_KVWIRE_PEER_LOST.
+  while (!deferred_.empty() || !touched_.empty()) {
+    std::vector<std::function<void()>> batch;
+    batch.swap(deferred_);
+    for (auto& f : batch) f();
+    ProcessTouched();
+  }
+}
+
+void UcxEngine::CheckDeadlines(uint64_t now) {
+  lastSweepNs_ = now;
+  uint64_t next = UINT64_MAX;
+  std::vector<uint64_t> expired;
+  for (auto& [id, x] : xfers_) {
+    if (x->finished) continue;
+    if (x->deadlineNs <= now) {
+      expired.push_back(id);
+    } else {
+      next = std::min(next, x->deadlineNs);
+    }
+  }
+  for (uint64_t id : expired) {
+    auto it = xfers_.find(id);
+    if (it == xfers_.end()) continue;
+    Xfer& x = *it->second;
+    std::string msg = "transfer " + std::to_string(id) + " (" + std::to_string(x.req->descs.size()) +
+                      " descriptors, " + std::to_string(x.req->bytes) + " bytes) did not complete within " +
+                      std::to_string(x.req->timeoutMs) + " ms (" + std::to_string(x.completed) +
+                      " descriptors done); the peer may be overloaded or gone: raise timeoutMs or check the peer";
+    CancelXfer(id, code::kTimeout, msg);
+  }
+  for (auto& [id, ob] : outbound_) {
+    if (ob->state == Outbound::State::kConnecting) {
+      if (ob->connectDeadlineNs <= now) {
+        deferred_.push_back([this, pid = id] {
+          auto it = outbound_.find(pid);
+          if (it == outbound_.end() || it->second->state != Outbound::State::kConnecting) return;
+          OutboundLost(*it->second, code::kPeerUnreachable,
+                       "no answer from '" + it->second->info->name + "' while connecting over " +
+                           it->second->lanes.category + " (" + it->second->lanes.detail +
+                           "); is the peer running, and does its metadata come from its current process?");
+        });
+      } else {
+        next = std::min(next, ob->connectDeadlineNs);
+      }
+    }
+  }
+  SweepTargetState(now);
+  for (auto& [key, t] : serves_) {
+    if (!t->finished) next = std::min(next, t->deadlineNs);
+  }
+  nextDeadlineNs_ = next;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shutdown
+
+std::vector<EngineEvent> UcxEngine::Close() {
+  {
+    std::lock_guard lock(eventMu_);
+    sink_ = nullptr;  // from here on, events are returned to the caller
+  }
+  if (!closed_) {
+    closed_ = true;
+    if (thread_.joinable()) {
+      stopping_.store(true, std::memory_order_release);
+      wakeup_.Signal();
+      thread_.join();
+    } else if (worker_ != nullptr) {
+      ShutdownOnThread();  // Init failed before the thread started
+    }
+    // Regions: release every registration (the memory itself belongs to JS).
+    std::vector<uint32_t> ids;
+    regions_.ForEach([&](LocalRegion& r) { ids.push_back(r.id()); });
+    for (uint32_t id : ids) {
+      LocalRegionPtr r = regions_.Remove(id);
+      if (r) r->MarkDeregistered();
+    }
+    if (context_ != nullptr) {
+      ucp_cleanup(context_);
+      context_ = nullptr;
+    }
+  }
+  std::lock_guard lock(eventMu_);
+  std::vector<EngineEvent> out;
+  out.swap(undelivered_);
+  return out;
+}
+
+void UcxEngine::ShutdownOnThread() {
+  // 1. Every transfer this agent initiated fails with ERR_KVWIRE_CLOSED.
+  std::vector<uint64_t> ids;
+  for (auto& [id, x] : xfers_) ids.push_back(id);
+  for (uint64_t id : ids) {
+    CancelXfer(id, code::kClosed, "the agent was closed while this transfer was in flight");
+  }
+  for (auto& [key, t] : serves_) t->cancelled = true;
+  // 2. Say goodbye, so peers fail their transfers at once instead of at their deadlines.
+  for (auto& [id, ob] : outbound_) {
+    if (ob->state == Outbound::State::kConnected) {
+      wire::ByeHdr h{ob->inboundId, 0};
+      SendControl(ob->ep, wire::kBye, &h, sizeof h, nullptr, 0);
+    }
+  }
+  for (auto& [id, ib] : inbound_) {
+    if (!ib->lost) {
+      wire::ByeHdr h{ib->connId, 1};
+      SendControl(ib->ep, wire::kBye, &h, sizeof h, nullptr, 0);
+    }
+  }
+  uint64_t until = NowNs() + 200000000ull;  // give the goodbyes up to 200 ms to leave
+  while (pendingControl_ > 0 && NowNs() < until) {
+    ucp_worker_progress(worker_);
+  }
+  // 3. Close every endpoint (force: no more flushing to peers that may be gone).
+  for (auto& [id, ob] : outbound_) {
+    if (ob->ep != nullptr) CloseEp(ob->ep, true);
+    ob->ep = nullptr;
+  }
+  for (auto& [id, ib] : inbound_) {
+    if (ib->ep != nullptr) CloseEp(ib->ep, true);
+    ib->ep = nullptr;
+  }
+  until = NowNs() + 1000000000ull;
+  while ((!closing_.empty() || !xfers_.empty() || !serves_.empty() || pendingControl_ > 0) && NowNs() < until) {
+    ucp_worker_progress(worker_);
+    RunDeferred();
+    for (auto it = closing_.begin(); it != closing_.end();) {
+      if (ucp_request_check_status(*it) != UCS_INPROGRESS) {
+        ucp_request_free(*it);
+        it = closing_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    // Served reads that can no longer complete: drop them once their operations are gone.
+    for (auto it = serves_.begin(); it != serves_.end();) {
+      if (it->second->inflight == 0) {
+        it = serves_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  outbound_.clear();  // destroys rkeys
+  inbound_.clear();
+  // Anything still pointing at Xfers/ServeTasks after a second is abandoned with the worker: UCX
+  // completes outstanding requests with an error while the worker is destroyed.
+  ucp_worker_destroy(worker_);
+  worker_ = nullptr;
+  for (auto& [id, x] : xfers_) {
+    for (auto& r : x->req->regions) {
+      localUse(r->id(), -1);
+      r->Release();
+    }
+    x->req->regions.clear();
+  }
+  xfers_.clear();
+  serves_.clear();
+}
+
+}  // namespace kvwire
+#endif  // KVWIRE_HAVE_UCX

@@ -1,0 +1,261 @@
+// UcxEngine: one UCX context + worker, owned by a dedicated engine thread.
+//
+// Threading: every UCX call on the worker (endpoints, transfers, progress) happens on the engine
+// thread; the JS thread talks to it through a command queue and an eventfd, and hears back through
+// an event sink (a ThreadSafeFunction in the addon). Memory registration is a context-level call
+// and runs on the JS thread (the context is created with mt_workers_shared so that is safe).
+//
+// Idle behaviour: after progress finds no work for `spinUs`, the thread arms the worker and sleeps
+// in epoll on the worker's event fd, the command eventfd and the liveness fds of same-host peers,
+// with a timeout at the nearest deadline. An idle agent therefore uses no CPU.
+//
+// Data paths, chosen per peer from the lanes UCX selected:
+//   shared memory / RDMA: one-sided put (WRITE) and get (READ), flush before the notification.
+//   tcp: UCX emulates put/get with active messages and get costs ~1 ms per operation on 1.13, so
+//        both directions ride on active messages with rendezvous instead: WRITE sends each
+//        descriptor's bytes as an AM that the target validates and receives in place; READ asks
+//        the target to serve the descriptors as pushes, which the target validates again.
+#pragma once
+#ifdef KVWIRE_HAVE_UCX
+#include <ucp/api/ucp.h>
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/regions.h"
+#include "engine/types.h"
+#include "engine/wire.h"
+#include "util/unique_fd.h"
+#include "util/wakeup.h"
+
+namespace kvwire {
+
+// One descriptor pair of a transfer, resolved to addresses on the JS thread.
+struct ResolvedDesc {
+  uint8_t* local;
+  uint64_t length;
+  uint32_t remoteRegion;
+  uint64_t remoteOffset;
+  uint64_t remoteAddr;  // peer's virtual address (remote base + offset)
+};
+
+struct TransferRequest {
+  uint64_t id = 0;
+  Op op = Op::kRead;
+  uint32_t peerId = 0;
+  std::vector<ResolvedDesc> descs;
+  std::vector<LocalRegionPtr> regions;  // acquired; released when the last operation finishes
+  std::string notify;
+  bool hasNotify = false;
+  uint32_t timeoutMs = 0;
+  uint64_t bytes = 0;
+};
+
+struct EngineOptions {
+  std::string name;
+  std::string transports;     // UCX_TLS value; empty: UCX_TLS from the environment, else UCX's default
+  std::string protocol = "auto";  // auto | rma | am
+  uint32_t spinUs = 50;       // busy-poll this long after the last activity before sleeping
+  uint64_t rndvThreshold = 16384;  // AM payloads at least this large go by rendezvous (zero copy)
+  uint32_t windowOps = 256;   // AM operations in flight per transfer
+  std::string hostId;         // identifies host + pid namespace (liveness checks need both equal)
+  uint64_t pidStart = 0;
+};
+
+// Where UCX's endpoint lanes go, classified. `category` is what peer.transport reports.
+struct LaneInfo {
+  std::string category;  // sm | tcp | rdma | self | unknown
+  std::string detail;    // e.g. "sysv/memory+posix/memory+cma/memory"
+};
+
+class UcxEngine {
+ public:
+  using EventSink = std::function<void(std::vector<EngineEvent>&&)>;
+
+  // Creates the context, worker and engine thread. Returns nullptr and sets `error` on failure.
+  static std::unique_ptr<UcxEngine> Create(const EngineOptions& opts, EventSink sink, std::string* error);
+  ~UcxEngine();
+  UcxEngine(const UcxEngine&) = delete;
+  UcxEngine& operator=(const UcxEngine&) = delete;
+
+  // ---- JS thread API ----
+  const std::string& workerAddress() const { return address_; }
+  std::string transportsConfigured() const;
+
+  // Registers [base, base+length). On success fills the packed rkey (empty for access 'none').
+  bool Register(uint32_t id, const std::string& label, uint8_t* base, uint64_t length, Access access,
+                std::string* rkey, std::string* error);
+  // Deregisters. Returns false with `busyUsers` set when local transfers still use the region.
+  // `released` is emitted (kRegionReleased via the sink) when no operation can touch the memory.
+  bool Deregister(uint32_t id, uint32_t* busyUsers, bool* known);
+  RegionTable& regions() { return regions_; }
+
+  void Connect(uint32_t peerId, std::shared_ptr<PeerInfo> info, uint32_t timeoutMs);
+  void Disconnect(uint32_t peerId);
+  std::shared_ptr<PeerInfo> peerInfo(uint32_t peerId);
+  // Validates and enqueues. On rejection returns false with an error code and message.
+  bool Post(std::unique_ptr<TransferRequest> req);
+  void Cancel(uint64_t transferId, const char* code);
+  void Notify(uint32_t peerId, std::string message, uint64_t token);
+
+  // Fails everything in flight with ERR_KVWIRE_CLOSED, says goodbye to peers, joins the engine
+  // thread and frees UCX. Idempotent. Returns the events the sink could not deliver any more.
+  std::vector<EngineEvent> Close();
+
+ private:
+  struct Outbound;
+  struct Inbound;
+  struct Xfer;
+  struct ServeTask;
+  struct WriteRecord;
+  struct EpOwner;
+  struct Command;
+  struct AmSlot {
+    UcxEngine* engine;
+    uint16_t id;
+  };
+
+  explicit UcxEngine(const EngineOptions& opts, EventSink sink);
+  bool Init(std::string* error);
+  void Run();
+  void Enqueue(Command&& c);
+  void DrainCommands();
+  void Emit(EngineEvent&& e);
+  void FlushEvents();
+  void CheckDeadlines(uint64_t now);
+  uint64_t NextWakeNs() const;
+  void ShutdownOnThread();
+  void RunDeferred();
+  void localUse(uint32_t regionId, int delta);
+  uint32_t localUsers(uint32_t regionId);
+
+  // Connections (ucx_connect.cc)
+  void DoConnect(uint32_t peerId, std::shared_ptr<PeerInfo> info, uint32_t timeoutMs);
+  ucp_ep_h CreateEp(const std::string& address, bool sameHost, EpOwner* owner, LaneInfo* lanes,
+                    std::string* error);
+  LaneInfo DescribeLanes(ucp_ep_h ep);
+  void CloseEp(ucp_ep_h ep, bool force);
+  EpOwner* NewOwner(bool outbound, uint32_t id);
+  static void EpErrorCb(void* arg, ucp_ep_h ep, ucs_status_t status);
+  void OnEpError(EpOwner* owner, ucs_status_t status);
+  void OutboundLost(Outbound& ob, const std::string& code, const std::string& reason);
+  void InboundLost(Inbound& ib, const std::string& reason);
+  void DoDisconnect(uint32_t peerId, bool sayBye);
+  void HandleHello(const wire::HelloHdr& h, const uint8_t* data, size_t len);
+  void HandleHelloAck(const wire::HelloAckHdr& h);
+  void HandleBye(const wire::ByeHdr& h);
+  // Returns a pidfd for a live same-host process, -1 when not applicable, -2 when it is gone.
+  int OpenPidfd(uint32_t pid, uint64_t pidStart);
+  void WatchFd(int fd, uint64_t tag);
+  void UnwatchFd(int fd);
+  void OnLivenessFd(uint64_t tag);
+  ucp_rkey_h RkeyFor(Outbound& ob, uint32_t regionId, std::string* error);
+
+  // Initiator side (ucx_initiator.cc)
+  static void XferSendCb(void* req, ucs_status_t st, void* ud);
+  static void XferRecvCb(void* req, ucs_status_t st, size_t len, void* ud);
+  static void XferFlushCb(void* req, ucs_status_t st, void* ud);
+  void OnXferOp(Xfer& x, ucs_status_t st, bool isRecv);
+  void Touch(Xfer& x);
+  void ProcessTouched();
+  void StartTransfer(std::unique_ptr<TransferRequest> req);
+  void PumpXfer(Xfer& x);
+  void PostRma(Xfer& x, Outbound& ob);
+  void PostAmWrite(Xfer& x, Outbound& ob);
+  void PostReadRequest(Xfer& x, Outbound& ob);
+  void MaybeFinishXfer(Xfer& x);
+  void SendTransferNotify(Xfer& x);
+  void FinishXfer(Xfer& x, const std::string& code, const std::string& msg);
+  void ReapXfer(uint64_t id);
+  void CancelXfer(uint64_t id, const char* code, const std::string& msg);
+  void HandleWriteAck(const wire::StatusHdr& h, const uint8_t* data, size_t len);
+  ucs_status_t HandleReadData(const wire::ReadDataHdr& h, void* data, size_t len, const ucp_am_recv_param_t* p);
+  void HandleReadFin(const wire::StatusHdr& h, const uint8_t* data, size_t len);
+  void HandleRevoke(const wire::RevokeHdr& h);
+  void DoNotify(uint32_t peerId, std::string message, uint64_t token);
+
+  // Target side (ucx_target.cc)
+  WireStatus CheckRemoteAccess(uint32_t regionId, uint64_t offset, uint64_t length, Access need, uint32_t index,
+                               LocalRegionPtr* out, std::string* msg);
+  static void TargetRecvCb(void* req, ucs_status_t st, size_t len, void* ud);
+  static void ServeSendCb(void* req, ucs_status_t st, void* ud);
+  ucs_status_t HandleWrite(const wire::WriteHdr& h, void* data, size_t len, const ucp_am_recv_param_t* p);
+  void HandleWriteFin(const wire::WriteFinHdr& h, const uint8_t* data, size_t len);
+  void MaybeAckWrite(Inbound& ib, uint64_t xferId);
+  void HandleReadReq(const wire::ReadReqHdr& h, const uint8_t* data, size_t len);
+  void PumpServe(ServeTask& t);
+  void FinishServe(ServeTask& t, WireStatus st, uint32_t index, const std::string& msg);
+  void HandleReadCancel(const wire::ReadCancelHdr& h);
+  void HandleNotify(const wire::NotifyHdr& h, const uint8_t* data, size_t len);
+  void SendStatus(ucp_ep_h ep, uint16_t amId, uint64_t xferId, WireStatus st, uint32_t index,
+                  const std::string& msg);
+  void RevokeRegion(uint32_t regionId);
+  void SweepTargetState(uint64_t now);
+
+  // Sends a small control AM (eager, header + data copied into a heap block kept until completion).
+  void SendControl(ucp_ep_h ep, uint16_t amId, const void* hdr, size_t hdrLen, const void* data,
+                   size_t dataLen, std::function<void(ucs_status_t)> done = nullptr);
+
+  static ucs_status_t AmCallback(void* arg, const void* header, size_t headerLen, void* data, size_t len,
+                                 const ucp_am_recv_param_t* param);
+  ucs_status_t OnAm(uint16_t id, const void* header, size_t headerLen, void* data, size_t len,
+                    const ucp_am_recv_param_t* param);
+
+  EngineOptions opts_;
+  EventSink sink_;
+  ucp_context_h context_ = nullptr;
+  ucp_worker_h worker_ = nullptr;
+  std::string address_;
+  int workerFd_ = -1;
+  UniqueFd epoll_;
+  Wakeup wakeup_;
+  std::thread thread_;
+  std::atomic<bool> stopping_{false};
+  bool closed_ = false;
+
+  std::mutex cmdMu_;
+  std::deque<Command> commands_;
+
+  std::mutex eventMu_;
+  std::vector<EngineEvent> events_;      // engine thread only, flushed to the sink
+  std::vector<EngineEvent> undelivered_; // events produced after the sink was detached
+
+  RegionTable regions_;
+
+  std::mutex peersMu_;                                         // guards peerInfos_
+  std::unordered_map<uint32_t, std::shared_ptr<PeerInfo>> peerInfos_;  // JS-thread view
+
+  // Engine-thread state.
+  std::unordered_map<uint32_t, std::unique_ptr<Outbound>> outbound_;
+  std::unordered_map<uint32_t, std::unique_ptr<Inbound>> inbound_;
+  uint32_t nextInbound_ = 1;
+  std::unordered_map<uint64_t, std::unique_ptr<Xfer>> xfers_;
+  std::unordered_map<uint64_t, std::unique_ptr<ServeTask>> serves_;  // by serial
+  uint64_t nextServe_ = 1;
+  std::vector<std::function<void()>> deferred_;  // work moved out of UCX callbacks
+  std::vector<uint64_t> touched_;                 // transfers whose state changed in a callback
+  std::vector<AmSlot> amSlots_;
+  uint32_t pendingControl_ = 0;  // control messages not yet completed
+  std::mutex localUseMu_;
+  std::unordered_map<uint32_t, int64_t> localUse_;  // region id -> transfers initiated here using it
+  uint64_t nextDeadlineNs_ = UINT64_MAX;
+  uint64_t lastSweepNs_ = 0;
+  uint64_t lastActivityNs_ = 0;
+  uint32_t active_ = 0;  // operations in flight (busy-poll while > 0)
+  std::vector<void*> closing_;  // endpoint close requests in flight
+  // Error-handler arguments: never freed while the worker lives, because UCX may report an error
+  // on an endpoint (or on one it merged with it) after we closed ours.
+  std::deque<std::unique_ptr<EpOwner>> owners_;
+};
+
+}  // namespace kvwire
+#endif  // KVWIRE_HAVE_UCX

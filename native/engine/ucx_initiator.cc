@@ -1,0 +1,452 @@
+// UcxEngine, initiator side: posting READ and WRITE (one-sided RMA, or the AM protocol over tcp),
+// their completions, deadlines and cancellation, and notifications sent by this agent.
+#ifdef KVWIRE_HAVE_UCX
+#include <algorithm>
+#include <cstring>
+
+#include "engine/ucx_internal.h"
+
+namespace kvwire {
+
+namespace {
+// Statuses that mean the peer is gone rather than that one operation failed.
+bool IsPeerFailure(ucs_status_t st) {
+  return st == UCS_ERR_CONNECTION_RESET || st == UCS_ERR_ENDPOINT_TIMEOUT || st == UCS_ERR_UNREACHABLE ||
+         st == UCS_ERR_REJECTED || st == UCS_ERR_CANCELED;
+}
+}  // namespace
+
+void UcxEngine::XferSendCb(void* req, ucs_status_t st, void* ud) {
+  auto* x = static_cast<Xfer*>(ud);
+  x->engine->OnXferOp(*x, st, false);
+  ucp_request_free(req);
+}
+
+void UcxEngine::XferRecvCb(void* req, ucs_status_t st, size_t, void* ud) {
+  auto* x = static_cast<Xfer*>(ud);
+  x->engine->OnXferOp(*x, st, true);
+  ucp_request_free(req);
+}
+
+void UcxEngine::XferFlushCb(void* req, ucs_status_t st, void* ud) {
+  auto* x = static_cast<Xfer*>(ud);
+  x->inflight--;
+  x->engine->active_--;
+  if (st == UCS_OK) x->flushDone = true;
+  else if (x->opError == UCS_OK) x->opError = st;
+  x->engine->Touch(*x);
+  ucp_request_free(req);
+}
+
+void UcxEngine::OnXferOp(Xfer& x, ucs_status_t st, bool isRecv) {
+  x.inflight--;
+  active_--;
+  if (st != UCS_OK) {
+    if (x.opError == UCS_OK) x.opError = st;
+  } else if (isRecv) {
+    x.gotCount++;
+  } else {
+    x.completed++;
+  }
+  Touch(x);
+}
+
+void UcxEngine::Touch(Xfer& x) {
+  if (x.touched) return;
+  x.touched = true;
+  touched_.push_back(x.req->id);
+}
+
+void UcxEngine::ProcessTouched() {
+  while (!touched_.empty()) {
+    std::vector<uint64_t> ids;
+    ids.swap(touched_);
+    for (uint64_t id : ids) {
+      auto it = xfers_.find(id);
+      if (it == xfers_.end()) continue;
+      Xfer& x = *it->second;
+      x.touched = false;
+      if (!x.finished && x.opError != UCS_OK) {
+        auto ob = outbound_.find(x.req->peerId);
+        if (ob != outbound_.end() && ob->second->state == Outbound::State::kLost) {
+          FinishXfer(x, ob->second->lostCode, "peer '" + ob->second->info->name + "' was lost: " + ob->second->lostReason);
+        } else {
+          FinishXfer(x, IsPeerFailure(x.opError) ? code::kPeerLost : code::kTransport,
+                     "the transport failed an operation of transfer " + std::to_string(id) + ": " +
+                         UcsMessage(x.opError));
+        }
+      }
+      if (!x.finished) PumpXfer(x);
+      if (x.finished && x.inflight == 0) ReapXfer(id);
+    }
+  }
+}
+
+void UcxEngine::StartTransfer(std::unique_ptr<TransferRequest> req) {
+  uint64_t id = req->id;
+  auto owned = std::make_unique<Xfer>();
+  Xfer& x = *owned;
+  x.engine = this;
+  x.req = std::move(req);
+  x.startNs = NowNs();
+  x.deadlineNs = DeadlineFrom(x.startNs, x.req->timeoutMs);
+  nextDeadlineNs_ = std::min(nextDeadlineNs_, x.deadlineNs);
+  xfers_[id] = std::move(owned);
+
+  auto it = outbound_.find(x.req->peerId);
+  if (it == outbound_.end()) {
+    FinishXfer(x, code::kClosed, "the peer was disconnected before the transfer started");
+    ReapXfer(id);
+    return;
+  }
+  Outbound& ob = *it->second;
+  if (ob.state == Outbound::State::kLost) {
+    FinishXfer(x, ob.lostCode, "peer '" + ob.info->name + "' was lost: " + ob.lostReason);
+    ReapXfer(id);
+    return;
+  }
+  if (ob.state != Outbound::State::kConnected) {
+    FinishXfer(x, code::kInvalidArgument, "the peer is not connected yet; await agent.connect() first");
+    ReapXfer(id);
+    return;
+  }
+  ob.xfers.insert(id);
+  x.rma = ob.rma;
+  size_t n = x.req->descs.size();
+  if (!x.rma) {
+    if (x.req->op == Op::kWrite) {
+      x.whdrs.resize(n);
+    } else {
+      x.items.resize(n);
+      x.got.assign(n, 0);
+      for (size_t i = 0; i < n; ++i) {
+        const ResolvedDesc& d = x.req->descs[i];
+        x.items[i] = wire::ReadItem{d.remoteRegion, 0, d.remoteOffset, d.length};
+      }
+    }
+  }
+  PumpXfer(x);
+  if (x.finished && x.inflight == 0) ReapXfer(id);
+}
+
+void UcxEngine::PumpXfer(Xfer& x) {
+  if (x.finished) return;
+  auto it = outbound_.find(x.req->peerId);
+  if (it == outbound_.end() || it->second->ep == nullptr) {
+    FinishXfer(x, code::kClosed, "the peer was disconnected while this transfer was in flight");
+    return;
+  }
+  Outbound& ob = *it->second;
+  if (x.rma) {
+    PostRma(x, ob);
+  } else if (x.req->op == Op::kWrite) {
+    PostAmWrite(x, ob);
+  } else if (!x.reqSent) {
+    PostReadRequest(x, ob);
+  }
+  MaybeFinishXfer(x);
+}
+
+void UcxEngine::PostRma(Xfer& x, Outbound& ob) {
+  size_t n = x.req->descs.size();
+  ucp_request_param_t p{};
+  p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+  p.cb.send = &UcxEngine::XferSendCb;
+  p.user_data = &x;
+  std::string error;
+  while (x.next < n) {
+    const ResolvedDesc& d = x.req->descs[x.next];
+    ucp_rkey_h rk = RkeyFor(ob, d.remoteRegion, &error);
+    if (rk == nullptr) {
+      FinishXfer(x, code::kTransport, error);
+      return;
+    }
+    void* r = x.req->op == Op::kWrite ? ucp_put_nbx(ob.ep, d.local, d.length, d.remoteAddr, rk, &p)
+                                      : ucp_get_nbx(ob.ep, d.local, d.length, d.remoteAddr, rk, &p);
+    x.next++;
+    if (r == nullptr) {
+      x.completed++;
+    } else if (UCS_PTR_IS_ERR(r)) {
+      x.opError = UCS_PTR_STATUS(r);
+      Touch(x);
+      return;
+    } else {
+      x.inflight++;
+      active_++;
+    }
+  }
+  if (x.postedNs == 0) x.postedNs = NowNs();
+  if (x.req->op == Op::kWrite && !x.flushPosted) {
+    // Remote completion of every put before done/notification: flush the endpoint.
+    x.flushPosted = true;
+    ucp_request_param_t fp{};
+    fp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+    fp.cb.send = &UcxEngine::XferFlushCb;
+    fp.user_data = &x;
+    void* r = ucp_ep_flush_nbx(ob.ep, &fp);
+    if (r == nullptr) {
+      x.flushDone = true;
+    } else if (UCS_PTR_IS_ERR(r)) {
+      x.opError = UCS_PTR_STATUS(r);
+      Touch(x);
+    } else {
+      x.inflight++;
+      active_++;
+    }
+  }
+}
+
+void UcxEngine::PostAmWrite(Xfer& x, Outbound& ob) {
+  size_t n = x.req->descs.size();
+  while (x.next < n && x.next - x.completed < opts_.windowOps) {
+    uint32_t i = x.next;
+    const ResolvedDesc& d = x.req->descs[i];
+    wire::WriteHdr& h = x.whdrs[i];  // must stay valid until the send completes
+    h = wire::WriteHdr{ob.inboundId, i, x.req->id, d.remoteRegion, x.req->timeoutMs, d.remoteOffset, d.length};
+    ucp_request_param_t p{};
+    p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
+    p.cb.send = &UcxEngine::XferSendCb;
+    p.user_data = &x;
+    p.flags = d.length >= opts_.rndvThreshold ? UCP_AM_SEND_FLAG_RNDV : 0;
+    void* r = ucp_am_send_nbx(ob.ep, wire::kWrite, &h, sizeof h, d.local, d.length, &p);
+    x.next++;
+    if (r == nullptr) {
+      x.completed++;
+    } else if (UCS_PTR_IS_ERR(r)) {
+      x.opError = UCS_PTR_STATUS(r);
+      Touch(x);
+      return;
+    } else {
+      x.inflight++;
+      active_++;
+    }
+  }
+  if (x.next == n && x.postedNs == 0) x.postedNs = NowNs();
+  if (x.completed == n && !x.finSent) {
+    // Every descriptor's send completed (rendezvous ones landed; eager ones precede this message
+    // on the same endpoint): ask the target to confirm, and to deliver the notification.
+    x.finSent = true;
+    wire::WriteFinHdr h{ob.inboundId, static_cast<uint32_t>(n), x.req->id, static_cast<uint8_t>(x.req->hasNotify)};
+    uint64_t id = x.req->id;
+    SendControl(ob.ep, wire::kWriteFin, &h, sizeof h, x.req->notify.data(), x.req->notify.size(),
+                [this, id](ucs_status_t st) {
+                  if (st == UCS_OK) return;
+                  auto it = xfers_.find(id);
+                  if (it != xfers_.end() && it->second->opError == UCS_OK) {
+                    it->second->opError = st;
+                    Touch(*it->second);
+                  }
+                });
+  }
+}
+
+void UcxEngine::PostReadRequest(Xfer& x, Outbound& ob) {
+  x.reqSent = true;
+  wire::ReadReqHdr h{ob.inboundId, static_cast<uint32_t>(x.items.size()), x.req->id, x.req->timeoutMs};
+  uint64_t id = x.req->id;
+  SendControl(ob.ep, wire::kReadReq, &h, sizeof h, x.items.data(), x.items.size() * sizeof(wire::ReadItem),
+              [this, id](ucs_status_t st) {
+                if (st == UCS_OK) return;
+                auto it = xfers_.find(id);
+                if (it != xfers_.end() && it->second->opError == UCS_OK) {
+                  it->second->opError = st;
+                  Touch(*it->second);
+                }
+              });
+  x.postedNs = NowNs();
+}
+
+void UcxEngine::MaybeFinishXfer(Xfer& x) {
+  if (x.finished) return;
+  size_t n = x.req->descs.size();
+  bool landed;
+  if (x.rma) {
+    landed = x.completed == n && (x.req->op == Op::kRead || x.flushDone);
+  } else if (x.req->op == Op::kWrite) {
+    landed = x.ackReceived;  // the notification rode in the FIN: delivered by the target
+    if (landed) {
+      FinishXfer(x, "", "");
+      return;
+    }
+  } else {
+    landed = x.finReceived && x.gotCount == n;
+  }
+  if (!landed) return;
+  if (x.req->hasNotify && !x.notifyPosted) {
+    SendTransferNotify(x);
+    return;
+  }
+  if (x.req->hasNotify && !x.notifyDone) return;
+  FinishXfer(x, "", "");
+}
+
+void UcxEngine::SendTransferNotify(Xfer& x) {
+  x.notifyPosted = true;
+  auto it = outbound_.find(x.req->peerId);
+  if (it == outbound_.end() || it->second->ep == nullptr) {
+    FinishXfer(x, code::kClosed, "the peer was disconnected before the notification could be sent");
+    return;
+  }
+  wire::NotifyHdr h{it->second->inboundId};
+  uint64_t id = x.req->id;
+  SendControl(it->second->ep, wire::kNotify, &h, sizeof h, x.req->notify.data(), x.req->notify.size(),
+              [this, id](ucs_status_t st) {
+                auto xi = xfers_.find(id);
+                if (xi == xfers_.end()) return;
+                if (st == UCS_OK) {
+                  xi->second->notifyDone = true;
+                } else if (xi->second->opError == UCS_OK) {
+                  xi->second->opError = st;
+                }
+                Touch(*xi->second);
+              });
+}
+
+void UcxEngine::FinishXfer(Xfer& x, const std::string& c, const std::string& msg) {
+  if (x.finished) return;
+  x.finished = true;
+  EngineEvent e{EngineEvent::Kind::kTransferDone};
+  e.id = x.req->id;
+  e.code = c;
+  e.text = msg;
+  e.startNs = x.startNs;
+  e.postedNs = x.postedNs != 0 ? x.postedNs : x.startNs;
+  e.doneNs = NowNs();
+  e.bytesMoved = c.empty() ? x.req->bytes : 0;
+  Emit(std::move(e));
+  auto it = outbound_.find(x.req->peerId);
+  if (it != outbound_.end()) it->second->xfers.erase(x.req->id);
+}
+
+void UcxEngine::ReapXfer(uint64_t id) {
+  auto it = xfers_.find(id);
+  if (it == xfers_.end()) return;
+  Xfer& x = *it->second;
+  if (x.inflight != 0) return;
+  for (auto& r : x.req->regions) {
+    localUse(r->id(), -1);
+    r->Release();
+  }
+  x.req->regions.clear();
+  xfers_.erase(it);
+}
+
+void UcxEngine::CancelXfer(uint64_t id, const char* c, const std::string& msg) {
+  auto it = xfers_.find(id);
+  if (it == xfers_.end()) return;
+  Xfer& x = *it->second;
+  if (x.finished) return;
+  if (!x.rma && x.req->op == Op::kRead && x.reqSent) {
+    auto ob = outbound_.find(x.req->peerId);
+    if (ob != outbound_.end() && ob->second->state == Outbound::State::kConnected) {
+      wire::ReadCancelHdr h{ob->second->inboundId, id};
+      SendControl(ob->second->ep, wire::kReadCancel, &h, sizeof h, nullptr, 0);
+    }
+  }
+  FinishXfer(x, c, msg.empty() ? "the transfer was cancelled" : msg);
+  // Operations already handed to UCX may still complete; the Xfer (and the regions it holds) lives
+  // until they have, so no callback ever touches freed memory.
+  if (x.inflight == 0) ReapXfer(id);
+}
+
+void UcxEngine::HandleWriteAck(const wire::StatusHdr& h, const uint8_t* data, size_t len) {
+  auto it = xfers_.find(h.xferId);
+  if (it == xfers_.end() || it->second->finished) return;
+  Xfer& x = *it->second;
+  if (h.status == static_cast<int32_t>(WireStatus::kOk)) {
+    x.ackReceived = true;
+    Touch(x);
+    return;
+  }
+  std::string msg(reinterpret_cast<const char*>(data), len);
+  FinishXfer(x, WireStatusCode(static_cast<WireStatus>(h.status)), "the target refused the WRITE: " + msg);
+  if (x.inflight == 0) ReapXfer(h.xferId);
+}
+
+ucs_status_t UcxEngine::HandleReadData(const wire::ReadDataHdr& h, void* data, size_t len,
+                                       const ucp_am_recv_param_t* param) {
+  auto it = xfers_.find(h.xferId);
+  if (it == xfers_.end()) return UCS_OK;  // finished and reaped: drop the bytes
+  Xfer& x = *it->second;
+  // Only bytes the transfer asked for, of exactly the length asked, and each index once.
+  if (x.finished || x.rma || x.req->op != Op::kRead || h.index >= x.got.size() || x.got[h.index] != 0 ||
+      len != x.req->descs[h.index].length) {
+    return UCS_OK;
+  }
+  x.got[h.index] = 1;
+  uint8_t* dst = x.req->descs[h.index].local;
+  if ((param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0) {
+    ucp_request_param_t p{};
+    p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+    p.cb.recv_am = &UcxEngine::XferRecvCb;
+    p.user_data = &x;
+    void* r = ucp_am_recv_data_nbx(worker_, data, dst, len, &p);
+    if (r == nullptr) {
+      x.gotCount++;
+    } else if (UCS_PTR_IS_ERR(r)) {
+      if (x.opError == UCS_OK) x.opError = UCS_PTR_STATUS(r);
+    } else {
+      x.inflight++;
+      active_++;
+    }
+  } else {
+    std::memcpy(dst, data, len);
+    x.gotCount++;
+  }
+  Touch(x);
+  return UCS_OK;
+}
+
+void UcxEngine::HandleReadFin(const wire::StatusHdr& h, const uint8_t* data, size_t len) {
+  auto it = xfers_.find(h.xferId);
+  if (it == xfers_.end() || it->second->finished) return;
+  Xfer& x = *it->second;
+  if (h.status == static_cast<int32_t>(WireStatus::kOk)) {
+    x.finReceived = true;
+    Touch(x);
+    return;
+  }
+  std::string msg(reinterpret_cast<const char*>(data), len);
+  FinishXfer(x, WireStatusCode(static_cast<WireStatus>(h.status)), "the target refused the READ: " + msg);
+  if (x.inflight == 0) ReapXfer(h.xferId);
+}
+
+void UcxEngine::HandleRevoke(const wire::RevokeHdr& h) {
+  auto it = outbound_.find(h.connId);
+  if (it == outbound_.end()) return;
+  auto rr = it->second->info->regions.find(h.regionId);
+  if (rr == it->second->info->regions.end()) return;
+  rr->second->revoked.store(true);
+  EngineEvent e{EngineEvent::Kind::kRegionRevoked};
+  e.id = h.connId;
+  e.aux = h.regionId;
+  Emit(std::move(e));
+}
+
+void UcxEngine::DoNotify(uint32_t peerId, std::string message, uint64_t token) {
+  auto fail = [&](const char* c, const std::string& msg) {
+    EngineEvent e{EngineEvent::Kind::kNotifyDone};
+    e.id = token;
+    e.code = c;
+    e.text = msg;
+    Emit(std::move(e));
+  };
+  auto it = outbound_.find(peerId);
+  if (it == outbound_.end()) return fail(code::kClosed, "the peer was disconnected");
+  Outbound& ob = *it->second;
+  if (ob.state == Outbound::State::kLost) return fail(ob.lostCode.c_str(), ob.lostReason);
+  if (ob.state != Outbound::State::kConnected) return fail(code::kInvalidArgument, "the peer is not connected yet");
+  wire::NotifyHdr h{ob.inboundId};
+  SendControl(ob.ep, wire::kNotify, &h, sizeof h, message.data(), message.size(), [this, token](ucs_status_t st) {
+    EngineEvent e{EngineEvent::Kind::kNotifyDone};
+    e.id = token;
+    if (st != UCS_OK) {
+      e.code = code::kTransport;
+      e.text = "sending the notification failed: " + UcsMessage(st);
+    }
+    Emit(std::move(e));
+  });
+}
+
+}  // namespace kvwire
+#endif  // KVWIRE_HAVE_UCX

@@ -1,0 +1,129 @@
+// Engine-thread state of UcxEngine: connections, transfers, served reads. Private to engine/*.cc.
+#pragma once
+#ifdef KVWIRE_HAVE_UCX
+#include <unordered_set>
+
+#include "engine/ucx_engine.h"
+#include "util/clock.h"
+
+namespace kvwire {
+
+// Passed to UCX as the endpoint error handler's argument; outlives the endpoint.
+struct UcxEngine::EpOwner {
+  enum class Kind : uint8_t { kOutbound, kInbound } kind;
+  uint32_t id;
+  UcxEngine* engine;
+};
+
+// A peer this agent connected to (the initiator side of transfers).
+struct UcxEngine::Outbound {
+  uint32_t id = 0;
+  std::shared_ptr<PeerInfo> info;
+  ucp_ep_h ep = nullptr;
+  EpOwner* owner = nullptr;  // owned by owners_ for the worker's lifetime
+  enum class State : uint8_t { kConnecting, kConnected, kLost } state = State::kConnecting;
+  uint32_t inboundId = 0;  // our id at the target, from its HelloAck
+  bool rma = false;        // one-sided put/get (sm, rdma) rather than the AM protocol (tcp)
+  bool sameHost = false;
+  LaneInfo lanes;
+  UniqueFd pidfd;
+  uint64_t connectDeadlineNs = 0;
+  std::unordered_map<uint32_t, ucp_rkey_h> rkeys;
+  std::unordered_set<uint64_t> xfers;
+  std::string lostCode, lostReason;
+  ~Outbound() {
+    for (auto& [id, rk] : rkeys) ucp_rkey_destroy(rk);
+  }
+};
+
+// A WRITE being received by this agent (target side), keyed by the initiator's transfer id.
+struct UcxEngine::WriteRecord {
+  uint32_t landed = 0;       // descriptors placed (or rejected)
+  uint32_t pendingRecv = 0;  // rendezvous receives in flight
+  bool finReceived = false;
+  uint32_t expected = 0;
+  bool hasNotify = false;
+  std::string notify;
+  WireStatus status = WireStatus::kOk;
+  uint32_t badIndex = 0;
+  std::string badMessage;
+  bool nackSent = false;
+  uint64_t deadlineNs = 0;
+};
+
+// A peer that connected to this agent (the target side of transfers).
+struct UcxEngine::Inbound {
+  uint32_t id = 0;
+  uint32_t connId = 0;  // the initiator's id for this connection
+  std::string name;
+  ucp_ep_h ep = nullptr;  // our endpoint back to the initiator, for answers
+  EpOwner* owner = nullptr;  // owned by owners_ for the worker's lifetime
+  UniqueFd pidfd;
+  bool lost = false;
+  std::unordered_map<uint64_t, WriteRecord> writes;
+  std::unordered_map<uint64_t, ServeTask*> reads;
+};
+
+// A transfer this agent initiated.
+struct UcxEngine::Xfer {
+  UcxEngine* engine = nullptr;
+  std::unique_ptr<TransferRequest> req;
+  bool rma = false;
+  uint64_t deadlineNs = 0, startNs = 0, postedNs = 0;
+  uint32_t next = 0;        // next descriptor to post
+  uint32_t inflight = 0;    // UCX requests outstanding that point at this Xfer
+  uint32_t completed = 0;   // descriptors completed locally
+  bool flushPosted = false, flushDone = false;
+  bool finSent = false, ackReceived = false;
+  bool reqSent = false, finReceived = false;
+  bool notifyPosted = false, notifyDone = false;
+  bool finished = false;    // reported to JS; the struct lives on until inflight == 0
+  bool touched = false;     // queued for ProcessTouched
+  ucs_status_t opError = UCS_OK;  // first failed operation, turned into an error after progress
+  std::vector<wire::WriteHdr> whdrs;
+  std::vector<wire::ReadItem> items;
+  std::vector<uint8_t> got;
+  uint32_t gotCount = 0;
+};
+
+// A READ this agent serves for an inbound peer, by pushing the bytes back.
+struct UcxEngine::ServeTask {
+  UcxEngine* engine = nullptr;
+  uint32_t inboundId = 0;
+  uint64_t xferId = 0;
+  uint64_t key = 0;  // in serves_
+  ucs_status_t opError = UCS_OK;
+  std::vector<wire::ReadItem> items;
+  std::vector<uint8_t*> addrs;
+  std::vector<LocalRegionPtr> regions;  // acquired
+  std::vector<wire::ReadDataHdr> hdrs;
+  uint32_t next = 0, inflight = 0, completed = 0;
+  uint64_t deadlineNs = 0;
+  bool cancelled = false, finished = false;
+};
+
+struct UcxEngine::Command {
+  enum class Kind : uint8_t { kConnect, kDisconnect, kPost, kCancel, kNotify, kRevoke } kind;
+  uint32_t peerId = 0;
+  uint64_t id = 0;
+  uint32_t timeoutMs = 0;
+  std::shared_ptr<PeerInfo> info;
+  std::unique_ptr<TransferRequest> req;
+  std::string text;
+  const char* code = nullptr;
+};
+
+// epoll tags: the kind in the top byte, an id in the low 32 bits.
+enum class FdTag : uint8_t { kWakeup = 1, kWorker = 2, kOutboundPid = 3, kInboundPid = 4 };
+inline uint64_t MakeTag(FdTag k, uint32_t id) { return (static_cast<uint64_t>(k) << 56) | id; }
+inline FdTag TagKind(uint64_t t) { return static_cast<FdTag>(t >> 56); }
+inline uint32_t TagId(uint64_t t) { return static_cast<uint32_t>(t); }
+
+inline uint64_t DeadlineFrom(uint64_t now, uint32_t timeoutMs) {
+  return now + static_cast<uint64_t>(timeoutMs) * 1000000ull;
+}
+
+std::string UcsMessage(ucs_status_t st);
+
+}  // namespace kvwire
+#endif

@@ -1,0 +1,393 @@
+// UcxEngine, target side of the AM protocol: WRITE descriptors received in place, READ requests
+// served as pushes, notifications delivered, and region revocation. Every descriptor a peer sends
+// is checked here against this agent's own region table before a byte moves.
+#ifdef KVWIRE_HAVE_UCX
+#include <algorithm>
+#include <cstring>
+
+#include "engine/ucx_internal.h"
+
+namespace kvwire {
+
+namespace {
+// A rendezvous receive in flight on the target: which WRITE it belongs to, and the region it pins.
+struct TargetRecv {
+  UcxEngine* engine;
+  uint32_t inboundId;
+  uint64_t xferId;
+  LocalRegionPtr region;
+};
+
+std::string Num(uint64_t n) {
+  std::string s = std::to_string(n), out;
+  int c = 0;
+  for (auto it = s.rbegin(); it != s.rend(); ++it) {
+    if (c > 0 && c % 3 == 0) out.push_back(',');
+    out.push_back(*it);
+    ++c;
+  }
+  return std::string(out.rbegin(), out.rend());
+}
+}  // namespace
+
+// Checks one descriptor a peer asked for. Returns kOk with the region acquired in `out`.
+WireStatus UcxEngine::CheckRemoteAccess(uint32_t regionId, uint64_t offset, uint64_t length, Access need,
+                                        uint32_t index, LocalRegionPtr* out, std::string* msg) {
+  LocalRegionPtr r = regions_.Acquire(regionId);
+  if (!r) {
+    bool was = regions_.WasRegistered(regionId);
+    *msg = "descriptor " + std::to_string(index) + " names region " + std::to_string(regionId) +
+           (was ? ", which was deregistered; fetch fresh metadata" : ", which this agent never registered");
+    return was ? WireStatus::kDeregistered : WireStatus::kUnknownRegion;
+  }
+  if ((r->access() & need) != need) {
+    *msg = "descriptor " + std::to_string(index) + ": region '" + r->label() + "' allows " +
+           AccessName(r->access()) + " access, not " + (need == kAccessWrite ? "write" : "read");
+    r->Release();
+    return WireStatus::kAccessDenied;
+  }
+  if (length == 0 || !r->Contains(offset, length)) {
+    *msg = "descriptor " + std::to_string(index) + " reaches byte " + Num(offset + length) + " of region '" +
+           r->label() + "' which has " + Num(r->length()) + " bytes";
+    r->Release();
+    return WireStatus::kOutOfBounds;
+  }
+  *out = std::move(r);
+  return WireStatus::kOk;
+}
+
+void UcxEngine::TargetRecvCb(void* req, ucs_status_t st, size_t, void* ud) {
+  auto* t = static_cast<TargetRecv*>(ud);
+  UcxEngine* self = t->engine;
+  self->active_--;
+  t->region->Release();
+  auto ib = self->inbound_.find(t->inboundId);
+  if (ib != self->inbound_.end()) {
+    auto rec = ib->second->writes.find(t->xferId);
+    if (rec != ib->second->writes.end()) {
+      rec->second.pendingRecv--;
+      rec->second.landed++;
+      if (st != UCS_OK && rec->second.status == WireStatus::kOk) {
+        rec->second.status = WireStatus::kTransport;
+        rec->second.badMessage = "receiving a descriptor failed: " + UcsMessage(st);
+      }
+      if (rec->second.finReceived) {
+        uint32_t ibId = t->inboundId;
+        uint64_t xferId = t->xferId;
+        self->deferred_.push_back([self, ibId, xferId] {
+          auto it = self->inbound_.find(ibId);
+          if (it != self->inbound_.end()) self->MaybeAckWrite(*it->second, xferId);
+        });
+      }
+    }
+  }
+  delete t;
+  ucp_request_free(req);
+}
+
+ucs_status_t UcxEngine::HandleWrite(const wire::WriteHdr& h, void* data, size_t len, const ucp_am_recv_param_t* param) {
+  auto ibIt = inbound_.find(h.inboundId);
+  if (ibIt == inbound_.end() || ibIt->second->lost) return UCS_OK;  // unknown sender: drop
+  Inbound& ib = *ibIt->second;
+  auto [recIt, created] = ib.writes.try_emplace(h.xferId);
+  WriteRecord& rec = recIt->second;
+  if (created) rec.deadlineNs = DeadlineFrom(NowNs(), h.timeoutMs + 5000);
+  if (rec.status != WireStatus::kOk) {
+    rec.landed++;
+    return UCS_OK;
+  }
+  LocalRegionPtr region;
+  std::string msg;
+  WireStatus st = CheckRemoteAccess(h.regionId, h.offset, h.length, kAccessWrite, h.index, &region, &msg);
+  if (st == WireStatus::kOk && h.length != len) {
+    region->Release();
+    st = WireStatus::kInvalid;
+    msg = "descriptor " + std::to_string(h.index) + " carries " + Num(len) + " bytes but claims " + Num(h.length);
+  }
+  if (st != WireStatus::kOk) {
+    rec.status = st;
+    rec.badIndex = h.index;
+    rec.badMessage = msg;
+    rec.landed++;
+    if (!rec.nackSent) {
+      rec.nackSent = true;
+      ucp_request_param_t unused{};
+      (void)unused;
+      uint32_t ibId = ib.id;
+      uint64_t xferId = h.xferId;
+      deferred_.push_back([this, ibId, xferId, st, idx = h.index, msg] {
+        auto it = inbound_.find(ibId);
+        if (it != inbound_.end() && it->second->ep != nullptr) {
+          SendStatus(it->second->ep, wire::kWriteAck, xferId, st, idx, msg);
+        }
+      });
+    }
+    return UCS_OK;  // a rendezvous descriptor not received is released by UCX
+  }
+  uint8_t* dst = region->base() + h.offset;
+  if ((param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0) {
+    auto* t = new TargetRecv{this, ib.id, h.xferId, region};
+    ucp_request_param_t p{};
+    p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+    p.cb.recv_am = &UcxEngine::TargetRecvCb;
+    p.user_data = t;
+    void* r = ucp_am_recv_data_nbx(worker_, data, dst, len, &p);
+    if (UCS_PTR_IS_PTR(r)) {
+      rec.pendingRecv++;
+      active_++;
+      return UCS_OK;
+    }
+    delete t;
+    if (UCS_PTR_IS_ERR(r) && rec.status == WireStatus::kOk) {
+      rec.status = WireStatus::kTransport;
+      rec.badMessage = "receiving descriptor " + std::to_string(h.index) + " failed: " + UcsMessage(UCS_PTR_STATUS(r));
+    }
+  } else {
+    std::memcpy(dst, data, len);
+  }
+  region->Release();
+  rec.landed++;
+  return UCS_OK;
+}
+
+void UcxEngine::HandleWriteFin(const wire::WriteFinHdr& h, const uint8_t* data, size_t len) {
+  auto ibIt = inbound_.find(h.inboundId);
+  if (ibIt == inbound_.end() || ibIt->second->lost) return;
+  Inbound& ib = *ibIt->second;
+  auto [recIt, created] = ib.writes.try_emplace(h.xferId);
+  WriteRecord& rec = recIt->second;
+  if (created) rec.deadlineNs = DeadlineFrom(NowNs(), 30000);
+  rec.finReceived = true;
+  rec.expected = h.count;
+  rec.hasNotify = h.hasNotify != 0;
+  rec.notify.assign(reinterpret_cast<const char*>(data), len);
+  MaybeAckWrite(ib, h.xferId);
+}
+
+void UcxEngine::MaybeAckWrite(Inbound& ib, uint64_t xferId) {
+  auto it = ib.writes.find(xferId);
+  if (it == ib.writes.end() || !it->second.finReceived) return;
+  WriteRecord& rec = it->second;
+  if (rec.status == WireStatus::kOk && (rec.landed < rec.expected || rec.pendingRecv > 0)) return;
+  if (rec.status != WireStatus::kOk) {
+    if (rec.pendingRecv > 0) return;  // let receives in flight finish before forgetting them
+    if (!rec.nackSent) SendStatus(ib.ep, wire::kWriteAck, xferId, rec.status, rec.badIndex, rec.badMessage);
+    ib.writes.erase(it);
+    return;
+  }
+  // Every byte is in place: the notification may be delivered now, then the initiator told.
+  if (rec.hasNotify) {
+    EngineEvent e{EngineEvent::Kind::kNotification};
+    e.text = ib.name;
+    e.bytes.assign(rec.notify.begin(), rec.notify.end());
+    Emit(std::move(e));
+  }
+  SendStatus(ib.ep, wire::kWriteAck, xferId, WireStatus::kOk, 0, "");
+  ib.writes.erase(it);
+}
+
+void UcxEngine::HandleReadReq(const wire::ReadReqHdr& h, const uint8_t* data, size_t len) {
+  auto ibIt = inbound_.find(h.inboundId);
+  if (ibIt == inbound_.end() || ibIt->second->lost) return;
+  Inbound& ib = *ibIt->second;
+  if (h.count == 0 || h.count > wire::kMaxReadItems || len != static_cast<size_t>(h.count) * sizeof(wire::ReadItem)) {
+    SendStatus(ib.ep, wire::kReadFin, h.xferId, WireStatus::kInvalid, 0, "malformed READ request");
+    return;
+  }
+  auto task = std::make_unique<ServeTask>();
+  task->engine = this;
+  task->inboundId = ib.id;
+  task->xferId = h.xferId;
+  task->deadlineNs = DeadlineFrom(NowNs(), h.timeoutMs + 1000);
+  task->items.resize(h.count);
+  std::memcpy(task->items.data(), data, len);
+  task->addrs.resize(h.count);
+  task->hdrs.resize(h.count);
+  // Validate every descriptor before serving any: a refused READ moves no byte.
+  uint32_t lastId = UINT32_MAX;
+  LocalRegion* last = nullptr;
+  for (uint32_t i = 0; i < h.count; ++i) {
+    const wire::ReadItem& it = task->items[i];
+    if (it.regionId != lastId) {
+      last = nullptr;
+      for (auto& r : task->regions) {
+        if (r->id() == it.regionId) last = r.get();
+      }
+      if (last == nullptr) {
+        LocalRegionPtr r;
+        std::string msg;
+        WireStatus st = CheckRemoteAccess(it.regionId, it.offset, it.length, kAccessRead, i, &r, &msg);
+        if (st != WireStatus::kOk) {
+          for (auto& rr : task->regions) rr->Release();
+          SendStatus(ib.ep, wire::kReadFin, h.xferId, st, i, msg);
+          return;
+        }
+        last = r.get();
+        task->regions.push_back(std::move(r));
+      }
+      lastId = it.regionId;
+    }
+    if (it.length == 0 || !last->Contains(it.offset, it.length)) {
+      std::string msg = "descriptor " + std::to_string(i) + " reaches byte " + Num(it.offset + it.length) +
+                        " of region '" + last->label() + "' which has " + Num(last->length()) + " bytes";
+      for (auto& rr : task->regions) rr->Release();
+      SendStatus(ib.ep, wire::kReadFin, h.xferId, WireStatus::kOutOfBounds, i, msg);
+      return;
+    }
+    task->addrs[i] = last->base() + it.offset;
+    task->hdrs[i] = wire::ReadDataHdr{h.xferId, i};
+  }
+  uint64_t key = nextServe_++;
+  ServeTask& t = *task;
+  serves_[key] = std::move(task);
+  t.key = key;
+  ib.reads[h.xferId] = &t;
+  nextDeadlineNs_ = std::min(nextDeadlineNs_, t.deadlineNs);
+  PumpServe(t);
+}
+
+void UcxEngine::ServeSendCb(void* req, ucs_status_t st, void* ud) {
+  auto* t = static_cast<ServeTask*>(ud);
+  UcxEngine* self = t->engine;
+  t->inflight--;
+  self->active_--;
+  if (st != UCS_OK) {
+    if (t->opError == UCS_OK) t->opError = st;
+  } else {
+    t->completed++;
+  }
+  uint64_t key = t->key;
+  self->deferred_.push_back([self, key] {
+    auto it = self->serves_.find(key);
+    if (it != self->serves_.end()) self->PumpServe(*it->second);
+  });
+  ucp_request_free(req);
+}
+
+void UcxEngine::PumpServe(ServeTask& t) {
+  auto ibIt = inbound_.find(t.inboundId);
+  if (ibIt == inbound_.end() || ibIt->second->ep == nullptr) t.cancelled = true;
+  if (!t.finished && t.opError != UCS_OK) {
+    FinishServe(t, WireStatus::kTransport, 0, "serving the READ failed: " + UcsMessage(t.opError));
+  }
+  if (!t.cancelled && !t.finished) {
+    ucp_ep_h ep = ibIt->second->ep;
+    size_t n = t.items.size();
+    while (t.next < n && t.next - t.completed < opts_.windowOps) {
+      uint32_t i = t.next++;
+      ucp_request_param_t p{};
+      p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
+      p.cb.send = &UcxEngine::ServeSendCb;
+      p.user_data = &t;
+      p.flags = t.items[i].length >= opts_.rndvThreshold ? UCP_AM_SEND_FLAG_RNDV : 0;
+      void* r = ucp_am_send_nbx(ep, wire::kReadData, &t.hdrs[i], sizeof(wire::ReadDataHdr), t.addrs[i],
+                                t.items[i].length, &p);
+      if (r == nullptr) {
+        t.completed++;
+      } else if (UCS_PTR_IS_ERR(r)) {
+        FinishServe(t, WireStatus::kTransport, i, "serving descriptor " + std::to_string(i) + " failed: " +
+                                                     UcsMessage(UCS_PTR_STATUS(r)));
+        break;
+      } else {
+        t.inflight++;
+        active_++;
+      }
+    }
+    if (!t.finished && t.completed == n) FinishServe(t, WireStatus::kOk, 0, "");
+  }
+  if ((t.cancelled || t.finished) && t.inflight == 0) {
+    for (auto& r : t.regions) r->Release();
+    t.regions.clear();
+    if (ibIt != inbound_.end()) {
+      auto rd = ibIt->second->reads.find(t.xferId);
+      if (rd != ibIt->second->reads.end() && rd->second == &t) ibIt->second->reads.erase(rd);
+    }
+    serves_.erase(t.key);  // `t` is gone after this line
+  }
+}
+
+void UcxEngine::FinishServe(ServeTask& t, WireStatus st, uint32_t index, const std::string& msg) {
+  if (t.finished) return;
+  t.finished = true;
+  auto ibIt = inbound_.find(t.inboundId);
+  if (ibIt == inbound_.end() || ibIt->second->ep == nullptr || t.cancelled) return;
+  // Sent after every push completed: rendezvous pushes have landed, eager ones precede it.
+  SendStatus(ibIt->second->ep, wire::kReadFin, t.xferId, st, index, msg);
+}
+
+void UcxEngine::HandleReadCancel(const wire::ReadCancelHdr& h) {
+  auto ibIt = inbound_.find(h.inboundId);
+  if (ibIt == inbound_.end()) return;
+  auto rd = ibIt->second->reads.find(h.xferId);
+  if (rd == ibIt->second->reads.end()) return;
+  ServeTask& t = *rd->second;
+  t.cancelled = true;  // the initiator gave up: stop pushing, send no FIN
+  PumpServe(t);
+}
+
+void UcxEngine::HandleNotify(const wire::NotifyHdr& h, const uint8_t* data, size_t len) {
+  auto ibIt = inbound_.find(h.inboundId);
+  if (ibIt == inbound_.end() || ibIt->second->lost) return;
+  EngineEvent e{EngineEvent::Kind::kNotification};
+  e.text = ibIt->second->name;
+  e.bytes.assign(data, data + len);
+  Emit(std::move(e));
+}
+
+void UcxEngine::SendStatus(ucp_ep_h ep, uint16_t amId, uint64_t xferId, WireStatus st, uint32_t index,
+                           const std::string& msg) {
+  if (ep == nullptr) return;
+  wire::StatusHdr h{xferId, static_cast<int32_t>(st), index};
+  SendControl(ep, amId, &h, sizeof h, msg.data(), msg.size());
+}
+
+void UcxEngine::RevokeRegion(uint32_t regionId) {
+  for (auto& [id, ib] : inbound_) {
+    if (ib->lost || ib->ep == nullptr) continue;
+    wire::RevokeHdr h{ib->connId, regionId};
+    SendControl(ib->ep, wire::kRevoke, &h, sizeof h, nullptr, 0);
+  }
+  // Reads being served from the region stop now.
+  std::vector<uint64_t> keys;
+  for (auto& [key, t] : serves_) {
+    for (auto& r : t->regions) {
+      if (r->id() == regionId) keys.push_back(key);
+    }
+  }
+  for (uint64_t key : keys) {
+    auto it = serves_.find(key);
+    if (it == serves_.end()) continue;
+    FinishServe(*it->second, WireStatus::kDeregistered, 0, "a region being read was deregistered");
+    PumpServe(*it->second);
+  }
+}
+
+void UcxEngine::SweepTargetState(uint64_t now) {
+  for (auto& [id, ib] : inbound_) {
+    for (auto it = ib->writes.begin(); it != ib->writes.end();) {
+      if (it->second.deadlineNs <= now && it->second.pendingRecv == 0) {
+        if (it->second.finReceived) {
+          SendStatus(ib->ep, wire::kWriteAck, it->first, WireStatus::kTimeout, 0,
+                     "the target did not receive every descriptor before the deadline");
+        }
+        it = ib->writes.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  std::vector<uint64_t> expired;
+  for (auto& [key, t] : serves_) {
+    if (!t->finished && t->deadlineNs <= now) expired.push_back(key);
+  }
+  for (uint64_t key : expired) {
+    auto it = serves_.find(key);
+    if (it == serves_.end()) continue;
+    FinishServe(*it->second, WireStatus::kTimeout, 0, "serving the READ outlived its deadline");
+    it->second->cancelled = true;
+    PumpServe(*it->second);
+  }
+}
+
+}  // namespace kvwire
+#endif  // KVWIRE_HAVE_UCX
