@@ -1,0 +1,14 @@
+/**
+ * lib/kv — KV cache layout: which tensors a rank registers, block ids → flat memory descriptors,
+ * run coalescing, heterogeneous tensor-parallel slicing, model presets and the compatibility
+ * fields a prefill/decode handshake compares. Knows nothing about transports.
+ *
+ * @packageDocumentation
+ */
+export { KV_DTYPES, dtypeBytes, isKvDtype, parseKvDtype, type KvDtype } from './dtype.js';
+export {
+  isMla, latentWidth, modelBytesPerToken, validateModelShape,
+  type MhaModelShape, type MlaModelShape, type ModelShape,
+} from './model.js';
+export { KV_PRESET_NAMES, kvPreset, type KvPresetName } from './presets.js';
+export { kvHeadsOfRank, ranksHoldingHead, type KvHeadRange } from './heads.js';
