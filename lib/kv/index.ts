@@ -12,3 +12,12 @@ export {
 } from './model.js';
 export { KV_PRESET_NAMES, kvPreset, type KvPresetName } from './presets.js';
 export { kvHeadsOfRank, ranksHoldingHead, type KvHeadRange } from './heads.js';
+export {
+  validateBlockIds,
+  type Addressing, type BlockDescriptors, type DescriptorList, type DescriptorOptions, type PairedDescriptors,
+} from './descriptors.js';
+export {
+  KV_ARENA_LABEL, KvLayout,
+  type KvLayoutOptions, type KvOrder, type KvRegionSpec, type KvSplit, type KvTensor, type KvTensorPart,
+  type TensorParallelRank,
+} from './layout.js';
