@@ -21,3 +21,8 @@ export {
   type KvLayoutOptions, type KvOrder, type KvRegionSpec, type KvSplit, type KvTensor, type KvTensorPart,
   type TensorParallelRank,
 } from './layout.js';
+export {
+  KV_COMPATIBILITY_FIELD_NAMES, KV_LAYOUT_PROTOCOL_VERSION,
+  assertCompatible, canonicalCompatibilityJson, compatHash, compatibilityFields, firstDifferingField,
+  type CompatibilityOptions, type KvCompatibilityFields,
+} from './compat.js';
