@@ -26,3 +26,4 @@ export {
   assertCompatible, canonicalCompatibilityJson, compatHash, compatibilityFields, firstDifferingField,
   type CompatibilityOptions, type KvCompatibilityFields,
 } from './compat.js';
+export { pairBlockDescriptors, type PairOptions } from './pairing.js';
