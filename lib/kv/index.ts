@@ -21,9 +21,13 @@ export {
   type KvLayoutOptions, type KvOrder, type KvRegionSpec, type KvSplit, type KvTensor, type KvTensorPart,
   type TensorParallelRank,
 } from './layout.js';
+export { pairBlockDescriptors, type PairOptions } from './pairing.js';
+export {
+  TensorParallelReadPlan, planTensorParallelReads, tensorParallelLayouts,
+  type TensorParallelRead, type TensorParallelSource,
+} from './tensor-parallel.js';
 export {
   KV_COMPATIBILITY_FIELD_NAMES, KV_LAYOUT_PROTOCOL_VERSION,
   assertCompatible, canonicalCompatibilityJson, compatHash, compatibilityFields, firstDifferingField,
   type CompatibilityOptions, type KvCompatibilityFields,
 } from './compat.js';
-export { pairBlockDescriptors, type PairOptions } from './pairing.js';
