@@ -1,0 +1,15 @@
+/**
+ * Plain-text tables for the CLI: right-aligned numbers, left-aligned text, no dependencies.
+ *
+ * @packageDocumentation
+ */
+
+/** Renders `rows` under `headers` as an aligned text table. */
+export function renderTable(headers: readonly string[], rows: readonly (readonly (string | number)[])[]): string {
+  const cells = rows.map((r) => r.map((c) => String(c)));
+  const numeric = headers.map((_, i) => rows.length > 0 && rows.every((r) => typeof r[i] === 'number' || /^[-+]?[\d.,]+[x%]?$/.test(String(r[i]))));
+  const width = headers.map((h, i) => Math.max(h.length, ...cells.map((r) => (r[i] ?? '').length)));
+  const line = (r: readonly string[]) =>
+    r.map((c, i) => (numeric[i] ? c.padStart(width[i]!) : c.padEnd(width[i]!))).join('  ').trimEnd();
+  return [line(headers), line(width.map((w) => '-'.repeat(w))), ...cells.map(line)].join('\n');
+}
