@@ -136,9 +136,23 @@ export function packageRoot(): string {
   return dirname(dirname(fileURLToPath(import.meta.url)));
 }
 
+/**
+ * UCX settings kvwire applies before UCX loads, unless the environment sets them already.
+ *
+ * `UCX_MEM_EVENTS=no`: UCX's memory hooks patch libc's mmap/munmap at run time ("bistro"); inside
+ * Node, whose V8 threads map and unmap memory concurrently, that crashes the process at exit about
+ * once in a hundred runs (seen here with nothing but the library loaded). kvwire does not need the
+ * hooks: it registers every region explicitly (ucp_mem_map) and passes the memory handle with each
+ * operation, so UCX's registration cache, the only user of the hooks, stays out of the data path.
+ */
+export const UCX_ENV_DEFAULTS: Readonly<Record<string, string>> = { UCX_MEM_EVENTS: 'no' };
+
 /** Loads the addon once; `undefined` when it cannot be loaded (see {@link nativeLoadError}). */
 export function loadNative(): NativeAddon | undefined {
   if (cached !== undefined) return cached ?? undefined;
+  for (const [k, v] of Object.entries(UCX_ENV_DEFAULTS)) {
+    if (process.env[k] === undefined) process.env[k] = v; // read by UCX's constructors at load
+  }
   const require = createRequire(import.meta.url);
   try {
     const nodeGypBuild = require('node-gyp-build') as ((dir: string) => unknown) & { path?: (dir: string) => string };

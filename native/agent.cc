@@ -359,7 +359,7 @@ Napi::Value Agent::Post(const Napi::CallbackInfo& info) {
     if (len == 0 || !local->Contains(loff, len) || roff > remote->length || len > remote->length - roff) {
       fail(code::kOutOfBounds, "descriptor " + std::to_string(i) + " is out of bounds");
     }
-    req->descs[i] = ResolvedDesc{local->base() + loff, len, rid, roff, remote->base + roff};
+    req->descs[i] = ResolvedDesc{local->base() + loff, local->memh(), len, rid, roff, remote->base + roff};
     req->bytes += len;
   }
   double bytes = static_cast<double>(req->bytes);

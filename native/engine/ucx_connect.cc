@@ -418,13 +418,14 @@ void UcxEngine::SendControl(ucp_ep_h ep, uint16_t amId, const void* hdr, size_t 
   p.user_data = b;
   p.cb.send = [](void* req, ucs_status_t st, void* ud) {
     auto* blk = static_cast<ControlBlock*>(ud);
+    blk->engine->Untrack(req);
     blk->engine->pendingControl_--;
     if (blk->done) blk->done(st);
     delete blk;
-    ucp_request_free(req);
   };
   void* req = ucp_am_send_nbx(ep, amId, b->buf.data(), hdrLen, b->buf.data() + hdrLen, dataLen, &p);
   if (UCS_PTR_IS_PTR(req)) {
+    Track(req);
     pendingControl_++;
     return;
   }

@@ -351,22 +351,33 @@ void UcxEngine::Run() {
     if (now >= nextDeadlineNs_ || now - lastSweepNs_ > 100000000ull) CheckDeadlines(now);
     FlushEvents();
 
-    // Busy-poll while operations are in flight and activity was recent; otherwise sleep.
+    // Busy-poll while operations are in flight and activity was recent; otherwise sleep. While
+    // busy, still look at the fds every millisecond: a peer's death (its pidfd) must be noticed
+    // even when progress keeps finding work (e.g. retrying sends to a process that is gone).
     bool busy = active_ > 0 && now - lastActivityNs_ < static_cast<uint64_t>(opts_.spinUs) * 1000ull;
-    if (busy || !deferred_.empty() || !touched_.empty()) continue;
-    ucs_status_t st = ucp_worker_arm(worker_);
-    if (st == UCS_ERR_BUSY) continue;  // events arrived while arming: progress again
-    int timeoutMs = -1;
-    uint64_t wake = NextWakeNs();
-    if (active_ > 0 || !xfers_.empty() || !serves_.empty()) {
-      // Something is pending: wake at least every 100 ms to sweep (deadlines, liveness).
-      uint64_t sweep = now + 100000000ull;
-      if (sweep < wake) wake = sweep;
-    }
-    if (wake != UINT64_MAX) {
-      timeoutMs = wake <= now ? 0 : static_cast<int>((wake - now + 999999) / 1000000);
+    bool spin = busy || !deferred_.empty() || !touched_.empty();
+    int timeoutMs = 0;
+    if (spin) {
+      if (now - lastFdPollNs_ < 1000000ull) continue;
+    } else {
+      ucs_status_t st = ucp_worker_arm(worker_);
+      if (st == UCS_ERR_BUSY) {
+        if (now - lastFdPollNs_ < 1000000ull) continue;  // events arrived while arming
+      } else {
+        timeoutMs = -1;
+        uint64_t wake = NextWakeNs();
+        if (active_ > 0 || !xfers_.empty() || !serves_.empty()) {
+          // Something is pending: wake at least every 100 ms to sweep (deadlines, liveness).
+          uint64_t sweep = now + 100000000ull;
+          if (sweep < wake) wake = sweep;
+        }
+        if (wake != UINT64_MAX) {
+          timeoutMs = wake <= now ? 0 : static_cast<int>((wake - now + 999999) / 1000000);
+        }
+      }
     }
     int n = epoll_wait(epoll_.get(), evs, 16, timeoutMs);
+    lastFdPollNs_ = NowNs();
     for (int i = 0; i < n; ++i) {
       uint64_t tag = evs[i].data.u64;
       switch (TagKind(tag)) {
@@ -376,6 +387,7 @@ void UcxEngine::Run() {
         case FdTag::kInboundPid: OnLivenessFd(tag); break;
       }
     }
+    if (timeoutMs == 0) continue;
     lastActivityNs_ = NowNs();
   }
   ShutdownOnThread();
@@ -462,7 +474,7 @@ std::vector<EngineEvent> UcxEngine::Close() {
       LocalRegionPtr r = regions_.Remove(id);
       if (r) r->MarkDeregistered();
     }
-    if (context_ != nullptr) {
+    if (context_ != nullptr && !leaked_) {
       ucp_cleanup(context_);
       context_ = nullptr;
     }
@@ -474,6 +486,24 @@ std::vector<EngineEvent> UcxEngine::Close() {
 }
 
 void UcxEngine::ShutdownOnThread() {
+  // 0. Commands not yet run: transfers posted just before close() fail like the others.
+  std::deque<Command> left;
+  {
+    std::lock_guard lock(cmdMu_);
+    left.swap(commands_);
+  }
+  for (auto& c : left) {
+    if (c.kind != Command::Kind::kPost) continue;
+    EngineEvent e{EngineEvent::Kind::kTransferDone};
+    e.id = c.req->id;
+    e.code = code::kClosed;
+    e.text = "the agent was closed before this transfer started";
+    Emit(std::move(e));
+    for (auto& r : c.req->regions) {
+      localUse(r->id(), -1);
+      r->Release();
+    }
+  }
   // 1. Every transfer this agent initiated fails with ERR_KVWIRE_CLOSED.
   std::vector<uint64_t> ids;
   for (auto& [id, x] : xfers_) ids.push_back(id);
@@ -507,8 +537,11 @@ void UcxEngine::ShutdownOnThread() {
     if (ib->ep != nullptr) CloseEp(ib->ep, true);
     ib->ep = nullptr;
   }
-  until = NowNs() + 1000000000ull;
-  while ((!closing_.empty() || !xfers_.empty() || !serves_.empty() || pendingControl_ > 0) && NowNs() < until) {
+  // 4. Let the closes and every operation in flight finish (force-closed endpoints complete their
+  //    requests with an error); after half the grace period, cancel what is left.
+  const uint64_t grace = NowNs() + 1000000000ull;
+  bool cancelled = false;
+  while ((!closing_.empty() || !live_.empty()) && NowNs() < grace) {
     ucp_worker_progress(worker_);
     RunDeferred();
     for (auto it = closing_.begin(); it != closing_.end();) {
@@ -519,21 +552,19 @@ void UcxEngine::ShutdownOnThread() {
         ++it;
       }
     }
-    // Served reads that can no longer complete: drop them once their operations are gone.
-    for (auto it = serves_.begin(); it != serves_.end();) {
-      if (it->second->inflight == 0) {
-        it = serves_.erase(it);
-      } else {
-        ++it;
-      }
+    if (!cancelled && NowNs() + 500000000ull > grace) {
+      cancelled = true;
+      std::vector<void*> left(live_.begin(), live_.end());
+      for (void* r : left) ucp_request_cancel(worker_, r);
     }
   }
-  outbound_.clear();  // destroys rkeys
-  inbound_.clear();
-  // Anything still pointing at Xfers/ServeTasks after a second is abandoned with the worker: UCX
-  // completes outstanding requests with an error while the worker is destroyed.
-  ucp_worker_destroy(worker_);
-  worker_ = nullptr;
+  // 5. What transfers and served reads still hold goes back (no callback can run any more:
+  //    nothing progresses this worker after this point).
+  for (auto& [key, t] : serves_) {
+    for (auto& r : t->regions) r->Release();
+    t->regions.clear();
+  }
+  serves_.clear();
   for (auto& [id, x] : xfers_) {
     for (auto& r : x->req->regions) {
       localUse(r->id(), -1);
@@ -542,7 +573,20 @@ void UcxEngine::ShutdownOnThread() {
     x->req->regions.clear();
   }
   xfers_.clear();
-  serves_.clear();
+  outbound_.clear();  // destroys rkeys
+  inbound_.clear();
+  if (!closing_.empty() || !live_.empty()) {
+    // UCX still holds operations we cannot finish: destroying the worker (or cleaning up the
+    // context) now would abort the process inside UCX. Leave them allocated instead.
+    leaked_ = true;
+    EngineEvent w{EngineEvent::Kind::kWarning};
+    w.text = std::to_string(live_.size() + closing_.size()) +
+             " UCX operations did not finish within 1 s of close(); their resources are left allocated";
+    Emit(std::move(w));
+    return;
+  }
+  ucp_worker_destroy(worker_);
+  worker_ = nullptr;
 }
 
 }  // namespace kvwire

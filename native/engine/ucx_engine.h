@@ -29,6 +29,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "engine/regions.h"
@@ -42,6 +43,7 @@ namespace kvwire {
 // One descriptor pair of a transfer, resolved to addresses on the JS thread.
 struct ResolvedDesc {
   uint8_t* local;
+  void* memh;           // the local region's ucp_mem_h: UCX uses it instead of its registration cache
   uint64_t length;
   uint32_t remoteRegion;
   uint64_t remoteOffset;
@@ -135,6 +137,13 @@ class UcxEngine {
   uint64_t NextWakeNs() const;
   void ShutdownOnThread();
   void RunDeferred();
+  // Every UCX request in flight, so shutdown can cancel what is left and never destroy a worker
+  // (or clean up a context) under an operation still using registered memory.
+  void Track(void* req) { live_.insert(req); }
+  void Untrack(void* req) {
+    live_.erase(req);
+    ucp_request_free(req);
+  }
   void localUse(uint32_t regionId, int delta);
   uint32_t localUsers(uint32_t regionId);
 
@@ -250,8 +259,11 @@ class UcxEngine {
   uint64_t nextDeadlineNs_ = UINT64_MAX;
   uint64_t lastSweepNs_ = 0;
   uint64_t lastActivityNs_ = 0;
+  uint64_t lastFdPollNs_ = 0;
   uint32_t active_ = 0;  // operations in flight (busy-poll while > 0)
   std::vector<void*> closing_;  // endpoint close requests in flight
+  std::unordered_set<void*> live_;  // operation requests in flight (see Track)
+  bool leaked_ = false;             // shutdown could not finish: UCX is left allocated
   // Error-handler arguments: never freed while the worker lives, because UCX may report an error
   // on an endpoint (or on one it merged with it) after we closed ours.
   std::deque<std::unique_ptr<EpOwner>> owners_;

@@ -18,24 +18,24 @@ bool IsPeerFailure(ucs_status_t st) {
 
 void UcxEngine::XferSendCb(void* req, ucs_status_t st, void* ud) {
   auto* x = static_cast<Xfer*>(ud);
+  x->engine->Untrack(req);
   x->engine->OnXferOp(*x, st, false);
-  ucp_request_free(req);
 }
 
 void UcxEngine::XferRecvCb(void* req, ucs_status_t st, size_t, void* ud) {
   auto* x = static_cast<Xfer*>(ud);
+  x->engine->Untrack(req);
   x->engine->OnXferOp(*x, st, true);
-  ucp_request_free(req);
 }
 
 void UcxEngine::XferFlushCb(void* req, ucs_status_t st, void* ud) {
   auto* x = static_cast<Xfer*>(ud);
+  x->engine->Untrack(req);
   x->inflight--;
   x->engine->active_--;
   if (st == UCS_OK) x->flushDone = true;
   else if (x->opError == UCS_OK) x->opError = st;
   x->engine->Touch(*x);
-  ucp_request_free(req);
 }
 
 void UcxEngine::OnXferOp(Xfer& x, ucs_status_t st, bool isRecv) {
@@ -150,12 +150,13 @@ void UcxEngine::PumpXfer(Xfer& x) {
 void UcxEngine::PostRma(Xfer& x, Outbound& ob) {
   size_t n = x.req->descs.size();
   ucp_request_param_t p{};
-  p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+  p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_MEMH;
   p.cb.send = &UcxEngine::XferSendCb;
   p.user_data = &x;
   std::string error;
   while (x.next < n) {
     const ResolvedDesc& d = x.req->descs[x.next];
+    p.memh = static_cast<ucp_mem_h>(d.memh);
     ucp_rkey_h rk = RkeyFor(ob, d.remoteRegion, &error);
     if (rk == nullptr) {
       FinishXfer(x, code::kTransport, error);
@@ -171,6 +172,7 @@ void UcxEngine::PostRma(Xfer& x, Outbound& ob) {
       Touch(x);
       return;
     } else {
+      Track(r);
       x.inflight++;
       active_++;
     }
@@ -190,6 +192,7 @@ void UcxEngine::PostRma(Xfer& x, Outbound& ob) {
       x.opError = UCS_PTR_STATUS(r);
       Touch(x);
     } else {
+      Track(r);
       x.inflight++;
       active_++;
     }
@@ -204,10 +207,12 @@ void UcxEngine::PostAmWrite(Xfer& x, Outbound& ob) {
     wire::WriteHdr& h = x.whdrs[i];  // must stay valid until the send completes
     h = wire::WriteHdr{ob.inboundId, i, x.req->id, d.remoteRegion, x.req->timeoutMs, d.remoteOffset, d.length};
     ucp_request_param_t p{};
-    p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
+    p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS |
+                     UCP_OP_ATTR_FIELD_MEMH;
     p.cb.send = &UcxEngine::XferSendCb;
     p.user_data = &x;
     p.flags = d.length >= opts_.rndvThreshold ? UCP_AM_SEND_FLAG_RNDV : 0;
+    p.memh = static_cast<ucp_mem_h>(d.memh);
     void* r = ucp_am_send_nbx(ob.ep, wire::kWrite, &h, sizeof h, d.local, d.length, &p);
     x.next++;
     if (r == nullptr) {
@@ -217,6 +222,7 @@ void UcxEngine::PostAmWrite(Xfer& x, Outbound& ob) {
       Touch(x);
       return;
     } else {
+      Track(r);
       x.inflight++;
       active_++;
     }
@@ -377,15 +383,17 @@ ucs_status_t UcxEngine::HandleReadData(const wire::ReadDataHdr& h, void* data, s
   uint8_t* dst = x.req->descs[h.index].local;
   if ((param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0) {
     ucp_request_param_t p{};
-    p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+    p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_MEMH;
     p.cb.recv_am = &UcxEngine::XferRecvCb;
     p.user_data = &x;
+    p.memh = static_cast<ucp_mem_h>(x.req->descs[h.index].memh);
     void* r = ucp_am_recv_data_nbx(worker_, data, dst, len, &p);
     if (r == nullptr) {
       x.gotCount++;
     } else if (UCS_PTR_IS_ERR(r)) {
       if (x.opError == UCS_OK) x.opError = UCS_PTR_STATUS(r);
     } else {
+      Track(r);
       x.inflight++;
       active_++;
     }

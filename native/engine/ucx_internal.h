@@ -95,6 +95,7 @@ struct UcxEngine::ServeTask {
   ucs_status_t opError = UCS_OK;
   std::vector<wire::ReadItem> items;
   std::vector<uint8_t*> addrs;
+  std::vector<void*> memhs;
   std::vector<LocalRegionPtr> regions;  // acquired
   std::vector<wire::ReadDataHdr> hdrs;
   uint32_t next = 0, inflight = 0, completed = 0;

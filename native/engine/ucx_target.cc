@@ -59,6 +59,7 @@ WireStatus UcxEngine::CheckRemoteAccess(uint32_t regionId, uint64_t offset, uint
 void UcxEngine::TargetRecvCb(void* req, ucs_status_t st, size_t, void* ud) {
   auto* t = static_cast<TargetRecv*>(ud);
   UcxEngine* self = t->engine;
+  self->Untrack(req);
   self->active_--;
   t->region->Release();
   auto ib = self->inbound_.find(t->inboundId);
@@ -82,7 +83,6 @@ void UcxEngine::TargetRecvCb(void* req, ucs_status_t st, size_t, void* ud) {
     }
   }
   delete t;
-  ucp_request_free(req);
 }
 
 ucs_status_t UcxEngine::HandleWrite(const wire::WriteHdr& h, void* data, size_t len, const ucp_am_recv_param_t* param) {
@@ -128,11 +128,13 @@ ucs_status_t UcxEngine::HandleWrite(const wire::WriteHdr& h, void* data, size_t 
   if ((param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0) {
     auto* t = new TargetRecv{this, ib.id, h.xferId, region};
     ucp_request_param_t p{};
-    p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+    p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_MEMH;
     p.cb.recv_am = &UcxEngine::TargetRecvCb;
     p.user_data = t;
+    p.memh = static_cast<ucp_mem_h>(region->memh());
     void* r = ucp_am_recv_data_nbx(worker_, data, dst, len, &p);
     if (UCS_PTR_IS_PTR(r)) {
+      Track(r);
       rec.pendingRecv++;
       active_++;
       return UCS_OK;
@@ -202,6 +204,7 @@ void UcxEngine::HandleReadReq(const wire::ReadReqHdr& h, const uint8_t* data, si
   task->items.resize(h.count);
   std::memcpy(task->items.data(), data, len);
   task->addrs.resize(h.count);
+  task->memhs.resize(h.count);
   task->hdrs.resize(h.count);
   // Validate every descriptor before serving any: a refused READ moves no byte.
   uint32_t lastId = UINT32_MAX;
@@ -235,6 +238,7 @@ void UcxEngine::HandleReadReq(const wire::ReadReqHdr& h, const uint8_t* data, si
       return;
     }
     task->addrs[i] = last->base() + it.offset;
+    task->memhs[i] = last->memh();
     task->hdrs[i] = wire::ReadDataHdr{h.xferId, i};
   }
   uint64_t key = nextServe_++;
@@ -249,6 +253,7 @@ void UcxEngine::HandleReadReq(const wire::ReadReqHdr& h, const uint8_t* data, si
 void UcxEngine::ServeSendCb(void* req, ucs_status_t st, void* ud) {
   auto* t = static_cast<ServeTask*>(ud);
   UcxEngine* self = t->engine;
+  self->Untrack(req);
   t->inflight--;
   self->active_--;
   if (st != UCS_OK) {
@@ -261,7 +266,6 @@ void UcxEngine::ServeSendCb(void* req, ucs_status_t st, void* ud) {
     auto it = self->serves_.find(key);
     if (it != self->serves_.end()) self->PumpServe(*it->second);
   });
-  ucp_request_free(req);
 }
 
 void UcxEngine::PumpServe(ServeTask& t) {
@@ -276,10 +280,12 @@ void UcxEngine::PumpServe(ServeTask& t) {
     while (t.next < n && t.next - t.completed < opts_.windowOps) {
       uint32_t i = t.next++;
       ucp_request_param_t p{};
-      p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
+      p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS |
+                       UCP_OP_ATTR_FIELD_MEMH;
       p.cb.send = &UcxEngine::ServeSendCb;
       p.user_data = &t;
       p.flags = t.items[i].length >= opts_.rndvThreshold ? UCP_AM_SEND_FLAG_RNDV : 0;
+      p.memh = static_cast<ucp_mem_h>(t.memhs[i]);
       void* r = ucp_am_send_nbx(ep, wire::kReadData, &t.hdrs[i], sizeof(wire::ReadDataHdr), t.addrs[i],
                                 t.items[i].length, &p);
       if (r == nullptr) {
@@ -289,6 +295,7 @@ void UcxEngine::PumpServe(ServeTask& t) {
                                                      UcsMessage(UCS_PTR_STATUS(r)));
         break;
       } else {
+        Track(r);
         t.inflight++;
         active_++;
       }

@@ -1,0 +1,184 @@
+// The UCX engine between two processes, over tcp and over shared memory: bytes verified end to
+// end, notifications ordered after data, and the failures a production data plane meets: a peer
+// killed mid-transfer, close() with transfers in flight, a process exiting with transfers in
+// flight.
+import { afterEach, describe, expect, it } from 'vitest';
+import { Agent, ErrorCode, KvwireError } from '../../lib/index.js';
+import { fillPattern, sha256 } from '../fixtures/pattern.js';
+import { Child } from './child.js';
+import { expectCode } from './helpers.js';
+
+const SIZE = 8 << 20;
+const SEED = 42;
+
+describe.each(['tcp', 'sm'])('UCX between two processes over %s', (tls) => {
+  let child: Child | undefined;
+  let agent: Agent | undefined;
+
+  afterEach(async () => {
+    await agent?.close();
+    agent = undefined;
+    if (child !== undefined) {
+      child.proc.kill('SIGKILL');
+      await child.exited;
+      child = undefined;
+    }
+  });
+
+  async function start(hashOnNotify?: string) {
+    child = new Child('transport-target.js');
+    const m = await child.request({
+      cmd: 'init',
+      engineOpts: { name: 'child-target', transports: tls },
+      regions: [
+        { label: 'kv', size: SIZE, access: 'readwrite', seed: SEED },
+        { label: 'ro', size: 1 << 16, access: 'read', seed: 1 },
+      ],
+      ...(hashOnNotify ? { hashOnNotify } : {}),
+    }, 'metadata');
+    agent = await Agent.create({ name: 'parent', transports: tls });
+    const peer = await agent.connect(Uint8Array.from(m.metadata as number[]));
+    return { peer, child, agent };
+  }
+
+  /** 200 descriptors of mixed sizes (1 byte to 60 KiB), scattered on both sides, non-overlapping. */
+  function scatter() {
+    const out: { l: number; r: number; len: number }[] = [];
+    let lo = 0;
+    for (let i = 0; i < 200; i++) {
+      const len = i % 10 === 0 ? 1 : ((i * 7919) % (60 << 10)) + 1;
+      out.push({ l: lo, r: 0, len });
+      lo += len + 13;
+    }
+    // remote offsets: reverse order so nothing is contiguous
+    let ro = 0;
+    for (let i = out.length - 1; i >= 0; i--) {
+      out[i]!.r = ro;
+      ro += out[i]!.len + 7;
+    }
+    expect(lo).toBeLessThan(SIZE);
+    expect(ro).toBeLessThan(SIZE);
+    return out;
+  }
+
+  it('READs 200 scattered descriptors, every byte checked, and reports the transport UCX chose', async () => {
+    const { peer } = await start();
+    expect(peer.transport).toBe(tls);
+    const expected = fillPattern(Buffer.alloc(SIZE), SEED);
+    const dst = Buffer.alloc(SIZE, 0xee);
+    const local = agent!.register(dst, { label: 'dst' });
+    const d = scatter();
+    const stats = await agent!.read(peer, d.map((x) => ({ region: local, offset: x.l, length: x.len })), d.map((x) => ({ region: peer.region('kv'), offset: x.r, length: x.len }))).done;
+    expect(stats.descriptors).toBe(200);
+    expect(stats.transport).toBe(tls);
+    for (const x of d) {
+      expect(dst.subarray(x.l, x.l + x.len).equals(expected.subarray(x.r, x.r + x.len))).toBe(true);
+    }
+    // Bytes between the descriptors were not touched.
+    expect(dst[d[0]!.l + d[0]!.len]).toBe(0xee);
+  });
+
+  it('WRITEs 200 scattered descriptors; the notification arrives after every byte landed', async () => {
+    const { peer, child: c } = await start('kv');
+    const src = fillPattern(Buffer.alloc(SIZE), 777);
+    const local = agent!.register(src, { label: 'src' });
+    const d = scatter();
+    const expected = fillPattern(Buffer.alloc(SIZE), SEED);
+    for (const x of d) src.copy(expected, x.r, x.l, x.l + x.len);
+    await agent!.write(peer, d.map((x) => ({ region: local, offset: x.l, length: x.len })), d.map((x) => ({ region: peer.region('kv'), offset: x.r, length: x.len })), { notify: 'write-done' }).done;
+    const n = await c.next('notification');
+    expect(n.from).toBe('parent');
+    expect(n.message).toBe('write-done');
+    expect(n.sha).toBe(sha256(expected)); // hashed inside the notification handler: data came first
+    expect((await c.request({ cmd: 'hash', label: 'kv' }, 'hash')).sha).toBe(sha256(expected));
+  });
+
+  it('delivers a READ notification and standalone notifications, in order', async () => {
+    const { peer, child: c } = await start();
+    const local = agent!.register(Buffer.alloc(1 << 20), { label: 'dst' });
+    await agent!.read(peer, [{ region: local, offset: 0, length: 1 << 20 }], [{ region: peer.region('kv'), offset: 0, length: 1 << 20 }], { notify: 'read-done' }).done;
+    expect((await c.next('notification')).message).toBe('read-done');
+    for (let i = 0; i < 10; i++) await peer.notify(`n${i}`);
+    for (let i = 0; i < 10; i++) expect((await c.next('notification')).message).toBe(`n${i}`);
+  });
+
+  it('lets the target refuse what the metadata no longer allows (deregistered region)', async () => {
+    const { peer, child: c } = await start();
+    const local = agent!.register(Buffer.alloc(4096), { label: 'dst' });
+    await c.request({ cmd: 'deregister', label: 'kv' }, 'deregistered');
+    let err: KvwireError | undefined;
+    for (let i = 0; i < 50 && err === undefined; i++) {
+      try {
+        await agent!.write(peer, [{ region: local, offset: 0, length: 4096 }], [{ region: peer.region('kv'), offset: 0, length: 4096 }]).done;
+        await new Promise((r) => setTimeout(r, 20));
+      } catch (e) {
+        err = e as KvwireError;
+      }
+    }
+    expect(err?.code).toBe(ErrorCode.DEREGISTERED);
+  });
+
+  it('fails with ERR_KVWIRE_PEER_LOST well before the deadline when the peer is SIGKILLed mid-transfer', async () => {
+    const { peer, child: c } = await start();
+    const local = agent!.register(Buffer.alloc(SIZE), { label: 'dst' });
+    const l = Array.from({ length: 64 }, (_, i) => ({ region: local, offset: i * (SIZE / 64), length: SIZE / 64 }));
+    const r = Array.from({ length: 64 }, (_, i) => ({ region: peer.region('kv'), offset: i * (SIZE / 64), length: SIZE / 64 }));
+    const deadline = 30_000;
+    const started = Date.now();
+    let error: KvwireError | undefined;
+    let killedAt = 0;
+    // Keep transfers flowing; kill the peer once they are; the next failure must be PEER_LOST.
+    for (let i = 0; i < 10_000 && error === undefined; i++) {
+      const t = i % 2 === 0 ? agent!.read(peer, l, r, { timeoutMs: deadline }) : agent!.write(peer, l, r, { timeoutMs: deadline });
+      if (i === 2) {
+        c.kill('SIGKILL');
+        killedAt = Date.now();
+      }
+      try {
+        await t.done;
+      } catch (e) {
+        error = e as KvwireError;
+      }
+    }
+    expect(killedAt).toBeGreaterThan(0);
+    expect(error).toBeInstanceOf(KvwireError);
+    expect(error!.code).toBe(ErrorCode.PEER_LOST);
+    expect(Date.now() - started).toBeLessThan(deadline); // a typed error, not the deadline
+    expect(peer.state).toBe('lost');
+    expectCode(() => agent!.read(peer, l, r), ErrorCode.PEER_LOST);
+    await c.exited;
+  });
+
+  it('close() fails transfers in flight with ERR_KVWIRE_CLOSED and returns', async () => {
+    const { peer } = await start();
+    const local = agent!.register(Buffer.alloc(SIZE), { label: 'dst' });
+    const l = Array.from({ length: 64 }, (_, i) => ({ region: local, offset: i * (SIZE / 64), length: SIZE / 64 }));
+    const r = Array.from({ length: 64 }, (_, i) => ({ region: peer.region('kv'), offset: i * (SIZE / 64), length: SIZE / 64 }));
+    const ts = Array.from({ length: 8 }, (_, i) => (i % 2 ? agent!.write(peer, l, r) : agent!.read(peer, l, r)));
+    await agent!.close();
+    const results = await Promise.allSettled(ts.map((t) => t.done));
+    for (const res of results) {
+      if (res.status === 'rejected') expect((res.reason as KvwireError).code).toBe(ErrorCode.CLOSED);
+    }
+    expect(ts.every((t) => t.status !== 'pending')).toBe(true);
+  });
+
+  it.each(['exit', 'close-exit'])('a child that calls process.exit with transfers in flight (%s) exits cleanly', async (mode) => {
+    child = new Child('transport-target.js');
+    const m = await child.request({
+      cmd: 'init',
+      engineOpts: { name: 'child-target', transports: tls },
+      regions: [{ label: 'kv', size: SIZE, access: 'readwrite', seed: SEED }],
+    }, 'metadata');
+    const leaver = new Child('exit-initiator.js', [mode]);
+    leaver.send({ metadata: m.metadata, transports: tls, label: 'kv', size: SIZE });
+    const posted = await leaver.next('posted');
+    expect(posted.inFlight).toBeGreaterThan(0);
+    const { code, signal } = await leaver.exited;
+    expect(leaver.stderr).not.toMatch(/Segmentation|Aborted|terminate called/);
+    expect(signal).toBeNull();
+    expect(code).toBe(0);
+    // The target survives its initiator's exit.
+    expect((await child.request({ cmd: 'hash', label: 'kv' }, 'hash')).sha).toMatch(/^[0-9a-f]{64}$/);
+  });
+});
