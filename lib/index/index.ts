@@ -16,3 +16,7 @@ export type { Loads, PickCandidate, PickResult, PickWeights, WorkerLoad } from '
 export type { RedisBackendOptions } from './redis.js';
 export { TIERS } from './types.js';
 export type { BackendKind, BackendStats, Holder, Tier } from './types.js';
+export { createKvEventsHandler, startKvEventsServer } from './events-http.js';
+export type { KvEventsHandler, KvEventsHandlerOptions, KvEventsServer, KvEventsServerOptions } from './events-http.js';
+export { VllmEventTranslator, VLLM_EVENT_TYPES } from './vllm-events.js';
+export type { TranslatedBatch } from './vllm-events.js';
