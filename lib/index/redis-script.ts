@@ -53,9 +53,15 @@ end
 local function pinnedBy(hex, w) return redis.call('HEXISTS', PINW, hex..'|'..w) == 1 end
 
 local evKeys, evHolders = 0, 0
+-- Keys in the LRU set, read once per call and kept up to date (the script runs alone).
+local size = nil
+local function lruSize()
+  if size == nil then size = redis.call('ZCARD', LRU) end
+  return size
+end
 
 local function evictKeys(maxKeys)
-  local n = redis.call('ZCARD', LRU)
+  local n = lruSize()
   local scanned = 0
   while n > maxKeys and scanned < n do
     local c = redis.call('ZRANGE', LRU, 0, 0)[1]
@@ -69,6 +75,7 @@ local function evictKeys(maxKeys)
       evKeys = evKeys + 1
     end
   end
+  size = n
 end
 
 local function addHolder(hex, w, ep, mask, stamp, maxW)
@@ -115,7 +122,9 @@ local function store(w, bits, first, last, maxKeys, maxW)
   for i = last, first, -1 do
     local hex = ARGV[i]
     local stamp = tick()
+    local before = lruSize()
     if redis.call('ZADD', LRU, stamp, hex) == 1 then
+      size = before + 1
       redis.call('HSET', P..'b:'..hex, w, ep..':'..bits..':'..stamp)
       evictKeys(maxKeys)
     else
@@ -143,7 +152,7 @@ local function remove(w, bits, first, last)
           left = left + 1
         end
       end
-      if left == 0 then redis.call('DEL', bk); redis.call('ZREM', LRU, hex) end
+      if left == 0 then redis.call('DEL', bk); redis.call('ZREM', LRU, hex); size = nil end
     end
   end
 end
@@ -168,7 +177,7 @@ local function apply()
     else bump(w); redis.call('SADD', KNOWN, w) end
     i = i + 3 + n
   end
-  return { 'applied', last or '', evKeys, evHolders, redis.call('ZCARD', LRU) }
+  return { 'applied', last or '', evKeys, evHolders, lruSize() }
 end
 
 local function removeWorker()
@@ -224,15 +233,16 @@ local function prefixRuns()
   local k0 = 4 + nf
   local nKeys = #ARGV - k0 + 1
   if nKeys <= 0 then return {} end
-  local act, gpu, cpu = {}, {}, {}
+  local act, gpu, cpu, live = {}, {}, {}, {}
   local all = redis.call('HGETALL', P..'b:'..ARGV[k0])
   for j = 1, #all, 2 do
     local w = all[j]
     local e, m, s = parse(all[j + 1])
     if e == epochOf(w) and (filter == nil or filter[w]) then
       act[#act + 1] = { w, s }
-      gpu[w] = bit.band(m, 1)
-      cpu[w] = 1 - bit.band(m, 1)
+      -- The hot loop below only checks that a value starts with "<current epoch>:".
+      live[w] = e..':'
+      if m == 2 then gpu[w], cpu[w] = 0, 1 else gpu[w], cpu[w] = 1, 0 end
     end
   end
   -- Same order as the in-memory backend: least recently stored first.
@@ -241,31 +251,37 @@ local function prefixRuns()
   local out = {}
   local matched = 0
   if #act > 0 then matched = 1 end
+  local nact = #act
   local i = 1
-  while i < nKeys and #act > 0 do
-    local vals = redis.call('HMGET', P..'b:'..ARGV[k0 + i], unpack(act))
-    local still = {}
-    for a = 1, #act do
+  while i < nKeys and nact > 0 do
+    local vals = redis.call('HMGET', P..'b:'..ARGV[k0 + i], unpack(act, 1, nact))
+    local n = 0
+    for a = 1, nact do
       local w, v = act[a], vals[a]
-      local e, m = nil, nil
-      if v then e, m = parse(v) end
-      if e ~= nil and e == epochOf(w) then
-        still[#still + 1] = w
-        gpu[w] = gpu[w] + bit.band(m, 1)
-        cpu[w] = cpu[w] + 1 - bit.band(m, 1)
+      local pre = live[w]
+      if v and string.find(v, pre, 1, true) == 1 then
+        n = n + 1
+        act[n] = w
+        if string.byte(v, #pre + 1) == 50 then cpu[w] = cpu[w] + 1 else gpu[w] = gpu[w] + 1 end
       else
         out[#out + 1] = w; out[#out + 1] = gpu[w]; out[#out + 1] = cpu[w]
       end
     end
-    act = still
+    nact = n
     i = i + 1
-    if #act > 0 then matched = i end
+    if nact > 0 then matched = i end
   end
-  for a = 1, #act do
+  for a = 1, nact do
     local w = act[a]
     out[#out + 1] = w; out[#out + 1] = gpu[w]; out[#out + 1] = cpu[w]
   end
-  for j = matched, 1, -1 do redis.call('ZADD', LRU, tick(), ARGV[k0 + j - 1]) end
+  -- Touch the matched keys, first block last (newest), a few hundred per ZADD.
+  local batch = {}
+  for j = matched, 1, -1 do
+    batch[#batch + 1] = tick()
+    batch[#batch + 1] = ARGV[k0 + j - 1]
+    if #batch >= 512 or j == 1 then redis.call('ZADD', LRU, unpack(batch)); batch = {} end
+  end
   return out
 end
 
