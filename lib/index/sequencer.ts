@@ -100,6 +100,8 @@ export class EventSequencer {
     if (w === undefined) return;
     clearTimeout(w.timer);
     for (let i = 0; i < w.batches.size; i++) this.options.onBatch('dropped');
+    // A drain in flight holds `w`: emptied, it stops instead of applying a removed worker's batches.
+    w.batches.clear();
     this.waiting.delete(worker);
   }
 

@@ -116,6 +116,20 @@ describe('EventSequencer', () => {
     s.close();
   });
 
+  it('stops draining a worker that is forgotten mid-drain', async () => {
+    const b = fifoBackend();
+    const { s } = sequencer(b);
+    await s.submit('w', 1, ops);
+    for (const seq of [3, 4, 5, 6]) await s.submit('w', seq, ops);
+    const filling = s.submit('w', 2, ops); // applies 2, then drains 3..6 one reply at a time
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+    s.forget('w');
+    await filling;
+    expect(b.applied.length).toBeLessThan(6);
+    expect(b.applied).toEqual([1, 2, 3, 4, 5, 6].slice(0, b.applied.length));
+  });
+
   it('forget and close drop waiting batches', async () => {
     const b = fifoBackend();
     const { s, statuses } = sequencer(b);
