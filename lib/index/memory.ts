@@ -28,6 +28,8 @@ export class MemoryBackend implements IndexBackend {
   private readonly pins = new Map<string, Map<string, number>>();
   private readonly buf: number[] = [];
   private readonly kept: number[] = [];
+  /** Entries met by the last prefix walk, to touch them without looking them up again. */
+  private readonly found: number[] = [];
   private evictedKeys = 0;
   private evictedHolders = 0;
 
@@ -216,10 +218,13 @@ export class MemoryBackend implements IndexBackend {
       cpu.push((code & 1) === 0 ? 1 : 0);
     }
     const done: PrefixRun[] = [];
+    const found = this.found;
+    found[0] = e0;
     let active = slots.length;
     let matched = active > 0 ? 1 : 0;
     for (let i = 1; i < n && active > 0; i++) {
       const e = t.find(keys.hi[i]!, keys.lo[i]!);
+      found[i] = e;
       const h = e < 0 ? 0 : t.holders(e, buf);
       let still = 0;
       for (let a = 0; a < active; a++) {
@@ -238,7 +243,7 @@ export class MemoryBackend implements IndexBackend {
       if (active > 0) matched = i + 1;
     }
     for (let a = 0; a < active; a++) done.push({ worker: this.slotWorker[slots[a]!]!, gpu: gpu[a]!, cpu: cpu[a]! });
-    for (let i = matched - 1; i >= 0; i--) t.touch(t.find(keys.hi[i]!, keys.lo[i]!));
+    for (let i = matched - 1; i >= 0; i--) t.touch(found[i]!);
     return done;
   }
 
