@@ -126,11 +126,11 @@ function checkSeq(seq: unknown): number | undefined {
 
 function checkWorkers(workers: unknown): ReadonlySet<string> | undefined {
   if (workers === undefined) return undefined;
-  if (!Array.isArray(workers) && !(workers instanceof Set)) {
-    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `workers is ${describe(workers)}: pass an array or Set of worker names, or nothing for all workers`, { field: 'workers' });
+  if (workers === null || typeof workers !== 'object' || typeof (workers as Iterable<unknown>)[Symbol.iterator] !== 'function') {
+    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `workers is ${describe(workers)}: pass an array, Set or other iterable of worker names, or nothing for all workers`, { field: 'workers' });
   }
   const set = new Set<string>();
-  for (const w of workers) set.add(checkWorker(w));
+  for (const w of workers as Iterable<unknown>) set.add(checkWorker(w));
   return set;
 }
 
@@ -201,7 +201,7 @@ export class KvIndex {
       store = new MemoryBackend(limits);
     } else if (kind === 'redis') {
       const { RedisBackend } = await import('./redis.js');
-      const seed = BigInt.asUintN(64, BigInt(options.hashSeed ?? 0)).toString();
+      const seed = BigInt(options.hashSeed ?? 0).toString(); // validated by the hasher
       store = await RedisBackend.connect(options.redis ?? {}, { ...limits, blockSize: hasher.blockSize, hashSeed: seed });
     } else {
       throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `backend is ${describe(kind)}: use 'memory' or 'redis'`, { field: 'backend' });

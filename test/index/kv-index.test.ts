@@ -32,6 +32,7 @@ describe('KvIndex.create', () => {
     const ix = await KvIndex.create({ registry: createRegistry() });
     await expect(ix.score(tokens(1), 'w1' as never)).rejects.toMatchObject({ code: 'ERR_KVWIRE_INVALID_ARGUMENT' });
     await expect(ix.score(tokens(1), [''])).rejects.toMatchObject({ code: 'ERR_KVWIRE_INVALID_ARGUMENT' });
+    expect(await ix.score(tokens(1), new Map([['w1', 1]]).keys())).toEqual(new Map([['w1', 0]]));
     await expect(ix.apply('w', 'stored' as never)).rejects.toMatchObject({ code: 'ERR_KVWIRE_INVALID_ARGUMENT' });
     await expect(ix.apply('w', [{ type: 'evicted' } as never])).rejects.toThrow(/events\[0\]\.type is "evicted": use 'stored', 'removed' or 'cleared'/);
     await expect(ix.holders('nope')).rejects.toMatchObject({ code: 'ERR_KVWIRE_INVALID_ARGUMENT' });
