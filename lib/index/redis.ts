@@ -112,7 +112,11 @@ export class RedisBackend implements IndexBackend {
       'version', LAYOUT_VERSION, 'blockSize', String(settings.blockSize), 'hashSeed', settings.hashSeed,
       'maxKeys', String(settings.maxKeys), 'maxWorkersPerKey', String(settings.maxWorkersPerKey),
     ];
-    const clash = (await backend.call('init', fields, 'check the index settings')) as string[];
+    // Whatever goes wrong from here on, the connection must not outlive the failed create.
+    const clash = (await backend.call('init', fields, 'check the index settings').catch(async (e: unknown) => {
+      await backend.close();
+      throw e;
+    })) as string[];
     if (clash.length > 0) {
       await backend.close();
       throw new KvwireError(ErrorCode.INCOMPATIBLE,

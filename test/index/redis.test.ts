@@ -52,6 +52,23 @@ describe('redis backend', () => {
     await a.close();
   });
 
+  it('closes its connection when Redis refuses the settings check (here: out of memory)', async () => {
+    const probe = new Redis(server.url);
+    const clients = async (): Promise<number> => Number(/connected_clients:(\d+)/.exec(await probe.info('clients'))![1]);
+    const before = await clients();
+    await probe.config('SET', 'maxmemory', '1');
+    try {
+      const err = await make().catch((e: unknown) => e);
+      expect(KvwireError.is(err, 'ERR_KVWIRE_BACKEND_UNAVAILABLE')).toBe(true);
+      expect((err as Error).message).toMatch(/failed to check the index settings: OOM/);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(await clients()).toBe(before);
+    } finally {
+      await probe.config('SET', 'maxmemory', '0');
+      probe.disconnect();
+    }
+  });
+
   it('reports an unreachable Redis as ERR_KVWIRE_BACKEND_UNAVAILABLE, and the memory default carries on', async () => {
     const memory = await KvIndex.create({ registry: createRegistry() });
     await memory.stored('w', memory.blockKeys(tokens(2)));
