@@ -29,7 +29,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ErrorCode, KvwireError, type ErrorCodeString } from '../errors.js';
-import { describe } from './hash.js';
+import { describeValue } from './describe-value.js';
 import type { KvEvent, KvIndex } from './kv-index.js';
 import { VllmEventTranslator } from './vllm-events.js';
 
@@ -108,7 +108,7 @@ function tokenMatches(header: string | undefined, token: string): boolean {
 
 function nativeEvent(ev: unknown, where: string): KvEvent {
   if (ev === null || typeof ev !== 'object' || Array.isArray(ev)) {
-    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `${where} is ${describe(ev)}: an event is an object with a type`, { field: where });
+    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `${where} is ${describeValue(ev)}: an event is an object with a type`, { field: where });
   }
   for (const k of Object.keys(ev)) {
     if (!EVENT_FIELDS.has(k)) {
@@ -135,7 +135,7 @@ export function createKvEventsHandler(index: KvIndex, options: KvEventsHandlerOp
       throw new HttpError(401, ErrorCode.UNAUTHORIZED, 'missing or wrong bearer token: send Authorization: Bearer <token>', { 'www-authenticate': 'Bearer' });
     }
     if (!/^application\/json\b/i.test(req.headers['content-type'] ?? '')) {
-      throw new HttpError(415, ErrorCode.UNSUPPORTED, `content-type is ${describe(req.headers['content-type'] ?? '(none)')}: send application/json`);
+      throw new HttpError(415, ErrorCode.UNSUPPORTED, `content-type is ${describeValue(req.headers['content-type'] ?? '(none)')}: send application/json`);
     }
     const body = await readBody(req, limit);
     let doc: unknown;
@@ -145,14 +145,14 @@ export function createKvEventsHandler(index: KvIndex, options: KvEventsHandlerOp
       throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `body is not valid JSON: ${(e as Error).message}`);
     }
     if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) {
-      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `body is ${describe(doc)}: send { "worker": ..., "seq"?: ..., "events": [...] }`);
+      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `body is ${describeValue(doc)}: send { "worker": ..., "seq"?: ..., "events": [...] }`);
     }
     const top = doc as Record<string, unknown>;
     for (const k of Object.keys(top)) {
       if (!TOP_FIELDS.has(k)) throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `body has an unknown field '${k}': expected worker, seq and events`, { field: k });
     }
-    if (typeof top.worker !== 'string') throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `worker is ${describe(top.worker)}: name the worker the events come from`, { field: 'worker' });
-    if (!Array.isArray(top.events)) throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `events is ${describe(top.events)}: expected an array of events`, { field: 'events' });
+    if (typeof top.worker !== 'string') throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `worker is ${describeValue(top.worker)}: name the worker the events come from`, { field: 'worker' });
+    if (!Array.isArray(top.events)) throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `events is ${describeValue(top.events)}: expected an array of events`, { field: 'events' });
     const worker = top.worker;
     const events: KvEvent[] = [];
     let unresolved = 0, ignored = 0;

@@ -30,6 +30,7 @@
  * @packageDocumentation
  */
 import { ErrorCode, KvwireError } from '../errors.js';
+import { describeValue } from './describe-value.js';
 import { xxh64, xxh64Words } from './xxh64.js';
 
 /** Token ids of a prompt: integers in [0, 2^32). A `Uint32Array` is the fastest input. */
@@ -118,7 +119,7 @@ export class BlockKeyList {
       const k = keys[i];
       if (!isBlockKey(k)) {
         throw new KvwireError(ErrorCode.INVALID_ARGUMENT,
-          `${what}[${i}] is ${describe(k)}, not a block key: keys are 16 lowercase hex digits, as KvIndex.blockKeys() returns them`,
+          `${what}[${i}] is ${describeValue(k)}, not a block key: keys are 16 lowercase hex digits, as KvIndex.blockKeys() returns them`,
           { index: i, field: what });
       }
       hi[i] = parseInt(k.slice(0, 8), 16);
@@ -126,15 +127,6 @@ export class BlockKeyList {
     }
     return new BlockKeyList(hi, lo, keys.slice());
   }
-}
-
-/** Short description of a bad value for error messages. */
-export function describe(v: unknown): string {
-  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
-  if (typeof v === 'number' || typeof v === 'bigint' || typeof v === 'boolean') return String(v);
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'an array';
-  return typeof v === 'object' ? 'an object' : typeof v;
 }
 
 function seedHalves(seed: number | bigint): [number, number] {
@@ -162,12 +154,12 @@ function encodeExtra(extra: BlockExtra): Uint8Array | undefined {
       parts.push(0x02, b.length & 0xff, (b.length >>> 8) & 0xff, (b.length >>> 16) & 0xff, b.length >>> 24);
       for (const c of b) parts.push(c);
     } else {
-      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `extra.${name} is ${describe(v)}: pass a string or a non-negative integer`, { field: `extra.${name}` });
+      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `extra.${name} is ${describeValue(v)}: pass a string or a non-negative integer`, { field: `extra.${name}` });
     }
   };
   field(0x4c, 'lora', extra.lora);
   if (extra.salt !== undefined && extra.salt !== null && typeof extra.salt !== 'string') {
-    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `extra.salt is ${describe(extra.salt)}: a cache salt is a string`, { field: 'extra.salt' });
+    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `extra.salt is ${describeValue(extra.salt)}: a cache salt is a string`, { field: 'extra.salt' });
   }
   field(0x53, 'salt', extra.salt);
   return parts.length === 0 ? undefined : Uint8Array.from(parts);
@@ -215,7 +207,7 @@ export class BlockHasher {
   rootFor(extra?: BlockExtra): string {
     if (extra === undefined || extra === null) return this.root;
     if (typeof extra !== 'object') {
-      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `extra is ${describe(extra)}: pass an object like { lora: 3, salt: "tenant-a" }`, { field: 'extra' });
+      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `extra is ${describeValue(extra)}: pass an object like { lora: 3, salt: "tenant-a" }`, { field: 'extra' });
     }
     const enc = encodeExtra(extra);
     if (enc === undefined) return this.root;
@@ -248,14 +240,14 @@ export class BlockHasher {
    */
   chain(parent: string, tokens: TokenIds): string[] {
     if (!isBlockKey(parent)) {
-      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `parent is ${describe(parent)}, not a block key (16 lowercase hex digits)`, { field: 'parent' });
+      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `parent is ${describeValue(parent)}, not a block key (16 lowercase hex digits)`, { field: 'parent' });
     }
     return this.chainList(parent, tokens, 'tokens').hex;
   }
 
   private chainList(parentHex: string, tokens: TokenIds, what: string): BlockKeyList {
     if (tokens === null || typeof tokens !== 'object' || typeof tokens.length !== 'number') {
-      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `${what} is ${describe(tokens)}: pass the prompt's token ids as an array or a Uint32Array`, { field: what });
+      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `${what} is ${describeValue(tokens)}: pass the prompt's token ids as an array or a Uint32Array`, { field: what });
     }
     const bs = this.blockSize;
     const n = Math.floor(tokens.length / bs);
@@ -268,7 +260,7 @@ export class BlockHasher {
       for (let j = 0; j < bs; j++, t++) {
         const v = tokens[t]!;
         if (v >>> 0 !== v) {
-          throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `${what}[${t}] is ${describe(v)}: token ids are integers in [0, 2^32)`, { index: t, field: what });
+          throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `${what}[${t}] is ${describeValue(v)}: token ids are integers in [0, 2^32)`, { index: t, field: what });
         }
         w[2 + j] = v;
       }
@@ -280,7 +272,7 @@ export class BlockHasher {
     for (let t = n * bs; t < tokens.length; t++) {
       const v = tokens[t]!;
       if (v >>> 0 !== v) {
-        throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `${what}[${t}] is ${describe(v)}: token ids are integers in [0, 2^32)`, { index: t, field: what });
+        throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `${what}[${t}] is ${describeValue(v)}: token ids are integers in [0, 2^32)`, { index: t, field: what });
       }
     }
     return new BlockKeyList(hi, lo);

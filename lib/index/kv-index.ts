@@ -10,7 +10,8 @@
  */
 import { ErrorCode, KvwireError } from '../errors.js';
 import { defaultRegistry, type MetricsRegistry } from '../metrics.js';
-import { BlockHasher, BlockKeyList, describe, type BlockExtra, type TokenIds } from './hash.js';
+import { describeValue } from './describe-value.js';
+import { BlockHasher, BlockKeyList, type BlockExtra, type TokenIds } from './hash.js';
 import { MemoryBackend } from './memory.js';
 import { IndexMetrics } from './metrics.js';
 import { choose, parseLoads, pickWeights, type Loads, type PickResult, type PickWeights } from './pick.js';
@@ -96,14 +97,14 @@ const WORKER_MAX = 256;
 function positiveInt(v: unknown, name: string, max: number, dflt: number): number {
   if (v === undefined) return dflt;
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max) {
-    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `${name} is ${describe(v)}: pass an integer from 1 to ${max.toLocaleString('en-US')}`, { field: name });
+    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `${name} is ${describeValue(v)}: pass an integer from 1 to ${max.toLocaleString('en-US')}`, { field: name });
   }
   return v;
 }
 
 function checkWorker(worker: unknown): string {
   if (typeof worker !== 'string' || worker.length === 0 || worker.length > WORKER_MAX) {
-    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `worker is ${describe(worker)}: name a worker with a non-empty string of at most ${WORKER_MAX} characters`, { field: 'worker' });
+    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `worker is ${describeValue(worker)}: name a worker with a non-empty string of at most ${WORKER_MAX} characters`, { field: 'worker' });
   }
   return worker;
 }
@@ -111,7 +112,7 @@ function checkWorker(worker: unknown): string {
 function checkTier(tier: unknown, dflt: Tier | undefined): Tier | undefined {
   if (tier === undefined) return dflt;
   if (!TIERS.includes(tier as Tier)) {
-    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `tier is ${describe(tier)}: use one of ${TIERS.map((t) => `'${t}'`).join(', ')}`, { field: 'tier' });
+    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `tier is ${describeValue(tier)}: use one of ${TIERS.map((t) => `'${t}'`).join(', ')}`, { field: 'tier' });
   }
   return tier as Tier;
 }
@@ -119,7 +120,7 @@ function checkTier(tier: unknown, dflt: Tier | undefined): Tier | undefined {
 function checkSeq(seq: unknown): number | undefined {
   if (seq === undefined) return undefined;
   if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0) {
-    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `seq is ${describe(seq)}: a sequence number is a non-negative safe integer`, { field: 'seq' });
+    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `seq is ${describeValue(seq)}: a sequence number is a non-negative safe integer`, { field: 'seq' });
   }
   return seq;
 }
@@ -127,7 +128,7 @@ function checkSeq(seq: unknown): number | undefined {
 function checkWorkers(workers: unknown): ReadonlySet<string> | undefined {
   if (workers === undefined) return undefined;
   if (workers === null || typeof workers !== 'object' || typeof (workers as Iterable<unknown>)[Symbol.iterator] !== 'function') {
-    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `workers is ${describe(workers)}: pass an array, Set or other iterable of worker names, or nothing for all workers`, { field: 'workers' });
+    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `workers is ${describeValue(workers)}: pass an array, Set or other iterable of worker names, or nothing for all workers`, { field: 'workers' });
   }
   const set = new Set<string>();
   for (const w of workers as Iterable<unknown>) set.add(checkWorker(w));
@@ -165,7 +166,7 @@ export class KvIndex {
     const tw = { gpu: 1, cpu: 0.8, ...(options.tierWeights ?? {}) };
     for (const t of TIERS) {
       if (typeof tw[t] !== 'number' || !(tw[t] > 0 && tw[t] <= 1)) {
-        throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `tierWeights.${t} is ${describe(tw[t])}: a tier weight is a number in (0, 1]`, { field: `tierWeights.${t}` });
+        throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `tierWeights.${t} is ${describeValue(tw[t])}: a tier weight is a number in (0, 1]`, { field: `tierWeights.${t}` });
       }
     }
     this.tierWeight = tw;
@@ -188,7 +189,7 @@ export class KvIndex {
    */
   static async create(options: KvIndexOptions = {}): Promise<KvIndex> {
     if (options === null || typeof options !== 'object') {
-      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `options is ${describe(options)}: pass an object like { backend: 'memory' }`, { field: 'options' });
+      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `options is ${describeValue(options)}: pass an object like { backend: 'memory' }`, { field: 'options' });
     }
     const hasher = new BlockHasher({ blockSize: options.blockSize, hashSeed: options.hashSeed });
     const limits = {
@@ -204,7 +205,7 @@ export class KvIndex {
       const seed = BigInt(options.hashSeed ?? 0).toString(); // validated by the hasher
       store = await RedisBackend.connect(options.redis ?? {}, { ...limits, blockSize: hasher.blockSize, hashSeed: seed });
     } else {
-      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `backend is ${describe(kind)}: use 'memory' or 'redis'`, { field: 'backend' });
+      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `backend is ${describeValue(kind)}: use 'memory' or 'redis'`, { field: 'backend' });
     }
     try {
       return new KvIndex(store, hasher, options);
@@ -260,19 +261,19 @@ export class KvIndex {
     checkWorker(worker);
     const seq = checkSeq(options?.seq);
     if (!Array.isArray(events)) {
-      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `events is ${describe(events)}: pass an array of { type: 'stored' | 'removed' | 'cleared', ... }`, { field: 'events' });
+      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `events is ${describeValue(events)}: pass an array of { type: 'stored' | 'removed' | 'cleared', ... }`, { field: 'events' });
     }
     const ops: IndexOp[] = events.map((ev: KvEvent, i) => {
       const where = `events[${i}]`;
       if (ev === null || typeof ev !== 'object') {
-        throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `${where} is ${describe(ev)}: an event is an object with a type`, { index: i, field: where });
+        throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `${where} is ${describeValue(ev)}: an event is an object with a type`, { index: i, field: where });
       }
       switch (ev.type) {
         case 'stored': return { type: 'stored', keys: BlockKeyList.fromHex(ev.keys, `${where}.keys`), tier: checkTier(ev.tier, 'gpu')! };
         case 'removed': return { type: 'removed', keys: BlockKeyList.fromHex(ev.keys, `${where}.keys`), tier: checkTier(ev.tier, undefined) };
         case 'cleared': return { type: 'cleared' };
         default:
-          throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `${where}.type is ${describe((ev as { type: unknown }).type)}: use 'stored', 'removed' or 'cleared'`, { index: i, field: `${where}.type` });
+          throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `${where}.type is ${describeValue((ev as { type: unknown }).type)}: use 'stored', 'removed' or 'cleared'`, { index: i, field: `${where}.type` });
       }
     });
     const r = await this.sequencer.submit(worker, seq, ops);

@@ -23,7 +23,8 @@
  * @packageDocumentation
  */
 import { ErrorCode, KvwireError } from '../errors.js';
-import { describe, type BlockHasher } from './hash.js';
+import { describeValue } from './describe-value.js';
+import type { BlockHasher } from './hash.js';
 import type { KvEvent } from './kv-index.js';
 import { TIER_BIT, type Tier } from './types.js';
 
@@ -54,11 +55,11 @@ function hashId(v: unknown, where: string): string {
   if (typeof v === 'number' && Number.isInteger(v)) {
     throw bad(where, `is ${v}, beyond 2^53: JSON numbers lose precision there, so distinct block hashes could look equal; send 64-bit block hashes as strings`);
   }
-  throw bad(where, `is ${describe(v)}: a block hash is a string or a safe integer`);
+  throw bad(where, `is ${describeValue(v)}: a block hash is a string or a safe integer`);
 }
 
 function hashList(v: unknown, where: string): string[] {
-  if (!Array.isArray(v)) throw bad(where, `is ${describe(v)}: expected an array of block hashes`);
+  if (!Array.isArray(v)) throw bad(where, `is ${describeValue(v)}: expected an array of block hashes`);
   return v.map((h, i) => hashId(h, `${where}[${i}]`));
 }
 
@@ -68,7 +69,7 @@ function medium(v: unknown, where: string): Tier | undefined {
     const m = v.toLowerCase();
     if (m === 'gpu' || m === 'cpu') return m;
   }
-  throw bad(where, `is ${describe(v)}: the index knows the media "GPU" and "CPU"`);
+  throw bad(where, `is ${describeValue(v)}: the index knows the media "GPU" and "CPU"`);
 }
 
 /** Converts the array form to the object form. */
@@ -81,9 +82,9 @@ function asObject(ev: unknown, where: string): Record<string, unknown> {
     }
     if (type === 'BlockRemoved') return { type, block_hashes: rest[0], medium: rest[1] };
     if (type === 'AllBlocksCleared') return { type };
-    throw bad(`${where}[0]`, `is ${describe(type)}: expected one of ${VLLM_EVENT_TYPES.join(', ')}`);
+    throw bad(`${where}[0]`, `is ${describeValue(type)}: expected one of ${VLLM_EVENT_TYPES.join(', ')}`);
   }
-  if (ev === null || typeof ev !== 'object') throw bad(where, `is ${describe(ev)}: an event is an object or a vLLM array-form event`);
+  if (ev === null || typeof ev !== 'object') throw bad(where, `is ${describeValue(ev)}: an event is an object or a vLLM array-form event`);
   return ev as Record<string, unknown>;
 }
 
@@ -132,12 +133,12 @@ export class VllmEventTranslator {
     }
     const group = ev.group_idx;
     if (group !== undefined && group !== null && group !== 0) {
-      if (typeof group !== 'number' || !Number.isInteger(group) || group < 0) throw bad(`${where}.group_idx`, `is ${describe(group)}: expected a non-negative integer`);
+      if (typeof group !== 'number' || !Number.isInteger(group) || group < 0) throw bad(`${where}.group_idx`, `is ${describeValue(group)}: expected a non-negative integer`);
       return { events: [], unresolved: 0, ignored: Array.isArray(ev.block_hashes) ? ev.block_hashes.length : 0 };
     }
     if (ev.type === 'BlockRemoved') return this.removed(worker, ev, where);
     if (ev.type === 'BlockStored') return this.stored(worker, ev, where);
-    throw bad(`${where}.type`, `is ${describe(ev.type)}: expected one of ${VLLM_EVENT_TYPES.join(', ')}`);
+    throw bad(`${where}.type`, `is ${describeValue(ev.type)}: expected one of ${VLLM_EVENT_TYPES.join(', ')}`);
   }
 
   private mapFor(worker: string): Map<string, Mapped> {
@@ -150,15 +151,15 @@ export class VllmEventTranslator {
     const hashes = hashList(ev.block_hashes, `${where}.block_hashes`);
     const bs = ev.block_size;
     if (bs !== this.hasher.blockSize) {
-      throw bad(`${where}.block_size`, `is ${describe(bs)} but the index's block size is ${this.hasher.blockSize}: create the index with blockSize: ${describe(bs)} (the engine's --block-size)`);
+      throw bad(`${where}.block_size`, `is ${describeValue(bs)} but the index's block size is ${this.hasher.blockSize}: create the index with blockSize: ${describeValue(bs)} (the engine's --block-size)`);
     }
     const tokens = ev.token_ids;
     if (!Array.isArray(tokens) || tokens.length !== hashes.length * this.hasher.blockSize) {
-      throw bad(`${where}.token_ids`, `has ${Array.isArray(tokens) ? tokens.length : describe(tokens)} tokens: expected block_hashes.length × block_size = ${hashes.length * this.hasher.blockSize}`);
+      throw bad(`${where}.token_ids`, `has ${Array.isArray(tokens) ? tokens.length : describeValue(tokens)} tokens: expected block_hashes.length × block_size = ${hashes.length * this.hasher.blockSize}`);
     }
     const tier = medium(ev.medium, `${where}.medium`) ?? 'gpu';
     const extras = ev.extra_keys;
-    if (extras !== undefined && extras !== null && !Array.isArray(extras)) throw bad(`${where}.extra_keys`, `is ${describe(extras)}: expected an array or null`);
+    if (extras !== undefined && extras !== null && !Array.isArray(extras)) throw bad(`${where}.extra_keys`, `is ${describeValue(extras)}: expected an array or null`);
     // Blocks from the first one with extra keys onwards cannot be keyed (their chain differs).
     let usable = hashes.length;
     if (Array.isArray(extras)) {
@@ -170,7 +171,7 @@ export class VllmEventTranslator {
     if (ev.parent_block_hash === null || ev.parent_block_hash === undefined) {
       const lora = ev.lora_name ?? ev.lora_id;
       if (lora !== undefined && lora !== null && typeof lora !== 'string' && !(typeof lora === 'number' && Number.isSafeInteger(lora) && lora >= 0)) {
-        throw bad(`${where}.lora_name`, `is ${describe(lora)}: expected a string (or lora_id, a non-negative integer)`);
+        throw bad(`${where}.lora_name`, `is ${describeValue(lora)}: expected a string (or lora_id, a non-negative integer)`);
       }
       parent = this.hasher.rootFor({ lora: lora as string | number | null | undefined });
     } else {
