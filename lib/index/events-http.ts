@@ -41,8 +41,8 @@ export interface KvEventsHandlerOptions {
   readonly maxBodyBytes?: number;
   /** When set, requests must carry `Authorization: Bearer <authToken>`. */
   readonly authToken?: string;
-  /** Engine block hashes remembered per worker for vLLM events. Default 262,144. */
-  readonly maxVllmBlocksPerWorker?: number;
+  /** Engine block hashes remembered for vLLM events, over all workers. Default 1,048,576. */
+  readonly maxVllmBlocks?: number;
 }
 
 /** Options of {@link startKvEventsServer}. */
@@ -125,7 +125,7 @@ function nativeEvent(ev: unknown, where: string): KvEvent {
 export function createKvEventsHandler(index: KvIndex, options: KvEventsHandlerOptions = {}): KvEventsHandler {
   const path = options.path ?? '/v1/kv-events';
   const limit = options.maxBodyBytes ?? 4 * 1024 * 1024;
-  const vllm = new VllmEventTranslator(index.hasher, options.maxVllmBlocksPerWorker);
+  const vllm = new VllmEventTranslator(index.hasher, options.maxVllmBlocks);
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://localhost');

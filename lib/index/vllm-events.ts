@@ -93,15 +93,21 @@ interface Mapped {
   mask: number;
 }
 
-/** Per-worker memory of engine block hash -> index key; see the module documentation. */
+/**
+ * Per-worker memory of engine block hash -> index key; see the module documentation. One bound
+ * covers all workers: beyond it, the oldest hashes of the least recently active worker go first, so
+ * workers that went away (and never send AllBlocksCleared) are forgotten before live ones.
+ */
 export class VllmEventTranslator {
+  /** worker -> (engine hash -> key); Map order is worker activity, least recent first. */
   private readonly maps = new Map<string, Map<string, Mapped>>();
+  private total = 0;
 
   /**
    * @param hasher - the index's hasher (`KvIndex.hasher`).
-   * @param maxBlocksPerWorker - most engine hashes remembered per worker (oldest forgotten first).
+   * @param maxBlocks - most engine hashes remembered over all workers.
    */
-  constructor(private readonly hasher: BlockHasher, private readonly maxBlocksPerWorker = 262_144) {}
+  constructor(private readonly hasher: BlockHasher, private readonly maxBlocks = 1_048_576) {}
 
   /** True when `ev` looks like a vLLM event (so a batch may mix both shapes). */
   static isVllmEvent(ev: unknown): boolean {
@@ -109,14 +115,9 @@ export class VllmEventTranslator {
     return typeof type === 'string' && VLLM_EVENT_TYPES.includes(type);
   }
 
-  /** Engine hashes remembered for `worker`. */
-  remembered(worker: string): number {
-    return this.maps.get(worker)?.size ?? 0;
-  }
-
-  /** Forgets `worker`'s engine hashes. */
-  forget(worker: string): void {
-    this.maps.delete(worker);
+  /** Engine hashes remembered for `worker` (all workers when omitted). */
+  remembered(worker?: string): number {
+    return worker === undefined ? this.total : this.maps.get(worker)?.size ?? 0;
   }
 
   /**
@@ -128,6 +129,7 @@ export class VllmEventTranslator {
   translate(worker: string, raw: unknown, where: string): TranslatedBatch {
     const ev = asObject(raw, where);
     if (ev.type === 'AllBlocksCleared') {
+      this.total -= this.maps.get(worker)?.size ?? 0;
       this.maps.delete(worker);
       return { events: [{ type: 'cleared' }], unresolved: 0, ignored: 0 };
     }
@@ -141,10 +143,21 @@ export class VllmEventTranslator {
     throw bad(`${where}.type`, `is ${describeValue(ev.type)}: expected one of ${VLLM_EVENT_TYPES.join(', ')}`);
   }
 
+  /** `worker`'s map, marked as the most recently active. */
   private mapFor(worker: string): Map<string, Mapped> {
-    let m = this.maps.get(worker);
-    if (m === undefined) this.maps.set(worker, (m = new Map()));
+    const m = this.maps.get(worker) ?? new Map<string, Mapped>();
+    this.maps.delete(worker);
+    this.maps.set(worker, m);
     return m;
+  }
+
+  private forgetOldest(): void {
+    while (this.total > this.maxBlocks) {
+      const [worker, m] = this.maps.entries().next().value!;
+      m.delete(m.keys().next().value!);
+      this.total--;
+      if (m.size === 0) this.maps.delete(worker);
+    }
   }
 
   private stored(worker: string, ev: Record<string, unknown>, where: string): TranslatedBatch {
@@ -184,10 +197,10 @@ export class VllmEventTranslator {
     for (let i = 0; i < usable; i++) {
       const id = hashes[i]!;
       const old = map.get(id);
-      map.delete(id);
+      if (old === undefined) this.total++; else map.delete(id);
       map.set(id, { key: keys[i]!, mask: (old !== undefined && old.key === keys[i] ? old.mask : 0) | TIER_BIT[tier] });
     }
-    while (map.size > this.maxBlocksPerWorker) map.delete(map.keys().next().value!);
+    this.forgetOldest();
     return { events: [{ type: 'stored', keys, tier }], unresolved: 0, ignored: hashes.length - usable };
   }
 
@@ -202,7 +215,7 @@ export class VllmEventTranslator {
       if (m === undefined) { unresolved++; continue; }
       keys.push(m.key);
       m.mask &= tier === undefined ? 0 : ~TIER_BIT[tier];
-      if (m.mask === 0) map.delete(id);
+      if (m.mask === 0) { map.delete(id); this.total--; }
     }
     const events: KvEvent[] = keys.length === 0 ? [] : [tier === undefined ? { type: 'removed', keys } : { type: 'removed', keys, tier }];
     return { events, unresolved, ignored: 0 };

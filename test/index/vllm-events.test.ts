@@ -59,13 +59,27 @@ describe('VllmEventTranslator', () => {
     expect(v.translate('w', ['AllBlocksCleared'], 'e').events).toEqual([{ type: 'cleared' }]);
   });
 
-  it('forgets a worker on AllBlocksCleared, and its oldest blocks beyond the bound', () => {
-    const v = new VllmEventTranslator(hasher, 2);
+  it('forgets a worker on AllBlocksCleared', () => {
+    const v = new VllmEventTranslator(hasher);
     v.translate('w', stored({ block_hashes: [1, 2, 3], token_ids: t.slice(0, 48) }), 'e');
-    expect(v.remembered('w')).toBe(2);
-    expect(v.translate('w', { type: 'BlockRemoved', block_hashes: [1] }, 'e').unresolved).toBe(1);
+    v.translate('x', stored({ block_hashes: [1], token_ids: t.slice(0, 16) }), 'e');
     v.translate('w', { type: 'AllBlocksCleared' }, 'e');
     expect(v.remembered('w')).toBe(0);
+    expect(v.remembered()).toBe(1);
+  });
+
+  it('bounds what it remembers over all workers, forgetting the least recently active worker first', () => {
+    const v = new VllmEventTranslator(hasher, 4);
+    v.translate('gone', stored({ block_hashes: [1, 2, 3], token_ids: t.slice(0, 48) }), 'e');
+    v.translate('live', stored({ block_hashes: [1, 2], token_ids: t.slice(0, 32) }), 'e');
+    expect(v.remembered()).toBe(4);
+    expect(v.remembered('gone')).toBe(2);
+    // The oldest hash of the idle worker went: a child of it is unresolved, its younger ones are not.
+    expect(v.translate('gone', { type: 'BlockRemoved', block_hashes: [1, 2] }, 'e').unresolved).toBe(1);
+    v.translate('live', stored({ block_hashes: [3, 4], parent_block_hash: 2, token_ids: t.slice(32) }), 'e');
+    expect(v.remembered('live')).toBe(4);
+    expect(v.remembered('gone')).toBe(0);
+    expect(v.remembered()).toBe(4);
   });
 
   it.each<[string, unknown, RegExp]>([
