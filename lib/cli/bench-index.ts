@@ -16,10 +16,10 @@ import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { Redis } from 'ioredis';
 import { ErrorCode, KvwireError } from '../errors.js';
 import { BlockHasher } from '../index/hash.js';
 import { KvIndex } from '../index/kv-index.js';
-import type { RedisBackend } from '../index/redis.js';
 import { startRedisServer, type RedisServerHandle } from '../index/redis-server.js';
 import { createRegistry } from '../metrics.js';
 
@@ -278,6 +278,7 @@ export async function main(argv: string[]): Promise<number> {
 
   if (backends.includes('redis')) {
     let server: RedisServerHandle | undefined;
+    let probe: Redis | undefined;
     try {
       const url = args['redis-url'] ?? (server = await startRedisServer()).url;
       const prefix = `bench-${process.pid}-${Date.now()}:`;
@@ -285,10 +286,12 @@ export async function main(argv: string[]): Promise<number> {
         backend: 'redis', registry: createRegistry(), blockSize, maxKeys: blocks, maxWorkersPerKey: Math.min(255, workers),
         redis: { url, prefix, commandTimeoutMs: 30_000 },
       });
-      const store = (index as unknown as { store: RedisBackend }).store;
-      const u0 = await store.usedMemory();
+      const p = (probe = new Redis(url, { lazyConnect: true, commandTimeout: 30_000, maxRetriesPerRequest: 0 }));
+      const usedMemory = async (): Promise<number> => Number(/used_memory:(\d+)/.exec(await p.info('memory'))?.[1] ?? NaN);
+      await p.connect();
+      const u0 = await usedMemory();
       const loadSeconds = await load(index, data, 32);
-      const used = (await store.usedMemory()) - u0;
+      const used = (await usedMemory()) - u0;
       const keys = (await index.stats()).keys;
       const ns: number[] = [];
       for (let q = -50; q < redisQueries; q++) {
@@ -306,6 +309,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`bench-index: the Redis backend could not run: ${(e as Error).message}\n(pass --backends memory to skip it)\n`);
       return 2;
     } finally {
+      probe?.disconnect();
       await server?.stop();
     }
   }

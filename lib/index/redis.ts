@@ -211,13 +211,6 @@ export class RedisBackend implements IndexBackend {
     }
   }
 
-  /** `INFO memory` used_memory, in bytes (for the bench). */
-  async usedMemory(): Promise<number> {
-    const info = await this.client.info('memory');
-    const m = /used_memory:(\d+)/.exec(info);
-    return m === null ? NaN : Number(m[1]);
-  }
-
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
