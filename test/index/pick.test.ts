@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_PICK_WEIGHTS, choose, parseLoads } from '../../lib/index/pick.js';
+import { DEFAULT_PICK_WEIGHTS, choose, parseLoads, type Loads } from '../../lib/index/pick.js';
 
 const scores = (o: Record<string, number>): Map<string, number> => new Map(Object.entries(o));
 
@@ -45,7 +45,8 @@ describe('pick', () => {
   });
 
   it('rejects empty or malformed loads', () => {
-    for (const bad of [{}, new Map(), [] as never, null as never, { a: -1 }, { a: { queue: Number.NaN } }, { a: { inflightTokens: '3' as never } }, { a: 'x' as never }]) {
+    const bads: unknown[] = [{}, new Map(), [], null, { a: -1 }, { a: { queue: Number.NaN } }, { a: { inflightTokens: '3' } }, { a: 'x' }];
+    for (const bad of bads as Loads[]) {
       expect(() => parseLoads(bad)).toThrow(expect.objectContaining({ code: 'ERR_KVWIRE_INVALID_ARGUMENT' }));
     }
   });
