@@ -1,0 +1,341 @@
+/**
+ * `kvwire bench-index`: how fast the KV block index scores a prompt, and what a key costs in memory,
+ * for both backends, against a plain `Map` of the same keys measured in the same run.
+ *
+ * The index holds `--blocks` distinct block keys (default 1,000,000) over `--workers` workers
+ * (default 16), shaped like serving traffic: a few system prompts (a quarter of a prompt each,
+ * replicated on 4 workers) followed by per-conversation blocks on one worker. Queries are 4,096-token
+ * prompts (256 blocks): half a returning conversation (a full hit), half a new one on a known system
+ * prompt (a partial hit). Score latency includes hashing the prompt. Memory per key: heap + external
+ * deltas of `process.memoryUsage()` around the load, after full GCs (for the index and the Map);
+ * `INFO memory` used_memory delta (for Redis). Every query's scores are checked against the Map's.
+ *
+ * @packageDocumentation
+ */
+import { cpus } from 'node:os';
+import { parseArgs } from 'node:util';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { Redis } from 'ioredis';
+import { ErrorCode, KvwireError } from '../errors.js';
+import { BlockHasher } from '../index/hash.js';
+import { KvIndex } from '../index/kv-index.js';
+import { startRedisServer, type RedisServerHandle } from '../index/redis-server.js';
+import { createRegistry } from '../metrics.js';
+
+const USAGE = `usage: kvwire bench-index [--blocks N] [--workers N] [--prompt-tokens N] [--block-size N]
+                          [--queries N] [--redis-queries N] [--backends memory,redis]
+                          [--redis-url URL] [--json]
+Scores prompts against an index of N blocks (default 1,000,000 over 16 workers) in memory and in
+Redis (a throwaway redis-server unless --redis-url), against a plain Map of the same keys.`;
+
+/** Latency summary in microseconds. */
+interface Latency { readonly medianUs: number; readonly p99Us: number }
+
+function latency(samplesNs: number[]): Latency {
+  const s = [...samplesNs].sort((a, b) => a - b);
+  const at = (p: number): number => s[Math.min(s.length - 1, Math.max(0, Math.ceil(p * s.length) - 1))]! / 1000;
+  return { medianUs: round(at(0.5)), p99Us: round(at(0.99)) };
+}
+
+const round = (x: number, d = 1): number => Math.round(x * 10 ** d) / 10 ** d;
+
+/** A small deterministic PRNG (mulberry32): the same data set in every run and on every machine. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** The synthetic data set (see the module documentation); prompts are regenerated on demand. */
+class DataSet {
+  readonly groups: number;
+  readonly sharedBlocks: number;
+  readonly ownBlocks: number;
+  readonly conversations: number;
+  private readonly lastOwnBlocks: number;
+
+  constructor(readonly blocks: number, readonly workers: number, readonly promptBlocks: number, readonly blockSize: number) {
+    this.sharedBlocks = Math.max(1, Math.floor(promptBlocks / 4));
+    this.ownBlocks = promptBlocks - this.sharedBlocks;
+    this.groups = Math.max(1, Math.min(64, Math.floor(blocks / (this.sharedBlocks * 16))));
+    const rest = blocks - this.groups * this.sharedBlocks;
+    if (rest <= 0 || this.ownBlocks <= 0) {
+      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `--blocks ${blocks} is too small for ${promptBlocks}-block prompts: use at least ${this.groups * this.sharedBlocks + 1}`);
+    }
+    this.conversations = Math.ceil(rest / this.ownBlocks);
+    this.lastOwnBlocks = rest - (this.conversations - 1) * this.ownBlocks;
+  }
+
+  private fill(out: Uint32Array, from: number, count: number, seed: number): void {
+    const r = prng(seed);
+    for (let i = 0; i < count * this.blockSize; i++) out[from + i] = Math.floor(r() * 128_000);
+  }
+
+  /** Tokens of system prompt `g`. */
+  shared(g: number): Uint32Array {
+    const t = new Uint32Array(this.sharedBlocks * this.blockSize);
+    this.fill(t, 0, this.sharedBlocks, 1_000_003 * (g + 1));
+    return t;
+  }
+
+  /** Group, worker and tokens of conversation `c` (`fresh`: an unseen one on the same system prompt). */
+  conversation(c: number, fresh = false): { group: number; worker: string; tokens: Uint32Array; ownBlocks: number } {
+    const group = c % this.groups;
+    const own = !fresh && c === this.conversations - 1 ? this.lastOwnBlocks : this.ownBlocks;
+    const t = new Uint32Array((this.sharedBlocks + own) * this.blockSize);
+    t.set(this.shared(group));
+    this.fill(t, this.sharedBlocks * this.blockSize, own, fresh ? 7_777_777 + c : 2_000_029 * (c + 1));
+    return { group, worker: `decode-${Math.floor(prng(c + 17)() * this.workers)}`, tokens: t, ownBlocks: own };
+  }
+
+  /** The 4 workers holding system prompt `g`. */
+  sharedHolders(g: number): string[] {
+    return [0, 1, 2, 3].map((i) => `decode-${(g * 5 + i * 3) % this.workers}`);
+  }
+
+  /** Query `q`: a returning conversation (even q) or a new one (odd q). */
+  query(q: number): Uint32Array {
+    const c = Math.floor(prng(q + 99)() * this.conversations);
+    return this.conversation(c, q % 2 === 1).tokens;
+  }
+}
+
+type Gc = () => void;
+
+function exposeGc(): Gc | undefined {
+  try {
+    setFlagsFromString('--expose-gc');
+    return runInNewContext('gc') as Gc;
+  } catch {
+    return undefined;
+  }
+}
+
+function heapBytes(gc: Gc | undefined): number {
+  if (gc !== undefined) { gc(); gc(); }
+  const m = process.memoryUsage();
+  return m.heapUsed + m.external;
+}
+
+/** The baseline: a plain Map from key to the workers holding it, scored by the obvious loop. */
+function mapScore(map: Map<string, string[]>, keys: string[]): Map<string, number> {
+  const out = new Map<string, number>();
+  let active: string[] | undefined;
+  for (let i = 0; i < keys.length; i++) {
+    const hs = map.get(keys[i]!);
+    if (hs === undefined) break;
+    active = active === undefined ? hs.slice() : active.filter((w) => hs.includes(w));
+    if (active.length === 0) break;
+    for (const w of active) out.set(w, i + 1);
+  }
+  return out;
+}
+
+function sameScores(a: Map<string, number>, b: Map<string, number>): boolean {
+  if (a.size !== b.size) return false;
+  for (const [w, s] of a) if (b.get(w) !== s) return false;
+  return true;
+}
+
+async function load(index: KvIndex, data: DataSet, concurrency: number): Promise<number> {
+  const t0 = performance.now();
+  const inflight: Promise<unknown>[] = [];
+  const push = async (p: Promise<unknown>): Promise<void> => {
+    inflight.push(p);
+    if (inflight.length >= concurrency) await Promise.all(inflight.splice(0));
+  };
+  for (let g = 0; g < data.groups; g++) {
+    const keys = index.blockKeys(data.shared(g));
+    for (const w of data.sharedHolders(g)) await push(index.stored(w, keys));
+  }
+  for (let c = 0; c < data.conversations; c++) {
+    const conv = data.conversation(c);
+    await push(index.stored(conv.worker, index.blockKeys(conv.tokens).slice(data.sharedBlocks)));
+  }
+  await Promise.all(inflight);
+  return (performance.now() - t0) / 1000;
+}
+
+function loadMap(data: DataSet, hasher: BlockHasher): Map<string, string[]> {
+  const map = new Map<string, string[]>();
+  const add = (k: string, w: string): void => {
+    const hs = map.get(k);
+    if (hs === undefined) map.set(k, [w]); else if (!hs.includes(w)) hs.push(w);
+  };
+  for (let g = 0; g < data.groups; g++) {
+    const keys = hasher.keys(data.shared(g));
+    for (const w of data.sharedHolders(g)) for (const k of keys) add(k, w);
+  }
+  for (let c = 0; c < data.conversations; c++) {
+    const conv = data.conversation(c);
+    for (const k of hasher.keys(conv.tokens).slice(data.sharedBlocks)) add(k, conv.worker);
+  }
+  return map;
+}
+
+const num = (x: number): string => x.toLocaleString('en-US', { maximumFractionDigits: 1 });
+
+/**
+ * Runs the bench; prints a table (or JSON with `--json`) and returns the exit code: 0, 1 when a
+ * score differed from the Map baseline, 2 on bad arguments or a missing Redis.
+ */
+export async function main(argv: string[]): Promise<number> {
+  let args;
+  try {
+    args = parseArgs({
+      args: argv, strict: true, allowPositionals: false, options: {
+        blocks: { type: 'string', default: '1000000' }, workers: { type: 'string', default: '16' },
+        'prompt-tokens': { type: 'string', default: '4096' }, 'block-size': { type: 'string', default: '16' },
+        queries: { type: 'string', default: '2000' }, 'redis-queries': { type: 'string', default: '1000' },
+        backends: { type: 'string', default: 'memory,redis' }, 'redis-url': { type: 'string' },
+        json: { type: 'boolean', default: false }, help: { type: 'boolean', default: false },
+      },
+    }).values;
+  } catch (e) {
+    process.stderr.write(`${(e as Error).message}\n${USAGE}\n`);
+    return 2;
+  }
+  if (args.help) { process.stdout.write(`${USAGE}\n`); return 0; }
+  const int = (name: string, v: string, min: number): number => {
+    const n = Number(v.replaceAll('_', ''));
+    if (!Number.isInteger(n) || n < min) throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `--${name} ${v}: expected an integer ≥ ${min}`);
+    return n;
+  };
+  let blocks: number, workers: number, promptTokens: number, blockSize: number, queries: number, redisQueries: number;
+  let data: DataSet;
+  const backends = args.backends.split(',').map((s) => s.trim());
+  try {
+    blocks = int('blocks', args.blocks, 1); workers = int('workers', args.workers, 1);
+    promptTokens = int('prompt-tokens', args['prompt-tokens'], 1); blockSize = int('block-size', args['block-size'], 1);
+    queries = int('queries', args.queries, 1); redisQueries = int('redis-queries', args['redis-queries'], 1);
+    if (backends.some((b) => b !== 'memory' && b !== 'redis')) throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `--backends ${args.backends}: use memory, redis or memory,redis`);
+    data = new DataSet(blocks, workers, Math.floor(promptTokens / blockSize), blockSize);
+  } catch (e) {
+    process.stderr.write(`${(e as Error).message}\n${USAGE}\n`);
+    return 2;
+  }
+  const gc = exposeGc();
+  const hasher = new BlockHasher({ blockSize });
+  const report: Record<string, unknown> = {
+    config: {
+      blocks, workers, promptTokens, blockSize, promptBlocks: data.promptBlocks, queries, redisQueries,
+      systemPrompts: data.groups, conversations: data.conversations, node: process.version, cpus: cpus().length,
+      memoryMethod: gc === undefined ? 'process.memoryUsage() heapUsed+external deltas (no gc available: approximate)'
+        : 'process.memoryUsage() heapUsed+external deltas after full GCs', redisMemoryMethod: 'INFO memory used_memory delta',
+    },
+  };
+  let mismatches = 0;
+  const hashNs: number[] = [];
+  for (let q = -200; q < Math.min(queries, 1000); q++) {
+    const t = data.query(Math.abs(q));
+    const t0 = process.hrtime.bigint();
+    hasher.keyList(t);
+    if (q >= 0) hashNs.push(Number(process.hrtime.bigint() - t0));
+  }
+  report.hash = latency(hashNs);
+
+  // The Map baseline: built first, and always (every backend's scores are checked against it).
+  const m0 = heapBytes(gc);
+  const map = loadMap(data, hasher);
+  const mapBytes = heapBytes(gc) - m0;
+  let checked = 0;
+  if (backends.includes('memory')) {
+    const i0 = heapBytes(gc);
+    const index = await KvIndex.create({ registry: createRegistry(), blockSize, maxKeys: blocks, maxWorkersPerKey: Math.min(255, workers) });
+    const loadSeconds = await load(index, data, 1);
+    const indexBytes = heapBytes(gc) - i0;
+    const keys = (await index.stats()).keys;
+    const ixNs: number[] = [], mapNs: number[] = [];
+    for (let q = -200; q < queries; q++) {
+      const t = data.query(Math.abs(q));
+      const a0 = process.hrtime.bigint();
+      const got = await index.score(t);
+      const a1 = process.hrtime.bigint();
+      const want = mapScore(map, hasher.keys(t));
+      const a2 = process.hrtime.bigint();
+      if (q < 0) continue; // warm-up
+      ixNs.push(Number(a1 - a0));
+      mapNs.push(Number(a2 - a1));
+      checked++;
+      if (!sameScores(got, want)) mismatches++;
+    }
+    const ix = latency(ixNs), base = latency(mapNs);
+    report.memory = { keys, loadSeconds: round(loadSeconds, 2), bytesPerKey: round(indexBytes / keys), mibPerMillionKeys: round(indexBytes / keys * 1e6 / 2 ** 20), score: ix };
+    report.map = { keys: map.size, bytesPerKey: round(mapBytes / map.size), mibPerMillionKeys: round(mapBytes / map.size * 1e6 / 2 ** 20), score: base };
+    report.ratios = {
+      scoreMedian: round(ix.medianUs / base.medianUs, 2), scoreP99: round(ix.p99Us / base.p99Us, 2),
+      bytesPerKey: round(indexBytes / keys / (mapBytes / map.size), 2),
+      note: 'KvIndex (memory) / plain Map; below 1 is better',
+    };
+    await index.close();
+  }
+
+  if (backends.includes('redis')) {
+    let server: RedisServerHandle | undefined;
+    let probe: Redis | undefined;
+    try {
+      const url = args['redis-url'] ?? (server = await startRedisServer()).url;
+      const prefix = `bench-${process.pid}-${Date.now()}:`;
+      const index = await KvIndex.create({
+        backend: 'redis', registry: createRegistry(), blockSize, maxKeys: blocks, maxWorkersPerKey: Math.min(255, workers),
+        redis: { url, prefix, commandTimeoutMs: 30_000 },
+      });
+      const p = (probe = new Redis(url, { lazyConnect: true, commandTimeout: 30_000, maxRetriesPerRequest: 0 }));
+      const usedMemory = async (): Promise<number> => Number(/used_memory:(\d+)/.exec(await p.info('memory'))?.[1] ?? NaN);
+      await p.connect();
+      const u0 = await usedMemory();
+      const loadSeconds = await load(index, data, 32);
+      const used = (await usedMemory()) - u0;
+      const keys = (await index.stats()).keys;
+      const ns: number[] = [];
+      for (let q = -50; q < redisQueries; q++) {
+        const t = data.query(Math.abs(q));
+        const t0 = process.hrtime.bigint();
+        const got = await index.score(t);
+        if (q >= 0) ns.push(Number(process.hrtime.bigint() - t0));
+        if (q < 0) continue;
+        checked++;
+        if (!sameScores(got, mapScore(map, hasher.keys(t)))) mismatches++;
+      }
+      report.redis = { keys, loadSeconds: round(loadSeconds, 2), bytesPerKey: round(used / keys), mibPerMillionKeys: round(used / keys * 1e6 / 2 ** 20), score: latency(ns) };
+      await index.close();
+    } catch (e) {
+      process.stderr.write(`bench-index: the Redis backend could not run: ${(e as Error).message}\n(pass --backends memory to skip it)\n`);
+      return 2;
+    } finally {
+      probe?.disconnect();
+      await server?.stop();
+    }
+  }
+  report.checked = checked;
+  report.mismatches = mismatches;
+
+  if (args.json) {
+    process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+  } else {
+    const r = report as {
+      hash: Latency; memory?: { score: Latency; mibPerMillionKeys: number; loadSeconds: number }; map?: { score: Latency; mibPerMillionKeys: number };
+      redis?: { score: Latency; mibPerMillionKeys: number; loadSeconds: number }; ratios?: { scoreMedian: number; scoreP99: number; bytesPerKey: number };
+    };
+    const row = (name: string, l: Latency, mib?: number, load?: number): string =>
+      `${name.padEnd(26)}${`${num(l.medianUs)} µs`.padStart(12)}${`${num(l.p99Us)} µs`.padStart(12)}${(mib === undefined ? '' : `${num(mib)} MiB`).padStart(18)}${(load === undefined ? '' : `${num(load)} s`).padStart(10)}`;
+    const lines = [
+      `kvwire bench-index: ${num(blocks)} blocks over ${workers} workers; ${num(promptTokens)}-token prompts (${data.promptBlocks} blocks of ${blockSize}); ${num(queries)} queries (${num(redisQueries)} on Redis)`,
+      `${''.padEnd(26)}${'score p50'.padStart(12)}${'score p99'.padStart(12)}${'per 1M keys'.padStart(18)}${'load'.padStart(10)}`,
+      row(`hash only (${data.promptBlocks} blocks)`, r.hash),
+    ];
+    if (r.memory && r.map) lines.push(row('KvIndex, memory', r.memory.score, r.memory.mibPerMillionKeys, r.memory.loadSeconds), row('plain Map (baseline)', r.map.score, r.map.mibPerMillionKeys));
+    if (r.redis) lines.push(row('KvIndex, redis', r.redis.score, r.redis.mibPerMillionKeys, r.redis.loadSeconds));
+    if (r.ratios) lines.push(`KvIndex (memory) / Map: score p50 ${r.ratios.scoreMedian}x, p99 ${r.ratios.scoreP99}x, bytes per key ${r.ratios.bytesPerKey}x`);
+    lines.push(`score latency includes hashing the prompt; memory: ${(report.config as { memoryMethod: string }).memoryMethod}; Redis: INFO used_memory delta`);
+    lines.push(mismatches === 0 ? `all ${num(checked)} scores matched the Map baseline` : `${mismatches} of ${num(checked)} scores differed from the Map baseline`);
+    process.stdout.write(`${lines.join('\n')}\n`);
+  }
+  return mismatches === 0 ? 0 : 1;
+}
