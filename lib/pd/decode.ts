@@ -10,6 +10,7 @@
  *
  * @packageDocumentation
  */
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { ErrorCode, KvwireError } from '../errors.js';
 import { validateBlockIds, type KvCompatibilityFields } from '../kv/index.js';
@@ -97,7 +98,8 @@ export class DecodeCoordinator extends EventEmitter {
       (depth) => this.#metrics.queueDepth(depth),
     );
     const words = new Float64Array((LEASE_SLOT_BYTES / 8) * o.maxConcurrentRequests);
-    this.#scratch = { words, region: this.#ranks[0]!.agent.register(words, { label: `kvwire-fence-${this.engineId}` }) };
+    // Local-only memory (access 'none': never exported); the label only has to be unique in the agent.
+    this.#scratch = { words, region: this.#ranks[0]!.agent.register(words, { label: `kvwire-fence-${randomBytes(6).toString('hex')}` }) };
     this.#engines = new RemoteEngineCache((params, key) => this.#handshake(params, key));
   }
 
@@ -136,7 +138,9 @@ export class DecodeCoordinator extends EventEmitter {
     if (answer.cache.tpSize !== params.tp_size) {
       throw new KvwireError(ErrorCode.BAD_METADATA, `kv_transfer_params say tp_size ${params.tp_size} but prefill '${answer.engineId}' runs TP ${answer.cache.tpSize}`, { field: 'tp_size' });
     }
-    const engine = await connectRemoteEngine(key, this.#ranks, answer, t0, { timeoutMs: this.#handshakeTimeoutMs, signal });
+    // One deadline for the whole handshake: the connects get what the side channel call left.
+    const left = Math.max(1, Math.ceil(t0 + this.#handshakeTimeoutMs - performance.now()));
+    const engine = await connectRemoteEngine(key, this.#ranks, answer, t0, { timeoutMs: left, signal });
     this.#metrics.handshake(engine.handshakeMs / 1000);
     this.#safeEmit('handshake', { engineId: engine.engineId, instance: engine.instance, ms: engine.handshakeMs });
     return engine;
