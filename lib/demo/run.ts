@@ -47,25 +47,41 @@ export interface DemoOptions {
 
 /** What {@link runDemo} measured and checked. */
 export interface DemoReport {
+  /** Requests sent. */
   readonly requests: number;
+  /** Requests whose KV was pulled. */
   readonly ready: number;
+  /** Requests whose pull failed and were recomputed (a failure here). */
   readonly recomputed: number;
+  /** What went wrong, one line each. */
   readonly failures: string[];
+  /** Bytes the decode worker checked (every block of every request). */
   readonly verifiedBytes: number;
+  /** Bytes read from the prefill worker. */
   readonly bytesRead: number;
+  /** Blocks of all requests. */
   readonly blocks: number;
+  /** Blocks read from the prefill. */
   readonly blocksRead: number;
+  /** Blocks served from the decode's prefix cache. */
   readonly blocksCached: number;
+  /** Descriptors before coalescing. */
   readonly descriptorsUncoalesced: number;
+  /** Descriptors posted. */
   readonly descriptorsPosted: number;
+  /** Wall time of the requests (workers started before). */
   readonly wallSeconds: number;
+  /** requests ÷ wallSeconds. */
   readonly requestsPerSecond: number;
   /** Bytes read ÷ wall time of the whole run (prefill and verification included). */
   readonly wallGBps: number;
   /** Bytes read ÷ the summed transfer time of the pulls. */
   readonly transferGBps: number;
+  /** How the bytes travelled (peer transport and lanes). */
   readonly transports: string;
+  /** The prefill pool and leases at the end. */
   readonly prefill: DrainSummary;
+  /** The decode pool at the end (prefix cache emptied). */
   readonly decode: DrainSummary;
   /** True when every request was pulled and verified and every block is back. */
   readonly ok: boolean;

@@ -60,24 +60,39 @@ export type FromWorker =
 
 /** What a decode request answers. */
 export interface DecodeSummary {
+  /** Pulled, or recomputed after a failed pull. */
   readonly status: 'ready' | 'recompute';
+  /** Generated tokens. */
   readonly tokens: number[];
+  /** Bytes checked. */
   readonly verifiedBytes: number;
+  /** Blocks of the request. */
   readonly blocks: number;
+  /** Blocks from the prefix cache. */
   readonly blocksCached: number;
+  /** Bytes read. */
   readonly bytes: number;
+  /** Descriptors before coalescing. */
   readonly uncoalesced: number;
+  /** Descriptors posted. */
   readonly posted: number;
+  /** Transfer time of the pull (ms). */
   readonly transferMs: number;
+  /** Transport category. */
   readonly transport: string;
+  /** Why the pull failed (code: message). */
   readonly reason?: string;
 }
 
 /** What drain answers: the pool, and on the prefill side the leases. */
 export interface DrainSummary {
+  /** Free blocks. */
   readonly free: number;
+  /** Blocks in the pool. */
   readonly total: number;
+  /** Leases held (prefill; 0 on decode). */
   readonly leases: number;
+  /** The transports of this worker's peers. */
   readonly transports: string;
 }
 

@@ -114,12 +114,19 @@ export type PullResult = PullReady | PullRecompute;
 
 /** The options with defaults applied. */
 export interface CheckedDecodeOptions {
+  /** Default failure policy. */
   readonly policy: FailurePolicy;
+  /** Byte limit of admitted pulls. */
   readonly maxInFlightBytes: number;
+  /** Admitted pulls at once. */
   readonly maxConcurrentRequests: number;
+  /** Waiting pulls at once. */
   readonly maxQueuedRequests: number;
+  /** Pull deadline. */
   readonly timeoutMs: number;
+  /** Handshake deadline. */
   readonly handshakeTimeoutMs: number;
+  /** Quarantine, or undefined for the engine-dependent default. */
   readonly quarantineMs: number | undefined;
 }
 

@@ -103,7 +103,7 @@ export function parseKvTransferParams(value: unknown): KvTransferParams {
     blockIds[i] = id;
   }
   const host = p.remote_host;
-  if (typeof host !== 'string' || host.length === 0 || host.length > 255 || /[\s/@]/.test(host)) {
+  if (typeof host !== 'string' || host.length === 0 || host.length > 255 || /[\s/@\u0000-\u001f\u007f]/.test(host)) {
     throw bad('remote_host', `must be a host name or IP address, got ${JSON.stringify(host)}`);
   }
   const port = p.remote_port;

@@ -59,18 +59,25 @@ export function postHandshake(call: SideChannelCall): Promise<SideChannelReply> 
         reject(e);
       } else resolve(reply!);
     };
-    const req = request({
-      host: call.host,
-      port: call.port,
-      method: 'POST',
-      path: HANDSHAKE_PATH,
-      agent: false,
-      headers: {
-        'content-type': 'application/json',
-        'content-length': call.body.byteLength,
-        [SIGNATURE_HEADER]: call.signature,
-      },
-    });
+    let req: ReturnType<typeof request>;
+    try {
+      req = request({
+        host: call.host,
+        port: call.port,
+        method: 'POST',
+        path: HANDSHAKE_PATH,
+        agent: false,
+        headers: {
+          'content-type': 'application/json',
+          'content-length': call.body.byteLength,
+          [SIGNATURE_HEADER]: call.signature,
+        },
+      });
+    } catch (e) {
+      // node:http refuses some host strings synchronously (e.g. control characters).
+      reject(new KvwireError(ErrorCode.PEER_UNREACHABLE, `the prefill side channel at ${where} cannot be addressed: ${(e as Error).message}`));
+      return;
+    }
     const timer = setTimeout(() => finish(new KvwireError(
       ErrorCode.TIMEOUT,
       `the handshake with the prefill side channel at ${where} did not finish within ${call.timeoutMs} ms; check that the prefill worker is up and reachable, or raise handshakeTimeoutMs`,

@@ -35,6 +35,7 @@ describe('kv_transfer_params', () => {
     expect(fieldOf(() => parseKvTransferParams({ ...good, remote_block_ids: [1.5] }))).toBe('remote_block_ids');
     expect(fieldOf(() => parseKvTransferParams({ ...good, remote_host: 'evil.com/x' }))).toBe('remote_host');
     expect(fieldOf(() => parseKvTransferParams({ ...good, remote_port: 70000 }))).toBe('remote_port');
+    expect(fieldOf(() => parseKvTransferParams({ ...good, remote_host: 'a\u0000b' }))).toBe('remote_host');
     expect(fieldOf(() => parseKvTransferParams({ ...good, tp_size: 0 }))).toBe('tp_size');
     expect(fieldOf(() => parseKvTransferParams({ ...good, remote_lease_token: 0 }))).toBe('remote_lease_token');
     expect(fieldOf(() => parseKvTransferParams({ ...good, remote_lease_slot: undefined }))).toBe('remote_lease_slot');

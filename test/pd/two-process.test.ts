@@ -59,7 +59,9 @@ describe.skipIf(noUcx !== undefined)('P/D across two processes over UCX', () => 
       prefill.kill();
       const e = await decode.call('decode', { request: second, params }).catch((x: unknown) => x);
       expect(e).toBeInstanceOf(KvwireError);
-      expect([ErrorCode.PEER_LOST, ErrorCode.TIMEOUT, ErrorCode.TRANSPORT]).toContain((e as KvwireError).code);
+      // PEER_LOST when the death is noticed during the pull; PEER_UNREACHABLE when it was noticed
+      // first (the cached engine is dropped, and the new handshake finds no side channel).
+      expect([ErrorCode.PEER_LOST, ErrorCode.PEER_UNREACHABLE]).toContain((e as KvwireError).code);
       console.log(`decode pull after the prefill process died: ${(e as KvwireError).code}: ${(e as Error).message}`);
       // Its blocks come back after the quarantine (operations may still have been in flight).
       let pool: DrainSummary = await decode.call('drain', {});
