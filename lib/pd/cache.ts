@@ -1,0 +1,111 @@
+/**
+ * A tensor-parallel rank's registered KV cache: the agent, the layout, and the regions holding
+ * the layout's tensors (or its arena). Both coordinators take one per rank they drive.
+ *
+ * @packageDocumentation
+ */
+import { ErrorCode, KvwireError, fmtBytes } from '../errors.js';
+import { KvLayout, type Addressing } from '../kv/index.js';
+import { Agent, type Access, type HostMemory, type Region } from '../transport/index.js';
+
+/** One rank's registered KV cache. */
+export interface KvCacheRank {
+  /** The agent that registered the cache (one per GPU or process). */
+  readonly agent: Agent;
+  /** The rank's layout; `layout.tp.rank` is this rank. */
+  readonly layout: KvLayout;
+  /** The registered regions, in `layout.regions(addressing)` order, labelled as the layout labels them. */
+  readonly regions: readonly Region[];
+  /** One region per tensor (`'tensor'`) or one arena (`'arena'`). */
+  readonly addressing: Addressing;
+}
+
+/** Options of {@link registerKvCache}. */
+export interface RegisterKvCacheOptions {
+  /** `'tensor'` (default) or `'arena'`. */
+  readonly addressing?: Addressing;
+  /** Remote access: `'read'` on a prefill (decode reads it), `'none'` (default) on a decode. */
+  readonly access?: Access;
+  /** The memory to register, one buffer per region; allocated (zeroed) when omitted. */
+  readonly memory?: readonly HostMemory[];
+}
+
+/**
+ * Registers a KV cache for `layout` with `agent`: one region per tensor, or one arena, labelled
+ * as the layout labels them (peers find them by label).
+ *
+ * @throws KvwireError `ERR_KVWIRE_INVALID_ARGUMENT` when `memory` has the wrong number of
+ *   buffers or one is smaller than its region; the agent's own errors otherwise.
+ */
+export function registerKvCache(agent: Agent, layout: KvLayout, options: RegisterKvCacheOptions = {}): KvCacheRank {
+  const addressing = options.addressing ?? 'tensor';
+  const specs = layout.regions(addressing);
+  const memory = options.memory;
+  if (memory !== undefined && memory.length !== specs.length) {
+    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `memory has ${memory.length} buffers but the layout has ${specs.length} regions under '${addressing}' addressing`, { field: 'memory' });
+  }
+  const regions: Region[] = [];
+  try {
+    for (let i = 0; i < specs.length; i++) {
+      const spec = specs[i]!;
+      const m = memory?.[i] ?? Buffer.alloc(spec.bytes);
+      if (m.byteLength < spec.bytes) {
+        throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `memory[${i}] has ${fmtBytes(m.byteLength)} bytes but ${spec.label} needs ${fmtBytes(spec.bytes)}`, { field: 'memory', index: i });
+      }
+      regions.push(agent.register(m, { access: options.access ?? 'none', label: spec.label }));
+    }
+  } catch (e) {
+    for (const r of regions) r.deregister();
+    throw e;
+  }
+  return Object.freeze({ agent, layout, regions: Object.freeze(regions), addressing });
+}
+
+/**
+ * Checks that `ranks` are the ranks of one TP group in rank order, each with regions that match
+ * its layout, registered with its agent, with `access` allowing what peers must do.
+ *
+ * @throws KvwireError `ERR_KVWIRE_INVALID_ARGUMENT` naming the rank and what is wrong.
+ */
+export function validateRanks(ranks: readonly KvCacheRank[], needRemoteRead: boolean): void {
+  if (!Array.isArray(ranks) || ranks.length === 0) {
+    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'ranks must be a non-empty array of KvCacheRank, one per TP rank in rank order (see registerKvCache)', { field: 'ranks' });
+  }
+  const first = ranks[0]!;
+  for (let r = 0; r < ranks.length; r++) {
+    const rank = ranks[r]!;
+    const where = `ranks[${r}]`;
+    if (rank === null || typeof rank !== 'object' || !(rank.agent instanceof Agent) || !(rank.layout instanceof KvLayout)) {
+      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `${where} must be { agent, layout, regions, addressing } (see registerKvCache)`, { field: 'ranks', index: r });
+    }
+    const { layout } = rank;
+    if (layout.tp.size !== ranks.length || layout.tp.rank !== r) {
+      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `${where} has the layout of rank ${layout.tp.rank} of ${layout.tp.size}, but ${ranks.length} rank(s) were given; pass one KvCacheRank per TP rank, in rank order`, { field: 'ranks', index: r });
+    }
+    if (layout.numBlocks !== first.layout.numBlocks || rank.addressing !== first.addressing) {
+      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `${where} differs from ranks[0] in block count or addressing; all ranks of an engine share one block table`, { field: 'ranks', index: r });
+    }
+    if (rank.agent.closed) throw new KvwireError(ErrorCode.CLOSED, `${where}'s agent is closed`);
+    const specs = layout.regions(rank.addressing);
+    if (!Array.isArray(rank.regions) || rank.regions.length !== specs.length) {
+      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `${where} has ${String(rank.regions?.length)} regions but its layout needs ${specs.length} under '${rank.addressing}' addressing`, { field: 'regions', index: r });
+    }
+    for (let i = 0; i < specs.length; i++) {
+      const region = rank.regions[i]!;
+      const spec = specs[i]!;
+      if (region.owner !== rank.agent || !region.registered) {
+        throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `${where}.regions[${i}] is not registered with ${where}'s agent`, { field: 'regions', index: i });
+      }
+      if (region.length < spec.bytes) {
+        throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `${where}.regions[${i}] (${region}) is smaller than ${spec.label} (${fmtBytes(spec.bytes)} bytes)`, { field: 'regions', index: i });
+      }
+      if (needRemoteRead && (region.label !== spec.label || (region.access !== 'read' && region.access !== 'readwrite'))) {
+        throw new KvwireError(
+          ErrorCode.INVALID_ARGUMENT,
+          `${where}.regions[${i}] must be labelled '${spec.label}' and registered with access 'read' so decode workers can read it (it is ${region} with access '${region.access}')`,
+          { field: 'regions', index: i },
+        );
+      }
+    }
+  }
+}

@@ -1,0 +1,101 @@
+/**
+ * The P/D protocol's constants and the notifications the decode side sends to the prefill side.
+ *
+ * Notifications are small JSON objects (UTF-8):
+ * - `{"kvwire":"done","req":"<remote_request_id>","lease":<token>}` — the decode side read the
+ *   blocks; it rides on the last READ, so it arrives only after every byte landed (as vLLM's
+ *   NixlConnector does). The prefill frees the blocks (reason `'notified'`).
+ * - `{"kvwire":"abort","req":"<remote_request_id>","lease":<token>}` — the decode side gave up
+ *   (cancelled, failed, timed out); the prefill frees the blocks (reason `'cancelled'`).
+ *
+ * The lease token (random, 48 bits, only ever sent to whoever got the `kv_transfer_params`) must
+ * match the lease held under that request id: a late or forged message frees nothing.
+ *
+ * @packageDocumentation
+ */
+import { MAX_ID_BYTES, MAX_LEASE_TOKEN } from './params.js';
+
+/** Version of the P/D protocol: part of the compatibility hash, so mismatched peers refuse each other. */
+export const PD_PROTOCOL_VERSION = 1;
+
+/** HTTP path of the handshake on the prefill's side channel. */
+export const HANDSHAKE_PATH = '/kvwire/v1/handshake';
+
+/** Label of the lease table region every prefill rank agent exports. */
+export const LEASE_TABLE_LABEL = 'kvwire-leases';
+
+/** Bytes per lease table slot: two float64s, the token and the {@link LeaseSlotState}. */
+export const LEASE_SLOT_BYTES = 16;
+
+/** Default lease: 480 s, vLLM's `VLLM_NIXL_ABORT_REQUEST_TIMEOUT`. */
+export const DEFAULT_LEASE_MS = 480_000;
+
+/**
+ * State word of a lease table slot. A slot keeps the token and final state of its last lease
+ * until the slot is reused (slots are reused least recently freed first), so a decode side that
+ * reads it late can tell why its blocks went away.
+ */
+export const LeaseSlotState = {
+  /** Never used. */
+  EMPTY: 0,
+  /** Held: the blocks are valid. */
+  HELD: 1,
+  /** Freed after the decode side's done notification. */
+  NOTIFIED: 2,
+  /** Freed because the lease expired. */
+  EXPIRED: 3,
+  /** Freed because either side cancelled. */
+  CANCELLED: 4,
+  /** Freed because the prefill coordinator closed. */
+  CLOSED: 5,
+} as const;
+
+/** One of the {@link LeaseSlotState} values. */
+export type LeaseSlotStateValue = (typeof LeaseSlotState)[keyof typeof LeaseSlotState];
+
+/** Why a prefill lease ended and its blocks went back to the engine. */
+export type FreeReason = 'notified' | 'expired' | 'cancelled' | 'closed';
+
+/** The slot state recorded for each {@link FreeReason}. */
+export const FREE_REASON_STATE: Readonly<Record<FreeReason, LeaseSlotStateValue>> = Object.freeze({
+  notified: LeaseSlotState.NOTIFIED,
+  expired: LeaseSlotState.EXPIRED,
+  cancelled: LeaseSlotState.CANCELLED,
+  closed: LeaseSlotState.CLOSED,
+});
+
+/** A decoded decode → prefill notification. */
+export interface LeaseMessage {
+  /** 'done' (blocks read) or 'abort' (the decode side gave up). */
+  readonly kind: 'done' | 'abort';
+  /** The prefill-side request id. */
+  readonly requestId: string;
+  /** The lease token from `kv_transfer_params.remote_lease_token`. */
+  readonly token: number;
+}
+
+/** Encodes a {@link LeaseMessage} as the notification bytes' text. */
+export function encodeLeaseMessage(m: LeaseMessage): string {
+  return JSON.stringify({ kvwire: m.kind, req: m.requestId, lease: m.token });
+}
+
+/**
+ * Decodes notification bytes into a {@link LeaseMessage}, or `undefined` when they are not one
+ * (other users of the agent send their own notifications; those are left alone).
+ */
+export function decodeLeaseMessage(bytes: Uint8Array): LeaseMessage | undefined {
+  // Cheap filter before JSON.parse: ours start with '{"kvwire":'.
+  if (bytes.byteLength < 12 || bytes.byteLength > MAX_ID_BYTES * 6 + 128 || bytes[0] !== 0x7b || bytes[2] !== 0x6b) return undefined;
+  let v: unknown;
+  try {
+    v = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  if (v === null || typeof v !== 'object') return undefined;
+  const o = v as { kvwire?: unknown; req?: unknown; lease?: unknown };
+  if (o.kvwire !== 'done' && o.kvwire !== 'abort') return undefined;
+  if (typeof o.req !== 'string' || o.req.length === 0) return undefined;
+  if (typeof o.lease !== 'number' || !Number.isSafeInteger(o.lease) || o.lease <= 0 || o.lease >= MAX_LEASE_TOKEN) return undefined;
+  return { kind: o.kvwire, requestId: o.req, token: o.lease };
+}
