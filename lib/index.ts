@@ -5,5 +5,8 @@
  */
 export * from './errors.js';
 export * from './transport/index.js';
+export * from './kv/index.js';
+export * from './pd/index.js';
+export * from './index/index.js';
 export { createRegistry, defaultRegistry } from './metrics.js';
 export type { MetricsRegistry } from './metrics.js';
