@@ -41,8 +41,9 @@ export interface LoopbackFaults {
   /** The current faults (a copy). */
   readonly current: LoopbackFaultSpec;
   /**
-   * Simulates the death of this agent's process: every peer connected to it, or that it connected
-   * to, sees it lost (`ERR_KVWIRE_PEER_LOST`), its transfers in flight fail, and it answers nothing.
+   * Simulates the death of this agent's process: every agent connected to it sees it lost
+   * (`ERR_KVWIRE_PEER_LOST`, on the peer and on transfers in flight or posted later), its own
+   * transfers in flight fail, and it answers nothing more.
    */
   kill(): void;
 }
@@ -172,6 +173,7 @@ export class LoopbackEngine implements Engine {
     this.#assertUsable();
     const target = this.#peers.get(peerId);
     if (target === undefined) throw new KvwireError(ErrorCode.CLOSED, 'the peer is disconnected');
+    if (target.#dead || target.#closed) throw new KvwireError(ErrorCode.PEER_LOST, `peer '${target.name}' was lost`);
     const startNs = nowNs();
     // Local side, checked again as the native engine does.
     const regionIds = new Set<number>();
@@ -327,7 +329,6 @@ export class LoopbackEngine implements Engine {
         for (const t of [...initiator.#pending.values()]) {
           if (t.peerId === pid) initiator.#finish(t, new KvwireError(ErrorCode.PEER_LOST, `peer '${this.name}' was lost: ${reason}`));
         }
-        initiator.#peers.delete(pid);
         const err = new KvwireError(ErrorCode.PEER_LOST, `peer '${this.name}' was lost: ${reason}`);
         setImmediate(() => initiator.#listener.peerLost(pid, err));
       }

@@ -100,6 +100,7 @@ ucp_ep_h UcxEngine::CreateEp(const std::string& address, bool sameHost, EpOwner*
     ucp_ep_h ep = make(UCP_ERR_HANDLING_MODE_NONE, &st);
     if (ep != nullptr) {
       *lanes = DescribeLanes(ep);
+      lanes->peerErrors = false;
       if (lanes->category == "sm" || lanes->category == "self") return ep;
       void* req = ucp_ep_close_nb(ep, UCP_EP_CLOSE_MODE_FORCE);
       if (UCS_PTR_IS_PTR(req)) closing_.push_back(req);
@@ -112,6 +113,7 @@ ucp_ep_h UcxEngine::CreateEp(const std::string& address, bool sameHost, EpOwner*
     return nullptr;
   }
   *lanes = DescribeLanes(ep);
+  lanes->peerErrors = true;
   return ep;
 }
 
@@ -142,10 +144,10 @@ void UcxEngine::OnEpError(EpOwner* owner, ucs_status_t status) {
     std::string why = "the transport reported " + UcsMessage(status);
     if (kind == EpOwner::Kind::kOutbound) {
       auto it = outbound_.find(id);
-      if (it != outbound_.end()) OutboundLost(*it->second, code::kPeerLost, why);
+      if (it != outbound_.end()) OutboundLost(*it->second, code::kPeerLost, why, true);
     } else {
       auto it = inbound_.find(id);
-      if (it != inbound_.end()) InboundLost(*it->second, why);
+      if (it != inbound_.end()) InboundLost(*it->second, why, true);
     }
   });
 }
@@ -232,8 +234,14 @@ void UcxEngine::HandleHelloAck(const wire::HelloAckHdr& h) {
   Emit(std::move(e));
 }
 
-void UcxEngine::OutboundLost(Outbound& ob, const std::string& c, const std::string& reason) {
-  if (ob.state == Outbound::State::kLost) return;
+void UcxEngine::OutboundLost(Outbound& ob, const std::string& c, const std::string& reason, bool transportFailed) {
+  if (ob.state == Outbound::State::kLost) {
+    if (transportFailed && ob.ep != nullptr) {  // a lingering endpoint: UCX has now seen the failure
+      CloseEp(ob.ep, true);
+      ob.ep = nullptr;
+    }
+    return;
+  }
   bool wasConnecting = ob.state == Outbound::State::kConnecting;
   ob.state = Outbound::State::kLost;
   ob.lostCode = c;
@@ -247,8 +255,12 @@ void UcxEngine::OutboundLost(Outbound& ob, const std::string& c, const std::stri
     ob.pidfd.reset();
   }
   if (ob.ep != nullptr) {
-    CloseEp(ob.ep, true);
-    ob.ep = nullptr;
+    if (transportFailed || !ob.lanes.peerErrors || wasConnecting) {
+      CloseEp(ob.ep, true);
+      ob.ep = nullptr;
+    } else {
+      ob.lingerUntilNs = DeadlineFrom(NowNs(), kLingerMs);  // closed when UCX reports the reset
+    }
   }
   EngineEvent e{wasConnecting ? EngineEvent::Kind::kConnected : EngineEvent::Kind::kPeerLost};
   e.id = ob.id;
@@ -272,7 +284,7 @@ void UcxEngine::DoDisconnect(uint32_t peerId, bool sayBye) {
       wire::ByeHdr h{ob.inboundId, 0};
       SendControl(ob.ep, wire::kBye, &h, sizeof h, nullptr, 0);
     }
-    CloseEp(ob.ep, !alive);
+    CloseEp(ob.ep, !alive && !ob.lanes.peerErrors);
     ob.ep = nullptr;
   }
   // Transfers still referencing the peer hold only its id; rkeys go with the Outbound.
@@ -293,9 +305,8 @@ void UcxEngine::HandleHello(const wire::HelloHdr& h, const uint8_t* data, size_t
   std::string hostId(reinterpret_cast<const char*>(data) + h.nameLen + h.addrLen, h.hostLen);
   ib->owner = NewOwner(false, ib->id);
   bool sameHost = !opts_.hostId.empty() && hostId == opts_.hostId;
-  LaneInfo lanes;
   std::string error;
-  ib->ep = CreateEp(address, sameHost, ib->owner, &lanes, &error);
+  ib->ep = CreateEp(address, sameHost, ib->owner, &ib->lanes, &error);
   if (ib->ep == nullptr) {
     EngineEvent w{EngineEvent::Kind::kWarning};
     w.text = "could not answer '" + ib->name + "': " + error;
@@ -321,8 +332,14 @@ void UcxEngine::HandleHello(const wire::HelloHdr& h, const uint8_t* data, size_t
   SendControl(ep, wire::kHelloAck, &ack, sizeof ack, nullptr, 0);
 }
 
-void UcxEngine::InboundLost(Inbound& ib, const std::string& reason) {
-  if (ib.lost) return;
+void UcxEngine::InboundLost(Inbound& ib, const std::string& reason, bool transportFailed) {
+  if (ib.lost) {
+    if (transportFailed) {  // a lingering endpoint: UCX has now seen the failure
+      if (ib.ep != nullptr) CloseEp(ib.ep, true);
+      inbound_.erase(ib.id);
+    }
+    return;
+  }
   ib.lost = true;
   for (auto& [xferId, t] : ib.reads) t->cancelled = true;
   ib.reads.clear();
@@ -331,10 +348,11 @@ void UcxEngine::InboundLost(Inbound& ib, const std::string& reason) {
     UnwatchFd(ib.pidfd.get());
     ib.pidfd.reset();
   }
-  if (ib.ep != nullptr) {
-    CloseEp(ib.ep, true);
-    ib.ep = nullptr;
+  if (ib.ep != nullptr && !transportFailed && ib.lanes.peerErrors) {
+    ib.lingerUntilNs = DeadlineFrom(NowNs(), kLingerMs);  // closed when UCX reports the reset
+    return;
   }
+  if (ib.ep != nullptr) CloseEp(ib.ep, true);
   inbound_.erase(ib.id);  // `ib` is gone after this line
 }
 

@@ -511,7 +511,16 @@ void UcxEngine::ShutdownOnThread() {
     CancelXfer(id, code::kClosed, "the agent was closed while this transfer was in flight");
   }
   for (auto& [key, t] : serves_) t->cancelled = true;
-  // 2. Say goodbye, so peers fail their transfers at once instead of at their deadlines.
+  // 2. Let what is already in flight finish (up to 500 ms): transfers were failed above and post
+  //    nothing more, served reads were cancelled. Closing an endpoint under zero-copy operations
+  //    makes UCX 1.13's tcp transport complete them twice on the peer (an assertion there), so
+  //    endpoints are closed only once they are quiet, and by flushing where the peer is healthy.
+  uint64_t until = NowNs() + 500000000ull;
+  while ((pendingControl_ > 0 || !live_.empty()) && NowNs() < until) {
+    ucp_worker_progress(worker_);
+    RunDeferred();
+  }
+  // 3. Say goodbye, so peers fail their transfers at once instead of at their deadlines.
   for (auto& [id, ob] : outbound_) {
     if (ob->state == Outbound::State::kConnected) {
       wire::ByeHdr h{ob->inboundId, 0};
@@ -524,17 +533,12 @@ void UcxEngine::ShutdownOnThread() {
       SendControl(ib->ep, wire::kBye, &h, sizeof h, nullptr, 0);
     }
   }
-  uint64_t until = NowNs() + 200000000ull;  // give the goodbyes up to 200 ms to leave
-  while (pendingControl_ > 0 && NowNs() < until) {
-    ucp_worker_progress(worker_);
-  }
-  // 3. Close every endpoint (force: no more flushing to peers that may be gone).
   for (auto& [id, ob] : outbound_) {
-    if (ob->ep != nullptr) CloseEp(ob->ep, true);
+    if (ob->ep != nullptr) CloseEp(ob->ep, !live_.empty() || !ob->lanes.peerErrors || ob->state != Outbound::State::kConnected);
     ob->ep = nullptr;
   }
   for (auto& [id, ib] : inbound_) {
-    if (ib->ep != nullptr) CloseEp(ib->ep, true);
+    if (ib->ep != nullptr) CloseEp(ib->ep, !live_.empty() || !ib->lanes.peerErrors || ib->lost);
     ib->ep = nullptr;
   }
   // 4. Let the closes and every operation in flight finish (force-closed endpoints complete their

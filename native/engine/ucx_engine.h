@@ -77,6 +77,7 @@ struct EngineOptions {
 struct LaneInfo {
   std::string category;  // sm | tcp | rdma | self | unknown
   std::string detail;    // e.g. "sysv/memory+posix/memory+cma/memory"
+  bool peerErrors = false;  // created with UCP_ERR_HANDLING_MODE_PEER (UCX reports peer failure)
 };
 
 class UcxEngine {
@@ -156,8 +157,13 @@ class UcxEngine {
   EpOwner* NewOwner(bool outbound, uint32_t id);
   static void EpErrorCb(void* arg, ucp_ep_h ep, ucs_status_t status);
   void OnEpError(EpOwner* owner, ucs_status_t status);
-  void OutboundLost(Outbound& ob, const std::string& code, const std::string& reason);
-  void InboundLost(Inbound& ib, const std::string& reason);
+  // `transportFailed`: UCX reported the failure (its error callback). Only then, or for endpoints
+  // without peer error handling, is the endpoint force-closed: force-closing a tcp endpoint with
+  // zero-copy operations in flight before UCX has seen the connection reset makes UCX 1.13 complete
+  // those operations twice (an assertion in uct_tcp). Otherwise the close flushes, and fails as
+  // soon as UCX notices the peer is gone.
+  void OutboundLost(Outbound& ob, const std::string& code, const std::string& reason, bool transportFailed = false);
+  void InboundLost(Inbound& ib, const std::string& reason, bool transportFailed = false);
   void DoDisconnect(uint32_t peerId, bool sayBye);
   void HandleHello(const wire::HelloHdr& h, const uint8_t* data, size_t len);
   void HandleHelloAck(const wire::HelloAckHdr& h);

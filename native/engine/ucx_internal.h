@@ -31,6 +31,7 @@ struct UcxEngine::Outbound {
   std::unordered_map<uint32_t, ucp_rkey_h> rkeys;
   std::unordered_set<uint64_t> xfers;
   std::string lostCode, lostReason;
+  uint64_t lingerUntilNs = 0;  // lost, endpoint left open until UCX reports the reset (or this)
   ~Outbound() {
     for (auto& [id, rk] : rkeys) ucp_rkey_destroy(rk);
   }
@@ -56,10 +57,12 @@ struct UcxEngine::Inbound {
   uint32_t id = 0;
   uint32_t connId = 0;  // the initiator's id for this connection
   std::string name;
+  LaneInfo lanes;
   ucp_ep_h ep = nullptr;  // our endpoint back to the initiator, for answers
   EpOwner* owner = nullptr;  // owned by owners_ for the worker's lifetime
   UniqueFd pidfd;
   bool lost = false;
+  uint64_t lingerUntilNs = 0;  // lost, endpoint left open until UCX reports the reset (or this)
   std::unordered_map<uint64_t, WriteRecord> writes;
   std::unordered_map<uint64_t, ServeTask*> reads;
 };
@@ -119,6 +122,9 @@ enum class FdTag : uint8_t { kWakeup = 1, kWorker = 2, kOutboundPid = 3, kInboun
 inline uint64_t MakeTag(FdTag k, uint32_t id) { return (static_cast<uint64_t>(k) << 56) | id; }
 inline FdTag TagKind(uint64_t t) { return static_cast<FdTag>(t >> 56); }
 inline uint32_t TagId(uint64_t t) { return static_cast<uint32_t>(t); }
+
+// How long a lost tcp endpoint is left open for UCX to notice the connection reset itself.
+inline constexpr uint32_t kLingerMs = 10000;
 
 inline uint64_t DeadlineFrom(uint64_t now, uint32_t timeoutMs) {
   return now + static_cast<uint64_t>(timeoutMs) * 1000000ull;

@@ -370,6 +370,22 @@ void UcxEngine::RevokeRegion(uint32_t regionId) {
 }
 
 void UcxEngine::SweepTargetState(uint64_t now) {
+  // Lost connections whose endpoint lingered: close them (flushing) if UCX never reported a reset.
+  for (auto it = inbound_.begin(); it != inbound_.end();) {
+    Inbound& ib = *it->second;
+    if (ib.lost && ib.lingerUntilNs != 0 && ib.lingerUntilNs <= now) {
+      if (ib.ep != nullptr) CloseEp(ib.ep, false);
+      it = inbound_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto& [id, ob] : outbound_) {
+    if (ob->ep != nullptr && ob->lingerUntilNs != 0 && ob->lingerUntilNs <= now) {
+      CloseEp(ob->ep, false);
+      ob->ep = nullptr;
+    }
+  }
   for (auto& [id, ib] : inbound_) {
     for (auto it = ib->writes.begin(); it != ib->writes.end();) {
       if (it->second.deadlineNs <= now && it->second.pendingRecv == 0) {
