@@ -164,6 +164,8 @@ export function decodeMetadata(input: unknown): AgentDescription {
   if (version !== METADATA_VERSION) {
     bad(`version ${version} is not supported by this kvwire (which reads version ${METADATA_VERSION}); upgrade both peers to one release`);
   }
+  const flags = v.getUint16(6, true);
+  if (flags !== 0) bad(`unknown flags 0x${flags.toString(16)} (written by a newer kvwire?)`);
   const total = v.getUint32(8, true);
   if (total > METADATA_LIMITS.totalBytes) bad(`declared size ${total} exceeds the ${METADATA_LIMITS.totalBytes}-byte limit`);
   if (total !== b.length) bad(`declared size ${total} but ${b.length} bytes were given (truncated or padded)`);

@@ -12,8 +12,12 @@ export class Child {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   stderr = '';
 
-  constructor(fixture: string, args: string[] = [], env: NodeJS.ProcessEnv = {}) {
-    this.proc = fork(new URL(fixture, FIXTURES), args, { env: { ...process.env, ...env }, stdio: ['ignore', 'inherit', 'pipe', 'ipc'] });
+  constructor(fixture: string, args: string[] = [], env: NodeJS.ProcessEnv = {}, execArgv: string[] = []) {
+    this.proc = fork(new URL(fixture, FIXTURES), args, {
+      env: { ...process.env, ...env },
+      execArgv,
+      stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
+    });
     this.proc.stderr?.on('data', (d: Buffer) => {
       this.stderr += d.toString();
     });
