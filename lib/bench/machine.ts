@@ -4,12 +4,12 @@
  *
  * @packageDocumentation
  */
-import { arch, availableParallelism, cpus, platform, release, totalmem } from 'node:os';
+import { arch, availableParallelism, cpus, loadavg, platform, release, totalmem } from 'node:os';
 import { capabilities } from '../transport/capabilities.js';
 import { findPerftest } from './baselines.js';
 import type { MachineJson } from './schema.js';
 
-/** Describes this machine. */
+/** Describes this machine (call it when the run starts: it samples the load average). */
 export function describeMachine(): MachineJson {
   const ucx = capabilities().engines.ucx;
   return {
@@ -22,5 +22,6 @@ export function describeMachine(): MachineJson {
     node: process.version,
     ucx: ucx.version ?? null,
     ucxPerftest: findPerftest() ?? null,
+    loadAvg1: loadavg()[0] ?? 0,
   };
 }

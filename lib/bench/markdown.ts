@@ -28,7 +28,7 @@ export function renderMarkdown(r: BenchReportJson, plotFile?: string): string {
     '| | |', '|---|---|',
     `| CPUs (\`nproc\`) | ${m.cpus} |`, `| CPU model | ${m.cpuModel} |`, `| memory | ${fmtBinary(m.memoryBytes)} |`,
     `| kernel | ${m.platform} ${m.kernel} (${m.arch}) |`, `| UCX | ${m.ucx ?? 'not built'} |`, `| ucx_perftest | ${m.ucxPerftest ?? 'not found'} |`,
-    `| Node.js | ${m.node} |`,
+    `| Node.js | ${m.node} |`, `| load average at start | ${m.loadAvg1.toFixed(2)} |`,
   ].join('\n'));
   o.push('## Command');
   o.push(fence(r.command));

@@ -52,6 +52,10 @@ export async function runBench(opts: BenchOptions, argv: readonly string[], io: 
     notices.push(m);
     io.notice(m);
   };
+  const machine = describeMachine();
+  if (machine.loadAvg1 > 0.5 * machine.cpus) {
+    notice(`the machine is busy (load average ${machine.loadAvg1.toFixed(2)} on ${machine.cpus} CPUs) before the run starts: expect noisy numbers`);
+  }
   const engine = chooseEngine(opts.engine, notice);
   if (opts.fault !== undefined && engine !== 'loopback') throw new UsageError('--fault needs --engine loopback');
   let transports: string[];
@@ -95,7 +99,7 @@ export async function runBench(opts: BenchOptions, argv: readonly string[], io: 
     startedAt: new Date(started).toISOString(),
     durationS: (Date.now() - started) / 1000,
     exitCode: failed ? 1 : 0,
-    machine: describeMachine(),
+    machine,
     settings: {
       engine, transports, ops: [...opts.ops], sizes: [...opts.sizes], batches: [...opts.batches],
       iters: opts.iters ?? null, durationS: opts.durationS ?? null, warmup: opts.warmup ?? null,

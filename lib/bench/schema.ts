@@ -39,6 +39,8 @@ export interface MachineJson {
   readonly ucx: string | null;
   /** ucx_perftest path, when found. */
   readonly ucxPerftest: string | null;
+  /** 1-minute load average when the run started: other work on the machine makes numbers noisy. */
+  readonly loadAvg1: number;
 }
 
 /** What the run was asked to do (after defaults). */
@@ -422,7 +424,7 @@ export const BENCH_JSON_SCHEMA: JsonSchema = {
     schema: { const: BENCH_SCHEMA_VERSION }, kvwire: str, command: str, startedAt: str, durationS: num, exitCode: int,
     machine: obj({
       cpus: int, cpuModel: str, memoryBytes: int, kernel: str, platform: str, arch: str, node: str,
-      ucx: nullable(str), ucxPerftest: nullable(str),
+      ucx: nullable(str), ucxPerftest: nullable(str), loadAvg1: num,
     }),
     settings: obj({
       engine: { enum: ['ucx', 'loopback'] }, transports: arr(str), ops: arr({ enum: ['read', 'write'] }), sizes: arr(int),

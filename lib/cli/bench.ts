@@ -22,6 +22,9 @@ import type { SweepHooks } from '../bench/sweep.js';
 
 /** Runs `kvwire bench` with `argv` (the arguments after `bench`); returns the exit code. */
 export async function main(argv: string[], hooks: SweepHooks = {}): Promise<number> {
+  // UCX logs to stdout unless told otherwise, and stdout carries our JSON/CSV: send its warnings
+  // to stderr. Only effective before the addon loads (UCX reads it at load); children inherit it.
+  process.env['UCX_LOG_FILE'] ??= 'stderr';
   let opts: BenchOptions;
   try {
     opts = parseBenchArgs(argv);
