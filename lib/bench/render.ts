@@ -148,7 +148,7 @@ export function renderText(r: BenchReportJson, skipSweep = false): string {
 }
 
 function csvCell(v: unknown): string {
-  const s = v === null || v === undefined ? '' : typeof v === 'number' ? String(+v.toPrecision(6)) : String(v);
+  const s = v === null || v === undefined ? '' : typeof v === 'number' ? String(Number.isInteger(v) ? v : +v.toPrecision(6)) : String(v);
   return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 

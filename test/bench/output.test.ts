@@ -71,3 +71,15 @@ describe('kvwire bench output', () => {
     expect(svg).toContain('no rows to plot');
   });
 });
+
+describe('kvwire bench --csv', () => {
+  it('prints sizes and counts exactly', async () => {
+    const r = await runCli(['--engine', 'loopback', '--ops', 'read', '--sizes', '16M', '--batches', '1', '--iters', '5', '--csv']);
+    expect(r.code, r.stderr).toBe(0);
+    const [header, row] = r.stdout.trim().split('\n');
+    const cols = header!.split(',');
+    const cells = row!.split(',');
+    expect(cells[cols.indexOf('block_size')]).toBe('16777216');
+    expect(cells[cols.indexOf('bytes')]).toBe(String(5 * 16777216));
+  });
+});
