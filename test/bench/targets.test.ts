@@ -1,0 +1,48 @@
+import { describe, expect, it } from 'vitest';
+import type { SweepJson, SweepRowJson, TransportJson } from '../../lib/bench/schema.js';
+import { EMPTY_DISTRIBUTION } from '../../lib/bench/stats.js';
+import { evaluateTargets } from '../../lib/bench/targets.js';
+
+function row(transport: string, op: 'read' | 'write', size: number, batch: number, gbps: number, put: number | null, am: number | null): SweepRowJson {
+  const best = put === null && am === null ? null : Math.max(put ?? 0, am ?? 0);
+  return {
+    op, transport, blockSize: size, batch, inflight: 1, status: 'ok', error: null, errorCode: null, iterations: 5, warmup: 1,
+    bytes: 1, elapsedS: 1, gbps, latencyUs: EMPTY_DISTRIBUTION, prepUs: EMPTY_DISTRIBUTION, postUs: EMPTY_DISTRIBUTION,
+    completionUs: EMPTY_DISTRIBUTION, descriptors: batch, checked: false, verifiedBytes: 0, mismatch: null,
+    baseline: { putBwGbps: put, amBwGbps: am, getGbps: null, memcpyGbps: null },
+    ratios: { put: put ? gbps / put : null, best: best ? gbps / best : null, get: null, memcpy: null },
+  };
+}
+
+const tcp: TransportJson = { name: 'tcp', ucxTls: 'tcp', category: 'tcp', lanes: 'tcp/lo', protocol: 'am', targetPid: 1, regionBytes: 1, status: 'ok', error: null };
+
+describe('bench targets', () => {
+  it('compares each size at our best batch and reports the worst size', () => {
+    const sweep: SweepJson = {
+      transports: [tcp], perftest: [], memcpy: [],
+      rows: [
+        row('tcp', 'write', 65536, 1, 0.5, 1, 1.2), row('tcp', 'write', 65536, 16, 0.97, 1, 1.2),
+        row('tcp', 'write', 1 << 20, 16, 2, 1.9, 1.8),
+        row('tcp', 'read', 65536, 16, 1.1, 1, 1.2), row('tcp', 'read', 1 << 20, 16, 1.7, 1.9, 1.8),
+        row('tcp', 'write', 4096, 1, 0.01, 1, 1), // below 64 KiB: not judged by the throughput targets
+      ],
+    };
+    const t = evaluateTargets(sweep, null, null);
+    const put = t.find((x) => x.id === 'write-vs-put-bw/tcp')!;
+    expect(put.status).toBe('pass');
+    expect(put.value).toBeCloseTo(0.97, 9);
+    const best = t.find((x) => x.id === 'vs-best-raw/tcp')!;
+    expect(best.status).toBe('fail');
+    expect(best.detail).toMatch(/^worst WRITE 64K 0.81x/);
+    const rw = t.find((x) => x.id === 'read-vs-write/tcp')!;
+    expect(rw.status).toBe('fail'); // 4K: no READ row; 64K 1.13x; 1M 0.85x
+    expect(rw.value).toBeCloseTo(0.85, 9);
+  });
+
+  it('says what it could not judge', () => {
+    const sweep: SweepJson = { transports: [tcp], perftest: [], memcpy: [], rows: [row('tcp', 'write', 65536, 1, 1, null, null)] };
+    const t = evaluateTargets(sweep, null, null).find((x) => x.id === 'write-vs-put-bw/tcp')!;
+    expect(t).toMatchObject({ status: 'n/a', value: null });
+    expect(t.detail).toMatch(/--baseline/);
+  });
+});
