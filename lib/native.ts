@@ -29,6 +29,8 @@ export interface NativeAgentOptions {
   rndvThreshold?: number;
   /** Active-message operations in flight per transfer. */
   windowOps?: number;
+  /** Transfers to mapped shared memory up to this many bytes are copied by the calling thread. */
+  inlineBytes?: number;
 }
 
 /** Numeric event kinds, in the order of `EngineEvent::Kind` in native/engine/types.h. */
@@ -85,12 +87,14 @@ export declare class NativeAgent {
   readonly transports: string;
   /** Registers memory in place; returns the packed rkey and the base address. */
   register(id: number, label: string, memory: ArrayBuffer | ArrayBufferView, access: number): { rkey: Buffer; base: bigint };
+  /** Allocates memory with UCX (shared memory where possible) and registers it. */
+  allocate(id: number, label: string, length: number, access: number): { rkey: Buffer; base: bigint; buffer: ArrayBuffer };
   /** 0: done; N > 0: N local transfers still use it; -1: unknown id. */
   deregister(id: number): number;
   connect(peerId: number, info: NativePeerInfo, timeoutMs: number): void;
   disconnect(peerId: number): void;
-  /** Posts a transfer; returns its byte count. Throws (with `code`) if a descriptor fails a check. */
-  post(id: number, op: 0 | 1, peerId: number, descs: Float64Array, notify: Uint8Array | null, timeoutMs: number): number;
+  /** Posts a transfer; true when it already completed (inline copy). Throws (with `code`) if a descriptor fails a check. */
+  post(id: number, op: 0 | 1, peerId: number, descs: Float64Array, notify: Uint8Array | null, timeoutMs: number): boolean;
   cancel(id: number, code?: string): void;
   notify(peerId: number, message: Uint8Array, token: number): void;
   /** Closes synchronously; returns the events produced while closing. */
@@ -144,8 +148,11 @@ export function packageRoot(): string {
  * once in a hundred runs (seen here with nothing but the library loaded). kvwire does not need the
  * hooks: it registers every region explicitly (ucp_mem_map) and passes the memory handle with each
  * operation, so UCX's registration cache, the only user of the hooks, stays out of the data path.
+ *
+ * `UCX_LOG_FILE=stderr`: UCX logs to stdout by default, which corrupts the output of programs that
+ * print JSON (e.g. `kvwire bench --json`) when UCX warns about a peer that died.
  */
-export const UCX_ENV_DEFAULTS: Readonly<Record<string, string>> = { UCX_MEM_EVENTS: 'no' };
+export const UCX_ENV_DEFAULTS: Readonly<Record<string, string>> = { UCX_MEM_EVENTS: 'no', UCX_LOG_FILE: 'stderr' };
 
 /** Loads the addon once; `undefined` when it cannot be loaded (see {@link nativeLoadError}). */
 export function loadNative(): NativeAddon | undefined {

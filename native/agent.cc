@@ -69,6 +69,7 @@ Napi::Function Agent::Init(Napi::Env env) {
   return DefineClass(env, "NativeAgent",
                      {
                          InstanceMethod<&Agent::Register>("register"),
+                         InstanceMethod<&Agent::Allocate>("allocate"),
                          InstanceMethod<&Agent::Deregister>("deregister"),
                          InstanceMethod<&Agent::Connect>("connect"),
                          InstanceMethod<&Agent::Disconnect>("disconnect"),
@@ -101,6 +102,7 @@ Agent::Agent(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Agent>(info) {
   opts.spinUs = static_cast<uint32_t>(NumberOf(o, "spinUs", opts.spinUs));
   opts.rndvThreshold = static_cast<uint64_t>(NumberOf(o, "rndvThreshold", static_cast<double>(opts.rndvThreshold)));
   opts.windowOps = std::max<uint32_t>(1, static_cast<uint32_t>(NumberOf(o, "windowOps", opts.windowOps)));
+  opts.inlineBytes = static_cast<uint64_t>(NumberOf(o, "inlineBytes", static_cast<double>(opts.inlineBytes)));
   opts.hostId = HostId();
   opts.pidStart = ProcessStartTime(static_cast<uint32_t>(getpid()));
 
@@ -219,6 +221,43 @@ Napi::Value Agent::Register(const Napi::CallbackInfo& info) {
 #endif
 }
 
+// allocate(id, label, length, access) -> { rkey, base, buffer: ArrayBuffer over the memory }
+Napi::Value Agent::Allocate(const Napi::CallbackInfo& info) {
+  KVWIRE_REQUIRE_OPEN(info);
+  Napi::Env env = info.Env();
+  if (info.Length() < 4 || !info[0].IsNumber() || !info[1].IsString() || !info[2].IsNumber() || !info[3].IsNumber()) {
+    ThrowCode(env, code::kInvalidArgument, "allocate(id, label, length, access): bad arguments");
+  }
+  double length = info[2].As<Napi::Number>().DoubleValue();
+  if (!(length >= 1) || length > 9007199254740991.0 || std::floor(length) != length) {
+    ThrowCode(env, code::kInvalidArgument, "length must be a positive integer");
+  }
+  uint32_t access = info[3].As<Napi::Number>().Uint32Value();
+  if (access > kAccessReadWrite) ThrowCode(env, code::kInvalidArgument, "access must be 0..3");
+#ifdef KVWIRE_HAVE_UCX
+  std::string rkey, error;
+  uint8_t* base = nullptr;
+  std::shared_ptr<SharedAllocation> allocation;
+  if (!engine_->Allocate(info[0].As<Napi::Number>().Uint32Value(), info[1].As<Napi::String>().Utf8Value(),
+                         static_cast<uint64_t>(length), static_cast<Access>(access), &rkey, &base, &allocation, &error)) {
+    ThrowCode(env, code::kTransport, error);
+  }
+  // The ArrayBuffer co-owns the memory: it stays valid as long as JavaScript can reach it, even
+  // after the region is deregistered or the agent closed.
+  auto* owner = new std::shared_ptr<SharedAllocation>(std::move(allocation));
+  Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(
+      env, base, static_cast<size_t>(length),
+      [](Napi::Env, void*, std::shared_ptr<SharedAllocation>* o) { delete o; }, owner);
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("rkey", Napi::Buffer<uint8_t>::Copy(env, reinterpret_cast<const uint8_t*>(rkey.data()), rkey.size()));
+  out.Set("base", Napi::BigInt::New(env, static_cast<uint64_t>(reinterpret_cast<uintptr_t>(base))));
+  out.Set("buffer", buffer);
+  return out;
+#else
+  return env.Undefined();
+#endif
+}
+
 // deregister(id) -> 0 when done, N > 0 when N local transfers still use it, -1 when unknown
 Napi::Value Agent::Deregister(const Napi::CallbackInfo& info) {
   KVWIRE_REQUIRE_OPEN(info);
@@ -287,7 +326,8 @@ Napi::Value Agent::Disconnect(const Napi::CallbackInfo& info) {
 }
 
 // post(xferId, op, peerId, descs: Float64Array (stride 5), notify: Uint8Array | null, timeoutMs)
-// -> bytes. Throws (with a code) when any descriptor fails the checks; nothing is posted then.
+// -> true when the transfer completed here and now (small, to mapped shared memory), false when
+// it was handed to the engine thread. Throws (with a code) when any descriptor fails the checks.
 Napi::Value Agent::Post(const Napi::CallbackInfo& info) {
   KVWIRE_REQUIRE_OPEN(info);
   Napi::Env env = info.Env();
@@ -327,6 +367,11 @@ Napi::Value Agent::Post(const Napi::CallbackInfo& info) {
   uint32_t lastLocal = UINT32_MAX, lastRemote = UINT32_MAX;
   LocalRegion* local = nullptr;
   const RemoteRegion* remote = nullptr;
+  // Region ids are small, dense integers: index them directly (descriptors of a KV layout cycle
+  // through dozens of regions, so a last-used cache alone would miss on every descriptor).
+  std::vector<LocalRegion*> localById;
+  std::vector<const RemoteRegion*> remoteById;
+  bool allMapped = true;
   for (size_t i = 0; i < n; ++i) {
     const double* e = d + i * 5;
     for (int k = 0; k < 5; ++k) {
@@ -335,21 +380,29 @@ Napi::Value Agent::Post(const Napi::CallbackInfo& info) {
     uint32_t lid = static_cast<uint32_t>(e[0]), rid = static_cast<uint32_t>(e[2]);
     uint64_t loff = static_cast<uint64_t>(e[1]), roff = static_cast<uint64_t>(e[3]), len = static_cast<uint64_t>(e[4]);
     if (lid != lastLocal) {
-      local = nullptr;
-      for (auto& r : req->regions) {
-        if (r->id() == lid) local = r.get();
-      }
+      local = lid < localById.size() ? localById[lid] : nullptr;
       if (local == nullptr) {
         LocalRegionPtr r = engine_->regions().Acquire(lid);
         if (!r) fail(code::kDeregistered, "descriptor " + std::to_string(i) + ": local region was deregistered");
         local = r.get();
         req->regions.push_back(std::move(r));
+        if (lid < (1u << 20)) {
+          if (localById.size() <= lid) localById.resize(lid + 1, nullptr);
+          localById[lid] = local;
+        }
       }
       lastLocal = lid;
     }
     if (rid != lastRemote) {
-      remote = peer->Find(rid);
-      if (remote == nullptr) fail(code::kUnknownRegion, "descriptor " + std::to_string(i) + ": unknown remote region");
+      remote = rid < remoteById.size() ? remoteById[rid] : nullptr;
+      if (remote == nullptr) {
+        remote = peer->Find(rid);
+        if (remote == nullptr) fail(code::kUnknownRegion, "descriptor " + std::to_string(i) + ": unknown remote region");
+        if (rid < (1u << 20)) {
+          if (remoteById.size() <= rid) remoteById.resize(rid + 1, nullptr);
+          remoteById[rid] = remote;
+        }
+      }
       lastRemote = rid;
     }
     if (remote->revoked.load(std::memory_order_relaxed)) {
@@ -359,12 +412,24 @@ Napi::Value Agent::Post(const Napi::CallbackInfo& info) {
     if (len == 0 || !local->Contains(loff, len) || roff > remote->length || len > remote->length - roff) {
       fail(code::kOutOfBounds, "descriptor " + std::to_string(i) + " is out of bounds");
     }
-    req->descs[i] = ResolvedDesc{local->base() + loff, local->memh(), len, rid, roff, remote->base + roff};
+    uint8_t* mapped = remote->mapped.load(std::memory_order_acquire);
+    req->descs[i] = ResolvedDesc{local->base() + loff, local->memh(), len, rid, roff, remote->base + roff,
+                                 mapped != nullptr ? mapped + roff : nullptr};
+    if (mapped == nullptr) allMapped = false;
     req->bytes += len;
   }
-  double bytes = static_cast<double>(req->bytes);
+  // Small transfers to memory mapped here (shared memory the peer allocated) are copied right now,
+  // on this thread: two thread wake-ups cost more than the copy. A notification needs the engine.
+  if (allMapped && !req->hasNotify && req->bytes <= engine_->inlineBytes() && !peer->lost.load()) {
+    for (const ResolvedDesc& rd : req->descs) {
+      if (req->op == Op::kWrite) std::memcpy(rd.remoteMapped, rd.local, rd.length);
+      else std::memcpy(rd.local, rd.remoteMapped, rd.length);
+    }
+    for (auto& r : req->regions) r->Release();
+    return Napi::Boolean::New(env, true);
+  }
   engine_->Post(std::move(req));
-  return Napi::Number::New(env, bytes);
+  return Napi::Boolean::New(env, false);
 #else
   return env.Undefined();
 #endif

@@ -30,6 +30,7 @@ class Agent : public Napi::ObjectWrap<Agent> {
 
  private:
   Napi::Value Register(const Napi::CallbackInfo& info);
+  Napi::Value Allocate(const Napi::CallbackInfo& info);
   Napi::Value Deregister(const Napi::CallbackInfo& info);
   Napi::Value Connect(const Napi::CallbackInfo& info);
   Napi::Value Disconnect(const Napi::CallbackInfo& info);

@@ -99,8 +99,8 @@ export async function runModel(
     try {
       pair = await openPair(
         engine, transport,
-        specs.map((s, i) => ({ label: s.label, bytes: s.bytes, salt: targetSalts[i]! })),
-        specs.map((s, i) => ({ label: `local-${s.label}`, bytes: s.bytes, salt: localSalts[i]! })),
+        specs.map((s, i) => ({ label: s.label, bytes: s.bytes, salt: targetSalts[i]!, memory: opts.memory })),
+        specs.map((s, i) => ({ label: `local-${s.label}`, bytes: s.bytes, salt: localSalts[i]!, memory: opts.memory })),
         pattern,
       );
     } catch (e) {
@@ -161,13 +161,12 @@ export async function runModel(
         const t0 = nowMs();
         const d = pairBlockDescriptors(layout, localIds, layout, remoteIds, { localAddressing: opts.addressing, remoteAddressing: opts.addressing });
         const t1 = nowMs();
-        const prepared = pair.agent.prepare(
-          pair.peer,
-          { regions: pair.local, region: d.local.region, offset: d.local.offset, length: d.local.length, count: d.count },
-          { regions: pair.remote, region: d.remote.region, offset: d.remote.offset, length: d.remote.length, count: d.count },
-        );
+        // Block ids change with every request, so the descriptors go straight to read()/write(),
+        // which validates, coalesces and posts them in one pass (no separate prepared list).
+        const lcols = { regions: pair.local, region: d.local.region, offset: d.local.offset, length: d.local.length, count: d.count };
+        const rcols = { regions: pair.remote, region: d.remote.region, offset: d.remote.offset, length: d.remote.length, count: d.count };
         const t2 = nowMs();
-        const transfer = prepared.post(op, undefined, { timeoutMs });
+        const transfer = op === 'read' ? pair.agent.read(pair.peer, lcols, rcols, { timeoutMs }) : pair.agent.write(pair.peer, lcols, rcols, { timeoutMs });
         const t2b = nowMs();
         const s = await transfer.done;
         const t3 = nowMs();

@@ -47,6 +47,8 @@ export interface BenchOptions {
   readonly budgetBytes: number;
   /** Transfers kept in flight. */
   readonly inflight: number;
+  /** Memory of the regions: engine-allocated (`agent.allocate`, the default) or registered Buffers. */
+  readonly memory: 'allocate' | 'register';
   /** Verify every byte of every transfer. */
   readonly check: boolean;
   /** Run ucx_perftest and memcpy baselines interleaved with our rows. */
@@ -96,6 +98,11 @@ export const DEFAULT_BATCHES: readonly number[] = [1, 16, 64];
 /** Bytes a row aims to move by default. */
 export const DEFAULT_BUDGET = 64 << 20;
 
+function memoryArg(v: string | undefined): 'allocate' | 'register' {
+  if (v === undefined || v === 'allocate' || v === 'register') return v ?? 'allocate';
+  throw new UsageError(`--memory must be allocate or register, not '${v}'`);
+}
+
 /** The usage text of `kvwire bench`. */
 export function benchUsage(): string {
   return `usage: kvwire bench [options]
@@ -124,6 +131,7 @@ Sweep grid:
   --warmup N            warmup iterations per row (default: 1..10, a tenth of the row)
   --budget SIZE         bytes per row for the default iteration count (default ${fmtSize(DEFAULT_BUDGET)})
   --inflight K          transfers kept in flight (default 1, as nixlbench)
+  --memory M            allocate (default: agent.allocate, shared memory peers map) or register (Buffers)
   --max-region SIZE     largest region per side (default 1G when memory allows); bigger rows are skipped
   --row-cap S           stop a row after S seconds once it has 2 iterations (default 4; 0: never)
 
@@ -150,7 +158,7 @@ const FLAGS: Record<string, Flag> = {
   '--engine': 'value', '--transports': 'value', '--ops': 'value', '--sizes': 'value', '--batches': 'value',
   '--iters': 'value', '--duration': 'value', '--warmup': 'value', '--budget': 'value', '--inflight': 'value',
   '--max-region': 'value', '--row-cap': 'value', '--check': 'bool', '--baseline': 'bool', '--fault': 'value',
-  '--model': 'value', '--tokens': 'value', '--addressing': 'value', '--contiguous': 'bool', '--cache-blocks': 'value',
+  '--memory': 'value', '--model': 'value', '--tokens': 'value', '--addressing': 'value', '--contiguous': 'bool', '--cache-blocks': 'value',
   '--register': 'bool', '--idle': 'value', '--sweep': 'bool', '--json': 'bool', '--csv': 'bool', '--plot': 'value',
   '--plot-batch': 'value', '--markdown': 'value', '--quiet': 'bool', '--help': 'bool', '-h': 'bool',
 };
@@ -262,6 +270,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
     warmup: has('--warmup') ? intArg('--warmup', get('--warmup')!, 0, 1_000_000) : undefined,
     budgetBytes: has('--budget') ? bytesArg('--budget', get('--budget')!) : DEFAULT_BUDGET,
     inflight: has('--inflight') ? intArg('--inflight', get('--inflight')!, 1, 1024) : 1,
+    memory: memoryArg(get('--memory')),
     check: has('--check'),
     baseline: has('--baseline'),
     maxRegionBytes: has('--max-region') ? bytesArg('--max-region', get('--max-region')!) : undefined,

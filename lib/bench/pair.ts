@@ -15,6 +15,7 @@ import type { TargetLink } from './link.js';
 import { BytePattern } from './pattern.js';
 import { ucxTlsOf } from './plan.js';
 import type { TransportJson } from './schema.js';
+import { benchRegion } from './target.js';
 import type { TargetRegionSpec } from './target.js';
 
 /** A connected pair. */
@@ -51,11 +52,7 @@ export async function openPair(
     const ready = await target.init(agentOptions(engine, transport, `kvwire-bench-target-${transport}`), remote);
     agent = await Agent.create(agentOptions(engine, transport, `kvwire-bench-initiator-${transport}`));
     const regions: Region[] = [];
-    for (const spec of local) {
-      const bytes = Buffer.allocUnsafeSlow(spec.bytes);
-      pattern.fill(bytes, 0, spec.bytes, spec.salt);
-      regions.push(agent.register(bytes, { label: spec.label }));
-    }
+    for (const spec of local) regions.push(benchRegion(agent, spec, 'none', pattern));
     const peer = await agent.connect(ready.metadata, { timeoutMs: 15_000 });
     const remoteRegions = remote.map((r) => peer.region(r.label));
     const a = agent;

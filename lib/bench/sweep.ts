@@ -100,8 +100,8 @@ export async function runSweep(opts: BenchOptions, ctx: SweepContext, io: SweepI
     try {
       pair = await openPair(
         ctx.engine, transport,
-        [{ label: 'bench-target', bytes: regionBytes, salt: regionSalt('target', 0) }],
-        [{ label: 'bench-initiator', bytes: regionBytes, salt: regionSalt('initiator', 0) }],
+        [{ label: 'bench-target', bytes: regionBytes, salt: regionSalt('target', 0), memory: opts.memory }],
+        [{ label: 'bench-initiator', bytes: regionBytes, salt: regionSalt('initiator', 0), memory: opts.memory }],
         pattern,
       );
     } catch (e) {

@@ -24,6 +24,17 @@ export interface TargetRegionSpec {
   readonly bytes: number;
   /** Pattern salt it is filled with. */
   readonly salt: number;
+  /** 'allocate' (default): memory the engine allocates (`agent.allocate`); 'register': a Buffer. */
+  readonly memory?: 'allocate' | 'register';
+}
+
+/** Creates one bench region of `spec` with `agent`, filled with its pattern. */
+export function benchRegion(agent: Agent, spec: TargetRegionSpec, access: 'readwrite' | 'none', pattern: BytePattern): Region {
+  const region = spec.memory === 'register'
+    ? agent.register(Buffer.allocUnsafeSlow(spec.bytes), { access, label: spec.label })
+    : agent.allocate(spec.bytes, { access, label: spec.label });
+  pattern.fill(region.bytes, 0, spec.bytes, spec.salt);
+  return region;
 }
 
 /** Requests the initiator sends the target. Every request carries an `id` its reply echoes. */
@@ -71,9 +82,7 @@ export class BenchTarget {
         const agent = await Agent.create({ ...req.agent, keepAlive: true });
         this.#agent = agent;
         for (const spec of req.regions) {
-          const bytes = Buffer.allocUnsafeSlow(spec.bytes);
-          this.#pattern.fill(bytes, 0, spec.bytes, spec.salt);
-          this.#regions.push(agent.register(bytes, { access: 'readwrite', label: spec.label }));
+          this.#regions.push(benchRegion(agent, spec, 'readwrite', this.#pattern));
           this.#salts.push(spec.salt);
         }
         return { t: 'ready', id: req.id, metadata: agent.metadata(), pid: process.pid, transports: agent.transports };

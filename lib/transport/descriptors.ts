@@ -67,7 +67,9 @@ function columnsOf<R>(input: DescriptorInput<R>, side: string): Columns<R> {
   };
 }
 
-function checkRange(side: string, i: number, offset: number, length: number, regionLength: number, what: string): void {
+/** Checks one range; `what` describes the region and is only built when the check fails. */
+function checkRange(side: string, i: number, offset: number, length: number, regionLength: number, what: () => string): void {
+  if (Number.isSafeInteger(offset) && offset >= 0 && Number.isSafeInteger(length) && length > 0 && offset + length <= regionLength) return;
   if (!Number.isSafeInteger(offset) || offset < 0) {
     throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `descriptor ${i}: ${side} offset ${offset} is not a non-negative integer`, { index: i });
   }
@@ -77,7 +79,7 @@ function checkRange(side: string, i: number, offset: number, length: number, reg
   if (offset + length > regionLength) {
     throw new KvwireError(
       ErrorCode.OUT_OF_BOUNDS,
-      `descriptor ${i} reaches byte ${fmtBytes(offset + length)} of ${what} which has ${fmtBytes(regionLength)} bytes; ` +
+      `descriptor ${i} reaches byte ${fmtBytes(offset + length)} of ${what()} which has ${fmtBytes(regionLength)} bytes; ` +
         'shorten it or register a larger region',
       { index: i },
     );
@@ -87,7 +89,7 @@ function checkRange(side: string, i: number, offset: number, length: number, reg
 /**
  * Validates `local` against this agent's regions and `remote` against the peer's, for `op` (no
  * access check when `op` is undefined: prepared lists check access per post), and returns them
- * flattened (and coalesced when asked). Throws a KvwireError naming the first bad descriptor;
+ * flattened (and coalesced when asked), into `scratch` when given and large enough (columns only). Throws a KvwireError naming the first bad descriptor;
  * nothing is posted then.
  */
 export function flattenDescriptors(
@@ -98,7 +100,11 @@ export function flattenDescriptors(
   localInput: DescriptorInput<Region>,
   remoteInput: DescriptorInput<RemoteRegion>,
   coalesce: boolean,
+  scratch?: Float64Array,
 ): FlatDescriptors {
+  if (!Array.isArray(localInput) && !Array.isArray(remoteInput)) {
+    return flattenColumns(op, owner, peer, peerName, localInput as DescriptorColumns<Region>, remoteInput as DescriptorColumns<RemoteRegion>, coalesce, scratch);
+  }
   const local = columnsOf(localInput, 'local');
   const remote = columnsOf(remoteInput, 'remote');
   if (local.n !== remote.n) {
@@ -109,7 +115,6 @@ export function flattenDescriptors(
   }
   if (local.n === 0) throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'a transfer needs at least one descriptor');
   const flat = new Float64Array(local.n * STRIDE);
-  const need = op === 'read' ? 'read' : 'write';
   let rows = 0;
   let bytes = 0;
   let lastL: Region | undefined;
@@ -117,32 +122,8 @@ export function flattenDescriptors(
   for (let i = 0; i < local.n; i++) {
     const lr = local.region(i);
     const rr = remote.region(i);
-    if (lr !== lastL) {
-      if (!(lr instanceof Region) || lr.owner !== owner) {
-        throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `descriptor ${i}: the local region is not a Region of this agent`, { index: i });
-      }
-      if (!lr.registered) {
-        throw new KvwireError(ErrorCode.DEREGISTERED, `descriptor ${i}: ${lr} was deregistered; register the memory again`, { index: i });
-      }
-      lastL = lr;
-    }
-    if (rr !== lastR) {
-      if (!(rr instanceof RemoteRegion) || rr.peer !== peer) {
-        throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `descriptor ${i}: the remote region is not a region of peer '${peerName}' (use peer.region(label))`, { index: i });
-      }
-      if (rr.revoked) {
-        throw new KvwireError(ErrorCode.DEREGISTERED, `descriptor ${i}: peer '${peerName}' deregistered ${rr}; fetch its metadata again`, { index: i });
-      }
-      if (op !== undefined && rr.access !== 'readwrite' && rr.access !== need) {
-        throw new KvwireError(
-          ErrorCode.ACCESS_DENIED,
-          `descriptor ${i}: ${rr} of peer '${peerName}' allows ${rr.access === 'none' ? 'no remote' : rr.access} access, so it cannot be ${op === 'read' ? 'read' : 'written'}; ` +
-            `the peer must register it with access '${need}' or 'readwrite'`,
-          { index: i },
-        );
-      }
-      lastR = rr;
-    }
+    if (lr !== lastL) lastL = checkLocalRegion(lr, owner, i);
+    if (rr !== lastR) lastR = checkRemoteRegion(rr, peer, peerName, op, i);
     const lo = local.offset(i);
     const ro = remote.offset(i);
     const len = local.length(i);
@@ -150,28 +131,168 @@ export function flattenDescriptors(
     if (len !== rlen) {
       throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `descriptor ${i}: local length ${len} differs from remote length ${rlen}`, { index: i });
     }
-    checkRange('local', i, lo, len, lr.length, `local ${lr}`);
-    checkRange('remote', i, ro, len, rr.length, `${rr} of peer '${peerName}'`);
+    checkRange('local', i, lo, len, lastL.length, () => `local ${lastL}`);
+    checkRange('remote', i, ro, len, lastR.length, () => `${lastR} of peer '${peerName}'`);
     bytes += len;
     if (coalesce && rows > 0) {
       const p = (rows - 1) * STRIDE;
       if (
-        flat[p] === lr.id && flat[p + 1]! + flat[p + 4]! === lo &&
-        flat[p + 2] === rr.id && flat[p + 3]! + flat[p + 4]! === ro
+        flat[p] === lastL.id && flat[p + 1]! + flat[p + 4]! === lo &&
+        flat[p + 2] === lastR.id && flat[p + 3]! + flat[p + 4]! === ro
       ) {
         flat[p + 4] = flat[p + 4]! + len;
         continue;
       }
     }
     const q = rows * STRIDE;
-    flat[q] = lr.id;
+    flat[q] = lastL.id;
     flat[q + 1] = lo;
-    flat[q + 2] = rr.id;
+    flat[q + 2] = lastR.id;
     flat[q + 3] = ro;
     flat[q + 4] = len;
     rows++;
   }
   return { flat: rows * STRIDE === flat.length ? flat : flat.slice(0, rows * STRIDE), count: rows, bytes, given: local.n };
+}
+
+function checkLocalRegion(lr: unknown, owner: object, i: number): Region {
+  if (!(lr instanceof Region) || lr.owner !== owner) {
+    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `descriptor ${i}: the local region is not a Region of this agent`, { index: i });
+  }
+  if (!lr.registered) {
+    throw new KvwireError(ErrorCode.DEREGISTERED, `descriptor ${i}: ${lr} was deregistered; register the memory again`, { index: i });
+  }
+  return lr;
+}
+
+function checkRemoteRegion(rr: unknown, peer: object, peerName: string, op: TransferOp | undefined, i: number): RemoteRegion {
+  if (!(rr instanceof RemoteRegion) || rr.peer !== peer) {
+    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `descriptor ${i}: the remote region is not a region of peer '${peerName}' (use peer.region(label))`, { index: i });
+  }
+  if (rr.revoked) {
+    throw new KvwireError(ErrorCode.DEREGISTERED, `descriptor ${i}: peer '${peerName}' deregistered ${rr}; fetch its metadata again`, { index: i });
+  }
+  const need = op === 'read' ? 'read' : 'write';
+  if (op !== undefined && rr.access !== 'readwrite' && rr.access !== need) {
+    throw new KvwireError(
+      ErrorCode.ACCESS_DENIED,
+      `descriptor ${i}: ${rr} of peer '${peerName}' allows ${rr.access === 'none' ? 'no remote' : rr.access} access, so it cannot be ${op === 'read' ? 'read' : 'written'}; ` +
+        `the peer must register it with access '${need}' or 'readwrite'`,
+      { index: i },
+    );
+  }
+  return rr;
+}
+
+/**
+ * The fast path for columns on both sides (thousands of descriptors from a KV layout): every
+ * region of the two region tables is validated once, then one tight loop over typed arrays checks
+ * bounds and coalesces. Writes into `out` when it is large enough (the agent reuses one scratch
+ * array per call: engines copy the list before post() returns).
+ */
+function flattenColumns(
+  op: TransferOp | undefined, owner: object, peer: object, peerName: string,
+  lc: DescriptorColumns<Region>, rc: DescriptorColumns<RemoteRegion>, coalesce: boolean, out?: Float64Array,
+): FlatDescriptors {
+  columnsOf(lc, 'local'); // shape checks
+  columnsOf(rc, 'remote');
+  const n = lc.count ?? lc.region.length;
+  const rn = rc.count ?? rc.region.length;
+  if (n !== rn) {
+    throw new KvwireError(
+      ErrorCode.INVALID_ARGUMENT,
+      `local and remote descriptor lists differ in length (${n} and ${rn}); pair each local range with one remote range`,
+    );
+  }
+  if (n === 0) throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'a transfer needs at least one descriptor');
+  const lId = new Float64Array(lc.regions.length);
+  const lLen = new Float64Array(lc.regions.length);
+  for (let k = 0; k < lc.regions.length; k++) {
+    const r = checkLocalRegion(lc.regions[k], owner, firstUse(lc.region, n, k));
+    lId[k] = r.id;
+    lLen[k] = r.length;
+  }
+  const rId = new Float64Array(rc.regions.length);
+  const rLen = new Float64Array(rc.regions.length);
+  for (let k = 0; k < rc.regions.length; k++) {
+    const r = checkRemoteRegion(rc.regions[k], peer, peerName, op, firstUse(rc.region, n, k));
+    rId[k] = r.id;
+    rLen[k] = r.length;
+  }
+  const flat = out !== undefined && out.length >= n * STRIDE ? out : new Float64Array(n * STRIDE);
+  const res = flattenLoop(n, lc, rc, lId, lLen, rId, rLen, coalesce, flat);
+  if (res < 0) {
+    // A bad descriptor: find it again, slowly, for the message.
+    const i = -res - 1;
+    const li = lc.region[i]!;
+    const ri = rc.region[i]!;
+    if (li >= lc.regions.length || ri >= rc.regions.length) {
+      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `descriptor ${i}: region index ${li >= lc.regions.length ? li : ri} is outside the columns' region table`, { index: i });
+    }
+    const len = lc.length[i]!;
+    if (len !== rc.length[i]) {
+      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `descriptor ${i}: local length ${len} differs from remote length ${rc.length[i]}`, { index: i });
+    }
+    checkRange('local', i, lc.offset[i]!, len, lLen[li]!, () => `local ${lc.regions[li]}`);
+    checkRange('remote', i, rc.offset[i]!, len, rLen[ri]!, () => `${rc.regions[ri]} of peer '${peerName}'`);
+  }
+  let bytes = 0;
+  const rows = res;
+  for (let q = 4; q < rows * STRIDE; q += STRIDE) bytes += flat[q]!;
+  return { flat: rows * STRIDE === flat.length ? flat : flat.subarray(0, rows * STRIDE), count: rows, bytes, given: n };
+}
+
+/** Index of the first descriptor naming region `k` (for messages), or 0. */
+function firstUse(region: Uint32Array, n: number, k: number): number {
+  for (let i = 0; i < n; i++) if (region[i] === k) return i;
+  return 0;
+}
+
+/** The hot loop: rows written, or -(i + 1) for the first bad descriptor i. */
+function flattenLoop(
+  n: number, lc: DescriptorColumns<Region>, rc: DescriptorColumns<RemoteRegion>,
+  lId: Float64Array, lLen: Float64Array, rId: Float64Array, rLen: Float64Array, coalesce: boolean, flat: Float64Array,
+): number {
+  const lreg = lc.region;
+  const loff = lc.offset;
+  const llen = lc.length;
+  const rreg = rc.region;
+  const roff = rc.offset;
+  const rlen = rc.length;
+  const nl = lId.length;
+  const nr = rId.length;
+  let rows = 0;
+  for (let i = 0; i < n; i++) {
+    const li = lreg[i]!;
+    const ri = rreg[i]!;
+    const lo = loff[i]!;
+    const ro = roff[i]!;
+    const len = llen[i]!;
+    if (
+      li >= nl || ri >= nr || len !== rlen[i] || !(lo >= 0 && ro >= 0 && len > 0) ||
+      lo + len > lLen[li]! || ro + len > rLen[ri]! || Math.floor(lo) !== lo || Math.floor(ro) !== ro || Math.floor(len) !== len
+    ) {
+      return -(i + 1);
+    }
+    const lid = lId[li]!;
+    const rid = rId[ri]!;
+    if (coalesce && rows > 0) {
+      const p = (rows - 1) * 5;
+      const plen = flat[p + 4]!;
+      if (flat[p] === lid && flat[p + 1]! + plen === lo && flat[p + 2] === rid && flat[p + 3]! + plen === ro) {
+        flat[p + 4] = plen + len;
+        continue;
+      }
+    }
+    const q = rows * 5;
+    flat[q] = lid;
+    flat[q + 1] = lo;
+    flat[q + 2] = rid;
+    flat[q + 3] = ro;
+    flat[q + 4] = len;
+    rows++;
+  }
+  return rows;
 }
 
 /**
@@ -203,7 +324,12 @@ export function selectRows(flat: Float64Array, indices: ArrayLike<number>, coale
         continue;
       }
     }
-    out.set(flat.subarray(s, s + STRIDE), rows * STRIDE);
+    const q = rows * STRIDE;
+    out[q] = flat[s]!;
+    out[q + 1] = flat[s + 1]!;
+    out[q + 2] = flat[s + 2]!;
+    out[q + 3] = flat[s + 3]!;
+    out[q + 4] = len;
     rows++;
   }
   return { flat: rows === n ? out : out.slice(0, rows * STRIDE), count: rows, bytes, given: n };

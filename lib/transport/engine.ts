@@ -49,13 +49,20 @@ export interface Engine {
   readonly address: Uint8Array;
   /** Registers memory in place; returns its base address and the key peers need. */
   register(id: number, label: string, memory: HostMemory, access: Access): { base: bigint; key: Uint8Array };
+  /** Allocates `length` bytes the engine chooses (shared memory for UCX) and registers them. */
+  allocate(id: number, label: string, length: number, access: Access): { base: bigint; key: Uint8Array; memory: ArrayBuffer };
   /** 0: deregistered; N > 0: N local transfers still use it; -1: unknown. */
   deregister(id: number): number;
   /** Starts connecting; the result arrives as `connected(peerId, ...)`. */
   connect(peerId: number, peer: AgentDescription, timeoutMs: number): void;
   disconnect(peerId: number): void;
-  /** Posts a validated transfer (flat descriptors, stride 5); throws a KvwireError if refused. */
-  post(id: number, op: 0 | 1, peerId: number, descs: Float64Array, notify: Uint8Array | null, timeoutMs: number): void;
+  /**
+   * Posts a validated transfer (flat descriptors, stride 5); throws a KvwireError if refused.
+   * The engine copies `descs` before returning: the caller reuses the array.
+   * Returns true when the transfer already completed (small copies to mapped shared memory are
+   * done on the calling thread); its `transferDone` is then never reported.
+   */
+  post(id: number, op: 0 | 1, peerId: number, descs: Float64Array, notify: Uint8Array | null, timeoutMs: number): boolean;
   cancel(id: number, code: string): void;
   notify(peerId: number, message: Uint8Array, token: number): void;
   /** Keep the process alive (pending work) or not. */

@@ -124,6 +124,11 @@ export class LoopbackEngine implements Engine {
     return { base: BigInt(id) << 40n, key: new Uint8Array(0) };
   }
 
+  allocate(id: number, label: string, length: number, access: Access): { base: bigint; key: Uint8Array; memory: ArrayBuffer } {
+    const memory = new ArrayBuffer(length);
+    return { ...this.register(id, label, memory, access), memory };
+  }
+
   deregister(id: number): number {
     const r = this.#regions.get(id);
     if (r === undefined) return -1;
@@ -169,8 +174,9 @@ export class LoopbackEngine implements Engine {
     }
   }
 
-  post(id: number, op: 0 | 1, peerId: number, descs: Float64Array, notify: Uint8Array | null, timeoutMs: number): void {
+  post(id: number, op: 0 | 1, peerId: number, flat: Float64Array, notify: Uint8Array | null, timeoutMs: number): boolean {
     this.#assertUsable();
+    const descs = flat.slice(); // the caller reuses its array once post() returns
     const target = this.#peers.get(peerId);
     if (target === undefined) throw new KvwireError(ErrorCode.CLOSED, 'the peer is disconnected');
     if (target.#dead || target.#closed) throw new KvwireError(ErrorCode.PEER_LOST, `peer '${target.name}' was lost`);
@@ -195,7 +201,7 @@ export class LoopbackEngine implements Engine {
         ));
       }, timeoutMs),
     );
-    if (f.stall) return;
+    if (f.stall) return false;
     const failNow = f.fail !== undefined && (f.fail.count === undefined || f.fail.count > 0);
     if (failNow && f.fail!.count !== undefined) f.fail!.count--;
     const corrupt = (f.corrupt ?? 0) > 0;
@@ -226,6 +232,7 @@ export class LoopbackEngine implements Engine {
     };
     if (f.delayMs !== undefined && f.delayMs > 0) t.timers.push(setTimeout(run, f.delayMs));
     else setImmediate(run);
+    return false;
   }
 
   /** Target side: checks and moves the bytes of one transfer; returns why it refused, if it did. */

@@ -57,6 +57,7 @@ export class NativeEngine implements Engine {
           ...(opts.tuning?.spinUs !== undefined ? { spinUs: opts.tuning.spinUs } : {}),
           ...(opts.tuning?.rndvThreshold !== undefined ? { rndvThreshold: opts.tuning.rndvThreshold } : {}),
           ...(opts.tuning?.windowOps !== undefined ? { windowOps: opts.tuning.windowOps } : {}),
+          ...(opts.tuning?.inlineBytes !== undefined ? { inlineBytes: opts.tuning.inlineBytes } : {}),
         },
         (events) => this.#dispatch(events),
       );
@@ -119,6 +120,15 @@ export class NativeEngine implements Engine {
     }
   }
 
+  allocate(id: number, label: string, length: number, access: Access): { base: bigint; key: Uint8Array; memory: ArrayBuffer } {
+    try {
+      const { rkey, base, buffer } = this.#agent.allocate(id, label, length, accessBits(access));
+      return { base, key: new Uint8Array(rkey), memory: buffer };
+    } catch (e) {
+      throw fromNativeError(e);
+    }
+  }
+
   deregister(id: number): number {
     return this.#agent.deregister(id);
   }
@@ -142,9 +152,9 @@ export class NativeEngine implements Engine {
     this.#agent.disconnect(peerId);
   }
 
-  post(id: number, op: 0 | 1, peerId: number, descs: Float64Array, notify: Uint8Array | null, timeoutMs: number): void {
+  post(id: number, op: 0 | 1, peerId: number, descs: Float64Array, notify: Uint8Array | null, timeoutMs: number): boolean {
     try {
-      this.#agent.post(id, op, peerId, descs, notify, timeoutMs);
+      return this.#agent.post(id, op, peerId, descs, notify, timeoutMs);
     } catch (e) {
       throw fromNativeError(e);
     }

@@ -150,6 +150,8 @@ export class PreparedTransfer {
   readonly peer: object;
   /** @internal validated rows, stride 5, as given (not coalesced: indices refer to them). */
   readonly flat: Float64Array;
+  /** @internal the whole list, coalesced, computed at the first post of all of it. */
+  allCoalesced: import('./descriptors.js').FlatDescriptors | undefined;
   /** @internal the distinct regions it names, re-checked (cheaply) at each post. */
   readonly localRegions: readonly { registered: boolean; toString(): string }[];
   /** @internal */

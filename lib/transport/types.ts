@@ -45,12 +45,18 @@ export interface AgentOptions {
   keepAlive?: boolean;
   /** Tuning of the native engine (advanced). */
   tuning?: {
-    /** Busy-poll this long (µs) after the last activity while operations are in flight. Default 50. */
+    /** Busy-poll this long (µs) after the last activity before sleeping. Default 100. */
     spinUs?: number;
     /** Active-message payloads at least this large go by rendezvous. Default 16 KiB. */
     rndvThreshold?: number;
     /** Active-message operations in flight per transfer. Default 256. */
     windowOps?: number;
+    /**
+     * Transfers of at most this many bytes to shared memory a same-host peer allocated
+     * (`agent.allocate()`) are copied by the calling thread: no thread hand-off, done at once.
+     * Default 256 KiB; 0 disables.
+     */
+    inlineBytes?: number;
   };
 }
 

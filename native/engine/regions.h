@@ -120,6 +120,10 @@ struct RemoteRegion {
   Access access = kAccessNone;
   std::string rkey;   // packed UCX rkey bytes
   std::atomic<bool> revoked{false};
+  // Where this process sees byte 0 of the region, when UCX mapped it here (shared memory the peer
+  // allocated with UCX: ucp_rkey_ptr). Set by the engine thread before the peer is reported
+  // connected; valid until the peer is disconnected (which only the JS thread can cause).
+  std::atomic<uint8_t*> mapped{nullptr};
 };
 
 // What connect() learned from the peer's metadata (parsed and checked in TypeScript).
@@ -129,6 +133,7 @@ struct PeerInfo {
   uint32_t pid = 0;
   uint64_t pidStart = 0;
   std::string hostId;
+  std::atomic<bool> lost{false};  // set by the engine thread when the peer is lost
   std::unordered_map<uint32_t, std::unique_ptr<RemoteRegion>> regions;
   const RemoteRegion* Find(uint32_t id) const {
     auto it = regions.find(id);

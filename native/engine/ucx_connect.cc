@@ -228,10 +228,30 @@ void UcxEngine::HandleHelloAck(const wire::HelloAckHdr& h) {
   }
   ob.inboundId = h.inboundId;
   ob.state = Outbound::State::kConnected;
+  if (ob.rma) MapRemoteRegions(ob);
   EngineEvent e{EngineEvent::Kind::kConnected};
   e.id = ob.id;
   e.text = ob.lanes.category + "|" + ob.lanes.detail + "|" + (ob.rma ? "rma" : "am");
   Emit(std::move(e));
+}
+
+void UcxEngine::MapRemoteRegions(Outbound& ob) {
+  // Shared memory the peer allocated with UCX can be mapped here: then a descriptor is one memcpy,
+  // with no UCX request (and small transfers need no trip through the engine thread at all).
+  for (auto& [id, rr] : ob.info->regions) {
+    std::string error;
+    ucp_rkey_h rk = RkeyFor(ob, id, &error);
+    if (rk == nullptr) continue;
+    void* ptr = nullptr;
+    if (ucp_rkey_ptr(rk, rr->base, &ptr) == UCS_OK && ptr != nullptr) {
+      // The whole region must be mapped, not just its first byte.
+      void* last = nullptr;
+      if (ucp_rkey_ptr(rk, rr->base + rr->length - 1, &last) == UCS_OK &&
+          static_cast<uint8_t*>(last) == static_cast<uint8_t*>(ptr) + rr->length - 1) {
+        rr->mapped.store(static_cast<uint8_t*>(ptr), std::memory_order_release);
+      }
+    }
+  }
 }
 
 void UcxEngine::OutboundLost(Outbound& ob, const std::string& c, const std::string& reason, bool transportFailed) {
@@ -244,6 +264,7 @@ void UcxEngine::OutboundLost(Outbound& ob, const std::string& c, const std::stri
   }
   bool wasConnecting = ob.state == Outbound::State::kConnecting;
   ob.state = Outbound::State::kLost;
+  ob.info->lost.store(true, std::memory_order_release);
   ob.lostCode = c;
   ob.lostReason = reason;
   std::vector<uint64_t> ids(ob.xfers.begin(), ob.xfers.end());

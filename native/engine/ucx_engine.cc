@@ -80,6 +80,7 @@ bool UcxEngine::Init(std::string* error) {
     *error = "UCX initialization failed: " + UcsMessage(st) + " (transports: " + transportsConfigured() + ")";
     return false;
   }
+  ctxRef_ = std::make_shared<ContextRef>(context_);
   ucp_worker_params_t wp{};
   wp.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
   wp.thread_mode = UCS_THREAD_MODE_SINGLE;  // only the engine thread touches the worker
@@ -148,10 +149,14 @@ void UcxEngine::Enqueue(Command&& c) {
     std::lock_guard lock(cmdMu_);
     commands_.push_back(std::move(c));
   }
-  wakeup_.Signal();
+  // Signal only a sleeping engine thread (a spinning one sees hasCommands_). The engine sets
+  // sleeping_ and then re-checks hasCommands_ before it sleeps, so no command is ever missed.
+  hasCommands_.store(true, std::memory_order_seq_cst);
+  if (sleeping_.load(std::memory_order_seq_cst)) wakeup_.Signal();
 }
 
-void UcxEngine::DrainCommands() {
+bool UcxEngine::DrainCommands() {
+  if (!hasCommands_.exchange(false, std::memory_order_seq_cst)) return false;
   std::deque<Command> batch;
   {
     std::lock_guard lock(cmdMu_);
@@ -167,6 +172,7 @@ void UcxEngine::DrainCommands() {
       case Command::Kind::kRevoke: RevokeRegion(static_cast<uint32_t>(c.id)); break;
     }
   }
+  return true;
 }
 
 void UcxEngine::Emit(EngineEvent&& e) { events_.push_back(std::move(e)); }
@@ -191,32 +197,77 @@ bool UcxEngine::Register(uint32_t id, const std::string& label, uint8_t* base, u
   mp.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH | UCP_MEM_MAP_PARAM_FIELD_PROT;
   mp.address = base;
   mp.length = length;
-  mp.prot = UCP_MEM_MAP_PROT_LOCAL_READ | UCP_MEM_MAP_PROT_LOCAL_WRITE;
-  if (access & kAccessRead) mp.prot |= UCP_MEM_MAP_PROT_REMOTE_READ;
-  if (access & kAccessWrite) mp.prot |= UCP_MEM_MAP_PROT_REMOTE_WRITE;
+  mp.prot = ProtFor(access);
   ucp_mem_h memh = nullptr;
   ucs_status_t st = ucp_mem_map(context_, &mp, &memh);
   if (st != UCS_OK) {
     *error = "UCX could not register " + std::to_string(length) + " bytes: " + UcsMessage(st);
     return false;
   }
+  std::shared_ptr<ContextRef> ctx = ctxRef_;
+  return AddRegion(id, label, base, length, access, memh, rkey, error,
+                   [ctx](ucp_mem_h m) { ucp_mem_unmap(ctx->context, m); });
+}
+
+bool UcxEngine::Allocate(uint32_t id, const std::string& label, uint64_t length, Access access, std::string* rkey,
+                         uint8_t** base, std::shared_ptr<SharedAllocation>* allocation, std::string* error) {
+  ucp_mem_map_params_t mp{};
+  mp.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH |
+                  UCP_MEM_MAP_PARAM_FIELD_FLAGS | UCP_MEM_MAP_PARAM_FIELD_PROT;
+  mp.address = nullptr;
+  mp.length = length;
+  mp.flags = UCP_MEM_MAP_ALLOCATE;
+  mp.prot = ProtFor(access);
+  ucp_mem_h memh = nullptr;
+  ucs_status_t st = ucp_mem_map(context_, &mp, &memh);
+  if (st != UCS_OK) {
+    *error = "UCX could not allocate " + std::to_string(length) + " bytes: " + UcsMessage(st);
+    return false;
+  }
+  ucp_mem_attr_t attr{};
+  attr.field_mask = UCP_MEM_ATTR_FIELD_ADDRESS | UCP_MEM_ATTR_FIELD_LENGTH;
+  st = ucp_mem_query(memh, &attr);
+  if (st != UCS_OK || attr.address == nullptr || attr.length < length) {
+    ucp_mem_unmap(context_, memh);
+    *error = "UCX allocated memory it cannot describe: " + UcsMessage(st);
+    return false;
+  }
+  *base = static_cast<uint8_t*>(attr.address);
+  // Two owners: the region (until it is released) and the JS ArrayBuffer over the memory (until
+  // it is collected). The memory goes back to UCX when both are done, never before.
+  auto shared = std::make_shared<SharedAllocation>(ctxRef_, memh);
+  *allocation = shared;
+  return AddRegion(id, label, *base, length, access, memh, rkey, error,
+                   [shared](ucp_mem_h) mutable { shared.reset(); });
+}
+
+uint32_t UcxEngine::ProtFor(Access access) {
+  uint32_t prot = UCP_MEM_MAP_PROT_LOCAL_READ | UCP_MEM_MAP_PROT_LOCAL_WRITE;
+  if (access & kAccessRead) prot |= UCP_MEM_MAP_PROT_REMOTE_READ;
+  if (access & kAccessWrite) prot |= UCP_MEM_MAP_PROT_REMOTE_WRITE;
+  return prot;
+}
+
+bool UcxEngine::AddRegion(uint32_t id, const std::string& label, uint8_t* base, uint64_t length, Access access,
+                          ucp_mem_h memh, std::string* rkey, std::string* error,
+                          std::function<void(ucp_mem_h)> unmap) {
   rkey->clear();
   if (access != kAccessNone) {
     void* buf = nullptr;
     size_t size = 0;
-    st = ucp_rkey_pack(context_, memh, &buf, &size);
+    ucs_status_t st = ucp_rkey_pack(context_, memh, &buf, &size);
     if (st != UCS_OK) {
-      ucp_mem_unmap(context_, memh);
+      unmap(memh);
       *error = "UCX could not pack a remote key: " + UcsMessage(st);
       return false;
     }
     rkey->assign(static_cast<const char*>(buf), size);
     ucp_rkey_buffer_release(buf);
   }
-  ucp_context_h ctx = context_;
   UcxEngine* self = this;
-  auto region = std::make_shared<LocalRegion>(id, label, base, length, access, memh, [ctx, self](LocalRegion& r) {
-    ucp_mem_unmap(ctx, static_cast<ucp_mem_h>(r.memh()));
+  auto region = std::make_shared<LocalRegion>(id, label, base, length, access, memh,
+                                              [self, unmap = std::move(unmap)](LocalRegion& r) mutable {
+    unmap(static_cast<ucp_mem_h>(r.memh()));
     EngineEvent e{EngineEvent::Kind::kRegionReleased};
     e.id = r.id();
     std::lock_guard lock(self->eventMu_);
@@ -338,7 +389,7 @@ void UcxEngine::Run() {
   epoll_event evs[16];
   lastActivityNs_ = NowNs();
   while (!stopping_.load(std::memory_order_acquire)) {
-    DrainCommands();
+    bool commands = DrainCommands();
     unsigned work = 0;
     for (int i = 0; i < 64; ++i) {
       unsigned n = ucp_worker_progress(worker_);
@@ -347,15 +398,17 @@ void UcxEngine::Run() {
     }
     RunDeferred();
     uint64_t now = NowNs();
-    if (work > 0) lastActivityNs_ = now;
+    if (work > 0 || commands) lastActivityNs_ = now;
     if (now >= nextDeadlineNs_ || now - lastSweepNs_ > 100000000ull) CheckDeadlines(now);
     FlushEvents();
 
-    // Busy-poll while operations are in flight and activity was recent; otherwise sleep. While
-    // busy, still look at the fds every millisecond: a peer's death (its pidfd) must be noticed
-    // even when progress keeps finding work (e.g. retrying sends to a process that is gone).
-    bool busy = active_ > 0 && now - lastActivityNs_ < static_cast<uint64_t>(opts_.spinUs) * 1000ull;
-    bool spin = busy || !deferred_.empty() || !touched_.empty();
+    // Spin (progress without sleeping) for spinUs after the last activity: a transfer that just
+    // completed is usually followed by the next one, and waking a sleeping thread costs tens of
+    // microseconds on a VM, more than the transfer itself for small ones. While spinning, still
+    // look at the fds every millisecond: a peer's death (its pidfd) must be noticed even when
+    // progress keeps finding work (e.g. retrying sends to a process that is gone).
+    bool spin = now - lastActivityNs_ < static_cast<uint64_t>(opts_.spinUs) * 1000ull || !deferred_.empty() ||
+                !touched_.empty();
     int timeoutMs = 0;
     if (spin) {
       if (now - lastFdPollNs_ < 1000000ull) continue;
@@ -374,9 +427,12 @@ void UcxEngine::Run() {
         if (wake != UINT64_MAX) {
           timeoutMs = wake <= now ? 0 : static_cast<int>((wake - now + 999999) / 1000000);
         }
+        sleeping_.store(true, std::memory_order_seq_cst);
+        if (hasCommands_.load(std::memory_order_seq_cst)) timeoutMs = 0;  // arrived meanwhile
       }
     }
     int n = epoll_wait(epoll_.get(), evs, 16, timeoutMs);
+    sleeping_.store(false, std::memory_order_seq_cst);
     lastFdPollNs_ = NowNs();
     for (int i = 0; i < n; ++i) {
       uint64_t tag = evs[i].data.u64;
@@ -387,8 +443,7 @@ void UcxEngine::Run() {
         case FdTag::kInboundPid: OnLivenessFd(tag); break;
       }
     }
-    if (timeoutMs == 0) continue;
-    lastActivityNs_ = NowNs();
+    if (timeoutMs != 0) lastActivityNs_ = lastFdPollNs_;  // woken up: expect more to follow
   }
   ShutdownOnThread();
   FlushEvents();
@@ -474,10 +529,11 @@ std::vector<EngineEvent> UcxEngine::Close() {
       LocalRegionPtr r = regions_.Remove(id);
       if (r) r->MarkDeregistered();
     }
-    if (context_ != nullptr && !leaked_) {
-      ucp_cleanup(context_);
-      context_ = nullptr;
-    }
+    // The context is cleaned up when its last user lets go: this engine, or memory it
+    // allocated that JavaScript still references. After a failed shutdown it is never cleaned up.
+    if (leaked_ && ctxRef_) new std::shared_ptr<ContextRef>(ctxRef_);  // deliberately leaked
+    ctxRef_.reset();
+    context_ = nullptr;
   }
   std::lock_guard lock(eventMu_);
   std::vector<EngineEvent> out;

@@ -48,6 +48,7 @@ struct ResolvedDesc {
   uint32_t remoteRegion;
   uint64_t remoteOffset;
   uint64_t remoteAddr;  // peer's virtual address (remote base + offset)
+  uint8_t* remoteMapped;  // the same bytes mapped into this process (shared memory), or nullptr
 };
 
 struct TransferRequest {
@@ -66,9 +67,10 @@ struct EngineOptions {
   std::string name;
   std::string transports;     // UCX_TLS value; empty: UCX_TLS from the environment, else UCX's default
   std::string protocol = "auto";  // auto | rma | am
-  uint32_t spinUs = 50;       // busy-poll this long after the last activity before sleeping
+  uint32_t spinUs = 100;      // busy-poll this long after the last activity before sleeping
   uint64_t rndvThreshold = 16384;  // AM payloads at least this large go by rendezvous (zero copy)
   uint32_t windowOps = 256;   // AM operations in flight per transfer
+  uint64_t inlineBytes = 256 * 1024;  // mapped transfers up to this size are copied by the caller
   std::string hostId;         // identifies host + pid namespace (liveness checks need both equal)
   uint64_t pidStart = 0;
 };
@@ -78,6 +80,27 @@ struct LaneInfo {
   std::string category;  // sm | tcp | rdma | self | unknown
   std::string detail;    // e.g. "sysv/memory+posix/memory+cma/memory"
   bool peerErrors = false;  // created with UCP_ERR_HANDLING_MODE_PEER (UCX reports peer failure)
+};
+
+// Owns the UCX context: cleaned up when the last owner (the engine, or memory it allocated that
+// JavaScript still holds) lets go.
+struct ContextRef {
+  explicit ContextRef(ucp_context_h c) : context(c) {}
+  ~ContextRef() { ucp_cleanup(context); }
+  ContextRef(const ContextRef&) = delete;
+  ContextRef& operator=(const ContextRef&) = delete;
+  ucp_context_h context;
+};
+
+// Memory UCX allocated for a region (ucp_mem_map with ALLOCATE): unmapped when the last owner
+// (the region, the JS ArrayBuffer over it) drops its shared_ptr.
+struct SharedAllocation {
+  SharedAllocation(std::shared_ptr<ContextRef> c, ucp_mem_h m) : ctx(std::move(c)), memh(m) {}
+  ~SharedAllocation() { ucp_mem_unmap(ctx->context, memh); }
+  SharedAllocation(const SharedAllocation&) = delete;
+  SharedAllocation& operator=(const SharedAllocation&) = delete;
+  std::shared_ptr<ContextRef> ctx;
+  ucp_mem_h memh;
 };
 
 class UcxEngine {
@@ -97,6 +120,10 @@ class UcxEngine {
   // Registers [base, base+length). On success fills the packed rkey (empty for access 'none').
   bool Register(uint32_t id, const std::string& label, uint8_t* base, uint64_t length, Access access,
                 std::string* rkey, std::string* error);
+  // Allocates `length` bytes with UCX (shared memory where UCX can: same-host peers then map it and
+  // move bytes with one memcpy instead of a system call per operation) and registers them.
+  bool Allocate(uint32_t id, const std::string& label, uint64_t length, Access access, std::string* rkey,
+                uint8_t** base, std::shared_ptr<SharedAllocation>* allocation, std::string* error);
   // Deregisters. Returns false with `busyUsers` set when local transfers still use the region.
   // `released` is emitted (kRegionReleased via the sink) when no operation can touch the memory.
   bool Deregister(uint32_t id, uint32_t* busyUsers, bool* known);
@@ -107,6 +134,7 @@ class UcxEngine {
   std::shared_ptr<PeerInfo> peerInfo(uint32_t peerId);
   // Validates and enqueues. On rejection returns false with an error code and message.
   bool Post(std::unique_ptr<TransferRequest> req);
+  uint64_t inlineBytes() const { return opts_.inlineBytes; }
   void Cancel(uint64_t transferId, const char* code);
   void Notify(uint32_t peerId, std::string message, uint64_t token);
 
@@ -128,10 +156,13 @@ class UcxEngine {
   };
 
   explicit UcxEngine(const EngineOptions& opts, EventSink sink);
+  static uint32_t ProtFor(Access access);
+  bool AddRegion(uint32_t id, const std::string& label, uint8_t* base, uint64_t length, Access access,
+                 ucp_mem_h memh, std::string* rkey, std::string* error, std::function<void(ucp_mem_h)> unmap);
   bool Init(std::string* error);
   void Run();
   void Enqueue(Command&& c);
-  void DrainCommands();
+  bool DrainCommands();  // false when there was nothing to run
   void Emit(EngineEvent&& e);
   void FlushEvents();
   void CheckDeadlines(uint64_t now);
@@ -153,6 +184,7 @@ class UcxEngine {
   ucp_ep_h CreateEp(const std::string& address, bool sameHost, EpOwner* owner, LaneInfo* lanes,
                     std::string* error);
   LaneInfo DescribeLanes(ucp_ep_h ep);
+  void MapRemoteRegions(Outbound& ob);
   void CloseEp(ucp_ep_h ep, bool force);
   EpOwner* NewOwner(bool outbound, uint32_t id);
   static void EpErrorCb(void* arg, ucp_ep_h ep, ucs_status_t status);
@@ -228,6 +260,7 @@ class UcxEngine {
   EngineOptions opts_;
   EventSink sink_;
   ucp_context_h context_ = nullptr;
+  std::shared_ptr<ContextRef> ctxRef_;
   ucp_worker_h worker_ = nullptr;
   std::string address_;
   int workerFd_ = -1;
@@ -239,6 +272,8 @@ class UcxEngine {
 
   std::mutex cmdMu_;
   std::deque<Command> commands_;
+  std::atomic<bool> hasCommands_{false};
+  std::atomic<bool> sleeping_{false};
 
   std::mutex eventMu_;
   std::vector<EngineEvent> events_;      // engine thread only, flushed to the sink

@@ -131,6 +131,9 @@ void UcxEngine::StartTransfer(std::unique_ptr<TransferRequest> req) {
 
 void UcxEngine::PumpXfer(Xfer& x) {
   if (x.finished) return;
+  // "Posted" is when the first operation goes to the transport (as nixlbench's post time): what
+  // follows (copies, flow control, the wire) is the transfer itself.
+  if (x.postedNs == 0) x.postedNs = NowNs();
   auto it = outbound_.find(x.req->peerId);
   if (it == outbound_.end() || it->second->ep == nullptr) {
     FinishXfer(x, code::kClosed, "the peer was disconnected while this transfer was in flight");
@@ -156,6 +159,13 @@ void UcxEngine::PostRma(Xfer& x, Outbound& ob) {
   std::string error;
   while (x.next < n) {
     const ResolvedDesc& d = x.req->descs[x.next];
+    if (d.remoteMapped != nullptr) {  // mapped shared memory: a plain copy, no UCX request
+      if (x.req->op == Op::kWrite) std::memcpy(d.remoteMapped, d.local, d.length);
+      else std::memcpy(d.local, d.remoteMapped, d.length);
+      x.next++;
+      x.completed++;
+      continue;
+    }
     p.memh = static_cast<ucp_mem_h>(d.memh);
     ucp_rkey_h rk = RkeyFor(ob, d.remoteRegion, &error);
     if (rk == nullptr) {
@@ -177,7 +187,6 @@ void UcxEngine::PostRma(Xfer& x, Outbound& ob) {
       active_++;
     }
   }
-  if (x.postedNs == 0) x.postedNs = NowNs();
   if (x.req->op == Op::kWrite && !x.flushPosted) {
     // Remote completion of every put before done/notification: flush the endpoint.
     x.flushPosted = true;
@@ -227,7 +236,6 @@ void UcxEngine::PostAmWrite(Xfer& x, Outbound& ob) {
       active_++;
     }
   }
-  if (x.next == n && x.postedNs == 0) x.postedNs = NowNs();
   if (x.completed == n && !x.finSent) {
     // Every descriptor's send completed (rendezvous ones landed; eager ones precede this message
     // on the same endpoint): ask the target to confirm, and to deliver the notification.
@@ -259,7 +267,6 @@ void UcxEngine::PostReadRequest(Xfer& x, Outbound& ob) {
                   Touch(*it->second);
                 }
               });
-  x.postedNs = NowNs();
 }
 
 void UcxEngine::MaybeFinishXfer(Xfer& x) {
