@@ -43,6 +43,7 @@ export const enum NativeEventKind {
   RegionRevoked = 5,
   Warning = 6,
   RegionReleased = 7,
+  TransferQuiesced = 8,
 }
 
 /** One event from the engine thread. */

@@ -86,6 +86,7 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
   readonly #peers = new Map<number, Peer>();
   readonly #connecting = new Map<number, PendingConnect>();
   readonly #transfers = new Map<number, Transfer>();
+  readonly #unquiesced = new Map<number, Transfer>(); // posted, not yet reported quiet by the engine
   readonly #notifies = new Map<number, { resolve: () => void; reject: (e: KvwireError) => void }>();
   readonly #hub: NotificationHub;
   readonly #keepAlive: boolean;
@@ -251,8 +252,12 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
     this.#labels.delete(region.label);
     this.#regionInfo.delete(region.id);
     region.markDeregistered();
-    if (r < 0) region.markReleased();
-    else this.#releasing.set(region.id, region);
+    if (r < 0) {
+      region.markReleased();
+    } else {
+      this.#releasing.set(region.id, region);
+      this.#adjustPending(1); // until released: `await region.released` must not let the process exit
+    }
   }
 
   // ------------------------------------------------------------------------------------------
@@ -437,9 +442,11 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
     if (this.#engine.post(id, op === 'write' ? 1 : 0, peer.id, flat.flat, notify, timeoutMs)) {
       const done = nowNs();
       t.settle(undefined, { startNs, postedNs: done, doneNs: done }); // copied inline: complete now
+      t.markQuiesced();
       return t;
     }
     this.#transfers.set(id, t);
+    this.#unquiesced.set(id, t);
     this.#adjustPending(1);
     // Backstop: the engine enforces the deadline; this guards against an engine that cannot.
     const backstop = setTimeout(() => {
@@ -514,6 +521,8 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
     for (const c of [...this.#connecting.values()]) c.reject(closed);
     this.#engine.close(); // delivers the transfers it failed, synchronously
     for (const t of [...this.#transfers.values()]) t.settle(new KvwireError(ErrorCode.CLOSED, 'the agent was closed while this transfer was in flight'));
+    for (const t of this.#unquiesced.values()) t.markQuiesced(); // the engine is gone: nothing runs
+    this.#unquiesced.clear();
     for (const [token, n] of [...this.#notifies]) {
       this.#notifies.delete(token);
       n.reject(closed);
@@ -527,6 +536,13 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
     this.#releasing.clear();
     this.#pending = 0;
     this.emit('close');
+  }
+
+  #quiesce(id: number): void {
+    const t = this.#unquiesced.get(id);
+    if (t === undefined) return;
+    this.#unquiesced.delete(id);
+    t.markQuiesced();
   }
 
   #adjustPending(delta: number): void {
@@ -566,9 +582,11 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
 
   #listener(): EngineListener {
     return {
-      transferDone: (id: number, error: KvwireError | undefined, timing: EngineTiming) => {
+      transferDone: (id: number, error: KvwireError | undefined, timing: EngineTiming, inFlight: number) => {
         this.#transfers.get(id)?.settle(error, timing);
+        if (inFlight === 0) this.#quiesce(id);
       },
+      transferQuiesced: (id: number) => this.#quiesce(id),
       connected: (peerId: number, error: KvwireError | undefined, conn?: EngineConnection) => {
         const entry = this.#connecting.get(peerId);
         if (entry === undefined) {
@@ -618,6 +636,7 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
         const r = this.#releasing.get(regionId);
         if (r === undefined) return;
         this.#releasing.delete(regionId);
+        this.#adjustPending(-1);
         r.markReleased();
       },
       warning: (message: string) => {

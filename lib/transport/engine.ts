@@ -30,7 +30,9 @@ export interface EngineConnection {
 
 /** What an engine tells its agent. Called on the JS thread. */
 export interface EngineListener {
-  transferDone(id: number, error: KvwireError | undefined, timing: EngineTiming): void;
+  /** `inFlight` > 0: operations of it still run; `transferQuiesced(id)` follows once they finished. */
+  transferDone(id: number, error: KvwireError | undefined, timing: EngineTiming, inFlight: number): void;
+  transferQuiesced(id: number): void;
   connected(peerId: number, error: KvwireError | undefined, connection?: EngineConnection): void;
   notification(from: string, message: Buffer): void;
   peerLost(peerId: number, error: KvwireError): void;

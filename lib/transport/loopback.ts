@@ -280,7 +280,8 @@ export class LoopbackEngine implements Engine {
       if (r !== undefined) r.users--;
     }
     const now = nowNs();
-    this.#listener.transferDone(t.id, error, timing ?? { startNs: now, postedNs: now, doneNs: now });
+    // A loopback transfer copies in one step: once it is done, nothing of it is in flight.
+    this.#listener.transferDone(t.id, error, timing ?? { startNs: now, postedNs: now, doneNs: now }, 0);
   }
 
   cancel(id: number, code: string): void {

@@ -74,7 +74,10 @@ export class NativeEngine implements Engine {
       const error = e.code !== undefined ? KvwireError.fromCode(e.code, e.text ?? e.code) : undefined;
       switch (e.kind) {
         case NativeEventKind.TransferDone:
-          l.transferDone(e.id, error, { startNs: e.startNs ?? 0, postedNs: e.postedNs ?? 0, doneNs: e.doneNs ?? 0 });
+          l.transferDone(e.id, error, { startNs: e.startNs ?? 0, postedNs: e.postedNs ?? 0, doneNs: e.doneNs ?? 0 }, e.aux ?? 0);
+          break;
+        case NativeEventKind.TransferQuiesced:
+          l.transferQuiesced(e.id);
           break;
         case NativeEventKind.Connected: {
           let conn: EngineConnection | undefined;

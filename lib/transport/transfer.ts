@@ -32,6 +32,14 @@ export class Transfer {
   readonly postedDescriptors: number;
   /** Settles when the transfer completes or fails. */
   readonly done: Promise<TransferStats>;
+  /**
+   * Resolves once no operation of this transfer can touch its memory any more. For a completed
+   * transfer that is when `done` resolves; after cancel(), a timeout or a failure, operations
+   * already handed to the transport may still be running, and this says when they are not: only
+   * then may the destination memory be reused for something else.
+   */
+  readonly quiesced: Promise<void>;
+  #resolveQuiesced!: () => void;
   #status: TransferStatus = 'pending';
   #error: KvwireError | undefined;
   #resolve!: (s: TransferStats) => void;
@@ -61,6 +69,14 @@ export class Transfer {
       this.#reject = reject;
     });
     this.done.catch(() => {}); // observed through status/error when nobody awaits
+    this.quiesced = new Promise<void>((resolve) => {
+      this.#resolveQuiesced = resolve;
+    });
+  }
+
+  /** @internal */
+  markQuiesced(): void {
+    this.#resolveQuiesced();
   }
 
   /** 'pending', 'done', 'failed' or 'cancelled'. */

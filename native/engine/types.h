@@ -64,7 +64,7 @@ const char* WireStatusCode(WireStatus s);
 // One event from the engine thread to the JS thread.
 struct EngineEvent {
   enum class Kind : uint8_t {
-    kTransferDone,   // id = transfer id; code empty on success
+    kTransferDone,   // id = transfer id; code empty on success; aux = operations still in flight
     kConnected,      // id = peer id; code empty on success; text = transport summary
     kNotification,   // text = sender name; bytes = message
     kPeerLost,       // id = peer id (outbound) ; text = reason
@@ -72,6 +72,7 @@ struct EngineEvent {
     kRegionRevoked,  // id = peer id; aux = remote region id
     kWarning,        // text = message (e.g. transport fell back to tcp)
     kRegionReleased, // id = local region id: no operation can touch its memory any more
+    kTransferQuiesced,  // id = transfer id: its last operation finished (after kTransferDone)
   };
   Kind kind;
   uint64_t id = 0;

@@ -631,6 +631,11 @@ void UcxEngine::ShutdownOnThread() {
       r->Release();
     }
     x->req->regions.clear();
+    if (x->quiesceOwed) {
+      EngineEvent e{EngineEvent::Kind::kTransferQuiesced};
+      e.id = id;
+      Emit(std::move(e));
+    }
   }
   xfers_.clear();
   outbound_.clear();  // destroys rkeys

@@ -236,9 +236,10 @@ void UcxEngine::PostAmWrite(Xfer& x, Outbound& ob) {
       active_++;
     }
   }
-  if (x.completed == n && !x.finSent) {
-    // Every descriptor's send completed (rendezvous ones landed; eager ones precede this message
-    // on the same endpoint): ask the target to confirm, and to deliver the notification.
+  if (x.next == n && !x.finSent) {
+    // Every descriptor is posted: tell the target how many to expect (it arrives after their
+    // headers on this endpoint). The target confirms once every one has landed, and only then
+    // delivers the notification. Sent now, not after the local completions, to save a round trip.
     x.finSent = true;
     wire::WriteFinHdr h{ob.inboundId, static_cast<uint32_t>(n), x.req->id, static_cast<uint8_t>(x.req->hasNotify)};
     uint64_t id = x.req->id;
@@ -326,6 +327,8 @@ void UcxEngine::FinishXfer(Xfer& x, const std::string& c, const std::string& msg
   e.postedNs = x.postedNs != 0 ? x.postedNs : x.startNs;
   e.doneNs = NowNs();
   e.bytesMoved = c.empty() ? x.req->bytes : 0;
+  e.aux = x.inflight;  // > 0: a kTransferQuiesced follows when the last of them finishes
+  x.quiesceOwed = x.inflight > 0;
   Emit(std::move(e));
   auto it = outbound_.find(x.req->peerId);
   if (it != outbound_.end()) it->second->xfers.erase(x.req->id);
@@ -336,6 +339,11 @@ void UcxEngine::ReapXfer(uint64_t id) {
   if (it == xfers_.end()) return;
   Xfer& x = *it->second;
   if (x.inflight != 0) return;
+  if (x.quiesceOwed) {
+    EngineEvent e{EngineEvent::Kind::kTransferQuiesced};
+    e.id = id;
+    Emit(std::move(e));
+  }
   for (auto& r : x.req->regions) {
     localUse(r->id(), -1);
     r->Release();

@@ -82,6 +82,7 @@ struct UcxEngine::Xfer {
   bool notifyPosted = false, notifyDone = false;
   bool finished = false;    // reported to JS; the struct lives on until inflight == 0
   bool touched = false;     // queued for ProcessTouched
+  bool quiesceOwed = false; // finished with operations in flight: report when they are done
   ucs_status_t opError = UCS_OK;  // first failed operation, turned into an error after progress
   std::vector<wire::WriteHdr> whdrs;
   std::vector<wire::ReadItem> items;
@@ -103,7 +104,7 @@ struct UcxEngine::ServeTask {
   std::vector<wire::ReadDataHdr> hdrs;
   uint32_t next = 0, inflight = 0, completed = 0;
   uint64_t deadlineNs = 0;
-  bool cancelled = false, finished = false;
+  bool cancelled = false, finished = false, errorSent = false;
 };
 
 struct UcxEngine::Command {

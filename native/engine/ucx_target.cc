@@ -271,7 +271,10 @@ void UcxEngine::ServeSendCb(void* req, ucs_status_t st, void* ud) {
 void UcxEngine::PumpServe(ServeTask& t) {
   auto ibIt = inbound_.find(t.inboundId);
   if (ibIt == inbound_.end() || ibIt->second->ep == nullptr) t.cancelled = true;
-  if (!t.finished && t.opError != UCS_OK) {
+  if (t.opError != UCS_OK && !t.errorSent) {
+    // A push failed (possibly after the FIN went out): tell the initiator, once.
+    t.errorSent = true;
+    t.finished = false;
     FinishServe(t, WireStatus::kTransport, 0, "serving the READ failed: " + UcsMessage(t.opError));
   }
   if (!t.cancelled && !t.finished) {
@@ -300,7 +303,10 @@ void UcxEngine::PumpServe(ServeTask& t) {
         active_++;
       }
     }
-    if (!t.finished && t.completed == n) FinishServe(t, WireStatus::kOk, 0, "");
+    // Everything is posted: the FIN follows the pushes on this endpoint, and the initiator
+    // completes once every byte it announces has landed (a push failing later sends a second FIN
+    // with the error). Sent now rather than after the local completions: one round trip less.
+    if (!t.finished && t.next == n) FinishServe(t, WireStatus::kOk, 0, "");
   }
   if ((t.cancelled || t.finished) && t.inflight == 0) {
     for (auto& r : t.regions) r->Release();

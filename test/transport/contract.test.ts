@@ -58,6 +58,7 @@ describe.each(engines)('transport contract: $engine $transports', ({ engine, tra
     }
     const t = initiator.read(peer, l, r);
     const stats = await t.done;
+    await t.quiesced;
     expect(t.status).toBe('done');
     expect(stats.descriptors).toBe(n);
     expect(stats.bytes).toBe(l.reduce((s, d) => s + d.length, 0));
@@ -209,6 +210,7 @@ describe.each(engines)('transport contract: $engine $transports', ({ engine, tra
     t.cancel();
     await expectRejectCode(t.done, ErrorCode.CANCELLED);
     expect(t.status).toBe('cancelled');
+    await t.quiesced; // the engine reports when nothing of it runs any more
     const ac = new AbortController();
     const t2 = initiator.read(peer, [big], [kv], { signal: ac.signal });
     ac.abort();

@@ -9,6 +9,15 @@ import { Child } from './child.js';
 const WORKER = new URL('../../dist/test/fixtures/worker-agent.js', import.meta.url);
 const SIZE = 4 << 20;
 
+describe('region release', () => {
+  it.each(['ucx', 'loopback'])('keeps the process alive until a deregistered region is released (%s)', async (engine) => {
+    const c = new Child('release-exit.js', [engine]);
+    expect((await c.next('released')).type).toBe('released');
+    const { code } = await c.exited;
+    expect(code).toBe(0);
+  });
+});
+
 describe.each(['tcp', 'sm'])('agent lifetimes over %s', (tls) => {
   it('runs an agent in a worker thread that moves bytes to the main thread', async () => {
     const main = await Agent.create({ name: 'main-thread', transports: tls });
