@@ -100,8 +100,10 @@ Agent::Agent(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Agent>(info) {
   std::string protocol = StringOf(o.Get("protocol"));
   if (!protocol.empty()) opts.protocol = protocol;
   opts.spinUs = static_cast<uint32_t>(NumberOf(o, "spinUs", opts.spinUs));
+  opts.busySpinUs = static_cast<uint32_t>(NumberOf(o, "busySpinUs", opts.busySpinUs));
   opts.rndvThreshold = static_cast<uint64_t>(NumberOf(o, "rndvThreshold", static_cast<double>(opts.rndvThreshold)));
   opts.windowOps = std::max<uint32_t>(1, static_cast<uint32_t>(NumberOf(o, "windowOps", opts.windowOps)));
+  opts.windowBytes = static_cast<uint64_t>(NumberOf(o, "windowBytes", static_cast<double>(opts.windowBytes)));
   opts.inlineBytes = static_cast<uint64_t>(NumberOf(o, "inlineBytes", static_cast<double>(opts.inlineBytes)));
   opts.hostId = HostId();
   opts.pidStart = ProcessStartTime(static_cast<uint32_t>(getpid()));

@@ -26,7 +26,7 @@ export interface RegisterKvCacheOptions {
   readonly addressing?: Addressing;
   /** Remote access: `'read'` on a prefill (decode reads it), `'none'` (default) on a decode. */
   readonly access?: Access;
-  /** The memory to register, one buffer per region; allocated (zeroed) when omitted. */
+  /** The memory to register, one buffer per region; when omitted, the engine allocates it (`agent.allocate`: shared memory same-host peers map; contents unspecified until written). */
   readonly memory?: readonly HostMemory[];
 }
 
@@ -48,7 +48,12 @@ export function registerKvCache(agent: Agent, layout: KvLayout, options: Registe
   try {
     for (let i = 0; i < specs.length; i++) {
       const spec = specs[i]!;
-      const m = memory?.[i] ?? Buffer.alloc(spec.bytes);
+      const m = memory?.[i];
+      if (m === undefined) {
+        // No memory given: let the engine allocate it (shared memory that same-host peers map).
+        regions.push(agent.allocate(spec.bytes, { access: options.access ?? 'none', label: spec.label }));
+        continue;
+      }
       if (m.byteLength < spec.bytes) {
         throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `memory[${i}] has ${fmtBytes(m.byteLength)} bytes but ${spec.label} needs ${fmtBytes(spec.bytes)}`, { field: 'memory', index: i });
       }

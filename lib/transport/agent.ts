@@ -188,7 +188,8 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
    * maps it and moves bytes with one memcpy per descriptor instead of a system call: allocate
    * the memory peers READ from or WRITE into (a prefill worker's KV cache) this way for the fastest
    * shared-memory path. The memory stays valid while `region.bytes` is reachable, even after
-   * deregistration.
+   * deregistration. Its contents are unspecified until written (fresh pages are zero, but UCX may
+   * fall back to the heap).
    */
   allocate(length: number, opts: { access?: Access; label?: string } = {}): Region {
     this.#assertOpen();

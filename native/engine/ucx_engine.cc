@@ -407,8 +407,10 @@ void UcxEngine::Run() {
     // microseconds on a VM, more than the transfer itself for small ones. While spinning, still
     // look at the fds every millisecond: a peer's death (its pidfd) must be noticed even when
     // progress keeps finding work (e.g. retrying sends to a process that is gone).
-    bool spin = now - lastActivityNs_ < static_cast<uint64_t>(opts_.spinUs) * 1000ull || !deferred_.empty() ||
-                !touched_.empty();
+    // With operations in flight, spin longer (busySpinUs): the transport needs this thread to
+    // progress promptly (tcp's rendezvous is a conversation), and every sleep costs a wake-up.
+    uint64_t spinNs = static_cast<uint64_t>(active_ > 0 ? opts_.busySpinUs : opts_.spinUs) * 1000ull;
+    bool spin = now - lastActivityNs_ < spinNs || !deferred_.empty() || !touched_.empty();
     int timeoutMs = 0;
     if (spin) {
       if (now - lastFdPollNs_ < 1000000ull) continue;

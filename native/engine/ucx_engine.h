@@ -19,6 +19,7 @@
 #ifdef KVWIRE_HAVE_UCX
 #include <ucp/api/ucp.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <deque>
@@ -68,8 +69,10 @@ struct EngineOptions {
   std::string transports;     // UCX_TLS value; empty: UCX_TLS from the environment, else UCX's default
   std::string protocol = "auto";  // auto | rma | am
   uint32_t spinUs = 100;      // busy-poll this long after the last activity before sleeping
+  uint32_t busySpinUs = 2000; // ... and this long while operations are in flight
   uint64_t rndvThreshold = 16384;  // AM payloads at least this large go by rendezvous (zero copy)
-  uint32_t windowOps = 256;   // AM operations in flight per transfer
+  uint32_t windowOps = 256;   // AM operations in flight per transfer, at most ...
+  uint64_t windowBytes = 4u << 20;  // ... and about this many bytes (a few large, many small)
   uint64_t inlineBytes = 256 * 1024;  // mapped transfers up to this size are copied by the caller
   std::string hostId;         // identifies host + pid namespace (liveness checks need both equal)
   uint64_t pidStart = 0;
@@ -213,6 +216,13 @@ class UcxEngine {
   static void XferFlushCb(void* req, ucs_status_t st, void* ud);
   void OnXferOp(Xfer& x, ucs_status_t st, bool isRecv);
   void Touch(Xfer& x);
+  // Operations a transfer keeps in flight: windowBytes worth of its average descriptor, between
+  // 2 and windowOps. Too many concurrent rendezvous slow tcp down; too few leave the pipe idle.
+  uint32_t WindowFor(uint64_t bytes, size_t count) const {
+    uint64_t avg = count == 0 ? 1 : std::max<uint64_t>(1, bytes / count);
+    uint64_t w = opts_.windowBytes / avg;
+    return static_cast<uint32_t>(std::min<uint64_t>(opts_.windowOps, std::max<uint64_t>(2, w)));
+  }
   void ProcessTouched();
   void StartTransfer(std::unique_ptr<TransferRequest> req);
   void PumpXfer(Xfer& x);

@@ -210,7 +210,8 @@ void UcxEngine::PostRma(Xfer& x, Outbound& ob) {
 
 void UcxEngine::PostAmWrite(Xfer& x, Outbound& ob) {
   size_t n = x.req->descs.size();
-  while (x.next < n && x.next - x.completed < opts_.windowOps) {
+  const uint32_t window = WindowFor(x.req->bytes, n);
+  while (x.next < n && x.next - x.completed < window) {
     uint32_t i = x.next;
     const ResolvedDesc& d = x.req->descs[i];
     wire::WriteHdr& h = x.whdrs[i];  // must stay valid until the send completes

@@ -96,6 +96,7 @@ struct UcxEngine::ServeTask {
   uint32_t inboundId = 0;
   uint64_t xferId = 0;
   uint64_t key = 0;  // in serves_
+  uint64_t bytes = 0;
   ucs_status_t opError = UCS_OK;
   std::vector<wire::ReadItem> items;
   std::vector<uint8_t*> addrs;

@@ -237,6 +237,7 @@ void UcxEngine::HandleReadReq(const wire::ReadReqHdr& h, const uint8_t* data, si
       SendStatus(ib.ep, wire::kReadFin, h.xferId, WireStatus::kOutOfBounds, i, msg);
       return;
     }
+    task->bytes += it.length;
     task->addrs[i] = last->base() + it.offset;
     task->memhs[i] = last->memh();
     task->hdrs[i] = wire::ReadDataHdr{h.xferId, i};
@@ -280,7 +281,8 @@ void UcxEngine::PumpServe(ServeTask& t) {
   if (!t.cancelled && !t.finished) {
     ucp_ep_h ep = ibIt->second->ep;
     size_t n = t.items.size();
-    while (t.next < n && t.next - t.completed < opts_.windowOps) {
+    const uint32_t window = WindowFor(t.bytes, n);
+    while (t.next < n && t.next - t.completed < window) {
       uint32_t i = t.next++;
       ucp_request_param_t p{};
       p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS |
