@@ -10,6 +10,7 @@
  *
  * @packageDocumentation
  */
+import { safeEmit } from '../util/safe-emit.js';
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { ErrorCode, KvwireError } from '../errors.js';
@@ -142,7 +143,7 @@ export class DecodeCoordinator extends EventEmitter {
     const left = Math.max(1, Math.ceil(t0 + this.#handshakeTimeoutMs - performance.now()));
     const engine = await connectRemoteEngine(key, this.#ranks, answer, t0, { timeoutMs: left, signal });
     this.#metrics.handshake(engine.handshakeMs / 1000);
-    this.#safeEmit('handshake', { engineId: engine.engineId, instance: engine.instance, ms: engine.handshakeMs });
+    safeEmit(this, 'handshake', { engineId: engine.engineId, instance: engine.instance, ms: engine.handshakeMs });
     return engine;
   }
 
@@ -198,7 +199,7 @@ export class DecodeCoordinator extends EventEmitter {
 
   #outcome(requestId: string, error: KvwireError, policy: FailurePolicy): PullResult {
     this.#metrics.failed(error.code);
-    this.#safeEmit('failure', { requestId, error });
+    safeEmit(this, 'failure', { requestId, error });
     if (policy === 'fail' || error.code === ErrorCode.CANCELLED || this.#closed) throw error;
     return { status: 'recompute', requestId, reason: error };
   }
@@ -309,15 +310,6 @@ export class DecodeCoordinator extends EventEmitter {
     this.#quarantined.set(timer, release);
   }
 
-  #safeEmit(event: string, payload: unknown): void {
-    try {
-      this.emit(event, payload);
-    } catch (e) {
-      process.nextTick(() => {
-        throw e;
-      });
-    }
-  }
 
   /**
    * Ends every pull (`ERR_KVWIRE_CLOSED`), frees their blocks on both sides, returns quarantined

@@ -10,6 +10,7 @@
  *
  * @packageDocumentation
  */
+import { safeEmit } from '../util/safe-emit.js';
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
@@ -167,7 +168,7 @@ export class PrefillCoordinator extends EventEmitter {
           leaseTable: { label: LEASE_TABLE_LABEL, slots: table.slots },
           metadata: () => ranks.map((r) => r.agent.metadata()),
         }, (o) => {
-          if (coordinator !== undefined) coordinator.#safeEmit('handshake', o);
+          if (coordinator !== undefined) safeEmit(coordinator, 'handshake', o);
         }),
       });
     } catch (e) {
@@ -238,7 +239,7 @@ export class PrefillCoordinator extends EventEmitter {
     const leaseMs = request.leaseMs === undefined ? this.leaseMs : checkMs(request.leaseMs, 'leaseMs');
     const lease = this.#book.hold(requestId, Array.from(ids), leaseMs, request.signal);
     this.#metrics.held(this.#book.size);
-    this.#safeEmit('blocks-held', { engineId: this.engineId, requestId, blockIds: lease.blockIds, expiresAt: lease.expiresAt } satisfies BlocksHeldEvent);
+    safeEmit(this, 'blocks-held', { engineId: this.engineId, requestId, blockIds: lease.blockIds, expiresAt: lease.expiresAt } satisfies BlocksHeldEvent);
     return Object.freeze({
       do_remote_prefill: true,
       do_remote_decode: false,
@@ -276,20 +277,10 @@ export class PrefillCoordinator extends EventEmitter {
         });
       }
     }
-    this.#safeEmit('blocks-freed', event);
-    if (reason === 'expired') this.#safeEmit('lease-expired', event);
+    safeEmit(this, 'blocks-freed', event);
+    if (reason === 'expired') safeEmit(this, 'lease-expired', event);
   }
 
-  /** Rethrows listener errors on a later tick, so a throwing listener never breaks the lease book. */
-  #safeEmit(event: string, payload: unknown): void {
-    try {
-      this.emit(event, payload);
-    } catch (e) {
-      process.nextTick(() => {
-        throw e;
-      });
-    }
-  }
 
   /**
    * Stops the side channel, frees every held lease (reason 'closed'), stops listening for

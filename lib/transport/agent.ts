@@ -4,6 +4,7 @@
  *
  * @packageDocumentation
  */
+import { safeEmit } from '../util/safe-emit.js';
 import { EventEmitter } from 'node:events';
 import { ErrorCode, KvwireError } from '../errors.js';
 import { flattenDescriptors, selectRows } from './descriptors.js';
@@ -570,16 +571,6 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
     peer.assertConnected();
   }
 
-  /** Rethrows listener errors on a later tick, so a throwing listener never breaks delivery. */
-  #safeEmit(event: string, ...args: unknown[]): void {
-    try {
-      this.emit(event, ...args);
-    } catch (e) {
-      process.nextTick(() => {
-        throw e;
-      });
-    }
-  }
 
   #listener(): EngineListener {
     return {
@@ -607,20 +598,20 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
           const msg = `kvwire: peer '${peer.name}' is on this host but is reached over tcp (${conn.lanes}), not shared memory ` +
             `(transports: ${this.transports}); check that both processes can share memory (same IPC namespace, /dev/shm), or set transports to 'tcp' to silence this`;
           process.emitWarning(msg, { code: 'KVWIRE_TRANSPORT_FALLBACK' });
-          this.#safeEmit('warning', msg);
+          safeEmit(this, 'warning', msg);
         }
         entry.resolve(peer);
       },
       notification: (from: string, message: Buffer) => {
         const n: Notification = { from, message };
         this.#hub.push(n);
-        this.#safeEmit('notification', n);
+        safeEmit(this, 'notification', n);
       },
       peerLost: (peerId: number, error: KvwireError) => {
         const peer = this.#peers.get(peerId);
         if (peer === undefined) return;
         peer.markLost(error);
-        this.#safeEmit('peer-lost', peer, error);
+        safeEmit(this, 'peer-lost', peer, error);
       },
       notifyDone: (token: number, error: KvwireError | undefined) => {
         const n = this.#notifies.get(token);
@@ -642,7 +633,7 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
       },
       warning: (message: string) => {
         process.emitWarning(`kvwire: ${message}`, { code: 'KVWIRE_ENGINE' });
-        this.#safeEmit('warning', message);
+        safeEmit(this, 'warning', message);
       },
     };
   }

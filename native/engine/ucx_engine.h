@@ -235,6 +235,7 @@ class UcxEngine {
   void ReapXfer(uint64_t id);
   void CancelXfer(uint64_t id, const char* code, const std::string& msg);
   void HandleWriteAck(const wire::StatusHdr& h, const uint8_t* data, size_t len);
+  void HandleStatus(const wire::StatusHdr& h, const uint8_t* data, size_t len, const char* what);
   ucs_status_t HandleReadData(const wire::ReadDataHdr& h, void* data, size_t len, const ucp_am_recv_param_t* p);
   void HandleReadFin(const wire::StatusHdr& h, const uint8_t* data, size_t len);
   void HandleRevoke(const wire::RevokeHdr& h);

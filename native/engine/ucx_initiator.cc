@@ -372,16 +372,22 @@ void UcxEngine::CancelXfer(uint64_t id, const char* c, const std::string& msg) {
 }
 
 void UcxEngine::HandleWriteAck(const wire::StatusHdr& h, const uint8_t* data, size_t len) {
+  HandleStatus(h, data, len, "WRITE");
+}
+
+// A target's verdict on a transfer: ok marks it (it completes once everything else is in place),
+// anything else fails it with the target's reason.
+void UcxEngine::HandleStatus(const wire::StatusHdr& h, const uint8_t* data, size_t len, const char* what) {
   auto it = xfers_.find(h.xferId);
   if (it == xfers_.end() || it->second->finished) return;
   Xfer& x = *it->second;
   if (h.status == static_cast<int32_t>(WireStatus::kOk)) {
-    x.ackReceived = true;
+    (x.req->op == Op::kWrite ? x.ackReceived : x.finReceived) = true;
     Touch(x);
     return;
   }
   std::string msg(reinterpret_cast<const char*>(data), len);
-  FinishXfer(x, WireStatusCode(static_cast<WireStatus>(h.status)), "the target refused the WRITE: " + msg);
+  FinishXfer(x, WireStatusCode(static_cast<WireStatus>(h.status)), std::string("the target refused the ") + what + ": " + msg);
   if (x.inflight == 0) ReapXfer(h.xferId);
 }
 
@@ -422,17 +428,7 @@ ucs_status_t UcxEngine::HandleReadData(const wire::ReadDataHdr& h, void* data, s
 }
 
 void UcxEngine::HandleReadFin(const wire::StatusHdr& h, const uint8_t* data, size_t len) {
-  auto it = xfers_.find(h.xferId);
-  if (it == xfers_.end() || it->second->finished) return;
-  Xfer& x = *it->second;
-  if (h.status == static_cast<int32_t>(WireStatus::kOk)) {
-    x.finReceived = true;
-    Touch(x);
-    return;
-  }
-  std::string msg(reinterpret_cast<const char*>(data), len);
-  FinishXfer(x, WireStatusCode(static_cast<WireStatus>(h.status)), "the target refused the READ: " + msg);
-  if (x.inflight == 0) ReapXfer(h.xferId);
+  HandleStatus(h, data, len, "READ");
 }
 
 void UcxEngine::HandleRevoke(const wire::RevokeHdr& h) {

@@ -1,20 +1,10 @@
 // Test helpers shared by the transport tests.
 import { expect } from 'vitest';
 import { KvwireError } from '../../lib/errors.js';
+import { fillPattern } from '../fixtures/pattern.js';
 
-/** Fills `buf` with a deterministic pattern derived from `seed`; returns it. */
-export function fill<T extends Uint8Array>(buf: T, seed: number): T {
-  let x = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < buf.length; i++) {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    buf[i] = x & 0xff;
-  }
-  return buf;
-}
+/** Fills `buf` with a deterministic pattern derived from `seed` (the fixtures' pattern); returns it. */
+export const fill = fillPattern;
 
 /** Expects `fn` to throw a KvwireError with `code` (and a message matching `msg`). */
 export function expectCode(fn: () => unknown, code: string, msg?: RegExp): KvwireError {
