@@ -1,8 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import type { ModelShape } from '../../lib/kv/index.js';
+import type { MhaModelShape, ModelShape } from '../../lib/kv/index.js';
 import { SMALL, pair, prompt, until, type Pair } from './helpers.js';
 
-const REPLICATED: ModelShape = { ...SMALL, name: 'two-heads', kvHeads: 2 };
+const REPLICATED: ModelShape = { ...(SMALL as MhaModelShape), name: 'two-heads', kvHeads: 2 };
 const MLA: ModelShape = { name: 'tiny-mla', attention: 'mla', layers: 2, kvLoraRank: 24, qkRopeHeadDim: 8, dtype: 'bf16' };
 
 describe('heterogeneous tensor parallelism (loopback, byte-exact)', () => {
