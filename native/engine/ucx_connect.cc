@@ -78,8 +78,8 @@ LaneInfo UcxEngine::DescribeLanes(ucp_ep_h ep) {
   return info;
 }
 
-ucp_ep_h UcxEngine::CreateEp(const std::string& address, bool sameHost, EpOwner* owner, LaneInfo* lanes,
-                             std::string* error) {
+ucp_ep_h UcxEngine::CreateEp(const std::string& address, bool sameHost, bool watched, EpOwner* owner,
+                             LaneInfo* lanes, std::string* error) {
   auto make = [&](ucp_err_handling_mode_t mode, ucs_status_t* st) -> ucp_ep_h {
     ucp_ep_params_t p{};
     p.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
@@ -94,14 +94,16 @@ ucp_ep_h UcxEngine::CreateEp(const std::string& address, bool sameHost, EpOwner*
   };
   ucs_status_t st = UCS_OK;
   // Shared memory refuses endpoints with peer error handling (UCX 1.13): for a peer on this host
-  // try without it first, and keep that endpoint only if UCX really chose shared memory; peer
-  // death is then detected by our own liveness check (pidfd) and by deadlines.
+  // try without it first, and keep that endpoint if UCX chose shared memory, or if the peer's
+  // process is watched (pidfd): peer death is then detected by that and by deadlines. Without peer
+  // error handling UCX also stripes rendezvous over every tcp interface (UCX_MAX_RNDV_RAILS),
+  // where with it a tcp endpoint has a single lane.
   if (sameHost) {
     ucp_ep_h ep = make(UCP_ERR_HANDLING_MODE_NONE, &st);
     if (ep != nullptr) {
       *lanes = DescribeLanes(ep);
       lanes->peerErrors = false;
-      if (lanes->category == "sm" || lanes->category == "self") return ep;
+      if (lanes->category == "sm" || lanes->category == "self" || watched) return ep;
       void* req = ucp_ep_close_nb(ep, UCP_EP_CLOSE_MODE_FORCE);
       if (UCS_PTR_IS_PTR(req)) closing_.push_back(req);
     }
@@ -172,19 +174,10 @@ void UcxEngine::DoConnect(uint32_t peerId, std::shared_ptr<PeerInfo> info, uint3
   ob->info = info;
   ob->owner = NewOwner(true, peerId);
   ob->sameHost = !opts_.hostId.empty() && info->hostId == opts_.hostId;
-  std::string error;
-  ob->ep = CreateEp(info->address, ob->sameHost, ob->owner, &ob->lanes, &error);
-  if (ob->ep == nullptr) {
-    fail(code::kPeerUnreachable, "cannot reach '" + info->name + "': " + error);
-    return;
-  }
-  ob->rma = opts_.protocol == "rma" ||
-            (opts_.protocol == "auto" && (ob->lanes.category == "sm" || ob->lanes.category == "rdma" ||
-                                          ob->lanes.category == "self"));
+  // A same-host peer is watched through a pidfd: its death is seen at once, whatever the transport.
   if (ob->sameHost && info->pid != 0) {
     int fd = OpenPidfd(info->pid, info->pidStart);
     if (fd == -2) {
-      CloseEp(ob->ep, true);
       fail(code::kPeerUnreachable, "'" + info->name + "' (process " + std::to_string(info->pid) +
                                        ") is no longer running; get fresh metadata from its current process");
       return;
@@ -194,6 +187,16 @@ void UcxEngine::DoConnect(uint32_t peerId, std::shared_ptr<PeerInfo> info, uint3
       WatchFd(fd, MakeTag(FdTag::kOutboundPid, peerId));
     }
   }
+  std::string error;
+  ob->ep = CreateEp(info->address, ob->sameHost, ob->pidfd.valid(), ob->owner, &ob->lanes, &error);
+  if (ob->ep == nullptr) {
+    if (ob->pidfd.valid()) UnwatchFd(ob->pidfd.get());
+    fail(code::kPeerUnreachable, "cannot reach '" + info->name + "': " + error);
+    return;
+  }
+  ob->rma = opts_.protocol == "rma" ||
+            (opts_.protocol == "auto" && (ob->lanes.category == "sm" || ob->lanes.category == "rdma" ||
+                                          ob->lanes.category == "self"));
   ob->connectDeadlineNs = DeadlineFrom(NowNs(), timeoutMs);
   nextDeadlineNs_ = std::min(nextDeadlineNs_, ob->connectDeadlineNs);
 
@@ -326,9 +329,17 @@ void UcxEngine::HandleHello(const wire::HelloHdr& h, const uint8_t* data, size_t
   std::string hostId(reinterpret_cast<const char*>(data) + h.nameLen + h.addrLen, h.hostLen);
   ib->owner = NewOwner(false, ib->id);
   bool sameHost = !opts_.hostId.empty() && hostId == opts_.hostId;
+  if (sameHost && h.pid != 0) {
+    int fd = OpenPidfd(h.pid, h.pidStart);
+    if (fd >= 0) {
+      ib->pidfd.reset(fd);
+      WatchFd(fd, MakeTag(FdTag::kInboundPid, ib->id));
+    }
+  }
   std::string error;
-  ib->ep = CreateEp(address, sameHost, ib->owner, &ib->lanes, &error);
+  ib->ep = CreateEp(address, sameHost, ib->pidfd.valid(), ib->owner, &ib->lanes, &error);
   if (ib->ep == nullptr) {
+    if (ib->pidfd.valid()) UnwatchFd(ib->pidfd.get());
     EngineEvent w{EngineEvent::Kind::kWarning};
     w.text = "could not answer '" + ib->name + "': " + error;
     Emit(std::move(w));
@@ -336,13 +347,6 @@ void UcxEngine::HandleHello(const wire::HelloHdr& h, const uint8_t* data, size_t
   }
   wire::HelloAckHdr ack{h.connId, ib->id, static_cast<int32_t>(WireStatus::kOk)};
   if (h.version != wire::kProtocolVersion) ack.status = static_cast<int32_t>(WireStatus::kInvalid);
-  if (sameHost && h.pid != 0 && ack.status == 0) {
-    int fd = OpenPidfd(h.pid, h.pidStart);
-    if (fd >= 0) {
-      ib->pidfd.reset(fd);
-      WatchFd(fd, MakeTag(FdTag::kInboundPid, ib->id));
-    }
-  }
   ucp_ep_h ep = ib->ep;
   if (ack.status != 0) {
     SendControl(ep, wire::kHelloAck, &ack, sizeof ack, nullptr, 0);

@@ -184,7 +184,7 @@ class UcxEngine {
 
   // Connections (ucx_connect.cc)
   void DoConnect(uint32_t peerId, std::shared_ptr<PeerInfo> info, uint32_t timeoutMs);
-  ucp_ep_h CreateEp(const std::string& address, bool sameHost, EpOwner* owner, LaneInfo* lanes,
+  ucp_ep_h CreateEp(const std::string& address, bool sameHost, bool watched, EpOwner* owner, LaneInfo* lanes,
                     std::string* error);
   LaneInfo DescribeLanes(ucp_ep_h ep);
   void MapRemoteRegions(Outbound& ob);
