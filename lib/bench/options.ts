@@ -57,6 +57,11 @@ export interface BenchOptions {
   readonly maxRegionBytes: number | undefined;
   /** A row stops measuring after this many seconds once it has 2 iterations (keeps the default sweep short). */
   readonly rowCapS: number;
+  /**
+   * Every descriptor moves block 0 of each side, as ucx_perftest moves one buffer again and again:
+   * the same cache-resident working set as the baselines. By default blocks are distinct.
+   */
+  readonly sameBlock: boolean;
   /** KV model preset for the model workload. */
   readonly model: KvPresetName | undefined;
   /** Tokens per request of the model workload. */
@@ -134,6 +139,8 @@ Sweep grid:
   --memory M            allocate (default: agent.allocate, shared memory peers map) or register (Buffers)
   --max-region SIZE     largest region per side (default 1G when memory allows); bigger rows are skipped
   --row-cap S           stop a row after S seconds once it has 2 iterations (default 4; 0: never)
+  --same-block          every descriptor moves block 0 (ucx_perftest's one-buffer working set);
+                        default: distinct blocks, as a KV cache moves
 
 Checks and baselines:
   --check               verify every byte of every transfer; a corrupted row FAILS (exit code 1)
@@ -157,7 +164,7 @@ type Flag = 'bool' | 'value';
 const FLAGS: Record<string, Flag> = {
   '--engine': 'value', '--transports': 'value', '--ops': 'value', '--sizes': 'value', '--batches': 'value',
   '--iters': 'value', '--duration': 'value', '--warmup': 'value', '--budget': 'value', '--inflight': 'value',
-  '--max-region': 'value', '--row-cap': 'value', '--check': 'bool', '--baseline': 'bool', '--fault': 'value',
+  '--max-region': 'value', '--row-cap': 'value', '--same-block': 'bool', '--check': 'bool', '--baseline': 'bool', '--fault': 'value',
   '--memory': 'value', '--model': 'value', '--tokens': 'value', '--addressing': 'value', '--contiguous': 'bool', '--cache-blocks': 'value',
   '--register': 'bool', '--idle': 'value', '--sweep': 'bool', '--json': 'bool', '--csv': 'bool', '--plot': 'value',
   '--plot-batch': 'value', '--markdown': 'value', '--quiet': 'bool', '--help': 'bool', '-h': 'bool',
@@ -275,6 +282,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
     baseline: has('--baseline'),
     maxRegionBytes: has('--max-region') ? bytesArg('--max-region', get('--max-region')!) : undefined,
     rowCapS: has('--row-cap') ? secondsArg('--row-cap', get('--row-cap')!, 0) : 4,
+    sameBlock: has('--same-block'),
     model: model as KvPresetName | undefined,
     tokens: has('--tokens') ? intArg('--tokens', get('--tokens')!, 1, 10_000_000) : 4096,
     addressing,

@@ -104,7 +104,7 @@ export async function runBench(opts: BenchOptions, argv: readonly string[], io: 
       engine, transports, ops: [...opts.ops], sizes: [...opts.sizes], batches: [...opts.batches],
       iters: opts.iters ?? null, durationS: opts.durationS ?? null, warmup: opts.warmup ?? null,
       budgetBytes: opts.budgetBytes, inflight: opts.inflight, check: opts.check, baseline: opts.baseline,
-      maxRegionBytes: regionCap, rowCapS: opts.rowCapS,
+      maxRegionBytes: regionCap, rowCapS: opts.rowCapS, memory: opts.memory, sameBlock: opts.sameBlock,
     },
     notices,
     sweep, model, register, idle,

@@ -47,6 +47,8 @@ export interface RowEnv {
   readonly durationS: number | undefined;
   /** Stop after this many seconds once 2 transfers were measured (0: never). */
   readonly rowCapS: number;
+  /** Every descriptor addresses block 0 on both sides (ucx_perftest's one-buffer access pattern). */
+  readonly sameBlock?: boolean;
   /** Called after every completed transfer (for the progress bar). */
   readonly onTransfer?: (done: number) => void;
 }
@@ -71,7 +73,7 @@ function buildSlots(env: RowEnv, row: PlannedRow, slots: number): Slot[] {
     const length = new Float64Array(batch).fill(size);
     const entries = new Float64Array(batch * ENTRY_STRIDE);
     for (let i = 0; i < batch; i++) {
-      const off = s * size * batch + i * size;
+      const off = env.sameBlock === true ? 0 : s * size * batch + i * size;
       offset[i] = off;
       // READ lands in the initiator's region with the target's bytes; WRITE the other way round.
       entries.set([0, off, size, row.op === 'read' ? env.remoteSalt : env.localSalt, off], i * ENTRY_STRIDE);

@@ -59,6 +59,10 @@ export interface SettingsJson {
   readonly baseline: boolean;
   readonly maxRegionBytes: number;
   readonly rowCapS: number;
+  /** Region memory: engine-allocated ('allocate') or registered Buffers ('register'). */
+  readonly memory: 'allocate' | 'register';
+  /** Every descriptor moved block 0 (the baselines' one-buffer working set). */
+  readonly sameBlock: boolean;
 }
 
 /** A transport the sweep (or the model workload) ran over. */
@@ -429,7 +433,7 @@ export const BENCH_JSON_SCHEMA: JsonSchema = {
     settings: obj({
       engine: { enum: ['ucx', 'loopback'] }, transports: arr(str), ops: arr({ enum: ['read', 'write'] }), sizes: arr(int),
       batches: arr(int), iters: nullable(int), durationS: nullable(num), warmup: nullable(int), budgetBytes: int, inflight: int,
-      check: bool, baseline: bool, maxRegionBytes: int, rowCapS: num,
+      check: bool, baseline: bool, maxRegionBytes: int, rowCapS: num, memory: { enum: ['allocate', 'register'] }, sameBlock: bool,
     }),
     notices: arr(str),
     sweep: nullableRef('sweep'),

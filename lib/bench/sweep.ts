@@ -146,7 +146,7 @@ export async function runSweep(opts: BenchOptions, ctx: SweepContext, io: SweepI
             result = await runRow({
               agent: pair.agent, peer: pair.peer, local: pair.local[0]!, remote: pair.remote[0]!, target: pair.target, pattern,
               localSalt: regionSalt('initiator', 0), remoteSalt: regionSalt('target', 0),
-              inflight: opts.inflight, check: opts.check, durationS: opts.durationS, rowCapS: opts.rowCapS,
+              inflight: opts.inflight, check: opts.check, durationS: opts.durationS, rowCapS: opts.rowCapS, sameBlock: opts.sameBlock,
               onTransfer: total > 0 ? (done) => io.progress.partial(done / total) : undefined,
             }, r);
           }
