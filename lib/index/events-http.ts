@@ -29,7 +29,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ErrorCode, KvwireError, type ErrorCodeString } from '../errors.js';
-import { describeValue } from './describe-value.js';
+import { describeValue } from '../util/describe-value.js';
 import type { KvEvent, KvIndex } from './kv-index.js';
 import { VllmEventTranslator } from './vllm-events.js';
 

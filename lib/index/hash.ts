@@ -30,7 +30,7 @@
  * @packageDocumentation
  */
 import { ErrorCode, KvwireError } from '../errors.js';
-import { describeValue } from './describe-value.js';
+import { describeValue } from '../util/describe-value.js';
 import { xxh64, xxh64Words } from './xxh64.js';
 
 /** Token ids of a prompt: integers in [0, 2^32). A `Uint32Array` is the fastest input. */

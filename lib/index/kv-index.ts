@@ -10,7 +10,7 @@
  */
 import { ErrorCode, KvwireError } from '../errors.js';
 import { defaultRegistry, type MetricsRegistry } from '../metrics.js';
-import { describeValue } from './describe-value.js';
+import { describeValue } from '../util/describe-value.js';
 import { BlockHasher, BlockKeyList, type BlockExtra, type TokenIds } from './hash.js';
 import { MemoryBackend } from './memory.js';
 import { IndexMetrics } from './metrics.js';

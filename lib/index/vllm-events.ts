@@ -23,7 +23,7 @@
  * @packageDocumentation
  */
 import { ErrorCode, KvwireError } from '../errors.js';
-import { describeValue } from './describe-value.js';
+import { describeValue } from '../util/describe-value.js';
 import type { BlockHasher } from './hash.js';
 import type { KvEvent } from './kv-index.js';
 import { TIER_BIT, type Tier } from './types.js';

@@ -8,6 +8,7 @@
  *
  * @packageDocumentation
  */
+import { describeValue } from '../util/describe-value.js';
 import { ErrorCode, KvwireError } from '../errors.js';
 
 /** Longest request or engine id accepted, in UTF-8 bytes. */
@@ -61,7 +62,7 @@ export function checkId(value: unknown, field: string): string {
   if (typeof value !== 'string' || value.length === 0 || Buffer.byteLength(value) > MAX_ID_BYTES) {
     throw new KvwireError(
       ErrorCode.INVALID_ARGUMENT,
-      `${field} must be a non-empty string of at most ${MAX_ID_BYTES} bytes, got ${typeof value === 'string' ? `${Buffer.byteLength(value)} bytes` : String(value)}`,
+      `${field} must be a non-empty string of at most ${MAX_ID_BYTES} bytes, got ${typeof value === 'string' ? `${Buffer.byteLength(value)} bytes` : describeValue(value)}`,
       { field },
     );
   }
@@ -70,7 +71,7 @@ export function checkId(value: unknown, field: string): string {
 
 function nonNegativeInt(v: unknown, field: string, max: number): number {
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0 || v >= max) {
-    throw bad(field, `must be an integer in [0, ${max}), got ${JSON.stringify(v)}`);
+    throw bad(field, `must be an integer in [0, ${max}), got ${describeValue(v)}`);
   }
   return v;
 }
@@ -98,21 +99,21 @@ export function parseKvTransferParams(value: unknown): KvTransferParams {
   for (let i = 0; i < ids.length; i++) {
     const id = ids[i] as unknown;
     if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0) {
-      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `kv_transfer_params.remote_block_ids[${i}] is ${JSON.stringify(id)}, not a block id`, { field: 'remote_block_ids', index: i });
+      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `kv_transfer_params.remote_block_ids[${i}] is ${describeValue(id)}, not a block id`, { field: 'remote_block_ids', index: i });
     }
     blockIds[i] = id;
   }
   const host = p.remote_host;
   if (typeof host !== 'string' || host.length === 0 || host.length > 255 || /[\s/@\u0000-\u001f\u007f]/.test(host)) {
-    throw bad('remote_host', `must be a host name or IP address, got ${JSON.stringify(host)}`);
+    throw bad('remote_host', `must be a host name or IP address, got ${describeValue(host)}`);
   }
   const port = p.remote_port;
   if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) {
-    throw bad('remote_port', `must be a TCP port in 1..65535, got ${JSON.stringify(port)}`);
+    throw bad('remote_port', `must be a TCP port in 1..65535, got ${describeValue(port)}`);
   }
   const tp = p.tp_size;
   if (typeof tp !== 'number' || !Number.isInteger(tp) || tp < 1 || tp > 4096) {
-    throw bad('tp_size', `must be a positive integer (the prefill's tensor-parallel size), got ${JSON.stringify(tp)}`);
+    throw bad('tp_size', `must be a positive integer (the prefill's tensor-parallel size), got ${describeValue(tp)}`);
   }
   const slot = nonNegativeInt(p.remote_lease_slot, 'remote_lease_slot', 2 ** 32);
   const token = nonNegativeInt(p.remote_lease_token, 'remote_lease_token', MAX_LEASE_TOKEN);

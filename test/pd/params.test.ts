@@ -60,6 +60,6 @@ describe('kv_transfer_params', () => {
           expect(KvwireError.is(e, ErrorCode.INVALID_ARGUMENT)).toBe(true);
         }
       }
-    }), { numRuns: 500 });
+    }), { numRuns: 3000 });
   });
 });
