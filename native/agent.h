@@ -9,7 +9,10 @@
 //  - process exit or worker_threads termination with transfers in flight: an environment cleanup
 //    hook closes the engine (joins its thread, frees UCX) before the environment goes away;
 //  - a garbage-collected agent that was never closed: the destructor closes it the same way;
-//  - a foreign object passed as `this`: the class is type-tagged, unwrap checks the tag.
+//  - a foreign object passed as `this`: the class is type-tagged, unwrap checks the tag;
+//  - a call interrupted by worker.terminate(): node-addon-api cannot throw into a terminating
+//    environment, and without NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS (binding.gyp, CMakeLists)
+//    it would rethrow in C++ and abort the whole process.
 #pragma once
 #include <napi.h>
 

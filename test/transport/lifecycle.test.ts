@@ -38,7 +38,7 @@ describe.each(['tcp', 'sm'])('agent lifetimes over %s', (tls) => {
   it('survives terminating a worker thread whose agent has transfers in flight', async () => {
     const main = await Agent.create({ name: 'main-thread', transports: tls });
     main.register(Buffer.alloc(SIZE), { access: 'readwrite', label: 'kv' });
-    for (let round = 0; round < 3; round++) {
+    for (let round = 0; round < 8; round++) {
       const w = new Worker(WORKER, { workerData: { metadata: main.metadata(), transports: tls, size: SIZE, mode: 'busy' } });
       await new Promise((resolve, reject) => {
         w.once('message', resolve);
