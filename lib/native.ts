@@ -115,6 +115,29 @@ export interface NativeCapabilities {
   cuda: { headers: boolean; driver: boolean; devices: number; driverVersion?: number; reason?: string };
 }
 
+/** A CUDA device as the driver describes it. */
+export interface NativeCudaDevice {
+  ordinal: number;
+  name: string;
+  pciBusId: string;
+  totalBytes: number;
+}
+
+/** The addon's `cuda` object (native/cuda/cuda_api.cc). Every function throws ERR_KVWIRE_UNSUPPORTED without a driver. */
+export interface NativeCuda {
+  devices(): NativeCudaDevice[];
+  /** cuMemAlloc on `device`; returns the device address. */
+  alloc(device: number, bytes: number): bigint;
+  /** cuMemFree of a pointer `alloc` returned (any other pointer is refused). */
+  free(pointer: bigint): void;
+  /** Synchronous copy: direction 0 host to device, 1 device to host; the range is validated first. */
+  copy(direction: 0 | 1, device: number, pointer: bigint, bytes: Uint8Array): void;
+  /** Synchronous cuMemsetD8 of a validated range. */
+  memset(device: number, pointer: bigint, value: number, length: number): void;
+  /** Copy bandwidth measured with CUDA events on a worker thread. */
+  baseline(kind: 'dtod' | 'htod' | 'dtoh', device: number, bytes: number, iterations: number): Promise<{ seconds: number; gbps: number }>;
+}
+
 /** The addon's exports. */
 export interface NativeAddon {
   NativeAgent: typeof NativeAgent;
@@ -122,6 +145,7 @@ export interface NativeAddon {
   processIdentity(): { pid: number; pidStart: number; hostId: string };
   memcpyBandwidth(bytes: number, iterations: number): number;
   monotonicNs(): number;
+  cuda: NativeCuda;
   hasUcx: boolean;
 }
 

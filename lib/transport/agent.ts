@@ -9,6 +9,7 @@ import { ErrorCode, KvwireError } from '../errors.js';
 import { flattenDescriptors, selectRows } from './descriptors.js';
 import type { FlatDescriptors } from './descriptors.js';
 import type { Engine, EngineConnection, EngineListener, EngineTiming } from './engine.js';
+import { cuda } from './cuda.js';
 import { processIdentity } from './identity.js';
 import { LoopbackEngine } from './loopback.js';
 import type { LoopbackFaults } from './loopback.js';
@@ -171,7 +172,8 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
     if (memory instanceof ArrayBuffer) bytes = new Uint8Array(memory);
     else if (ArrayBuffer.isView(memory)) bytes = new Uint8Array(memory.buffer, memory.byteOffset, memory.byteLength);
     else if (memory !== null && typeof memory === 'object' && (memory as { kind?: unknown }).kind === 'cuda') {
-      throw new KvwireError(ErrorCode.UNSUPPORTED, 'CUDA device memory is not supported by this build yet; register host memory');
+      const reason = cuda.unavailableReason();
+      throw new KvwireError(ErrorCode.UNSUPPORTED, reason !== undefined ? `CUDA is unavailable: ${reason}` : 'CUDA device memory is not supported by this build yet; register host memory');
     } else {
       throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'memory must be an ArrayBuffer, a typed array, a DataView or a Buffer');
     }

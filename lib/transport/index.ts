@@ -15,5 +15,7 @@ export type { AgentDescription, RegionDescription } from './metadata.js';
 export type { LoopbackFaults, LoopbackFaultSpec } from './loopback.js';
 export type { NotificationIteratorOptions, WaitOptions } from './notifications.js';
 export { processIdentity } from './identity.js';
+export { cuda, CudaAllocation } from './cuda.js';
+export type { CudaBaseline, CudaDevice, CudaMemory } from './cuda.js';
 export type { ProcessIdentity } from './identity.js';
 export type * from './types.js';

@@ -7,20 +7,14 @@ import { ErrorCode, KvwireError } from '../errors.js';
 import { loadNative, nativeLoadError, NativeEventKind } from '../native.js';
 import type { NativeAgent, NativeEvent } from '../native.js';
 import type { Engine, EngineConnection, EngineListener } from './engine.js';
+import { fromNativeError } from './native-errors.js';
 import { accessBits } from './metadata.js';
 import type { AgentDescription } from './metadata.js';
 import type { Access, AgentOptions, HostMemory, TransportCategory } from './types.js';
 
 const CATEGORIES = new Set<TransportCategory>(['sm', 'tcp', 'rdma', 'self', 'cuda', 'unknown']);
 
-/** Turns an error thrown by the addon (an Error with a `code`) into a KvwireError. */
-export function fromNativeError(e: unknown): unknown {
-  const code = (e as { code?: unknown }).code;
-  if (e instanceof Error && typeof code === 'string' && code.startsWith('ERR_KVWIRE_')) {
-    return KvwireError.fromCode(code, e.message);
-  }
-  return e;
-}
+export { fromNativeError };
 
 /** Why the UCX engine is unavailable here, or undefined when it is available. */
 export function ucxUnavailableReason(): string | undefined {
