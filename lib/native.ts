@@ -31,6 +31,8 @@ export interface NativeAgentOptions {
   windowOps?: number;
   /** Transfers to mapped shared memory up to this many bytes are copied by the calling thread. */
   inlineBytes?: number;
+  /** CUDA path and staging pipeline. */
+  cuda?: { path?: string; stagingChunkBytes?: number; stagingBuffers?: number };
 }
 
 /** Numeric event kinds, in the order of `EngineEvent::Kind` in native/engine/types.h. */
@@ -66,6 +68,12 @@ export interface NativeRemoteRegion {
   length: number;
   access: number;
   rkey: Uint8Array;
+  /** Device memory only: the peer's device ordinal and how to reach it (lib/transport/device-key.ts). */
+  device?: number;
+  ipcHandle?: Uint8Array;
+  ipcOffset?: number;
+  busId?: string;
+  stagingChunk?: number;
 }
 
 /** What `connect` needs to know about a peer. */
@@ -87,6 +95,10 @@ export declare class NativeAgent {
   readonly transports: string;
   /** Registers memory in place; returns the packed rkey and the base address. */
   register(id: number, label: string, memory: ArrayBuffer | ArrayBufferView, access: number): { rkey: Buffer; base: bigint };
+  /** Validates device memory with the driver, exports its IPC handle and registers it. */
+  registerDevice(id: number, label: string, pointer: bigint, length: number, device: number, access: number): {
+    base: bigint; rkey: Buffer; allocBase: bigint; allocSize: number; ipcHandle?: Buffer; ipcError?: string; busId?: string; stagingChunk: number;
+  };
   /** Allocates memory with UCX (shared memory where possible) and registers it. */
   allocate(id: number, label: string, length: number, access: number): { rkey: Buffer; base: bigint; buffer: ArrayBuffer };
   /** 0: done; N > 0: N local transfers still use it; -1: unknown id. */

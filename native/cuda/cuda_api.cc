@@ -112,6 +112,8 @@ Napi::Value Alloc(const Napi::CallbackInfo& info) {
   }
   return Napi::BigInt::New(env, static_cast<uint64_t>(p));
 #else
+  (void)device;
+  (void)bytes;
   return env.Undefined();
 #endif
 }

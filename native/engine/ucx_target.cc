@@ -104,6 +104,10 @@ ucs_status_t UcxEngine::HandleWrite(const wire::WriteHdr& h, void* data, size_t 
     st = WireStatus::kInvalid;
     msg = "descriptor " + std::to_string(h.index) + " carries " + Num(len) + " bytes but claims " + Num(h.length);
   }
+  if (st == WireStatus::kOk && region->onDevice()) {  // device memory: staged (native/cuda/engine_target.cc)
+    st = CheckStagedWrite(*region, len, h.index, &msg);
+    if (st != WireStatus::kOk) region->Release();
+  }
   if (st != WireStatus::kOk) {
     rec.status = st;
     rec.badIndex = h.index;
@@ -124,6 +128,7 @@ ucs_status_t UcxEngine::HandleWrite(const wire::WriteHdr& h, void* data, size_t 
     }
     return UCS_OK;  // a rendezvous descriptor not received is released by UCX
   }
+  if (region->onDevice()) return StagedWrite(ib, rec, h, std::move(region), data, len, param);
   uint8_t* dst = region->base() + h.offset;
   if ((param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0) {
     auto* t = new TargetRecv{this, ib.id, h.xferId, region};
@@ -241,6 +246,13 @@ void UcxEngine::HandleReadReq(const wire::ReadReqHdr& h, const uint8_t* data, si
     task->memhs[i] = last->memh();
     task->hdrs[i] = wire::ReadDataHdr{h.xferId, i};
   }
+  uint32_t bad = 0;
+  std::string stagedMsg;
+  if (!PrepareStagedServe(*task, &bad, &stagedMsg)) {  // device memory: served through staging buffers
+    for (auto& rr : task->regions) rr->Release();
+    SendStatus(ib.ep, wire::kReadFin, h.xferId, WireStatus::kInvalid, bad, stagedMsg);
+    return;
+  }
   uint64_t key = nextServe_++;
   ServeTask& t = *task;
   serves_[key] = std::move(task);
@@ -278,6 +290,11 @@ void UcxEngine::PumpServe(ServeTask& t) {
     ucp_ep_h ep = ibIt->second->ep;
     size_t n = t.items.size();
     while (t.next < n && t.next - t.completed < opts_.windowOps) {
+      if (!t.itemDevice.empty() && t.itemDevice[t.next] >= 0) {
+        if (!StageServeItem(t, t.next)) break;  // waits for a staging buffer (or failed)
+        t.next++;
+        continue;
+      }
       uint32_t i = t.next++;
       ucp_request_param_t p{};
       p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS |
