@@ -438,6 +438,7 @@ Napi::Value Agent::Post(const Napi::CallbackInfo& info) {
     if (local->onDevice() || remote->device >= 0) {  // device memory: never touched by host code here
       req->descs[i].localDevice = static_cast<int16_t>(local->device());
       req->descs[i].remoteDevice = static_cast<int16_t>(remote->device);
+      if (remote->device >= 0) req->descs[i].remoteMapped = nullptr;
       req->cuda = true;
     }
     req->bytes += len;

@@ -11,6 +11,8 @@ export { Transfer, PreparedTransfer } from './transfer.js';
 export { capabilities, kvwireVersion } from './capabilities.js';
 export type { Capabilities, UcxTransport } from './capabilities.js';
 export { decodeMetadata, encodeMetadata, METADATA_VERSION, METADATA_LIMITS } from './metadata.js';
+export { decodeDeviceKey, encodeDeviceKey } from './device-key.js';
+export type { DeviceKey } from './device-key.js';
 export type { AgentDescription, RegionDescription } from './metadata.js';
 export type { LoopbackFaults, LoopbackFaultSpec } from './loopback.js';
 export type { NotificationIteratorOptions, WaitOptions } from './notifications.js';

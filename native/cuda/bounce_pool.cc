@@ -39,7 +39,35 @@ bool BouncePool::Ensure(std::string* error) {
   base_ = static_cast<uint8_t*>(p);
   memh_ = memh;
   for (int i = static_cast<int>(count_) - 1; i >= 0; --i) free_.push_back(i);
+  slots_.assign(count_, 0);
   return true;
+}
+
+bool BouncePool::Reserve(uint64_t length, Slot* out) {
+  constexpr uint64_t kAlign = 256;  // copy engines move aligned memory fastest
+  if (length == 0 || length > chunk_) return false;
+  if (open_ < 0 || fill_ + length > chunk_) {
+    int next = Acquire();
+    if (next < 0) return false;
+    if (open_ >= 0 && slots_[open_] == 0) free_.push_back(open_);  // the one we leave is idle
+    open_ = next;
+    fill_ = 0;
+  }
+  out->buffer = open_;
+  out->offset = fill_;
+  out->data = data(open_) + fill_;
+  slots_[open_]++;
+  fill_ = (fill_ + length + kAlign - 1) / kAlign * kAlign;
+  return true;
+}
+
+void BouncePool::Free(const Slot& slot) {
+  if (--slots_[slot.buffer] > 0) return;
+  if (slot.buffer == open_) {
+    fill_ = 0;  // still open, and empty again
+  } else {
+    free_.push_back(slot.buffer);
+  }
 }
 
 int BouncePool::Acquire() {
@@ -66,6 +94,8 @@ bool BouncePool::Ensure(std::string* error) {
   return false;
 }
 int BouncePool::Acquire() { return -1; }
+bool BouncePool::Reserve(uint64_t, Slot*) { return false; }
+void BouncePool::Free(const Slot&) {}
 void BouncePool::Release(int) {}
 BouncePool::~BouncePool() = default;
 }  // namespace kvwire::cuda

@@ -3,8 +3,11 @@
 //
 // The memory is allocated lazily, on first use (an agent that never stages pins nothing), as one
 // portable pinned allocation (usable from every device's context) with one transport registration.
-// Hazard guarded: a buffer reused while a copy or a network operation still touches it. Release()
-// is called only when both the copy and the transport operation using it are done.
+// Two ways to use it: whole buffers (Acquire/Release: the initiator packs a stage into one), or
+// slots packed into the buffer currently open (Reserve/Free: the target stages descriptors one by
+// one, and small ones must not take a whole buffer each, or 4 KiB KV blocks would move 4 at a time).
+// Hazard guarded: memory reused while a copy or a network operation still touches it. Release()
+// and Free() are called only when both the copy and the transport operation using it are done.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -32,6 +35,15 @@ class BouncePool {
   uint64_t chunk() const { return chunk_; }
   uint32_t available() const { return static_cast<uint32_t>(free_.size()); }
 
+  // A slot of `length` (<= chunk) bytes in the open buffer, or in a fresh one. False when none is free.
+  struct Slot {
+    int buffer = -1;
+    uint64_t offset = 0;
+    uint8_t* data = nullptr;
+  };
+  bool Reserve(uint64_t length, Slot* out);
+  void Free(const Slot& slot);
+
  private:
   const uint64_t chunk_;
   const uint32_t count_;
@@ -39,6 +51,9 @@ class BouncePool {
   uint8_t* base_ = nullptr;
   void* memh_ = nullptr;
   std::vector<int> free_;
+  std::vector<uint32_t> slots_;  // per buffer: slots not yet freed (Reserve/Free)
+  int open_ = -1;                // the buffer Reserve packs into
+  uint64_t fill_ = 0;
   std::string failed_;  // a first failure is remembered: not retried on every transfer
 };
 

@@ -20,8 +20,19 @@ void UcxEngine::PrepareCudaXfer(Xfer& x, Outbound& ob) {
   cuda::PeerCuda* pc = ob.cuda.get();
   cuda::Path path = pc != nullptr ? pc->path : cuda::Path::kStaging;
   if (path == cuda::Path::kUcx) {
-    x.rma = ob.rma;  // UCX moves device memory itself (the regions' memh are of CUDA memory type)
-    return;
+    // UCX moves device memory itself, given CUDA-type registrations on both sides; a region UCX
+    // could not register (memh or rkey missing) falls back to IPC or staging.
+    bool ok = ob.rma;
+    for (const ResolvedDesc& d : x.req->descs) {
+      const RemoteRegion* rr = ob.info->Find(d.remoteRegion);
+      if ((d.localDevice >= 0 && d.memh == nullptr) || (d.remoteDevice >= 0 && (rr == nullptr || rr->rkey.empty()))) ok = false;
+    }
+    if (ok) {
+      x.rma = true;
+      for (ResolvedDesc& d : x.req->descs) d.remoteMapped = nullptr;  // never memcpy device memory on the host
+      return;
+    }
+    path = ob.sameHost && cuda_ != nullptr ? cuda::Path::kIpc : cuda::Path::kStaging;
   }
   auto s = std::make_shared<cuda::XferCuda>();
   x.cuda = s;

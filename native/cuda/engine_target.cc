@@ -31,14 +31,14 @@ struct UcxEngine::StagedRecv {
   uint64_t dst;           // device address
   size_t len;
   void* desc;             // UCX's rendezvous descriptor, until the receive starts
-  int buffer = -1;
+  cuda::BouncePool::Slot slot;
 };
 
 namespace {
 struct StagedSend {
   UcxEngine* engine;
   uint64_t key;  // the served READ
-  int buffer;
+  cuda::BouncePool::Slot slot;
 };
 }  // namespace
 
@@ -85,20 +85,18 @@ ucs_status_t UcxEngine::StagedWrite(Inbound& ib, WriteRecord& rec, const wire::W
     rec.landed++;
     return UCS_OK;  // the descriptor is dropped; the WRITE is refused with the reason
   }
-  auto* s = new StagedRecv{this, ib.id, h.xferId, h.index, std::move(region), dst, len, data};
+  auto* s = new StagedRecv{this, ib.id, h.xferId, h.index, std::move(region), dst, len, data, {}};
   rec.pendingRecv++;
-  int b = pool.Acquire();
-  if (b < 0) {
+  if (!stagedWaiting_.empty() || !pool.Reserve(len, &s->slot)) {
     stagedWaiting_.push_back(s);
-    return UCS_INPROGRESS;  // keeps the rendezvous descriptor until a buffer frees
+    return UCS_INPROGRESS;  // keeps the rendezvous descriptor until staging memory frees
   }
-  StartStagedRecv(s, b);
+  StartStagedRecv(s);
   return UCS_OK;
 }
 
-void UcxEngine::StartStagedRecv(StagedRecv* s, int buffer) {
+void UcxEngine::StartStagedRecv(StagedRecv* s) {
   cuda::BouncePool& pool = cuda_->targetPool();
-  s->buffer = buffer;
   ucp_request_param_t p{};
   p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_MEMH;
   p.cb.recv_am = &UcxEngine::StagedRecvCb;
@@ -106,7 +104,7 @@ void UcxEngine::StartStagedRecv(StagedRecv* s, int buffer) {
   p.memh = static_cast<ucp_mem_h>(pool.memh());
   void* desc = s->desc;
   s->desc = nullptr;  // UCX owns it from here, even if the receive fails
-  void* r = ucp_am_recv_data_nbx(worker_, desc, pool.data(buffer), s->len, &p);
+  void* r = ucp_am_recv_data_nbx(worker_, desc, s->slot.data, s->len, &p);
   if (UCS_PTR_IS_PTR(r)) {
     Track(r);
     active_++;
@@ -128,8 +126,7 @@ void UcxEngine::StagedRecvCb(void* req, ucs_status_t st, size_t, void* ud) {
     self->FinishStagedRecv(s, "receiving descriptor " + std::to_string(s->index) + " failed: " + UcsMessage(st));
     return;
   }
-  cuda::BouncePool& pool = self->cuda_->targetPool();
-  std::vector<cuda::CopyOp> ops{{s->dst, reinterpret_cast<uint64_t>(pool.data(s->buffer)), s->len}};
+  std::vector<cuda::CopyOp> ops{{s->dst, reinterpret_cast<uint64_t>(s->slot.data), s->len}};
   std::string error;
   if (!self->cuda_->Submit(s->region->device(), ops, [self, s](const std::string& err) {
         self->FinishStagedRecv(s, err.empty() ? "" : "copying descriptor " + std::to_string(s->index) + " to the device failed: " + err);
@@ -139,7 +136,7 @@ void UcxEngine::StagedRecvCb(void* req, ucs_status_t st, size_t, void* ud) {
 }
 
 void UcxEngine::FinishStagedRecv(StagedRecv* s, const std::string& error) {
-  if (s->buffer >= 0) cuda_->targetPool().Release(s->buffer);
+  if (s->slot.buffer >= 0) cuda_->targetPool().Free(s->slot);
   s->region->Release();
   auto ib = inbound_.find(s->inboundId);
   if (ib != inbound_.end()) {
@@ -203,13 +200,13 @@ bool UcxEngine::PrepareStagedServe(ServeTask& t, uint32_t* badIndex, std::string
 
 bool UcxEngine::StageServeItem(ServeTask& t, uint32_t i) {
   cuda::BouncePool& pool = cuda_->targetPool();
-  int b = pool.Acquire();
-  if (b < 0) {
+  cuda::BouncePool::Slot b;
+  if (!pool.Reserve(t.items[i].length, &b)) {
     if (std::find(servesWaiting_.begin(), servesWaiting_.end(), t.key) == servesWaiting_.end()) servesWaiting_.push_back(t.key);
     return false;
   }
   uint64_t key = t.key;
-  std::vector<cuda::CopyOp> ops{{reinterpret_cast<uint64_t>(pool.data(b)), reinterpret_cast<uint64_t>(t.addrs[i]), t.items[i].length}};
+  std::vector<cuda::CopyOp> ops{{reinterpret_cast<uint64_t>(b.data), reinterpret_cast<uint64_t>(t.addrs[i]), t.items[i].length}};
   std::string error;
   bool ok = cuda_->Submit(t.itemDevice[i], ops, [this, key, i, b](const std::string& err) {
     cuda::BouncePool& pl = cuda_->targetPool();
@@ -217,7 +214,7 @@ bool UcxEngine::StageServeItem(ServeTask& t, uint32_t i) {
     auto ibIt = inbound_.find(task.inboundId);
     bool gone = ibIt == inbound_.end() || ibIt->second->ep == nullptr || task.cancelled || task.finished;
     if (!err.empty() || gone) {
-      pl.Release(b);
+      pl.Free(b);
       task.inflight--;
       if (!err.empty()) FinishServe(task, WireStatus::kTransport, i, "copying device memory for descriptor " + std::to_string(i) + " failed: " + err);
       deferred_.push_back([this, key] {
@@ -235,7 +232,7 @@ bool UcxEngine::StageServeItem(ServeTask& t, uint32_t i) {
     p.user_data = ctx;
     p.flags = task.items[i].length >= opts_.rndvThreshold ? UCP_AM_SEND_FLAG_RNDV : 0;
     p.memh = static_cast<ucp_mem_h>(pl.memh());
-    void* r = ucp_am_send_nbx(ibIt->second->ep, wire::kReadData, &task.hdrs[i], sizeof(wire::ReadDataHdr), pl.data(b),
+    void* r = ucp_am_send_nbx(ibIt->second->ep, wire::kReadData, &task.hdrs[i], sizeof(wire::ReadDataHdr), b.data,
                               task.items[i].length, &p);
     if (UCS_PTR_IS_PTR(r)) {
       Track(r);
@@ -243,7 +240,7 @@ bool UcxEngine::StageServeItem(ServeTask& t, uint32_t i) {
       return;
     }
     delete ctx;
-    pl.Release(b);
+    pl.Free(b);
     task.inflight--;
     if (UCS_PTR_IS_ERR(r)) {
       FinishServe(task, WireStatus::kTransport, i, "serving descriptor " + std::to_string(i) + " failed: " + UcsMessage(UCS_PTR_STATUS(r)));
@@ -257,7 +254,7 @@ bool UcxEngine::StageServeItem(ServeTask& t, uint32_t i) {
     });
   }, &error);
   if (!ok) {
-    pool.Release(b);
+    pool.Free(b);
     FinishServe(t, WireStatus::kTransport, i, "queuing a copy of device memory for descriptor " + std::to_string(i) + " failed: " + error);
     return false;
   }
@@ -270,7 +267,7 @@ void UcxEngine::StagedServeSendCb(void* req, ucs_status_t st, void* ud) {
   UcxEngine* self = ctx->engine;
   self->Untrack(req);
   self->active_--;
-  self->cuda_->targetPool().Release(ctx->buffer);
+  self->cuda_->targetPool().Free(ctx->slot);
   uint64_t key = ctx->key;
   delete ctx;
   ServeTask& t = *self->serves_.at(key);
@@ -290,17 +287,19 @@ void UcxEngine::StagedServeSendCb(void* req, ucs_status_t st, void* ud) {
 void UcxEngine::TargetBufferFreed() {
   if (!cuda_) return;
   cuda::BouncePool& pool = cuda_->targetPool();
-  while (!stagedWaiting_.empty() && pool.available() > 0) {
+  while (!stagedWaiting_.empty()) {
     StagedRecv* s = stagedWaiting_.front();
-    stagedWaiting_.pop_front();
     auto ib = inbound_.find(s->inboundId);
     if (ib == inbound_.end() || ib->second->lost) {
+      stagedWaiting_.pop_front();
       ucp_am_data_release(worker_, s->desc);  // the initiator is gone: drop its bytes
       s->region->Release();
       delete s;
       continue;
     }
-    StartStagedRecv(s, pool.Acquire());
+    if (!pool.Reserve(s->len, &s->slot)) break;  // in arrival order: the first waits, so do the rest
+    stagedWaiting_.pop_front();
+    StartStagedRecv(s);
   }
   std::vector<uint64_t> keys;
   keys.swap(servesWaiting_);

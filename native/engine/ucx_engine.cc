@@ -657,6 +657,7 @@ void UcxEngine::ShutdownOnThread() {
     (void)cuda_.release();  // its staging buffers may still be in UCX's hands: leave them allocated
     return;
   }
+  if (cuda_) cuda_->Drain();  // copies started while closing (a WRITE still arriving) complete first
   cuda_.reset();  // closes IPC mappings, frees staging buffers (their UCX registrations first)
   ucp_worker_destroy(worker_);
   worker_ = nullptr;

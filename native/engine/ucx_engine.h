@@ -285,7 +285,7 @@ class UcxEngine {
   WireStatus CheckStagedWrite(const LocalRegion& r, uint64_t len, uint32_t index, std::string* msg);
   ucs_status_t StagedWrite(Inbound& ib, WriteRecord& rec, const wire::WriteHdr& h, LocalRegionPtr region,
                            void* data, size_t len, const ucp_am_recv_param_t* param);
-  void StartStagedRecv(StagedRecv* s, int buffer);
+  void StartStagedRecv(StagedRecv* s);
   static void StagedRecvCb(void* req, ucs_status_t st, size_t len, void* ud);
   void FinishStagedRecv(StagedRecv* s, const std::string& error);
   bool PrepareStagedServe(ServeTask& t, uint32_t* badIndex, std::string* msg);

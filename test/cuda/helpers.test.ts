@@ -17,6 +17,7 @@ describe.skipIf(FAKE_CUDA.path === undefined)('cuda helpers (fake CUDA driver, a
     expect(c.reason).toBeUndefined();
     expect(c.driver).toBe(true);
     expect(c.headers).toBe(true);
+    expect(c.paths).toEqual({ ucx: capabilities().engines.ucx.cudaTransports, ipc: true, staging: true });
     expect(cuda.devices()[0]!.name).toMatch(/fake CUDA device 0 \(test double\)/);
     const loaded = [...readFileSync(join(packageRoot(), 'native', 'cuda', 'driver.cc'), 'utf8').matchAll(/sym\(d->\w+, "(\w+)"\)/g)].map((m) => m[1]!);
     expect(loaded.length).toBeGreaterThan(40);

@@ -15,6 +15,7 @@ describe('CUDA without a driver', () => {
     expect(c.driver).toBe(false);
     expect(c.devices).toBe(0);
     expect(c.reason).toMatch(REASON);
+    expect(c.paths).toEqual({ ucx: capabilities().engines.ucx.cudaTransports, ipc: false, staging: true });
     expect(cuda.available()).toBe(false);
     expect(cuda.unavailableReason()).toMatch(REASON);
   });
