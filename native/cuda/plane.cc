@@ -77,6 +77,7 @@ class PlaneImpl final : public Plane {
     std::deque<Pending> left;
     unsigned ran = 0;
     for (auto& p : batch) {
+      ScopedContext ctx(p.device);  // events belong to their device's context
       CUresult r = d.cuEventQuery(p.event);
       if (r == CUDA_ERROR_NOT_READY) {
         left.push_back(std::move(p));
@@ -96,7 +97,10 @@ class PlaneImpl final : public Plane {
   void Drain() override {
     const Driver& d = GetDriver();
     while (!pending_.empty()) {
-      for (auto& p : pending_) d.cuEventSynchronize(p.event);
+      for (auto& p : pending_) {
+        ScopedContext ctx(p.device);
+        d.cuEventSynchronize(p.event);
+      }
       Poll();
     }
   }
