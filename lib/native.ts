@@ -31,6 +31,8 @@ export interface NativeAgentOptions {
   windowOps?: number;
   /** Transfers to mapped shared memory up to this many bytes are copied by the calling thread. */
   inlineBytes?: number;
+  /** CUDA path and staging pipeline. */
+  cuda?: { path?: string; stagingChunkBytes?: number; stagingBuffers?: number };
 }
 
 /** Numeric event kinds, in the order of `EngineEvent::Kind` in native/engine/types.h. */
@@ -67,6 +69,12 @@ export interface NativeRemoteRegion {
   length: number;
   access: number;
   rkey: Uint8Array;
+  /** Device memory only: the peer's device ordinal and how to reach it (lib/transport/device-key.ts). */
+  device?: number;
+  ipcHandle?: Uint8Array;
+  ipcOffset?: number;
+  busId?: string;
+  stagingChunk?: number;
 }
 
 /** What `connect` needs to know about a peer. */
@@ -88,6 +96,10 @@ export declare class NativeAgent {
   readonly transports: string;
   /** Registers memory in place; returns the packed rkey and the base address. */
   register(id: number, label: string, memory: ArrayBuffer | ArrayBufferView, access: number): { rkey: Buffer; base: bigint };
+  /** Validates device memory with the driver, exports its IPC handle and registers it. */
+  registerDevice(id: number, label: string, pointer: bigint, length: number, device: number, access: number): {
+    base: bigint; rkey: Buffer; allocBase: bigint; allocSize: number; ipcHandle?: Buffer; ipcError?: string; busId?: string; stagingChunk: number;
+  };
   /** Allocates memory with UCX (shared memory where possible) and registers it. */
   allocate(id: number, label: string, length: number, access: number): { rkey: Buffer; base: bigint; buffer: ArrayBuffer };
   /** 0: done; N > 0: N local transfers still use it; -1: unknown id. */
@@ -116,6 +128,29 @@ export interface NativeCapabilities {
   cuda: { headers: boolean; driver: boolean; devices: number; driverVersion?: number; reason?: string };
 }
 
+/** A CUDA device as the driver describes it. */
+export interface NativeCudaDevice {
+  ordinal: number;
+  name: string;
+  pciBusId: string;
+  totalBytes: number;
+}
+
+/** The addon's `cuda` object (native/cuda/cuda_api.cc). Every function throws ERR_KVWIRE_UNSUPPORTED without a driver. */
+export interface NativeCuda {
+  devices(): NativeCudaDevice[];
+  /** cuMemAlloc on `device`; returns the device address. */
+  alloc(device: number, bytes: number): bigint;
+  /** cuMemFree of a pointer `alloc` returned (any other pointer is refused). */
+  free(pointer: bigint): void;
+  /** Synchronous copy: direction 0 host to device, 1 device to host; the range is validated first. */
+  copy(direction: 0 | 1, device: number, pointer: bigint, bytes: Uint8Array): void;
+  /** Synchronous cuMemsetD8 of a validated range. */
+  memset(device: number, pointer: bigint, value: number, length: number): void;
+  /** Copy bandwidth measured with CUDA events on a worker thread. */
+  baseline(kind: 'dtod' | 'htod' | 'dtoh', device: number, bytes: number, iterations: number): Promise<{ seconds: number; gbps: number }>;
+}
+
 /** The addon's exports. */
 export interface NativeAddon {
   NativeAgent: typeof NativeAgent;
@@ -123,6 +158,7 @@ export interface NativeAddon {
   processIdentity(): { pid: number; pidStart: number; hostId: string };
   memcpyBandwidth(bytes: number, iterations: number): number;
   monotonicNs(): number;
+  cuda: NativeCuda;
   hasUcx: boolean;
 }
 

@@ -1,4 +1,4 @@
-// The kvwire addon: NativeAgent, capabilities(), processIdentity() and bench baselines.
+// The kvwire addon: NativeAgent, capabilities(), processIdentity(), the cuda helpers and bench baselines.
 // lib/native.ts is its typed face; everything ergonomic lives in TypeScript above it.
 #include <napi.h>
 #include <unistd.h>
@@ -6,6 +6,7 @@
 #include "agent.h"
 #include "bench_native.h"
 #include "capabilities.h"
+#include "cuda/cuda_api.h"
 #include "engine/process.h"
 
 namespace {
@@ -25,6 +26,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("capabilities", Napi::Function::New<kvwire::Capabilities>(env, "capabilities"));
   exports.Set("processIdentity", Napi::Function::New<ProcessIdentity>(env, "processIdentity"));
   exports.Set("memcpyBandwidth", Napi::Function::New<kvwire::MemcpyBandwidth>(env, "memcpyBandwidth"));
+  exports.Set("cuda", kvwire::cuda::InitApi(env));
   exports.Set("monotonicNs", Napi::Function::New<kvwire::MonotonicNs>(env, "monotonicNs"));
 #ifdef KVWIRE_HAVE_UCX
   exports.Set("hasUcx", Napi::Boolean::New(env, true));

@@ -59,6 +59,8 @@ bool IsIndex(double d) { return d >= 0 && d <= 9007199254740991.0 && std::floor(
 
 }  // namespace
 
+void CheckAgentTag(const Napi::CallbackInfo& info) { CheckTag(info); }
+
 void ThrowCode(Napi::Env env, const char* code, const std::string& message) {
   Napi::Error e = Napi::Error::New(env, message);
   e.Set("code", Napi::String::New(env, code));
@@ -70,6 +72,7 @@ Napi::Function Agent::Init(Napi::Env env) {
                      {
                          InstanceMethod<&Agent::Register>("register"),
                          InstanceMethod<&Agent::Allocate>("allocate"),
+                         InstanceMethod<&Agent::RegisterDevice>("registerDevice"),
                          InstanceMethod<&Agent::Deregister>("deregister"),
                          InstanceMethod<&Agent::Connect>("connect"),
                          InstanceMethod<&Agent::Disconnect>("disconnect"),
@@ -105,6 +108,13 @@ Agent::Agent(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Agent>(info) {
   opts.windowOps = std::max<uint32_t>(1, static_cast<uint32_t>(NumberOf(o, "windowOps", opts.windowOps)));
   opts.windowBytes = static_cast<uint64_t>(NumberOf(o, "windowBytes", static_cast<double>(opts.windowBytes)));
   opts.inlineBytes = static_cast<uint64_t>(NumberOf(o, "inlineBytes", static_cast<double>(opts.inlineBytes)));
+  if (o.Get("cuda").IsObject()) {
+    Napi::Object c = o.Get("cuda").As<Napi::Object>();
+    std::string path = StringOf(c.Get("path"));
+    if (!path.empty()) opts.cuda.path = path;
+    opts.cuda.chunkBytes = static_cast<uint64_t>(NumberOf(c, "stagingChunkBytes", static_cast<double>(opts.cuda.chunkBytes)));
+    opts.cuda.buffers = static_cast<uint32_t>(NumberOf(c, "stagingBuffers", opts.cuda.buffers));
+  }
   opts.hostId = HostId();
   opts.pidStart = ProcessStartTime(static_cast<uint32_t>(getpid()));
 
@@ -311,6 +321,15 @@ Napi::Value Agent::Connect(const Napi::CallbackInfo& info) {
     uint8_t* rk = nullptr;
     size_t rkLen = 0;
     if (MemoryOf(r.Get("rkey"), &rk, &rkLen) && rkLen > 0) rr->rkey.assign(reinterpret_cast<const char*>(rk), rkLen);
+    if (r.Get("device").IsNumber()) {  // device memory (lib/transport/device-key.ts decoded its key)
+      rr->device = static_cast<int>(NumberOf(r, "device", -1));
+      uint8_t* ih = nullptr;
+      size_t ihLen = 0;
+      if (MemoryOf(r.Get("ipcHandle"), &ih, &ihLen) && ihLen > 0) rr->ipcHandle.assign(reinterpret_cast<const char*>(ih), ihLen);
+      rr->ipcOffset = static_cast<uint64_t>(NumberOf(r, "ipcOffset", 0));
+      rr->busId = StringOf(r.Get("busId"));
+      rr->stagingChunk = static_cast<uint64_t>(NumberOf(r, "stagingChunk", 0));
+    }
     peer->regions[rr->id] = std::move(rr);
   }
   uint32_t timeoutMs = info[2].As<Napi::Number>().Uint32Value();
@@ -418,11 +437,17 @@ Napi::Value Agent::Post(const Napi::CallbackInfo& info) {
     req->descs[i] = ResolvedDesc{local->base() + loff, local->memh(), len, rid, roff, remote->base + roff,
                                  mapped != nullptr ? mapped + roff : nullptr};
     if (mapped == nullptr) allMapped = false;
+    if (local->onDevice() || remote->device >= 0) {  // device memory: never touched by host code here
+      req->descs[i].localDevice = static_cast<int16_t>(local->device());
+      req->descs[i].remoteDevice = static_cast<int16_t>(remote->device);
+      if (remote->device >= 0) req->descs[i].remoteMapped = nullptr;
+      req->cuda = true;
+    }
     req->bytes += len;
   }
   // Small transfers to memory mapped here (shared memory the peer allocated) are copied right now,
   // on this thread: two thread wake-ups cost more than the copy. A notification needs the engine.
-  if (allMapped && !req->hasNotify && req->bytes <= engine_->inlineBytes() && !peer->lost.load()) {
+  if (allMapped && !req->cuda && !req->hasNotify && req->bytes <= engine_->inlineBytes() && !peer->lost.load()) {
     for (const ResolvedDesc& rd : req->descs) {
       if (req->op == Op::kWrite) std::memcpy(rd.remoteMapped, rd.local, rd.length);
       else std::memcpy(rd.local, rd.remoteMapped, rd.length);

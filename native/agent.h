@@ -34,6 +34,7 @@ class Agent : public Napi::ObjectWrap<Agent> {
  private:
   Napi::Value Register(const Napi::CallbackInfo& info);
   Napi::Value Allocate(const Napi::CallbackInfo& info);
+  Napi::Value RegisterDevice(const Napi::CallbackInfo& info);  // native/cuda/agent_device.cc
   Napi::Value Deregister(const Napi::CallbackInfo& info);
   Napi::Value Connect(const Napi::CallbackInfo& info);
   Napi::Value Disconnect(const Napi::CallbackInfo& info);
@@ -47,6 +48,7 @@ class Agent : public Napi::ObjectWrap<Agent> {
   Napi::Value GetTransports(const Napi::CallbackInfo& info);
 
   void CloseNow();
+  bool closed() const { return closed_; }
   static void CleanupHook(Agent* self);
   static Napi::Array EventsToJs(Napi::Env env, std::vector<EngineEvent>& events);
 
@@ -62,6 +64,9 @@ class Agent : public Napi::ObjectWrap<Agent> {
 
 // Throws a JS Error with a kvwire error code (lib/native.ts turns it into a KvwireError).
 [[noreturn]] void ThrowCode(Napi::Env env, const char* code, const std::string& message);
+
+// Throws a TypeError unless `this` is a NativeAgent (a foreign object must never be unwrapped).
+void CheckAgentTag(const Napi::CallbackInfo& info);
 
 // Unwraps a NativeAgent, checking its type tag: anything else is a TypeError, never a crash.
 Agent* UnwrapAgent(Napi::Env env, Napi::Value v);

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { packageRoot } from '../lib/native.js';
+import { cudaInclude } from './cuda/toolkit.js';
 
 const root = packageRoot();
 const require = createRequire(import.meta.url);
@@ -27,8 +28,11 @@ function run(dir: string, script: string): void {
 
 interface Addon {
   hasUcx: boolean;
-  capabilities(): { ucx: { built: boolean; version?: string } };
+  capabilities(): { ucx: { built: boolean; version?: string }; cuda: { headers: boolean } };
 }
+
+/** The CUDA path is compiled exactly when the toolkit's headers are installed. */
+const cudaHeaders = cudaInclude() !== undefined;
 
 afterAll(() => {
   for (const d of scratch) rmSync(d, { recursive: true, force: true });
@@ -47,6 +51,7 @@ describe('build', () => {
     const addon = nodeGypBuild(dir);
     expect(addon.hasUcx).toBe(true);
     expect(addon.capabilities().ucx.version).toMatch(/^1\.\d+/);
+    expect(addon.capabilities().cuda.headers).toBe(cudaHeaders);
   }, 600_000);
 
   it('npm run build:native builds the same addon with cmake-js, offline, in Node-API mode', () => {
@@ -57,7 +62,13 @@ describe('build', () => {
     const addon = require(file) as Addon;
     expect(addon.hasUcx).toBe(true);
     expect(addon.capabilities().ucx.built).toBe(true);
+    expect(addon.capabilities().cuda.headers).toBe(cudaHeaders);
   }, 600_000);
+
+  it('compiles the CUDA path against the toolkit headers when they are installed', () => {
+    const addon = require(join(root, 'build', 'Release', 'kvwire.node')) as Addon;
+    expect(addon.capabilities().cuda.headers).toBe(cudaHeaders);
+  });
 
   it('links no CUDA library (the driver is loaded at run time)', () => {
     const file = join(root, 'build', 'Release', 'kvwire.node');

@@ -25,6 +25,7 @@ import type { BenchPair } from './pair.js';
 import { BytePattern, ENTRY_STRIDE, regionSalt } from './pattern.js';
 import type { Progress } from './progress.js';
 import type { SweepHooks } from './sweep.js';
+import { benchCudaOptions, poisonIn, verifyIn } from './memory.js';
 import { describe, transferTimeoutMs } from './runner.js';
 import type { MismatchJson, ModelJson, ModelRowJson, TransportJson } from './schema.js';
 import { EMPTY_DISTRIBUTION, Samples } from './stats.js';
@@ -99,9 +100,9 @@ export async function runModel(
     try {
       pair = await openPair(
         engine, transport,
-        specs.map((s, i) => ({ label: s.label, bytes: s.bytes, salt: targetSalts[i]!, memory: opts.memory })),
-        specs.map((s, i) => ({ label: `local-${s.label}`, bytes: s.bytes, salt: localSalts[i]!, memory: opts.memory })),
-        pattern,
+        specs.map((s, i) => ({ label: s.label, bytes: s.bytes, salt: targetSalts[i]!, memory: opts.targetMemory })),
+        specs.map((s, i) => ({ label: `local-${s.label}`, bytes: s.bytes, salt: localSalts[i]!, memory: opts.initiatorMemory })),
+        pattern, benchCudaOptions(opts),
       );
     } catch (e) {
       const msg = `could not open a ${transport} pair: ${(e as Error).message}`;
@@ -155,7 +156,7 @@ export async function runModel(
               ? [lr, p.local.offset[i]!, p.local.length[i]!, targetSalts[rr]!, p.remote.offset[i]!]
               : [rr, p.remote.offset[i]!, p.local.length[i]!, localSalts[lr]!, p.local.offset[i]!], i * ENTRY_STRIDE);
           }
-          if (op === 'read') pattern.poisonEntries(pair.local.map((r) => r.bytes), entries);
+          if (op === 'read') poisonIn(pattern, pair.local, entries);
           else await pair.target.poison(entries);
         }
         const t0 = nowMs();
@@ -186,7 +187,7 @@ export async function runModel(
         }
         if (entries !== undefined) {
           const m = op === 'read'
-            ? pattern.verifyEntries(pair.local.map((r) => r.bytes), entries, localSalts)
+            ? verifyIn(pattern, pair.local, entries, localSalts)
             : await pair.target.verify(entries, true);
           if (m) mismatch = { side: op === 'read' ? 'initiator' : 'target', ...m, transfer: k };
         }

@@ -7,7 +7,9 @@
  */
 import { KV_PRESET_NAMES } from '../kv/presets.js';
 import type { KvPresetName } from '../kv/presets.js';
-import type { TransferOp } from '../transport/types.js';
+import type { CudaPath, TransferOp } from '../transport/types.js';
+import { BENCH_MEMORIES } from './memory.js';
+import type { BenchMemory } from './memory.js';
 import { fmtSize, parseByteList, parseBytes } from './units.js';
 
 /** Bad command-line input: the CLI answers with this message, the usage, and exit code 2. */
@@ -47,8 +49,14 @@ export interface BenchOptions {
   readonly budgetBytes: number;
   /** Transfers kept in flight. */
   readonly inflight: number;
-  /** Memory of the regions: engine-allocated (`agent.allocate`, the default) or registered Buffers. */
-  readonly memory: 'allocate' | 'register';
+  /** `--memory`: engine-allocated host memory (the default), registered Buffers, or CUDA device memory. */
+  readonly memory: BenchMemory;
+  /** The initiator's memory (`--initiator-memory`, else `--memory`), as nixlbench's initiator segment type. */
+  readonly initiatorMemory: BenchMemory;
+  /** The target's memory (`--target-memory`, else `--memory`). */
+  readonly targetMemory: BenchMemory;
+  /** How device memory moves (`--cuda-path`, `--staging-chunk`, `--staging-buffers`). */
+  readonly cuda: { readonly path: 'auto' | CudaPath; readonly stagingChunkBytes: number | undefined; readonly stagingBuffers: number | undefined };
   /** Verify every byte of every transfer. */
   readonly check: boolean;
   /** Run ucx_perftest and memcpy baselines interleaved with our rows. */
@@ -103,9 +111,10 @@ export const DEFAULT_BATCHES: readonly number[] = [1, 16, 64];
 /** Bytes a row aims to move by default. */
 export const DEFAULT_BUDGET = 64 << 20;
 
-function memoryArg(v: string | undefined): 'allocate' | 'register' {
-  if (v === undefined || v === 'allocate' || v === 'register') return v ?? 'allocate';
-  throw new UsageError(`--memory must be allocate or register, not '${v}'`);
+function memoryArg(name: string, v: string | undefined, dflt: BenchMemory): BenchMemory {
+  if (v === undefined) return dflt;
+  if ((BENCH_MEMORIES as readonly string[]).includes(v)) return v as BenchMemory;
+  throw new UsageError(`${name} must be ${BENCH_MEMORIES.join(', ')}, not '${v}'`);
 }
 
 /** The usage text of `kvwire bench`. */
@@ -136,7 +145,14 @@ Sweep grid:
   --warmup N            warmup iterations per row (default: 1..10, a tenth of the row)
   --budget SIZE         bytes per row for the default iteration count (default ${fmtSize(DEFAULT_BUDGET)})
   --inflight K          transfers kept in flight (default 1, as nixlbench)
-  --memory M            allocate (default: agent.allocate, shared memory peers map) or register (Buffers)
+  --memory M            both sides: allocate (default: agent.allocate, shared memory peers map), register
+                        (Buffers) or cuda (device memory on GPU 0, with device-to-device and pinned
+                        host-to-device copy baselines in the same run)
+  --initiator-memory M  the initiator's memory only (as nixlbench's segment types); default --memory
+  --target-memory M     the target's memory only; default --memory
+  --cuda-path P         auto (default), ipc, staging or ucx: how device memory moves (docs/cuda.md)
+  --staging-chunk SIZE  staging buffer size (default 16M)
+  --staging-buffers N   staging buffers per direction (default 4)
   --max-region SIZE     largest region per side (default 1G when memory allows); bigger rows are skipped
   --row-cap S           stop a row after S seconds once it has 2 iterations (default 4; 0: never)
   --same-block          every descriptor moves block 0 (ucx_perftest's one-buffer working set);
@@ -165,7 +181,8 @@ const FLAGS: Record<string, Flag> = {
   '--engine': 'value', '--transports': 'value', '--ops': 'value', '--sizes': 'value', '--batches': 'value',
   '--iters': 'value', '--duration': 'value', '--warmup': 'value', '--budget': 'value', '--inflight': 'value',
   '--max-region': 'value', '--row-cap': 'value', '--same-block': 'bool', '--check': 'bool', '--baseline': 'bool', '--fault': 'value',
-  '--memory': 'value', '--model': 'value', '--tokens': 'value', '--addressing': 'value', '--contiguous': 'bool', '--cache-blocks': 'value',
+  '--memory': 'value', '--initiator-memory': 'value', '--target-memory': 'value', '--cuda-path': 'value',
+  '--staging-chunk': 'value', '--staging-buffers': 'value', '--model': 'value', '--tokens': 'value', '--addressing': 'value', '--contiguous': 'bool', '--cache-blocks': 'value',
   '--register': 'bool', '--idle': 'value', '--sweep': 'bool', '--json': 'bool', '--csv': 'bool', '--plot': 'value',
   '--plot-batch': 'value', '--markdown': 'value', '--quiet': 'bool', '--help': 'bool', '-h': 'bool',
 };
@@ -263,6 +280,9 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
   if (outputs.length > 1) throw new UsageError('give one of --json and --csv');
   const plot = get('--plot');
   if (plot !== undefined && !plot.toLowerCase().endsWith('.svg')) throw new UsageError(`--plot writes SVG: give a file name ending in .svg, not '${plot}'`);
+  const memory = memoryArg('--memory', get('--memory'), 'allocate');
+  const cudaPath = get('--cuda-path') ?? 'auto';
+  if (!['auto', 'ipc', 'staging', 'ucx'].includes(cudaPath)) throw new UsageError(`--cuda-path must be auto, ipc, staging or ucx, not '${cudaPath}'`);
   const register = has('--register');
   const idleS = has('--idle') ? secondsArg('--idle', get('--idle')!, 0.1) : undefined;
   const otherMode = model !== undefined || register || idleS !== undefined;
@@ -277,7 +297,14 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
     warmup: has('--warmup') ? intArg('--warmup', get('--warmup')!, 0, 1_000_000) : undefined,
     budgetBytes: has('--budget') ? bytesArg('--budget', get('--budget')!) : DEFAULT_BUDGET,
     inflight: has('--inflight') ? intArg('--inflight', get('--inflight')!, 1, 1024) : 1,
-    memory: memoryArg(get('--memory')),
+    memory,
+    initiatorMemory: memoryArg('--initiator-memory', get('--initiator-memory'), memory),
+    targetMemory: memoryArg('--target-memory', get('--target-memory'), memory),
+    cuda: {
+      path: cudaPath as 'auto' | CudaPath,
+      stagingChunkBytes: has('--staging-chunk') ? bytesArg('--staging-chunk', get('--staging-chunk')!) : undefined,
+      stagingBuffers: has('--staging-buffers') ? intArg('--staging-buffers', get('--staging-buffers')!, 1, 64) : undefined,
+    },
     check: has('--check'),
     baseline: has('--baseline'),
     maxRegionBytes: has('--max-region') ? bytesArg('--max-region', get('--max-region')!) : undefined,

@@ -15,6 +15,7 @@ import type { TargetLink } from './link.js';
 import { BytePattern } from './pattern.js';
 import { ucxTlsOf } from './plan.js';
 import type { TransportJson } from './schema.js';
+import { freeRegions } from './memory.js';
 import { benchRegion } from './target.js';
 import type { TargetRegionSpec } from './target.js';
 
@@ -33,9 +34,9 @@ export interface BenchPair {
   close(): Promise<void>;
 }
 
-/** Agent options for a transport name under an engine. */
-export function agentOptions(engine: 'ucx' | 'loopback', transport: string, name: string): AgentOptions {
-  return engine === 'loopback' ? { engine: 'loopback', name } : { engine: 'ucx', transports: ucxTlsOf(transport), name };
+/** Agent options for a transport name under an engine (`cuda`: how device memory moves). */
+export function agentOptions(engine: 'ucx' | 'loopback', transport: string, name: string, cuda?: AgentOptions['cuda']): AgentOptions {
+  return engine === 'loopback' ? { engine: 'loopback', name } : { engine: 'ucx', transports: ucxTlsOf(transport), name, ...(cuda !== undefined ? { cuda } : {}) };
 }
 
 /**
@@ -44,14 +45,14 @@ export function agentOptions(engine: 'ucx' | 'loopback', transport: string, name
  */
 export async function openPair(
   engine: 'ucx' | 'loopback', transport: string,
-  remote: readonly TargetRegionSpec[], local: readonly TargetRegionSpec[], pattern: BytePattern,
+  remote: readonly TargetRegionSpec[], local: readonly TargetRegionSpec[], pattern: BytePattern, cuda?: AgentOptions['cuda'],
 ): Promise<BenchPair> {
   const target: TargetLink = engine === 'loopback' ? new InProcessTargetLink() : new ChildTargetLink();
   let agent: Agent | undefined;
+  const regions: Region[] = [];
   try {
-    const ready = await target.init(agentOptions(engine, transport, `kvwire-bench-target-${transport}`), remote);
-    agent = await Agent.create(agentOptions(engine, transport, `kvwire-bench-initiator-${transport}`));
-    const regions: Region[] = [];
+    const ready = await target.init(agentOptions(engine, transport, `kvwire-bench-target-${transport}`, cuda), remote);
+    agent = await Agent.create(agentOptions(engine, transport, `kvwire-bench-initiator-${transport}`, cuda));
     for (const spec of local) regions.push(benchRegion(agent, spec, 'none', pattern));
     const peer = await agent.connect(ready.metadata, { timeoutMs: 15_000 });
     const remoteRegions = remote.map((r) => peer.region(r.label));
@@ -65,6 +66,7 @@ export async function openPair(
         category: peer.transport,
         lanes: peer.lanes,
         protocol: peer.protocol,
+        cudaPath: local.some((s) => s.memory === 'cuda') || remote.some((s) => s.memory === 'cuda') ? peer.cudaPath : null,
         targetPid: ready.pid,
         regionBytes: remote.reduce((s, r) => s + r.bytes, 0),
         status: 'ok',
@@ -74,11 +76,13 @@ export async function openPair(
         if (closed) return;
         closed = true;
         await a.close().catch(() => {});
+        await freeRegions(regions).catch(() => {});
         await target.close().catch(() => {});
       },
     };
   } catch (e) {
     await agent?.close().catch(() => {});
+    await freeRegions(regions).catch(() => {});
     await target.close().catch(() => {});
     throw e;
   }
@@ -88,6 +92,6 @@ export async function openPair(
 export function failedTransport(engine: 'ucx' | 'loopback', transport: string, regionBytes: number, error: string): TransportJson {
   return {
     name: transport, ucxTls: engine === 'loopback' ? null : ucxTlsOf(transport), category: null, lanes: null, protocol: null,
-    targetPid: null, regionBytes, status: 'failed', error,
+    cudaPath: null, targetPid: null, regionBytes, status: 'failed', error,
   };
 }

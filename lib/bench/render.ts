@@ -24,10 +24,12 @@ function sweepSection(t: TransportJson | undefined, name: string, op: 'read' | '
   const withBase = rows.some((r) => r.baseline !== null);
   const withPerf = rows.some((r) => r.baseline?.putBwGbps !== null || r.baseline?.amBwGbps !== null) && withBase;
   const withMem = rows.some((r) => r.baseline?.memcpyGbps !== null && r.baseline !== null);
+  const withCuda = rows.some((r) => r.baseline !== null && (r.baseline.d2dGbps !== null || r.baseline.h2dGbps !== null));
   const headers = ['block', 'batch', 'iters', 'GB/s', 'lat avg', 'prep p50', 'prep p99', 'post p50', 'post p99', 'compl p50', 'compl p99'];
   if (withPerf) headers.push('put_bw', 'x put', 'am_bw', 'x best');
   if (withPerf && op === 'read') headers.push('get', 'x get');
   if (withMem) headers.push('memcpy', 'x memcpy');
+  if (withCuda) headers.push('d2d', 'x d2d', 'h2d', 'x h2d');
   headers.push('status');
   const body = rows.map((r) => {
     const run = r.status !== 'skipped' && r.iterations > 0;
@@ -40,10 +42,13 @@ function sweepSection(t: TransportJson | undefined, name: string, op: 'read' | '
     if (withPerf) cells.push(fmtNum(b?.putBwGbps), fmtRatio(r.ratios?.put), fmtNum(b?.amBwGbps), fmtRatio(r.ratios?.best));
     if (withPerf && op === 'read') cells.push(fmtNum(b?.getGbps), fmtRatio(r.ratios?.get));
     if (withMem) cells.push(fmtNum(b?.memcpyGbps), fmtRatio(r.ratios?.memcpy));
+    if (withCuda) cells.push(fmtNum(b?.d2dGbps), fmtRatio(r.ratios?.d2d), fmtNum(b?.h2dGbps), fmtRatio(r.ratios?.h2d));
     cells.push(statusCell(r));
     return cells;
   });
-  const via = t?.category ? ` (via ${t.category}: ${t.lanes}, ${t.protocol}${t.targetPid !== null ? `; target pid ${t.targetPid}` : ''})` : '';
+  const via = t?.category
+    ? ` (via ${t.category}: ${t.lanes}, ${t.protocol}${t.cudaPath ? `; device memory by ${t.cudaPath}` : ''}${t.targetPid !== null ? `; target pid ${t.targetPid}` : ''})`
+    : '';
   return `${op.toUpperCase()} over ${name}${via}\n${renderTable(headers, body)}`;
 }
 
@@ -52,7 +57,8 @@ export const SWEEP_LEGEND =
   'GB/s = 10^9 bytes/s over the row\'s wall time; times in µs per transfer (prep: JS validation and marshalling; ' +
   'post: handing the descriptors to the engine; compl: last post to completion). ' +
   'Baselines in GB/s at the same block size: put_bw/am_bw/get = ucx_perftest ucp_put_bw/ucp_am_bw/ucp_get, memcpy = one core; ' +
-  'x put = ours / put_bw, x best = ours / max(put_bw, am_bw), x get = ours / get.';
+  'x put = ours / put_bw, x best = ours / max(put_bw, am_bw), x get = ours / get. ' +
+  'Device memory: d2d = CUDA device-to-device copy, h2d = pinned host-to-device copy, same size, same run.';
 
 /** Tables of the sweep's rows of the given transports (all when omitted), one per (transport, op). */
 export function renderSweep(sweep: SweepJson, only?: readonly string[]): string {

@@ -7,6 +7,7 @@
 import { ErrorCode, KvwireError } from '../errors.js';
 import { capabilities, kvwireVersion } from '../transport/capabilities.js';
 import { runIdle } from './idle.js';
+import { requireCuda } from './memory.js';
 import { describeMachine } from './machine.js';
 import { runModel } from './model.js';
 import { UsageError } from './options.js';
@@ -58,6 +59,11 @@ export async function runBench(opts: BenchOptions, argv: readonly string[], io: 
   }
   const engine = chooseEngine(opts.engine, notice);
   if (opts.fault !== undefined && engine !== 'loopback') throw new UsageError('--fault needs --engine loopback');
+  try {
+    requireCuda(opts.initiatorMemory, opts.targetMemory, engine);
+  } catch (e) {
+    throw new UsageError((e as Error).message); // exit code 2: this machine cannot run what was asked
+  }
   let transports: string[];
   if (opts.transports !== undefined) {
     transports = [...opts.transports];
@@ -104,7 +110,8 @@ export async function runBench(opts: BenchOptions, argv: readonly string[], io: 
       engine, transports, ops: [...opts.ops], sizes: [...opts.sizes], batches: [...opts.batches],
       iters: opts.iters ?? null, durationS: opts.durationS ?? null, warmup: opts.warmup ?? null,
       budgetBytes: opts.budgetBytes, inflight: opts.inflight, check: opts.check, baseline: opts.baseline,
-      maxRegionBytes: regionCap, rowCapS: opts.rowCapS, memory: opts.memory, sameBlock: opts.sameBlock,
+      maxRegionBytes: regionCap, rowCapS: opts.rowCapS, sameBlock: opts.sameBlock,
+      initiatorMemory: opts.initiatorMemory, targetMemory: opts.targetMemory, cudaPath: opts.cuda.path,
     },
     notices,
     sweep, model, register, idle,

@@ -23,6 +23,7 @@ import type { Region, RemoteRegion } from '../transport/region.js';
 import type { PreparedTransfer } from '../transport/transfer.js';
 import type { TransferStats } from '../transport/types.js';
 import type { TargetLink } from './link.js';
+import { poisonIn, verifyIn } from './memory.js';
 import { BytePattern, ENTRY_STRIDE, entryBytes } from './pattern.js';
 import type { Mismatch, VerifyEntries } from './pattern.js';
 import type { PlannedRow } from './plan.js';
@@ -141,7 +142,7 @@ export async function runRow(env: RowEnv, row: PlannedRow): Promise<SweepRowJson
     for (let k = 0; k < wave.length && mismatch === undefined; k++) {
       const entries = wave[k]!.entries;
       let m: Mismatch | null | undefined;
-      if (row.op === 'read') m = env.pattern.verifyEntries([env.local.bytes], entries, [env.localSalt]);
+      if (row.op === 'read') m = verifyIn(env.pattern, [env.local], entries, [env.localSalt]);
       else m = await env.target.verify(entries, true);
       verified += entryBytes(entries);
       if (m) mismatch = { side: row.op === 'read' ? 'initiator' : 'target', ...m, transfer: first + k };
@@ -150,7 +151,7 @@ export async function runRow(env: RowEnv, row: PlannedRow): Promise<SweepRowJson
 
   const poisonWave = async (wave: readonly Slot[]): Promise<void> => {
     for (const slot of wave) {
-      if (row.op === 'read') env.pattern.poisonEntries([env.local.bytes], slot.entries);
+      if (row.op === 'read') poisonIn(env.pattern, [env.local], slot.entries);
       else await env.target.poison(slot.entries);
     }
   };

@@ -59,8 +59,11 @@ export interface SettingsJson {
   readonly baseline: boolean;
   readonly maxRegionBytes: number;
   readonly rowCapS: number;
-  /** Region memory: engine-allocated ('allocate') or registered Buffers ('register'). */
-  readonly memory: 'allocate' | 'register';
+  /** Memory of each side: allocate, register (host) or cuda (device memory), as nixlbench's segment types. */
+  readonly initiatorMemory: 'allocate' | 'register' | 'cuda';
+  readonly targetMemory: 'allocate' | 'register' | 'cuda';
+  /** The CUDA path asked for (auto, ipc, staging, ucx). */
+  readonly cudaPath: string;
   /** Every descriptor moved block 0 (the baselines' one-buffer working set). */
   readonly sameBlock: boolean;
 }
@@ -77,6 +80,8 @@ export interface TransportJson {
   readonly lanes: string | null;
   /** Data path: rma, am or loopback. */
   readonly protocol: string | null;
+  /** How device memory travelled (`peer.cudaPath`: ucx, ipc, staging); null when neither side used device memory. */
+  readonly cudaPath: string | null;
   /** Process id of the target. */
   readonly targetPid: number | null;
   /** Bytes each side registered. */
@@ -91,6 +96,10 @@ export interface RowBaselineJson {
   readonly amBwGbps: number | null;
   readonly getGbps: number | null;
   readonly memcpyGbps: number | null;
+  /** CUDA device-to-device copy of the same size (cuMemcpyDtoD, timed with events; device-memory runs). */
+  readonly d2dGbps: number | null;
+  /** CUDA pinned host-to-device copy of the same size (device-memory runs). */
+  readonly h2dGbps: number | null;
 }
 
 /** Ours divided by a baseline. */
@@ -103,6 +112,10 @@ export interface RowRatiosJson {
   readonly get: number | null;
   /** ours / memcpy (shared-memory rows). */
   readonly memcpy: number | null;
+  /** ours / device-to-device copy. */
+  readonly d2d: number | null;
+  /** ours / pinned host-to-device copy. */
+  readonly h2d: number | null;
 }
 
 /** The first byte a `--check` found wrong. */
@@ -184,12 +197,22 @@ export interface MemcpyJson {
   readonly gbps: number;
 }
 
+/** One CUDA copy baseline (device memory runs), on GPU 0, timed with CUDA events. */
+export interface CudaCopyJson {
+  /** dtod: device to device; htod: pinned host to device. */
+  readonly kind: 'dtod' | 'htod';
+  readonly size: number;
+  readonly iterations: number;
+  readonly gbps: number;
+}
+
 /** The transfer sweep. */
 export interface SweepJson {
   readonly transports: readonly TransportJson[];
   readonly rows: readonly SweepRowJson[];
   readonly perftest: readonly PerftestJson[];
   readonly memcpy: readonly MemcpyJson[];
+  readonly cuda: readonly CudaCopyJson[];
 }
 
 /** One (transport, op) of the model workload. */
@@ -363,7 +386,7 @@ const arr = (items: JsonSchema): JsonSchema => ({ type: 'array', items });
 
 const transport = obj({
   name: str, ucxTls: nullable(str), category: nullable(str), lanes: nullable(str), protocol: nullable(str),
-  targetPid: nullable(int), regionBytes: int, status: { enum: ['ok', 'failed'] }, error: nullable(str),
+  cudaPath: nullable(str), targetPid: nullable(int), regionBytes: int, status: { enum: ['ok', 'failed'] }, error: nullable(str),
 });
 
 /** JSON Schema of {@link BenchReportJson}. */
@@ -386,15 +409,21 @@ export const BENCH_JSON_SCHEMA: JsonSchema = {
       descriptors: int, checked: bool, verifiedBytes: int, mismatch: nullableRef('mismatch'),
       baseline: nullableRef('rowBaseline'), ratios: nullableRef('rowRatios'),
     }),
-    rowBaseline: obj({ putBwGbps: nullable(num), amBwGbps: nullable(num), getGbps: nullable(num), memcpyGbps: nullable(num) }),
-    rowRatios: obj({ put: nullable(num), best: nullable(num), get: nullable(num), memcpy: nullable(num) }),
+    rowBaseline: obj({
+      putBwGbps: nullable(num), amBwGbps: nullable(num), getGbps: nullable(num), memcpyGbps: nullable(num), d2dGbps: nullable(num), h2dGbps: nullable(num),
+    }),
+    rowRatios: obj({ put: nullable(num), best: nullable(num), get: nullable(num), memcpy: nullable(num), d2d: nullable(num), h2d: nullable(num) }),
     perftest: obj({
       transport: str, ucxTls: str, test: { enum: ['ucp_put_bw', 'ucp_get', 'ucp_am_bw'] }, size: int, iterations: int,
       status: { enum: ['ok', 'failed', 'timeout'] }, mibps: nullable(num), gbps: nullable(num), latencyUs: nullable(num),
       wallS: num, error: nullable(str),
     }),
     memcpy: obj({ size: int, iterations: int, gbps: num }),
-    sweep: obj({ transports: arr(ref('transport')), rows: arr(ref('sweepRow')), perftest: arr(ref('perftest')), memcpy: arr(ref('memcpy')) }),
+    cudaCopy: obj({ kind: { enum: ['dtod', 'htod'] }, size: int, iterations: int, gbps: num }),
+    sweep: obj({
+      transports: arr(ref('transport')), rows: arr(ref('sweepRow')), perftest: arr(ref('perftest')), memcpy: arr(ref('memcpy')),
+      cuda: arr(ref('cudaCopy')),
+    }),
     modelRow: obj({
       transport: str, op: { enum: ['read', 'write'] }, status: { enum: ['ok', 'failed'] }, error: nullable(str), iterations: int,
       requestMs: ref('distribution'), gbps: num, descriptorsBefore: int, descriptorsAfter: int, descriptorsPosted: int,
@@ -433,7 +462,8 @@ export const BENCH_JSON_SCHEMA: JsonSchema = {
     settings: obj({
       engine: { enum: ['ucx', 'loopback'] }, transports: arr(str), ops: arr({ enum: ['read', 'write'] }), sizes: arr(int),
       batches: arr(int), iters: nullable(int), durationS: nullable(num), warmup: nullable(int), budgetBytes: int, inflight: int,
-      check: bool, baseline: bool, maxRegionBytes: int, rowCapS: num, memory: { enum: ['allocate', 'register'] }, sameBlock: bool,
+      check: bool, baseline: bool, maxRegionBytes: int, rowCapS: num, sameBlock: bool,
+      initiatorMemory: { enum: ['allocate', 'register', 'cuda'] }, targetMemory: { enum: ['allocate', 'register', 'cuda'] }, cudaPath: str,
     }),
     notices: arr(str),
     sweep: nullableRef('sweep'),

@@ -12,11 +12,13 @@ import type { BenchOptions } from './options.js';
 import { failedTransport, openPair } from './pair.js';
 import type { BenchPair } from './pair.js';
 import { BytePattern, regionSalt } from './pattern.js';
-import { planRows, regionBytesFor, ucxTlsOf } from './plan.js';
+import { budgetIterations, planRows, regionBytesFor, ucxTlsOf } from './plan.js';
 import type { PlannedRow } from './plan.js';
 import type { Progress } from './progress.js';
+import { cuda } from '../transport/cuda.js';
+import { BENCH_DEVICE, benchCudaOptions } from './memory.js';
 import { emptyRow, runRow } from './runner.js';
-import type { MemcpyJson, PerftestJson, SweepJson, SweepRowJson, TransportJson } from './schema.js';
+import type { CudaCopyJson, MemcpyJson, PerftestJson, SweepJson, SweepRowJson, TransportJson } from './schema.js';
 import { fmtSize } from './units.js';
 
 /** Hooks for tests: reach the agents of a pair once it is connected (e.g. to plant faults). */
@@ -48,7 +50,10 @@ function ratio(ours: SweepRowJson, base: number | null | undefined): number | nu
   return ours.gbps / base;
 }
 
-function attachBaselines(row: SweepRowJson, perftest: readonly PerftestJson[], memcpy: MemcpyJson | undefined, category: string | null, withPerftest: boolean): SweepRowJson {
+function attachBaselines(
+  row: SweepRowJson, perftest: readonly PerftestJson[], memcpy: MemcpyJson | undefined, category: string | null, withPerftest: boolean,
+  copies: readonly CudaCopyJson[],
+): SweepRowJson {
   const find = (test: string) => perftest.find((p) => p.transport === row.transport && p.test === test && p.size === row.blockSize && p.status === 'ok')?.gbps ?? null;
   const put = withPerftest ? find('ucp_put_bw') : null;
   const am = withPerftest ? find('ucp_am_bw') : null;
@@ -56,10 +61,15 @@ function attachBaselines(row: SweepRowJson, perftest: readonly PerftestJson[], m
   const best = put === null && am === null ? null : Math.max(put ?? 0, am ?? 0);
   const copyBound = category === 'sm' || category === 'loopback';
   const mem = memcpy !== undefined && copyBound ? memcpy.gbps : null;
+  const d2d = copies.find((c) => c.kind === 'dtod' && c.size === row.blockSize)?.gbps ?? null;
+  const h2d = copies.find((c) => c.kind === 'htod' && c.size === row.blockSize)?.gbps ?? null;
   return {
     ...row,
-    baseline: { putBwGbps: put, amBwGbps: am, getGbps: get, memcpyGbps: mem },
-    ratios: { put: ratio(row, put), best: ratio(row, best), get: row.op === 'read' ? ratio(row, get) : null, memcpy: ratio(row, mem) },
+    baseline: { putBwGbps: put, amBwGbps: am, getGbps: get, memcpyGbps: mem, d2dGbps: d2d, h2dGbps: h2d },
+    ratios: {
+      put: ratio(row, put), best: ratio(row, best), get: row.op === 'read' ? ratio(row, get) : null, memcpy: ratio(row, mem),
+      d2d: ratio(row, d2d), h2d: ratio(row, h2d),
+    },
   };
 }
 
@@ -74,7 +84,9 @@ export async function runSweep(opts: BenchOptions, ctx: SweepContext, io: SweepI
   const rows: SweepRowJson[] = [];
   const perftest: PerftestJson[] = [];
   const memcpy: MemcpyJson[] = [];
-  const doc = (): SweepJson => ({ transports, rows, perftest, memcpy });
+  const cudaCopies: CudaCopyJson[] = [];
+  const doc = (): SweepJson => ({ transports, rows, perftest, memcpy, cuda: cudaCopies });
+  const onDevice = opts.initiatorMemory === 'cuda' || opts.targetMemory === 'cuda';
 
   const perftestBin = opts.baseline && ctx.engine === 'ucx' ? findPerftest() : undefined;
   if (opts.baseline && ctx.engine === 'ucx' && perftestBin === undefined) {
@@ -88,7 +100,7 @@ export async function runSweep(opts: BenchOptions, ctx: SweepContext, io: SweepI
     io.notice(`${skipped.length} row(s) skipped: ${skipped[0]!.skip}${skipped.length > 1 ? ' (and similar)' : ''}`);
   }
   const perftestRuns = perftestBin !== undefined ? opts.sizes.length * PERFTEST_TESTS.length : 0;
-  io.progress.addTotal(plans.flat().length + perftestRuns * ctx.transports.length);
+  io.progress.addTotal(plans.flat().length + perftestRuns * ctx.transports.length + (onDevice ? opts.sizes.length * 2 : 0));
 
   for (let ti = 0; ti < ctx.transports.length; ti++) {
     const transport = ctx.transports[ti]!;
@@ -100,9 +112,9 @@ export async function runSweep(opts: BenchOptions, ctx: SweepContext, io: SweepI
     try {
       pair = await openPair(
         ctx.engine, transport,
-        [{ label: 'bench-target', bytes: regionBytes, salt: regionSalt('target', 0), memory: opts.memory }],
-        [{ label: 'bench-initiator', bytes: regionBytes, salt: regionSalt('initiator', 0), memory: opts.memory }],
-        pattern,
+        [{ label: 'bench-target', bytes: regionBytes, salt: regionSalt('target', 0), memory: opts.targetMemory }],
+        [{ label: 'bench-initiator', bytes: regionBytes, salt: regionSalt('initiator', 0), memory: opts.initiatorMemory }],
+        pattern, benchCudaOptions(opts),
       );
     } catch (e) {
       const msg = `could not open a ${transport} pair: ${(e as Error).message}`;
@@ -136,6 +148,20 @@ export async function runSweep(opts: BenchOptions, ctx: SweepContext, io: SweepI
           mem = memcpyBaseline(size);
           if (mem !== undefined) memcpy.push(mem);
         }
+        if (onDevice && !cudaCopies.some((c) => c.size === size)) {
+          // Device memory: the copy engine's own bandwidth, measured in this run, is the baseline.
+          for (const kind of ['dtod', 'htod'] as const) {
+            const n = budgetIterations(size, opts.budgetBytes);
+            io.progress.begin(`CUDA ${kind === 'dtod' ? 'device-to-device' : 'pinned host-to-device'} copy ${fmtSize(size)} (x${n})`);
+            try {
+              const b = await cuda.baseline(kind, BENCH_DEVICE, size, n);
+              cudaCopies.push({ kind, size, iterations: n, gbps: b.gbps });
+            } catch (e) {
+              io.notice(`the CUDA ${kind} baseline of ${fmtSize(size)} failed: ${(e as Error).message}`);
+            }
+            io.progress.end();
+          }
+        }
         for (const r of planned.filter((p) => p.size === size)) {
           io.progress.begin(rowLabel(r));
           let result: SweepRowJson;
@@ -150,7 +176,7 @@ export async function runSweep(opts: BenchOptions, ctx: SweepContext, io: SweepI
               onTransfer: total > 0 ? (done) => io.progress.partial(done / total) : undefined,
             }, r);
           }
-          rows.push(opts.baseline ? attachBaselines(result, perftest, mem, pair.info.category, perftestBin !== undefined) : result);
+          rows.push(opts.baseline || onDevice ? attachBaselines(result, perftest, mem, pair.info.category, perftestBin !== undefined, cudaCopies) : result);
           io.progress.end();
         }
       }

@@ -13,6 +13,8 @@ import { ErrorCode, KvwireError } from '../errors.js';
 import { Agent } from '../transport/agent.js';
 import type { Region } from '../transport/region.js';
 import type { AgentOptions } from '../transport/types.js';
+import { createRegion, freeRegions, poisonIn, verifyIn } from './memory.js';
+import type { BenchMemory } from './memory.js';
 import { BytePattern } from './pattern.js';
 import type { Mismatch, VerifyEntries } from './pattern.js';
 
@@ -24,17 +26,13 @@ export interface TargetRegionSpec {
   readonly bytes: number;
   /** Pattern salt it is filled with. */
   readonly salt: number;
-  /** 'allocate' (default): memory the engine allocates (`agent.allocate`); 'register': a Buffer. */
-  readonly memory?: 'allocate' | 'register';
+  /** 'allocate' (default): memory the engine allocates (`agent.allocate`); 'register': a Buffer; 'cuda': device memory. */
+  readonly memory?: BenchMemory;
 }
 
 /** Creates one bench region of `spec` with `agent`, filled with its pattern. */
 export function benchRegion(agent: Agent, spec: TargetRegionSpec, access: 'readwrite' | 'none', pattern: BytePattern): Region {
-  const region = spec.memory === 'register'
-    ? agent.register(Buffer.allocUnsafeSlow(spec.bytes), { access, label: spec.label })
-    : agent.allocate(spec.bytes, { access, label: spec.label });
-  pattern.fill(region.bytes, 0, spec.bytes, spec.salt);
-  return region;
+  return createRegion(agent, spec.memory ?? 'allocate', spec.bytes, spec.label, access, pattern, spec.salt);
 }
 
 /** Requests the initiator sends the target. Every request carries an `id` its reply echoes. */
@@ -88,10 +86,10 @@ export class BenchTarget {
         return { t: 'ready', id: req.id, metadata: agent.metadata(), pid: process.pid, transports: agent.transports };
       }
       case 'poison':
-        this.#pattern.poisonEntries(this.#bytes(), req.entries);
+        poisonIn(this.#pattern, this.#live(), req.entries);
         return { t: 'done', id: req.id };
       case 'verify': {
-        const m = this.#pattern.verifyEntries(this.#bytes(), req.entries, req.restore ? this.#salts : undefined);
+        const m = verifyIn(this.#pattern, this.#live(), req.entries, req.restore ? this.#salts : undefined);
         return { t: 'verified', id: req.id, mismatch: m ?? null };
       }
       case 'cpu': {
@@ -104,15 +102,17 @@ export class BenchTarget {
     }
   }
 
-  #bytes(): Uint8Array[] {
+  #live(): Region[] {
     if (this.#agent === undefined) throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'the bench target is not initialized');
-    return this.#regions.map((r) => r.bytes);
+    return this.#regions;
   }
 
-  /** Closes the agent (idempotent). */
+  /** Closes the agent and frees its device memory (idempotent). */
   async close(): Promise<void> {
     const agent = this.#agent;
+    const regions = this.#regions;
     this.#regions = [];
     if (agent !== undefined && !agent.closed) await agent.close();
+    await freeRegions(regions);
   }
 }

@@ -11,6 +11,7 @@ import type { IdleJson, ModelJson, SweepJson, SweepRowJson, TargetJson } from '.
 import { fmtSize } from './units.js';
 
 const KIB64 = 64 << 10;
+const MIB1 = 1 << 20;
 const MIB16 = 16 << 20;
 
 /** Our best ok row per size for (transport, op), sizes ascending. */
@@ -36,9 +37,38 @@ function judge(id: string, description: string, threshold: number, pairs: { labe
   };
 }
 
+/**
+ * The device-memory targets (runs with --memory cuda on both sides): CUDA IPC READ and WRITE of
+ * 1 MiB+ blocks >= 0.9x the device-to-device copy; staging >= 0.8x the pinned host-to-device copy
+ * at 16 MiB.
+ */
+function cudaTargets(sweep: SweepJson): TargetJson[] {
+  const out: TargetJson[] = [];
+  for (const t of sweep.transports.filter((x) => x.status === 'ok' && x.cudaPath !== null)) {
+    const rows = (op: 'read' | 'write', min: number) => bestPerSize(sweep.rows, t.name, op, min).map((r) => ({ r, op: op.toUpperCase() }));
+    if (t.cudaPath === 'ipc') {
+      out.push(judge(
+        `cuda-ipc-vs-d2d/${t.name}`, 'CUDA IPC READ and WRITE of 1 MiB+ blocks >= 0.9x the device-to-device copy', 0.9,
+        [...rows('read', MIB1), ...rows('write', MIB1)].map(({ r, op }) => ({ label: `${op} ${fmtSize(r.blockSize)}`, value: r.ratios?.d2d ?? null })),
+        'needs device memory on both sides and rows of 1 MiB or more',
+      ));
+    }
+    if (t.cudaPath === 'staging') {
+      out.push(judge(
+        `cuda-staging-vs-h2d/${t.name}`, 'staging READ and WRITE >= 0.8x the pinned host-to-device copy at 16 MiB', 0.8,
+        [...rows('read', MIB16), ...rows('write', MIB16)].filter(({ r }) => r.blockSize === MIB16)
+          .map(({ r, op }) => ({ label: `${op} 16M`, value: r.ratios?.h2d ?? null })),
+        'needs device memory and a 16M row',
+      ));
+    }
+  }
+  return out;
+}
+
 /** Evaluates every target this run has data for (the rest are 'n/a' with the reason). */
 export function evaluateTargets(sweep: SweepJson | null, model: ModelJson | null, idle: IdleJson | null): TargetJson[] {
   const out: TargetJson[] = [];
+  if (sweep !== null) out.push(...cudaTargets(sweep));
   if (sweep !== null) {
     const noBase = 'needs --baseline with ucx_perftest installed';
     for (const t of sweep.transports.filter((x) => x.status === 'ok' && x.ucxTls !== null)) {

@@ -28,7 +28,7 @@ export async function main(argv: string[]): Promise<number> {
   console.log(renderTable(['engine', 'available', 'details'], [
     ['ucx', yes(ucx.available), ucx.available ? `UCX ${ucx.version}; reaches peers over ${ucx.categories.join(', ') || 'nothing'}${ucx.tlsEnv ? `; UCX_TLS=${ucx.tlsEnv}` : ''}` : ucx.reason ?? ''],
     ['loopback', 'yes', 'in-process mock with fault injection (tests)'],
-    ['cuda-ipc', yes(caps.cuda.driver), caps.cuda.driver ? `${caps.cuda.devices} GPU(s), driver ${caps.cuda.driverVersion}` : caps.cuda.reason ?? ''],
+    ['cuda', yes(caps.cuda.driver), caps.cuda.driver ? `${caps.cuda.devices} GPU(s), driver ${caps.cuda.driverVersion}` : caps.cuda.reason ?? ''],
     ['nixl', 'no', caps.engines.nixl.reason],
   ]));
   if (ucx.transports.length > 0) {
@@ -36,6 +36,8 @@ export async function main(argv: string[]): Promise<number> {
     console.log(renderTable(['transport', 'device', 'type', 'category'], ucx.transports.map((t) => [t.name, t.device, t.type, t.category])));
   }
   console.log(`\nCUDA: headers at build ${yes(caps.cuda.headers)}, driver ${caps.cuda.driver ? `${caps.cuda.driverVersion} with ${caps.cuda.devices} device(s)` : `absent (${caps.cuda.reason})`}`);
+  const p = caps.cuda.paths;
+  console.log(`CUDA paths: ucx ${yes(p.ucx)}${p.ucx ? '' : ' (this UCX has no CUDA transports)'}, ipc ${yes(p.ipc)}, staging ${yes(p.staging)}`);
   console.log(`host: ${caps.host.hostId} (pid ${caps.host.pid})`);
   return 0;
 }

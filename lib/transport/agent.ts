@@ -10,6 +10,9 @@ import { ErrorCode, KvwireError } from '../errors.js';
 import { flattenDescriptors, selectRows } from './descriptors.js';
 import type { FlatDescriptors } from './descriptors.js';
 import type { Engine, EngineConnection, EngineListener, EngineTiming } from './engine.js';
+import { checkCudaMemory, cuda, CudaAllocation, isCudaMemory } from './cuda.js';
+import type { CudaMemory } from './cuda.js';
+import { checkCudaOptions, forcedCudaPathProblem } from './cuda-options.js';
 import { processIdentity } from './identity.js';
 import { LoopbackEngine } from './loopback.js';
 import type { LoopbackFaults } from './loopback.js';
@@ -116,6 +119,8 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
     }
     this.defaultTimeoutMs = checkTimeout(opts.defaultTimeoutMs ?? 30_000, 'defaultTimeoutMs');
     this.#keepAlive = opts.keepAlive === true;
+    checkCudaOptions(opts.cuda);
+    this.#cudaPath = opts.cuda?.path ?? 'auto';
     this.#hub = new NotificationHub((d) => this.#adjustPending(d));
     const listener = this.#listener();
     if (choice === 'loopback') {
@@ -163,17 +168,21 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
   // Memory
 
   /**
-   * Registers host memory in place (no copy). `access` says what remote peers may do with it
-   * (default 'none': usable only as the local side of this agent's transfers, and not exported).
+   * Registers memory in place (no copy): host memory (a Buffer, typed array, DataView or
+   * ArrayBuffer), or CUDA device memory `{ kind: 'cuda', device, pointer, length }` (e.g. a tensor's
+   * data pointer as a bigint, or a `cuda.alloc()` allocation), which the driver validates: it must
+   * lie inside one allocation of that device. A device region has no `bytes` view.
+   * `access` says what remote peers may do with it (default 'none': usable only as the local side
+   * of this agent's transfers, and not exported).
    */
-  register(memory: HostMemory, opts: { access?: Access; label?: string } = {}): Region {
+  register(memory: HostMemory | CudaMemory, opts: { access?: Access; label?: string } = {}): Region {
     this.#assertOpen();
     const access = this.#checkAccess(opts.access);
     let bytes: Uint8Array;
     if (memory instanceof ArrayBuffer) bytes = new Uint8Array(memory);
     else if (ArrayBuffer.isView(memory)) bytes = new Uint8Array(memory.buffer, memory.byteOffset, memory.byteLength);
-    else if (memory !== null && typeof memory === 'object' && (memory as { kind?: unknown }).kind === 'cuda') {
-      throw new KvwireError(ErrorCode.UNSUPPORTED, 'CUDA device memory is not supported by this build yet; register host memory');
+    else if (isCudaMemory(memory)) {
+      return this.#registerDevice(memory, access, opts.label);
     } else {
       throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'memory must be an ArrayBuffer, a typed array, a DataView or a Buffer');
     }
@@ -181,6 +190,25 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
     const { id, label } = this.#newRegionName(opts.label);
     const { base, key } = this.#engine.register(id, label, bytes, access);
     return this.#addRegion(new Region(this, id, label, access, bytes, memory), base, key);
+  }
+
+  #registerDevice(memory: CudaMemory, access: Access, requested: string | undefined): Region {
+    checkCudaMemory(memory);
+    const reason = cuda.unavailableReason();
+    if (reason !== undefined) throw new KvwireError(ErrorCode.UNSUPPORTED, `CUDA is unavailable: ${reason}`);
+    const { id, label } = this.#newRegionName(requested);
+    const { base, key, ipcError } = this.#engine.registerDevice(id, label, memory, access);
+    const region = this.#addRegion(new Region(this, id, label, access, undefined, memory, memory), base, key);
+    if (memory instanceof CudaAllocation) {
+      memory.retain(); // it cannot be freed until no operation can touch the region
+      void region.released.then(() => memory.release());
+    }
+    if (ipcError !== undefined) {
+      const msg = `kvwire: ${region}: ${ipcError}`;
+      process.emitWarning(msg, { code: 'KVWIRE_CUDA_IPC' });
+      safeEmit(this, 'warning', msg);
+    }
+    return region;
   }
 
   /**
@@ -278,7 +306,7 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
       address: this.#engine.address,
       regions: [...this.#regions.values()]
         .filter((r) => r.access !== 'none')
-        .map((r) => ({ id: r.id, label: r.label, access: r.access, length: r.length, ...this.#regionInfo.get(r.id)! })),
+        .map((r) => ({ id: r.id, label: r.label, access: r.access, length: r.length, memory: r.kind, ...this.#regionInfo.get(r.id)! })),
     });
   }
 
@@ -295,6 +323,8 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
       }
       const timeoutMs = checkTimeout(opts.timeoutMs ?? 10_000, 'timeoutMs');
       if (opts.signal?.aborted) throw new KvwireError(ErrorCode.CANCELLED, 'connect was aborted');
+      const cudaProblem = this.engine === 'ucx' ? forcedCudaPathProblem(this.#cudaPath, d) : undefined;
+      if (cudaProblem !== undefined) throw new KvwireError(ErrorCode.UNSUPPORTED, cudaProblem);
       const peerId = this.#nextPeer++;
       return new Promise<Peer>((resolve, reject) => {
         const fail = (e: KvwireError) => {
@@ -511,6 +541,7 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
   }
 
   #keepAliveOverride: boolean | undefined;
+  readonly #cudaPath: 'auto' | 'ucx' | 'ipc' | 'staging';
 
   /**
    * Closes the agent: transfers in flight fail with `ERR_KVWIRE_CLOSED`, peers are told, memory

@@ -51,6 +51,12 @@ export interface Capabilities {
     readonly devices: number;
     readonly driverVersion?: string;
     readonly reason?: string;
+    /**
+     * The paths device memory can take here (docs/cuda.md): 'ucx' when UCX moves device memory
+     * itself, 'ipc' between processes of this host when the driver sees a device, 'staging' through
+     * pinned host buffers wherever the UCX engine runs (device memory here needs the driver too).
+     */
+    readonly paths: { readonly ucx: boolean; readonly ipc: boolean; readonly staging: boolean };
   };
   /** This process, as peers see it. */
   readonly host: { readonly pid: number; readonly hostId: string };
@@ -115,6 +121,11 @@ export function capabilities(): Capabilities {
       devices: nc?.cuda.devices ?? 0,
       ...(dv !== undefined ? { driverVersion: `${Math.floor(dv / 1000)}.${(dv % 1000) / 10}` } : {}),
       ...(nc?.cuda.driver ? {} : { reason: nc?.cuda.reason ?? nativeLoadError() ?? 'unknown' }),
+      paths: {
+        ucx: ucxReason === undefined && transports.some((t) => t.category === 'cuda'),
+        ipc: ucxReason === undefined && (nc?.cuda.driver ?? false) && (nc?.cuda.devices ?? 0) > 0,
+        staging: ucxReason === undefined,
+      },
     },
     host: { pid: id.pid, hostId: id.hostId },
   };

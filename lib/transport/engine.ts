@@ -10,7 +10,8 @@
  */
 import type { KvwireError } from '../errors.js';
 import type { AgentDescription } from './metadata.js';
-import type { Access, EngineKind, HostMemory, TransportCategory } from './types.js';
+import type { CudaMemory } from './cuda.js';
+import type { Access, CudaPath, EngineKind, HostMemory, TransportCategory } from './types.js';
 
 /** Engine timestamps of a transfer, in nanoseconds on the monotonic clock. */
 export interface EngineTiming {
@@ -26,6 +27,8 @@ export interface EngineConnection {
   readonly lanes: string;
   /** Data path: one-sided RMA, active messages, or the in-process copy. */
   readonly protocol: 'rma' | 'am' | 'loopback';
+  /** How transfers touching device memory travel (undefined: the engine moves host memory only). */
+  readonly cudaPath?: CudaPath;
 }
 
 /** What an engine tells its agent. Called on the JS thread. */
@@ -51,6 +54,11 @@ export interface Engine {
   readonly address: Uint8Array;
   /** Registers memory in place; returns its base address and the key peers need. */
   register(id: number, label: string, memory: HostMemory, access: Access): { base: bigint; key: Uint8Array };
+  /**
+   * Registers validated-shape device memory (the engine validates it with the driver); returns its
+   * device address and the key peers need, and `ipcError` when same-host peers cannot map it.
+   */
+  registerDevice(id: number, label: string, memory: CudaMemory, access: Access): { base: bigint; key: Uint8Array; ipcError?: string };
   /** Allocates `length` bytes the engine chooses (shared memory for UCX) and registers them. */
   allocate(id: number, label: string, length: number, access: Access): { base: bigint; key: Uint8Array; memory: ArrayBuffer };
   /** 0: deregistered; N > 0: N local transfers still use it; -1: unknown. */

@@ -124,6 +124,13 @@ export class LoopbackEngine implements Engine {
     return { base: BigInt(id) << 40n, key: new Uint8Array(0) };
   }
 
+  registerDevice(): { base: bigint; key: Uint8Array } {
+    throw new KvwireError(
+      ErrorCode.UNSUPPORTED,
+      'the loopback engine moves host memory only; register CUDA device memory with an agent of the UCX engine (engine: \'ucx\')',
+    );
+  }
+
   allocate(id: number, label: string, length: number, access: Access): { base: bigint; key: Uint8Array; memory: ArrayBuffer } {
     const memory = new ArrayBuffer(length);
     return { ...this.register(id, label, memory, access), memory };

@@ -17,6 +17,10 @@
  *     region count             u32
  *     per region: id u32, access u8, label (u16 length + UTF-8), length u64, base u64,
  *                 key (u32 length + bytes: the packed UCX rkey)
+ *     The access byte: bits 0-1 the access (0 none, 1 read, 2 write, 3 readwrite), bit 2 the
+ *     memory (0 host, 1 CUDA device memory: base is a device address and the key is a device key,
+ *     lib/transport/device-key.ts). Other bits are 0; an older kvwire refuses device regions as
+ *     bad metadata rather than misreading them.
  * ```
  * Parsing is defensive: every length is checked against the bytes present and against hard
  * limits, and the checksum rejects corrupted or random bytes before anything reaches the engine.
@@ -26,6 +30,7 @@
  * @packageDocumentation
  */
 import { ErrorCode, KvwireError } from '../errors.js';
+import { decodeDeviceKey } from './device-key.js';
 import type { Access, EngineKind } from './types.js';
 
 /** The metadata format version this build writes and reads. */
@@ -52,8 +57,10 @@ export interface RegionDescription {
   readonly length: number;
   /** The owner's virtual address of byte 0 (used by one-sided RMA). */
   readonly base: bigint;
-  /** Engine-specific key (UCX: the packed rkey). */
+  /** Engine-specific key (UCX: the packed rkey; device memory: a device key). */
   readonly key: Uint8Array;
+  /** Host memory (the default) or CUDA device memory. */
+  readonly memory?: 'host' | 'cuda';
 }
 
 /** Everything a peer learns from metadata. */
@@ -68,6 +75,7 @@ export interface AgentDescription {
   readonly regions: readonly RegionDescription[];
 }
 
+const MEMORY_CUDA = 4;
 const ACCESS_CODES: Record<Access, number> = { none: 0, read: 1, write: 2, readwrite: 3 };
 const ACCESS_NAMES: Access[] = ['none', 'read', 'write', 'readwrite'];
 const ENGINE_CODES: Record<EngineKind, number> = { ucx: 1, loopback: 2 };
@@ -135,7 +143,7 @@ export function encodeMetadata(d: Omit<AgentDescription, 'version'>): Uint8Array
   o += 4;
   d.regions.forEach((r, i) => {
     v.setUint32(o, r.id, true);
-    out[o + 4] = ACCESS_CODES[r.access];
+    out[o + 4] = ACCESS_CODES[r.access] | (r.memory === 'cuda' ? MEMORY_CUDA : 0);
     o += 5;
     bytes(labels[i]!, 2);
     v.setBigUint64(o, BigInt(r.length), true);
@@ -210,9 +218,11 @@ export function decodeMetadata(input: unknown): AgentDescription {
   for (let i = 0; i < count; i++) {
     need(5, `region ${i}`);
     const id = v.getUint32(o, true);
-    const accessCode = b[o + 4]!;
+    const accessByte = b[o + 4]!;
+    const accessCode = accessByte & 3;
     o += 5;
-    if (accessCode > 3) bad(`region ${i} has unknown access code ${accessCode}`);
+    if ((accessByte & ~(3 | MEMORY_CUDA)) !== 0) bad(`region ${i} has unknown access code ${accessByte}`);
+    const memory = (accessByte & MEMORY_CUDA) !== 0 ? 'cuda' : 'host';
     const label = text(METADATA_LIMITS.labelBytes, `region ${i} label`);
     need(16, `region ${i} extent`);
     const length = v.getBigUint64(o, true);
@@ -223,7 +233,8 @@ export function decodeMetadata(input: unknown): AgentDescription {
     if (ids.has(id) || labels.has(label)) bad(`region ${i} repeats id ${id} or label '${label}'`);
     ids.add(id);
     labels.add(label);
-    regions.push({ id, label, access: ACCESS_NAMES[accessCode]!, length: Number(length), base, key });
+    if (memory === 'cuda') decodeDeviceKey(key); // refused here, before anything reaches the engine
+    regions.push({ id, label, access: ACCESS_NAMES[accessCode]!, length: Number(length), base, key, memory });
   }
   if (o !== b.length) bad(`${b.length - o} unexpected trailing bytes`);
   return { version, engine, name, pid, pidStart, hostId, address, regions };

@@ -7,20 +7,17 @@ import { ErrorCode, KvwireError } from '../errors.js';
 import { loadNative, nativeLoadError, NativeEventKind } from '../native.js';
 import type { NativeAgent, NativeEvent } from '../native.js';
 import type { Engine, EngineConnection, EngineListener } from './engine.js';
+import { fromNativeError } from './native-errors.js';
 import { accessBits } from './metadata.js';
 import type { AgentDescription } from './metadata.js';
-import type { Access, AgentOptions, HostMemory, TransportCategory } from './types.js';
+import type { CudaMemory } from './cuda.js';
+import { decodeDeviceKey, encodeDeviceKey } from './device-key.js';
+import type { Access, AgentOptions, CudaPath, HostMemory, TransportCategory } from './types.js';
 
 const CATEGORIES = new Set<TransportCategory>(['sm', 'tcp', 'rdma', 'self', 'cuda', 'unknown']);
+const CUDA_PATHS = new Set<CudaPath>(['ucx', 'ipc', 'staging']);
 
-/** Turns an error thrown by the addon (an Error with a `code`) into a KvwireError. */
-export function fromNativeError(e: unknown): unknown {
-  const code = (e as { code?: unknown }).code;
-  if (e instanceof Error && typeof code === 'string' && code.startsWith('ERR_KVWIRE_')) {
-    return KvwireError.fromCode(code, e.message);
-  }
-  return e;
-}
+export { fromNativeError };
 
 /** Why the UCX engine is unavailable here, or undefined when it is available. */
 export function ucxUnavailableReason(): string | undefined {
@@ -58,6 +55,7 @@ export class NativeEngine implements Engine {
           ...(opts.tuning?.rndvThreshold !== undefined ? { rndvThreshold: opts.tuning.rndvThreshold } : {}),
           ...(opts.tuning?.windowOps !== undefined ? { windowOps: opts.tuning.windowOps } : {}),
           ...(opts.tuning?.inlineBytes !== undefined ? { inlineBytes: opts.tuning.inlineBytes } : {}),
+          ...(opts.cuda !== undefined ? { cuda: { ...opts.cuda } } : {}),
         },
         (events) => this.#dispatch(events),
       );
@@ -82,11 +80,12 @@ export class NativeEngine implements Engine {
         case NativeEventKind.Connected: {
           let conn: EngineConnection | undefined;
           if (error === undefined) {
-            const [category, lanes, protocol] = (e.text ?? '').split('|');
+            const [category, lanes, protocol, cudaPath] = (e.text ?? '').split('|');
             conn = {
               transport: CATEGORIES.has(category as TransportCategory) ? (category as TransportCategory) : 'unknown',
               lanes: lanes ?? '',
               protocol: protocol === 'rma' ? 'rma' : 'am',
+              ...(CUDA_PATHS.has(cudaPath as CudaPath) ? { cudaPath: cudaPath as CudaPath } : {}),
             };
           }
           l.connected(e.id, error, conn);
@@ -123,6 +122,23 @@ export class NativeEngine implements Engine {
     }
   }
 
+  registerDevice(id: number, label: string, memory: CudaMemory, access: Access): { base: bigint; key: Uint8Array; ipcError?: string } {
+    try {
+      const r = this.#agent.registerDevice(id, label, memory.pointer, memory.length, memory.device, accessBits(access));
+      const key = encodeDeviceKey({
+        device: memory.device,
+        stagingChunk: r.stagingChunk,
+        busId: r.busId ?? '',
+        ...(r.ipcHandle !== undefined ? { ipcHandle: new Uint8Array(r.ipcHandle) } : {}),
+        ipcOffset: Number(memory.pointer - r.allocBase),
+        rkey: new Uint8Array(r.rkey),
+      });
+      return { base: r.base, key, ...(r.ipcError !== undefined ? { ipcError: r.ipcError } : {}) };
+    } catch (e) {
+      throw fromNativeError(e);
+    }
+  }
+
   allocate(id: number, label: string, length: number, access: Access): { base: bigint; key: Uint8Array; memory: ArrayBuffer } {
     try {
       const { rkey, base, buffer } = this.#agent.allocate(id, label, length, accessBits(access));
@@ -145,7 +161,15 @@ export class NativeEngine implements Engine {
         pid: d.pid,
         pidStart: d.pidStart,
         hostId: d.hostId,
-        regions: d.regions.map((r) => ({ id: r.id, base: r.base, length: r.length, access: accessBits(r.access), rkey: r.key })),
+        regions: d.regions.map((r) => {
+          if (r.memory !== 'cuda') return { id: r.id, base: r.base, length: r.length, access: accessBits(r.access), rkey: r.key };
+          const k = decodeDeviceKey(r.key);
+          return {
+            id: r.id, base: r.base, length: r.length, access: accessBits(r.access), rkey: k.rkey,
+            device: k.device, ipcOffset: k.ipcOffset, busId: k.busId, stagingChunk: k.stagingChunk,
+            ...(k.ipcHandle !== undefined ? { ipcHandle: k.ipcHandle } : {}),
+          };
+        }),
       },
       timeoutMs,
     );

@@ -8,7 +8,7 @@ import { ErrorCode, KvwireError } from '../errors.js';
 import type { EngineConnection } from './engine.js';
 import type { AgentDescription } from './metadata.js';
 import { RemoteRegion } from './region.js';
-import type { TransportCategory } from './types.js';
+import type { CudaPath, TransportCategory } from './types.js';
 
 /** What a Peer needs from its agent. @internal */
 export interface PeerHost {
@@ -38,6 +38,11 @@ export class Peer extends EventEmitter {
   readonly protocol: 'rma' | 'am' | 'loopback';
   /** True when the peer runs on this host (same kernel and pid namespace). */
   readonly sameHost: boolean;
+  /**
+   * How transfers that touch device memory travel to this peer ('ucx', 'ipc' or 'staging'), as the
+   * engine chose it when connecting; null for engines that move host memory only (loopback).
+   */
+  readonly cudaPath: CudaPath | null;
   /** The regions the peer exported (access other than 'none'). */
   readonly regions: readonly RemoteRegion[];
   #state: PeerState = 'connected';
@@ -56,7 +61,8 @@ export class Peer extends EventEmitter {
     this.lanes = conn.lanes;
     this.protocol = conn.protocol;
     this.sameHost = sameHost;
-    this.regions = d.regions.map((r) => new RemoteRegion(this, r.id, r.label, r.access, r.length));
+    this.cudaPath = conn.cudaPath ?? null;
+    this.regions = d.regions.map((r) => new RemoteRegion(this, r.id, r.label, r.access, r.length, r.memory ?? 'host'));
     for (const r of this.regions) {
       this.#byLabel.set(r.label, r);
       this.#byId.set(r.id, r);

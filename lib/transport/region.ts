@@ -3,7 +3,9 @@
  *
  * @packageDocumentation
  */
-import type { Access } from './types.js';
+import { ErrorCode, KvwireError } from '../errors.js';
+import type { CudaMemory } from './cuda.js';
+import type { Access, MemoryKind } from './types.js';
 
 /** Internal hooks a Region needs from its agent. */
 export interface RegionOwner {
@@ -26,8 +28,12 @@ export class Region {
   readonly access: Access;
   /** Size in bytes. */
   readonly length: number;
-  /** The registered bytes, as a view (no copy). */
-  readonly bytes: Uint8Array;
+  /** Host memory, or CUDA device memory. */
+  readonly kind: MemoryKind;
+  /** The CUDA device ordinal of device memory; undefined for host memory. */
+  readonly device: number | undefined;
+  /** The device address of device memory; undefined for host memory. */
+  readonly pointer: bigint | undefined;
   /** Resolves once no operation can touch the memory any more (after deregistration). */
   readonly released: Promise<void>;
   #registered = true;
@@ -35,19 +41,34 @@ export class Region {
   readonly #owner: RegionOwner;
   /** The memory object as the caller gave it; held so it cannot be collected while registered. */
   readonly #memory: unknown;
+  readonly #bytes: Uint8Array | undefined;
 
-  /** @internal Created by {@link Agent.register}. */
-  constructor(owner: RegionOwner, id: number, label: string, access: Access, bytes: Uint8Array, memory: unknown) {
+  /** @internal Created by {@link Agent.register}: `bytes` for host memory, `device` for device memory. */
+  constructor(owner: RegionOwner, id: number, label: string, access: Access, bytes: Uint8Array | undefined, memory: unknown, device?: CudaMemory) {
     this.#owner = owner;
     this.id = id;
     this.label = label;
     this.access = access;
-    this.length = bytes.byteLength;
-    this.bytes = bytes;
+    this.length = device !== undefined ? device.length : bytes!.byteLength;
+    this.kind = device !== undefined ? 'cuda' : 'host';
+    this.device = device?.device;
+    this.pointer = device?.pointer;
+    this.#bytes = bytes;
     this.#memory = memory;
     this.released = new Promise((resolve) => {
       this.#resolveReleased = resolve;
     });
+  }
+
+  /**
+   * The registered bytes, as a view (no copy). Device memory has no host view: reading `bytes` of a
+   * region of kind 'cuda' throws `ERR_KVWIRE_UNSUPPORTED` (use `cuda.copyFromDevice`).
+   */
+  get bytes(): Uint8Array {
+    if (this.#bytes === undefined) {
+      throw new KvwireError(ErrorCode.UNSUPPORTED, `${this} is CUDA device memory, which has no host view; read it with cuda.copyFromDevice()`);
+    }
+    return this.#bytes;
   }
 
   /** The agent that registered it. @internal */
@@ -87,7 +108,7 @@ export class Region {
 
   /** A short description for messages: `region 'kv' (1,048,576 bytes)`. */
   toString(): string {
-    return `region '${this.label}' (${this.length.toLocaleString('en-US')} bytes)`;
+    return `region '${this.label}' (${this.length.toLocaleString('en-US')} bytes${this.kind === 'cuda' ? ` on CUDA device ${this.device}` : ''})`;
   }
 }
 
@@ -103,15 +124,18 @@ export class RemoteRegion {
   readonly length: number;
   /** The peer that owns it (a {@link Peer}). */
   readonly peer: object;
+  /** Host memory, or CUDA device memory of the peer. */
+  readonly kind: MemoryKind;
   #revoked = false;
 
   /** @internal Created by {@link Agent.connect}. */
-  constructor(peer: object, id: number, label: string, access: Access, length: number) {
+  constructor(peer: object, id: number, label: string, access: Access, length: number, kind: MemoryKind = 'host') {
     this.peer = peer;
     this.id = id;
     this.label = label;
     this.access = access;
     this.length = length;
+    this.kind = kind;
   }
 
   /** True once the peer deregistered it: transfers naming it fail with `ERR_KVWIRE_DEREGISTERED`. */

@@ -17,6 +17,16 @@ export type EngineKind = 'ucx' | 'loopback';
 /** Engine choice at creation: 'auto' is UCX when available, else an error that says why. */
 export type EngineChoice = 'auto' | EngineKind;
 
+/** Where a region's bytes live: host memory, or CUDA device memory. */
+export type MemoryKind = 'host' | 'cuda';
+
+/**
+ * How transfers that touch device memory travel to a peer: 'ucx' (UCX moves device memory itself,
+ * when it was built with CUDA transports), 'ipc' (same host: CUDA IPC, device-to-device copies on a
+ * stream) or 'staging' (pinned host buffers and the UCX wire, pipelined in chunks).
+ */
+export type CudaPath = 'ucx' | 'ipc' | 'staging';
+
 /** Host memory kvwire registers in place (never copied). */
 export type HostMemory = ArrayBuffer | ArrayBufferView;
 
@@ -43,6 +53,15 @@ export interface AgentOptions {
   protocol?: 'auto' | 'rma' | 'am';
   /** Keep the process alive while the agent is open, even when idle (like a listening server). */
   keepAlive?: boolean;
+  /** How device memory moves (UCX engine; see docs/cuda.md). */
+  cuda?: {
+    /** 'auto' (default): 'ucx' when UCX moves device memory, else 'ipc' on the same host, else 'staging'. */
+    path?: 'auto' | CudaPath;
+    /** Size of a staging buffer, the unit of the staging pipeline (default 16 MiB; 4 KiB .. 1 GiB). */
+    stagingChunkBytes?: number;
+    /** Staging buffers per direction (default 4; 1 .. 64): copies and the wire overlap across them. */
+    stagingBuffers?: number;
+  };
   /** Tuning of the native engine (advanced). */
   tuning?: {
     /** Busy-poll this long (µs) after the last activity before sleeping. Default 100. */

@@ -39,6 +39,7 @@ Driver* Load() {
   sym(d->cuDeviceGetName, "cuDeviceGetName");
   sym(d->cuDeviceGetAttribute, "cuDeviceGetAttribute");
   sym(d->cuDeviceTotalMem, "cuDeviceTotalMem_v2");
+  sym(d->cuDeviceGetPCIBusId, "cuDeviceGetPCIBusId");
   sym(d->cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain");
   sym(d->cuDevicePrimaryCtxRelease, "cuDevicePrimaryCtxRelease_v2");
   sym(d->cuCtxSetCurrent, "cuCtxSetCurrent");
@@ -46,6 +47,7 @@ Driver* Load() {
   sym(d->cuMemAlloc, "cuMemAlloc_v2");
   sym(d->cuMemFree, "cuMemFree_v2");
   sym(d->cuMemAllocHost, "cuMemAllocHost_v2");
+  sym(d->cuMemHostAlloc, "cuMemHostAlloc");
   sym(d->cuMemFreeHost, "cuMemFreeHost");
   sym(d->cuMemHostRegister, "cuMemHostRegister_v2");
   sym(d->cuMemHostUnregister, "cuMemHostUnregister");
@@ -65,6 +67,7 @@ Driver* Load() {
   sym(d->cuStreamCreate, "cuStreamCreate");
   sym(d->cuStreamDestroy, "cuStreamDestroy_v2");
   sym(d->cuStreamSynchronize, "cuStreamSynchronize");
+  sym(d->cuStreamQuery, "cuStreamQuery");
   sym(d->cuEventCreate, "cuEventCreate");
   sym(d->cuEventDestroy, "cuEventDestroy_v2");
   sym(d->cuEventRecord, "cuEventRecord");

@@ -22,10 +22,12 @@ namespace kvwire {
 class LocalRegion {
  public:
   // `release` runs exactly once, on whichever thread lets go last after deregistration.
+  // `device` >= 0: CUDA device memory of that device (never dereferenced on the host; `memh` is
+  // null unless UCX itself moves device memory). -1: host memory.
   LocalRegion(uint32_t id, std::string label, uint8_t* base, uint64_t length, Access access, void* memh,
-              std::function<void(LocalRegion&)> release)
+              std::function<void(LocalRegion&)> release, int device = -1)
       : id_(id), label_(std::move(label)), base_(base), length_(length), access_(access), memh_(memh),
-        release_(std::move(release)) {}
+        device_(device), release_(std::move(release)) {}
 
   uint32_t id() const { return id_; }
   const std::string& label() const { return label_; }
@@ -33,6 +35,8 @@ class LocalRegion {
   uint64_t length() const { return length_; }
   Access access() const { return access_; }
   void* memh() const { return memh_; }
+  int device() const { return device_; }
+  bool onDevice() const { return device_ >= 0; }
   bool Contains(uint64_t offset, uint64_t len) const { return offset <= length_ && len <= length_ - offset; }
   uint32_t users() const { return state_.load() & kUserMask; }
 
@@ -57,6 +61,7 @@ class LocalRegion {
   const uint64_t length_;
   const Access access_;
   void* const memh_;
+  const int device_;
   std::function<void(LocalRegion&)> release_;
   std::atomic<uint32_t> state_{0};
 };
@@ -118,8 +123,16 @@ struct RemoteRegion {
   uint64_t base = 0;  // the peer's virtual address of byte 0
   uint64_t length = 0;
   Access access = kAccessNone;
-  std::string rkey;   // packed UCX rkey bytes
+  std::string rkey;   // packed UCX rkey bytes (empty for device memory UCX cannot move)
   std::atomic<bool> revoked{false};
+  // Device memory (the peer's device ordinal, -1 for host memory) and how to reach it: the IPC
+  // handle of its allocation (empty when the peer could not export one) and the region's offset in
+  // it, the peer's PCI bus id of the device, and the largest piece the peer stages at once.
+  int device = -1;
+  std::string ipcHandle;
+  uint64_t ipcOffset = 0;
+  std::string busId;
+  uint64_t stagingChunk = 0;
   // Where this process sees byte 0 of the region, when UCX mapped it here (shared memory the peer
   // allocated with UCX: ucp_rkey_ptr). Set by the engine thread before the peer is reported
   // connected; valid until the peer is disconnected (which only the JS thread can cause).

@@ -43,6 +43,7 @@ inline constexpr const char* kUnknownRegion = "ERR_KVWIRE_UNKNOWN_REGION";
 inline constexpr const char* kRegionBusy = "ERR_KVWIRE_REGION_BUSY";
 inline constexpr const char* kCancelled = "ERR_KVWIRE_CANCELLED";
 inline constexpr const char* kTransport = "ERR_KVWIRE_TRANSPORT";
+inline constexpr const char* kCapacity = "ERR_KVWIRE_CAPACITY";
 }  // namespace code
 
 // Wire status numbers for the codes a target can answer with (AM replies carry a number).

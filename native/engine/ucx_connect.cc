@@ -230,11 +230,19 @@ void UcxEngine::HandleHelloAck(const wire::HelloAckHdr& h) {
     return;
   }
   ob.inboundId = h.inboundId;
+  std::string cudaError;
+  if (!SetupPeerCuda(ob, &cudaError)) {  // the CUDA path asked for cannot reach this peer
+    wire::ByeHdr bye{ob.inboundId, 0};
+    SendControl(ob.ep, wire::kBye, &bye, sizeof bye, nullptr, 0);
+    OutboundLost(ob, code::kUnsupported, cudaError);
+    return;
+  }
   ob.state = Outbound::State::kConnected;
   if (ob.rma) MapRemoteRegions(ob);
   EngineEvent e{EngineEvent::Kind::kConnected};
   e.id = ob.id;
-  e.text = ob.lanes.category + "|" + ob.lanes.detail + "|" + (ob.rma ? "rma" : "am");
+  e.text = ob.lanes.category + "|" + ob.lanes.detail + "|" + (ob.rma ? "rma" : "am") + "|" +
+           cuda::PathName(ob.cuda->path);
   Emit(std::move(e));
 }
 

@@ -129,6 +129,7 @@ bool UcxEngine::Init(std::string* error) {
       return false;
     }
   }
+  InitCuda();
   thread_ = std::thread([this] { Run(); });
   return true;
 }
@@ -250,9 +251,9 @@ uint32_t UcxEngine::ProtFor(Access access) {
 
 bool UcxEngine::AddRegion(uint32_t id, const std::string& label, uint8_t* base, uint64_t length, Access access,
                           ucp_mem_h memh, std::string* rkey, std::string* error,
-                          std::function<void(ucp_mem_h)> unmap) {
+                          std::function<void(ucp_mem_h)> unmap, int device) {
   rkey->clear();
-  if (access != kAccessNone) {
+  if (access != kAccessNone && memh != nullptr) {
     void* buf = nullptr;
     size_t size = 0;
     ucs_status_t st = ucp_rkey_pack(context_, memh, &buf, &size);
@@ -278,7 +279,7 @@ bool UcxEngine::AddRegion(uint32_t id, const std::string& label, uint8_t* base, 
     } else {
       self->undelivered_.push_back(std::move(e));
     }
-  });
+  }, device);
   regions_.Insert(std::move(region));
   return true;
 }
@@ -397,6 +398,10 @@ void UcxEngine::Run() {
       if (n == 0) break;
     }
     RunDeferred();
+    if (cuda_ && cuda_->busy()) {  // CUDA copies in flight: poll their events every turn
+      work += cuda_->Poll() + 1;
+      RunDeferred();
+    }
     uint64_t now = NowNs();
     if (work > 0 || commands) lastActivityNs_ = now;
     if (now >= nextDeadlineNs_ || now - lastSweepNs_ > 100000000ull) CheckDeadlines(now);
@@ -569,6 +574,11 @@ void UcxEngine::ShutdownOnThread() {
     CancelXfer(id, code::kClosed, "the agent was closed while this transfer was in flight");
   }
   for (auto& [key, t] : serves_) t->cancelled = true;
+  // 1b. CUDA copies in flight complete (a GPU copy always does); their callbacks run.
+  if (cuda_) {
+    cuda_->Drain();
+    RunDeferred();
+  }
   // 2. Let what is already in flight finish (up to 500 ms): transfers were failed above and post
   //    nothing more, served reads were cancelled. Closing an endpoint under zero-copy operations
   //    makes UCX 1.13's tcp transport complete them twice on the peer (an assertion there), so
@@ -642,6 +652,7 @@ void UcxEngine::ShutdownOnThread() {
   xfers_.clear();
   outbound_.clear();  // destroys rkeys
   inbound_.clear();
+  ReleaseStagedQueue();
   if (!closing_.empty() || !live_.empty()) {
     // UCX still holds operations we cannot finish: destroying the worker (or cleaning up the
     // context) now would abort the process inside UCX. Leave them allocated instead.
@@ -650,8 +661,11 @@ void UcxEngine::ShutdownOnThread() {
     w.text = std::to_string(live_.size() + closing_.size()) +
              " UCX operations did not finish within 1 s of close(); their resources are left allocated";
     Emit(std::move(w));
+    (void)cuda_.release();  // its staging buffers may still be in UCX's hands: leave them allocated
     return;
   }
+  if (cuda_) cuda_->Drain();  // copies started while closing (a WRITE still arriving) complete first
+  cuda_.reset();  // closes IPC mappings, frees staging buffers (their UCX registrations first)
   ucp_worker_destroy(worker_);
   worker_ = nullptr;
 }

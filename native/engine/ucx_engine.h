@@ -36,6 +36,8 @@
 #include "engine/regions.h"
 #include "engine/types.h"
 #include "engine/wire.h"
+#include "cuda/device_memory.h"
+#include "cuda/plane.h"
 #include "util/unique_fd.h"
 #include "util/wakeup.h"
 
@@ -50,6 +52,8 @@ struct ResolvedDesc {
   uint64_t remoteOffset;
   uint64_t remoteAddr;  // peer's virtual address (remote base + offset)
   uint8_t* remoteMapped;  // the same bytes mapped into this process (shared memory), or nullptr
+  int16_t localDevice = -1;   // CUDA device of the local bytes, -1 for host memory
+  int16_t remoteDevice = -1;  // the peer's CUDA device of the remote bytes, -1 for host memory
 };
 
 struct TransferRequest {
@@ -62,6 +66,9 @@ struct TransferRequest {
   bool hasNotify = false;
   uint32_t timeoutMs = 0;
   uint64_t bytes = 0;
+  bool cuda = false;      // a descriptor touches device memory: native/cuda/engine_*.cc moves it
+  bool forceAm = false;   // remote device memory the target stages: active messages, never RMA
+  uint64_t parentId = 0;  // a staging stage's sub-transfer: reports to its parent, not to JS
 };
 
 struct EngineOptions {
@@ -76,6 +83,7 @@ struct EngineOptions {
   uint64_t inlineBytes = 256 * 1024;  // mapped transfers up to this size are copied by the caller
   std::string hostId;         // identifies host + pid namespace (liveness checks need both equal)
   uint64_t pidStart = 0;
+  cuda::PlaneOptions cuda;    // CUDA path and staging pipeline (AgentOptions.cuda)
 };
 
 // Where UCX's endpoint lanes go, classified. `category` is what peer.transport reports.
@@ -131,6 +139,12 @@ class UcxEngine {
   // `released` is emitted (kRegionReleased via the sink) when no operation can touch the memory.
   bool Deregister(uint32_t id, uint32_t* busyUsers, bool* known);
   RegionTable& regions() { return regions_; }
+  // Registers validated device memory (native/cuda/engine_memory.cc): with UCX when UCX moves
+  // device memory itself, else for the CUDA IPC and staging paths only.
+  bool RegisterDevice(uint32_t id, const std::string& label, const cuda::DeviceRange& range, Access access,
+                      std::string* rkey, std::string* error);
+  // Whether this UCX moves CUDA device memory itself (built with CUDA transports).
+  bool ucxCudaMemory() const { return ucxCudaMemory_; }
 
   void Connect(uint32_t peerId, std::shared_ptr<PeerInfo> info, uint32_t timeoutMs);
   void Disconnect(uint32_t peerId);
@@ -138,6 +152,7 @@ class UcxEngine {
   // Validates and enqueues. On rejection returns false with an error code and message.
   bool Post(std::unique_ptr<TransferRequest> req);
   uint64_t inlineBytes() const { return opts_.inlineBytes; }
+  uint64_t stagingChunkBytes() const { return opts_.cuda.chunkBytes; }
   void Cancel(uint64_t transferId, const char* code);
   void Notify(uint32_t peerId, std::string message, uint64_t token);
 
@@ -161,7 +176,8 @@ class UcxEngine {
   explicit UcxEngine(const EngineOptions& opts, EventSink sink);
   static uint32_t ProtFor(Access access);
   bool AddRegion(uint32_t id, const std::string& label, uint8_t* base, uint64_t length, Access access,
-                 ucp_mem_h memh, std::string* rkey, std::string* error, std::function<void(ucp_mem_h)> unmap);
+                 ucp_mem_h memh, std::string* rkey, std::string* error, std::function<void(ucp_mem_h)> unmap,
+                 int device = -1);
   bool Init(std::string* error);
   void Run();
   void Enqueue(Command&& c);
@@ -259,6 +275,36 @@ class UcxEngine {
   void RevokeRegion(uint32_t regionId);
   void SweepTargetState(uint64_t now);
 
+  // ---- CUDA device memory (native/cuda/engine_*.cc) ----
+  struct StagedRecv;
+  void InitCuda();
+  // At connect: picks the peer's CUDA path and opens its IPC handles. False: the forced path is impossible.
+  bool SetupPeerCuda(Outbound& ob, std::string* error);
+  void PrepareCudaXfer(Xfer& x, Outbound& ob);
+  void PumpCudaXfer(Xfer& x, Outbound& ob);
+  bool CudaLanded(const Xfer& x) const;
+  void OnCudaXferFinished(Xfer& x);
+  void PumpIpc(Xfer& x);
+  void PlanStaging(Xfer& x, Outbound& ob);
+  void PumpStaging(Xfer& x, Outbound& ob);
+  bool StartStage(Xfer& x, uint32_t stage);
+  void StartStageChild(Xfer& x, uint32_t stage);
+  void OnChildFinished(Xfer& child, const std::string& code, const std::string& msg);
+  void OnChildReaped(Xfer& child);
+  void TouchStagingWaiters();
+  // Target side: device memory received through and served from the target's staging buffers.
+  WireStatus CheckStagedWrite(const LocalRegion& r, uint64_t len, uint32_t index, std::string* msg);
+  ucs_status_t StagedWrite(Inbound& ib, WriteRecord& rec, const wire::WriteHdr& h, LocalRegionPtr region,
+                           void* data, size_t len, const ucp_am_recv_param_t* param);
+  void StartStagedRecv(StagedRecv* s);
+  static void StagedRecvCb(void* req, ucs_status_t st, size_t len, void* ud);
+  void FinishStagedRecv(StagedRecv* s, const std::string& error);
+  bool PrepareStagedServe(ServeTask& t, uint32_t* badIndex, std::string* msg);
+  bool StageServeItem(ServeTask& t, uint32_t index);
+  static void StagedServeSendCb(void* req, ucs_status_t st, void* ud);
+  void TargetBufferFreed();
+  void ReleaseStagedQueue();
+
   // Sends a small control AM (eager, header + data copied into a heap block kept until completion).
   void SendControl(ucp_ep_h ep, uint16_t amId, const void* hdr, size_t hdrLen, const void* data,
                    size_t dataLen, std::function<void(ucs_status_t)> done = nullptr);
@@ -319,6 +365,12 @@ class UcxEngine {
   // Error-handler arguments: never freed while the worker lives, because UCX may report an error
   // on an endpoint (or on one it merged with it) after we closed ours.
   std::deque<std::unique_ptr<EpOwner>> owners_;
+  // CUDA: copies, staging buffers and IPC mappings (engine thread; null without a CUDA driver).
+  cuda::PlanePtr cuda_;
+  bool ucxCudaMemory_ = false;
+  uint64_t nextChildId_ = 1ull << 62;  // sub-transfer ids never meet JS transfer ids
+  std::deque<StagedRecv*> stagedWaiting_;  // rendezvous receives waiting for a target buffer
+  std::vector<uint64_t> servesWaiting_;    // served READs waiting for a target buffer
 };
 
 }  // namespace kvwire

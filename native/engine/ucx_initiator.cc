@@ -111,9 +111,10 @@ void UcxEngine::StartTransfer(std::unique_ptr<TransferRequest> req) {
     return;
   }
   ob.xfers.insert(id);
-  x.rma = ob.rma;
+  x.rma = ob.rma && !x.req->forceAm;
+  if (x.req->cuda) PrepareCudaXfer(x, ob);  // device memory: IPC, staging, or UCX itself
   size_t n = x.req->descs.size();
-  if (!x.rma) {
+  if (!x.rma && !x.cuda) {
     if (x.req->op == Op::kWrite) {
       x.whdrs.resize(n);
     } else {
@@ -140,7 +141,9 @@ void UcxEngine::PumpXfer(Xfer& x) {
     return;
   }
   Outbound& ob = *it->second;
-  if (x.rma) {
+  if (x.cuda) {
+    PumpCudaXfer(x, ob);
+  } else if (x.rma) {
     PostRma(x, ob);
   } else if (x.req->op == Op::kWrite) {
     PostAmWrite(x, ob);
@@ -275,7 +278,9 @@ void UcxEngine::MaybeFinishXfer(Xfer& x) {
   if (x.finished) return;
   size_t n = x.req->descs.size();
   bool landed;
-  if (x.rma) {
+  if (x.cuda) {
+    landed = CudaLanded(x);
+  } else if (x.rma) {
     landed = x.completed == n && (x.req->op == Op::kRead || x.flushDone);
   } else if (x.req->op == Op::kWrite) {
     landed = x.ackReceived;  // the notification rode in the FIN: delivered by the target
@@ -329,10 +334,15 @@ void UcxEngine::FinishXfer(Xfer& x, const std::string& c, const std::string& msg
   e.doneNs = NowNs();
   e.bytesMoved = c.empty() ? x.req->bytes : 0;
   e.aux = x.inflight;  // > 0: a kTransferQuiesced follows when the last of them finishes
-  x.quiesceOwed = x.inflight > 0;
-  Emit(std::move(e));
   auto it = outbound_.find(x.req->peerId);
   if (it != outbound_.end()) it->second->xfers.erase(x.req->id);
+  if (x.req->parentId != 0) {
+    OnChildFinished(x, c, msg);  // a staging sub-transfer reports to its transfer, not to JS
+    return;
+  }
+  x.quiesceOwed = x.inflight > 0;
+  Emit(std::move(e));
+  if (x.cuda) OnCudaXferFinished(x);
 }
 
 void UcxEngine::ReapXfer(uint64_t id) {
@@ -340,7 +350,9 @@ void UcxEngine::ReapXfer(uint64_t id) {
   if (it == xfers_.end()) return;
   Xfer& x = *it->second;
   if (x.inflight != 0) return;
-  if (x.quiesceOwed) {
+  if (x.req->parentId != 0) {
+    OnChildReaped(x);
+  } else if (x.quiesceOwed) {
     EngineEvent e{EngineEvent::Kind::kTransferQuiesced};
     e.id = id;
     Emit(std::move(e));

@@ -3,6 +3,7 @@
 #ifdef KVWIRE_HAVE_UCX
 #include <unordered_set>
 
+#include "cuda/engine_state.h"
 #include "engine/ucx_engine.h"
 #include "util/clock.h"
 
@@ -32,6 +33,7 @@ struct UcxEngine::Outbound {
   std::unordered_set<uint64_t> xfers;
   std::string lostCode, lostReason;
   uint64_t lingerUntilNs = 0;  // lost, endpoint left open until UCX reports the reset (or this)
+  std::shared_ptr<cuda::PeerCuda> cuda;  // CUDA path and IPC mappings (set when connected)
   ~Outbound() {
     for (auto& [id, rk] : rkeys) ucp_rkey_destroy(rk);
   }
@@ -88,6 +90,7 @@ struct UcxEngine::Xfer {
   std::vector<wire::ReadItem> items;
   std::vector<uint8_t> got;
   uint32_t gotCount = 0;
+  std::shared_ptr<cuda::XferCuda> cuda;  // CUDA IPC or staging state (null for host transfers)
 };
 
 // A READ this agent serves for an inbound peer, by pushing the bytes back.
@@ -106,6 +109,7 @@ struct UcxEngine::ServeTask {
   uint32_t next = 0, inflight = 0, completed = 0;
   uint64_t deadlineNs = 0;
   bool cancelled = false, finished = false, errorSent = false;
+  std::vector<int16_t> itemDevice;  // per item: CUDA device of the bytes, -1 host (empty: all host)
 };
 
 struct UcxEngine::Command {

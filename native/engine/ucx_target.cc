@@ -104,6 +104,10 @@ ucs_status_t UcxEngine::HandleWrite(const wire::WriteHdr& h, void* data, size_t 
     st = WireStatus::kInvalid;
     msg = "descriptor " + std::to_string(h.index) + " carries " + Num(len) + " bytes but claims " + Num(h.length);
   }
+  if (st == WireStatus::kOk && region->onDevice()) {  // device memory: staged (native/cuda/engine_target.cc)
+    st = CheckStagedWrite(*region, len, h.index, &msg);
+    if (st != WireStatus::kOk) region->Release();
+  }
   if (st != WireStatus::kOk) {
     rec.status = st;
     rec.badIndex = h.index;
@@ -124,6 +128,7 @@ ucs_status_t UcxEngine::HandleWrite(const wire::WriteHdr& h, void* data, size_t 
     }
     return UCS_OK;  // a rendezvous descriptor not received is released by UCX
   }
+  if (region->onDevice()) return StagedWrite(ib, rec, h, std::move(region), data, len, param);
   uint8_t* dst = region->base() + h.offset;
   if ((param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0) {
     auto* t = new TargetRecv{this, ib.id, h.xferId, region};
@@ -242,6 +247,13 @@ void UcxEngine::HandleReadReq(const wire::ReadReqHdr& h, const uint8_t* data, si
     task->memhs[i] = last->memh();
     task->hdrs[i] = wire::ReadDataHdr{h.xferId, i};
   }
+  uint32_t bad = 0;
+  std::string stagedMsg;
+  if (!PrepareStagedServe(*task, &bad, &stagedMsg)) {  // device memory: served through staging buffers
+    for (auto& rr : task->regions) rr->Release();
+    SendStatus(ib.ep, wire::kReadFin, h.xferId, WireStatus::kInvalid, bad, stagedMsg);
+    return;
+  }
   uint64_t key = nextServe_++;
   ServeTask& t = *task;
   serves_[key] = std::move(task);
@@ -283,6 +295,11 @@ void UcxEngine::PumpServe(ServeTask& t) {
     size_t n = t.items.size();
     const uint32_t window = WindowFor(t.bytes, n);
     while (t.next < n && t.next - t.completed < window) {
+      if (!t.itemDevice.empty() && t.itemDevice[t.next] >= 0) {
+        if (!StageServeItem(t, t.next)) break;  // waits for a staging buffer (or failed)
+        t.next++;
+        continue;
+      }
       uint32_t i = t.next++;
       ucp_request_param_t p{};
       p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS |
@@ -308,7 +325,10 @@ void UcxEngine::PumpServe(ServeTask& t) {
     // Everything is posted: the FIN follows the pushes on this endpoint, and the initiator
     // completes once every byte it announces has landed (a push failing later sends a second FIN
     // with the error). Sent now rather than after the local completions: one round trip less.
-    if (!t.finished && t.next == n) FinishServe(t, WireStatus::kOk, 0, "");
+    // Staged (device) items are pushed only after their copy to host finishes, so a task with any
+    // waits for every push to complete before its FIN.
+    const bool staged = !t.itemDevice.empty();
+    if (!t.finished && (staged ? t.completed == n : t.next == n)) FinishServe(t, WireStatus::kOk, 0, "");
   }
   if ((t.cancelled || t.finished) && t.inflight == 0) {
     for (auto& r : t.regions) r->Release();

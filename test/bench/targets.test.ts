@@ -9,17 +9,23 @@ function row(transport: string, op: 'read' | 'write', size: number, batch: numbe
     op, transport, blockSize: size, batch, inflight: 1, status: 'ok', error: null, errorCode: null, iterations: 5, warmup: 1,
     bytes: 1, elapsedS: 1, gbps, latencyUs: EMPTY_DISTRIBUTION, prepUs: EMPTY_DISTRIBUTION, postUs: EMPTY_DISTRIBUTION,
     completionUs: EMPTY_DISTRIBUTION, descriptors: batch, checked: false, verifiedBytes: 0, mismatch: null,
-    baseline: { putBwGbps: put, amBwGbps: am, getGbps: null, memcpyGbps: null },
-    ratios: { put: put ? gbps / put : null, best: best ? gbps / best : null, get: null, memcpy: null },
+    baseline: { putBwGbps: put, amBwGbps: am, getGbps: null, memcpyGbps: null, d2dGbps: null, h2dGbps: null },
+    ratios: { put: put ? gbps / put : null, best: best ? gbps / best : null, get: null, memcpy: null, d2d: null, h2d: null },
   };
 }
 
-const tcp: TransportJson = { name: 'tcp', ucxTls: 'tcp', category: 'tcp', lanes: 'tcp/lo', protocol: 'am', targetPid: 1, regionBytes: 1, status: 'ok', error: null };
+/** A device-memory row with the CUDA copy baselines of its size. */
+function cudaRow(transport: string, op: 'read' | 'write', size: number, gbps: number, d2d: number, h2d: number): SweepRowJson {
+  const r = row(transport, op, size, 4, gbps, null, null);
+  return { ...r, baseline: { ...r.baseline!, d2dGbps: d2d, h2dGbps: h2d }, ratios: { ...r.ratios!, d2d: gbps / d2d, h2d: gbps / h2d } };
+}
+
+const tcp: TransportJson = { name: 'tcp', ucxTls: 'tcp', category: 'tcp', lanes: 'tcp/lo', protocol: 'am', cudaPath: null, targetPid: 1, regionBytes: 1, status: 'ok', error: null };
 
 describe('bench targets', () => {
   it('compares each size at our best batch and reports the worst size', () => {
     const sweep: SweepJson = {
-      transports: [tcp], perftest: [], memcpy: [],
+      transports: [tcp], perftest: [], memcpy: [], cuda: [],
       rows: [
         row('tcp', 'write', 65536, 1, 0.5, 1, 1.2), row('tcp', 'write', 65536, 16, 0.97, 1, 1.2),
         row('tcp', 'write', 1 << 20, 16, 2, 1.9, 1.8),
@@ -40,9 +46,28 @@ describe('bench targets', () => {
   });
 
   it('says what it could not judge', () => {
-    const sweep: SweepJson = { transports: [tcp], perftest: [], memcpy: [], rows: [row('tcp', 'write', 65536, 1, 1, null, null)] };
+    const sweep: SweepJson = { transports: [tcp], perftest: [], memcpy: [], cuda: [], rows: [row('tcp', 'write', 65536, 1, 1, null, null)] };
     const t = evaluateTargets(sweep, null, null).find((x) => x.id === 'write-vs-put-bw/tcp')!;
     expect(t).toMatchObject({ status: 'n/a', value: null });
     expect(t.detail).toMatch(/--baseline/);
+  });
+
+  it('judges CUDA IPC against the device-to-device copy (1 MiB+) and staging against pinned host-to-device (16 MiB)', () => {
+    const ipc: TransportJson = { ...tcp, name: 'sm', category: 'sm', cudaPath: 'ipc' };
+    const staging: TransportJson = { ...tcp, cudaPath: 'staging' };
+    const sweep: SweepJson = {
+      transports: [ipc, staging], perftest: [], memcpy: [], cuda: [],
+      rows: [
+        cudaRow('sm', 'read', 1 << 20, 95, 100, 50), cudaRow('sm', 'write', 1 << 20, 91, 100, 50),
+        cudaRow('sm', 'write', 4096, 1, 100, 50), // below 1 MiB: not judged
+        cudaRow('tcp', 'read', 16 << 20, 40, 100, 50), cudaRow('tcp', 'write', 16 << 20, 39, 100, 50),
+      ],
+    };
+    const t = evaluateTargets(sweep, null, null);
+    expect(t.find((x) => x.id === 'cuda-ipc-vs-d2d/sm')).toMatchObject({ status: 'pass', threshold: 0.9 });
+    expect(t.find((x) => x.id === 'cuda-ipc-vs-d2d/sm')!.value).toBeCloseTo(0.91, 9);
+    const st = t.find((x) => x.id === 'cuda-staging-vs-h2d/tcp')!;
+    expect(st.status).toBe('fail');
+    expect(st.value).toBeCloseTo(0.78, 9);
   });
 });

@@ -1,0 +1,44 @@
+/**
+ * `AgentOptions.cuda`: checked when an agent is created, and the forced CUDA path checked against
+ * a peer before connecting (the engine checks again what only it can know, such as the lanes).
+ *
+ * @packageDocumentation
+ */
+import { ErrorCode, KvwireError } from '../errors.js';
+import { capabilities } from './capabilities.js';
+import { processIdentity } from './identity.js';
+import type { AgentDescription } from './metadata.js';
+import type { AgentOptions } from './types.js';
+
+const PATHS = new Set(['auto', 'ucx', 'ipc', 'staging']);
+
+/** Throws INVALID_ARGUMENT for a malformed `cuda` option. */
+export function checkCudaOptions(c: AgentOptions['cuda']): void {
+  if (c === undefined) return;
+  if (c === null || typeof c !== 'object') throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'cuda must be an object { path, stagingChunkBytes, stagingBuffers }');
+  if (c.path !== undefined && !PATHS.has(c.path)) {
+    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `cuda.path must be 'auto', 'ucx', 'ipc' or 'staging', not ${String(c.path)}`);
+  }
+  const chunk = c.stagingChunkBytes;
+  if (chunk !== undefined && (!Number.isSafeInteger(chunk) || chunk < 4096 || chunk > 1 << 30)) {
+    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `cuda.stagingChunkBytes must be an integer from 4096 to ${1 << 30}, not ${String(chunk)}`);
+  }
+  const n = c.stagingBuffers;
+  if (n !== undefined && (!Number.isSafeInteger(n) || n < 1 || n > 64)) {
+    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `cuda.stagingBuffers must be an integer from 1 to 64, not ${String(n)}`);
+  }
+}
+
+/** Why a forced CUDA path cannot reach the agent `d` describes, or undefined when it may. */
+export function forcedCudaPathProblem(path: string, d: AgentDescription): string | undefined {
+  if (path === 'ipc' && d.hostId !== processIdentity().hostId) {
+    return `cuda path 'ipc' was asked for, but '${d.name}' runs on another host; use 'staging' or 'auto'`;
+  }
+  if (path === 'ipc' && !capabilities().cuda.driver) {
+    return `cuda path 'ipc' was asked for, but CUDA is unavailable here: ${capabilities().cuda.reason ?? 'unknown'}`;
+  }
+  if (path === 'ucx' && !capabilities().engines.ucx.cudaTransports) {
+    return "cuda path 'ucx' was asked for, but this UCX has no CUDA transports (see `kvwire info`); use 'ipc' or 'staging'";
+  }
+  return undefined;
+}
