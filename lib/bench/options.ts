@@ -127,6 +127,7 @@ every transport available, side by side with raw UCX (ucx_perftest) and memcpy.
 What to run (the sweep runs when no other mode is given; modes combine):
   --model NAME          move a realistic KV cache per request (${KV_PRESET_NAMES.join(', ')})
     --tokens N          tokens per request (default 4096; 16-token blocks)
+    (--iters requests, default 20, after --warmup, default 5)
     --addressing A      tensor (one region per layer K/V, default) or arena (one region)
     --contiguous        contiguous block ids (shows coalescing); default scattered
     --cache-blocks N    blocks in each side's cache (default: twice the request's)

@@ -83,6 +83,9 @@ export async function runBench(opts: BenchOptions, argv: readonly string[], io: 
   let model: ModelJson | null = null;
   let register: RegisterJson | null = null;
   let idle: IdleJson | null = null;
+  // The idle check runs first: after a sweep the initiator process holds a large garbage heap whose
+  // collection (the bench's, not the agents') would land in the idle window.
+  if (opts.idleS !== undefined) idle = await runIdle(opts.idleS, engine, transports, notice, io.progress);
   if (opts.sweep) {
     sweep = await runSweep(opts, { engine, transports, regionCap }, {
       notice, progress: io.progress,
@@ -91,7 +94,6 @@ export async function runBench(opts: BenchOptions, argv: readonly string[], io: 
   }
   if (opts.model !== undefined) model = await runModel(opts, engine, transports, regionCap, notice, io.progress, faultHooks);
   if (opts.register) register = await runRegister(engine, transports, regionCap, notice, io.progress);
-  if (opts.idleS !== undefined) idle = await runIdle(opts.idleS, engine, transports, notice, io.progress);
   io.progress.finish();
 
   const failed =

@@ -129,6 +129,19 @@ describe.each(engines)('transport contract: $engine $transports', ({ engine, tra
     expect(dst.subarray(0, n * 4096).equals(src.subarray(4096 * 8, 4096 * 8 + n * 4096))).toBe(true);
   });
 
+  it('names the first descriptor that uses a bad entry of a columns region table', () => {
+    const n = 8;
+    const cols = {
+      regions: [local, remote], // entry 1 is the target's region, first used by descriptor 5
+      region: Uint32Array.from({ length: n }, (_, i) => (i >= 5 ? 1 : 0)),
+      offset: Float64Array.from({ length: n }, (_, i) => i * 4096),
+      length: new Float64Array(n).fill(4096),
+    };
+    const rcols = { ...cols, regions: [peer.region('kv')], region: new Uint32Array(n) };
+    const e = expectCode(() => initiator.read(peer, cols, rcols), ErrorCode.INVALID_ARGUMENT, /descriptor 5: the local region is not a Region of this agent/);
+    expect(e.details.index).toBe(5);
+  });
+
   it('posts prepared lists by index, many times', async () => {
     const l = Array.from({ length: 16 }, (_, i) => ({ region: local, offset: i * 65536, length: 65536 }));
     const r = Array.from({ length: 16 }, (_, i) => ({ region: peer.region('kv'), offset: (15 - i) * 65536, length: 65536 }));
