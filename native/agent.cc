@@ -1,5 +1,6 @@
 #include "agent.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -108,6 +109,9 @@ Agent::Agent(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Agent>(info) {
   opts.windowOps = std::max<uint32_t>(1, static_cast<uint32_t>(NumberOf(o, "windowOps", opts.windowOps)));
   opts.windowBytes = static_cast<uint64_t>(NumberOf(o, "windowBytes", static_cast<double>(opts.windowBytes)));
   opts.inlineBytes = static_cast<uint64_t>(NumberOf(o, "inlineBytes", static_cast<double>(opts.inlineBytes)));
+  opts.batchBelow = static_cast<uint64_t>(NumberOf(o, "batchBelow", static_cast<double>(opts.batchBelow)));
+  opts.batchBytes = std::clamp<uint64_t>(static_cast<uint64_t>(NumberOf(o, "batchBytes", static_cast<double>(opts.batchBytes))), 1,
+                                         32ull << 20);  // the target accepts packed messages up to 64 MiB
   if (o.Get("cuda").IsObject()) {
     Napi::Object c = o.Get("cuda").As<Napi::Object>();
     std::string path = StringOf(c.Get("path"));

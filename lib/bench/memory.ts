@@ -123,6 +123,15 @@ export function requireCuda(initiator: BenchMemory, target: BenchMemory, engine:
   if (reason !== undefined) throw new KvwireError(ErrorCode.UNSUPPORTED, `--memory cuda needs a CUDA GPU: ${reason}`);
 }
 
+/** Options both agents of a run get beyond engine and transport: device memory paths, engine tuning. */
+export type BenchAgentExtras = Pick<AgentOptions, 'cuda' | 'tuning'>;
+
+/** Both agents' extra options for a run: `cuda` when a side uses device memory, `tuning` when asked. */
+export function benchAgentExtras(o: Parameters<typeof benchCudaOptions>[0] & { readonly batchBelow: number | undefined }): BenchAgentExtras {
+  const cuda = benchCudaOptions(o);
+  return { ...(cuda !== undefined ? { cuda } : {}), ...(o.batchBelow !== undefined ? { tuning: { batchBelow: o.batchBelow } } : {}) };
+}
+
 /** The agents' `cuda` options for a run (undefined when neither side uses device memory and nothing was asked). */
 export function benchCudaOptions(o: {
   readonly initiatorMemory: BenchMemory; readonly targetMemory: BenchMemory;

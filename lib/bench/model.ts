@@ -25,7 +25,7 @@ import type { BenchPair } from './pair.js';
 import { BytePattern, ENTRY_STRIDE, regionSalt } from './pattern.js';
 import type { Progress } from './progress.js';
 import type { SweepHooks } from './sweep.js';
-import { benchCudaOptions, poisonIn, verifyIn } from './memory.js';
+import { benchAgentExtras, poisonIn, verifyIn } from './memory.js';
 import { describe, transferTimeoutMs } from './runner.js';
 import type { MismatchJson, ModelJson, ModelRowJson, TransportJson } from './schema.js';
 import { EMPTY_DISTRIBUTION, Samples } from './stats.js';
@@ -104,7 +104,7 @@ export async function runModel(
         engine, transport,
         specs.map((s, i) => ({ label: s.label, bytes: s.bytes, salt: targetSalts[i]!, memory: opts.targetMemory })),
         specs.map((s, i) => ({ label: `local-${s.label}`, bytes: s.bytes, salt: localSalts[i]!, memory: opts.initiatorMemory })),
-        pattern, benchCudaOptions(opts),
+        pattern, benchAgentExtras(opts),
       );
     } catch (e) {
       const msg = `could not open a ${transport} pair: ${(e as Error).message}`;

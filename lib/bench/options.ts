@@ -70,6 +70,8 @@ export interface BenchOptions {
    * the same cache-resident working set as the baselines. By default blocks are distinct.
    */
   readonly sameBlock: boolean;
+  /** Both agents' tuning.batchBelow (undefined: the engine's default). */
+  readonly batchBelow: number | undefined;
   /** KV model preset for the model workload. */
   readonly model: KvPresetName | undefined;
   /** Tokens per request of the model workload. */
@@ -158,6 +160,8 @@ Sweep grid:
   --row-cap S           stop a row after S seconds once it has 2 iterations (default 4; 0: never)
   --same-block          every descriptor moves block 0 (ucx_perftest's one-buffer working set);
                         default: distinct blocks, as a KV cache moves
+  --batch-below SIZE    over tcp, pack runs of descriptors smaller than SIZE into one message
+                        (the engine's tuning.batchBelow, default 128K); 0 sends each alone
 
 Checks and baselines:
   --check               verify every byte of every transfer; a corrupted row FAILS (exit code 1)
@@ -181,7 +185,7 @@ type Flag = 'bool' | 'value';
 const FLAGS: Record<string, Flag> = {
   '--engine': 'value', '--transports': 'value', '--ops': 'value', '--sizes': 'value', '--batches': 'value',
   '--iters': 'value', '--duration': 'value', '--warmup': 'value', '--budget': 'value', '--inflight': 'value',
-  '--max-region': 'value', '--row-cap': 'value', '--same-block': 'bool', '--check': 'bool', '--baseline': 'bool', '--fault': 'value',
+  '--max-region': 'value', '--row-cap': 'value', '--same-block': 'bool', '--batch-below': 'value', '--check': 'bool', '--baseline': 'bool', '--fault': 'value',
   '--memory': 'value', '--initiator-memory': 'value', '--target-memory': 'value', '--cuda-path': 'value',
   '--staging-chunk': 'value', '--staging-buffers': 'value', '--model': 'value', '--tokens': 'value', '--addressing': 'value', '--contiguous': 'bool', '--cache-blocks': 'value',
   '--register': 'bool', '--idle': 'value', '--sweep': 'bool', '--json': 'bool', '--csv': 'bool', '--plot': 'value',
@@ -311,6 +315,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
     maxRegionBytes: has('--max-region') ? bytesArg('--max-region', get('--max-region')!) : undefined,
     rowCapS: has('--row-cap') ? secondsArg('--row-cap', get('--row-cap')!, 0) : 4,
     sameBlock: has('--same-block'),
+    batchBelow: has('--batch-below') ? (get('--batch-below')!.trim() === '0' ? 0 : bytesArg('--batch-below', get('--batch-below')!)) : undefined,
     model: model as KvPresetName | undefined,
     tokens: has('--tokens') ? intArg('--tokens', get('--tokens')!, 1, 10_000_000) : 4096,
     addressing,

@@ -16,6 +16,7 @@ import { BytePattern } from './pattern.js';
 import { ucxTlsOf } from './plan.js';
 import type { TransportJson } from './schema.js';
 import { freeRegions } from './memory.js';
+import type { BenchAgentExtras } from './memory.js';
 import { benchRegion } from './target.js';
 import type { TargetRegionSpec } from './target.js';
 
@@ -34,9 +35,9 @@ export interface BenchPair {
   close(): Promise<void>;
 }
 
-/** Agent options for a transport name under an engine (`cuda`: how device memory moves). */
-export function agentOptions(engine: 'ucx' | 'loopback', transport: string, name: string, cuda?: AgentOptions['cuda']): AgentOptions {
-  return engine === 'loopback' ? { engine: 'loopback', name } : { engine: 'ucx', transports: ucxTlsOf(transport), name, ...(cuda !== undefined ? { cuda } : {}) };
+/** Agent options for a transport name under an engine (`extra`: how device memory moves, engine tuning). */
+export function agentOptions(engine: 'ucx' | 'loopback', transport: string, name: string, extra: BenchAgentExtras = {}): AgentOptions {
+  return engine === 'loopback' ? { engine: 'loopback', name } : { engine: 'ucx', transports: ucxTlsOf(transport), name, ...extra };
 }
 
 /**
@@ -45,14 +46,14 @@ export function agentOptions(engine: 'ucx' | 'loopback', transport: string, name
  */
 export async function openPair(
   engine: 'ucx' | 'loopback', transport: string,
-  remote: readonly TargetRegionSpec[], local: readonly TargetRegionSpec[], pattern: BytePattern, cuda?: AgentOptions['cuda'],
+  remote: readonly TargetRegionSpec[], local: readonly TargetRegionSpec[], pattern: BytePattern, extra: BenchAgentExtras = {},
 ): Promise<BenchPair> {
   const target: TargetLink = engine === 'loopback' ? new InProcessTargetLink() : new ChildTargetLink();
   let agent: Agent | undefined;
   const regions: Region[] = [];
   try {
-    const ready = await target.init(agentOptions(engine, transport, `kvwire-bench-target-${transport}`, cuda), remote);
-    agent = await Agent.create(agentOptions(engine, transport, `kvwire-bench-initiator-${transport}`, cuda));
+    const ready = await target.init(agentOptions(engine, transport, `kvwire-bench-target-${transport}`, extra), remote);
+    agent = await Agent.create(agentOptions(engine, transport, `kvwire-bench-initiator-${transport}`, extra));
     for (const spec of local) regions.push(benchRegion(agent, spec, 'none', pattern));
     const peer = await agent.connect(ready.metadata, { timeoutMs: 15_000 });
     const remoteRegions = remote.map((r) => peer.region(r.label));

@@ -112,7 +112,7 @@ export async function runBench(opts: BenchOptions, argv: readonly string[], io: 
       engine, transports, ops: [...opts.ops], sizes: [...opts.sizes], batches: [...opts.batches],
       iters: opts.iters ?? null, durationS: opts.durationS ?? null, warmup: opts.warmup ?? null,
       budgetBytes: opts.budgetBytes, inflight: opts.inflight, check: opts.check, baseline: opts.baseline,
-      maxRegionBytes: regionCap, rowCapS: opts.rowCapS, sameBlock: opts.sameBlock,
+      maxRegionBytes: regionCap, rowCapS: opts.rowCapS, sameBlock: opts.sameBlock, batchBelow: opts.batchBelow ?? null,
       initiatorMemory: opts.initiatorMemory, targetMemory: opts.targetMemory, cudaPath: opts.cuda.path,
     },
     notices,

@@ -66,6 +66,8 @@ export interface SettingsJson {
   readonly cudaPath: string;
   /** Every descriptor moved block 0 (the baselines' one-buffer working set). */
   readonly sameBlock: boolean;
+  /** tuning.batchBelow both agents got (null: the engine's default). */
+  readonly batchBelow: number | null;
 }
 
 /** A transport the sweep (or the model workload) ran over. */
@@ -462,7 +464,7 @@ export const BENCH_JSON_SCHEMA: JsonSchema = {
     settings: obj({
       engine: { enum: ['ucx', 'loopback'] }, transports: arr(str), ops: arr({ enum: ['read', 'write'] }), sizes: arr(int),
       batches: arr(int), iters: nullable(int), durationS: nullable(num), warmup: nullable(int), budgetBytes: int, inflight: int,
-      check: bool, baseline: bool, maxRegionBytes: int, rowCapS: num, sameBlock: bool,
+      check: bool, baseline: bool, maxRegionBytes: int, rowCapS: num, sameBlock: bool, batchBelow: nullable(int),
       initiatorMemory: { enum: ['allocate', 'register', 'cuda'] }, targetMemory: { enum: ['allocate', 'register', 'cuda'] }, cudaPath: str,
     }),
     notices: arr(str),

@@ -16,7 +16,7 @@ import { budgetIterations, planRows, regionBytesFor, ucxTlsOf } from './plan.js'
 import type { PlannedRow } from './plan.js';
 import type { Progress } from './progress.js';
 import { cuda } from '../transport/cuda.js';
-import { BENCH_DEVICE, benchCudaOptions } from './memory.js';
+import { BENCH_DEVICE, benchAgentExtras } from './memory.js';
 import { emptyRow, runRow } from './runner.js';
 import type { CudaCopyJson, MemcpyJson, PerftestJson, SweepJson, SweepRowJson, TransportJson } from './schema.js';
 import { fmtSize } from './units.js';
@@ -114,7 +114,7 @@ export async function runSweep(opts: BenchOptions, ctx: SweepContext, io: SweepI
         ctx.engine, transport,
         [{ label: 'bench-target', bytes: regionBytes, salt: regionSalt('target', 0), memory: opts.targetMemory }],
         [{ label: 'bench-initiator', bytes: regionBytes, salt: regionSalt('initiator', 0), memory: opts.initiatorMemory }],
-        pattern, benchCudaOptions(opts),
+        pattern, benchAgentExtras(opts),
       );
     } catch (e) {
       const msg = `could not open a ${transport} pair: ${(e as Error).message}`;

@@ -29,6 +29,17 @@ export function ucxUnavailableReason(): string | undefined {
   return undefined;
 }
 
+/** Tuning values are non-negative integers (the native side stores them unsigned). */
+function checkTuning(tuning: AgentOptions['tuning']): void {
+  if (tuning === undefined) return;
+  for (const [key, value] of Object.entries(tuning)) {
+    if (value === undefined) continue;
+    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `tuning.${key} must be a non-negative integer, not ${String(value)}`);
+    }
+  }
+}
+
 /** The UCX engine. */
 export class NativeEngine implements Engine {
   readonly kind = 'ucx' as const;
@@ -44,6 +55,7 @@ export class NativeEngine implements Engine {
       throw new KvwireError(ErrorCode.UNSUPPORTED, `the UCX engine is unavailable: ${reason}; use engine: 'loopback' for in-process tests`);
     }
     this.#listener = listener;
+    checkTuning(opts.tuning);
     const tls = Array.isArray(opts.transports) ? opts.transports.join(',') : (opts.transports as string | undefined);
     try {
       this.#agent = new native.NativeAgent(
@@ -55,6 +67,8 @@ export class NativeEngine implements Engine {
           ...(opts.tuning?.rndvThreshold !== undefined ? { rndvThreshold: opts.tuning.rndvThreshold } : {}),
           ...(opts.tuning?.windowOps !== undefined ? { windowOps: opts.tuning.windowOps } : {}),
           ...(opts.tuning?.inlineBytes !== undefined ? { inlineBytes: opts.tuning.inlineBytes } : {}),
+          ...(opts.tuning?.batchBelow !== undefined ? { batchBelow: opts.tuning.batchBelow } : {}),
+          ...(opts.tuning?.batchBytes !== undefined ? { batchBytes: opts.tuning.batchBytes } : {}),
           ...(opts.cuda !== undefined ? { cuda: { ...opts.cuda } } : {}),
         },
         (events) => this.#dispatch(events),

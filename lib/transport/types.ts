@@ -71,6 +71,14 @@ export interface AgentOptions {
     /** Active-message operations in flight per transfer. Default 256. */
     windowOps?: number;
     /**
+     * Active-message protocol (tcp): runs of descriptors shorter than this many bytes travel
+     * packed in one message, copied out and scattered on arrival (fewer, larger messages).
+     * Default 128 KiB; 0 sends every descriptor alone.
+     */
+    batchBelow?: number;
+    /** Largest packed message, in bytes (default 1 MiB; at most 32 MiB). */
+    batchBytes?: number;
+    /**
      * Transfers of at most this many bytes to shared memory a same-host peer allocated
      * (`agent.allocate()`) are copied by the calling thread: no thread hand-off, done at once.
      * Default 256 KiB; 0 disables.

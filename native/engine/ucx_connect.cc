@@ -502,6 +502,14 @@ ucs_status_t UcxEngine::OnAm(uint16_t id, const void* header, size_t headerLen, 
     if (auto* h = HeaderAs<wire::ReadDataHdr>(header, headerLen)) return HandleReadData(*h, data, len, param);
     return UCS_OK;
   }
+  if (id == wire::kWriteBatch) {
+    if (auto* h = HeaderAs<wire::WriteBatchHdr>(header, headerLen)) return HandleWriteBatch(*h, data, len, param);
+    return UCS_OK;
+  }
+  if (id == wire::kReadDataBatch) {
+    if (auto* h = HeaderAs<wire::ReadDataBatchHdr>(header, headerLen)) return HandleReadDataBatch(*h, data, len, param);
+    return UCS_OK;
+  }
   // Control messages are always eager; a rendezvous one is malformed: drop it.
   if (rndv) return UCS_OK;
   std::string hdr(static_cast<const char*>(header), headerLen);

@@ -81,6 +81,10 @@ struct EngineOptions {
   uint32_t windowOps = 256;   // AM operations in flight per transfer, at most ...
   uint64_t windowBytes = 4u << 20;  // ... and about this many bytes (a few large, many small)
   uint64_t inlineBytes = 256 * 1024;  // mapped transfers up to this size are copied by the caller
+  // AM protocol (tcp): runs of descriptors shorter than batchBelow travel packed in one message of
+  // at most batchBytes, copied out on one side and scattered on the other (0: every descriptor alone).
+  uint64_t batchBelow = 128 * 1024;
+  uint64_t batchBytes = 1u << 20;
   std::string hostId;         // identifies host + pid namespace (liveness checks need both equal)
   uint64_t pidStart = 0;
   cuda::PlaneOptions cuda;    // CUDA path and staging pipeline (AgentOptions.cuda)
@@ -239,6 +243,12 @@ class UcxEngine {
     uint64_t w = opts_.windowBytes / avg;
     return static_cast<uint32_t>(std::min<uint64_t>(opts_.windowOps, std::max<uint64_t>(2, w)));
   }
+  // With packing, the window counts descriptors of a few packed messages: windowBytes worth, uncapped.
+  uint32_t PackedWindowFor(uint64_t bytes, size_t count) const {
+    uint64_t avg = count == 0 ? 1 : std::max<uint64_t>(1, bytes / count);
+    uint64_t w = std::max<uint64_t>(2, opts_.windowBytes / avg);
+    return static_cast<uint32_t>(std::max<uint64_t>(WindowFor(bytes, count), std::min<uint64_t>(count, w)));
+  }
   void ProcessTouched();
   void StartTransfer(std::unique_ptr<TransferRequest> req);
   void PumpXfer(Xfer& x);
@@ -257,6 +267,28 @@ class UcxEngine {
   void HandleRevoke(const wire::RevokeHdr& h);
   void DoNotify(uint32_t peerId, std::string message, uint64_t token);
 
+  // Packed messages of small descriptors over the AM protocol (ucx_batch.cc)
+  struct PackedSend;
+  struct PackedRecv;
+  // Descriptors from `first` (below `end`) that go in one packed message: consecutive ones with
+  // length(k) < batchBelow, batchBytes in all, at most `limit`. Below 2: send them one by one.
+  uint32_t PackedRun(uint32_t first, uint32_t end, uint32_t limit, uint64_t transferBytes,
+                     const std::function<uint64_t(uint32_t)>& length) const;
+  // A buffer for a packed message of `size` bytes, from the pool when it fits a pooled buffer.
+  std::unique_ptr<uint8_t[]> TakePacked(size_t size, bool* pooled);
+  void GivePacked(std::unique_ptr<uint8_t[]> buf, bool pooled);
+  size_t PackedCapacity() const;
+  bool PostWriteBatch(Xfer& x, Outbound& ob, uint32_t count);
+  static void WriteBatchSendCb(void* req, ucs_status_t st, void* ud);
+  ucs_status_t HandleWriteBatch(const wire::WriteBatchHdr& h, void* data, size_t len, const ucp_am_recv_param_t* p);
+  static void WriteBatchRecvCb(void* req, ucs_status_t st, size_t len, void* ud);
+  void ApplyWriteBatch(Inbound& ib, WriteRecord& rec, uint64_t xferId, const uint8_t* data, size_t len, uint32_t count);
+  bool PostServeBatch(ServeTask& t, ucp_ep_h ep, uint32_t count);
+  static void ServeBatchSendCb(void* req, ucs_status_t st, void* ud);
+  ucs_status_t HandleReadDataBatch(const wire::ReadDataBatchHdr& h, void* data, size_t len, const ucp_am_recv_param_t* p);
+  static void ReadBatchRecvCb(void* req, ucs_status_t st, size_t len, void* ud);
+  void ScatterReadBatch(Xfer& x, uint32_t first, uint32_t count, const uint8_t* data);
+
   // Target side (ucx_target.cc)
   WireStatus CheckRemoteAccess(uint32_t regionId, uint64_t offset, uint64_t length, Access need, uint32_t index,
                                LocalRegionPtr* out, std::string* msg);
@@ -265,6 +297,8 @@ class UcxEngine {
   ucs_status_t HandleWrite(const wire::WriteHdr& h, void* data, size_t len, const ucp_am_recv_param_t* p);
   void HandleWriteFin(const wire::WriteFinHdr& h, const uint8_t* data, size_t len);
   void MaybeAckWrite(Inbound& ib, uint64_t xferId);
+  // Marks a WRITE failed with the target's reason and answers the initiator once.
+  void RefuseWrite(Inbound& ib, WriteRecord& rec, uint64_t xferId, WireStatus st, uint32_t index, const std::string& msg);
   void HandleReadReq(const wire::ReadReqHdr& h, const uint8_t* data, size_t len);
   void PumpServe(ServeTask& t);
   void FinishServe(ServeTask& t, WireStatus st, uint32_t index, const std::string& msg);
@@ -350,6 +384,8 @@ class UcxEngine {
   uint64_t nextServe_ = 1;
   std::vector<std::function<void()>> deferred_;  // work moved out of UCX callbacks
   std::vector<uint64_t> touched_;                 // transfers whose state changed in a callback
+  // Buffers of packed messages, kept for reuse: fresh pages cost a fault each (256 per MiB).
+  std::vector<std::unique_ptr<uint8_t[]>> packedPool_;
   std::vector<AmSlot> amSlots_;
   uint32_t pendingControl_ = 0;  // control messages not yet completed
   std::mutex localUseMu_;

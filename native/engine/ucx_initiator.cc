@@ -213,9 +213,19 @@ void UcxEngine::PostRma(Xfer& x, Outbound& ob) {
 
 void UcxEngine::PostAmWrite(Xfer& x, Outbound& ob) {
   size_t n = x.req->descs.size();
-  const uint32_t window = WindowFor(x.req->bytes, n);
+  // Host memory only, never a staging sub-transfer (native/cuda): those go one by one.
+  const bool pack = opts_.batchBelow > 0 && !x.req->forceAm && x.req->parentId == 0 && !x.req->cuda;
+  const uint32_t window = pack ? PackedWindowFor(x.req->bytes, n) : WindowFor(x.req->bytes, n);
   while (x.next < n && x.next - x.completed < window) {
     uint32_t i = x.next;
+    if (pack) {
+      uint32_t run = PackedRun(i, static_cast<uint32_t>(n), window - (x.next - x.completed), x.req->bytes,
+                               [&](uint32_t k) { return x.req->descs[k].length; });
+      if (run >= 2) {
+        if (!PostWriteBatch(x, ob, run)) return;
+        continue;
+      }
+    }
     const ResolvedDesc& d = x.req->descs[i];
     wire::WriteHdr& h = x.whdrs[i];  // must stay valid until the send completes
     h = wire::WriteHdr{ob.inboundId, i, x.req->id, d.remoteRegion, x.req->timeoutMs, d.remoteOffset, d.length};

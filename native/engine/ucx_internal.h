@@ -112,6 +112,30 @@ struct UcxEngine::ServeTask {
   std::vector<int16_t> itemDevice;  // per item: CUDA device of the bytes, -1 host (empty: all host)
 };
 
+// A packed message in flight (kWriteBatch from an initiator, kReadDataBatch from a target): UCX
+// reads its header and buffer until the send completes.
+struct UcxEngine::PackedSend {
+  Xfer* xfer = nullptr;        // kWriteBatch
+  ServeTask* serve = nullptr;  // kReadDataBatch
+  uint32_t count = 0;
+  wire::WriteBatchHdr whdr{};
+  wire::ReadDataBatchHdr rhdr{};
+  std::unique_ptr<uint8_t[]> buf;
+  bool pooled = false;
+};
+
+// A packed message arriving by rendezvous into a buffer of its own, scattered when complete.
+struct UcxEngine::PackedRecv {
+  UcxEngine* engine = nullptr;
+  Xfer* xfer = nullptr;    // kReadDataBatch (this agent initiated the READ)
+  uint32_t inboundId = 0;  // kWriteBatch (this agent is the WRITE's target)
+  uint64_t xferId = 0;
+  uint32_t first = 0, count = 0;
+  uint64_t length = 0;
+  std::unique_ptr<uint8_t[]> buf;
+  bool pooled = false;
+};
+
 struct UcxEngine::Command {
   enum class Kind : uint8_t { kConnect, kDisconnect, kPost, kCancel, kNotify, kRevoke } kind;
   uint32_t peerId = 0;

@@ -109,23 +109,8 @@ ucs_status_t UcxEngine::HandleWrite(const wire::WriteHdr& h, void* data, size_t 
     if (st != WireStatus::kOk) region->Release();
   }
   if (st != WireStatus::kOk) {
-    rec.status = st;
-    rec.badIndex = h.index;
-    rec.badMessage = msg;
+    RefuseWrite(ib, rec, h.xferId, st, h.index, msg);
     rec.landed++;
-    if (!rec.nackSent) {
-      rec.nackSent = true;
-      ucp_request_param_t unused{};
-      (void)unused;
-      uint32_t ibId = ib.id;
-      uint64_t xferId = h.xferId;
-      deferred_.push_back([this, ibId, xferId, st, idx = h.index, msg] {
-        auto it = inbound_.find(ibId);
-        if (it != inbound_.end() && it->second->ep != nullptr) {
-          SendStatus(it->second->ep, wire::kWriteAck, xferId, st, idx, msg);
-        }
-      });
-    }
     return UCS_OK;  // a rendezvous descriptor not received is released by UCX
   }
   if (region->onDevice()) return StagedWrite(ib, rec, h, std::move(region), data, len, param);
@@ -155,6 +140,23 @@ ucs_status_t UcxEngine::HandleWrite(const wire::WriteHdr& h, void* data, size_t 
   region->Release();
   rec.landed++;
   return UCS_OK;
+}
+
+void UcxEngine::RefuseWrite(Inbound& ib, WriteRecord& rec, uint64_t xferId, WireStatus st, uint32_t index,
+                            const std::string& msg) {
+  if (rec.status != WireStatus::kOk) return;  // the first refusal is the one reported
+  rec.status = st;
+  rec.badIndex = index;
+  rec.badMessage = msg;
+  if (rec.nackSent) return;
+  rec.nackSent = true;
+  uint32_t ibId = ib.id;
+  deferred_.push_back([this, ibId, xferId, st, index, msg] {
+    auto it = inbound_.find(ibId);
+    if (it != inbound_.end() && it->second->ep != nullptr) {
+      SendStatus(it->second->ep, wire::kWriteAck, xferId, st, index, msg);
+    }
+  });
 }
 
 void UcxEngine::HandleWriteFin(const wire::WriteFinHdr& h, const uint8_t* data, size_t len) {
@@ -293,8 +295,17 @@ void UcxEngine::PumpServe(ServeTask& t) {
   if (!t.cancelled && !t.finished) {
     ucp_ep_h ep = ibIt->second->ep;
     size_t n = t.items.size();
-    const uint32_t window = WindowFor(t.bytes, n);
+    const bool pack = opts_.batchBelow > 0 && t.itemDevice.empty();  // host memory only
+    const uint32_t window = pack ? PackedWindowFor(t.bytes, n) : WindowFor(t.bytes, n);
     while (t.next < n && t.next - t.completed < window) {
+      if (pack) {
+        uint32_t run = PackedRun(t.next, static_cast<uint32_t>(n), window - (t.next - t.completed), t.bytes,
+                                 [&](uint32_t k) { return t.items[k].length; });
+        if (run >= 2) {
+          if (!PostServeBatch(t, ep, run)) break;
+          continue;
+        }
+      }
       if (!t.itemDevice.empty() && t.itemDevice[t.next] >= 0) {
         if (!StageServeItem(t, t.next)) break;  // waits for a staging buffer (or failed)
         t.next++;

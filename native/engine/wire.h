@@ -9,7 +9,8 @@
 
 namespace kvwire::wire {
 
-inline constexpr uint16_t kProtocolVersion = 1;
+// 2: kWriteBatch and kReadDataBatch (runs of small descriptors packed into one message).
+inline constexpr uint16_t kProtocolVersion = 2;
 
 enum AmId : uint16_t {
   kHello = 1,       // initiator -> target: who I am, where to answer
@@ -24,7 +25,9 @@ enum AmId : uint16_t {
   kNotify = 10,     // either way: a notification (after any data it follows)
   kRevoke = 11,     // target -> initiators: a region was deregistered
   kBye = 12,        // either way: this agent is closing
-  kAmCount = 13,
+  kWriteBatch = 13,     // initiator -> target: several small descriptors' bytes in one message
+  kReadDataBatch = 14,  // target -> initiator: the bytes of consecutive small descriptors
+  kAmCount = 15,
 };
 
 #pragma pack(push, 1)
@@ -90,6 +93,26 @@ struct RevokeHdr {
   uint32_t connId;      // the initiator's id for the connection (from its Hello)
   uint32_t regionId;
 };
+// kWriteBatch: data = count x BatchEntry, then the descriptors' bytes back to back, in entry order.
+struct WriteBatchHdr {
+  uint32_t inboundId;
+  uint32_t count;       // descriptors in this message
+  uint64_t xferId;
+  uint32_t timeoutMs;
+};
+struct BatchEntry {
+  uint32_t regionId;
+  uint32_t index;       // descriptor index within the transfer
+  uint64_t offset;
+  uint64_t length;
+};
+// kReadDataBatch: data = the bytes of descriptors first .. first + count - 1, back to back (the
+// initiator knows their lengths and destinations: it asked for them).
+struct ReadDataBatchHdr {
+  uint64_t xferId;
+  uint32_t first;
+  uint32_t count;
+};
 struct ByeHdr {
   uint32_t id;          // inbound id (initiator -> target) or conn id (target -> initiator)
   uint8_t fromTarget;
@@ -100,5 +123,9 @@ struct ByeHdr {
 inline constexpr uint32_t kMaxNotifyBytes = 1u << 20;
 // Largest descriptor count in one READ request (each item is 24 bytes on the wire).
 inline constexpr uint32_t kMaxReadItems = 1u << 22;
+// Largest batch message accepted (bytes, entry table included) and descriptors in one batch: a
+// peer claiming more is refused rather than allowed to make this agent allocate it.
+inline constexpr uint64_t kMaxBatchBytes = 64ull << 20;
+inline constexpr uint32_t kMaxBatchItems = 1u << 16;
 
 }  // namespace kvwire::wire

@@ -44,6 +44,9 @@ describe('bench options', () => {
     expect(parseBenchArgs(['--register']).sweep).toBe(false);
     expect(parseBenchArgs(['--register', '--sweep']).sweep).toBe(true);
     expect(parseBenchArgs(['--idle', '10']).idleS).toBe(10);
+    expect(parseBenchArgs([]).batchBelow).toBeUndefined();
+    expect(parseBenchArgs(['--batch-below', '0']).batchBelow).toBe(0);
+    expect(parseBenchArgs(['--batch-below', '64K']).batchBelow).toBe(65536);
   });
 
   it.each([

@@ -65,7 +65,7 @@ describe('kvwire bench output', () => {
     const svg = renderPlot({
       schema: 'kvwire-bench/1', kvwire: '0', command: 'kvwire bench', startedAt: new Date(0).toISOString(), durationS: 0, exitCode: 0,
       machine: { cpus: 1, cpuModel: 'x', memoryBytes: 1, kernel: 'k', platform: 'linux', arch: 'x64', node: 'v20', ucx: null, ucxPerftest: null, loadAvg1: 0 },
-      settings: { engine: 'loopback', transports: [], ops: [], sizes: [], batches: [], iters: null, durationS: null, warmup: null, budgetBytes: 1, inflight: 1, check: false, baseline: false, maxRegionBytes: 1, rowCapS: 0, initiatorMemory: 'allocate', targetMemory: 'allocate', cudaPath: 'auto', sameBlock: false },
+      settings: { engine: 'loopback', transports: [], ops: [], sizes: [], batches: [], iters: null, durationS: null, warmup: null, budgetBytes: 1, inflight: 1, check: false, baseline: false, maxRegionBytes: 1, rowCapS: 0, initiatorMemory: 'allocate', targetMemory: 'allocate', cudaPath: 'auto', sameBlock: false, batchBelow: null },
       notices: [], sweep: null, model: null, register: null, idle: null, targets: [],
     });
     expect(svg).toContain('no rows to plot');

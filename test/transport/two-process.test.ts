@@ -25,18 +25,18 @@ describe.each(['tcp', 'sm'])('UCX between two processes over %s', (tls) => {
     }
   });
 
-  async function start(hashOnNotify?: string) {
+  async function start(hashOnNotify?: string, tuning?: { batchBelow?: number; batchBytes?: number }) {
     child = new Child('transport-target.js');
     const m = await child.request({
       cmd: 'init',
-      engineOpts: { name: 'child-target', transports: tls },
+      engineOpts: { name: 'child-target', transports: tls, ...(tuning ? { tuning } : {}) },
       regions: [
         { label: 'kv', size: SIZE, access: 'readwrite', seed: SEED },
         { label: 'ro', size: 1 << 16, access: 'read', seed: 1 },
       ],
       ...(hashOnNotify ? { hashOnNotify } : {}),
     }, 'metadata');
-    agent = await Agent.create({ name: 'parent', transports: tls });
+    agent = await Agent.create({ name: 'parent', transports: tls, ...(tuning ? { tuning } : {}) });
     const peer = await agent.connect(Uint8Array.from(m.metadata as number[]));
     return { peer, child, agent };
   }
@@ -91,6 +91,43 @@ describe.each(['tcp', 'sm'])('UCX between two processes over %s', (tls) => {
     expect(n.message).toBe('write-done');
     expect(n.sha).toBe(sha256(expected)); // hashed inside the notification handler: data came first
     expect((await c.request({ cmd: 'hash', label: 'kv' }, 'hash')).sha).toBe(sha256(expected));
+  });
+
+  // Over tcp, runs of descriptors below tuning.batchBelow travel packed (one message, scattered on
+  // arrival); larger ones alone. Sizes straddle the threshold and the packed-message limit so runs
+  // start and stop everywhere; with batchBelow 0 every descriptor goes alone. The bytes must not care.
+  it.each([
+    ['packed (defaults)', undefined],
+    ['packed into small messages', { batchBelow: 65536, batchBytes: 100_000 }],
+    ['one descriptor per message', { batchBelow: 0 }],
+  ] as const)('READs and WRITEs small and large descriptors mixed, %s, every byte checked', async (_, tuning) => {
+    const { peer, child: c } = await start(undefined, tuning);
+    const sizes = [1, 4096, 200 << 10, 33 << 10, 128 << 10, (128 << 10) - 1, 1 << 20, 65535, 65536, 7, 512 << 10];
+    const d: { l: number; r: number; len: number }[] = [];
+    let lo = 0;
+    for (let i = 0; i < 36; i++) {
+      const len = sizes[(i * 7) % sizes.length]!;
+      d.push({ l: lo, r: 0, len });
+      lo += len + 5;
+    }
+    let ro = 0;
+    for (const x of [...d].reverse()) {
+      x.r = ro;
+      ro += x.len + 3;
+    }
+    expect(Math.max(lo, ro)).toBeLessThan(SIZE);
+    const remote = fillPattern(Buffer.alloc(SIZE), SEED);
+    const dst = Buffer.alloc(SIZE, 0xee);
+    const dstRegion = agent!.register(dst, { label: 'dst' });
+    await agent!.read(peer, d.map((x) => ({ region: dstRegion, offset: x.l, length: x.len })), d.map((x) => ({ region: peer.region('kv'), offset: x.r, length: x.len }))).done;
+    const expectDst = Buffer.alloc(SIZE, 0xee);
+    for (const x of d) remote.copy(expectDst, x.l, x.r, x.r + x.len);
+    expect(sha256(dst)).toBe(sha256(expectDst)); // every byte asked for, and nothing else
+    const src = fillPattern(Buffer.alloc(SIZE), 99);
+    const srcRegion = agent!.register(src, { label: 'src' });
+    await agent!.write(peer, d.map((x) => ({ region: srcRegion, offset: x.l, length: x.len })), d.map((x) => ({ region: peer.region('kv'), offset: x.r, length: x.len }))).done;
+    for (const x of d) src.copy(remote, x.r, x.l, x.l + x.len);
+    expect((await c.request({ cmd: 'hash', label: 'kv' }, 'hash')).sha).toBe(sha256(remote));
   });
 
   it('delivers a READ notification and standalone notifications, in order', async () => {

@@ -1,0 +1,404 @@
+// UcxEngine: packed messages of small descriptors over the AM protocol (tcp).
+//
+// Each active message over tcp costs a fixed amount (a rendezvous handshake, a syscall or two, a
+// completion on each side) whatever its size, so 32 KiB KV blocks sent one per message move at a
+// third of what 1 MiB messages do. A run of consecutive descriptors shorter than batchBelow is
+// instead copied into one buffer of at most batchBytes and sent as one message; the other side
+// scatters it. Memory copies run at 7-40 GB/s here against tcp's 2-8, so the copies cost less than
+// the messages they save.
+//
+//   WRITE: kWriteBatch = a table of BatchEntry (region, offset, length, index), then the bytes.
+//          The target checks every entry (region, access, bounds) before it writes any byte.
+//   READ:  the target answers a kReadReq's consecutive small items with kReadDataBatch = their
+//          bytes back to back; the initiator knows each item's length and destination.
+// Descriptors touching device memory, and the staging sub-transfers of native/cuda, never pack.
+#ifdef KVWIRE_HAVE_UCX
+#include <algorithm>
+#include <cstring>
+
+#include "engine/ucx_internal.h"
+
+namespace kvwire {
+
+namespace {
+// Descriptors in one packed WRITE: bounds its entry table (24 bytes each) to 48 KiB.
+constexpr uint32_t kPackedItems = 2048;
+// Packed messages a transfer is cut into, at least: the copies of one overlap the wire of others.
+constexpr uint64_t kPackedPipeline = 8;
+constexpr size_t kPackedPoolMax = 16;
+}  // namespace
+
+uint32_t UcxEngine::PackedRun(uint32_t first, uint32_t end, uint32_t limit, uint64_t transferBytes,
+                              const std::function<uint64_t(uint32_t)>& length) const {
+  if (opts_.batchBelow == 0) return 0;
+  const uint64_t cap = std::clamp<uint64_t>(transferBytes / kPackedPipeline, 64u << 10, opts_.batchBytes);
+  uint32_t k = first;
+  uint64_t bytes = 0;
+  while (k < end && k - first < limit && k - first < kPackedItems) {
+    uint64_t l = length(k);
+    if (l >= opts_.batchBelow || bytes + l > cap) break;
+    bytes += l;
+    k++;
+  }
+  return k - first;
+}
+
+size_t UcxEngine::PackedCapacity() const {
+  return opts_.batchBytes + kPackedItems * sizeof(wire::BatchEntry);
+}
+
+std::unique_ptr<uint8_t[]> UcxEngine::TakePacked(size_t size, bool* pooled) {
+  *pooled = size <= PackedCapacity();
+  if (!*pooled) return std::unique_ptr<uint8_t[]>(new uint8_t[size]);
+  if (packedPool_.empty()) return std::unique_ptr<uint8_t[]>(new uint8_t[PackedCapacity()]);
+  std::unique_ptr<uint8_t[]> b = std::move(packedPool_.back());
+  packedPool_.pop_back();
+  return b;
+}
+
+void UcxEngine::GivePacked(std::unique_ptr<uint8_t[]> buf, bool pooled) {
+  if (pooled && buf && packedPool_.size() < kPackedPoolMax) packedPool_.push_back(std::move(buf));
+}
+
+// ---- WRITE, initiator side --------------------------------------------------------------------
+
+bool UcxEngine::PostWriteBatch(Xfer& x, Outbound& ob, uint32_t count) {
+  const uint32_t first = x.next;
+  const size_t table = static_cast<size_t>(count) * sizeof(wire::BatchEntry);
+  uint64_t bytes = 0;
+  for (uint32_t k = first; k < first + count; ++k) bytes += x.req->descs[k].length;
+  auto* ps = new PackedSend;
+  ps->xfer = &x;
+  ps->count = count;
+  ps->whdr = wire::WriteBatchHdr{ob.inboundId, count, x.req->id, x.req->timeoutMs};
+  ps->buf = TakePacked(table + bytes, &ps->pooled);
+  uint8_t* out = ps->buf.get() + table;
+  for (uint32_t k = 0; k < count; ++k) {
+    const ResolvedDesc& d = x.req->descs[first + k];
+    wire::BatchEntry e{d.remoteRegion, first + k, d.remoteOffset, d.length};
+    std::memcpy(ps->buf.get() + k * sizeof e, &e, sizeof e);
+    std::memcpy(out, d.local, d.length);
+    out += d.length;
+  }
+  ucp_request_param_t p{};
+  p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
+  p.cb.send = &UcxEngine::WriteBatchSendCb;
+  p.user_data = ps;
+  p.flags = table + bytes >= opts_.rndvThreshold ? UCP_AM_SEND_FLAG_RNDV : 0;
+  void* r = ucp_am_send_nbx(ob.ep, wire::kWriteBatch, &ps->whdr, sizeof ps->whdr, ps->buf.get(), table + bytes, &p);
+  x.next += count;
+  if (r == nullptr) {
+    x.completed += count;
+    GivePacked(std::move(ps->buf), ps->pooled);
+    delete ps;
+  } else if (UCS_PTR_IS_ERR(r)) {
+    x.opError = UCS_PTR_STATUS(r);
+    GivePacked(std::move(ps->buf), ps->pooled);
+    delete ps;
+    Touch(x);
+    return false;
+  } else {
+    Track(r);
+    x.inflight++;
+    active_++;
+  }
+  return true;
+}
+
+void UcxEngine::WriteBatchSendCb(void* req, ucs_status_t st, void* ud) {
+  auto* ps = static_cast<PackedSend*>(ud);
+  Xfer& x = *ps->xfer;  // alive: its inflight count includes this send
+  UcxEngine* self = x.engine;
+  self->Untrack(req);
+  x.inflight--;
+  self->active_--;
+  if (st != UCS_OK) {
+    if (x.opError == UCS_OK) x.opError = st;
+  } else {
+    x.completed += ps->count;
+  }
+  self->GivePacked(std::move(ps->buf), ps->pooled);
+  delete ps;
+  self->Touch(x);
+}
+
+// ---- WRITE, target side -----------------------------------------------------------------------
+
+ucs_status_t UcxEngine::HandleWriteBatch(const wire::WriteBatchHdr& h, void* data, size_t len,
+                                         const ucp_am_recv_param_t* param) {
+  auto ibIt = inbound_.find(h.inboundId);
+  if (ibIt == inbound_.end() || ibIt->second->lost) return UCS_OK;  // unknown sender: drop
+  Inbound& ib = *ibIt->second;
+  auto [recIt, created] = ib.writes.try_emplace(h.xferId);
+  WriteRecord& rec = recIt->second;
+  if (created) rec.deadlineNs = DeadlineFrom(NowNs(), h.timeoutMs + 5000);
+  if (rec.status != WireStatus::kOk) {
+    rec.landed += h.count;
+    return UCS_OK;
+  }
+  if (h.count == 0 || h.count > wire::kMaxBatchItems || len > wire::kMaxBatchBytes ||
+      len < static_cast<size_t>(h.count) * sizeof(wire::BatchEntry)) {
+    RefuseWrite(ib, rec, h.xferId, WireStatus::kInvalid, 0,
+                "a packed WRITE of " + std::to_string(h.count) + " descriptors in " + std::to_string(len) +
+                    " bytes is malformed");
+    rec.landed += h.count;
+    return UCS_OK;
+  }
+  if ((param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) == 0) {
+    ApplyWriteBatch(ib, rec, h.xferId, static_cast<const uint8_t*>(data), len, h.count);
+    return UCS_OK;
+  }
+  auto* pr = new PackedRecv;
+  pr->engine = this;
+  pr->inboundId = ib.id;
+  pr->xferId = h.xferId;
+  pr->count = h.count;
+  pr->length = len;
+  pr->buf = TakePacked(len, &pr->pooled);
+  ucp_request_param_t p{};
+  p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+  p.cb.recv_am = &UcxEngine::WriteBatchRecvCb;
+  p.user_data = pr;
+  void* r = ucp_am_recv_data_nbx(worker_, data, pr->buf.get(), len, &p);
+  if (UCS_PTR_IS_PTR(r)) {
+    Track(r);
+    rec.pendingRecv++;
+    active_++;
+    return UCS_OK;
+  }
+  if (r == nullptr) {
+    ApplyWriteBatch(ib, rec, h.xferId, pr->buf.get(), len, h.count);
+  } else {
+    RefuseWrite(ib, rec, h.xferId, WireStatus::kTransport, 0,
+                "receiving a packed WRITE failed: " + UcsMessage(UCS_PTR_STATUS(r)));
+    rec.landed += h.count;
+  }
+  GivePacked(std::move(pr->buf), pr->pooled);
+  delete pr;
+  return UCS_OK;
+}
+
+void UcxEngine::WriteBatchRecvCb(void* req, ucs_status_t st, size_t, void* ud) {
+  auto* pr = static_cast<PackedRecv*>(ud);
+  UcxEngine* self = pr->engine;
+  self->Untrack(req);
+  self->active_--;
+  auto ib = self->inbound_.find(pr->inboundId);
+  if (ib != self->inbound_.end()) {
+    auto rec = ib->second->writes.find(pr->xferId);
+    if (rec != ib->second->writes.end()) {
+      rec->second.pendingRecv--;
+      if (st == UCS_OK) {
+        self->ApplyWriteBatch(*ib->second, rec->second, pr->xferId, pr->buf.get(), pr->length, pr->count);
+      } else {
+        self->RefuseWrite(*ib->second, rec->second, pr->xferId, WireStatus::kTransport, 0,
+                          "receiving a packed WRITE failed: " + UcsMessage(st));
+        rec->second.landed += pr->count;
+      }
+      if (rec->second.finReceived) {
+        uint32_t ibId = pr->inboundId;
+        uint64_t xferId = pr->xferId;
+        self->deferred_.push_back([self, ibId, xferId] {
+          auto it = self->inbound_.find(ibId);
+          if (it != self->inbound_.end()) self->MaybeAckWrite(*it->second, xferId);
+        });
+      }
+    }
+  }
+  self->GivePacked(std::move(pr->buf), pr->pooled);
+  delete pr;
+}
+
+void UcxEngine::ApplyWriteBatch(Inbound& ib, WriteRecord& rec, uint64_t xferId, const uint8_t* data, size_t len,
+                                uint32_t count) {
+  const size_t table = static_cast<size_t>(count) * sizeof(wire::BatchEntry);
+  const uint64_t payload = len - table;  // HandleWriteBatch checked len >= table
+  std::vector<wire::BatchEntry> entries(count);
+  std::memcpy(entries.data(), data, table);  // the message may not be aligned for the struct
+  std::vector<LocalRegionPtr> regions;
+  regions.reserve(count);
+  auto refuse = [&](WireStatus st, uint32_t index, const std::string& msg) {
+    for (auto& r : regions) r->Release();
+    RefuseWrite(ib, rec, xferId, st, index, msg);
+    rec.landed += count;
+  };
+  // Every entry is checked before any byte is written: a refused packed WRITE writes nothing.
+  uint64_t sum = 0;
+  for (const wire::BatchEntry& e : entries) {
+    if (e.length > payload - sum) {
+      return refuse(WireStatus::kInvalid, e.index,
+                    "descriptor " + std::to_string(e.index) + " claims more bytes than its packed WRITE carries");
+    }
+    sum += e.length;
+    LocalRegionPtr region;
+    std::string msg;
+    WireStatus st = CheckRemoteAccess(e.regionId, e.offset, e.length, kAccessWrite, e.index, &region, &msg);
+    if (st != WireStatus::kOk) return refuse(st, e.index, msg);
+    if (region->onDevice()) {
+      region->Release();
+      return refuse(WireStatus::kInvalid, e.index,
+                    "descriptor " + std::to_string(e.index) + " packs bytes for device memory, which is never packed");
+    }
+    regions.push_back(std::move(region));
+  }
+  if (sum != payload) {
+    return refuse(WireStatus::kInvalid, 0, "a packed WRITE carries " + std::to_string(payload) +
+                                               " bytes but its descriptors claim " + std::to_string(sum));
+  }
+  const uint8_t* src = data + table;
+  for (uint32_t k = 0; k < count; ++k) {
+    std::memcpy(regions[k]->base() + entries[k].offset, src, entries[k].length);
+    src += entries[k].length;
+    regions[k]->Release();
+  }
+  rec.landed += count;
+}
+
+// ---- READ, target side ------------------------------------------------------------------------
+
+bool UcxEngine::PostServeBatch(ServeTask& t, ucp_ep_h ep, uint32_t count) {
+  const uint32_t first = t.next;
+  uint64_t bytes = 0;
+  for (uint32_t k = first; k < first + count; ++k) bytes += t.items[k].length;
+  auto* ps = new PackedSend;
+  ps->serve = &t;
+  ps->count = count;
+  ps->rhdr = wire::ReadDataBatchHdr{t.xferId, first, count};
+  ps->buf = TakePacked(bytes, &ps->pooled);
+  uint8_t* out = ps->buf.get();
+  for (uint32_t k = first; k < first + count; ++k) {
+    std::memcpy(out, t.addrs[k], t.items[k].length);
+    out += t.items[k].length;
+  }
+  ucp_request_param_t p{};
+  p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
+  p.cb.send = &UcxEngine::ServeBatchSendCb;
+  p.user_data = ps;
+  p.flags = bytes >= opts_.rndvThreshold ? UCP_AM_SEND_FLAG_RNDV : 0;
+  void* r = ucp_am_send_nbx(ep, wire::kReadDataBatch, &ps->rhdr, sizeof ps->rhdr, ps->buf.get(), bytes, &p);
+  t.next += count;
+  if (r == nullptr) {
+    t.completed += count;
+    GivePacked(std::move(ps->buf), ps->pooled);
+    delete ps;
+  } else if (UCS_PTR_IS_ERR(r)) {
+    GivePacked(std::move(ps->buf), ps->pooled);
+    delete ps;
+    FinishServe(t, WireStatus::kTransport, first,
+                "serving descriptors " + std::to_string(first) + ".." + std::to_string(first + count - 1) +
+                    " failed: " + UcsMessage(UCS_PTR_STATUS(r)));
+    return false;
+  } else {
+    Track(r);
+    t.inflight++;
+    active_++;
+  }
+  return true;
+}
+
+void UcxEngine::ServeBatchSendCb(void* req, ucs_status_t st, void* ud) {
+  auto* ps = static_cast<PackedSend*>(ud);
+  ServeTask& t = *ps->serve;  // alive: its inflight count includes this send
+  UcxEngine* self = t.engine;
+  self->Untrack(req);
+  t.inflight--;
+  self->active_--;
+  if (st != UCS_OK) {
+    if (t.opError == UCS_OK) t.opError = st;
+  } else {
+    t.completed += ps->count;
+  }
+  self->GivePacked(std::move(ps->buf), ps->pooled);
+  delete ps;
+  uint64_t key = t.key;
+  self->deferred_.push_back([self, key] {
+    auto it = self->serves_.find(key);
+    if (it != self->serves_.end()) self->PumpServe(*it->second);
+  });
+}
+
+// ---- READ, initiator side ---------------------------------------------------------------------
+
+ucs_status_t UcxEngine::HandleReadDataBatch(const wire::ReadDataBatchHdr& h, void* data, size_t len,
+                                            const ucp_am_recv_param_t* param) {
+  auto it = xfers_.find(h.xferId);
+  if (it == xfers_.end()) return UCS_OK;  // finished and reaped: drop the bytes
+  Xfer& x = *it->second;
+  // Only descriptors this READ asked for, each once, host memory only, and exactly their bytes.
+  const size_t n = x.got.size();
+  if (x.finished || x.rma || x.cuda || x.req->op != Op::kRead || h.count == 0 || h.first >= n ||
+      h.count > n - h.first) {
+    return UCS_OK;
+  }
+  uint64_t sum = 0;
+  for (uint32_t k = h.first; k < h.first + h.count; ++k) {
+    if (x.got[k] != 0 || x.req->descs[k].localDevice >= 0) return UCS_OK;
+    sum += x.req->descs[k].length;
+  }
+  if (sum != len) return UCS_OK;
+  for (uint32_t k = h.first; k < h.first + h.count; ++k) x.got[k] = 1;
+  if ((param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) == 0) {
+    ScatterReadBatch(x, h.first, h.count, static_cast<const uint8_t*>(data));
+    x.gotCount += h.count;
+    Touch(x);
+    return UCS_OK;
+  }
+  auto* pr = new PackedRecv;
+  pr->engine = this;
+  pr->xfer = &x;
+  pr->first = h.first;
+  pr->count = h.count;
+  pr->length = len;
+  pr->buf = TakePacked(len, &pr->pooled);
+  ucp_request_param_t p{};
+  p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+  p.cb.recv_am = &UcxEngine::ReadBatchRecvCb;
+  p.user_data = pr;
+  void* r = ucp_am_recv_data_nbx(worker_, data, pr->buf.get(), len, &p);
+  if (UCS_PTR_IS_PTR(r)) {
+    Track(r);
+    x.inflight++;
+    active_++;
+    return UCS_OK;
+  }
+  if (r == nullptr) {
+    ScatterReadBatch(x, h.first, h.count, pr->buf.get());
+    x.gotCount += h.count;
+  } else if (x.opError == UCS_OK) {
+    x.opError = UCS_PTR_STATUS(r);
+  }
+  GivePacked(std::move(pr->buf), pr->pooled);
+  delete pr;
+  Touch(x);
+  return UCS_OK;
+}
+
+void UcxEngine::ReadBatchRecvCb(void* req, ucs_status_t st, size_t, void* ud) {
+  auto* pr = static_cast<PackedRecv*>(ud);
+  Xfer& x = *pr->xfer;  // alive: its inflight count includes this receive
+  UcxEngine* self = pr->engine;
+  self->Untrack(req);
+  x.inflight--;
+  self->active_--;
+  if (st != UCS_OK) {
+    if (x.opError == UCS_OK) x.opError = st;
+  } else {
+    // A cancelled or failed READ leaves its destination undefined: no need to fill it now.
+    if (!x.finished) self->ScatterReadBatch(x, pr->first, pr->count, pr->buf.get());
+    x.gotCount += pr->count;
+  }
+  self->GivePacked(std::move(pr->buf), pr->pooled);
+  delete pr;
+  self->Touch(x);
+}
+
+void UcxEngine::ScatterReadBatch(Xfer& x, uint32_t first, uint32_t count, const uint8_t* data) {
+  for (uint32_t k = first; k < first + count; ++k) {
+    const ResolvedDesc& d = x.req->descs[k];
+    std::memcpy(d.local, data, d.length);
+    data += d.length;
+  }
+}
+
+}  // namespace kvwire
+#endif  // KVWIRE_HAVE_UCX
