@@ -20,7 +20,7 @@ export class Child {
     });
     this.proc.stderr?.on('data', (d: Buffer) => {
       this.stderr += d.toString();
-      if (process.env.DEBUG_CHILD) process.stderr.write(d);
+      if (process.env.DEBUG_CHILD) process.stderr.write(d); // DEBUG_CHILD=1: see what a child prints
     });
     this.proc.on('message', (m: Record<string, unknown>) => {
       this.messages.push(m);

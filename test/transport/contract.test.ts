@@ -274,3 +274,12 @@ describe.each(engines)('transport contract: $engine $transports', ({ engine, tra
     expect(r.length).toBe(16);
   });
 });
+
+describe('UCX engine tuning', () => {
+  it.each([-1, 1.5, Number.NaN, '64K'])('refuses tuning.batchBelow %s with ERR_KVWIRE_INVALID_ARGUMENT', async (v) => {
+    await expect(Agent.create({ engine: 'ucx', tuning: { batchBelow: v as number } })).rejects.toMatchObject({
+      code: ErrorCode.INVALID_ARGUMENT,
+      message: expect.stringMatching(/tuning\.batchBelow must be a non-negative integer/),
+    });
+  });
+});
