@@ -4,6 +4,7 @@
 // flight.
 import { afterEach, describe, expect, it } from 'vitest';
 import { Agent, ErrorCode, KvwireError } from '../../lib/index.js';
+import type { Region, RemoteRegion } from '../../lib/index.js';
 import { fillPattern, sha256 } from '../fixtures/pattern.js';
 import { Child } from './child.js';
 import { expectCode } from './helpers.js';
@@ -155,11 +156,19 @@ describe.each(['tcp', 'sm'])('UCX between two processes over %s', (tls) => {
     expect(err?.code).toBe(ErrorCode.DEREGISTERED);
   });
 
-  it('fails with ERR_KVWIRE_PEER_LOST well before the deadline when the peer is SIGKILLed mid-transfer', async () => {
+  /** n descriptors over the whole region: large and contiguous (coalesced), or small with gaps (packed over tcp). */
+  function spread(local: Region, remote: RemoteRegion, n: number) {
+    const len = n <= 64 ? SIZE / n : SIZE / n - 64;
+    return {
+      l: Array.from({ length: n }, (_, i) => ({ region: local, offset: i * (SIZE / n), length: len })),
+      r: Array.from({ length: n }, (_, i) => ({ region: remote, offset: i * (SIZE / n), length: len })),
+    };
+  }
+
+  it.each([64, 1024])('fails with ERR_KVWIRE_PEER_LOST well before the deadline when the peer is SIGKILLed mid-transfer (%i descriptors)', async (n) => {
     const { peer, child: c } = await start();
     const local = agent!.register(Buffer.alloc(SIZE), { label: 'dst' });
-    const l = Array.from({ length: 64 }, (_, i) => ({ region: local, offset: i * (SIZE / 64), length: SIZE / 64 }));
-    const r = Array.from({ length: 64 }, (_, i) => ({ region: peer.region('kv'), offset: i * (SIZE / 64), length: SIZE / 64 }));
+    const { l, r } = spread(local, peer.region('kv'), n);
     const deadline = 30_000;
     const started = Date.now();
     let error: KvwireError | undefined;
@@ -186,11 +195,10 @@ describe.each(['tcp', 'sm'])('UCX between two processes over %s', (tls) => {
     await c.exited;
   });
 
-  it('close() fails transfers in flight with ERR_KVWIRE_CLOSED and returns', async () => {
+  it.each([64, 1024])('close() fails transfers in flight with ERR_KVWIRE_CLOSED and returns (%i descriptors)', async (n) => {
     const { peer } = await start();
     const local = agent!.register(Buffer.alloc(SIZE), { label: 'dst' });
-    const l = Array.from({ length: 64 }, (_, i) => ({ region: local, offset: i * (SIZE / 64), length: SIZE / 64 }));
-    const r = Array.from({ length: 64 }, (_, i) => ({ region: peer.region('kv'), offset: i * (SIZE / 64), length: SIZE / 64 }));
+    const { l, r } = spread(local, peer.region('kv'), n);
     const ts = Array.from({ length: 8 }, (_, i) => (i % 2 ? agent!.write(peer, l, r) : agent!.read(peer, l, r)));
     await agent!.close();
     const results = await Promise.allSettled(ts.map((t) => t.done));
