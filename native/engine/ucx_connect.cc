@@ -226,7 +226,8 @@ void UcxEngine::HandleHelloAck(const wire::HelloAckHdr& h) {
   Outbound& ob = *it->second;
   if (h.status != static_cast<int32_t>(WireStatus::kOk)) {
     OutboundLost(ob, code::kPeerUnreachable,
-                 "'" + ob.info->name + "' refused the connection (protocol version mismatch or bad handshake)");
+                 "'" + ob.info->name + "' refused the connection: it speaks another kvwire wire protocol (this one speaks " +
+                     std::to_string(wire::kProtocolVersion) + "; run the same kvwire release on both sides) or the handshake was bad");
     return;
   }
   ob.inboundId = h.inboundId;
