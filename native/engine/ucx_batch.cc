@@ -148,6 +148,13 @@ ucs_status_t UcxEngine::HandleWriteBatch(const wire::WriteBatchHdr& h, void* dat
     ApplyWriteBatch(ib, rec, h.xferId, static_cast<const uint8_t*>(data), len, h.count);
     return UCS_OK;
   }
+  if (packedRecvBytes_ + len > wire::kMaxPackedInFlight) {
+    RefuseWrite(ib, rec, h.xferId, WireStatus::kTransport, 0,
+                "the target is already receiving " + std::to_string(packedRecvBytes_ >> 20) +
+                    " MiB of packed WRITEs; retry, or lower tuning.batchBytes or the transfers in flight");
+    rec.landed += h.count;
+    return UCS_OK;  // the rendezvous data not received is released by UCX
+  }
   auto* pr = new PackedRecv;
   pr->engine = this;
   pr->inboundId = ib.id;
@@ -164,6 +171,7 @@ ucs_status_t UcxEngine::HandleWriteBatch(const wire::WriteBatchHdr& h, void* dat
     Track(r);
     rec.pendingRecv++;
     active_++;
+    packedRecvBytes_ += len;
     return UCS_OK;
   }
   if (r == nullptr) {
@@ -183,6 +191,7 @@ void UcxEngine::WriteBatchRecvCb(void* req, ucs_status_t st, size_t, void* ud) {
   UcxEngine* self = pr->engine;
   self->Untrack(req);
   self->active_--;
+  self->packedRecvBytes_ -= pr->length;
   auto ib = self->inbound_.find(pr->inboundId);
   if (ib != self->inbound_.end()) {
     auto rec = ib->second->writes.find(pr->xferId);

@@ -386,6 +386,9 @@ class UcxEngine {
   std::vector<uint64_t> touched_;                 // transfers whose state changed in a callback
   // Buffers of packed messages, kept for reuse: fresh pages cost a fault each (256 per MiB).
   std::vector<std::unique_ptr<uint8_t[]>> packedPool_;
+  // Bytes of packed WRITEs being received into buffers of their own: bounded, so that no peer can
+  // make this agent allocate without limit by sending many large packed messages at once.
+  uint64_t packedRecvBytes_ = 0;
   std::vector<AmSlot> amSlots_;
   uint32_t pendingControl_ = 0;  // control messages not yet completed
   std::mutex localUseMu_;

@@ -126,6 +126,8 @@ inline constexpr uint32_t kMaxReadItems = 1u << 22;
 // Largest batch message accepted (bytes, entry table included) and descriptors in one batch: a
 // peer claiming more is refused rather than allowed to make this agent allocate it.
 inline constexpr uint64_t kMaxBatchBytes = 64ull << 20;
+// Packed WRITE bytes a target receives at once, from all its peers; beyond it a packed WRITE is refused.
+inline constexpr uint64_t kMaxPackedInFlight = 256ull << 20;
 inline constexpr uint32_t kMaxBatchItems = 1u << 16;
 
 }  // namespace kvwire::wire
