@@ -138,27 +138,14 @@ void UcxEngine::StagedRecvCb(void* req, ucs_status_t st, size_t, void* ud) {
 void UcxEngine::FinishStagedRecv(StagedRecv* s, const std::string& error) {
   if (s->slot.buffer >= 0) cuda_->targetPool().Free(s->slot);
   s->region->Release();
-  auto ib = inbound_.find(s->inboundId);
-  if (ib != inbound_.end()) {
-    auto rec = ib->second->writes.find(s->xferId);
-    if (rec != ib->second->writes.end()) {
-      rec->second.pendingRecv--;
-      rec->second.landed++;
-      if (!error.empty() && rec->second.status == WireStatus::kOk) {
-        rec->second.status = WireStatus::kTransport;
-        rec->second.badIndex = s->index;
-        rec->second.badMessage = error;
-      }
-      if (rec->second.finReceived) {
-        uint32_t ibId = s->inboundId;
-        uint64_t xferId = s->xferId;
-        deferred_.push_back([this, ibId, xferId] {
-          auto it = inbound_.find(ibId);
-          if (it != inbound_.end()) MaybeAckWrite(*it->second, xferId);
-        });
-      }
+  WriteRecvDone(s->inboundId, s->xferId, [s, &error](Inbound&, WriteRecord& rec) {
+    rec.landed++;
+    if (!error.empty() && rec.status == WireStatus::kOk) {
+      rec.status = WireStatus::kTransport;
+      rec.badIndex = s->index;
+      rec.badMessage = error;
     }
-  }
+  });
   delete s;
   deferred_.push_back([this] { TargetBufferFreed(); });  // outside UCX's callbacks
 }

@@ -47,17 +47,34 @@ size_t UcxEngine::PackedCapacity() const {
   return opts_.batchBytes + kPackedItems * sizeof(wire::BatchEntry);
 }
 
-std::unique_ptr<uint8_t[]> UcxEngine::TakePacked(size_t size, bool* pooled) {
-  *pooled = size <= PackedCapacity();
-  if (!*pooled) return std::unique_ptr<uint8_t[]>(new uint8_t[size]);
-  if (packedPool_.empty()) return std::unique_ptr<uint8_t[]>(new uint8_t[PackedCapacity()]);
-  std::unique_ptr<uint8_t[]> b = std::move(packedPool_.back());
-  packedPool_.pop_back();
+UcxEngine::PackedBuffer UcxEngine::TakePacked(size_t size) {
+  PackedBuffer b;
+  b.engine = this;
+  b.pooled = size <= PackedCapacity();
+  if (!b.pooled) {
+    b.bytes.reset(new uint8_t[size]);
+  } else if (packedPool_.empty()) {
+    b.bytes.reset(new uint8_t[PackedCapacity()]);
+  } else {
+    b.bytes = std::move(packedPool_.back());
+    packedPool_.pop_back();
+  }
   return b;
 }
 
-void UcxEngine::GivePacked(std::unique_ptr<uint8_t[]> buf, bool pooled) {
-  if (pooled && buf && packedPool_.size() < kPackedPoolMax) packedPool_.push_back(std::move(buf));
+void UcxEngine::GivePacked(std::unique_ptr<uint8_t[]> buf) {
+  if (packedPool_.size() < kPackedPoolMax) packedPool_.push_back(std::move(buf));
+}
+
+void* UcxEngine::RecvPacked(PackedRecv* pr, void* data, size_t len, ucp_am_recv_data_nbx_callback_t cb) {
+  pr->engine = this;
+  pr->length = len;
+  pr->buf = TakePacked(len);
+  ucp_request_param_t p{};
+  p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+  p.cb.recv_am = cb;
+  p.user_data = pr;
+  return ucp_am_recv_data_nbx(worker_, data, pr->buf.data(), len, &p);
 }
 
 // ---- WRITE, initiator side --------------------------------------------------------------------
@@ -71,12 +88,12 @@ bool UcxEngine::PostWriteBatch(Xfer& x, Outbound& ob, uint32_t count) {
   ps->xfer = &x;
   ps->count = count;
   ps->whdr = wire::WriteBatchHdr{ob.inboundId, count, x.req->id, x.req->timeoutMs};
-  ps->buf = TakePacked(table + bytes, &ps->pooled);
-  uint8_t* out = ps->buf.get() + table;
+  ps->buf = TakePacked(table + bytes);
+  uint8_t* out = ps->buf.data() + table;
   for (uint32_t k = 0; k < count; ++k) {
     const ResolvedDesc& d = x.req->descs[first + k];
     wire::BatchEntry e{d.remoteRegion, first + k, d.remoteOffset, d.length};
-    std::memcpy(ps->buf.get() + k * sizeof e, &e, sizeof e);
+    std::memcpy(ps->buf.data() + k * sizeof e, &e, sizeof e);
     std::memcpy(out, d.local, d.length);
     out += d.length;
   }
@@ -85,53 +102,29 @@ bool UcxEngine::PostWriteBatch(Xfer& x, Outbound& ob, uint32_t count) {
   p.cb.send = &UcxEngine::WriteBatchSendCb;
   p.user_data = ps;
   p.flags = table + bytes >= opts_.rndvThreshold ? UCP_AM_SEND_FLAG_RNDV : 0;
-  void* r = ucp_am_send_nbx(ob.ep, wire::kWriteBatch, &ps->whdr, sizeof ps->whdr, ps->buf.get(), table + bytes, &p);
+  void* r = ucp_am_send_nbx(ob.ep, wire::kWriteBatch, &ps->whdr, sizeof ps->whdr, ps->buf.data(), table + bytes, &p);
   x.next += count;
-  if (r == nullptr) {
-    x.completed += count;
-    GivePacked(std::move(ps->buf), ps->pooled);
-    delete ps;
-  } else if (UCS_PTR_IS_ERR(r)) {
-    x.opError = UCS_PTR_STATUS(r);
-    GivePacked(std::move(ps->buf), ps->pooled);
-    delete ps;
-    Touch(x);
-    return false;
-  } else {
-    Track(r);
-    x.inflight++;
-    active_++;
-  }
-  return true;
+  if (!UCS_PTR_IS_PTR(r)) delete ps;  // done or failed at once: no callback will come
+  return TrackXferOp(x, r, count);
 }
 
 void UcxEngine::WriteBatchSendCb(void* req, ucs_status_t st, void* ud) {
   auto* ps = static_cast<PackedSend*>(ud);
   Xfer& x = *ps->xfer;  // alive: its inflight count includes this send
-  UcxEngine* self = x.engine;
-  self->Untrack(req);
-  x.inflight--;
-  self->active_--;
-  if (st != UCS_OK) {
-    if (x.opError == UCS_OK) x.opError = st;
-  } else {
-    x.completed += ps->count;
-  }
-  self->GivePacked(std::move(ps->buf), ps->pooled);
+  x.engine->Untrack(req);
+  x.engine->OnXferOp(x, st, false, ps->count);
   delete ps;
-  self->Touch(x);
 }
 
 // ---- WRITE, target side -----------------------------------------------------------------------
 
 ucs_status_t UcxEngine::HandleWriteBatch(const wire::WriteBatchHdr& h, void* data, size_t len,
                                          const ucp_am_recv_param_t* param) {
-  auto ibIt = inbound_.find(h.inboundId);
-  if (ibIt == inbound_.end() || ibIt->second->lost) return UCS_OK;  // unknown sender: drop
-  Inbound& ib = *ibIt->second;
-  auto [recIt, created] = ib.writes.try_emplace(h.xferId);
-  WriteRecord& rec = recIt->second;
-  if (created) rec.deadlineNs = DeadlineFrom(NowNs(), h.timeoutMs + 5000);
+  Inbound* ibp = nullptr;
+  WriteRecord* recp = WriteRecordFor(h.inboundId, h.xferId, h.timeoutMs, &ibp);
+  if (recp == nullptr) return UCS_OK;  // unknown sender: drop
+  Inbound& ib = *ibp;
+  WriteRecord& rec = *recp;
   if (rec.status != WireStatus::kOk) {
     rec.landed += h.count;
     return UCS_OK;
@@ -156,17 +149,10 @@ ucs_status_t UcxEngine::HandleWriteBatch(const wire::WriteBatchHdr& h, void* dat
     return UCS_OK;  // the rendezvous data not received is released by UCX
   }
   auto* pr = new PackedRecv;
-  pr->engine = this;
   pr->inboundId = ib.id;
   pr->xferId = h.xferId;
   pr->count = h.count;
-  pr->length = len;
-  pr->buf = TakePacked(len, &pr->pooled);
-  ucp_request_param_t p{};
-  p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
-  p.cb.recv_am = &UcxEngine::WriteBatchRecvCb;
-  p.user_data = pr;
-  void* r = ucp_am_recv_data_nbx(worker_, data, pr->buf.get(), len, &p);
+  void* r = RecvPacked(pr, data, len, &UcxEngine::WriteBatchRecvCb);
   if (UCS_PTR_IS_PTR(r)) {
     Track(r);
     rec.pendingRecv++;
@@ -175,13 +161,12 @@ ucs_status_t UcxEngine::HandleWriteBatch(const wire::WriteBatchHdr& h, void* dat
     return UCS_OK;
   }
   if (r == nullptr) {
-    ApplyWriteBatch(ib, rec, h.xferId, pr->buf.get(), len, h.count);
+    ApplyWriteBatch(ib, rec, h.xferId, pr->buf.data(), len, h.count);
   } else {
     RefuseWrite(ib, rec, h.xferId, WireStatus::kTransport, 0,
                 "receiving a packed WRITE failed: " + UcsMessage(UCS_PTR_STATUS(r)));
     rec.landed += h.count;
   }
-  GivePacked(std::move(pr->buf), pr->pooled);
   delete pr;
   return UCS_OK;
 }
@@ -192,29 +177,14 @@ void UcxEngine::WriteBatchRecvCb(void* req, ucs_status_t st, size_t, void* ud) {
   self->Untrack(req);
   self->active_--;
   self->packedRecvBytes_ -= pr->length;
-  auto ib = self->inbound_.find(pr->inboundId);
-  if (ib != self->inbound_.end()) {
-    auto rec = ib->second->writes.find(pr->xferId);
-    if (rec != ib->second->writes.end()) {
-      rec->second.pendingRecv--;
-      if (st == UCS_OK) {
-        self->ApplyWriteBatch(*ib->second, rec->second, pr->xferId, pr->buf.get(), pr->length, pr->count);
-      } else {
-        self->RefuseWrite(*ib->second, rec->second, pr->xferId, WireStatus::kTransport, 0,
-                          "receiving a packed WRITE failed: " + UcsMessage(st));
-        rec->second.landed += pr->count;
-      }
-      if (rec->second.finReceived) {
-        uint32_t ibId = pr->inboundId;
-        uint64_t xferId = pr->xferId;
-        self->deferred_.push_back([self, ibId, xferId] {
-          auto it = self->inbound_.find(ibId);
-          if (it != self->inbound_.end()) self->MaybeAckWrite(*it->second, xferId);
-        });
-      }
+  self->WriteRecvDone(pr->inboundId, pr->xferId, [self, pr, st](Inbound& ib, WriteRecord& rec) {
+    if (st == UCS_OK) {
+      self->ApplyWriteBatch(ib, rec, pr->xferId, pr->buf.data(), pr->length, pr->count);
+    } else {
+      self->RefuseWrite(ib, rec, pr->xferId, WireStatus::kTransport, 0, "receiving a packed WRITE failed: " + UcsMessage(st));
+      rec.landed += pr->count;
     }
-  }
-  self->GivePacked(std::move(pr->buf), pr->pooled);
+  });
   delete pr;
 }
 
@@ -273,8 +243,8 @@ bool UcxEngine::PostServeBatch(ServeTask& t, ucp_ep_h ep, uint32_t count) {
   ps->serve = &t;
   ps->count = count;
   ps->rhdr = wire::ReadDataBatchHdr{t.xferId, first, count};
-  ps->buf = TakePacked(bytes, &ps->pooled);
-  uint8_t* out = ps->buf.get();
+  ps->buf = TakePacked(bytes);
+  uint8_t* out = ps->buf.data();
   for (uint32_t k = first; k < first + count; ++k) {
     std::memcpy(out, t.addrs[k], t.items[k].length);
     out += t.items[k].length;
@@ -284,14 +254,12 @@ bool UcxEngine::PostServeBatch(ServeTask& t, ucp_ep_h ep, uint32_t count) {
   p.cb.send = &UcxEngine::ServeBatchSendCb;
   p.user_data = ps;
   p.flags = bytes >= opts_.rndvThreshold ? UCP_AM_SEND_FLAG_RNDV : 0;
-  void* r = ucp_am_send_nbx(ep, wire::kReadDataBatch, &ps->rhdr, sizeof ps->rhdr, ps->buf.get(), bytes, &p);
+  void* r = ucp_am_send_nbx(ep, wire::kReadDataBatch, &ps->rhdr, sizeof ps->rhdr, ps->buf.data(), bytes, &p);
   t.next += count;
   if (r == nullptr) {
     t.completed += count;
-    GivePacked(std::move(ps->buf), ps->pooled);
     delete ps;
   } else if (UCS_PTR_IS_ERR(r)) {
-    GivePacked(std::move(ps->buf), ps->pooled);
     delete ps;
     FinishServe(t, WireStatus::kTransport, first,
                 "serving descriptors " + std::to_string(first) + ".." + std::to_string(first + count - 1) +
@@ -308,22 +276,9 @@ bool UcxEngine::PostServeBatch(ServeTask& t, ucp_ep_h ep, uint32_t count) {
 void UcxEngine::ServeBatchSendCb(void* req, ucs_status_t st, void* ud) {
   auto* ps = static_cast<PackedSend*>(ud);
   ServeTask& t = *ps->serve;  // alive: its inflight count includes this send
-  UcxEngine* self = t.engine;
-  self->Untrack(req);
-  t.inflight--;
-  self->active_--;
-  if (st != UCS_OK) {
-    if (t.opError == UCS_OK) t.opError = st;
-  } else {
-    t.completed += ps->count;
-  }
-  self->GivePacked(std::move(ps->buf), ps->pooled);
+  t.engine->Untrack(req);
+  t.engine->OnServeOp(t, st, ps->count);
   delete ps;
-  uint64_t key = t.key;
-  self->deferred_.push_back([self, key] {
-    auto it = self->serves_.find(key);
-    if (it != self->serves_.end()) self->PumpServe(*it->second);
-  });
 }
 
 // ---- READ, initiator side ---------------------------------------------------------------------
@@ -353,17 +308,10 @@ ucs_status_t UcxEngine::HandleReadDataBatch(const wire::ReadDataBatchHdr& h, voi
     return UCS_OK;
   }
   auto* pr = new PackedRecv;
-  pr->engine = this;
   pr->xfer = &x;
   pr->first = h.first;
   pr->count = h.count;
-  pr->length = len;
-  pr->buf = TakePacked(len, &pr->pooled);
-  ucp_request_param_t p{};
-  p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
-  p.cb.recv_am = &UcxEngine::ReadBatchRecvCb;
-  p.user_data = pr;
-  void* r = ucp_am_recv_data_nbx(worker_, data, pr->buf.get(), len, &p);
+  void* r = RecvPacked(pr, data, len, &UcxEngine::ReadBatchRecvCb);
   if (UCS_PTR_IS_PTR(r)) {
     Track(r);
     x.inflight++;
@@ -371,12 +319,11 @@ ucs_status_t UcxEngine::HandleReadDataBatch(const wire::ReadDataBatchHdr& h, voi
     return UCS_OK;
   }
   if (r == nullptr) {
-    ScatterReadBatch(x, h.first, h.count, pr->buf.get());
+    ScatterReadBatch(x, h.first, h.count, pr->buf.data());
     x.gotCount += h.count;
   } else if (x.opError == UCS_OK) {
     x.opError = UCS_PTR_STATUS(r);
   }
-  GivePacked(std::move(pr->buf), pr->pooled);
   delete pr;
   Touch(x);
   return UCS_OK;
@@ -385,20 +332,11 @@ ucs_status_t UcxEngine::HandleReadDataBatch(const wire::ReadDataBatchHdr& h, voi
 void UcxEngine::ReadBatchRecvCb(void* req, ucs_status_t st, size_t, void* ud) {
   auto* pr = static_cast<PackedRecv*>(ud);
   Xfer& x = *pr->xfer;  // alive: its inflight count includes this receive
-  UcxEngine* self = pr->engine;
-  self->Untrack(req);
-  x.inflight--;
-  self->active_--;
-  if (st != UCS_OK) {
-    if (x.opError == UCS_OK) x.opError = st;
-  } else {
-    // A cancelled or failed READ leaves its destination undefined: no need to fill it now.
-    if (!x.finished) self->ScatterReadBatch(x, pr->first, pr->count, pr->buf.get());
-    x.gotCount += pr->count;
-  }
-  self->GivePacked(std::move(pr->buf), pr->pooled);
+  pr->engine->Untrack(req);
+  // A cancelled or failed READ leaves its destination undefined: no need to fill it now.
+  if (st == UCS_OK && !x.finished) pr->engine->ScatterReadBatch(x, pr->first, pr->count, pr->buf.data());
+  pr->engine->OnXferOp(x, st, true, pr->count);
   delete pr;
-  self->Touch(x);
 }
 
 void UcxEngine::ScatterReadBatch(Xfer& x, uint32_t first, uint32_t count, const uint8_t* data) {

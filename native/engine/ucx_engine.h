@@ -234,7 +234,11 @@ class UcxEngine {
   static void XferSendCb(void* req, ucs_status_t st, void* ud);
   static void XferRecvCb(void* req, ucs_status_t st, size_t len, void* ud);
   static void XferFlushCb(void* req, ucs_status_t st, void* ud);
-  void OnXferOp(Xfer& x, ucs_status_t st, bool isRecv);
+  // A UCX operation of `x` covering `count` descriptors finished (a send, or a receive of READ data).
+  void OnXferOp(Xfer& x, ucs_status_t st, bool isRecv, uint32_t count = 1);
+  // What ucp_*_nbx returned for an operation covering `count` descriptors of `x`: done at once, in
+  // flight until its callback, or failed (false: the transfer fails on the next pass).
+  bool TrackXferOp(Xfer& x, void* request, uint32_t count);
   void Touch(Xfer& x);
   // Operations a transfer keeps in flight: windowBytes worth of its average descriptor, between
   // 2 and windowOps. Too many concurrent rendezvous slow tcp down; too few leave the pipe idle.
@@ -255,6 +259,8 @@ class UcxEngine {
   void PostRma(Xfer& x, Outbound& ob);
   void PostAmWrite(Xfer& x, Outbound& ob);
   void PostReadRequest(Xfer& x, Outbound& ob);
+  // For SendControl: a control message of transfer `id` that could not be sent fails the transfer.
+  std::function<void(ucs_status_t)> FailXferIfUnsent(uint64_t id);
   void MaybeFinishXfer(Xfer& x);
   void SendTransferNotify(Xfer& x);
   void FinishXfer(Xfer& x, const std::string& code, const std::string& msg);
@@ -268,16 +274,21 @@ class UcxEngine {
   void DoNotify(uint32_t peerId, std::string message, uint64_t token);
 
   // Packed messages of small descriptors over the AM protocol (ucx_batch.cc)
+  struct PackedBuffer;
   struct PackedSend;
   struct PackedRecv;
   // Descriptors from `first` (below `end`) that go in one packed message: consecutive ones with
   // length(k) < batchBelow, batchBytes in all, at most `limit`. Below 2: send them one by one.
   uint32_t PackedRun(uint32_t first, uint32_t end, uint32_t limit, uint64_t transferBytes,
                      const std::function<uint64_t(uint32_t)>& length) const;
-  // A buffer for a packed message of `size` bytes, from the pool when it fits a pooled buffer.
-  std::unique_ptr<uint8_t[]> TakePacked(size_t size, bool* pooled);
-  void GivePacked(std::unique_ptr<uint8_t[]> buf, bool pooled);
+  // A buffer for a packed message of `size` bytes, from the pool when it fits a pooled buffer; it
+  // goes back to the pool when its PackedBuffer is destroyed.
+  PackedBuffer TakePacked(size_t size);
+  void GivePacked(std::unique_ptr<uint8_t[]> buf);
   size_t PackedCapacity() const;
+  // Starts receiving a rendezvous packed message of `len` bytes into a buffer of `pr`'s own, with
+  // `cb` (user data: `pr`) on completion; returns what ucp_am_recv_data_nbx returned.
+  void* RecvPacked(PackedRecv* pr, void* data, size_t len, ucp_am_recv_data_nbx_callback_t cb);
   bool PostWriteBatch(Xfer& x, Outbound& ob, uint32_t count);
   static void WriteBatchSendCb(void* req, ucs_status_t st, void* ud);
   ucs_status_t HandleWriteBatch(const wire::WriteBatchHdr& h, void* data, size_t len, const ucp_am_recv_param_t* p);
@@ -294,9 +305,18 @@ class UcxEngine {
                                LocalRegionPtr* out, std::string* msg);
   static void TargetRecvCb(void* req, ucs_status_t st, size_t len, void* ud);
   static void ServeSendCb(void* req, ucs_status_t st, void* ud);
+  // A push of `count` descriptors of `t` finished: count it, then pump the task again.
+  void OnServeOp(ServeTask& t, ucs_status_t st, uint32_t count);
   ucs_status_t HandleWrite(const wire::WriteHdr& h, void* data, size_t len, const ucp_am_recv_param_t* p);
   void HandleWriteFin(const wire::WriteFinHdr& h, const uint8_t* data, size_t len);
   void MaybeAckWrite(Inbound& ib, uint64_t xferId);
+  // A receive of WRITE `xferId` from `inboundId` finished: `land` records its outcome in the
+  // WRITE's record (skipped when the sender or the record is gone), then the WRITE is acknowledged
+  // once complete.
+  void WriteRecvDone(uint32_t inboundId, uint64_t xferId, const std::function<void(Inbound&, WriteRecord&)>& land);
+  // The record of WRITE `xferId` from inbound peer `inboundId`, created by its first message (and
+  // forgotten 5 s after the initiator's deadline); null when the sender is unknown or lost.
+  WriteRecord* WriteRecordFor(uint32_t inboundId, uint64_t xferId, uint32_t timeoutMs, Inbound** ib);
   // Marks a WRITE failed with the target's reason and answers the initiator once.
   void RefuseWrite(Inbound& ib, WriteRecord& rec, uint64_t xferId, WireStatus st, uint32_t index, const std::string& msg);
   void HandleReadReq(const wire::ReadReqHdr& h, const uint8_t* data, size_t len);

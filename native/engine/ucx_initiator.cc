@@ -38,17 +38,33 @@ void UcxEngine::XferFlushCb(void* req, ucs_status_t st, void* ud) {
   x->engine->Touch(*x);
 }
 
-void UcxEngine::OnXferOp(Xfer& x, ucs_status_t st, bool isRecv) {
+void UcxEngine::OnXferOp(Xfer& x, ucs_status_t st, bool isRecv, uint32_t count) {
   x.inflight--;
   active_--;
   if (st != UCS_OK) {
     if (x.opError == UCS_OK) x.opError = st;
   } else if (isRecv) {
-    x.gotCount++;
+    x.gotCount += count;
   } else {
-    x.completed++;
+    x.completed += count;
   }
   Touch(x);
+}
+
+bool UcxEngine::TrackXferOp(Xfer& x, void* r, uint32_t count) {
+  if (r == nullptr) {
+    x.completed += count;
+    return true;
+  }
+  if (UCS_PTR_IS_ERR(r)) {
+    x.opError = UCS_PTR_STATUS(r);
+    Touch(x);
+    return false;
+  }
+  Track(r);
+  x.inflight++;
+  active_++;
+  return true;
 }
 
 void UcxEngine::Touch(Xfer& x) {
@@ -178,17 +194,7 @@ void UcxEngine::PostRma(Xfer& x, Outbound& ob) {
     void* r = x.req->op == Op::kWrite ? ucp_put_nbx(ob.ep, d.local, d.length, d.remoteAddr, rk, &p)
                                       : ucp_get_nbx(ob.ep, d.local, d.length, d.remoteAddr, rk, &p);
     x.next++;
-    if (r == nullptr) {
-      x.completed++;
-    } else if (UCS_PTR_IS_ERR(r)) {
-      x.opError = UCS_PTR_STATUS(r);
-      Touch(x);
-      return;
-    } else {
-      Track(r);
-      x.inflight++;
-      active_++;
-    }
+    if (!TrackXferOp(x, r, 1)) return;
   }
   if (x.req->op == Op::kWrite && !x.flushPosted) {
     // Remote completion of every put before done/notification: flush the endpoint.
@@ -238,17 +244,7 @@ void UcxEngine::PostAmWrite(Xfer& x, Outbound& ob) {
     p.memh = static_cast<ucp_mem_h>(d.memh);
     void* r = ucp_am_send_nbx(ob.ep, wire::kWrite, &h, sizeof h, d.local, d.length, &p);
     x.next++;
-    if (r == nullptr) {
-      x.completed++;
-    } else if (UCS_PTR_IS_ERR(r)) {
-      x.opError = UCS_PTR_STATUS(r);
-      Touch(x);
-      return;
-    } else {
-      Track(r);
-      x.inflight++;
-      active_++;
-    }
+    if (!TrackXferOp(x, r, 1)) return;
   }
   if (x.next == n && !x.finSent) {
     // Every descriptor is posted: tell the target how many to expect (it arrives after their
@@ -256,32 +252,27 @@ void UcxEngine::PostAmWrite(Xfer& x, Outbound& ob) {
     // delivers the notification. Sent now, not after the local completions, to save a round trip.
     x.finSent = true;
     wire::WriteFinHdr h{ob.inboundId, static_cast<uint32_t>(n), x.req->id, static_cast<uint8_t>(x.req->hasNotify)};
-    uint64_t id = x.req->id;
     SendControl(ob.ep, wire::kWriteFin, &h, sizeof h, x.req->notify.data(), x.req->notify.size(),
-                [this, id](ucs_status_t st) {
-                  if (st == UCS_OK) return;
-                  auto it = xfers_.find(id);
-                  if (it != xfers_.end() && it->second->opError == UCS_OK) {
-                    it->second->opError = st;
-                    Touch(*it->second);
-                  }
-                });
+                FailXferIfUnsent(x.req->id));
   }
+}
+
+std::function<void(ucs_status_t)> UcxEngine::FailXferIfUnsent(uint64_t id) {
+  return [this, id](ucs_status_t st) {
+    if (st == UCS_OK) return;
+    auto it = xfers_.find(id);
+    if (it != xfers_.end() && it->second->opError == UCS_OK) {
+      it->second->opError = st;
+      Touch(*it->second);
+    }
+  };
 }
 
 void UcxEngine::PostReadRequest(Xfer& x, Outbound& ob) {
   x.reqSent = true;
   wire::ReadReqHdr h{ob.inboundId, static_cast<uint32_t>(x.items.size()), x.req->id, x.req->timeoutMs};
-  uint64_t id = x.req->id;
   SendControl(ob.ep, wire::kReadReq, &h, sizeof h, x.items.data(), x.items.size() * sizeof(wire::ReadItem),
-              [this, id](ucs_status_t st) {
-                if (st == UCS_OK) return;
-                auto it = xfers_.find(id);
-                if (it != xfers_.end() && it->second->opError == UCS_OK) {
-                  it->second->opError = st;
-                  Touch(*it->second);
-                }
-              });
+              FailXferIfUnsent(x.req->id));
 }
 
 void UcxEngine::MaybeFinishXfer(Xfer& x) {

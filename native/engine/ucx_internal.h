@@ -112,6 +112,20 @@ struct UcxEngine::ServeTask {
   std::vector<int16_t> itemDevice;  // per item: CUDA device of the bytes, -1 host (empty: all host)
 };
 
+// A packed message's bytes; back to the engine's pool (when they came from it) on destruction.
+struct UcxEngine::PackedBuffer {
+  UcxEngine* engine = nullptr;
+  std::unique_ptr<uint8_t[]> bytes;
+  bool pooled = false;
+  PackedBuffer() = default;
+  PackedBuffer(PackedBuffer&&) = default;
+  PackedBuffer& operator=(PackedBuffer&&) = default;
+  ~PackedBuffer() {
+    if (pooled && bytes) engine->GivePacked(std::move(bytes));
+  }
+  uint8_t* data() const { return bytes.get(); }
+};
+
 // A packed message in flight (kWriteBatch from an initiator, kReadDataBatch from a target): UCX
 // reads its header and buffer until the send completes.
 struct UcxEngine::PackedSend {
@@ -120,8 +134,7 @@ struct UcxEngine::PackedSend {
   uint32_t count = 0;
   wire::WriteBatchHdr whdr{};
   wire::ReadDataBatchHdr rhdr{};
-  std::unique_ptr<uint8_t[]> buf;
-  bool pooled = false;
+  PackedBuffer buf;
 };
 
 // A packed message arriving by rendezvous into a buffer of its own, scattered when complete.
@@ -132,8 +145,7 @@ struct UcxEngine::PackedRecv {
   uint64_t xferId = 0;
   uint32_t first = 0, count = 0;
   uint64_t length = 0;
-  std::unique_ptr<uint8_t[]> buf;
-  bool pooled = false;
+  PackedBuffer buf;
 };
 
 struct UcxEngine::Command {

@@ -62,36 +62,46 @@ void UcxEngine::TargetRecvCb(void* req, ucs_status_t st, size_t, void* ud) {
   self->Untrack(req);
   self->active_--;
   t->region->Release();
-  auto ib = self->inbound_.find(t->inboundId);
-  if (ib != self->inbound_.end()) {
-    auto rec = ib->second->writes.find(t->xferId);
-    if (rec != ib->second->writes.end()) {
-      rec->second.pendingRecv--;
-      rec->second.landed++;
-      if (st != UCS_OK && rec->second.status == WireStatus::kOk) {
-        rec->second.status = WireStatus::kTransport;
-        rec->second.badMessage = "receiving a descriptor failed: " + UcsMessage(st);
-      }
-      if (rec->second.finReceived) {
-        uint32_t ibId = t->inboundId;
-        uint64_t xferId = t->xferId;
-        self->deferred_.push_back([self, ibId, xferId] {
-          auto it = self->inbound_.find(ibId);
-          if (it != self->inbound_.end()) self->MaybeAckWrite(*it->second, xferId);
-        });
-      }
+  self->WriteRecvDone(t->inboundId, t->xferId, [st](Inbound&, WriteRecord& rec) {
+    rec.landed++;
+    if (st != UCS_OK && rec.status == WireStatus::kOk) {
+      rec.status = WireStatus::kTransport;
+      rec.badMessage = "receiving a descriptor failed: " + UcsMessage(st);
     }
-  }
+  });
   delete t;
 }
 
+void UcxEngine::WriteRecvDone(uint32_t inboundId, uint64_t xferId,
+                              const std::function<void(Inbound&, WriteRecord&)>& land) {
+  auto ib = inbound_.find(inboundId);
+  if (ib == inbound_.end()) return;
+  auto rec = ib->second->writes.find(xferId);
+  if (rec == ib->second->writes.end()) return;
+  rec->second.pendingRecv--;
+  land(*ib->second, rec->second);
+  if (!rec->second.finReceived) return;
+  deferred_.push_back([this, inboundId, xferId] {  // outside UCX's callbacks: it sends the ack
+    auto it = inbound_.find(inboundId);
+    if (it != inbound_.end()) MaybeAckWrite(*it->second, xferId);
+  });
+}
+
+UcxEngine::WriteRecord* UcxEngine::WriteRecordFor(uint32_t inboundId, uint64_t xferId, uint32_t timeoutMs, Inbound** ib) {
+  auto ibIt = inbound_.find(inboundId);
+  if (ibIt == inbound_.end() || ibIt->second->lost) return nullptr;
+  *ib = ibIt->second.get();
+  auto [recIt, created] = (*ib)->writes.try_emplace(xferId);
+  if (created) recIt->second.deadlineNs = DeadlineFrom(NowNs(), timeoutMs + 5000);
+  return &recIt->second;
+}
+
 ucs_status_t UcxEngine::HandleWrite(const wire::WriteHdr& h, void* data, size_t len, const ucp_am_recv_param_t* param) {
-  auto ibIt = inbound_.find(h.inboundId);
-  if (ibIt == inbound_.end() || ibIt->second->lost) return UCS_OK;  // unknown sender: drop
-  Inbound& ib = *ibIt->second;
-  auto [recIt, created] = ib.writes.try_emplace(h.xferId);
-  WriteRecord& rec = recIt->second;
-  if (created) rec.deadlineNs = DeadlineFrom(NowNs(), h.timeoutMs + 5000);
+  Inbound* ibp = nullptr;
+  WriteRecord* recp = WriteRecordFor(h.inboundId, h.xferId, h.timeoutMs, &ibp);
+  if (recp == nullptr) return UCS_OK;  // unknown sender: drop
+  Inbound& ib = *ibp;
+  WriteRecord& rec = *recp;
   if (rec.status != WireStatus::kOk) {
     rec.landed++;
     return UCS_OK;
@@ -267,19 +277,22 @@ void UcxEngine::HandleReadReq(const wire::ReadReqHdr& h, const uint8_t* data, si
 
 void UcxEngine::ServeSendCb(void* req, ucs_status_t st, void* ud) {
   auto* t = static_cast<ServeTask*>(ud);
-  UcxEngine* self = t->engine;
-  self->Untrack(req);
-  t->inflight--;
-  self->active_--;
+  t->engine->Untrack(req);
+  t->engine->OnServeOp(*t, st, 1);
+}
+
+void UcxEngine::OnServeOp(ServeTask& t, ucs_status_t st, uint32_t count) {
+  t.inflight--;
+  active_--;
   if (st != UCS_OK) {
-    if (t->opError == UCS_OK) t->opError = st;
+    if (t.opError == UCS_OK) t.opError = st;
   } else {
-    t->completed++;
+    t.completed += count;
   }
-  uint64_t key = t->key;
-  self->deferred_.push_back([self, key] {
-    auto it = self->serves_.find(key);
-    if (it != self->serves_.end()) self->PumpServe(*it->second);
+  uint64_t key = t.key;
+  deferred_.push_back([this, key] {
+    auto it = serves_.find(key);
+    if (it != serves_.end()) PumpServe(*it->second);
   });
 }
 
