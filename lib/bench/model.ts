@@ -30,18 +30,12 @@ import { describe, transferTimeoutMs } from './runner.js';
 import type { MismatchJson, ModelJson, ModelRowJson, TransportJson } from './schema.js';
 import { EMPTY_DISTRIBUTION, Samples } from './stats.js';
 import { fmtBinary } from './units.js';
+import { mulberry32 } from '../util/mulberry32.js';
 
 /** `count` distinct ids from [0, numBlocks) in a seeded pseudo-random order (mulberry32 shuffle). */
 export function scatteredBlockIds(count: number, numBlocks: number, seed: number): Uint32Array {
   const all = new Uint32Array(numBlocks).map((_, i) => i);
-  let a = seed >>> 0;
-  const rand = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const rand = mulberry32(seed);
   for (let i = 0; i < count; i++) {
     const j = i + Math.floor(rand() * (numBlocks - i));
     const x = all[i]!;

@@ -22,6 +22,7 @@ import { BlockHasher } from '../index/hash.js';
 import { KvIndex } from '../index/kv-index.js';
 import { startRedisServer, type RedisServerHandle } from '../index/redis-server.js';
 import { createRegistry } from '../metrics.js';
+import { mulberry32 } from '../util/mulberry32.js';
 
 const USAGE = `usage: kvwire bench-index [--blocks N] [--workers N] [--prompt-tokens N] [--block-size N]
                           [--queries N] [--redis-queries N] [--backends memory,redis]
@@ -40,17 +41,6 @@ function latency(samplesNs: number[]): Latency {
 
 const round = (x: number, d = 1): number => Math.round(x * 10 ** d) / 10 ** d;
 
-/** A small deterministic PRNG (mulberry32): the same data set in every run and on every machine. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** The synthetic data set (see the module documentation); prompts are regenerated on demand. */
 class DataSet {
@@ -73,7 +63,7 @@ class DataSet {
   }
 
   private fill(out: Uint32Array, from: number, count: number, seed: number): void {
-    const r = prng(seed);
+    const r = mulberry32(seed);
     for (let i = 0; i < count * this.blockSize; i++) out[from + i] = Math.floor(r() * 128_000);
   }
 
@@ -91,7 +81,7 @@ class DataSet {
     const t = new Uint32Array((this.sharedBlocks + own) * this.blockSize);
     t.set(this.shared(group));
     this.fill(t, this.sharedBlocks * this.blockSize, own, fresh ? 7_777_777 + c : 2_000_029 * (c + 1));
-    return { group, worker: `decode-${Math.floor(prng(c + 17)() * this.workers)}`, tokens: t, ownBlocks: own };
+    return { group, worker: `decode-${Math.floor(mulberry32(c + 17)() * this.workers)}`, tokens: t, ownBlocks: own };
   }
 
   /** The 4 workers holding system prompt `g`. */
@@ -101,7 +91,7 @@ class DataSet {
 
   /** Query `q`: a returning conversation (even q) or a new one (odd q). */
   query(q: number): Uint32Array {
-    const c = Math.floor(prng(q + 99)() * this.conversations);
+    const c = Math.floor(mulberry32(q + 99)() * this.conversations);
     return this.conversation(c, q % 2 === 1).tokens;
   }
 }

@@ -6,6 +6,7 @@
  * @packageDocumentation
  */
 import type { FakeRequest } from './fake-engine.js';
+import { mulberry32 } from '../util/mulberry32.js';
 
 /** Options of {@link demoWorkload}. */
 export interface WorkloadOptions {
@@ -23,23 +24,12 @@ export interface WorkloadOptions {
   readonly seed?: number;
 }
 
-/** mulberry32: a small, fast, seedable PRNG (uniform in [0, 1)). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** `requests` prompts with ids `req-0 .. req-(n-1)`. */
 export function demoWorkload(o: WorkloadOptions): FakeRequest[] {
   const min = o.minTokens ?? 16;
   const max = Math.max(min, o.maxTokens ?? 1024);
-  const random = rng(o.seed ?? 1);
+  const random = mulberry32(o.seed ?? 1);
   const int = (lo: number, hi: number) => lo + Math.floor(random() * (hi - lo + 1));
   const tokens = (n: number) => Array.from({ length: n }, () => int(1, 31_999));
   const prefixes = Array.from({ length: o.prefixes ?? 6 }, () => tokens(int(Math.min(min, max - 1), Math.max(min, Math.floor(max / 2)))));

@@ -11,25 +11,13 @@
  *
  * @packageDocumentation
  */
-import { firstDifferingField, type KvCompatibilityFields } from '../kv/index.js';
+import { firstDifferingField } from '../kv/index.js';
 import { NonceWindow, signResponse, verifyRequest } from './handshake-auth.js';
-import { parseHandshakeRequest, type HandshakeAnswer, type HandshakeCache, type HandshakeRequest } from './handshake.js';
+import { parseHandshakeRequest, type HandshakeAnswer, type HandshakeRequest } from './handshake.js';
 import type { SideChannelAnswer, SideChannelHandler, SideChannelRequest } from './side-channel.js';
 
-/** What the prefill side advertises. */
-export interface PrefillDescription {
-  /** The prefill engine's id. */
-  readonly engineId: string;
-  /** Random id of this coordinator instance. */
-  readonly instance: string;
-  /** Compatibility fields and hash. */
-  readonly compat: KvCompatibilityFields;
-  /** Hash of `compat`. */
-  readonly compatHash: string;
-  /** The cache shape. */
-  readonly cache: HandshakeCache;
-  /** The lease table region. */
-  readonly leaseTable: { readonly label: string; readonly slots: number };
+/** What the prefill side advertises: its handshake answer but the ranks, whose metadata is read per answer. */
+export interface PrefillDescription extends Pick<HandshakeAnswer, 'engineId' | 'instance' | 'compat' | 'compatHash' | 'cache' | 'leaseTable'> {
   /** Current metadata of every rank agent, in rank order. */
   metadata(): Uint8Array[];
 }

@@ -14,11 +14,7 @@ export function expectCode(fn: () => unknown, code: string, msg?: RegExp): Kvwir
   } catch (e) {
     caught = e;
   }
-  expect(caught, `expected ${code}`).toBeInstanceOf(KvwireError);
-  const e = caught as KvwireError;
-  expect(e.code, e.message).toBe(code);
-  if (msg) expect(e.message).toMatch(msg);
-  return e;
+  return expectKvwireError(caught, code, msg);
 }
 
 /** Expects `p` to reject with a KvwireError with `code` (and a message matching `msg`). */
@@ -29,6 +25,11 @@ export async function expectRejectCode(p: Promise<unknown>, code: string, msg?: 
   } catch (e) {
     caught = e;
   }
+  return expectKvwireError(caught, code, msg);
+}
+
+/** Expects `caught` to be a KvwireError with `code` (and a message matching `msg`). */
+function expectKvwireError(caught: unknown, code: string, msg?: RegExp): KvwireError {
   expect(caught, `expected ${code}`).toBeInstanceOf(KvwireError);
   const e = caught as KvwireError;
   expect(e.code, e.message).toBe(code);
