@@ -7,6 +7,6 @@ export * from './errors.js';
 export * from './transport/index.js';
 export * from './kv/index.js';
 export * from './pd/index.js';
-export * from './index/index.js';
+export * from './kv-index/index.js';
 export { createRegistry, defaultRegistry } from './metrics.js';
 export type { MetricsRegistry } from './metrics.js';

@@ -36,26 +36,42 @@ function existing<T>(registry: MetricsRegistry, name: string, kind: string): T |
 
 /** Gets or creates a counter named `name` on `registry`. */
 export function counter<L extends string>(
-  registry: MetricsRegistry, name: string, help: string, labelNames: readonly L[] = [],
+  registry: MetricsRegistry,
+  name: string,
+  help: string,
+  labelNames: readonly L[] = [],
 ): client.Counter<L> {
-  return existing<client.Counter<L>>(registry, name, 'Counter')
-    ?? new client.Counter<L>({ name, help, labelNames, registers: [registry] });
+  return (
+    existing<client.Counter<L>>(registry, name, 'Counter') ??
+    new client.Counter<L>({ name, help, labelNames, registers: [registry] })
+  );
 }
 
 /** Gets or creates a gauge named `name` on `registry`. */
 export function gauge<L extends string>(
-  registry: MetricsRegistry, name: string, help: string, labelNames: readonly L[] = [],
+  registry: MetricsRegistry,
+  name: string,
+  help: string,
+  labelNames: readonly L[] = [],
 ): client.Gauge<L> {
-  return existing<client.Gauge<L>>(registry, name, 'Gauge')
-    ?? new client.Gauge<L>({ name, help, labelNames, registers: [registry] });
+  return (
+    existing<client.Gauge<L>>(registry, name, 'Gauge') ??
+    new client.Gauge<L>({ name, help, labelNames, registers: [registry] })
+  );
 }
 
 /** Gets or creates a histogram named `name` on `registry`. */
 export function histogram<L extends string>(
-  registry: MetricsRegistry, name: string, help: string, buckets: number[], labelNames: readonly L[] = [],
+  registry: MetricsRegistry,
+  name: string,
+  help: string,
+  buckets: number[],
+  labelNames: readonly L[] = [],
 ): client.Histogram<L> {
-  return existing<client.Histogram<L>>(registry, name, 'Histogram')
-    ?? new client.Histogram<L>({ name, help, buckets, labelNames, registers: [registry] });
+  return (
+    existing<client.Histogram<L>>(registry, name, 'Histogram') ??
+    new client.Histogram<L>({ name, help, buckets, labelNames, registers: [registry] })
+  );
 }
 
 /** Latency buckets in seconds, from 50 µs to 30 s: KV transfers span that whole range. */

@@ -95,19 +95,50 @@ export declare class NativeAgent {
   /** The UCX_TLS value in effect. */
   readonly transports: string;
   /** Registers memory in place; returns the packed rkey and the base address. */
-  register(id: number, label: string, memory: ArrayBuffer | ArrayBufferView, access: number): { rkey: Buffer; base: bigint };
+  register(
+    id: number,
+    label: string,
+    memory: ArrayBuffer | ArrayBufferView,
+    access: number,
+  ): { rkey: Buffer; base: bigint };
   /** Validates device memory with the driver, exports its IPC handle and registers it. */
-  registerDevice(id: number, label: string, pointer: bigint, length: number, device: number, access: number): {
-    base: bigint; rkey: Buffer; allocBase: bigint; allocSize: number; ipcHandle?: Buffer; ipcError?: string; busId?: string; stagingChunk: number;
+  registerDevice(
+    id: number,
+    label: string,
+    pointer: bigint,
+    length: number,
+    device: number,
+    access: number,
+  ): {
+    base: bigint;
+    rkey: Buffer;
+    allocBase: bigint;
+    allocSize: number;
+    ipcHandle?: Buffer;
+    ipcError?: string;
+    busId?: string;
+    stagingChunk: number;
   };
   /** Allocates memory with UCX (shared memory where possible) and registers it. */
-  allocate(id: number, label: string, length: number, access: number): { rkey: Buffer; base: bigint; buffer: ArrayBuffer };
+  allocate(
+    id: number,
+    label: string,
+    length: number,
+    access: number,
+  ): { rkey: Buffer; base: bigint; buffer: ArrayBuffer };
   /** 0: done; N > 0: N local transfers still use it; -1: unknown id. */
   deregister(id: number): number;
   connect(peerId: number, info: NativePeerInfo, timeoutMs: number): void;
   disconnect(peerId: number): void;
   /** Posts a transfer; true when it already completed (inline copy). Throws (with `code`) if a descriptor fails a check. */
-  post(id: number, op: 0 | 1, peerId: number, descs: Float64Array, notify: Uint8Array | null, timeoutMs: number): boolean;
+  post(
+    id: number,
+    op: 0 | 1,
+    peerId: number,
+    descs: Float64Array,
+    notify: Uint8Array | null,
+    timeoutMs: number,
+  ): boolean;
   cancel(id: number, code?: string): void;
   notify(peerId: number, message: Uint8Array, token: number): void;
   /** Closes synchronously; returns the events produced while closing. */
@@ -148,7 +179,12 @@ export interface NativeCuda {
   /** Synchronous cuMemsetD8 of a validated range. */
   memset(device: number, pointer: bigint, value: number, length: number): void;
   /** Copy bandwidth measured with CUDA events on a worker thread. */
-  baseline(kind: 'dtod' | 'htod' | 'dtoh', device: number, bytes: number, iterations: number): Promise<{ seconds: number; gbps: number }>;
+  baseline(
+    kind: 'dtod' | 'htod' | 'dtoh',
+    device: number,
+    bytes: number,
+    iterations: number,
+  ): Promise<{ seconds: number; gbps: number }>;
 }
 
 /** The addon's exports. */

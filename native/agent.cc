@@ -49,18 +49,24 @@ bool MemoryOf(Napi::Value v, uint8_t** data, size_t* length) {
   return false;
 }
 
-std::string StringOf(Napi::Value v) { return v.IsString() ? v.As<Napi::String>().Utf8Value() : std::string(); }
+std::string StringOf(Napi::Value v) {
+  return v.IsString() ? v.As<Napi::String>().Utf8Value() : std::string();
+}
 
 double NumberOf(Napi::Object o, const char* key, double dflt) {
   Napi::Value v = o.Get(key);
   return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : dflt;
 }
 
-bool IsIndex(double d) { return d >= 0 && d <= 9007199254740991.0 && std::floor(d) == d; }
+bool IsIndex(double d) {
+  return d >= 0 && d <= 9007199254740991.0 && std::floor(d) == d;
+}
 
 }  // namespace
 
-void CheckAgentTag(const Napi::CallbackInfo& info) { CheckTag(info); }
+void CheckAgentTag(const Napi::CallbackInfo& info) {
+  CheckTag(info);
+}
 
 void ThrowCode(Napi::Env env, const char* code, const std::string& message) {
   Napi::Error e = Napi::Error::New(env, message);
@@ -110,13 +116,15 @@ Agent::Agent(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Agent>(info) {
   opts.windowBytes = static_cast<uint64_t>(NumberOf(o, "windowBytes", static_cast<double>(opts.windowBytes)));
   opts.inlineBytes = static_cast<uint64_t>(NumberOf(o, "inlineBytes", static_cast<double>(opts.inlineBytes)));
   opts.batchBelow = static_cast<uint64_t>(NumberOf(o, "batchBelow", static_cast<double>(opts.batchBelow)));
-  opts.batchBytes = std::clamp<uint64_t>(static_cast<uint64_t>(NumberOf(o, "batchBytes", static_cast<double>(opts.batchBytes))), 1,
-                                         32ull << 20);  // the target accepts packed messages up to 64 MiB
+  opts.batchBytes =
+      std::clamp<uint64_t>(static_cast<uint64_t>(NumberOf(o, "batchBytes", static_cast<double>(opts.batchBytes))), 1,
+                           32ull << 20);  // the target accepts packed messages up to 64 MiB
   if (o.Get("cuda").IsObject()) {
     Napi::Object c = o.Get("cuda").As<Napi::Object>();
     std::string path = StringOf(c.Get("path"));
     if (!path.empty()) opts.cuda.path = path;
-    opts.cuda.chunkBytes = static_cast<uint64_t>(NumberOf(c, "stagingChunkBytes", static_cast<double>(opts.cuda.chunkBytes)));
+    opts.cuda.chunkBytes =
+        static_cast<uint64_t>(NumberOf(c, "stagingChunkBytes", static_cast<double>(opts.cuda.chunkBytes)));
     opts.cuda.buffers = static_cast<uint32_t>(NumberOf(c, "stagingBuffers", opts.cuda.buffers));
   }
   opts.hostId = HostId();
@@ -183,8 +191,8 @@ void Agent::CloseNow() {
   }
 }
 
-#define KVWIRE_REQUIRE_OPEN(info)                                                                        \
-  CheckTag(info);                                                                                        \
+#define KVWIRE_REQUIRE_OPEN(info) \
+  CheckTag(info);                 \
   if (closed_) ThrowCode(info.Env(), code::kClosed, "the agent is closed; create a new one with Agent.create()")
 
 Napi::Value Agent::GetAddress(const Napi::CallbackInfo& info) {
@@ -224,8 +232,8 @@ Napi::Value Agent::Register(const Napi::CallbackInfo& info) {
   }
 #ifdef KVWIRE_HAVE_UCX
   std::string rkey, error;
-  if (!engine_->Register(id, info[1].As<Napi::String>().Utf8Value(), data, length, static_cast<Access>(access),
-                         &rkey, &error)) {
+  if (!engine_->Register(id, info[1].As<Napi::String>().Utf8Value(), data, length, static_cast<Access>(access), &rkey,
+                         &error)) {
     ThrowCode(env, code::kTransport, error);
   }
   Napi::Object out = Napi::Object::New(env);
@@ -255,15 +263,16 @@ Napi::Value Agent::Allocate(const Napi::CallbackInfo& info) {
   uint8_t* base = nullptr;
   std::shared_ptr<SharedAllocation> allocation;
   if (!engine_->Allocate(info[0].As<Napi::Number>().Uint32Value(), info[1].As<Napi::String>().Utf8Value(),
-                         static_cast<uint64_t>(length), static_cast<Access>(access), &rkey, &base, &allocation, &error)) {
+                         static_cast<uint64_t>(length), static_cast<Access>(access), &rkey, &base, &allocation,
+                         &error)) {
     ThrowCode(env, code::kTransport, error);
   }
   // The ArrayBuffer co-owns the memory: it stays valid as long as JavaScript can reach it, even
   // after the region is deregistered or the agent closed.
   auto* owner = new std::shared_ptr<SharedAllocation>(std::move(allocation));
   Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(
-      env, base, static_cast<size_t>(length),
-      [](Napi::Env, void*, std::shared_ptr<SharedAllocation>* o) { delete o; }, owner);
+      env, base, static_cast<size_t>(length), [](Napi::Env, void*, std::shared_ptr<SharedAllocation>* o) { delete o; },
+      owner);
   Napi::Object out = Napi::Object::New(env);
   out.Set("rkey", Napi::Buffer<uint8_t>::Copy(env, reinterpret_cast<const uint8_t*>(rkey.data()), rkey.size()));
   out.Set("base", Napi::BigInt::New(env, static_cast<uint64_t>(reinterpret_cast<uintptr_t>(base))));
@@ -329,7 +338,8 @@ Napi::Value Agent::Connect(const Napi::CallbackInfo& info) {
       rr->device = static_cast<int>(NumberOf(r, "device", -1));
       uint8_t* ih = nullptr;
       size_t ihLen = 0;
-      if (MemoryOf(r.Get("ipcHandle"), &ih, &ihLen) && ihLen > 0) rr->ipcHandle.assign(reinterpret_cast<const char*>(ih), ihLen);
+      if (MemoryOf(r.Get("ipcHandle"), &ih, &ihLen) && ihLen > 0)
+        rr->ipcHandle.assign(reinterpret_cast<const char*>(ih), ihLen);
       rr->ipcOffset = static_cast<uint64_t>(NumberOf(r, "ipcOffset", 0));
       rr->busId = StringOf(r.Get("busId"));
       rr->stagingChunk = static_cast<uint64_t>(NumberOf(r, "stagingChunk", 0));
@@ -422,7 +432,8 @@ Napi::Value Agent::Post(const Napi::CallbackInfo& info) {
       remote = rid < remoteById.size() ? remoteById[rid] : nullptr;
       if (remote == nullptr) {
         remote = peer->Find(rid);
-        if (remote == nullptr) fail(code::kUnknownRegion, "descriptor " + std::to_string(i) + ": unknown remote region");
+        if (remote == nullptr)
+          fail(code::kUnknownRegion, "descriptor " + std::to_string(i) + ": unknown remote region");
         if (rid < (1u << 20)) {
           if (remoteById.size() <= rid) remoteById.resize(rid + 1, nullptr);
           remoteById[rid] = remote;
@@ -433,12 +444,18 @@ Napi::Value Agent::Post(const Napi::CallbackInfo& info) {
     if (remote->revoked.load(std::memory_order_relaxed)) {
       fail(code::kDeregistered, "descriptor " + std::to_string(i) + ": the peer deregistered the remote region");
     }
-    if ((remote->access & need) != need) fail(code::kAccessDenied, "descriptor " + std::to_string(i) + ": access denied");
+    if ((remote->access & need) != need)
+      fail(code::kAccessDenied, "descriptor " + std::to_string(i) + ": access denied");
     if (len == 0 || !local->Contains(loff, len) || roff > remote->length || len > remote->length - roff) {
       fail(code::kOutOfBounds, "descriptor " + std::to_string(i) + " is out of bounds");
     }
     uint8_t* mapped = remote->mapped.load(std::memory_order_acquire);
-    req->descs[i] = ResolvedDesc{local->base() + loff, local->memh(), len, rid, roff, remote->base + roff,
+    req->descs[i] = ResolvedDesc{local->base() + loff,
+                                 local->memh(),
+                                 len,
+                                 rid,
+                                 roff,
+                                 remote->base + roff,
                                  mapped != nullptr ? mapped + roff : nullptr};
     if (mapped == nullptr) allMapped = false;
     if (local->onDevice() || remote->device >= 0) {  // device memory: never touched by host code here

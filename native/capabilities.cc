@@ -22,11 +22,16 @@ struct TlResource {
 
 const char* DeviceType(uct_device_type_t t) {
   switch (t) {
-    case UCT_DEVICE_TYPE_NET: return "net";
-    case UCT_DEVICE_TYPE_SHM: return "shm";
-    case UCT_DEVICE_TYPE_ACC: return "acc";
-    case UCT_DEVICE_TYPE_SELF: return "self";
-    default: return "other";
+    case UCT_DEVICE_TYPE_NET:
+      return "net";
+    case UCT_DEVICE_TYPE_SHM:
+      return "shm";
+    case UCT_DEVICE_TYPE_ACC:
+      return "acc";
+    case UCT_DEVICE_TYPE_SELF:
+      return "self";
+    default:
+      return "other";
   }
 }
 

@@ -17,13 +17,19 @@ const scratch: string[] = [];
 function copyPackage(): string {
   const dir = mkdtempSync(join(tmpdir(), 'kvwire-build-'));
   scratch.push(dir);
-  for (const f of ['package.json', 'binding.gyp', 'CMakeLists.txt', 'native']) cpSync(join(root, f), join(dir, f), { recursive: true });
+  for (const f of ['package.json', 'binding.gyp', 'CMakeLists.txt', 'native'])
+    cpSync(join(root, f), join(dir, f), { recursive: true });
   symlinkSync(join(root, 'node_modules'), join(dir, 'node_modules'));
   return dir;
 }
 
 function run(dir: string, script: string): void {
-  execFileSync('npm', ['run', script], { cwd: dir, stdio: 'pipe', timeout: 600_000, env: { ...process.env, JOBS: '2' } });
+  execFileSync('npm', ['run', script], {
+    cwd: dir,
+    stdio: 'pipe',
+    timeout: 600_000,
+    env: { ...process.env, JOBS: '2' },
+  });
 }
 
 interface Addon {

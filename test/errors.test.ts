@@ -3,7 +3,9 @@ import { ErrorCode, KvwireError } from '../lib/errors.js';
 
 describe('KvwireError', () => {
   it('carries a stable code, a message and details', () => {
-    const e = new KvwireError(ErrorCode.OUT_OF_BOUNDS, 'descriptor 3 reaches byte 10 of region r which has 8 bytes', { index: 3 });
+    const e = new KvwireError(ErrorCode.OUT_OF_BOUNDS, 'descriptor 3 reaches byte 10 of region r which has 8 bytes', {
+      index: 3,
+    });
     expect(e).toBeInstanceOf(Error);
     expect(e.name).toBe('KvwireError');
     expect(e.code).toBe('ERR_KVWIRE_OUT_OF_BOUNDS');

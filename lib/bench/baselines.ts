@@ -31,9 +31,13 @@ export function mibpsToGbps(mibps: number): number {
 /** The path of `ucx_perftest` on PATH (or `KVWIRE_UCX_PERFTEST`), or undefined. */
 export function findPerftest(env: NodeJS.ProcessEnv = process.env): string | undefined {
   const explicit = env['KVWIRE_UCX_PERFTEST'];
-  const candidates = explicit !== undefined
-    ? [explicit]
-    : (env['PATH'] ?? '').split(delimiter).filter((d) => d !== '').map((d) => join(d, 'ucx_perftest'));
+  const candidates =
+    explicit !== undefined
+      ? [explicit]
+      : (env['PATH'] ?? '')
+          .split(delimiter)
+          .filter((d) => d !== '')
+          .map((d) => join(d, 'ucx_perftest'));
   for (const c of candidates) {
     try {
       accessSync(c, constants.X_OK);
@@ -88,7 +92,12 @@ interface Exit {
   timedOut: boolean;
 }
 
-function runProcess(bin: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): { done: Promise<Exit>; kill: () => void } {
+function runProcess(
+  bin: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  timeoutMs: number,
+): { done: Promise<Exit>; kill: () => void } {
   const child = trackChild(spawn(bin, args, { env, stdio: ['ignore', 'pipe', 'pipe'] }));
   let output = '';
   let timedOut = false;
@@ -124,21 +133,42 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * returns what the client's "Final:" line says. Never throws: failures are results.
  */
 export async function runPerftest(
-  bin: string, transport: string, tls: string, test: PerftestTest, size: number, iterations: number, timeoutS = 60,
+  bin: string,
+  transport: string,
+  tls: string,
+  test: PerftestTest,
+  size: number,
+  iterations: number,
+  timeoutS = 60,
 ): Promise<PerftestJson> {
   const started = Date.now();
   const env = { ...process.env, UCX_TLS: `${tls},self` };
   const warmup = String(Math.max(1, Math.min(100, Math.floor(iterations / 10))));
   const result = (status: PerftestJson['status'], fields: Partial<PerftestJson>): PerftestJson => ({
-    transport, ucxTls: `${tls},self`, test, size, iterations, status, mibps: null, gbps: null, latencyUs: null,
-    wallS: (Date.now() - started) / 1000, error: null, ...fields,
+    transport,
+    ucxTls: `${tls},self`,
+    test,
+    size,
+    iterations,
+    status,
+    mibps: null,
+    gbps: null,
+    latencyUs: null,
+    wallS: (Date.now() - started) / 1000,
+    error: null,
+    ...fields,
   });
   let lastError = 'no attempt';
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = String(await freePort());
     const server = runProcess(bin, ['-p', port], env, (timeoutS + 15) * 1000);
     await sleep(250 + attempt * 250);
-    const client = runProcess(bin, ['127.0.0.1', '-p', port, '-t', test, '-s', String(size), '-n', String(iterations), '-w', warmup], env, timeoutS * 1000);
+    const client = runProcess(
+      bin,
+      ['127.0.0.1', '-p', port, '-t', test, '-s', String(size), '-n', String(iterations), '-w', warmup],
+      env,
+      timeoutS * 1000,
+    );
     const c = await client.done;
     const final = parsePerftestFinal(c.output);
     if (final !== undefined) {
@@ -148,7 +178,10 @@ export async function runPerftest(
     }
     server.kill();
     await server.done;
-    if (c.timedOut) return result('timeout', { error: `ucx_perftest ${test} -s ${size} -n ${iterations} did not finish within ${timeoutS} s` });
+    if (c.timedOut)
+      return result('timeout', {
+        error: `ucx_perftest ${test} -s ${size} -n ${iterations} did not finish within ${timeoutS} s`,
+      });
     const tail = c.output.trim().split('\n').slice(-2).join(' | ');
     lastError = `ucx_perftest exited with ${c.signal ?? `code ${c.code}`} and no result: ${tail || '(no output)'}`;
     // A client that came before its server was listening: try again with a fresh port.

@@ -16,7 +16,11 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Runs the idle check over each transport, one after the other. */
 export async function runIdle(
-  seconds: number, engine: 'ucx' | 'loopback', transports: readonly string[], notice: (m: string) => void, progress: Progress,
+  seconds: number,
+  engine: 'ucx' | 'loopback',
+  transports: readonly string[],
+  notice: (m: string) => void,
+  progress: Progress,
 ): Promise<IdleJson> {
   const rows: IdleRowJson[] = [];
   const pattern = new BytePattern();
@@ -26,7 +30,8 @@ export async function runIdle(
     let pair: BenchPair;
     try {
       pair = await openPair(
-        engine, transport,
+        engine,
+        transport,
         [{ label: 'idle-target', bytes: 1 << 20, salt: regionSalt('target', 0) }],
         [{ label: 'idle-initiator', bytes: 1 << 20, salt: regionSalt('initiator', 0) }],
         pattern,
@@ -34,13 +39,26 @@ export async function runIdle(
     } catch (e) {
       const info = failedTransport(engine, transport, 1 << 20, (e as Error).message);
       notice(`idle check over ${transport} failed: ${(e as Error).message}`);
-      rows.push({ transport, category: info.category, status: 'failed', error: info.error, wallS: 0, initiatorPct: 0, targetPct: 0, totalPct: 0 });
+      rows.push({
+        transport,
+        category: info.category,
+        status: 'failed',
+        error: info.error,
+        wallS: 0,
+        initiatorPct: 0,
+        targetPct: 0,
+        totalPct: 0,
+      });
       progress.end();
       continue;
     }
     try {
       // Some traffic first: an engine that keeps polling after activity shows it now.
-      const p = pair.agent.prepare(pair.peer, [{ region: pair.local[0]!, offset: 0, length: 4096 }], [{ region: pair.remote[0]!, offset: 0, length: 4096 }]);
+      const p = pair.agent.prepare(
+        pair.peer,
+        [{ region: pair.local[0]!, offset: 0, length: 4096 }],
+        [{ region: pair.remote[0]!, offset: 0, length: 4096 }],
+      );
       for (let i = 0; i < 20; i++) await p.post(i % 2 === 0 ? 'write' : 'read').done;
       await sleep(200);
       const t0 = await pair.target.cpu();
@@ -59,12 +77,28 @@ export async function runIdle(
       const initiatorPct = ((mine.user + mine.system) / wallUs) * 100;
       const targetPct = ((t1.userUs - t0.userUs + t1.systemUs - t0.systemUs) / targetWallUs) * 100;
       rows.push({
-        transport, category: pair.info.category, status: 'ok', error: null, wallS: wallUs / 1e6,
-        initiatorPct, targetPct: pair.target.inProcess ? 0 : targetPct, totalPct: initiatorPct + (pair.target.inProcess ? 0 : targetPct),
+        transport,
+        category: pair.info.category,
+        status: 'ok',
+        error: null,
+        wallS: wallUs / 1e6,
+        initiatorPct,
+        targetPct: pair.target.inProcess ? 0 : targetPct,
+        totalPct: initiatorPct + (pair.target.inProcess ? 0 : targetPct),
       });
-      if (pair.target.inProcess) notice('the loopback target runs in the initiator process: its CPU is part of the initiator\'s');
+      if (pair.target.inProcess)
+        notice("the loopback target runs in the initiator process: its CPU is part of the initiator's");
     } catch (e) {
-      rows.push({ transport, category: pair.info.category, status: 'failed', error: (e as Error).message, wallS: 0, initiatorPct: 0, targetPct: 0, totalPct: 0 });
+      rows.push({
+        transport,
+        category: pair.info.category,
+        status: 'failed',
+        error: (e as Error).message,
+        wallS: 0,
+        initiatorPct: 0,
+        targetPct: 0,
+        totalPct: 0,
+      });
     } finally {
       await pair.close();
     }

@@ -49,7 +49,8 @@ export abstract class TargetLink {
 
   async #call(req: WithoutId<TargetRequest>, timeoutMs: number): Promise<TargetReply> {
     const reply = await this.send({ ...req, id: this.#next++ } as TargetRequest, timeoutMs);
-    if (reply.t === 'error') throw KvwireError.fromCode(reply.code ?? ErrorCode.TRANSPORT, `the bench target failed: ${reply.message}`);
+    if (reply.t === 'error')
+      throw KvwireError.fromCode(reply.code ?? ErrorCode.TRANSPORT, `the bench target failed: ${reply.message}`);
     return reply;
   }
 
@@ -69,7 +70,8 @@ export abstract class TargetLink {
   /** Verifies (and with `restore`, refills) the ranges a WRITE wrote; resolves with the first mismatch. */
   async verify(entries: VerifyEntries, restore: boolean): Promise<Mismatch | null> {
     const r = await this.#call({ t: 'verify', entries, restore }, 60_000 + entries.length * 10);
-    if (r.t !== 'verified') throw new KvwireError(ErrorCode.TRANSPORT, `the bench target answered verify with '${r.t}'`);
+    if (r.t !== 'verified')
+      throw new KvwireError(ErrorCode.TRANSPORT, `the bench target answered verify with '${r.t}'`);
     return r.mismatch;
   }
 
@@ -105,10 +107,15 @@ export class ChildTargetLink extends TargetLink {
     super();
     const path = targetModulePath();
     if (!existsSync(path)) {
-      throw new KvwireError(ErrorCode.UNSUPPORTED, `the bench target module ${path} is missing; build kvwire first (npm run compile)`);
+      throw new KvwireError(
+        ErrorCode.UNSUPPORTED,
+        `the bench target module ${path} is missing; build kvwire first (npm run compile)`,
+      );
     }
     // The child's stdout goes to our stderr: our stdout carries the table, JSON or CSV only.
-    this.#child = trackChild(fork(path, [], { serialization: 'advanced', stdio: ['ignore', 2, 2, 'ipc'], execArgv: [] }));
+    this.#child = trackChild(
+      fork(path, [], { serialization: 'advanced', stdio: ['ignore', 2, 2, 'ipc'], execArgv: [] }),
+    );
     this.pid = this.#child.pid ?? -1;
     this.#child.on('message', (reply: TargetReply) => {
       const p = this.#pending.get(reply.id);
@@ -118,7 +125,9 @@ export class ChildTargetLink extends TargetLink {
       p.resolve(reply);
     });
     this.#child.on('error', (e) => this.#fail(`the bench target process failed: ${e.message}`));
-    this.#child.on('exit', (code, signal) => this.#fail(`the bench target process ${this.pid} exited (${signal ?? `code ${code}`})`));
+    this.#child.on('exit', (code, signal) =>
+      this.#fail(`the bench target process ${this.pid} exited (${signal ?? `code ${code}`})`),
+    );
   }
 
   #fail(why: string): void {
@@ -136,7 +145,12 @@ export class ChildTargetLink extends TargetLink {
       const timer = setTimeout(() => {
         this.#pending.delete(req.id);
         this.#child.kill('SIGKILL');
-        reject(new KvwireError(ErrorCode.TIMEOUT, `the bench target did not answer '${req.t}' within ${Math.round(timeoutMs / 1000)} s; it was killed`));
+        reject(
+          new KvwireError(
+            ErrorCode.TIMEOUT,
+            `the bench target did not answer '${req.t}' within ${Math.round(timeoutMs / 1000)} s; it was killed`,
+          ),
+        );
       }, timeoutMs);
       this.#pending.set(req.id, { resolve, reject, timer });
       this.#child.send(req, (e) => {

@@ -35,7 +35,15 @@ function deviceOf(r: Region): CudaMemory {
 }
 
 /** Creates and registers `bytes` of `memory` with `agent`, filled with the pattern of `salt`. */
-export function createRegion(agent: Agent, memory: BenchMemory, bytes: number, label: string, access: 'readwrite' | 'none', pattern: BytePattern, salt: number): Region {
+export function createRegion(
+  agent: Agent,
+  memory: BenchMemory,
+  bytes: number,
+  label: string,
+  access: 'readwrite' | 'none',
+  pattern: BytePattern,
+  salt: number,
+): Region {
   if (memory === 'cuda') {
     const mem = cuda.alloc(BENCH_DEVICE, bytes);
     let region: Region;
@@ -53,9 +61,10 @@ export function createRegion(agent: Agent, memory: BenchMemory, bytes: number, l
     }
     return region;
   }
-  const region = memory === 'register'
-    ? agent.register(Buffer.allocUnsafeSlow(bytes), { access, label })
-    : agent.allocate(bytes, { access, label });
+  const region =
+    memory === 'register'
+      ? agent.register(Buffer.allocUnsafeSlow(bytes), { access, label })
+      : agent.allocate(bytes, { access, label });
   pattern.fill(region.bytes, 0, bytes, salt);
   return region;
 }
@@ -90,8 +99,18 @@ export function poisonIn(pattern: BytePattern, regions: readonly Region[], entri
  * Verifies every entry; the first mismatch, or undefined. With `restore`, each destination range
  * is then rewritten with its own region's pattern (`restore[region]`), as BytePattern does.
  */
-export function verifyIn(pattern: BytePattern, regions: readonly Region[], entries: VerifyEntries, restore?: readonly number[]): Mismatch | undefined {
-  if (regions.every((r) => r.kind === 'host')) return pattern.verifyEntries(regions.map((r) => r.bytes), entries, restore);
+export function verifyIn(
+  pattern: BytePattern,
+  regions: readonly Region[],
+  entries: VerifyEntries,
+  restore?: readonly number[],
+): Mismatch | undefined {
+  if (regions.every((r) => r.kind === 'host'))
+    return pattern.verifyEntries(
+      regions.map((r) => r.bytes),
+      entries,
+      restore,
+    );
   let found: Mismatch | undefined;
   for (let i = 0; i < entries.length; i += ENTRY_STRIDE) {
     const region = entries[i]!;
@@ -102,7 +121,14 @@ export function verifyIn(pattern: BytePattern, regions: readonly Region[], entri
     if (found === undefined) {
       const bad = pattern.firstMismatch(view, 0, length, salt, src);
       if (bad >= 0) {
-        found = { descriptor: i / ENTRY_STRIDE, region, offset: offset + bad, byteInDescriptor: bad, expected: pattern.byteAt(salt, src + bad), actual: view[bad]! };
+        found = {
+          descriptor: i / ENTRY_STRIDE,
+          region,
+          offset: offset + bad,
+          byteInDescriptor: bad,
+          expected: pattern.byteAt(salt, src + bad),
+          actual: view[bad]!,
+        };
       }
     }
     if (restore !== undefined) {
@@ -118,7 +144,11 @@ export function verifyIn(pattern: BytePattern, regions: readonly Region[], entri
 /** Throws UNSUPPORTED (with the driver's reason) when a side asks for device memory and CUDA is unavailable. */
 export function requireCuda(initiator: BenchMemory, target: BenchMemory, engine: 'ucx' | 'loopback'): void {
   if (initiator !== 'cuda' && target !== 'cuda') return;
-  if (engine === 'loopback') throw new KvwireError(ErrorCode.UNSUPPORTED, 'device memory needs the UCX engine (the loopback engine moves host memory only)');
+  if (engine === 'loopback')
+    throw new KvwireError(
+      ErrorCode.UNSUPPORTED,
+      'device memory needs the UCX engine (the loopback engine moves host memory only)',
+    );
   const reason = cuda.unavailableReason();
   if (reason !== undefined) throw new KvwireError(ErrorCode.UNSUPPORTED, `--memory cuda needs a CUDA GPU: ${reason}`);
 }
@@ -127,15 +157,25 @@ export function requireCuda(initiator: BenchMemory, target: BenchMemory, engine:
 export type BenchAgentExtras = Pick<AgentOptions, 'cuda' | 'tuning'>;
 
 /** Both agents' extra options for a run: `cuda` when a side uses device memory, `tuning` when asked. */
-export function benchAgentExtras(o: Parameters<typeof benchCudaOptions>[0] & { readonly batchBelow: number | undefined }): BenchAgentExtras {
+export function benchAgentExtras(
+  o: Parameters<typeof benchCudaOptions>[0] & { readonly batchBelow: number | undefined },
+): BenchAgentExtras {
   const cuda = benchCudaOptions(o);
-  return { ...(cuda !== undefined ? { cuda } : {}), ...(o.batchBelow !== undefined ? { tuning: { batchBelow: o.batchBelow } } : {}) };
+  return {
+    ...(cuda !== undefined ? { cuda } : {}),
+    ...(o.batchBelow !== undefined ? { tuning: { batchBelow: o.batchBelow } } : {}),
+  };
 }
 
 /** The agents' `cuda` options for a run (undefined when neither side uses device memory and nothing was asked). */
 export function benchCudaOptions(o: {
-  readonly initiatorMemory: BenchMemory; readonly targetMemory: BenchMemory;
-  readonly cuda: { readonly path: string; readonly stagingChunkBytes: number | undefined; readonly stagingBuffers: number | undefined };
+  readonly initiatorMemory: BenchMemory;
+  readonly targetMemory: BenchMemory;
+  readonly cuda: {
+    readonly path: string;
+    readonly stagingChunkBytes: number | undefined;
+    readonly stagingBuffers: number | undefined;
+  };
 }): AgentOptions['cuda'] {
   if (o.initiatorMemory !== 'cuda' && o.targetMemory !== 'cuda') return undefined;
   return {

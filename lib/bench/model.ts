@@ -53,7 +53,10 @@ export function modelLayout(opts: BenchOptions, regionCap: number): { layout: Kv
   const fit = Math.floor(regionCap / probe.bytesPerBlock);
   const numBlocks = opts.cacheBlocks ?? Math.max(blocks, Math.min(2 * blocks, fit));
   if (numBlocks < blocks) {
-    throw new KvwireError('ERR_KVWIRE_INVALID_ARGUMENT', `--cache-blocks ${numBlocks} is smaller than the request's ${blocks} blocks`);
+    throw new KvwireError(
+      'ERR_KVWIRE_INVALID_ARGUMENT',
+      `--cache-blocks ${numBlocks} is smaller than the request's ${blocks} blocks`,
+    );
   }
   if (numBlocks * probe.bytesPerBlock > regionCap) {
     throw new KvwireError(
@@ -70,15 +73,24 @@ function nowMs(): number {
 
 /** Runs the model workload over every transport; failures become failed rows. */
 export async function runModel(
-  opts: BenchOptions, engine: 'ucx' | 'loopback', transports: readonly string[], regionCap: number,
-  notice: (m: string) => void, progress: Progress, hooks: SweepHooks = {},
+  opts: BenchOptions,
+  engine: 'ucx' | 'loopback',
+  transports: readonly string[],
+  regionCap: number,
+  notice: (m: string) => void,
+  progress: Progress,
+  hooks: SweepHooks = {},
 ): Promise<ModelJson> {
   const { layout, blocks } = modelLayout(opts, regionCap);
   const specs = layout.regions(opts.addressing);
   const targetSalts = specs.map((_, i) => regionSalt('target', i));
   const localSalts = specs.map((_, i) => regionSalt('initiator', i));
-  const localIds = opts.contiguous ? new Uint32Array(blocks).map((_, i) => i) : scatteredBlockIds(blocks, layout.numBlocks, 1);
-  const remoteIds = opts.contiguous ? new Uint32Array(blocks).map((_, i) => i) : scatteredBlockIds(blocks, layout.numBlocks, 2);
+  const localIds = opts.contiguous
+    ? new Uint32Array(blocks).map((_, i) => i)
+    : scatteredBlockIds(blocks, layout.numBlocks, 1);
+  const remoteIds = opts.contiguous
+    ? new Uint32Array(blocks).map((_, i) => i)
+    : scatteredBlockIds(blocks, layout.numBlocks, 2);
   const bytesPerRequest = blocks * layout.bytesPerBlock;
   // Steady state, as a serving process that has posted thousands of requests: a few warm-up
   // requests let V8 optimize the descriptor code (the first calls run 3-5x slower, interpreted).
@@ -87,18 +99,28 @@ export async function runModel(
   const pattern = new BytePattern();
   const rows: ModelRowJson[] = [];
   const infos: TransportJson[] = [];
-  if (opts.durationS !== undefined) notice('--duration does not apply to --model; it runs --iters requests (default 20)');
+  if (opts.durationS !== undefined)
+    notice('--duration does not apply to --model; it runs --iters requests (default 20)');
   progress.addTotal(transports.length * opts.ops.length);
 
   for (const transport of transports) {
     let pair: BenchPair;
-    progress.begin(`model ${opts.model}: ${transport}: starting the target and registering ${specs.length} region(s) per side`);
+    progress.begin(
+      `model ${opts.model}: ${transport}: starting the target and registering ${specs.length} region(s) per side`,
+    );
     try {
       pair = await openPair(
-        engine, transport,
+        engine,
+        transport,
         specs.map((s, i) => ({ label: s.label, bytes: s.bytes, salt: targetSalts[i]!, memory: opts.targetMemory })),
-        specs.map((s, i) => ({ label: `local-${s.label}`, bytes: s.bytes, salt: localSalts[i]!, memory: opts.initiatorMemory })),
-        pattern, benchAgentExtras(opts),
+        specs.map((s, i) => ({
+          label: `local-${s.label}`,
+          bytes: s.bytes,
+          salt: localSalts[i]!,
+          memory: opts.initiatorMemory,
+        })),
+        pattern,
+        benchAgentExtras(opts),
       );
     } catch (e) {
       const msg = `could not open a ${transport} pair: ${(e as Error).message}`;
@@ -143,27 +165,51 @@ export async function runModel(
         let entries: Float64Array | undefined;
         if (opts.check) {
           // The same pairing as below, computed outside the timed part, to know the destination ranges.
-          const p = pairBlockDescriptors(layout, localIds, layout, remoteIds, { localAddressing: opts.addressing, remoteAddressing: opts.addressing });
+          const p = pairBlockDescriptors(layout, localIds, layout, remoteIds, {
+            localAddressing: opts.addressing,
+            remoteAddressing: opts.addressing,
+          });
           entries = new Float64Array(p.count * ENTRY_STRIDE);
           for (let i = 0; i < p.count; i++) {
             const lr = p.local.region[i]!;
             const rr = p.remote.region[i]!;
-            entries.set(op === 'read'
-              ? [lr, p.local.offset[i]!, p.local.length[i]!, targetSalts[rr]!, p.remote.offset[i]!]
-              : [rr, p.remote.offset[i]!, p.local.length[i]!, localSalts[lr]!, p.local.offset[i]!], i * ENTRY_STRIDE);
+            entries.set(
+              op === 'read'
+                ? [lr, p.local.offset[i]!, p.local.length[i]!, targetSalts[rr]!, p.remote.offset[i]!]
+                : [rr, p.remote.offset[i]!, p.local.length[i]!, localSalts[lr]!, p.local.offset[i]!],
+              i * ENTRY_STRIDE,
+            );
           }
           if (op === 'read') poisonIn(pattern, pair.local, entries);
           else await pair.target.poison(entries);
         }
         const t0 = nowMs();
-        const d = pairBlockDescriptors(layout, localIds, layout, remoteIds, { localAddressing: opts.addressing, remoteAddressing: opts.addressing });
+        const d = pairBlockDescriptors(layout, localIds, layout, remoteIds, {
+          localAddressing: opts.addressing,
+          remoteAddressing: opts.addressing,
+        });
         const t1 = nowMs();
         // Block ids change with every request, so the descriptors go straight to read()/write(),
         // which validates, coalesces and posts them in one pass (no separate prepared list).
-        const lcols = { regions: pair.local, region: d.local.region, offset: d.local.offset, length: d.local.length, count: d.count };
-        const rcols = { regions: pair.remote, region: d.remote.region, offset: d.remote.offset, length: d.remote.length, count: d.count };
+        const lcols = {
+          regions: pair.local,
+          region: d.local.region,
+          offset: d.local.offset,
+          length: d.local.length,
+          count: d.count,
+        };
+        const rcols = {
+          regions: pair.remote,
+          region: d.remote.region,
+          offset: d.remote.offset,
+          length: d.remote.length,
+          count: d.count,
+        };
         const t2 = nowMs();
-        const transfer = op === 'read' ? pair.agent.read(pair.peer, lcols, rcols, { timeoutMs }) : pair.agent.write(pair.peer, lcols, rcols, { timeoutMs });
+        const transfer =
+          op === 'read'
+            ? pair.agent.read(pair.peer, lcols, rcols, { timeoutMs })
+            : pair.agent.write(pair.peer, lcols, rcols, { timeoutMs });
         const t2b = nowMs();
         const s = await transfer.done;
         const t3 = nowMs();
@@ -182,9 +228,10 @@ export async function runModel(
           postMs += s.postMs;
         }
         if (entries !== undefined) {
-          const m = op === 'read'
-            ? verifyIn(pattern, pair.local, entries, localSalts)
-            : await pair.target.verify(entries, true);
+          const m =
+            op === 'read'
+              ? verifyIn(pattern, pair.local, entries, localSalts)
+              : await pair.target.verify(entries, true);
           if (m) mismatch = { side: op === 'read' ? 'initiator' : 'target', ...m, transfer: k };
         }
         progress.partial((k + 1) / (warmup + iterations));
@@ -196,31 +243,67 @@ export async function runModel(
     const req = request.summary();
     const jsd = js.summary();
     return {
-      transport, op, status: mismatch === null ? 'ok' : 'failed',
+      transport,
+      op,
+      status: mismatch === null ? 'ok' : 'failed',
       error: mismatch === null ? null : `corrupted at ${describe(mismatch)}`,
-      iterations: n, requestMs: req, gbps: req.avg > 0 ? bytesPerRequest / (req.avg / 1000) / 1e9 : 0,
-      descriptorsBefore: before, descriptorsAfter: after, descriptorsPosted: posted,
+      iterations: n,
+      requestMs: req,
+      gbps: req.avg > 0 ? bytesPerRequest / (req.avg / 1000) / 1e9 : 0,
+      descriptorsBefore: before,
+      descriptorsAfter: after,
+      descriptorsPosted: posted,
       jsMs: jsd,
-      jsBreakdownMs: { pair: n ? pairMs / n : 0, prepare: n ? prepareMs / n : 0, prep: n ? prepMs / n : 0, post: n ? postMs / n : 0, call: n ? callMs / n : 0 },
+      jsBreakdownMs: {
+        pair: n ? pairMs / n : 0,
+        prepare: n ? prepareMs / n : 0,
+        prep: n ? prepMs / n : 0,
+        post: n ? postMs / n : 0,
+        call: n ? callMs / n : 0,
+      },
       jsSharePct: req.avg > 0 ? (jsd.avg / req.avg) * 100 : 0,
       jsThreadMs: thread.summary(),
       jsThreadSharePct: req.avg > 0 ? (thread.summary().avg / req.avg) * 100 : 0,
-      checked: opts.check, mismatch,
+      checked: opts.check,
+      mismatch,
     };
   }
 
   function failedRow(transport: string, op: 'read' | 'write', error: string): ModelRowJson {
     return {
-      transport, op, status: 'failed', error, iterations: 0, requestMs: EMPTY_DISTRIBUTION, gbps: 0,
-      descriptorsBefore: 0, descriptorsAfter: 0, descriptorsPosted: 0, jsMs: EMPTY_DISTRIBUTION,
-      jsBreakdownMs: { pair: 0, prepare: 0, prep: 0, post: 0, call: 0 }, jsSharePct: 0, jsThreadMs: EMPTY_DISTRIBUTION, jsThreadSharePct: 0, checked: opts.check, mismatch: null,
+      transport,
+      op,
+      status: 'failed',
+      error,
+      iterations: 0,
+      requestMs: EMPTY_DISTRIBUTION,
+      gbps: 0,
+      descriptorsBefore: 0,
+      descriptorsAfter: 0,
+      descriptorsPosted: 0,
+      jsMs: EMPTY_DISTRIBUTION,
+      jsBreakdownMs: { pair: 0, prepare: 0, prep: 0, post: 0, call: 0 },
+      jsSharePct: 0,
+      jsThreadMs: EMPTY_DISTRIBUTION,
+      jsThreadSharePct: 0,
+      checked: opts.check,
+      mismatch: null,
     };
   }
 
   return {
-    preset: opts.model!, tokens: opts.tokens, blockTokens: layout.blockTokens, blocks,
-    bytesPerToken: layout.bytesPerToken, bytesPerRequest, blockBytes: layout.blockBytes,
-    addressing: opts.addressing, contiguous: opts.contiguous, cacheBlocks: layout.numBlocks,
-    regionsPerSide: specs.length, transports: infos, rows,
+    preset: opts.model!,
+    tokens: opts.tokens,
+    blockTokens: layout.blockTokens,
+    blocks,
+    bytesPerToken: layout.bytesPerToken,
+    bytesPerRequest,
+    blockBytes: layout.blockBytes,
+    addressing: opts.addressing,
+    contiguous: opts.contiguous,
+    cacheBlocks: layout.numBlocks,
+    regionsPerSide: specs.length,
+    transports: infos,
+    rows,
   };
 }

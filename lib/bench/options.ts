@@ -56,7 +56,11 @@ export interface BenchOptions {
   /** The target's memory (`--target-memory`, else `--memory`). */
   readonly targetMemory: BenchMemory;
   /** How device memory moves (`--cuda-path`, `--staging-chunk`, `--staging-buffers`). */
-  readonly cuda: { readonly path: 'auto' | CudaPath; readonly stagingChunkBytes: number | undefined; readonly stagingBuffers: number | undefined };
+  readonly cuda: {
+    readonly path: 'auto' | CudaPath;
+    readonly stagingChunkBytes: number | undefined;
+    readonly stagingBuffers: number | undefined;
+  };
   /** Verify every byte of every transfer. */
   readonly check: boolean;
   /** Run ucx_perftest and memcpy baselines interleaved with our rows. */
@@ -183,13 +187,45 @@ Exit code: 0 when every row passed, 1 when a row failed, 2 for bad options.`;
 type Flag = 'bool' | 'value';
 
 const FLAGS: Record<string, Flag> = {
-  '--engine': 'value', '--transports': 'value', '--ops': 'value', '--sizes': 'value', '--batches': 'value',
-  '--iters': 'value', '--duration': 'value', '--warmup': 'value', '--budget': 'value', '--inflight': 'value',
-  '--max-region': 'value', '--row-cap': 'value', '--same-block': 'bool', '--batch-below': 'value', '--check': 'bool', '--baseline': 'bool', '--fault': 'value',
-  '--memory': 'value', '--initiator-memory': 'value', '--target-memory': 'value', '--cuda-path': 'value',
-  '--staging-chunk': 'value', '--staging-buffers': 'value', '--model': 'value', '--tokens': 'value', '--addressing': 'value', '--contiguous': 'bool', '--cache-blocks': 'value',
-  '--register': 'bool', '--idle': 'value', '--sweep': 'bool', '--json': 'bool', '--csv': 'bool', '--plot': 'value',
-  '--plot-batch': 'value', '--markdown': 'value', '--quiet': 'bool', '--help': 'bool', '-h': 'bool',
+  '--engine': 'value',
+  '--transports': 'value',
+  '--ops': 'value',
+  '--sizes': 'value',
+  '--batches': 'value',
+  '--iters': 'value',
+  '--duration': 'value',
+  '--warmup': 'value',
+  '--budget': 'value',
+  '--inflight': 'value',
+  '--max-region': 'value',
+  '--row-cap': 'value',
+  '--same-block': 'bool',
+  '--batch-below': 'value',
+  '--check': 'bool',
+  '--baseline': 'bool',
+  '--fault': 'value',
+  '--memory': 'value',
+  '--initiator-memory': 'value',
+  '--target-memory': 'value',
+  '--cuda-path': 'value',
+  '--staging-chunk': 'value',
+  '--staging-buffers': 'value',
+  '--model': 'value',
+  '--tokens': 'value',
+  '--addressing': 'value',
+  '--contiguous': 'bool',
+  '--cache-blocks': 'value',
+  '--register': 'bool',
+  '--idle': 'value',
+  '--sweep': 'bool',
+  '--json': 'bool',
+  '--csv': 'bool',
+  '--plot': 'value',
+  '--plot-batch': 'value',
+  '--markdown': 'value',
+  '--quiet': 'bool',
+  '--help': 'bool',
+  '-h': 'bool',
 };
 
 function intArg(name: string, text: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
@@ -217,7 +253,10 @@ function bytesArg(name: string, text: string): number {
 }
 
 function listArg(name: string, text: string): string[] {
-  const items = text.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const items = text
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
   if (items.length === 0) throw new UsageError(`${name} needs a comma-separated list, not '${text}'`);
   return [...new Set(items)];
 }
@@ -231,7 +270,9 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
     const name = eq > 0 ? arg.slice(0, eq) : arg;
     const kind = FLAGS[name];
     if (kind === undefined) {
-      throw new UsageError(arg.startsWith('-') ? `unknown option ${name}` : `unexpected argument '${arg}' (options start with --)`);
+      throw new UsageError(
+        arg.startsWith('-') ? `unknown option ${name}` : `unexpected argument '${arg}' (options start with --)`,
+      );
     }
     if (seen.has(name)) throw new UsageError(`${name} is given twice`);
     if (kind === 'bool') {
@@ -254,7 +295,8 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
     throw new UsageError(`--engine must be ucx or loopback, not '${engineText}'`);
   }
   const ops = has('--ops') ? listArg('--ops', get('--ops')!) : ['read', 'write'];
-  for (const op of ops) if (op !== 'read' && op !== 'write') throw new UsageError(`--ops takes read and write, not '${op}'`);
+  for (const op of ops)
+    if (op !== 'read' && op !== 'write') throw new UsageError(`--ops takes read and write, not '${op}'`);
   let sizes = DEFAULT_SIZES;
   if (has('--sizes')) {
     try {
@@ -263,14 +305,19 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
       throw new UsageError((e as Error).message);
     }
   }
-  const batches = has('--batches') ? listArg('--batches', get('--batches')!).map((b) => intArg('--batches', b, 1, 1 << 20)).sort((a, b) => a - b) : DEFAULT_BATCHES;
+  const batches = has('--batches')
+    ? listArg('--batches', get('--batches')!)
+        .map((b) => intArg('--batches', b, 1, 1 << 20))
+        .sort((a, b) => a - b)
+    : DEFAULT_BATCHES;
   if (has('--iters') && has('--duration')) throw new UsageError('give --iters or --duration, not both');
   const model = get('--model');
   if (model !== undefined && !(KV_PRESET_NAMES as readonly string[]).includes(model)) {
     throw new UsageError(`--model must be one of ${KV_PRESET_NAMES.join(', ')}, not '${model}'`);
   }
   const addressing = get('--addressing') ?? 'tensor';
-  if (addressing !== 'tensor' && addressing !== 'arena') throw new UsageError(`--addressing must be tensor or arena, not '${addressing}'`);
+  if (addressing !== 'tensor' && addressing !== 'arena')
+    throw new UsageError(`--addressing must be tensor or arena, not '${addressing}'`);
   for (const f of ['--tokens', '--addressing', '--contiguous', '--cache-blocks']) {
     if (has(f) && model === undefined) throw new UsageError(`${f} belongs to --model; give --model too`);
   }
@@ -278,16 +325,19 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
   if (has('--fault')) {
     const m = /^corrupt=(\d+)$/.exec(get('--fault')!);
     if (!m) throw new UsageError(`--fault takes corrupt=N, not '${get('--fault')}'`);
-    if (engineText !== 'loopback') throw new UsageError('--fault needs --engine loopback (only the loopback engine injects faults)');
+    if (engineText !== 'loopback')
+      throw new UsageError('--fault needs --engine loopback (only the loopback engine injects faults)');
     fault = { corrupt: intArg('--fault corrupt', m[1]!, 1) };
   }
   const outputs = ['--json', '--csv'].filter(has);
   if (outputs.length > 1) throw new UsageError('give one of --json and --csv');
   const plot = get('--plot');
-  if (plot !== undefined && !plot.toLowerCase().endsWith('.svg')) throw new UsageError(`--plot writes SVG: give a file name ending in .svg, not '${plot}'`);
+  if (plot !== undefined && !plot.toLowerCase().endsWith('.svg'))
+    throw new UsageError(`--plot writes SVG: give a file name ending in .svg, not '${plot}'`);
   const memory = memoryArg('--memory', get('--memory'), 'allocate');
   const cudaPath = get('--cuda-path') ?? 'auto';
-  if (!['auto', 'ipc', 'staging', 'ucx'].includes(cudaPath)) throw new UsageError(`--cuda-path must be auto, ipc, staging or ucx, not '${cudaPath}'`);
+  if (!['auto', 'ipc', 'staging', 'ucx'].includes(cudaPath))
+    throw new UsageError(`--cuda-path must be auto, ipc, staging or ucx, not '${cudaPath}'`);
   const register = has('--register');
   const idleS = has('--idle') ? secondsArg('--idle', get('--idle')!, 0.1) : undefined;
   const otherMode = model !== undefined || register || idleS !== undefined;
@@ -308,14 +358,20 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
     cuda: {
       path: cudaPath as 'auto' | CudaPath,
       stagingChunkBytes: has('--staging-chunk') ? bytesArg('--staging-chunk', get('--staging-chunk')!) : undefined,
-      stagingBuffers: has('--staging-buffers') ? intArg('--staging-buffers', get('--staging-buffers')!, 1, 64) : undefined,
+      stagingBuffers: has('--staging-buffers')
+        ? intArg('--staging-buffers', get('--staging-buffers')!, 1, 64)
+        : undefined,
     },
     check: has('--check'),
     baseline: has('--baseline'),
     maxRegionBytes: has('--max-region') ? bytesArg('--max-region', get('--max-region')!) : undefined,
     rowCapS: has('--row-cap') ? secondsArg('--row-cap', get('--row-cap')!, 0) : 4,
     sameBlock: has('--same-block'),
-    batchBelow: has('--batch-below') ? (get('--batch-below')!.trim() === '0' ? 0 : bytesArg('--batch-below', get('--batch-below')!)) : undefined,
+    batchBelow: has('--batch-below')
+      ? get('--batch-below')!.trim() === '0'
+        ? 0
+        : bytesArg('--batch-below', get('--batch-below')!)
+      : undefined,
     model: model as KvPresetName | undefined,
     tokens: has('--tokens') ? intArg('--tokens', get('--tokens')!, 1, 10_000_000) : 4096,
     addressing,

@@ -36,8 +36,15 @@ export interface BenchPair {
 }
 
 /** Agent options for a transport name under an engine (`extra`: how device memory moves, engine tuning). */
-export function agentOptions(engine: 'ucx' | 'loopback', transport: string, name: string, extra: BenchAgentExtras = {}): AgentOptions {
-  return engine === 'loopback' ? { engine: 'loopback', name } : { engine: 'ucx', transports: ucxTlsOf(transport), name, ...extra };
+export function agentOptions(
+  engine: 'ucx' | 'loopback',
+  transport: string,
+  name: string,
+  extra: BenchAgentExtras = {},
+): AgentOptions {
+  return engine === 'loopback'
+    ? { engine: 'loopback', name }
+    : { engine: 'ucx', transports: ucxTlsOf(transport), name, ...extra };
 }
 
 /**
@@ -45,8 +52,12 @@ export function agentOptions(engine: 'ucx' | 'loopback', transport: string, name
  * process and agent it started is closed again before the error propagates.
  */
 export async function openPair(
-  engine: 'ucx' | 'loopback', transport: string,
-  remote: readonly TargetRegionSpec[], local: readonly TargetRegionSpec[], pattern: BytePattern, extra: BenchAgentExtras = {},
+  engine: 'ucx' | 'loopback',
+  transport: string,
+  remote: readonly TargetRegionSpec[],
+  local: readonly TargetRegionSpec[],
+  pattern: BytePattern,
+  extra: BenchAgentExtras = {},
 ): Promise<BenchPair> {
   const target: TargetLink = engine === 'loopback' ? new InProcessTargetLink() : new ChildTargetLink();
   let agent: Agent | undefined;
@@ -60,14 +71,19 @@ export async function openPair(
     const a = agent;
     let closed = false;
     return {
-      agent: a, peer, target, local: regions, remote: remoteRegions,
+      agent: a,
+      peer,
+      target,
+      local: regions,
+      remote: remoteRegions,
       info: {
         name: transport,
         ucxTls: engine === 'loopback' ? null : ucxTlsOf(transport),
         category: peer.transport,
         lanes: peer.lanes,
         protocol: peer.protocol,
-        cudaPath: local.some((s) => s.memory === 'cuda') || remote.some((s) => s.memory === 'cuda') ? peer.cudaPath : null,
+        cudaPath:
+          local.some((s) => s.memory === 'cuda') || remote.some((s) => s.memory === 'cuda') ? peer.cudaPath : null,
         targetPid: ready.pid,
         regionBytes: remote.reduce((s, r) => s + r.bytes, 0),
         status: 'ok',
@@ -90,9 +106,22 @@ export async function openPair(
 }
 
 /** A transport entry for a pair that could not be opened. */
-export function failedTransport(engine: 'ucx' | 'loopback', transport: string, regionBytes: number, error: string): TransportJson {
+export function failedTransport(
+  engine: 'ucx' | 'loopback',
+  transport: string,
+  regionBytes: number,
+  error: string,
+): TransportJson {
   return {
-    name: transport, ucxTls: engine === 'loopback' ? null : ucxTlsOf(transport), category: null, lanes: null, protocol: null,
-    cudaPath: null, targetPid: null, regionBytes, status: 'failed', error,
+    name: transport,
+    ucxTls: engine === 'loopback' ? null : ucxTlsOf(transport),
+    category: null,
+    lanes: null,
+    protocol: null,
+    cudaPath: null,
+    targetPid: null,
+    regionBytes,
+    status: 'failed',
+    error,
   };
 }

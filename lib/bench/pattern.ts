@@ -136,7 +136,11 @@ export class BytePattern {
    * destination range is then rewritten with its own region's pattern (`ownSalts[region]`), so
    * the region is as it was filled (the next WRITE sources or READ checks start from known bytes).
    */
-  verifyEntries(regions: readonly Uint8Array[], entries: VerifyEntries, restore?: readonly number[]): Mismatch | undefined {
+  verifyEntries(
+    regions: readonly Uint8Array[],
+    entries: VerifyEntries,
+    restore?: readonly number[],
+  ): Mismatch | undefined {
     let found: Mismatch | undefined;
     for (let i = 0; i < entries.length && found === undefined; i += ENTRY_STRIDE) {
       const region = entries[i]!;
@@ -148,8 +152,12 @@ export class BytePattern {
       const bad = this.firstMismatch(dst, offset, length, salt, src);
       if (bad >= 0) {
         found = {
-          descriptor: i / ENTRY_STRIDE, region, offset: offset + bad, byteInDescriptor: bad,
-          expected: this.byteAt(salt, src + bad), actual: dst[offset + bad]!,
+          descriptor: i / ENTRY_STRIDE,
+          region,
+          offset: offset + bad,
+          byteInDescriptor: bad,
+          expected: this.byteAt(salt, src + bad),
+          actual: dst[offset + bad]!,
         };
       }
     }

@@ -56,7 +56,7 @@ export function autoWarmup(iterations: number | undefined): number {
 export function maxRegionBytes(opts: Pick<BenchOptions, 'maxRegionBytes'>, free = freemem()): number {
   if (opts.maxRegionBytes !== undefined) return opts.maxRegionBytes;
   let cap = DEFAULT_MAX_REGION;
-  while (cap > (64 << 20) && cap * 4 > free) cap /= 2;
+  while (cap > 64 << 20 && cap * 4 > free) cap /= 2;
   return cap;
 }
 
@@ -90,12 +90,14 @@ export function planRows(opts: BenchOptions, transport: string, regionCap: numbe
     for (const op of opts.ops) {
       for (const batch of opts.batches) {
         const bytes = transferBytes(size, batch);
-        const iterations = opts.durationS !== undefined ? undefined : opts.iters ?? budgetIterations(bytes, opts.budgetBytes);
+        const iterations =
+          opts.durationS !== undefined ? undefined : (opts.iters ?? budgetIterations(bytes, opts.budgetBytes));
         const warmup = opts.warmup ?? autoWarmup(iterations);
         const need = bytes * (opts.check ? opts.inflight : 1);
-        const skip = need > regionCap
-          ? `needs ${fmtBinary(need)} per side (${fmtSize(size)} × ${batch}${opts.check && opts.inflight > 1 ? ` × ${opts.inflight} in flight` : ''}), over the ${fmtBinary(regionCap)} region limit (--max-region)`
-          : undefined;
+        const skip =
+          need > regionCap
+            ? `needs ${fmtBinary(need)} per side (${fmtSize(size)} × ${batch}${opts.check && opts.inflight > 1 ? ` × ${opts.inflight} in flight` : ''}), over the ${fmtBinary(regionCap)} region limit (--max-region)`
+            : undefined;
         rows.push({ op, transport, size, batch, iterations, warmup, skip });
       }
     }

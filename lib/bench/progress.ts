@@ -24,7 +24,12 @@ export interface Progress {
 
 /** A Progress that draws nothing. */
 export const SILENT_PROGRESS: Progress = {
-  addTotal: () => {}, begin: () => {}, partial: () => {}, end: () => {}, clear: () => {}, finish: () => {},
+  addTotal: () => {},
+  begin: () => {},
+  partial: () => {},
+  end: () => {},
+  clear: () => {},
+  finish: () => {},
 };
 
 function fmtDuration(s: number): string {

@@ -17,7 +17,18 @@ import type { RegisterJson, RegisterRowJson } from './schema.js';
 import { Samples } from './stats.js';
 
 /** Sizes timed: 4 KiB × 4^k up to 1 GiB. */
-export const REGISTER_SIZES: readonly number[] = [4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20, 64 << 20, 256 << 20, 1 << 30];
+export const REGISTER_SIZES: readonly number[] = [
+  4 << 10,
+  16 << 10,
+  64 << 10,
+  256 << 10,
+  1 << 20,
+  4 << 20,
+  16 << 20,
+  64 << 20,
+  256 << 20,
+  1 << 30,
+];
 
 /** Small regions registered at once. */
 export const MANY_REGIONS = 10_000;
@@ -28,7 +39,7 @@ function nowUs(): number {
 
 /** Repeats per size: more for small (fast) ones. */
 export function registerRepeats(bytes: number): number {
-  return bytes <= (16 << 20) ? 20 : bytes <= (256 << 20) ? 5 : 3;
+  return bytes <= 16 << 20 ? 20 : bytes <= 256 << 20 ? 5 : 3;
 }
 
 /**
@@ -37,20 +48,32 @@ export function registerRepeats(bytes: number): number {
  */
 async function released(regions: readonly Region[]): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
-  await Promise.race([Promise.all(regions.map((r) => r.released)), new Promise((r) => (timer = setTimeout(r, 10_000)))]);
+  await Promise.race([
+    Promise.all(regions.map((r) => r.released)),
+    new Promise((r) => (timer = setTimeout(r, 10_000))),
+  ]);
   clearTimeout(timer);
 }
 
 /** Runs the registration bench with one agent (the engine and transports of the run). */
 export async function runRegister(
-  engine: 'ucx' | 'loopback', transports: readonly string[], regionCap: number,
-  notice: (m: string) => void, progress: Progress,
+  engine: 'ucx' | 'loopback',
+  transports: readonly string[],
+  regionCap: number,
+  notice: (m: string) => void,
+  progress: Progress,
 ): Promise<RegisterJson> {
   const tls = transports.map(ucxTlsOf).join(',');
-  const agent = await Agent.create(engine === 'ucx' ? { engine, transports: tls, name: 'kvwire-bench-register' } : { engine, name: 'kvwire-bench-register' });
+  const agent = await Agent.create(
+    engine === 'ucx'
+      ? { engine, transports: tls, name: 'kvwire-bench-register' }
+      : { engine, name: 'kvwire-bench-register' },
+  );
   const sizes = REGISTER_SIZES.filter((s) => s <= regionCap);
   if (sizes.length < REGISTER_SIZES.length) {
-    notice(`registration of regions over ${regionCap.toLocaleString('en-US')} bytes skipped (--max-region / free memory)`);
+    notice(
+      `registration of regions over ${regionCap.toLocaleString('en-US')} bytes skipped (--max-region / free memory)`,
+    );
   }
   progress.addTotal(sizes.length + 1);
   const rows: RegisterRowJson[] = [];
@@ -86,7 +109,10 @@ export async function runRegister(
     const regions: Region[] = new Array(MANY_REGIONS);
     const t0 = nowUs();
     for (let i = 0; i < MANY_REGIONS; i++) {
-      regions[i] = agent.register(pool.subarray(i * small, (i + 1) * small), { access: 'readwrite', label: `many-${i}` });
+      regions[i] = agent.register(pool.subarray(i * small, (i + 1) * small), {
+        access: 'readwrite',
+        label: `many-${i}`,
+      });
     }
     const t1 = nowUs();
     let metadataBytes: number | null = null;
@@ -104,12 +130,18 @@ export async function runRegister(
     await released(regions);
     progress.end();
     return {
-      engine, transports: agent.transports, rows,
+      engine,
+      transports: agent.transports,
+      rows,
       many: {
-        count: MANY_REGIONS, regionBytes: small,
-        registerMs: (t1 - t0) / 1000, deregisterMs: (t3 - t2) / 1000,
-        registerUsPerRegion: (t1 - t0) / MANY_REGIONS, deregisterUsPerRegion: (t3 - t2) / MANY_REGIONS,
-        metadataBytes, metadataMs,
+        count: MANY_REGIONS,
+        regionBytes: small,
+        registerMs: (t1 - t0) / 1000,
+        deregisterMs: (t3 - t2) / 1000,
+        registerUsPerRegion: (t1 - t0) / MANY_REGIONS,
+        deregisterUsPerRegion: (t3 - t2) / MANY_REGIONS,
+        metadataBytes,
+        metadataMs,
       },
     };
   } finally {

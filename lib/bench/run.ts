@@ -16,7 +16,15 @@ import { defaultTransports, maxRegionBytes } from './plan.js';
 import type { Progress } from './progress.js';
 import { runRegister } from './register.js';
 import { BENCH_SCHEMA_VERSION } from './schema.js';
-import type { BenchReportJson, IdleJson, ModelJson, RegisterJson, SweepJson, SweepRowJson, TransportJson } from './schema.js';
+import type {
+  BenchReportJson,
+  IdleJson,
+  ModelJson,
+  RegisterJson,
+  SweepJson,
+  SweepRowJson,
+  TransportJson,
+} from './schema.js';
 import { runSweep } from './sweep.js';
 import type { SweepHooks } from './sweep.js';
 import { evaluateTargets } from './targets.js';
@@ -35,8 +43,14 @@ export function chooseEngine(asked: 'ucx' | 'loopback' | undefined, notice: (m: 
   const ucx = capabilities().engines.ucx;
   if (asked === 'loopback') return 'loopback';
   if (ucx.available) return 'ucx';
-  if (asked === 'ucx') throw new KvwireError(ErrorCode.UNSUPPORTED, `--engine ucx: the UCX engine is unavailable here: ${ucx.reason ?? 'unknown reason'}`);
-  notice(`the UCX engine is unavailable (${ucx.reason ?? 'unknown reason'}); measuring the in-process loopback engine instead`);
+  if (asked === 'ucx')
+    throw new KvwireError(
+      ErrorCode.UNSUPPORTED,
+      `--engine ucx: the UCX engine is unavailable here: ${ucx.reason ?? 'unknown reason'}`,
+    );
+  notice(
+    `the UCX engine is unavailable (${ucx.reason ?? 'unknown reason'}); measuring the in-process loopback engine instead`,
+  );
   return 'loopback';
 }
 
@@ -46,7 +60,12 @@ function shellQuote(a: string): string {
 }
 
 /** Runs the bench. @throws UsageError for option combinations that cannot run here. */
-export async function runBench(opts: BenchOptions, argv: readonly string[], io: BenchIo, hooks: SweepHooks = {}): Promise<BenchReportJson> {
+export async function runBench(
+  opts: BenchOptions,
+  argv: readonly string[],
+  io: BenchIo,
+  hooks: SweepHooks = {},
+): Promise<BenchReportJson> {
   const started = Date.now();
   const notices: string[] = [];
   const notice = (m: string) => {
@@ -55,7 +74,9 @@ export async function runBench(opts: BenchOptions, argv: readonly string[], io: 
   };
   const machine = describeMachine();
   if (machine.loadAvg1 > 0.5 * machine.cpus) {
-    notice(`the machine is busy (load average ${machine.loadAvg1.toFixed(2)} on ${machine.cpus} CPUs) before the run starts: expect noisy numbers`);
+    notice(
+      `the machine is busy (load average ${machine.loadAvg1.toFixed(2)} on ${machine.cpus} CPUs) before the run starts: expect noisy numbers`,
+    );
   }
   const engine = chooseEngine(opts.engine, notice);
   if (opts.fault !== undefined && engine !== 'loopback') throw new UsageError('--fault needs --engine loopback');
@@ -68,16 +89,28 @@ export async function runBench(opts: BenchOptions, argv: readonly string[], io: 
   if (opts.transports !== undefined) {
     transports = [...opts.transports];
     if (engine === 'loopback' && transports.some((t) => t !== 'loopback')) {
-      throw new UsageError(`the loopback engine has one transport, 'loopback'; --transports ${transports.join(',')} needs --engine ucx`);
+      throw new UsageError(
+        `the loopback engine has one transport, 'loopback'; --transports ${transports.join(',')} needs --engine ucx`,
+      );
     }
   } else {
     transports = defaultTransports(engine);
-    if (transports.length === 0) throw new KvwireError(ErrorCode.UNSUPPORTED, 'UCX reaches no peer here (no tcp, shared memory or RDMA transport); see `kvwire info`');
+    if (transports.length === 0)
+      throw new KvwireError(
+        ErrorCode.UNSUPPORTED,
+        'UCX reaches no peer here (no tcp, shared memory or RDMA transport); see `kvwire info`',
+      );
   }
   const regionCap = maxRegionBytes(opts);
-  const faultHooks: SweepHooks = opts.fault !== undefined
-    ? { onConnected: (p) => { p.initiator.faults?.set({ corrupt: opts.fault!.corrupt }); hooks.onConnected?.(p); } }
-    : hooks;
+  const faultHooks: SweepHooks =
+    opts.fault !== undefined
+      ? {
+          onConnected: (p) => {
+            p.initiator.faults?.set({ corrupt: opts.fault!.corrupt });
+            hooks.onConnected?.(p);
+          },
+        }
+      : hooks;
 
   let sweep: SweepJson | null = null;
   let model: ModelJson | null = null;
@@ -87,12 +120,19 @@ export async function runBench(opts: BenchOptions, argv: readonly string[], io: 
   // collection (the bench's, not the agents') would land in the idle window.
   if (opts.idleS !== undefined) idle = await runIdle(opts.idleS, engine, transports, notice, io.progress);
   if (opts.sweep) {
-    sweep = await runSweep(opts, { engine, transports, regionCap }, {
-      notice, progress: io.progress,
-      ...(io.onSweepTransport ? { onTransportDone: io.onSweepTransport } : {}),
-    }, faultHooks);
+    sweep = await runSweep(
+      opts,
+      { engine, transports, regionCap },
+      {
+        notice,
+        progress: io.progress,
+        ...(io.onSweepTransport ? { onTransportDone: io.onSweepTransport } : {}),
+      },
+      faultHooks,
+    );
   }
-  if (opts.model !== undefined) model = await runModel(opts, engine, transports, regionCap, notice, io.progress, faultHooks);
+  if (opts.model !== undefined)
+    model = await runModel(opts, engine, transports, regionCap, notice, io.progress, faultHooks);
   if (opts.register) register = await runRegister(engine, transports, regionCap, notice, io.progress);
   io.progress.finish();
 
@@ -109,14 +149,31 @@ export async function runBench(opts: BenchOptions, argv: readonly string[], io: 
     exitCode: failed ? 1 : 0,
     machine,
     settings: {
-      engine, transports, ops: [...opts.ops], sizes: [...opts.sizes], batches: [...opts.batches],
-      iters: opts.iters ?? null, durationS: opts.durationS ?? null, warmup: opts.warmup ?? null,
-      budgetBytes: opts.budgetBytes, inflight: opts.inflight, check: opts.check, baseline: opts.baseline,
-      maxRegionBytes: regionCap, rowCapS: opts.rowCapS, sameBlock: opts.sameBlock, batchBelow: opts.batchBelow ?? null,
-      initiatorMemory: opts.initiatorMemory, targetMemory: opts.targetMemory, cudaPath: opts.cuda.path,
+      engine,
+      transports,
+      ops: [...opts.ops],
+      sizes: [...opts.sizes],
+      batches: [...opts.batches],
+      iters: opts.iters ?? null,
+      durationS: opts.durationS ?? null,
+      warmup: opts.warmup ?? null,
+      budgetBytes: opts.budgetBytes,
+      inflight: opts.inflight,
+      check: opts.check,
+      baseline: opts.baseline,
+      maxRegionBytes: regionCap,
+      rowCapS: opts.rowCapS,
+      sameBlock: opts.sameBlock,
+      batchBelow: opts.batchBelow ?? null,
+      initiatorMemory: opts.initiatorMemory,
+      targetMemory: opts.targetMemory,
+      cudaPath: opts.cuda.path,
     },
     notices,
-    sweep, model, register, idle,
+    sweep,
+    model,
+    register,
+    idle,
     targets: evaluateTargets(sweep, model, idle),
   };
 }

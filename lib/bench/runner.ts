@@ -90,12 +90,37 @@ function buildSlots(env: RowEnv, row: PlannedRow, slots: number): Slot[] {
 }
 
 /** A row result with no transfers (failed before the first, or skipped). */
-export function emptyRow(row: PlannedRow, inflight: number, status: 'failed' | 'skipped', error: string, code: string | null): SweepRowJson {
+export function emptyRow(
+  row: PlannedRow,
+  inflight: number,
+  status: 'failed' | 'skipped',
+  error: string,
+  code: string | null,
+): SweepRowJson {
   return {
-    op: row.op, transport: row.transport, blockSize: row.size, batch: row.batch, inflight,
-    status, error, errorCode: code, iterations: 0, warmup: 0, bytes: 0, elapsedS: 0, gbps: 0,
-    latencyUs: EMPTY_DISTRIBUTION, prepUs: EMPTY_DISTRIBUTION, postUs: EMPTY_DISTRIBUTION, completionUs: EMPTY_DISTRIBUTION,
-    descriptors: 0, checked: false, verifiedBytes: 0, mismatch: null, baseline: null, ratios: null,
+    op: row.op,
+    transport: row.transport,
+    blockSize: row.size,
+    batch: row.batch,
+    inflight,
+    status,
+    error,
+    errorCode: code,
+    iterations: 0,
+    warmup: 0,
+    bytes: 0,
+    elapsedS: 0,
+    gbps: 0,
+    latencyUs: EMPTY_DISTRIBUTION,
+    prepUs: EMPTY_DISTRIBUTION,
+    postUs: EMPTY_DISTRIBUTION,
+    completionUs: EMPTY_DISTRIBUTION,
+    descriptors: 0,
+    checked: false,
+    verifiedBytes: 0,
+    mismatch: null,
+    baseline: null,
+    ratios: null,
   };
 }
 
@@ -110,7 +135,13 @@ export async function runRow(env: RowEnv, row: PlannedRow): Promise<SweepRowJson
   try {
     slots = buildSlots(env, row, slotsFor(row.size, row.batch, env.inflight, env.local.length));
   } catch (e) {
-    return emptyRow(row, env.inflight, 'failed', `could not prepare the descriptors: ${(e as Error).message}`, codeOf(e));
+    return emptyRow(
+      row,
+      env.inflight,
+      'failed',
+      `could not prepare the descriptors: ${(e as Error).message}`,
+      codeOf(e),
+    );
   }
   const indices = new Uint32Array(row.batch).map((_, i) => i);
   const opts = { coalesce: false, timeoutMs: transferTimeoutMs(bytes) };
@@ -201,7 +232,9 @@ export async function runRow(env: RowEnv, row: PlannedRow): Promise<SweepRowJson
           while (more()) await one(slot, record);
         };
         // Where the region holds fewer disjoint slots than transfers in flight, workers share them.
-        const results = await Promise.allSettled(Array.from({ length: env.inflight }, (_, w) => worker(slots[w % slots.length]!)));
+        const results = await Promise.allSettled(
+          Array.from({ length: env.inflight }, (_, w) => worker(slots[w % slots.length]!)),
+        );
         const bad = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
         if (bad !== undefined) throw bad.reason;
         return nowS() - start;
@@ -218,19 +251,38 @@ export async function runRow(env: RowEnv, row: PlannedRow): Promise<SweepRowJson
     failure = { message: `corrupted: ${describe(mismatch)}`, code: 'ERR_KVWIRE_CORRUPTED' };
   }
   return {
-    op: row.op, transport: row.transport, blockSize: row.size, batch: row.batch, inflight: env.inflight,
+    op: row.op,
+    transport: row.transport,
+    blockSize: row.size,
+    batch: row.batch,
+    inflight: env.inflight,
     status: failure === undefined ? 'ok' : 'failed',
     error: failure?.message ?? null,
     errorCode: failure?.code ?? null,
-    iterations: n, warmup: row.warmup, bytes: moved, elapsedS: elapsed,
+    iterations: n,
+    warmup: row.warmup,
+    bytes: moved,
+    elapsedS: elapsed,
     gbps: elapsed > 0 ? moved / elapsed / 1e9 : 0,
-    latencyUs: lat.summary(), prepUs: prep.summary(), postUs: post.summary(), completionUs: completion.summary(),
-    descriptors, checked: env.check, verifiedBytes: verified, mismatch: mismatch ?? null, baseline: null, ratios: null,
+    latencyUs: lat.summary(),
+    prepUs: prep.summary(),
+    postUs: post.summary(),
+    completionUs: completion.summary(),
+    descriptors,
+    checked: env.check,
+    verifiedBytes: verified,
+    mismatch: mismatch ?? null,
+    baseline: null,
+    ratios: null,
   };
 }
 
 function codeOf(e: unknown): string | null {
-  return e instanceof KvwireError ? e.code : typeof (e as { code?: unknown })?.code === 'string' ? (e as { code: string }).code : null;
+  return e instanceof KvwireError
+    ? e.code
+    : typeof (e as { code?: unknown })?.code === 'string'
+      ? (e as { code: string }).code
+      : null;
 }
 
 /** A mismatch as a sentence. */

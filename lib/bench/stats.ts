@@ -39,7 +39,13 @@ export function summarize(samples: ArrayLike<number>): Distribution {
   const sorted = Float64Array.from(samples).sort();
   let sum = 0;
   for (let i = 0; i < n; i++) sum += sorted[i]!;
-  return { avg: sum / n, p50: percentile(sorted, 50), p99: percentile(sorted, 99), min: sorted[0]!, max: sorted[n - 1]! };
+  return {
+    avg: sum / n,
+    p50: percentile(sorted, 50),
+    p99: percentile(sorted, 99),
+    min: sorted[0]!,
+    max: sorted[n - 1]!,
+  };
 }
 
 /** Multiplies every field of a distribution by `f` (e.g. ms → µs). */

@@ -51,10 +51,17 @@ function ratio(ours: SweepRowJson, base: number | null | undefined): number | nu
 }
 
 function attachBaselines(
-  row: SweepRowJson, perftest: readonly PerftestJson[], memcpy: MemcpyJson | undefined, category: string | null, withPerftest: boolean,
+  row: SweepRowJson,
+  perftest: readonly PerftestJson[],
+  memcpy: MemcpyJson | undefined,
+  category: string | null,
+  withPerftest: boolean,
   copies: readonly CudaCopyJson[],
 ): SweepRowJson {
-  const find = (test: string) => perftest.find((p) => p.transport === row.transport && p.test === test && p.size === row.blockSize && p.status === 'ok')?.gbps ?? null;
+  const find = (test: string) =>
+    perftest.find(
+      (p) => p.transport === row.transport && p.test === test && p.size === row.blockSize && p.status === 'ok',
+    )?.gbps ?? null;
   const put = withPerftest ? find('ucp_put_bw') : null;
   const am = withPerftest ? find('ucp_am_bw') : null;
   const get = withPerftest ? find('ucp_get') : null;
@@ -67,8 +74,12 @@ function attachBaselines(
     ...row,
     baseline: { putBwGbps: put, amBwGbps: am, getGbps: get, memcpyGbps: mem, d2dGbps: d2d, h2dGbps: h2d },
     ratios: {
-      put: ratio(row, put), best: ratio(row, best), get: row.op === 'read' ? ratio(row, get) : null, memcpy: ratio(row, mem),
-      d2d: ratio(row, d2d), h2d: ratio(row, h2d),
+      put: ratio(row, put),
+      best: ratio(row, best),
+      get: row.op === 'read' ? ratio(row, get) : null,
+      memcpy: ratio(row, mem),
+      d2d: ratio(row, d2d),
+      h2d: ratio(row, h2d),
     },
   };
 }
@@ -78,7 +89,12 @@ function rowLabel(r: PlannedRow): string {
 }
 
 /** Runs the sweep; never throws for a transport or row that fails (they are reported as failed). */
-export async function runSweep(opts: BenchOptions, ctx: SweepContext, io: SweepIo, hooks: SweepHooks = {}): Promise<SweepJson> {
+export async function runSweep(
+  opts: BenchOptions,
+  ctx: SweepContext,
+  io: SweepIo,
+  hooks: SweepHooks = {},
+): Promise<SweepJson> {
   const pattern = new BytePattern();
   const transports: TransportJson[] = [];
   const rows: SweepRowJson[] = [];
@@ -90,9 +106,12 @@ export async function runSweep(opts: BenchOptions, ctx: SweepContext, io: SweepI
 
   const perftestBin = opts.baseline && ctx.engine === 'ucx' ? findPerftest() : undefined;
   if (opts.baseline && ctx.engine === 'ucx' && perftestBin === undefined) {
-    io.notice('ucx_perftest was not found on PATH (Debian/Ubuntu: apt-get install ucx-utils); continuing without raw-UCX baselines and their ratios');
+    io.notice(
+      'ucx_perftest was not found on PATH (Debian/Ubuntu: apt-get install ucx-utils); continuing without raw-UCX baselines and their ratios',
+    );
   }
-  if (opts.baseline && ctx.engine === 'loopback') io.notice('raw-UCX baselines need --engine ucx; the loopback run compares with memcpy only');
+  if (opts.baseline && ctx.engine === 'loopback')
+    io.notice('raw-UCX baselines need --engine ucx; the loopback run compares with memcpy only');
 
   const plans = ctx.transports.map((t) => planRows(opts, t, ctx.regionCap));
   const skipped = plans.flat().filter((r) => r.skip !== undefined);
@@ -100,7 +119,9 @@ export async function runSweep(opts: BenchOptions, ctx: SweepContext, io: SweepI
     io.notice(`${skipped.length} row(s) skipped: ${skipped[0]!.skip}${skipped.length > 1 ? ' (and similar)' : ''}`);
   }
   const perftestRuns = perftestBin !== undefined ? opts.sizes.length * PERFTEST_TESTS.length : 0;
-  io.progress.addTotal(plans.flat().length + perftestRuns * ctx.transports.length + (onDevice ? opts.sizes.length * 2 : 0));
+  io.progress.addTotal(
+    plans.flat().length + perftestRuns * ctx.transports.length + (onDevice ? opts.sizes.length * 2 : 0),
+  );
 
   for (let ti = 0; ti < ctx.transports.length; ti++) {
     const transport = ctx.transports[ti]!;
@@ -111,16 +132,26 @@ export async function runSweep(opts: BenchOptions, ctx: SweepContext, io: SweepI
     io.progress.begin(`${transport}: starting the target process and connecting`);
     try {
       pair = await openPair(
-        ctx.engine, transport,
+        ctx.engine,
+        transport,
         [{ label: 'bench-target', bytes: regionBytes, salt: regionSalt('target', 0), memory: opts.targetMemory }],
-        [{ label: 'bench-initiator', bytes: regionBytes, salt: regionSalt('initiator', 0), memory: opts.initiatorMemory }],
-        pattern, benchAgentExtras(opts),
+        [
+          {
+            label: 'bench-initiator',
+            bytes: regionBytes,
+            salt: regionSalt('initiator', 0),
+            memory: opts.initiatorMemory,
+          },
+        ],
+        pattern,
+        benchAgentExtras(opts),
       );
     } catch (e) {
       const msg = `could not open a ${transport} pair: ${(e as Error).message}`;
       io.notice(msg);
       transports.push(failedTransport(ctx.engine, transport, regionBytes, msg));
-      for (const r of planned) rows.push(emptyRow(r, opts.inflight, 'failed', msg, (e as { code?: string }).code ?? null));
+      for (const r of planned)
+        rows.push(emptyRow(r, opts.inflight, 'failed', msg, (e as { code?: string }).code ?? null));
       io.progress.addTotal(-perftestRuns);
       for (let i = 0; i < planned.length; i++) io.progress.end();
       io.onTransportDone?.(transports[transports.length - 1]!, rows.slice(first), doc());
@@ -128,15 +159,27 @@ export async function runSweep(opts: BenchOptions, ctx: SweepContext, io: SweepI
     }
     try {
       transports.push(pair.info);
-      if (pair.info.category !== null && ctx.engine === 'ucx' && pair.info.category !== transport && ['tcp', 'sm', 'rdma'].includes(transport)) {
-        io.notice(`asked for ${transport} (UCX_TLS=${ucxTlsOf(transport)}) but the engine reaches the target over ${pair.info.category} (${pair.info.lanes})`);
+      if (
+        pair.info.category !== null &&
+        ctx.engine === 'ucx' &&
+        pair.info.category !== transport &&
+        ['tcp', 'sm', 'rdma'].includes(transport)
+      ) {
+        io.notice(
+          `asked for ${transport} (UCX_TLS=${ucxTlsOf(transport)}) but the engine reaches the target over ${pair.info.category} (${pair.info.lanes})`,
+        );
       }
       hooks.onConnected?.({ initiator: pair.agent, target: pair.target });
       for (const size of opts.sizes) {
         if (perftestBin !== undefined) {
           for (const test of PERFTEST_TESTS) {
             const tls = ucxTlsOf(transport);
-            const n = perftestIterations(tls, test, size, opts.iters !== undefined ? opts.iters * size : opts.budgetBytes);
+            const n = perftestIterations(
+              tls,
+              test,
+              size,
+              opts.iters !== undefined ? opts.iters * size : opts.budgetBytes,
+            );
             io.progress.begin(`ucx_perftest ${test} ${transport} ${fmtSize(size)} (-n ${n})`);
             const p = await runPerftest(perftestBin, transport, tls, test, size, n);
             perftest.push(p);
@@ -152,7 +195,9 @@ export async function runSweep(opts: BenchOptions, ctx: SweepContext, io: SweepI
           // Device memory: the copy engine's own bandwidth, measured in this run, is the baseline.
           for (const kind of ['dtod', 'htod'] as const) {
             const n = budgetIterations(size, opts.budgetBytes);
-            io.progress.begin(`CUDA ${kind === 'dtod' ? 'device-to-device' : 'pinned host-to-device'} copy ${fmtSize(size)} (x${n})`);
+            io.progress.begin(
+              `CUDA ${kind === 'dtod' ? 'device-to-device' : 'pinned host-to-device'} copy ${fmtSize(size)} (x${n})`,
+            );
             try {
               const b = await cuda.baseline(kind, BENCH_DEVICE, size, n);
               cudaCopies.push({ kind, size, iterations: n, gbps: b.gbps });
@@ -169,14 +214,31 @@ export async function runSweep(opts: BenchOptions, ctx: SweepContext, io: SweepI
             result = emptyRow(r, opts.inflight, 'skipped', r.skip, null);
           } else {
             const total = r.warmup + (r.iterations ?? 0);
-            result = await runRow({
-              agent: pair.agent, peer: pair.peer, local: pair.local[0]!, remote: pair.remote[0]!, target: pair.target, pattern,
-              localSalt: regionSalt('initiator', 0), remoteSalt: regionSalt('target', 0),
-              inflight: opts.inflight, check: opts.check, durationS: opts.durationS, rowCapS: opts.rowCapS, sameBlock: opts.sameBlock,
-              onTransfer: total > 0 ? (done) => io.progress.partial(done / total) : undefined,
-            }, r);
+            result = await runRow(
+              {
+                agent: pair.agent,
+                peer: pair.peer,
+                local: pair.local[0]!,
+                remote: pair.remote[0]!,
+                target: pair.target,
+                pattern,
+                localSalt: regionSalt('initiator', 0),
+                remoteSalt: regionSalt('target', 0),
+                inflight: opts.inflight,
+                check: opts.check,
+                durationS: opts.durationS,
+                rowCapS: opts.rowCapS,
+                sameBlock: opts.sameBlock,
+                onTransfer: total > 0 ? (done) => io.progress.partial(done / total) : undefined,
+              },
+              r,
+            );
           }
-          rows.push(opts.baseline || onDevice ? attachBaselines(result, perftest, mem, pair.info.category, perftestBin !== undefined, cudaCopies) : result);
+          rows.push(
+            opts.baseline || onDevice
+              ? attachBaselines(result, perftest, mem, pair.info.category, perftestBin !== undefined, cudaCopies)
+              : result,
+          );
           io.progress.end();
         }
       }

@@ -52,7 +52,9 @@ process.on('disconnect', () => {
 });
 
 if (process.send === undefined) {
-  process.stderr.write('kvwire bench target: this module runs as a child of `kvwire bench` (it needs the IPC channel)\n');
+  process.stderr.write(
+    'kvwire bench target: this module runs as a child of `kvwire bench` (it needs the IPC channel)\n',
+  );
   process.exit(2);
 }
 armWatchdog();

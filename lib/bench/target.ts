@@ -31,13 +31,23 @@ export interface TargetRegionSpec {
 }
 
 /** Creates one bench region of `spec` with `agent`, filled with its pattern. */
-export function benchRegion(agent: Agent, spec: TargetRegionSpec, access: 'readwrite' | 'none', pattern: BytePattern): Region {
+export function benchRegion(
+  agent: Agent,
+  spec: TargetRegionSpec,
+  access: 'readwrite' | 'none',
+  pattern: BytePattern,
+): Region {
   return createRegion(agent, spec.memory ?? 'allocate', spec.bytes, spec.label, access, pattern, spec.salt);
 }
 
 /** Requests the initiator sends the target. Every request carries an `id` its reply echoes. */
 export type TargetRequest =
-  | { readonly t: 'init'; readonly id: number; readonly agent: AgentOptions; readonly regions: readonly TargetRegionSpec[] }
+  | {
+      readonly t: 'init';
+      readonly id: number;
+      readonly agent: AgentOptions;
+      readonly regions: readonly TargetRegionSpec[];
+    }
   | { readonly t: 'poison'; readonly id: number; readonly entries: VerifyEntries }
   | { readonly t: 'verify'; readonly id: number; readonly entries: VerifyEntries; readonly restore: boolean }
   | { readonly t: 'cpu'; readonly id: number }
@@ -45,10 +55,22 @@ export type TargetRequest =
 
 /** Replies of the target. */
 export type TargetReply =
-  | { readonly t: 'ready'; readonly id: number; readonly metadata: Uint8Array; readonly pid: number; readonly transports: string }
+  | {
+      readonly t: 'ready';
+      readonly id: number;
+      readonly metadata: Uint8Array;
+      readonly pid: number;
+      readonly transports: string;
+    }
   | { readonly t: 'done'; readonly id: number }
   | { readonly t: 'verified'; readonly id: number; readonly mismatch: Mismatch | null }
-  | { readonly t: 'cpu'; readonly id: number; readonly userUs: number; readonly systemUs: number; readonly wallNs: number }
+  | {
+      readonly t: 'cpu';
+      readonly id: number;
+      readonly userUs: number;
+      readonly systemUs: number;
+      readonly wallNs: number;
+    }
   | { readonly t: 'error'; readonly id: number; readonly message: string; readonly code: string | null };
 
 /** A target agent and its regions. */
@@ -76,7 +98,8 @@ export class BenchTarget {
   async #handle(req: TargetRequest): Promise<TargetReply> {
     switch (req.t) {
       case 'init': {
-        if (this.#agent !== undefined) throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'the bench target is initialized already');
+        if (this.#agent !== undefined)
+          throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'the bench target is initialized already');
         const agent = await Agent.create({ ...req.agent, keepAlive: true });
         this.#agent = agent;
         for (const spec of req.regions) {
@@ -103,7 +126,8 @@ export class BenchTarget {
   }
 
   #live(): Region[] {
-    if (this.#agent === undefined) throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'the bench target is not initialized');
+    if (this.#agent === undefined)
+      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'the bench target is not initialized');
     return this.#regions;
   }
 

@@ -7,7 +7,19 @@
  */
 import { ErrorCode, KvwireError } from '../errors.js';
 
-const UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kb: 1024, kib: 1024, m: 1024 ** 2, mb: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3, gib: 1024 ** 3 };
+const UNITS: Record<string, number> = {
+  '': 1,
+  b: 1,
+  k: 1024,
+  kb: 1024,
+  kib: 1024,
+  m: 1024 ** 2,
+  mb: 1024 ** 2,
+  mib: 1024 ** 2,
+  g: 1024 ** 3,
+  gb: 1024 ** 3,
+  gib: 1024 ** 3,
+};
 
 /**
  * Parses a byte size: a positive integer with an optional binary unit (`K`, `KiB`, `M`, `MiB`,
@@ -20,7 +32,10 @@ export function parseBytes(text: string, what = 'size'): number {
   const unit = m ? UNITS[m[2]!.toLowerCase()] : undefined;
   const value = m && unit !== undefined ? Number(m[1]) * unit : NaN;
   if (!Number.isSafeInteger(value) || value <= 0) {
-    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `${what} '${text}' is not a byte size; write e.g. 4096, 4K, 64KiB, 16M or 1G`);
+    throw new KvwireError(
+      ErrorCode.INVALID_ARGUMENT,
+      `${what} '${text}' is not a byte size; write e.g. 4096, 4K, 64KiB, 16M or 1G`,
+    );
   }
   return value;
 }
@@ -37,7 +52,11 @@ export function parseByteList(text: string, what = 'sizes'): number[] {
     if (range.length === 2) {
       const lo = parseBytes(range[0]!, what);
       const hi = parseBytes(range[1]!, what);
-      if (hi < lo) throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `${what} range '${part}' runs backwards; write the smaller size first`);
+      if (hi < lo)
+        throw new KvwireError(
+          ErrorCode.INVALID_ARGUMENT,
+          `${what} range '${part}' runs backwards; write the smaller size first`,
+        );
       for (let s = lo; s <= hi; s *= 2) out.add(s);
     } else {
       out.add(parseBytes(part, what));
@@ -49,7 +68,11 @@ export function parseByteList(text: string, what = 'sizes'): number[] {
 
 /** Formats a size the short binary way: 4096 → `4K`, 16777216 → `16M`, 1000 → `1000`. */
 export function fmtSize(bytes: number): string {
-  for (const [unit, f] of [['G', 1024 ** 3], ['M', 1024 ** 2], ['K', 1024]] as const) {
+  for (const [unit, f] of [
+    ['G', 1024 ** 3],
+    ['M', 1024 ** 2],
+    ['K', 1024],
+  ] as const) {
     if (bytes >= f && bytes % f === 0) return `${bytes / f}${unit}`;
   }
   if (bytes >= 1024 ** 3) return `${(bytes / 1024 ** 3).toFixed(1)}G`;

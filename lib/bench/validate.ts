@@ -56,9 +56,12 @@ export function validateJson(value: unknown, schema: JsonSchema): string[] {
         return;
       }
     }
-    if (s.const !== undefined && v !== s.const) errors.push(`${path}: expected ${JSON.stringify(s.const)}, got ${JSON.stringify(v)}`);
-    if (s.enum !== undefined && !s.enum.includes(v)) errors.push(`${path}: ${JSON.stringify(v)} is not one of ${s.enum.map((e) => JSON.stringify(e)).join(', ')}`);
-    if (s.minimum !== undefined && typeof v === 'number' && v < s.minimum) errors.push(`${path}: ${v} is below the minimum ${s.minimum}`);
+    if (s.const !== undefined && v !== s.const)
+      errors.push(`${path}: expected ${JSON.stringify(s.const)}, got ${JSON.stringify(v)}`);
+    if (s.enum !== undefined && !s.enum.includes(v))
+      errors.push(`${path}: ${JSON.stringify(v)} is not one of ${s.enum.map((e) => JSON.stringify(e)).join(', ')}`);
+    if (s.minimum !== undefined && typeof v === 'number' && v < s.minimum)
+      errors.push(`${path}: ${v} is below the minimum ${s.minimum}`);
     if (t === 'number' || t === 'integer') {
       if (!Number.isFinite(v as number)) errors.push(`${path}: not a finite number`);
     }

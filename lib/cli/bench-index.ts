@@ -18,9 +18,9 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { Redis } from 'ioredis';
 import { ErrorCode, KvwireError } from '../errors.js';
-import { BlockHasher } from '../index/hash.js';
-import { KvIndex } from '../index/kv-index.js';
-import { startRedisServer, type RedisServerHandle } from '../index/redis-server.js';
+import { BlockHasher } from '../kv-index/hash.js';
+import { KvIndex } from '../kv-index/kv-index.js';
+import { startRedisServer, type RedisServerHandle } from '../kv-index/redis-server.js';
 import { createRegistry } from '../metrics.js';
 import { mulberry32 } from '../util/mulberry32.js';
 
@@ -31,7 +31,10 @@ Scores prompts against an index of N blocks (default 1,000,000 over 16 workers) 
 Redis (a throwaway redis-server unless --redis-url), against a plain Map of the same keys.`;
 
 /** Latency summary in microseconds. */
-interface Latency { readonly medianUs: number; readonly p99Us: number }
+interface Latency {
+  readonly medianUs: number;
+  readonly p99Us: number;
+}
 
 function latency(samplesNs: number[]): Latency {
   const s = [...samplesNs].sort((a, b) => a - b);
@@ -41,7 +44,6 @@ function latency(samplesNs: number[]): Latency {
 
 const round = (x: number, d = 1): number => Math.round(x * 10 ** d) / 10 ** d;
 
-
 /** The synthetic data set (see the module documentation); prompts are regenerated on demand. */
 class DataSet {
   readonly groups: number;
@@ -50,13 +52,21 @@ class DataSet {
   readonly conversations: number;
   private readonly lastOwnBlocks: number;
 
-  constructor(readonly blocks: number, readonly workers: number, readonly promptBlocks: number, readonly blockSize: number) {
+  constructor(
+    readonly blocks: number,
+    readonly workers: number,
+    readonly promptBlocks: number,
+    readonly blockSize: number,
+  ) {
     this.sharedBlocks = Math.max(1, Math.floor(promptBlocks / 4));
     this.ownBlocks = promptBlocks - this.sharedBlocks;
     this.groups = Math.max(1, Math.min(64, Math.floor(blocks / (this.sharedBlocks * 16))));
     const rest = blocks - this.groups * this.sharedBlocks;
     if (rest <= 0 || this.ownBlocks <= 0) {
-      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `--blocks ${blocks} is too small for ${promptBlocks}-block prompts: use at least ${this.groups * this.sharedBlocks + 1}`);
+      throw new KvwireError(
+        ErrorCode.INVALID_ARGUMENT,
+        `--blocks ${blocks} is too small for ${promptBlocks}-block prompts: use at least ${this.groups * this.sharedBlocks + 1}`,
+      );
     }
     this.conversations = Math.ceil(rest / this.ownBlocks);
     this.lastOwnBlocks = rest - (this.conversations - 1) * this.ownBlocks;
@@ -108,7 +118,10 @@ function exposeGc(): Gc | undefined {
 }
 
 function heapBytes(gc: Gc | undefined): number {
-  if (gc !== undefined) { gc(); gc(); }
+  if (gc !== undefined) {
+    gc();
+    gc();
+  }
   const m = process.memoryUsage();
   return m.heapUsed + m.external;
 }
@@ -156,7 +169,8 @@ function loadMap(data: DataSet, hasher: BlockHasher): Map<string, string[]> {
   const map = new Map<string, string[]>();
   const add = (k: string, w: string): void => {
     const hs = map.get(k);
-    if (hs === undefined) map.set(k, [w]); else if (!hs.includes(w)) hs.push(w);
+    if (hs === undefined) map.set(k, [w]);
+    else if (!hs.includes(w)) hs.push(w);
   };
   for (let g = 0; g < data.groups; g++) {
     const keys = hasher.keys(data.shared(g));
@@ -179,32 +193,51 @@ export async function main(argv: string[]): Promise<number> {
   let args;
   try {
     args = parseArgs({
-      args: argv, strict: true, allowPositionals: false, options: {
-        blocks: { type: 'string', default: '1000000' }, workers: { type: 'string', default: '16' },
-        'prompt-tokens': { type: 'string', default: '4096' }, 'block-size': { type: 'string', default: '16' },
-        queries: { type: 'string', default: '2000' }, 'redis-queries': { type: 'string', default: '1000' },
-        backends: { type: 'string', default: 'memory,redis' }, 'redis-url': { type: 'string' },
-        json: { type: 'boolean', default: false }, help: { type: 'boolean', default: false },
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        blocks: { type: 'string', default: '1000000' },
+        workers: { type: 'string', default: '16' },
+        'prompt-tokens': { type: 'string', default: '4096' },
+        'block-size': { type: 'string', default: '16' },
+        queries: { type: 'string', default: '2000' },
+        'redis-queries': { type: 'string', default: '1000' },
+        backends: { type: 'string', default: 'memory,redis' },
+        'redis-url': { type: 'string' },
+        json: { type: 'boolean', default: false },
+        help: { type: 'boolean', default: false },
       },
     }).values;
   } catch (e) {
     process.stderr.write(`${(e as Error).message}\n${USAGE}\n`);
     return 2;
   }
-  if (args.help) { process.stdout.write(`${USAGE}\n`); return 0; }
+  if (args.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
   const int = (name: string, v: string, min: number): number => {
     const n = Number(v.replaceAll('_', ''));
-    if (!Number.isInteger(n) || n < min) throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `--${name} ${v}: expected an integer ≥ ${min}`);
+    if (!Number.isInteger(n) || n < min)
+      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `--${name} ${v}: expected an integer ≥ ${min}`);
     return n;
   };
   let blocks: number, workers: number, promptTokens: number, blockSize: number, queries: number, redisQueries: number;
   let data: DataSet;
   const backends = args.backends.split(',').map((s) => s.trim());
   try {
-    blocks = int('blocks', args.blocks, 1); workers = int('workers', args.workers, 1);
-    promptTokens = int('prompt-tokens', args['prompt-tokens'], 1); blockSize = int('block-size', args['block-size'], 1);
-    queries = int('queries', args.queries, 1); redisQueries = int('redis-queries', args['redis-queries'], 1);
-    if (backends.some((b) => b !== 'memory' && b !== 'redis')) throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `--backends ${args.backends}: use memory, redis or memory,redis`);
+    blocks = int('blocks', args.blocks, 1);
+    workers = int('workers', args.workers, 1);
+    promptTokens = int('prompt-tokens', args['prompt-tokens'], 1);
+    blockSize = int('block-size', args['block-size'], 1);
+    queries = int('queries', args.queries, 1);
+    redisQueries = int('redis-queries', args['redis-queries'], 1);
+    if (backends.some((b) => b !== 'memory' && b !== 'redis'))
+      throw new KvwireError(
+        ErrorCode.INVALID_ARGUMENT,
+        `--backends ${args.backends}: use memory, redis or memory,redis`,
+      );
     data = new DataSet(blocks, workers, Math.floor(promptTokens / blockSize), blockSize);
   } catch (e) {
     process.stderr.write(`${(e as Error).message}\n${USAGE}\n`);
@@ -214,10 +247,22 @@ export async function main(argv: string[]): Promise<number> {
   const hasher = new BlockHasher({ blockSize });
   const report: Record<string, unknown> = {
     config: {
-      blocks, workers, promptTokens, blockSize, promptBlocks: data.promptBlocks, queries, redisQueries,
-      systemPrompts: data.groups, conversations: data.conversations, node: process.version, cpus: cpus().length,
-      memoryMethod: gc === undefined ? 'process.memoryUsage() heapUsed+external deltas (no gc available: approximate)'
-        : 'process.memoryUsage() heapUsed+external deltas after full GCs', redisMemoryMethod: 'INFO memory used_memory delta',
+      blocks,
+      workers,
+      promptTokens,
+      blockSize,
+      promptBlocks: data.promptBlocks,
+      queries,
+      redisQueries,
+      systemPrompts: data.groups,
+      conversations: data.conversations,
+      node: process.version,
+      cpus: cpus().length,
+      memoryMethod:
+        gc === undefined
+          ? 'process.memoryUsage() heapUsed+external deltas (no gc available: approximate)'
+          : 'process.memoryUsage() heapUsed+external deltas after full GCs',
+      redisMemoryMethod: 'INFO memory used_memory delta',
     },
   };
   let mismatches = 0;
@@ -237,11 +282,17 @@ export async function main(argv: string[]): Promise<number> {
   let checked = 0;
   if (backends.includes('memory')) {
     const i0 = heapBytes(gc);
-    const index = await KvIndex.create({ registry: createRegistry(), blockSize, maxKeys: blocks, maxWorkersPerKey: Math.min(255, workers) });
+    const index = await KvIndex.create({
+      registry: createRegistry(),
+      blockSize,
+      maxKeys: blocks,
+      maxWorkersPerKey: Math.min(255, workers),
+    });
     const loadSeconds = await load(index, data, 1);
     const indexBytes = heapBytes(gc) - i0;
     const keys = (await index.stats()).keys;
-    const ixNs: number[] = [], mapNs: number[] = [];
+    const ixNs: number[] = [],
+      mapNs: number[] = [];
     for (let q = -200; q < queries; q++) {
       const t = data.query(Math.abs(q));
       const a0 = process.hrtime.bigint();
@@ -255,11 +306,24 @@ export async function main(argv: string[]): Promise<number> {
       checked++;
       if (!sameScores(got, want)) mismatches++;
     }
-    const ix = latency(ixNs), base = latency(mapNs);
-    report.memory = { keys, loadSeconds: round(loadSeconds, 2), bytesPerKey: round(indexBytes / keys), mibPerMillionKeys: round(indexBytes / keys * 1e6 / 2 ** 20), score: ix };
-    report.map = { keys: map.size, bytesPerKey: round(mapBytes / map.size), mibPerMillionKeys: round(mapBytes / map.size * 1e6 / 2 ** 20), score: base };
+    const ix = latency(ixNs),
+      base = latency(mapNs);
+    report.memory = {
+      keys,
+      loadSeconds: round(loadSeconds, 2),
+      bytesPerKey: round(indexBytes / keys),
+      mibPerMillionKeys: round(((indexBytes / keys) * 1e6) / 2 ** 20),
+      score: ix,
+    };
+    report.map = {
+      keys: map.size,
+      bytesPerKey: round(mapBytes / map.size),
+      mibPerMillionKeys: round(((mapBytes / map.size) * 1e6) / 2 ** 20),
+      score: base,
+    };
     report.ratios = {
-      scoreMedian: round(ix.medianUs / base.medianUs, 2), scoreP99: round(ix.p99Us / base.p99Us, 2),
+      scoreMedian: round(ix.medianUs / base.medianUs, 2),
+      scoreP99: round(ix.p99Us / base.p99Us, 2),
       bytesPerKey: round(indexBytes / keys / (mapBytes / map.size), 2),
       note: 'KvIndex (memory) / plain Map; below 1 is better',
     };
@@ -273,11 +337,16 @@ export async function main(argv: string[]): Promise<number> {
       const url = args['redis-url'] ?? (server = await startRedisServer()).url;
       const prefix = `bench-${process.pid}-${Date.now()}:`;
       const index = await KvIndex.create({
-        backend: 'redis', registry: createRegistry(), blockSize, maxKeys: blocks, maxWorkersPerKey: Math.min(255, workers),
+        backend: 'redis',
+        registry: createRegistry(),
+        blockSize,
+        maxKeys: blocks,
+        maxWorkersPerKey: Math.min(255, workers),
         redis: { url, prefix, commandTimeoutMs: 30_000 },
       });
       const p = (probe = new Redis(url, { lazyConnect: true, commandTimeout: 30_000, maxRetriesPerRequest: 0 }));
-      const usedMemory = async (): Promise<number> => Number(/used_memory:(\d+)/.exec(await p.info('memory'))?.[1] ?? NaN);
+      const usedMemory = async (): Promise<number> =>
+        Number(/used_memory:(\d+)/.exec(await p.info('memory'))?.[1] ?? NaN);
       await p.connect();
       const u0 = await usedMemory();
       const loadSeconds = await load(index, data, 32);
@@ -293,10 +362,18 @@ export async function main(argv: string[]): Promise<number> {
         checked++;
         if (!sameScores(got, mapScore(map, hasher.keys(t)))) mismatches++;
       }
-      report.redis = { keys, loadSeconds: round(loadSeconds, 2), bytesPerKey: round(used / keys), mibPerMillionKeys: round(used / keys * 1e6 / 2 ** 20), score: latency(ns) };
+      report.redis = {
+        keys,
+        loadSeconds: round(loadSeconds, 2),
+        bytesPerKey: round(used / keys),
+        mibPerMillionKeys: round(((used / keys) * 1e6) / 2 ** 20),
+        score: latency(ns),
+      };
       await index.close();
     } catch (e) {
-      process.stderr.write(`bench-index: the Redis backend could not run: ${(e as Error).message}\n(pass --backends memory to skip it)\n`);
+      process.stderr.write(
+        `bench-index: the Redis backend could not run: ${(e as Error).message}\n(pass --backends memory to skip it)\n`,
+      );
       return 2;
     } finally {
       probe?.disconnect();
@@ -310,8 +387,11 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   } else {
     const r = report as {
-      hash: Latency; memory?: { score: Latency; mibPerMillionKeys: number; loadSeconds: number }; map?: { score: Latency; mibPerMillionKeys: number };
-      redis?: { score: Latency; mibPerMillionKeys: number; loadSeconds: number }; ratios?: { scoreMedian: number; scoreP99: number; bytesPerKey: number };
+      hash: Latency;
+      memory?: { score: Latency; mibPerMillionKeys: number; loadSeconds: number };
+      map?: { score: Latency; mibPerMillionKeys: number };
+      redis?: { score: Latency; mibPerMillionKeys: number; loadSeconds: number };
+      ratios?: { scoreMedian: number; scoreP99: number; bytesPerKey: number };
     };
     const row = (name: string, l: Latency, mib?: number, load?: number): string =>
       `${name.padEnd(26)}${`${num(l.medianUs)} µs`.padStart(12)}${`${num(l.p99Us)} µs`.padStart(12)}${(mib === undefined ? '' : `${num(mib)} MiB`).padStart(18)}${(load === undefined ? '' : `${num(load)} s`).padStart(10)}`;
@@ -320,11 +400,24 @@ export async function main(argv: string[]): Promise<number> {
       `${''.padEnd(26)}${'score p50'.padStart(12)}${'score p99'.padStart(12)}${'per 1M keys'.padStart(18)}${'load'.padStart(10)}`,
       row(`hash only (${data.promptBlocks} blocks)`, r.hash),
     ];
-    if (r.memory && r.map) lines.push(row('KvIndex, memory', r.memory.score, r.memory.mibPerMillionKeys, r.memory.loadSeconds), row('plain Map (baseline)', r.map.score, r.map.mibPerMillionKeys));
+    if (r.memory && r.map)
+      lines.push(
+        row('KvIndex, memory', r.memory.score, r.memory.mibPerMillionKeys, r.memory.loadSeconds),
+        row('plain Map (baseline)', r.map.score, r.map.mibPerMillionKeys),
+      );
     if (r.redis) lines.push(row('KvIndex, redis', r.redis.score, r.redis.mibPerMillionKeys, r.redis.loadSeconds));
-    if (r.ratios) lines.push(`KvIndex (memory) / Map: score p50 ${r.ratios.scoreMedian}x, p99 ${r.ratios.scoreP99}x, bytes per key ${r.ratios.bytesPerKey}x`);
-    lines.push(`score latency includes hashing the prompt; memory: ${(report.config as { memoryMethod: string }).memoryMethod}; Redis: INFO used_memory delta`);
-    lines.push(mismatches === 0 ? `all ${num(checked)} scores matched the Map baseline` : `${mismatches} of ${num(checked)} scores differed from the Map baseline`);
+    if (r.ratios)
+      lines.push(
+        `KvIndex (memory) / Map: score p50 ${r.ratios.scoreMedian}x, p99 ${r.ratios.scoreP99}x, bytes per key ${r.ratios.bytesPerKey}x`,
+      );
+    lines.push(
+      `score latency includes hashing the prompt; memory: ${(report.config as { memoryMethod: string }).memoryMethod}; Redis: INFO used_memory delta`,
+    );
+    lines.push(
+      mismatches === 0
+        ? `all ${num(checked)} scores matched the Map baseline`
+        : `${mismatches} of ${num(checked)} scores differed from the Map baseline`,
+    );
     process.stdout.write(`${lines.join('\n')}\n`);
   }
   return mismatches === 0 ? 0 : 1;

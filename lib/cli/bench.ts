@@ -44,26 +44,33 @@ export async function main(argv: string[], hooks: SweepHooks = {}): Promise<numb
   const table = !opts.json && !opts.csv;
   let printedSweep = false;
   try {
-    const report = await runBench(opts, argv, {
-      notice: (m) => {
-        progress.clear();
-        process.stderr.write(`kvwire bench: ${m}\n`);
-      },
-      progress,
-      // Tables appear as each transport completes, not only at the end of a long run.
-      onSweepTransport: table
-        ? (t, _rows, sweep) => {
+    const report = await runBench(
+      opts,
+      argv,
+      {
+        notice: (m) => {
           progress.clear();
-          process.stdout.write(`${printedSweep ? '\n' : ''}${renderSweep(sweep, [t.name])}\n`);
-          printedSweep = true;
-        }
-        : undefined,
-    }, hooks);
+          process.stderr.write(`kvwire bench: ${m}\n`);
+        },
+        progress,
+        // Tables appear as each transport completes, not only at the end of a long run.
+        onSweepTransport: table
+          ? (t, _rows, sweep) => {
+              progress.clear();
+              process.stdout.write(`${printedSweep ? '\n' : ''}${renderSweep(sweep, [t.name])}\n`);
+              printedSweep = true;
+            }
+          : undefined,
+      },
+      hooks,
+    );
     if (opts.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
     else if (opts.csv) process.stdout.write(`${renderCsv(report)}\n`);
     else {
       const rest = renderText(report, printedSweep);
-      const legend = printedSweep ? 'GB/s = 10^9 bytes/s; times in µs per transfer; x put = ours / ucp_put_bw, x best = ours / max(put_bw, am_bw) (see docs/bench.md)\n' : '';
+      const legend = printedSweep
+        ? 'GB/s = 10^9 bytes/s; times in µs per transfer; x put = ours / ucp_put_bw, x best = ours / max(put_bw, am_bw) (see docs/bench.md)\n'
+        : '';
       process.stdout.write(printedSweep ? `\n${legend}${rest ? `\n${rest}\n` : ''}` : `${rest}\n`);
     }
     if (opts.plot !== undefined) {

@@ -45,21 +45,28 @@ function modelOf(name: string, layers: number | undefined): ModelShape {
 
 function print(r: DemoReport): void {
   const gb = (b: number) => (b / 1e9).toFixed(3);
-  console.log(renderTable(['measure', 'value'], [
-    ['requests (ready / recomputed)', `${r.ready} / ${r.recomputed} of ${r.requests}`],
-    ['requests per second', r.requestsPerSecond.toFixed(1)],
-    ['KV read (GB)', gb(r.bytesRead)],
-    ['GB/s, bytes read / wall time', r.wallGBps.toFixed(3)],
-    ['GB/s, per pull (bytes / transfer time)', r.transferGBps.toFixed(3)],
-    ['bytes verified (GB)', gb(r.verifiedBytes)],
-    ['blocks read / prefix-cached', `${r.blocksRead} / ${r.blocksCached}`],
-    ['descriptors before / after coalescing', `${r.descriptorsUncoalesced} / ${r.descriptorsPosted}`],
-    ['transport', r.transports || 'none'],
-    ['prefill blocks back in pool', `${r.prefill.free} / ${r.prefill.total} (${r.prefill.leases} leases held)`],
-    ['decode blocks back in pool', `${r.decode.free} / ${r.decode.total}`],
-  ]));
+  console.log(
+    renderTable(
+      ['measure', 'value'],
+      [
+        ['requests (ready / recomputed)', `${r.ready} / ${r.recomputed} of ${r.requests}`],
+        ['requests per second', r.requestsPerSecond.toFixed(1)],
+        ['KV read (GB)', gb(r.bytesRead)],
+        ['GB/s, bytes read / wall time', r.wallGBps.toFixed(3)],
+        ['GB/s, per pull (bytes / transfer time)', r.transferGBps.toFixed(3)],
+        ['bytes verified (GB)', gb(r.verifiedBytes)],
+        ['blocks read / prefix-cached', `${r.blocksRead} / ${r.blocksCached}`],
+        ['descriptors before / after coalescing', `${r.descriptorsUncoalesced} / ${r.descriptorsPosted}`],
+        ['transport', r.transports || 'none'],
+        ['prefill blocks back in pool', `${r.prefill.free} / ${r.prefill.total} (${r.prefill.leases} leases held)`],
+        ['decode blocks back in pool', `${r.decode.free} / ${r.decode.total}`],
+      ],
+    ),
+  );
   for (const f of r.failures.slice(0, 20)) console.log(`FAILED ${f}`);
-  console.log(r.ok ? '\nOK: every byte verified, every block back in its pool' : `\nFAILED: ${r.failures.length} problem(s)`);
+  console.log(
+    r.ok ? '\nOK: every byte verified, every block back in its pool' : `\nFAILED: ${r.failures.length} problem(s)`,
+  );
 }
 
 /** Runs `kvwire demo`. */
@@ -69,10 +76,20 @@ export async function main(argv: string[]): Promise<number> {
     ({ values } = parseArgs({
       args: argv,
       options: {
-        requests: { type: 'string' }, concurrency: { type: 'string' }, model: { type: 'string' }, layers: { type: 'string' },
-        'max-tokens': { type: 'string' }, 'min-tokens': { type: 'string' }, blocks: { type: 'string' },
-        'block-tokens': { type: 'string' }, 'prefill-tp': { type: 'string' }, 'decode-tp': { type: 'string' },
-        transports: { type: 'string' }, seed: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+        requests: { type: 'string' },
+        concurrency: { type: 'string' },
+        model: { type: 'string' },
+        layers: { type: 'string' },
+        'max-tokens': { type: 'string' },
+        'min-tokens': { type: 'string' },
+        blocks: { type: 'string' },
+        'block-tokens': { type: 'string' },
+        'prefill-tp': { type: 'string' },
+        'decode-tp': { type: 'string' },
+        transports: { type: 'string' },
+        seed: { type: 'string' },
+        json: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
       },
       strict: true,
     }));
@@ -93,9 +110,15 @@ export async function main(argv: string[]): Promise<number> {
     };
     options = {
       model: modelOf(s('model') ?? 'llama-3-8b', int(s('layers'), 'layers')),
-      ...opt('requests', 'requests'), ...opt('concurrency', 'concurrency'), ...opt('max-tokens', 'maxTokens'),
-      ...opt('min-tokens', 'minTokens'), ...opt('blocks', 'numBlocks'), ...opt('block-tokens', 'blockTokens'),
-      ...opt('prefill-tp', 'prefillTp'), ...opt('decode-tp', 'decodeTp'), ...opt('seed', 'seed'),
+      ...opt('requests', 'requests'),
+      ...opt('concurrency', 'concurrency'),
+      ...opt('max-tokens', 'maxTokens'),
+      ...opt('min-tokens', 'minTokens'),
+      ...opt('blocks', 'numBlocks'),
+      ...opt('block-tokens', 'blockTokens'),
+      ...opt('prefill-tp', 'prefillTp'),
+      ...opt('decode-tp', 'decodeTp'),
+      ...opt('seed', 'seed'),
       ...(s('transports') ? { transports: s('transports')! } : {}),
       ...(values.json ? {} : { log: (line: string) => console.log(line) }),
     };

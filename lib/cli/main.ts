@@ -9,10 +9,22 @@
 export type Command = (argv: string[]) => Promise<number>;
 
 const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }> = {
-  info: { summary: 'what this build and machine can do (engines, UCX transports, CUDA)', load: async () => (await import('./info.js')).main },
-  bench: { summary: 'transfer-throughput benchmark, side by side with raw UCX', load: async () => (await import('./bench.js')).main },
-  'bench-index': { summary: 'KV block index benchmark: scoring latency and memory per key, memory and Redis', load: async () => (await import('./bench-index.js')).main },
-  demo: { summary: 'P/D hand-off end to end: a prefill and a decode process over UCX, every byte verified', load: async () => (await import('./demo.js')).main },
+  info: {
+    summary: 'what this build and machine can do (engines, UCX transports, CUDA)',
+    load: async () => (await import('./info.js')).main,
+  },
+  bench: {
+    summary: 'transfer-throughput benchmark, side by side with raw UCX',
+    load: async () => (await import('./bench.js')).main,
+  },
+  'bench-index': {
+    summary: 'KV block index benchmark: scoring latency and memory per key, memory and Redis',
+    load: async () => (await import('./bench-index.js')).main,
+  },
+  demo: {
+    summary: 'P/D hand-off end to end: a prefill and a decode process over UCX, every byte verified',
+    load: async () => (await import('./demo.js')).main,
+  },
 };
 
 function usage(): string {

@@ -39,7 +39,10 @@ export class BlockPool {
    */
   allocate(n: number): number[] {
     if (n > this.#free.length) {
-      throw new KvwireError(ErrorCode.CAPACITY, `the block pool has ${this.#free.length} free blocks of ${this.total}, ${n} needed`);
+      throw new KvwireError(
+        ErrorCode.CAPACITY,
+        `the block pool has ${this.#free.length} free blocks of ${this.total}, ${n} needed`,
+      );
     }
     const out: number[] = [];
     for (let i = 0; i < n; i++) {
@@ -58,7 +61,9 @@ export class BlockPool {
   release(ids: readonly number[]): void {
     for (const b of ids) {
       if (!Number.isInteger(b) || b < 0 || b >= this.total || this.#used[b] !== 1) {
-        throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `block ${b} is not in use: double free or foreign id`, { index: b });
+        throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `block ${b} is not in use: double free or foreign id`, {
+          index: b,
+        });
       }
     }
     // Freed in reverse so the next allocation of as many blocks gets them back in order.

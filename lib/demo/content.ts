@@ -58,7 +58,11 @@ function vectorSeed(blockSeed: number, layer: number, part: number, head: number
 }
 
 /** Byte offsets of one block's vectors: calls `f(offset, layer, part, head, token)` for each. */
-function forEachVector(layout: KvLayout, tensor: number, f: (offset: number, part: number, head: number, token: number) => void): void {
+function forEachVector(
+  layout: KvLayout,
+  tensor: number,
+  f: (offset: number, part: number, head: number, token: number) => void,
+): void {
   const t = layout.tensors[tensor]!;
   const halves = layout.kv === 'joint' ? 2 : 1;
   const halfBytes = layout.blockBytes / halves;
@@ -84,13 +88,19 @@ function fillVector(dst: Uint8Array, at: number, bytes: number, seed: number): v
   if ((dst.byteOffset + at) % 4 === 0 && bytes % 4 === 0) {
     const w = new Uint32Array(dst.buffer, dst.byteOffset + at, bytes / 4);
     for (let i = 0; i < w.length; i++) {
-      x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
       w[i] = x;
     }
     return;
   }
   for (let i = 0; i < bytes; i++) {
-    if ((i & 3) === 0) { x ^= x << 13; x ^= x >>> 17; x ^= x << 5; }
+    if ((i & 3) === 0) {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+    }
     dst[at + i] = (x >>> ((i & 3) * 8)) & 0xff;
   }
 }
@@ -100,13 +110,19 @@ function vectorMatches(src: Uint8Array, at: number, bytes: number, seed: number)
   if ((src.byteOffset + at) % 4 === 0 && bytes % 4 === 0) {
     const w = new Uint32Array(src.buffer, src.byteOffset + at, bytes / 4);
     for (let i = 0; i < w.length; i++) {
-      x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
       if (w[i] !== x >>> 0) return false;
     }
     return true;
   }
   for (let i = 0; i < bytes; i++) {
-    if ((i & 3) === 0) { x ^= x << 13; x ^= x >>> 17; x ^= x << 5; }
+    if ((i & 3) === 0) {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+    }
     if (src[at + i] !== ((x >>> ((i & 3) * 8)) & 0xff)) return false;
   }
   return true;
@@ -122,7 +138,9 @@ export function writeBlock(layout: KvLayout, tensors: readonly Uint8Array[], blo
     const view = tensors[t]!;
     const base = blockId * layout.blockBytes;
     const layer = layout.tensors[t]!.layer;
-    forEachVector(layout, t, (off, part, head, token) => fillVector(view, base + off, layout.headBytes, vectorSeed(seed, layer, part, head, token)));
+    forEachVector(layout, t, (off, part, head, token) =>
+      fillVector(view, base + off, layout.headBytes, vectorSeed(seed, layer, part, head, token)),
+    );
   }
 }
 
@@ -131,7 +149,13 @@ export function writeBlock(layout: KvLayout, tensors: readonly Uint8Array[], blo
  *
  * @throws KvwireError `ERR_KVWIRE_CORRUPTED` naming the first (tensor, head, token) that differs.
  */
-export function verifyBlock(layout: KvLayout, tensors: readonly Uint8Array[], blockId: number, seed: number, what: string): number {
+export function verifyBlock(
+  layout: KvLayout,
+  tensors: readonly Uint8Array[],
+  blockId: number,
+  seed: number,
+  what: string,
+): number {
   let verified = 0;
   for (let t = 0; t < layout.tensors.length; t++) {
     const view = tensors[t]!;
@@ -163,7 +187,11 @@ export function generateTokens(seed: number, n: number): number[] {
 }
 
 /** Views of each tensor of a rank's registered regions (tensor or arena addressing). */
-export function tensorViews(layout: KvLayout, regions: readonly { bytes: Uint8Array }[], addressing: 'tensor' | 'arena'): Uint8Array[] {
+export function tensorViews(
+  layout: KvLayout,
+  regions: readonly { bytes: Uint8Array }[],
+  addressing: 'tensor' | 'arena',
+): Uint8Array[] {
   return layout.tensors.map((t, i) => {
     if (addressing === 'arena') return regions[0]!.bytes.subarray(t.arenaOffset, t.arenaOffset + t.bytes);
     return regions[i]!.bytes.subarray(0, t.bytes);

@@ -7,10 +7,7 @@
  * @packageDocumentation
  */
 import { ErrorCode, KvwireError } from '../errors.js';
-import {
-  DecodeCoordinator,
-  type FailurePolicy, type KvCacheRank, type PullReady,
-} from '../pd/index.js';
+import { DecodeCoordinator, type FailurePolicy, type KvCacheRank, type PullReady } from '../pd/index.js';
 import { BlockPool, PrefixCache } from './block-pool.js';
 import { blockHashes, generateTokens, tensorViews, verifyBlock, writeBlock } from './content.js';
 import { fakeCacheRanks, releaseCacheRanks, type FakeEngineOptions, type FakeRequest } from './fake-engine.js';
@@ -69,7 +66,13 @@ export class FakeDecodeEngine {
   readonly #caching: boolean;
   readonly #generate: number;
 
-  private constructor(pool: BlockPool, prefixes: PrefixCache, coordinator: DecodeCoordinator, ranks: KvCacheRank[], o: FakeDecodeOptions) {
+  private constructor(
+    pool: BlockPool,
+    prefixes: PrefixCache,
+    coordinator: DecodeCoordinator,
+    ranks: KvCacheRank[],
+    o: FakeDecodeOptions,
+  ) {
     this.pool = pool;
     this.prefixes = prefixes;
     this.coordinator = coordinator;
@@ -87,9 +90,16 @@ export class FakeDecodeEngine {
     try {
       const opt = <K extends keyof FakeDecodeOptions>(k: K) => (o[k] === undefined ? {} : { [k]: o[k] });
       const coordinator = await DecodeCoordinator.create({
-        engineId: o.engineId, ranks, secret: o.secret,
-        ...opt('policy'), ...opt('maxInFlightBytes'), ...opt('maxConcurrentRequests'), ...opt('timeoutMs'),
-        ...opt('handshakeTimeoutMs'), ...opt('quarantineMs'), ...opt('registry'),
+        engineId: o.engineId,
+        ranks,
+        secret: o.secret,
+        ...opt('policy'),
+        ...opt('maxInFlightBytes'),
+        ...opt('maxConcurrentRequests'),
+        ...opt('timeoutMs'),
+        ...opt('handshakeTimeoutMs'),
+        ...opt('quarantineMs'),
+        ...opt('registry'),
         allocator: {
           allocate: (_id, count) => {
             prefixes.evictFor(count);
@@ -112,7 +122,11 @@ export class FakeDecodeEngine {
    * @throws KvwireError the pull's error under policy 'fail' or when cancelled;
    *   `ERR_KVWIRE_CORRUPTED` when a byte differs.
    */
-  async decode(request: FakeRequest, kvTransferParams: unknown, options: { signal?: AbortSignal; policy?: FailurePolicy } = {}): Promise<FakeDecodeResult> {
+  async decode(
+    request: FakeRequest,
+    kvTransferParams: unknown,
+    options: { signal?: AbortSignal; policy?: FailurePolicy } = {},
+  ): Promise<FakeDecodeResult> {
     const layout = this.ranks[0]!.layout;
     const hashes = blockHashes(request.tokens, layout.blockTokens);
     const fullKeys = hashes.filter((h) => h.full).map((h) => h.key);
@@ -121,7 +135,9 @@ export class FakeDecodeEngine {
     let table: number[] = [];
     try {
       const result = await this.coordinator.pull({
-        requestId: request.id, kvTransferParams, cachedPrefixBlocks: cached,
+        requestId: request.id,
+        kvTransferParams,
+        cachedPrefixBlocks: cached,
         ...(options.signal === undefined ? {} : { signal: options.signal }),
         ...(options.policy === undefined ? {} : { policy: options.policy }),
       });
@@ -132,7 +148,9 @@ export class FakeDecodeEngine {
         // Prefill locally: the same deterministic bytes, written here.
         this.prefixes.evictFor(hashes.length - cached);
         fresh = this.pool.allocate(hashes.length - cached);
-        this.ranks.forEach((r, i) => fresh.forEach((b, j) => writeBlock(r.layout, this.#views[i]!, b, hashes[cached + j]!.seed)));
+        this.ranks.forEach((r, i) =>
+          fresh.forEach((b, j) => writeBlock(r.layout, this.#views[i]!, b, hashes[cached + j]!.seed)),
+        );
       }
       table = [...prefixIds, ...fresh];
       let verifiedBytes = 0;
@@ -142,12 +160,19 @@ export class FakeDecodeEngine {
         });
       });
       return {
-        status: result.status, requestId: request.id, tokens: generateTokens(hashes[hashes.length - 1]!.seed, this.#generate),
-        verifiedBytes, blocks: hashes.length, blocksCached: cached,
+        status: result.status,
+        requestId: request.id,
+        tokens: generateTokens(hashes[hashes.length - 1]!.seed, this.#generate),
+        verifiedBytes,
+        blocks: hashes.length,
+        blocksCached: cached,
         ...(result.status === 'ready' ? { pull: result } : { reason: result.reason }),
       };
     } finally {
-      this.#finish(hashes.map((h) => (h.full ? h.key : undefined)), table.slice(cached));
+      this.#finish(
+        hashes.map((h) => (h.full ? h.key : undefined)),
+        table.slice(cached),
+      );
       if (this.#caching) this.prefixes.unpin(fullKeys.slice(0, cached));
     }
   }
@@ -170,7 +195,11 @@ export class FakeDecodeEngine {
    */
   drain(): void {
     const pinned = this.prefixes.clear();
-    if (pinned > 0) throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `${pinned} prefix blocks are still pinned by requests in progress`);
+    if (pinned > 0)
+      throw new KvwireError(
+        ErrorCode.INVALID_ARGUMENT,
+        `${pinned} prefix blocks are still pinned by requests in progress`,
+      );
   }
 
   /** Closes the coordinator and deregisters the cache. */

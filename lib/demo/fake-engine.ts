@@ -10,8 +10,12 @@ import type { Addressing, KvOrder, KvSplit, ModelShape } from '../kv/index.js';
 import { KvLayout } from '../kv/index.js';
 import type { MetricsRegistry } from '../metrics.js';
 import {
-  PrefillCoordinator, registerKvCache,
-  type BlocksFreedEvent, type KvCacheRank, type KvTransferParams, type SharedSecret,
+  PrefillCoordinator,
+  registerKvCache,
+  type BlocksFreedEvent,
+  type KvCacheRank,
+  type KvTransferParams,
+  type SharedSecret,
 } from '../pd/index.js';
 import type { Access, Agent } from '../transport/index.js';
 import { BlockPool } from './block-pool.js';
@@ -55,7 +59,10 @@ export function fakeCacheRanks(o: FakeEngineOptions, access: Access): KvCacheRan
   try {
     o.agents.forEach((agent, rank) => {
       const layout = new KvLayout({
-        model: o.model, numBlocks: o.numBlocks, blockTokens: o.blockTokens ?? 16, tp: { size: o.agents.length, rank },
+        model: o.model,
+        numBlocks: o.numBlocks,
+        blockTokens: o.blockTokens ?? 16,
+        tp: { size: o.agents.length, rank },
         ...(o.model.attention === 'mla' ? {} : { kv: o.kv ?? 'split', order: o.order ?? 'HND' }),
       });
       ranks.push(registerKvCache(agent, layout, { access, addressing: o.addressing ?? 'tensor' }));
@@ -116,7 +123,9 @@ export class FakePrefillEngine {
     let engine: FakePrefillEngine | undefined;
     try {
       const coordinator = await PrefillCoordinator.create({
-        engineId: o.engineId, ranks, secret: o.secret,
+        engineId: o.engineId,
+        ranks,
+        secret: o.secret,
         ...(o.leaseMs === undefined ? {} : { leaseMs: o.leaseMs }),
         ...(o.host === undefined ? {} : { host: o.host }),
         ...(o.port === undefined ? {} : { port: o.port }),

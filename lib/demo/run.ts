@@ -88,7 +88,10 @@ export interface DemoReport {
 }
 
 function positive(v: number, field: string): number {
-  if (!Number.isSafeInteger(v) || v < 1) throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `${field} must be a positive integer, got ${String(v)}`, { field });
+  if (!Number.isSafeInteger(v) || v < 1)
+    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `${field} must be a positive integer, got ${String(v)}`, {
+      field,
+    });
   return v;
 }
 
@@ -102,23 +105,43 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
   const maxBlocks = blockCount(maxTokens, blockTokens);
   const numBlocks = positive(o.numBlocks ?? (concurrency + 2) * maxBlocks, 'numBlocks');
   if (numBlocks < concurrency * maxBlocks) {
-    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `numBlocks ${numBlocks} cannot hold ${concurrency} prompts of ${maxTokens} tokens; raise numBlocks to ${concurrency * maxBlocks} or lower concurrency`, { field: 'numBlocks' });
+    throw new KvwireError(
+      ErrorCode.INVALID_ARGUMENT,
+      `numBlocks ${numBlocks} cannot hold ${concurrency} prompts of ${maxTokens} tokens; raise numBlocks to ${concurrency * maxBlocks} or lower concurrency`,
+      { field: 'numBlocks' },
+    );
   }
   const log = o.log ?? (() => {});
   const layout = new KvLayout({ model: o.model, numBlocks, blockTokens });
-  log(`model ${o.model.name ?? '(unnamed)'}: ${layout.bytesPerBlock.toLocaleString('en-US')} bytes per block (TP 1), ${numBlocks} blocks per side`);
+  log(
+    `model ${o.model.name ?? '(unnamed)'}: ${layout.bytesPerBlock.toLocaleString('en-US')} bytes per block (TP 1), ${numBlocks} blocks per side`,
+  );
   const base = {
-    secret: randomBytes(32).toString('hex'), model: o.model, numBlocks, blockTokens,
+    secret: randomBytes(32).toString('hex'),
+    model: o.model,
+    numBlocks,
+    blockTokens,
     ...(o.transports ? { transports: o.transports } : {}),
   };
   const prefillConfig: WorkerConfig = { ...base, role: 'prefill', engineId: 'demo-prefill', tp: o.prefillTp ?? 1 };
-  const decodeConfig: WorkerConfig = { ...base, role: 'decode', engineId: 'demo-decode', tp: o.decodeTp ?? 1, maxConcurrentRequests: concurrency };
+  const decodeConfig: WorkerConfig = {
+    ...base,
+    role: 'decode',
+    engineId: 'demo-decode',
+    tp: o.decodeTp ?? 1,
+    maxConcurrentRequests: concurrency,
+  };
   const entry = o.workerUrl ?? new URL('./worker-entry.js', import.meta.url);
   const prefill = new WorkerHandle('prefill', entry);
   const decode = new WorkerHandle('decode', entry);
   try {
     await Promise.all([prefill.call('init', { config: prefillConfig }), decode.call('init', { config: decodeConfig })]);
-    const workload = demoWorkload({ requests, minTokens, maxTokens, ...(o.seed === undefined ? {} : { seed: o.seed }) });
+    const workload = demoWorkload({
+      requests,
+      minTokens,
+      maxTokens,
+      ...(o.seed === undefined ? {} : { seed: o.seed }),
+    });
     const results: DecodeSummary[] = [];
     const failures: string[] = [];
     let next = 0;
@@ -130,7 +153,8 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
           const params = await prefill.call('prefill', { request });
           const r = await decode.call<'decode', DecodeSummary>('decode', { request, params });
           const expected = generateTokens(blockHashes(request.tokens, blockTokens).at(-1)!.seed, r.tokens.length);
-          if (r.tokens.length === 0 || r.tokens.some((t, i) => t !== expected[i])) failures.push(`${request.id}: generated tokens differ from the prompt's`);
+          if (r.tokens.length === 0 || r.tokens.some((t, i) => t !== expected[i]))
+            failures.push(`${request.id}: generated tokens differ from the prompt's`);
           if (r.status !== 'ready') failures.push(`${request.id}: pull failed (${r.reason}), recomputed`);
           results.push(r);
         } catch (e) {
@@ -152,16 +176,31 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
     const bytesRead = sum((r) => r.bytes);
     const transferMs = sum((r) => r.transferMs);
     const ready = results.filter((r) => r.status === 'ready').length;
-    const back = prefillPool.free === prefillPool.total && prefillPool.leases === 0 && decodePool.free === decodePool.total;
-    if (!back) failures.push(`blocks not back in their pools: prefill ${prefillPool.free}/${prefillPool.total} free with ${prefillPool.leases} leases, decode ${decodePool.free}/${decodePool.total} free`);
+    const back =
+      prefillPool.free === prefillPool.total && prefillPool.leases === 0 && decodePool.free === decodePool.total;
+    if (!back)
+      failures.push(
+        `blocks not back in their pools: prefill ${prefillPool.free}/${prefillPool.total} free with ${prefillPool.leases} leases, decode ${decodePool.free}/${decodePool.total} free`,
+      );
     return {
-      requests, ready, recomputed: results.length - ready, failures,
-      verifiedBytes: sum((r) => r.verifiedBytes), bytesRead,
-      blocks: sum((r) => r.blocks), blocksRead: sum((r) => r.blocks - r.blocksCached), blocksCached: sum((r) => r.blocksCached),
-      descriptorsUncoalesced: sum((r) => r.uncoalesced), descriptorsPosted: sum((r) => r.posted),
-      wallSeconds, requestsPerSecond: requests / wallSeconds,
-      wallGBps: bytesRead / wallSeconds / 1e9, transferGBps: transferMs > 0 ? bytesRead / (transferMs * 1e6) : 0,
-      transports: decodePool.transports, prefill: prefillPool, decode: decodePool,
+      requests,
+      ready,
+      recomputed: results.length - ready,
+      failures,
+      verifiedBytes: sum((r) => r.verifiedBytes),
+      bytesRead,
+      blocks: sum((r) => r.blocks),
+      blocksRead: sum((r) => r.blocks - r.blocksCached),
+      blocksCached: sum((r) => r.blocksCached),
+      descriptorsUncoalesced: sum((r) => r.uncoalesced),
+      descriptorsPosted: sum((r) => r.posted),
+      wallSeconds,
+      requestsPerSecond: requests / wallSeconds,
+      wallGBps: bytesRead / wallSeconds / 1e9,
+      transferGBps: transferMs > 0 ? bytesRead / (transferMs * 1e6) : 0,
+      transports: decodePool.transports,
+      prefill: prefillPool,
+      decode: decodePool,
       ok: failures.length === 0 && ready === requests && back,
     };
   } finally {

@@ -67,7 +67,9 @@ export class WorkerHandle {
     return new Promise<R>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#pending.delete(seq);
-        reject(new KvwireError(ErrorCode.TIMEOUT, `the ${this.name} worker did not answer '${op}' within ${timeoutMs} ms`));
+        reject(
+          new KvwireError(ErrorCode.TIMEOUT, `the ${this.name} worker did not answer '${op}' within ${timeoutMs} ms`),
+        );
       }, timeoutMs);
       this.#pending.set(seq, { resolve: resolve as (v: unknown) => void, reject, timer });
       this.#child.send({ op, seq, ...payload } as ToWorker);

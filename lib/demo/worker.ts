@@ -104,19 +104,32 @@ interface Engines {
 
 async function init(c: WorkerConfig, e: Engines): Promise<unknown> {
   for (let r = 0; r < c.tp; r++) {
-    e.agents.push(await Agent.create({ name: `${c.engineId}-r${r}`, engine: 'ucx', ...(c.transports ? { transports: c.transports } : {}) }));
+    e.agents.push(
+      await Agent.create({
+        name: `${c.engineId}-r${r}`,
+        engine: 'ucx',
+        ...(c.transports ? { transports: c.transports } : {}),
+      }),
+    );
   }
   const common = {
-    engineId: c.engineId, agents: e.agents, model: c.model, numBlocks: c.numBlocks, blockTokens: c.blockTokens,
-    secret: Buffer.from(c.secret, 'hex'), registry: createRegistry(),
-    ...(c.kv ? { kv: c.kv } : {}), ...(c.order ? { order: c.order } : {}),
+    engineId: c.engineId,
+    agents: e.agents,
+    model: c.model,
+    numBlocks: c.numBlocks,
+    blockTokens: c.blockTokens,
+    secret: Buffer.from(c.secret, 'hex'),
+    registry: createRegistry(),
+    ...(c.kv ? { kv: c.kv } : {}),
+    ...(c.order ? { order: c.order } : {}),
   };
   if (c.role === 'prefill') {
     e.prefill = await FakePrefillEngine.create({ ...common, ...(c.leaseMs ? { leaseMs: c.leaseMs } : {}) });
     return { host: e.prefill.coordinator.host, port: e.prefill.coordinator.port };
   }
   e.decode = await FakeDecodeEngine.create({
-    ...common, quarantineMs: 1000,
+    ...common,
+    quarantineMs: 1000,
     ...(c.maxConcurrentRequests ? { maxConcurrentRequests: c.maxConcurrentRequests } : {}),
     ...(c.policy ? { policy: c.policy } : {}),
   });
@@ -132,20 +145,34 @@ async function handle(m: ToWorker, e: Engines): Promise<unknown> {
     case 'decode': {
       const r = await e.decode!.decode(m.request, m.params);
       return {
-        status: r.status, tokens: r.tokens, verifiedBytes: r.verifiedBytes, blocks: r.blocks, blocksCached: r.blocksCached,
-        bytes: r.pull?.bytes ?? 0, uncoalesced: r.pull?.descriptors.uncoalesced ?? 0, posted: r.pull?.descriptors.posted ?? 0,
-        transferMs: r.pull?.timings.transferMs ?? 0, transport: r.pull?.transport ?? 'none',
+        status: r.status,
+        tokens: r.tokens,
+        verifiedBytes: r.verifiedBytes,
+        blocks: r.blocks,
+        blocksCached: r.blocksCached,
+        bytes: r.pull?.bytes ?? 0,
+        uncoalesced: r.pull?.descriptors.uncoalesced ?? 0,
+        posted: r.pull?.descriptors.posted ?? 0,
+        transferMs: r.pull?.timings.transferMs ?? 0,
+        transport: r.pull?.transport ?? 'none',
         ...(r.reason ? { reason: `${r.reason.code}: ${r.reason.message}` } : {}),
       } satisfies DecodeSummary;
     }
     case 'drain': {
-      const transports = [...new Set(e.agents.flatMap((a) => a.peers.map((p) => `${p.transport} (${p.lanes})`)))].join(', ');
+      const transports = [...new Set(e.agents.flatMap((a) => a.peers.map((p) => `${p.transport} (${p.lanes})`)))].join(
+        ', ',
+      );
       if (e.decode) {
         e.decode.drain();
         return { free: e.decode.pool.free, total: e.decode.pool.total, leases: 0, transports } satisfies DrainSummary;
       }
       const p = e.prefill!;
-      return { free: p.pool.free, total: p.pool.total, leases: p.coordinator.leases, transports } satisfies DrainSummary;
+      return {
+        free: p.pool.free,
+        total: p.pool.total,
+        leases: p.coordinator.leases,
+        transports,
+      } satisfies DrainSummary;
     }
     case 'close':
       await e.decode?.close();
@@ -159,7 +186,8 @@ async function handle(m: ToWorker, e: Engines): Promise<unknown> {
 
 /** Serves the demo worker protocol on this process's IPC channel (call once, in a forked child). */
 export function serveDemoWorker(): void {
-  if (process.send === undefined) throw new Error('the demo worker must be started with child_process.fork (it talks over IPC)');
+  if (process.send === undefined)
+    throw new Error('the demo worker must be started with child_process.fork (it talks over IPC)');
   const engines: Engines = { agents: [] };
   const reply = (msg: FromWorker) => process.send!(msg);
   process.on('message', (m: ToWorker) => {
@@ -168,9 +196,13 @@ export function serveDemoWorker(): void {
         reply({ op: 'result', seq: m.seq, value });
         if (m.op === 'close') process.disconnect();
       },
-      (err: unknown) => reply({
-        op: 'error', seq: m.seq, code: err instanceof KvwireError ? err.code : 'ERR_DEMO_WORKER', message: (err as Error)?.message ?? String(err),
-      }),
+      (err: unknown) =>
+        reply({
+          op: 'error',
+          seq: m.seq,
+          code: err instanceof KvwireError ? err.code : 'ERR_DEMO_WORKER',
+          message: (err as Error)?.message ?? String(err),
+        }),
     );
   });
   process.on('disconnect', () => {

@@ -24,7 +24,6 @@ export interface WorkloadOptions {
   readonly seed?: number;
 }
 
-
 /** `requests` prompts with ids `req-0 .. req-(n-1)`. */
 export function demoWorkload(o: WorkloadOptions): FakeRequest[] {
   const min = o.minTokens ?? 16;
@@ -32,7 +31,9 @@ export function demoWorkload(o: WorkloadOptions): FakeRequest[] {
   const random = mulberry32(o.seed ?? 1);
   const int = (lo: number, hi: number) => lo + Math.floor(random() * (hi - lo + 1));
   const tokens = (n: number) => Array.from({ length: n }, () => int(1, 31_999));
-  const prefixes = Array.from({ length: o.prefixes ?? 6 }, () => tokens(int(Math.min(min, max - 1), Math.max(min, Math.floor(max / 2)))));
+  const prefixes = Array.from({ length: o.prefixes ?? 6 }, () =>
+    tokens(int(Math.min(min, max - 1), Math.max(min, Math.floor(max / 2)))),
+  );
   const shared = o.sharedFraction ?? 0.7;
   const out: FakeRequest[] = [];
   for (let i = 0; i < o.requests; i++) {

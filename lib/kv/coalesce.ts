@@ -29,7 +29,11 @@ class ListColumns {
   readonly remoteRegion: Uint32Array;
 
   /** `capacity` rows; with `viewOf`, views of the first `capacity` rows of that list instead. */
-  constructor(readonly capacity: number, readonly paired: boolean, viewOf?: ListColumns) {
+  constructor(
+    readonly capacity: number,
+    readonly paired: boolean,
+    viewOf?: ListColumns,
+  ) {
     const remote = paired ? capacity : 0;
     if (viewOf !== undefined) {
       this.offset = viewOf.offset.subarray(0, capacity);
@@ -72,7 +76,13 @@ class ListColumns {
  * Cuts `ids` into maximal runs of contiguous ids, as byte offsets and lengths for blocks of
  * `stride` bytes (without coalescing: one run per id). Returns the run count.
  */
-function findRuns(ids: Float64Array, stride: number, coalesce: boolean, runOff: Float64Array, runLen: Float64Array): number {
+function findRuns(
+  ids: Float64Array,
+  stride: number,
+  coalesce: boolean,
+  runOff: Float64Array,
+  runLen: Float64Array,
+): number {
   let runs = 0;
   let next = -1;
   for (let i = 0; i < ids.length; i++) {
@@ -91,8 +101,13 @@ function findRuns(ids: Float64Array, stride: number, coalesce: boolean, runOff: 
 
 /** As {@link findRuns}, for runs contiguous on both sides at once. */
 function findPairedRuns(
-  localIds: Float64Array, remoteIds: Float64Array, stride: number, coalesce: boolean,
-  runL: Float64Array, runR: Float64Array, runLen: Float64Array,
+  localIds: Float64Array,
+  remoteIds: Float64Array,
+  stride: number,
+  coalesce: boolean,
+  runL: Float64Array,
+  runR: Float64Array,
+  runLen: Float64Array,
 ): number {
   let runs = 0;
   let nextL = -1;
@@ -115,7 +130,14 @@ function findPairedRuns(
 }
 
 /** Writes `offset[k + i] = base + source[from + i]` for `count` rows. */
-function writeOffsets(offset: Float64Array, k: number, base: number, source: Float64Array, from: number, count: number): void {
+function writeOffsets(
+  offset: Float64Array,
+  k: number,
+  base: number,
+  source: Float64Array,
+  from: number,
+  count: number,
+): void {
   if (base === 0) {
     offset.set(source.subarray(from, from + count), k);
     return;
@@ -128,7 +150,10 @@ function writeOffsets(offset: Float64Array, k: number, base: number, source: Flo
  * tensor 0, then of tensor 1, ... Internal to lib/kv; `KvLayout.descriptors` is the API.
  */
 export function emitBlockDescriptors(
-  addr: BlockAddressing, tensorCount: number, ids: Float64Array, coalesce: boolean,
+  addr: BlockAddressing,
+  tensorCount: number,
+  ids: Float64Array,
+  coalesce: boolean,
 ): BlockDescriptors {
   const n = ids.length;
   const runOff = new Float64Array(n);
@@ -160,8 +185,15 @@ export function emitBlockDescriptors(
 
 /** Rows of a whole-block plan: one per (tensor pair, run). Returns the row count. */
 function writeWholeBlockRows(
-  plan: BlockCopyPlan, local: BlockAddressing, remote: BlockAddressing,
-  runL: Float64Array, runR: Float64Array, runLen: Float64Array, runs: number, coalesce: boolean, c: ListColumns,
+  plan: BlockCopyPlan,
+  local: BlockAddressing,
+  remote: BlockAddressing,
+  runL: Float64Array,
+  runR: Float64Array,
+  runLen: Float64Array,
+  runs: number,
+  coalesce: boolean,
+  c: ListColumns,
 ): number {
   let k = 0;
   let lastL = -1;
@@ -207,8 +239,13 @@ function writeScaled(out: Float64Array, k: number, base: number, ids: Float64Arr
  * merged into the plan beforehand.
  */
 function writeSliceRows(
-  plan: BlockCopyPlan, pieces: Pieces, local: BlockAddressing, remote: BlockAddressing,
-  localIds: Float64Array, remoteIds: Float64Array, c: ListColumns,
+  plan: BlockCopyPlan,
+  pieces: Pieces,
+  local: BlockAddressing,
+  remote: BlockAddressing,
+  localIds: Float64Array,
+  remoteIds: Float64Array,
+  c: ListColumns,
 ): number {
   const n = localIds.length;
   let k = 0;
@@ -266,8 +303,12 @@ function mergedPieces(plan: BlockCopyPlan): Pieces {
  * `TensorParallelReadPlan.reads` are the API.
  */
 export function emitPairedDescriptors(
-  plan: BlockCopyPlan, local: BlockAddressing, remote: BlockAddressing,
-  localIds: Float64Array, remoteIds: Float64Array, coalesce: boolean,
+  plan: BlockCopyPlan,
+  local: BlockAddressing,
+  remote: BlockAddressing,
+  localIds: Float64Array,
+  remoteIds: Float64Array,
+  coalesce: boolean,
 ): PairedDescriptors {
   const n = localIds.length;
   const pairs = plan.localTensor.length;
@@ -275,8 +316,12 @@ export function emitPairedDescriptors(
     ? mergedPieces(plan)
     : { local: plan.pieceLocal, remote: plan.pieceRemote, length: plan.pieceLength };
   const stride = local.blockStride;
-  const whole = pieces.length.length === 1 && pieces.local[0] === 0 && pieces.remote[0] === 0
-    && pieces.length[0] === stride && remote.blockStride === stride;
+  const whole =
+    pieces.length.length === 1 &&
+    pieces.local[0] === 0 &&
+    pieces.remote[0] === 0 &&
+    pieces.length[0] === stride &&
+    remote.blockStride === stride;
   let c: ListColumns;
   let k: number;
   if (whole) {

@@ -48,8 +48,18 @@ export interface KvCompatibilityFields {
 
 /** Names of the compatibility fields, in the order they are compared (most fundamental first). */
 export const KV_COMPATIBILITY_FIELD_NAMES: readonly (keyof KvCompatibilityFields)[] = Object.freeze([
-  'protocolVersion', 'model', 'attention', 'layers', 'kvHeads', 'headDim', 'kvLoraRank',
-  'qkRopeHeadDim', 'dtype', 'kv', 'order', 'blockTokens',
+  'protocolVersion',
+  'model',
+  'attention',
+  'layers',
+  'kvHeads',
+  'headDim',
+  'kvLoraRank',
+  'qkRopeHeadDim',
+  'dtype',
+  'kv',
+  'order',
+  'blockTokens',
 ]);
 
 /** Options of {@link compatibilityFields}. */
@@ -100,7 +110,8 @@ export function compatHash(fields: KvCompatibilityFields): string {
  * (e.g. a peer's fields decoded from the wire) counts as different.
  */
 export function firstDifferingField(
-  a: Partial<KvCompatibilityFields>, b: Partial<KvCompatibilityFields>,
+  a: Partial<KvCompatibilityFields>,
+  b: Partial<KvCompatibilityFields>,
 ): keyof KvCompatibilityFields | undefined {
   for (const k of KV_COMPATIBILITY_FIELD_NAMES) {
     if (!Object.is(a[k], b[k])) return k;
@@ -120,7 +131,10 @@ function show(v: unknown): string {
  * @throws KvwireError `ERR_KVWIRE_INCOMPATIBLE` with a message such as
  *   `incompatible: dtype differs (prefill bf16, decode fp16)` and `details.field` naming the field.
  */
-export function assertCompatible(prefill: Partial<KvCompatibilityFields>, decode: Partial<KvCompatibilityFields>): void {
+export function assertCompatible(
+  prefill: Partial<KvCompatibilityFields>,
+  decode: Partial<KvCompatibilityFields>,
+): void {
   const field = firstDifferingField(prefill, decode);
   if (field === undefined) return;
   throw new KvwireError(

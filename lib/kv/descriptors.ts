@@ -104,7 +104,9 @@ export interface BlockCopyPlan {
  */
 export function validateBlockIds(ids: ArrayLike<number>, numBlocks: number, which: string): void {
   if (ids === null || typeof ids !== 'object' || typeof ids.length !== 'number') {
-    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `${which} must be an array or typed array of block ids`, { field: which });
+    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `${which} must be an array or typed array of block ids`, {
+      field: which,
+    });
   }
   const n = ids.length;
   for (let i = 0; i < n; i++) {

@@ -26,12 +26,26 @@ export const KV_DTYPES: readonly KvDtype[] = Object.freeze(Object.keys(DTYPE_BYT
 
 // vLLM's `--kv-cache-dtype fp8` means e4m3 (its default fp8 format on CUDA).
 const ALIASES: Readonly<Record<string, KvDtype>> = {
-  fp16: 'fp16', float16: 'fp16', half: 'fp16', 'torch.float16': 'fp16',
-  bf16: 'bf16', bfloat16: 'bf16', 'torch.bfloat16': 'bf16',
-  fp32: 'fp32', float32: 'fp32', float: 'fp32', 'torch.float32': 'fp32',
-  fp8: 'fp8-e4m3', 'fp8-e4m3': 'fp8-e4m3', fp8_e4m3: 'fp8-e4m3', 'torch.float8_e4m3fn': 'fp8-e4m3',
-  'fp8-e5m2': 'fp8-e5m2', fp8_e5m2: 'fp8-e5m2', 'torch.float8_e5m2': 'fp8-e5m2',
-  int8: 'int8', 'torch.int8': 'int8',
+  fp16: 'fp16',
+  float16: 'fp16',
+  half: 'fp16',
+  'torch.float16': 'fp16',
+  bf16: 'bf16',
+  bfloat16: 'bf16',
+  'torch.bfloat16': 'bf16',
+  fp32: 'fp32',
+  float32: 'fp32',
+  float: 'fp32',
+  'torch.float32': 'fp32',
+  fp8: 'fp8-e4m3',
+  'fp8-e4m3': 'fp8-e4m3',
+  fp8_e4m3: 'fp8-e4m3',
+  'torch.float8_e4m3fn': 'fp8-e4m3',
+  'fp8-e5m2': 'fp8-e5m2',
+  fp8_e5m2: 'fp8-e5m2',
+  'torch.float8_e5m2': 'fp8-e5m2',
+  int8: 'int8',
+  'torch.int8': 'int8',
 };
 
 /** True when `value` is one of the canonical {@link KvDtype} names. */

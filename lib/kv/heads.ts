@@ -23,7 +23,11 @@ export interface KvHeadRange {
 
 function checkTp(tpSize: number, rank: number): void {
   if (!Number.isSafeInteger(tpSize) || tpSize <= 0) {
-    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `tensor-parallel size must be a positive integer, got ${String(tpSize)}`, { field: 'tp.size' });
+    throw new KvwireError(
+      ErrorCode.INVALID_ARGUMENT,
+      `tensor-parallel size must be a positive integer, got ${String(tpSize)}`,
+      { field: 'tp.size' },
+    );
   }
   if (!Number.isSafeInteger(rank) || rank < 0 || rank >= tpSize) {
     throw new KvwireError(
@@ -42,7 +46,9 @@ function checkTp(tpSize: number, rank: number): void {
  */
 export function kvHeadsOfRank(kvHeads: number, tpSize: number, rank: number): KvHeadRange {
   if (!Number.isSafeInteger(kvHeads) || kvHeads <= 0) {
-    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `kvHeads must be a positive integer, got ${String(kvHeads)}`, { field: 'model.kvHeads' });
+    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `kvHeads must be a positive integer, got ${String(kvHeads)}`, {
+      field: 'model.kvHeads',
+    });
   }
   checkTp(tpSize, rank);
   if (tpSize <= kvHeads) {
@@ -71,7 +77,11 @@ export function kvHeadsOfRank(kvHeads: number, tpSize: number, rank: number): Kv
  * The tensor-parallel ranks (of a group of `tpSize`) that hold global head `head`: one rank when
  * heads are split, `tpSize / kvHeads` consecutive ranks when they are replicated.
  */
-export function ranksHoldingHead(kvHeads: number, tpSize: number, head: number): { readonly first: number; readonly count: number } {
+export function ranksHoldingHead(
+  kvHeads: number,
+  tpSize: number,
+  head: number,
+): { readonly first: number; readonly count: number } {
   if (tpSize <= kvHeads) return { first: Math.floor(head / (kvHeads / tpSize)), count: 1 };
   const replicas = tpSize / kvHeads;
   return { first: head * replicas, count: replicas };

@@ -28,7 +28,10 @@ import { kvHeadsOfRank, type KvHeadRange } from './heads.js';
 import { isMla, latentWidth, validateModelShape, type ModelShape } from './model.js';
 import {
   blockIdArray,
-  type Addressing, type BlockAddressing, type BlockDescriptors, type DescriptorOptions,
+  type Addressing,
+  type BlockAddressing,
+  type BlockDescriptors,
+  type DescriptorOptions,
 } from './descriptors.js';
 
 /** Order of a block's dimensions: `'HND'` = [heads, tokens, headDim]; `'NHD'` = [tokens, heads, headDim]. */
@@ -99,7 +102,11 @@ export const KV_ARENA_LABEL = 'kv-arena';
 
 function positiveInt(value: unknown, field: string, hint: string): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
-    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `${field} must be a positive integer, got ${String(value)}; ${hint}`, { field });
+    throw new KvwireError(
+      ErrorCode.INVALID_ARGUMENT,
+      `${field} must be a positive integer, got ${String(value)}; ${hint}`,
+      { field },
+    );
   }
   return value;
 }
@@ -146,37 +153,65 @@ export class KvLayout {
    */
   constructor(options: KvLayoutOptions) {
     if (options === null || typeof options !== 'object') {
-      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'KvLayout needs options { model, numBlocks, ... }', { field: 'options' });
+      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'KvLayout needs options { model, numBlocks, ... }', {
+        field: 'options',
+      });
     }
     const model = options.model;
     validateModelShape(model);
     this.model = Object.freeze({ ...model });
     this.dtype = model.dtype;
     this.elementBytes = dtypeBytes(model.dtype);
-    this.numBlocks = positiveInt(options.numBlocks, 'numBlocks', "pass the engine's number of KV blocks (vLLM's num_gpu_blocks)");
-    this.blockTokens = positiveInt(options.blockTokens ?? 16, 'blockTokens', "pass the engine's block size in tokens (vLLM's --block-size)");
+    this.numBlocks = positiveInt(
+      options.numBlocks,
+      'numBlocks',
+      "pass the engine's number of KV blocks (vLLM's num_gpu_blocks)",
+    );
+    this.blockTokens = positiveInt(
+      options.blockTokens ?? 16,
+      'blockTokens',
+      "pass the engine's block size in tokens (vLLM's --block-size)",
+    );
     const tp = options.tp ?? { size: 1, rank: 0 };
     if (tp === null || typeof tp !== 'object') {
-      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'tp must be { size, rank } (the tensor-parallel group size and this rank)', { field: 'tp' });
+      throw new KvwireError(
+        ErrorCode.INVALID_ARGUMENT,
+        'tp must be { size, rank } (the tensor-parallel group size and this rank)',
+        { field: 'tp' },
+      );
     }
     this.tp = Object.freeze({ size: tp.size, rank: tp.rank });
     const alignment = positiveInt(options.arenaAlignment ?? 256, 'arenaAlignment', 'use a power of two such as 256');
     if ((alignment & (alignment - 1)) !== 0) {
-      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `arenaAlignment must be a power of two, got ${alignment}`, { field: 'arenaAlignment' });
+      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `arenaAlignment must be a power of two, got ${alignment}`, {
+        field: 'arenaAlignment',
+      });
     }
     this.arenaAlignment = alignment;
     if (options.order !== undefined && options.order !== 'HND' && options.order !== 'NHD') {
-      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `order must be 'HND' or 'NHD', got ${JSON.stringify(options.order)}`, { field: 'order' });
+      throw new KvwireError(
+        ErrorCode.INVALID_ARGUMENT,
+        `order must be 'HND' or 'NHD', got ${JSON.stringify(options.order)}`,
+        { field: 'order' },
+      );
     }
     if (options.kv !== undefined && options.kv !== 'split' && options.kv !== 'joint') {
-      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `kv must be 'split' or 'joint', got ${JSON.stringify(options.kv)}`, { field: 'kv' });
+      throw new KvwireError(
+        ErrorCode.INVALID_ARGUMENT,
+        `kv must be 'split' or 'joint', got ${JSON.stringify(options.kv)}`,
+        { field: 'kv' },
+      );
     }
 
     const partsPerLayer: KvTensorPart[] = [];
     let halves: number;
     if (isMla(model)) {
       if (options.kv !== undefined) {
-        throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'an MLA model has one latent cache per layer and no K/V split; omit kv', { field: 'kv' });
+        throw new KvwireError(
+          ErrorCode.INVALID_ARGUMENT,
+          'an MLA model has one latent cache per layer and no K/V split; omit kv',
+          { field: 'kv' },
+        );
       }
       // Validates the TP rank; the latent is one "head" that every rank replicates.
       kvHeadsOfRank(1, this.tp.size, this.tp.rank);
@@ -266,7 +301,11 @@ export class KvLayout {
     if (t === undefined) {
       const first = this.tensors[0]?.label ?? '';
       const last = this.tensors[this.tensors.length - 1]?.label ?? '';
-      throw new KvwireError(ErrorCode.UNKNOWN_REGION, `this layout has no tensor labelled ${JSON.stringify(label)}; its tensors are ${first} .. ${last}`, { field: 'label' });
+      throw new KvwireError(
+        ErrorCode.UNKNOWN_REGION,
+        `this layout has no tensor labelled ${JSON.stringify(label)}; its tensors are ${first} .. ${last}`,
+        { field: 'label' },
+      );
     }
     return t;
   }
@@ -291,12 +330,21 @@ export class KvLayout {
    */
   descriptors(blockIds: ArrayLike<number>, options: DescriptorOptions = {}): BlockDescriptors {
     const ids = blockIdArray(blockIds, this.numBlocks, 'block ids');
-    return emitBlockDescriptors(this.blockAddressing(options.addressing), this.tensors.length, ids, options.coalesce ?? true);
+    return emitBlockDescriptors(
+      this.blockAddressing(options.addressing),
+      this.tensors.length,
+      ids,
+      options.coalesce ?? true,
+    );
   }
 }
 
 function checkAddressing(addressing: unknown): void {
   if (addressing !== 'tensor' && addressing !== 'arena') {
-    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `addressing must be 'tensor' or 'arena', got ${JSON.stringify(addressing)}`, { field: 'addressing' });
+    throw new KvwireError(
+      ErrorCode.INVALID_ARGUMENT,
+      `addressing must be 'tensor' or 'arena', got ${JSON.stringify(addressing)}`,
+      { field: 'addressing' },
+    );
   }
 }

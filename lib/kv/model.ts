@@ -89,14 +89,24 @@ function positiveInteger(value: unknown, field: string, what: string): void {
  */
 export function validateModelShape(model: ModelShape): void {
   if (model === null || typeof model !== 'object') {
-    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'model must be a ModelShape object; use a preset (kvPreset("llama-3-8b")) or spell out layers, kvHeads, headDim and dtype', { field: 'model' });
+    throw new KvwireError(
+      ErrorCode.INVALID_ARGUMENT,
+      'model must be a ModelShape object; use a preset (kvPreset("llama-3-8b")) or spell out layers, kvHeads, headDim and dtype',
+      { field: 'model' },
+    );
   }
   const attention = (model as { attention?: unknown }).attention;
   if (attention !== undefined && attention !== 'mha' && attention !== 'mla') {
-    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `model.attention must be 'mha' or 'mla', got ${JSON.stringify(attention)}`, { field: 'model.attention' });
+    throw new KvwireError(
+      ErrorCode.INVALID_ARGUMENT,
+      `model.attention must be 'mha' or 'mla', got ${JSON.stringify(attention)}`,
+      { field: 'model.attention' },
+    );
   }
   if (model.name !== undefined && typeof model.name !== 'string') {
-    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'model.name must be a string when given', { field: 'model.name' });
+    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'model.name must be a string when given', {
+      field: 'model.name',
+    });
   }
   positiveInteger(model.layers, 'layers', 'attention layers with a KV cache');
   if (isMla(model)) {

@@ -10,10 +10,7 @@
 import { ErrorCode, KvwireError } from '../errors.js';
 import { emitPairedDescriptors } from './coalesce.js';
 import { compatibilityFields, firstDifferingField } from './compat.js';
-import {
-  blockIdArray,
-  type Addressing, type BlockCopyPlan, type PairedDescriptors,
-} from './descriptors.js';
+import { blockIdArray, type Addressing, type BlockCopyPlan, type PairedDescriptors } from './descriptors.js';
 import { KvLayout } from './layout.js';
 
 /** Options of {@link pairBlockDescriptors} and tensor-parallel reads. */
@@ -34,7 +31,9 @@ export interface PairOptions {
  */
 export function assertSameCacheShape(a: KvLayout, aName: string, b: KvLayout, bName: string): void {
   if (!(a instanceof KvLayout) || !(b instanceof KvLayout)) {
-    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `${aName} and ${bName} layouts must be KvLayout instances`, { field: 'layout' });
+    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `${aName} and ${bName} layouts must be KvLayout instances`, {
+      field: 'layout',
+    });
   }
   const fa = compatibilityFields(a);
   const fb = compatibilityFields(b);
@@ -70,8 +69,10 @@ export function assertSameLength(localIds: ArrayLike<number>, remoteIds: ArrayLi
  *   `ERR_KVWIRE_OUT_OF_BOUNDS` for an id beyond its cache.
  */
 export function pairBlockDescriptors(
-  local: KvLayout, localBlockIds: ArrayLike<number>,
-  remote: KvLayout, remoteBlockIds: ArrayLike<number>,
+  local: KvLayout,
+  localBlockIds: ArrayLike<number>,
+  remote: KvLayout,
+  remoteBlockIds: ArrayLike<number>,
   options: PairOptions = {},
 ): PairedDescriptors {
   assertSameCacheShape(local, 'local', remote, 'remote');
@@ -96,7 +97,11 @@ export function pairBlockDescriptors(
     pieceLength: new Float64Array([local.blockBytes]),
   };
   return emitPairedDescriptors(
-    plan, local.blockAddressing(options.localAddressing), remote.blockAddressing(options.remoteAddressing),
-    localIds, remoteIds, options.coalesce ?? true,
+    plan,
+    local.blockAddressing(options.localAddressing),
+    remote.blockAddressing(options.remoteAddressing),
+    localIds,
+    remoteIds,
+    options.coalesce ?? true,
   );
 }

@@ -22,7 +22,14 @@ const PRESETS: Readonly<Record<KvPresetName, ModelShape>> = {
   'mistral-7b': { name: 'mistral-7b', attention: 'mha', layers: 32, kvHeads: 8, headDim: 128, dtype: 'bf16' },
   'qwen3-8b': { name: 'qwen3-8b', attention: 'mha', layers: 36, kvHeads: 8, headDim: 128, dtype: 'bf16' },
   // DeepSeek-V3: MLA, 61 layers, one latent of kv_lora_rank 512 + qk_rope_head_dim 64 per token.
-  'deepseek-v3': { name: 'deepseek-v3', attention: 'mla', layers: 61, kvLoraRank: 512, qkRopeHeadDim: 64, dtype: 'bf16' },
+  'deepseek-v3': {
+    name: 'deepseek-v3',
+    attention: 'mla',
+    layers: 61,
+    kvLoraRank: 512,
+    qkRopeHeadDim: 64,
+    dtype: 'bf16',
+  },
 };
 
 for (const shape of Object.values(PRESETS)) Object.freeze(shape);

@@ -25,9 +25,7 @@
  */
 import { ErrorCode, KvwireError } from '../errors.js';
 import { emitPairedDescriptors } from './coalesce.js';
-import {
-  blockIdArray, validateBlockIds, type BlockCopyPlan, type PairedDescriptors,
-} from './descriptors.js';
+import { blockIdArray, validateBlockIds, type BlockCopyPlan, type PairedDescriptors } from './descriptors.js';
 import { ranksHoldingHead } from './heads.js';
 import { KvLayout, type KvLayoutOptions } from './layout.js';
 import { isMla } from './model.js';
@@ -80,11 +78,19 @@ export class TensorParallelReadPlan {
    * @throws KvwireError `ERR_KVWIRE_INVALID_ARGUMENT` for lists of different lengths or a bad
    *   id; `ERR_KVWIRE_OUT_OF_BOUNDS` for an id beyond its cache.
    */
-  reads(decodeBlockIds: ArrayLike<number>, prefillBlockIds: ArrayLike<number>, options: PairOptions = {}): TensorParallelRead[] {
+  reads(
+    decodeBlockIds: ArrayLike<number>,
+    prefillBlockIds: ArrayLike<number>,
+    options: PairOptions = {},
+  ): TensorParallelRead[] {
     assertSameLength(decodeBlockIds, prefillBlockIds);
     const localIds = blockIdArray(decodeBlockIds, this.decode.numBlocks, 'decode block ids');
     for (const source of this.sources) {
-      validateBlockIds(prefillBlockIds, this.prefill[source.prefillRank]!.numBlocks, `prefill block ids (rank ${source.prefillRank})`);
+      validateBlockIds(
+        prefillBlockIds,
+        this.prefill[source.prefillRank]!.numBlocks,
+        `prefill block ids (rank ${source.prefillRank})`,
+      );
     }
     const remoteIds = Float64Array.from(prefillBlockIds);
     const local = this.decode.blockAddressing(options.localAddressing);
@@ -94,8 +100,12 @@ export class TensorParallelReadPlan {
       const source = this.sources[s]!;
       const remoteLayout = this.prefill[source.prefillRank]!;
       const pairs = emitPairedDescriptors(
-        this.#plans[s]!, local, remoteLayout.blockAddressing(options.remoteAddressing),
-        localIds, remoteIds, coalesce,
+        this.#plans[s]!,
+        local,
+        remoteLayout.blockAddressing(options.remoteAddressing),
+        localIds,
+        remoteIds,
+        coalesce,
       );
       out.push({ prefillRank: source.prefillRank, source, ...pairs });
     }
@@ -117,7 +127,9 @@ function copyPlan(decode: KvLayout, prefill: KvLayout, s: TensorParallelSource):
   const hd = decode.heads.count;
   const hp = prefill.heads.count;
   if (s.headCount === hd && s.headCount === hp) {
-    lo.push(0); ro.push(0); len.push(decode.blockBytes);
+    lo.push(0);
+    ro.push(0);
+    len.push(decode.blockBytes);
   } else {
     const halves = decode.kv === 'joint' ? 2 : 1;
     const lHalf = decode.blockBytes / halves;
@@ -137,8 +149,11 @@ function copyPlan(decode: KvLayout, prefill: KvLayout, s: TensorParallelSource):
     }
   }
   return {
-    localTensor: identity, remoteTensor: identity,
-    pieceLocal: Float64Array.from(lo), pieceRemote: Float64Array.from(ro), pieceLength: Float64Array.from(len),
+    localTensor: identity,
+    remoteTensor: identity,
+    pieceLocal: Float64Array.from(lo),
+    pieceRemote: Float64Array.from(ro),
+    pieceLength: Float64Array.from(len),
   };
 }
 
@@ -153,7 +168,11 @@ function copyPlan(decode: KvLayout, prefill: KvLayout, s: TensorParallelSource):
  */
 export function planTensorParallelReads(decode: KvLayout, prefill: readonly KvLayout[]): TensorParallelReadPlan {
   if (!Array.isArray(prefill) || prefill.length === 0) {
-    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'prefill must be a non-empty array of KvLayout, one per prefill TP rank (see tensorParallelLayouts)', { field: 'prefill' });
+    throw new KvwireError(
+      ErrorCode.INVALID_ARGUMENT,
+      'prefill must be a non-empty array of KvLayout, one per prefill TP rank (see tensorParallelLayouts)',
+      { field: 'prefill' },
+    );
   }
   const p = prefill.length;
   for (let r = 0; r < p; r++) {
@@ -177,12 +196,17 @@ export function planTensorParallelReads(decode: KvLayout, prefill: readonly KvLa
   const { first, count } = decode.heads;
   for (let h = first; h < first + count; h++) {
     const holders = isMla(model) ? { first: 0, count: p } : ranksHoldingHead(totalHeads, p, h);
-    const rank = aligned >= holders.first && aligned < holders.first + holders.count
-      ? aligned
-      : holders.first + (j % holders.count);
+    const rank =
+      aligned >= holders.first && aligned < holders.first + holders.count
+        ? aligned
+        : holders.first + (j % holders.count);
     const prefillHeadOffset = h - prefill[rank]!.heads.first;
     const last = sources[sources.length - 1];
-    if (last !== undefined && last.prefillRank === rank && last.prefillHeadOffset + last.headCount === prefillHeadOffset) {
+    if (
+      last !== undefined &&
+      last.prefillRank === rank &&
+      last.prefillHeadOffset + last.headCount === prefillHeadOffset
+    ) {
       sources[sources.length - 1] = { ...last, headCount: last.headCount + 1 };
     } else {
       sources.push({ prefillRank: rank, firstHead: h, headCount: 1, decodeHeadOffset: h - first, prefillHeadOffset });
@@ -194,7 +218,11 @@ export function planTensorParallelReads(decode: KvLayout, prefill: readonly KvLa
 /** The layouts of every rank of a TP group of `size` (index = rank), e.g. to describe a remote prefill group. */
 export function tensorParallelLayouts(options: Omit<KvLayoutOptions, 'tp'>, size: number): KvLayout[] {
   if (!Number.isSafeInteger(size) || size <= 0) {
-    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `tensor-parallel size must be a positive integer, got ${String(size)}`, { field: 'tp.size' });
+    throw new KvwireError(
+      ErrorCode.INVALID_ARGUMENT,
+      `tensor-parallel size must be a positive integer, got ${String(size)}`,
+      { field: 'tp.size' },
+    );
   }
   const out: KvLayout[] = [];
   for (let rank = 0; rank < size; rank++) out.push(new KvLayout({ ...options, tp: { size, rank } }));

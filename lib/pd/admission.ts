@@ -47,8 +47,15 @@ export class Admission {
   /** @param onChange - told the queue depth and the admitted count after every change. */
   constructor(limits: AdmissionLimits, onChange: (queueDepth: number, active: number) => void = () => {}) {
     for (const [k, v] of Object.entries(limits)) {
-      if (typeof v !== 'number' || !(v >= 1) || (!Number.isSafeInteger(v) && v !== Infinity) || (k === 'maxConcurrentRequests' && !Number.isSafeInteger(v))) {
-        throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `${k} must be a positive integer, got ${String(v)}`, { field: k });
+      if (
+        typeof v !== 'number' ||
+        !(v >= 1) ||
+        (!Number.isSafeInteger(v) && v !== Infinity) ||
+        (k === 'maxConcurrentRequests' && !Number.isSafeInteger(v))
+      ) {
+        throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `${k} must be a positive integer, got ${String(v)}`, {
+          field: k,
+        });
       }
     }
     this.limits = Object.freeze({ ...limits });
@@ -81,10 +88,12 @@ export class Admission {
     if (signal?.aborted) return Promise.reject(abortReason(signal));
     if (this.#queue.length === 0 && this.#fits(bytes)) return Promise.resolve(this.#admit(bytes));
     if (this.#queue.length >= this.limits.maxQueued) {
-      return Promise.reject(new KvwireError(
-        ErrorCode.CAPACITY,
-        `${this.#queue.length} requests already wait for transfer capacity (maxQueuedRequests); shed load or raise maxInFlightBytes / maxConcurrentRequests`,
-      ));
+      return Promise.reject(
+        new KvwireError(
+          ErrorCode.CAPACITY,
+          `${this.#queue.length} requests already wait for transfer capacity (maxQueuedRequests); shed load or raise maxInFlightBytes / maxConcurrentRequests`,
+        ),
+      );
     }
     return new Promise<Admitted>((resolve, reject) => {
       const onAbort = () => {
@@ -155,6 +164,7 @@ export class Admission {
 
 function abortReason(signal: AbortSignal): unknown {
   const r: unknown = signal.reason;
-  return r instanceof KvwireError ? r : new KvwireError(ErrorCode.CANCELLED, 'the request was cancelled while waiting for transfer capacity');
+  return r instanceof KvwireError
+    ? r
+    : new KvwireError(ErrorCode.CANCELLED, 'the request was cancelled while waiting for transfer capacity');
 }
-

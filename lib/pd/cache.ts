@@ -42,7 +42,11 @@ export function registerKvCache(agent: Agent, layout: KvLayout, options: Registe
   const specs = layout.regions(addressing);
   const memory = options.memory;
   if (memory !== undefined && memory.length !== specs.length) {
-    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `memory has ${memory.length} buffers but the layout has ${specs.length} regions under '${addressing}' addressing`, { field: 'memory' });
+    throw new KvwireError(
+      ErrorCode.INVALID_ARGUMENT,
+      `memory has ${memory.length} buffers but the layout has ${specs.length} regions under '${addressing}' addressing`,
+      { field: 'memory' },
+    );
   }
   const regions: Region[] = [];
   try {
@@ -55,7 +59,11 @@ export function registerKvCache(agent: Agent, layout: KvLayout, options: Registe
         continue;
       }
       if (m.byteLength < spec.bytes) {
-        throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `memory[${i}] has ${fmtBytes(m.byteLength)} bytes but ${spec.label} needs ${fmtBytes(spec.bytes)}`, { field: 'memory', index: i });
+        throw new KvwireError(
+          ErrorCode.INVALID_ARGUMENT,
+          `memory[${i}] has ${fmtBytes(m.byteLength)} bytes but ${spec.label} needs ${fmtBytes(spec.bytes)}`,
+          { field: 'memory', index: i },
+        );
       }
       regions.push(agent.register(m, { access: options.access ?? 'none', label: spec.label }));
     }
@@ -74,37 +82,73 @@ export function registerKvCache(agent: Agent, layout: KvLayout, options: Registe
  */
 export function validateRanks(ranks: readonly KvCacheRank[], needRemoteRead: boolean): void {
   if (!Array.isArray(ranks) || ranks.length === 0) {
-    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'ranks must be a non-empty array of KvCacheRank, one per TP rank in rank order (see registerKvCache)', { field: 'ranks' });
+    throw new KvwireError(
+      ErrorCode.INVALID_ARGUMENT,
+      'ranks must be a non-empty array of KvCacheRank, one per TP rank in rank order (see registerKvCache)',
+      { field: 'ranks' },
+    );
   }
   const first = ranks[0]!;
   for (let r = 0; r < ranks.length; r++) {
     const rank = ranks[r]!;
     const where = `ranks[${r}]`;
-    if (rank === null || typeof rank !== 'object' || !(rank.agent instanceof Agent) || !(rank.layout instanceof KvLayout)) {
-      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `${where} must be { agent, layout, regions, addressing } (see registerKvCache)`, { field: 'ranks', index: r });
+    if (
+      rank === null ||
+      typeof rank !== 'object' ||
+      !(rank.agent instanceof Agent) ||
+      !(rank.layout instanceof KvLayout)
+    ) {
+      throw new KvwireError(
+        ErrorCode.INVALID_ARGUMENT,
+        `${where} must be { agent, layout, regions, addressing } (see registerKvCache)`,
+        { field: 'ranks', index: r },
+      );
     }
     const { layout } = rank;
     if (layout.tp.size !== ranks.length || layout.tp.rank !== r) {
-      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `${where} has the layout of rank ${layout.tp.rank} of ${layout.tp.size}, but ${ranks.length} rank(s) were given; pass one KvCacheRank per TP rank, in rank order`, { field: 'ranks', index: r });
+      throw new KvwireError(
+        ErrorCode.INVALID_ARGUMENT,
+        `${where} has the layout of rank ${layout.tp.rank} of ${layout.tp.size}, but ${ranks.length} rank(s) were given; pass one KvCacheRank per TP rank, in rank order`,
+        { field: 'ranks', index: r },
+      );
     }
     if (layout.numBlocks !== first.layout.numBlocks || rank.addressing !== first.addressing) {
-      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `${where} differs from ranks[0] in block count or addressing; all ranks of an engine share one block table`, { field: 'ranks', index: r });
+      throw new KvwireError(
+        ErrorCode.INVALID_ARGUMENT,
+        `${where} differs from ranks[0] in block count or addressing; all ranks of an engine share one block table`,
+        { field: 'ranks', index: r },
+      );
     }
     if (rank.agent.closed) throw new KvwireError(ErrorCode.CLOSED, `${where}'s agent is closed`);
     const specs = layout.regions(rank.addressing);
     if (!Array.isArray(rank.regions) || rank.regions.length !== specs.length) {
-      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `${where} has ${String(rank.regions?.length)} regions but its layout needs ${specs.length} under '${rank.addressing}' addressing`, { field: 'regions', index: r });
+      throw new KvwireError(
+        ErrorCode.INVALID_ARGUMENT,
+        `${where} has ${String(rank.regions?.length)} regions but its layout needs ${specs.length} under '${rank.addressing}' addressing`,
+        { field: 'regions', index: r },
+      );
     }
     for (let i = 0; i < specs.length; i++) {
       const region = rank.regions[i]!;
       const spec = specs[i]!;
       if (region.owner !== rank.agent || !region.registered) {
-        throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `${where}.regions[${i}] is not registered with ${where}'s agent`, { field: 'regions', index: i });
+        throw new KvwireError(
+          ErrorCode.INVALID_ARGUMENT,
+          `${where}.regions[${i}] is not registered with ${where}'s agent`,
+          { field: 'regions', index: i },
+        );
       }
       if (region.length < spec.bytes) {
-        throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `${where}.regions[${i}] (${region}) is smaller than ${spec.label} (${fmtBytes(spec.bytes)} bytes)`, { field: 'regions', index: i });
+        throw new KvwireError(
+          ErrorCode.INVALID_ARGUMENT,
+          `${where}.regions[${i}] (${region}) is smaller than ${spec.label} (${fmtBytes(spec.bytes)} bytes)`,
+          { field: 'regions', index: i },
+        );
       }
-      if (needRemoteRead && (region.label !== spec.label || (region.access !== 'read' && region.access !== 'readwrite'))) {
+      if (
+        needRemoteRead &&
+        (region.label !== spec.label || (region.access !== 'read' && region.access !== 'readwrite'))
+      ) {
         throw new KvwireError(
           ErrorCode.INVALID_ARGUMENT,
           `${where}.regions[${i}] must be labelled '${spec.label}' and registered with access 'read' so decode workers can read it (it is ${region} with access '${region.access}')`,

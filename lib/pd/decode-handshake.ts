@@ -42,7 +42,11 @@ export async function requestHandshake(call: HandshakeCall): Promise<HandshakeAn
   const where = `${call.host}:${call.port}`;
   const { body, nonce } = buildHandshakeRequest(call.engineId, call.compat);
   const reply = await postHandshake({
-    host: call.host, port: call.port, body, signature: signRequest(call.key, body), timeoutMs: call.timeoutMs,
+    host: call.host,
+    port: call.port,
+    body,
+    signature: signRequest(call.key, body),
+    timeoutMs: call.timeoutMs,
     ...(call.signal === undefined ? {} : { signal: call.signal }),
   });
   const signed = () => verifyResponse(call.key, nonce, reply.body, reply.signature);
@@ -63,14 +67,24 @@ export async function requestHandshake(call: HandshakeCall): Promise<HandshakeAn
         field = o.field;
         prefill = parseCompatFields(o.compat);
       } catch (e) {
-        throw new KvwireError(ErrorCode.INCOMPATIBLE, `the prefill at ${where} says this decode worker is incompatible, but its answer is malformed (${(e as Error).message})`);
+        throw new KvwireError(
+          ErrorCode.INCOMPATIBLE,
+          `the prefill at ${where} says this decode worker is incompatible, but its answer is malformed (${(e as Error).message})`,
+        );
       }
       assertCompatible(prefill, call.compat);
       // Equal fields here but not there: versions disagree on what the fields mean.
-      throw new KvwireError(ErrorCode.INCOMPATIBLE, `the prefill at ${where} says ${String(field)} differs; upgrade both workers to the same kvwire version`, { field: String(field) });
+      throw new KvwireError(
+        ErrorCode.INCOMPATIBLE,
+        `the prefill at ${where} says ${String(field)} differs; upgrade both workers to the same kvwire version`,
+        { field: String(field) },
+      );
     }
     case 400:
-      throw new KvwireError(ErrorCode.BAD_METADATA, `the prefill side channel at ${where} could not read this handshake request (400); upgrade both workers to the same kvwire version`);
+      throw new KvwireError(
+        ErrorCode.BAD_METADATA,
+        `the prefill side channel at ${where} could not read this handshake request (400); upgrade both workers to the same kvwire version`,
+      );
     default:
       throw new KvwireError(
         ErrorCode.PEER_UNREACHABLE,

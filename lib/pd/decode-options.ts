@@ -92,7 +92,12 @@ export interface PullReady {
   /** Descriptors without coalescing and as posted (the lease fence not counted). */
   readonly descriptors: { readonly uncoalesced: number; readonly posted: number };
   /** Where the time went (ms): handshake (≈0 when cached), queue, transfers with fence, total. */
-  readonly timings: { readonly handshakeMs: number; readonly queueMs: number; readonly transferMs: number; readonly totalMs: number };
+  readonly timings: {
+    readonly handshakeMs: number;
+    readonly queueMs: number;
+    readonly transferMs: number;
+    readonly totalMs: number;
+  };
   /** bytes ÷ transferMs, in GB/s. */
   readonly gbps: number;
   /** How the bytes travelled. */
@@ -141,8 +146,16 @@ export function checkPullTimeout(v: unknown, def: number): number {
 
 function num(v: unknown, field: string, def: number, min: number, max: number): number {
   if (v === undefined) return def;
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max || (field !== 'maxInFlightBytes' && !Number.isInteger(v))) {
-    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `${field} must be a number in ${min}..${max}, got ${String(v)}`, { field });
+  if (
+    typeof v !== 'number' ||
+    !Number.isFinite(v) ||
+    v < min ||
+    v > max ||
+    (field !== 'maxInFlightBytes' && !Number.isInteger(v))
+  ) {
+    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `${field} must be a number in ${min}..${max}, got ${String(v)}`, {
+      field,
+    });
   }
   return v;
 }
@@ -154,17 +167,32 @@ function num(v: unknown, field: string, def: number, min: number, max: number): 
  */
 export function checkOptions(o: DecodeCoordinatorOptions): CheckedDecodeOptions {
   if (o === null || typeof o !== 'object') {
-    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'DecodeCoordinator.create needs { engineId, ranks, secret, ... }', { field: 'options' });
+    throw new KvwireError(
+      ErrorCode.INVALID_ARGUMENT,
+      'DecodeCoordinator.create needs { engineId, ranks, secret, ... }',
+      { field: 'options' },
+    );
   }
   const policy = o.policy ?? 'fail';
   if (policy !== 'fail' && policy !== 'recompute') {
-    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `policy must be 'fail' or 'recompute', got ${String(policy)}`, { field: 'policy' });
+    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `policy must be 'fail' or 'recompute', got ${String(policy)}`, {
+      field: 'policy',
+    });
   }
-  if (o.allocator !== undefined && (typeof o.allocator?.allocate !== 'function' || typeof o.allocator?.free !== 'function')) {
-    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'allocator must have allocate(requestId, count) and free(requestId, blockIds)', { field: 'allocator' });
+  if (
+    o.allocator !== undefined &&
+    (typeof o.allocator?.allocate !== 'function' || typeof o.allocator?.free !== 'function')
+  ) {
+    throw new KvwireError(
+      ErrorCode.INVALID_ARGUMENT,
+      'allocator must have allocate(requestId, count) and free(requestId, blockIds)',
+      { field: 'allocator' },
+    );
   }
   if (o.allowPrefill !== undefined && typeof o.allowPrefill !== 'function') {
-    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'allowPrefill must be a function (host, port) => boolean', { field: 'allowPrefill' });
+    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'allowPrefill must be a function (host, port) => boolean', {
+      field: 'allowPrefill',
+    });
   }
   const maxMs = 2 ** 31 - 1;
   return {

@@ -45,8 +45,12 @@ export interface ReadOptions {
  * the caller cancels those already posted.
  */
 export function postBlockReads(
-  engine: RemoteEngine, ranks: readonly KvCacheRank[], localIds: readonly number[], remoteIds: readonly number[],
-  opts: ReadOptions, posted: Transfer[],
+  engine: RemoteEngine,
+  ranks: readonly KvCacheRank[],
+  localIds: readonly number[],
+  remoteIds: readonly number[],
+  opts: ReadOptions,
+  posted: Transfer[],
 ): PostedReads {
   let bytes = 0;
   let uncoalesced = 0;
@@ -54,19 +58,36 @@ export function postBlockReads(
   for (let j = 0; j < ranks.length; j++) {
     const rank = ranks[j]!;
     const link = engine.links[j]!;
-    const reads = link.plan.reads(localIds, remoteIds, { localAddressing: rank.addressing, remoteAddressing: engine.addressing });
+    const reads = link.plan.reads(localIds, remoteIds, {
+      localAddressing: rank.addressing,
+      remoteAddressing: engine.addressing,
+    });
     for (const read of reads) {
       const remote = link.peers.get(read.prefillRank)!;
       uncoalesced += read.before;
       count += read.after;
       for (let i = 0; i < read.count; i++) bytes += read.local.length[i]!;
       // lib/kv coalesced both sides already: the transport need not look again.
-      posted.push(rank.agent.read(
-        remote.peer,
-        { regions: rank.regions, region: read.local.region, offset: read.local.offset, length: read.local.length, count: read.count },
-        { regions: remote.regions, region: read.remote.region, offset: read.remote.offset, length: read.remote.length, count: read.count },
-        { timeoutMs: opts.timeoutMs, signal: opts.signal, coalesce: false },
-      ));
+      posted.push(
+        rank.agent.read(
+          remote.peer,
+          {
+            regions: rank.regions,
+            region: read.local.region,
+            offset: read.local.offset,
+            length: read.local.length,
+            count: read.count,
+          },
+          {
+            regions: remote.regions,
+            region: read.remote.region,
+            offset: read.remote.offset,
+            length: read.remote.length,
+            count: read.count,
+          },
+          { timeoutMs: opts.timeoutMs, signal: opts.signal, coalesce: false },
+        ),
+      );
     }
   }
   return { transfers: posted, bytes, uncoalesced, posted: count };
@@ -77,17 +98,32 @@ export function postBlockReads(
  * carries the done notification (delivered after the read, so after every block READ before it).
  */
 export function postFence(
-  engine: RemoteEngine, ranks: readonly KvCacheRank[], scratch: Region, scratchSlot: number, params: KvTransferParams, opts: ReadOptions,
+  engine: RemoteEngine,
+  ranks: readonly KvCacheRank[],
+  scratch: Region,
+  scratchSlot: number,
+  params: KvTransferParams,
+  opts: ReadOptions,
 ): Transfer {
   const agent = ranks[0]!.agent;
   return agent.read(
     engine.fence.peer,
     [{ region: scratch, offset: scratchSlot * LEASE_SLOT_BYTES, length: LEASE_SLOT_BYTES }],
-    [{ region: engine.fence.leaseTable, offset: params.remote_lease_slot * LEASE_SLOT_BYTES, length: LEASE_SLOT_BYTES }],
+    [
+      {
+        region: engine.fence.leaseTable,
+        offset: params.remote_lease_slot * LEASE_SLOT_BYTES,
+        length: LEASE_SLOT_BYTES,
+      },
+    ],
     {
       timeoutMs: opts.timeoutMs,
       signal: opts.signal,
-      notify: encodeLeaseMessage({ kind: 'done', requestId: params.remote_request_id, token: params.remote_lease_token }),
+      notify: encodeLeaseMessage({
+        kind: 'done',
+        requestId: params.remote_request_id,
+        token: params.remote_lease_token,
+      }),
     },
   );
 }
@@ -105,8 +141,10 @@ export function checkFence(scratch: Float64Array, scratchSlot: number, params: K
   let why: string;
   if (token !== params.remote_lease_token) why = 'its lease ended and the lease slot was reused';
   else if (state === LeaseSlotState.EXPIRED) why = 'its lease expired (raise leaseMs on the prefill, or pull sooner)';
-  else if (state === LeaseSlotState.CANCELLED) why = 'it was cancelled (on the prefill side, or by an earlier abort of this request)';
-  else if (state === LeaseSlotState.NOTIFIED) why = 'its blocks were already released by a done notification (were these kv_transfer_params pulled twice?)';
+  else if (state === LeaseSlotState.CANCELLED)
+    why = 'it was cancelled (on the prefill side, or by an earlier abort of this request)';
+  else if (state === LeaseSlotState.NOTIFIED)
+    why = 'its blocks were already released by a done notification (were these kv_transfer_params pulled twice?)';
   else if (state === LeaseSlotState.CLOSED) why = 'the prefill coordinator closed';
   else why = `its lease slot is in state ${state}`;
   throw new KvwireError(

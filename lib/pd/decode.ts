@@ -28,17 +28,37 @@ import { checkId, parseKvTransferParams, type KvTransferParams } from './params.
 import { LEASE_SLOT_BYTES, encodeLeaseMessage } from './protocol.js';
 import { PullScope } from './pull-scope.js';
 import { RemoteEngineCache, connectRemoteEngine, type RemoteEngine } from './remote-engine.js';
-import { checkOptions, checkPullTimeout, type DecodeBlockAllocator, type DecodeCoordinatorOptions, type FailurePolicy, type PullRequest, type PullResult } from './decode-options.js';
+import {
+  checkOptions,
+  checkPullTimeout,
+  type DecodeBlockAllocator,
+  type DecodeCoordinatorOptions,
+  type FailurePolicy,
+  type PullRequest,
+  type PullResult,
+} from './decode-options.js';
 
 // Codes after which a cached remote engine is not trusted any more: the next pull handshakes again.
 const INVALIDATING = new Set<string>([
-  ErrorCode.PEER_LOST, ErrorCode.CLOSED, ErrorCode.TRANSPORT, ErrorCode.DEREGISTERED, ErrorCode.TIMEOUT,
-  ErrorCode.BAD_METADATA, ErrorCode.UNKNOWN_REGION, ErrorCode.OUT_OF_BOUNDS, ErrorCode.ACCESS_DENIED,
+  ErrorCode.PEER_LOST,
+  ErrorCode.CLOSED,
+  ErrorCode.TRANSPORT,
+  ErrorCode.DEREGISTERED,
+  ErrorCode.TIMEOUT,
+  ErrorCode.BAD_METADATA,
+  ErrorCode.UNKNOWN_REGION,
+  ErrorCode.OUT_OF_BOUNDS,
+  ErrorCode.ACCESS_DENIED,
 ]);
 
 function asKvwireError(e: unknown): KvwireError {
   if (e instanceof KvwireError) return e;
-  return new KvwireError(ErrorCode.TRANSPORT, `unexpected error: ${(e as Error)?.message ?? String(e)}`, {}, { cause: e });
+  return new KvwireError(
+    ErrorCode.TRANSPORT,
+    `unexpected error: ${(e as Error)?.message ?? String(e)}`,
+    {},
+    { cause: e },
+  );
 }
 
 /**
@@ -95,12 +115,19 @@ export class DecodeCoordinator extends EventEmitter {
     this.#bytesPerBlock = this.#ranks.reduce((s, r) => s + r.layout.bytesPerBlock, 0);
     this.#metrics = new PdMetrics(this.engineId, options.registry);
     this.#admission = new Admission(
-      { maxInFlightBytes: o.maxInFlightBytes, maxConcurrentRequests: o.maxConcurrentRequests, maxQueued: o.maxQueuedRequests },
+      {
+        maxInFlightBytes: o.maxInFlightBytes,
+        maxConcurrentRequests: o.maxConcurrentRequests,
+        maxQueued: o.maxQueuedRequests,
+      },
       (depth) => this.#metrics.queueDepth(depth),
     );
     const words = new Float64Array((LEASE_SLOT_BYTES / 8) * o.maxConcurrentRequests);
     // Local-only memory (access 'none': never exported); the label only has to be unique in the agent.
-    this.#scratch = { words, region: this.#ranks[0]!.agent.register(words, { label: `kvwire-fence-${randomBytes(6).toString('hex')}` }) };
+    this.#scratch = {
+      words,
+      region: this.#ranks[0]!.agent.register(words, { label: `kvwire-fence-${randomBytes(6).toString('hex')}` }),
+    };
     this.#engines = new RemoteEngineCache((params, key) => this.#handshake(params, key));
   }
 
@@ -133,11 +160,21 @@ export class DecodeCoordinator extends EventEmitter {
     const t0 = performance.now();
     const signal = this.#closing.signal;
     const answer = await requestHandshake({
-      host: params.remote_host, port: params.remote_port, expectEngineId: params.remote_engine_id, engineId: this.engineId,
-      compat: this.#compat, key: this.#key, timeoutMs: this.#handshakeTimeoutMs, signal,
+      host: params.remote_host,
+      port: params.remote_port,
+      expectEngineId: params.remote_engine_id,
+      engineId: this.engineId,
+      compat: this.#compat,
+      key: this.#key,
+      timeoutMs: this.#handshakeTimeoutMs,
+      signal,
     });
     if (answer.cache.tpSize !== params.tp_size) {
-      throw new KvwireError(ErrorCode.BAD_METADATA, `kv_transfer_params say tp_size ${params.tp_size} but prefill '${answer.engineId}' runs TP ${answer.cache.tpSize}`, { field: 'tp_size' });
+      throw new KvwireError(
+        ErrorCode.BAD_METADATA,
+        `kv_transfer_params say tp_size ${params.tp_size} but prefill '${answer.engineId}' runs TP ${answer.cache.tpSize}`,
+        { field: 'tp_size' },
+      );
     }
     // One deadline for the whole handshake: the connects get what the side channel call left.
     const left = Math.max(1, Math.ceil(t0 + this.#handshakeTimeoutMs - performance.now()));
@@ -158,30 +195,48 @@ export class DecodeCoordinator extends EventEmitter {
   async pull(request: PullRequest): Promise<PullResult> {
     if (this.#closed) throw new KvwireError(ErrorCode.CLOSED, 'the decode coordinator is closed');
     if (request === null || typeof request !== 'object') {
-      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'pull needs { requestId, kvTransferParams, ... }', { field: 'request' });
+      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'pull needs { requestId, kvTransferParams, ... }', {
+        field: 'request',
+      });
     }
     const requestId = checkId(request.requestId, 'requestId');
     const params = parseKvTransferParams(request.kvTransferParams);
     const n = params.remote_block_ids.length;
     const cached = request.cachedPrefixBlocks ?? 0;
     if (!Number.isSafeInteger(cached) || cached < 0 || cached > n) {
-      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `cachedPrefixBlocks must be an integer in 0..${n} (the request has ${n} blocks), got ${String(cached)}`, { field: 'cachedPrefixBlocks' });
+      throw new KvwireError(
+        ErrorCode.INVALID_ARGUMENT,
+        `cachedPrefixBlocks must be an integer in 0..${n} (the request has ${n} blocks), got ${String(cached)}`,
+        { field: 'cachedPrefixBlocks' },
+      );
     }
     const given = request.localBlockIds;
     if (given !== undefined) {
       validateBlockIds(given, this.#ranks[0]!.layout.numBlocks, 'localBlockIds');
       if (given.length !== n - cached) {
-        throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `localBlockIds has ${given.length} ids but ${n - cached} blocks are to be read (${n} minus ${cached} cached)`, { field: 'localBlockIds' });
+        throw new KvwireError(
+          ErrorCode.INVALID_ARGUMENT,
+          `localBlockIds has ${given.length} ids but ${n - cached} blocks are to be read (${n} minus ${cached} cached)`,
+          { field: 'localBlockIds' },
+        );
       }
     } else if (this.#allocator === undefined) {
-      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'pass localBlockIds, or give the coordinator an allocator', { field: 'localBlockIds' });
+      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'pass localBlockIds, or give the coordinator an allocator', {
+        field: 'localBlockIds',
+      });
     }
     const policy = request.policy ?? this.policy;
     if (policy !== 'fail' && policy !== 'recompute') {
-      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `policy must be 'fail' or 'recompute', got ${String(policy)}`, { field: 'policy' });
+      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `policy must be 'fail' or 'recompute', got ${String(policy)}`, {
+        field: 'policy',
+      });
     }
     if (this.#allowPrefill !== undefined && !this.#allowPrefill(params.remote_host, params.remote_port)) {
-      const e = new KvwireError(ErrorCode.UNAUTHORIZED, `prefill side channel ${params.remote_host}:${params.remote_port} is not allowed by allowPrefill`, { field: 'remote_host' });
+      const e = new KvwireError(
+        ErrorCode.UNAUTHORIZED,
+        `prefill side channel ${params.remote_host}:${params.remote_port} is not allowed by allowPrefill`,
+        { field: 'remote_host' },
+      );
       return this.#outcome(requestId, e, policy);
     }
     const timeoutMs = checkPullTimeout(request.timeoutMs, this.#timeoutMs);
@@ -204,7 +259,13 @@ export class DecodeCoordinator extends EventEmitter {
     return { status: 'recompute', requestId, reason: error };
   }
 
-  async #run(requestId: string, params: KvTransferParams, cached: number, given: number[] | undefined, scope: PullScope): Promise<PullResult> {
+  async #run(
+    requestId: string,
+    params: KvTransferParams,
+    cached: number,
+    given: number[] | undefined,
+    scope: PullScope,
+  ): Promise<PullResult> {
     const t0 = performance.now();
     let engine: RemoteEngine | undefined;
     let ticket: Admitted | undefined;
@@ -215,12 +276,16 @@ export class DecodeCoordinator extends EventEmitter {
       engine = await scope.race(this.#engines.get(params));
       const handshakeMs = performance.now() - t0;
       if (params.remote_lease_slot >= engine.leaseSlots) {
-        throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `kv_transfer_params.remote_lease_slot ${params.remote_lease_slot} is beyond the prefill's ${engine.leaseSlots} lease slots`, { field: 'remote_lease_slot' });
+        throw new KvwireError(
+          ErrorCode.INVALID_ARGUMENT,
+          `kv_transfer_params.remote_lease_slot ${params.remote_lease_slot} is beyond the prefill's ${engine.leaseSlots} lease slots`,
+          { field: 'remote_lease_slot' },
+        );
       }
       const toRead = params.remote_block_ids.length - cached;
       ticket = await this.#admission.acquire(toRead * this.#bytesPerBlock, scope.signal);
       const queueMs = performance.now() - t0 - handshakeMs;
-      localIds = given ?? await this.#allocate(requestId, toRead, scope);
+      localIds = given ?? (await this.#allocate(requestId, toRead, scope));
       scope.check();
       transferring = true;
       this.#metrics.inflight(++this.#inTransfer);
@@ -233,7 +298,10 @@ export class DecodeCoordinator extends EventEmitter {
         const stats = await Promise.all(transfers.map((t) => t.done));
         transport = stats[0]!.transport;
       }
-      const fence = postFence(engine, this.#ranks, this.#scratch.region, ticket.slot, params, { timeoutMs: scope.remainingMs(), signal: scope.signal });
+      const fence = postFence(engine, this.#ranks, this.#scratch.region, ticket.slot, params, {
+        timeoutMs: scope.remainingMs(),
+        signal: scope.signal,
+      });
       transfers.push(fence);
       await fence.done;
       checkFence(this.#scratch.words, ticket.slot, params);
@@ -255,15 +323,29 @@ export class DecodeCoordinator extends EventEmitter {
       let error = scope.reason ?? asKvwireError(e);
       if (error.code === ErrorCode.CLOSED && !this.#closed) {
         // Not this coordinator closing: the connection to the prefill was dropped under the pull.
-        error = new KvwireError(ErrorCode.PEER_LOST, `the connection to prefill '${params.remote_engine_id}' was lost during request '${requestId}' (${error.message}); the next pull handshakes again`, {}, { cause: error });
+        error = new KvwireError(
+          ErrorCode.PEER_LOST,
+          `the connection to prefill '${params.remote_engine_id}' was lost during request '${requestId}' (${error.message}); the next pull handshakes again`,
+          {},
+          { cause: error },
+        );
       }
       const posted = cancelPending(transfers, error.message);
       if (engine !== undefined) {
         // Tell the prefill to free now rather than at lease expiry (best effort: the peer may be gone).
         if (engine.fence.peer.state === 'connected') {
-          engine.fence.peer.notify(encodeLeaseMessage({ kind: 'abort', requestId: params.remote_request_id, token: params.remote_lease_token })).catch(() => {});
+          engine.fence.peer
+            .notify(
+              encodeLeaseMessage({
+                kind: 'abort',
+                requestId: params.remote_request_id,
+                token: params.remote_lease_token,
+              }),
+            )
+            .catch(() => {});
         }
-        if (INVALIDATING.has(error.code) && (error.code !== ErrorCode.TIMEOUT || transferring)) this.#engines.invalidate(engine);
+        if (INVALIDATING.has(error.code) && (error.code !== ErrorCode.TIMEOUT || transferring))
+          this.#engines.invalidate(engine);
       }
       if (localIds !== undefined && given === undefined) this.#free(requestId, localIds, posted);
       throw error;
@@ -278,13 +360,21 @@ export class DecodeCoordinator extends EventEmitter {
     const allocator = this.#allocator!;
     const p = Promise.resolve().then(() => allocator.allocate(requestId, count));
     // Blocks granted after the pull ended must still go back.
-    p.then((ids) => {
-      if (scope.reason !== undefined) allocator.free(requestId, ids);
-    }, () => {});
+    p.then(
+      (ids) => {
+        if (scope.reason !== undefined) allocator.free(requestId, ids);
+      },
+      () => {},
+    );
     const ids = Array.from(await scope.race(p));
     try {
       validateBlockIds(ids, this.#ranks[0]!.layout.numBlocks, 'allocated block ids');
-      if (ids.length !== count) throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `the allocator returned ${ids.length} blocks for ${count} requested`, { field: 'allocator' });
+      if (ids.length !== count)
+        throw new KvwireError(
+          ErrorCode.INVALID_ARGUMENT,
+          `the allocator returned ${ids.length} blocks for ${count} requested`,
+          { field: 'allocator' },
+        );
     } catch (e) {
       allocator.free(requestId, ids);
       throw e;
@@ -309,7 +399,6 @@ export class DecodeCoordinator extends EventEmitter {
     timer.unref();
     this.#quarantined.set(timer, release);
   }
-
 
   /**
    * Ends every pull (`ERR_KVWIRE_CLOSED`), frees their blocks on both sides, returns quarantined
@@ -339,4 +428,12 @@ export class DecodeCoordinator extends EventEmitter {
   }
 }
 
-export type { DecodeBlockAllocator, DecodeCoordinatorOptions, FailurePolicy, PullReady, PullRecompute, PullRequest, PullResult } from './decode-options.js';
+export type {
+  DecodeBlockAllocator,
+  DecodeCoordinatorOptions,
+  FailurePolicy,
+  PullReady,
+  PullRecompute,
+  PullRequest,
+  PullResult,
+} from './decode-options.js';

@@ -36,10 +36,18 @@ export function secretKey(secret: unknown): Buffer {
   if (typeof secret === 'string') key = Buffer.from(secret, 'utf8');
   else if (secret instanceof Uint8Array) key = Buffer.from(secret);
   else {
-    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'secret must be a string or bytes shared by the prefill and decode workers (e.g. `openssl rand -hex 32`)', { field: 'secret' });
+    throw new KvwireError(
+      ErrorCode.INVALID_ARGUMENT,
+      'secret must be a string or bytes shared by the prefill and decode workers (e.g. `openssl rand -hex 32`)',
+      { field: 'secret' },
+    );
   }
   if (key.byteLength < MIN_SECRET_BYTES) {
-    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `secret has ${key.byteLength} bytes; use at least ${MIN_SECRET_BYTES} random bytes (e.g. \`openssl rand -hex 32\`)`, { field: 'secret' });
+    throw new KvwireError(
+      ErrorCode.INVALID_ARGUMENT,
+      `secret has ${key.byteLength} bytes; use at least ${MIN_SECRET_BYTES} random bytes (e.g. \`openssl rand -hex 32\`)`,
+      { field: 'secret' },
+    );
   }
   return key;
 }
@@ -73,7 +81,12 @@ export function signResponse(key: Buffer, nonce: string, body: Uint8Array): stri
 }
 
 /** True when `header` is a valid signature of answer `body` to the request with nonce `nonce`. */
-export function verifyResponse(key: Buffer, nonce: string, body: Uint8Array, header: string | string[] | undefined): boolean {
+export function verifyResponse(
+  key: Buffer,
+  nonce: string,
+  body: Uint8Array,
+  header: string | string[] | undefined,
+): boolean {
   return verify(mac(key, RESPONSE_DOMAIN, nonce, '\n', body), header);
 }
 

@@ -22,8 +22,14 @@
 import { randomBytes } from 'node:crypto';
 import { ErrorCode, KvwireError } from '../errors.js';
 import {
-  KV_COMPATIBILITY_FIELD_NAMES, compatHash, compatibilityFields, tensorParallelLayouts,
-  type Addressing, type KvCompatibilityFields, type KvLayout, type ModelShape,
+  KV_COMPATIBILITY_FIELD_NAMES,
+  compatHash,
+  compatibilityFields,
+  tensorParallelLayouts,
+  type Addressing,
+  type KvCompatibilityFields,
+  type KvLayout,
+  type ModelShape,
 } from '../kv/index.js';
 import { checkId } from './params.js';
 import { PD_PROTOCOL_VERSION } from './protocol.js';
@@ -85,7 +91,11 @@ export interface HandshakeAnswer {
 }
 
 function malformed(what: string, field?: string): KvwireError {
-  return new KvwireError(ErrorCode.BAD_METADATA, `bad handshake message: ${what}`, field === undefined ? {} : { field });
+  return new KvwireError(
+    ErrorCode.BAD_METADATA,
+    `bad handshake message: ${what}`,
+    field === undefined ? {} : { field },
+  );
 }
 
 function parseJson(body: Buffer, what: string): Record<string, unknown> {
@@ -97,12 +107,17 @@ function parseJson(body: Buffer, what: string): Record<string, unknown> {
   }
   if (v === null || typeof v !== 'object' || Array.isArray(v)) throw malformed(`the ${what} is not a JSON object`);
   const o = v as Record<string, unknown>;
-  if (o.v !== 1) throw malformed(`the ${what} has version ${JSON.stringify(o.v)}; this kvwire speaks version 1 (upgrade the older side)`, 'v');
+  if (o.v !== 1)
+    throw malformed(
+      `the ${what} has version ${JSON.stringify(o.v)}; this kvwire speaks version 1 (upgrade the older side)`,
+      'v',
+    );
   return o;
 }
 
 function int(v: unknown, field: string, min: number, max: number): number {
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) throw malformed(`${field} must be an integer in [${min}, ${max}]`, field);
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max)
+    throw malformed(`${field} must be an integer in [${min}, ${max}]`, field);
   return v;
 }
 
@@ -112,13 +127,16 @@ function int(v: unknown, field: string, min: number, max: number): number {
  * @throws KvwireError `ERR_KVWIRE_BAD_METADATA` naming the first missing or mistyped field.
  */
 export function parseCompatFields(v: unknown): KvCompatibilityFields {
-  if (v === null || typeof v !== 'object') throw malformed('compat must be an object of compatibility fields', 'compat');
+  if (v === null || typeof v !== 'object')
+    throw malformed('compat must be an object of compatibility fields', 'compat');
   const o = v as Record<string, unknown>;
   const out: Record<string, unknown> = {};
   for (const k of KV_COMPATIBILITY_FIELD_NAMES) {
     const x = o[k];
     const isString = k === 'model' || k === 'attention' || k === 'dtype' || k === 'kv' || k === 'order';
-    if (isString ? typeof x !== 'string' || x.length > 256 : typeof x !== 'number' || !Number.isSafeInteger(x) || x < 0) {
+    if (
+      isString ? typeof x !== 'string' || x.length > 256 : typeof x !== 'number' || !Number.isSafeInteger(x) || x < 0
+    ) {
       throw malformed(`compat.${k} is missing or has the wrong type`, k);
     }
     out[k] = x;
@@ -127,7 +145,11 @@ export function parseCompatFields(v: unknown): KvCompatibilityFields {
 }
 
 /** Builds a signed-to-be request body for `engineId` with the decode side's `compat` fields. */
-export function buildHandshakeRequest(engineId: string, compat: KvCompatibilityFields, now = Date.now()): { body: Buffer; nonce: string } {
+export function buildHandshakeRequest(
+  engineId: string,
+  compat: KvCompatibilityFields,
+  now = Date.now(),
+): { body: Buffer; nonce: string } {
   const nonce = randomBytes(16).toString('hex');
   const req: HandshakeRequest = { v: 1, engineId, nonce, ts: now, compat, compatHash: compatHash(compat) };
   return { body: Buffer.from(JSON.stringify(req), 'utf8'), nonce };
@@ -146,7 +168,8 @@ export function parseHandshakeRequest(body: Buffer): HandshakeRequest {
   } catch (e) {
     throw malformed((e as Error).message, 'engineId');
   }
-  if (typeof o.nonce !== 'string' || !/^[0-9a-f]{32}$/.test(o.nonce)) throw malformed('nonce must be 32 hex digits', 'nonce');
+  if (typeof o.nonce !== 'string' || !/^[0-9a-f]{32}$/.test(o.nonce))
+    throw malformed('nonce must be 32 hex digits', 'nonce');
   const ts = int(o.ts, 'ts', 0, Number.MAX_SAFE_INTEGER);
   const compat = parseCompatFields(o.compat);
   if (typeof o.compatHash !== 'string') throw malformed('compatHash must be a string', 'compatHash');
@@ -160,12 +183,14 @@ export function parseHandshakeRequest(body: Buffer): HandshakeRequest {
  */
 export function parseHandshakeAnswer(body: Buffer): HandshakeAnswer {
   const o = parseJson(body, 'handshake answer');
-  if (typeof o.engineId !== 'string' || typeof o.instance !== 'string') throw malformed('engineId and instance must be strings', 'engineId');
+  if (typeof o.engineId !== 'string' || typeof o.instance !== 'string')
+    throw malformed('engineId and instance must be strings', 'engineId');
   const compat = parseCompatFields(o.compat);
   if (typeof o.compatHash !== 'string') throw malformed('compatHash must be a string', 'compatHash');
   const c = o.cache as Record<string, unknown> | null | undefined;
   if (c === null || typeof c !== 'object') throw malformed('cache must be an object', 'cache');
-  if (c.addressing !== 'tensor' && c.addressing !== 'arena') throw malformed("cache.addressing must be 'tensor' or 'arena'", 'cache.addressing');
+  if (c.addressing !== 'tensor' && c.addressing !== 'arena')
+    throw malformed("cache.addressing must be 'tensor' or 'arena'", 'cache.addressing');
   const cache: HandshakeCache = {
     numBlocks: int(c.numBlocks, 'cache.numBlocks', 1, Number.MAX_SAFE_INTEGER),
     arenaAlignment: int(c.arenaAlignment, 'cache.arenaAlignment', 1, 2 ** 30),
@@ -173,22 +198,41 @@ export function parseHandshakeAnswer(body: Buffer): HandshakeAnswer {
     tpSize: int(c.tpSize, 'cache.tpSize', 1, 4096),
   };
   const lt = o.leaseTable as Record<string, unknown> | null | undefined;
-  if (lt === null || typeof lt !== 'object' || typeof lt.label !== 'string') throw malformed('leaseTable must be { label, slots }', 'leaseTable');
+  if (lt === null || typeof lt !== 'object' || typeof lt.label !== 'string')
+    throw malformed('leaseTable must be { label, slots }', 'leaseTable');
   const leaseTable = { label: lt.label, slots: int(lt.slots, 'leaseTable.slots', 1, 2 ** 32 - 1) };
-  if (!Array.isArray(o.ranks) || o.ranks.length !== cache.tpSize) throw malformed(`ranks must list all ${cache.tpSize} prefill ranks`, 'ranks');
+  if (!Array.isArray(o.ranks) || o.ranks.length !== cache.tpSize)
+    throw malformed(`ranks must list all ${cache.tpSize} prefill ranks`, 'ranks');
   const ranks = (o.ranks as unknown[]).map((r, i): HandshakeRank => {
     const x = r as Record<string, unknown> | null;
-    if (x === null || typeof x !== 'object' || x.rank !== i || typeof x.metadata !== 'string') throw malformed(`ranks[${i}] must be { rank: ${i}, metadata: base64 }`, 'ranks');
+    if (x === null || typeof x !== 'object' || x.rank !== i || typeof x.metadata !== 'string')
+      throw malformed(`ranks[${i}] must be { rank: ${i}, metadata: base64 }`, 'ranks');
     return { rank: i, metadata: x.metadata };
   });
-  return { v: 1, engineId: o.engineId, instance: o.instance, compat, compatHash: o.compatHash, cache, leaseTable, ranks };
+  return {
+    v: 1,
+    engineId: o.engineId,
+    instance: o.instance,
+    compat,
+    compatHash: o.compatHash,
+    cache,
+    leaseTable,
+    ranks,
+  };
 }
 
 /** The model shape the compatibility fields describe. */
 export function modelFromCompat(f: KvCompatibilityFields): ModelShape {
   const name = f.model === '' ? {} : { name: f.model };
   if (f.attention === 'mla') {
-    return { attention: 'mla', ...name, layers: f.layers, kvLoraRank: f.kvLoraRank, qkRopeHeadDim: f.qkRopeHeadDim, dtype: f.dtype };
+    return {
+      attention: 'mla',
+      ...name,
+      layers: f.layers,
+      kvLoraRank: f.kvLoraRank,
+      qkRopeHeadDim: f.qkRopeHeadDim,
+      dtype: f.dtype,
+    };
   }
   return { attention: 'mha', ...name, layers: f.layers, kvHeads: f.kvHeads, headDim: f.headDim, dtype: f.dtype };
 }
@@ -204,15 +248,21 @@ export function prefillLayouts(answer: HandshakeAnswer): KvLayout[] {
   const f = answer.compat;
   let layouts: KvLayout[];
   try {
-    layouts = tensorParallelLayouts({
-      model: modelFromCompat(f),
-      numBlocks: answer.cache.numBlocks,
-      blockTokens: f.blockTokens,
-      arenaAlignment: answer.cache.arenaAlignment,
-      ...(f.attention === 'mla' ? {} : { kv: f.kv as 'split' | 'joint', order: f.order }),
-    }, answer.cache.tpSize);
+    layouts = tensorParallelLayouts(
+      {
+        model: modelFromCompat(f),
+        numBlocks: answer.cache.numBlocks,
+        blockTokens: f.blockTokens,
+        arenaAlignment: answer.cache.arenaAlignment,
+        ...(f.attention === 'mla' ? {} : { kv: f.kv as 'split' | 'joint', order: f.order }),
+      },
+      answer.cache.tpSize,
+    );
   } catch (e) {
-    throw malformed(`the prefill's cache cannot be described: ${(e as Error).message}`, (e as KvwireError).details?.field as string | undefined);
+    throw malformed(
+      `the prefill's cache cannot be described: ${(e as Error).message}`,
+      (e as KvwireError).details?.field as string | undefined,
+    );
   }
   const rebuilt = compatHash(compatibilityFields(layouts[0]!, { protocolVersion: f.protocolVersion }));
   if (rebuilt !== answer.compatHash || compatHash(f) !== answer.compatHash) {

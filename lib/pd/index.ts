@@ -8,12 +8,20 @@
 export { registerKvCache, type KvCacheRank, type RegisterKvCacheOptions } from './cache.js';
 export {
   PrefillCoordinator,
-  type BlocksFreedEvent, type BlocksHeldEvent, type HoldRequest, type PrefillCoordinatorOptions,
+  type BlocksFreedEvent,
+  type BlocksHeldEvent,
+  type HoldRequest,
+  type PrefillCoordinatorOptions,
 } from './prefill.js';
 export {
   DecodeCoordinator,
-  type DecodeBlockAllocator, type DecodeCoordinatorOptions, type FailurePolicy, type PullReady, type PullRecompute,
-  type PullRequest, type PullResult,
+  type DecodeBlockAllocator,
+  type DecodeCoordinatorOptions,
+  type FailurePolicy,
+  type PullReady,
+  type PullRecompute,
+  type PullRequest,
+  type PullResult,
 } from './decode.js';
 export { parseKvTransferParams, type KvTransferParams } from './params.js';
 export type { BlockLease } from './lease.js';
@@ -21,7 +29,13 @@ export type { HandshakeOutcome } from './prefill-handshake.js';
 export type { SharedSecret } from './handshake-auth.js';
 export { failureReason, type PullFailureReason } from './metrics.js';
 export {
-  DEFAULT_LEASE_MS, HANDSHAKE_PATH, LEASE_TABLE_LABEL, LeaseSlotState, PD_PROTOCOL_VERSION,
-  decodeLeaseMessage, encodeLeaseMessage,
-  type FreeReason, type LeaseMessage,
+  DEFAULT_LEASE_MS,
+  HANDSHAKE_PATH,
+  LEASE_TABLE_LABEL,
+  LeaseSlotState,
+  PD_PROTOCOL_VERSION,
+  decodeLeaseMessage,
+  encodeLeaseMessage,
+  type FreeReason,
+  type LeaseMessage,
 } from './protocol.js';

@@ -48,7 +48,11 @@ export class LeaseTable {
   /** @param slots - most leases held at once. */
   constructor(slots: number) {
     if (!Number.isSafeInteger(slots) || slots < 1 || slots > 2 ** 24) {
-      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `maxLeases must be an integer in 1..${2 ** 24}, got ${String(slots)}`, { field: 'maxLeases' });
+      throw new KvwireError(
+        ErrorCode.INVALID_ARGUMENT,
+        `maxLeases must be an integer in 1..${2 ** 24}, got ${String(slots)}`,
+        { field: 'maxLeases' },
+      );
     }
     this.slots = slots;
     this.words = new Float64Array(2 * slots);
@@ -125,9 +129,14 @@ export class LeaseBook {
    */
   hold(requestId: string, blockIds: readonly number[], leaseMs: number, signal?: AbortSignal): BlockLease {
     if (this.#byRequest.has(requestId)) {
-      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `request '${requestId}' already holds blocks; request ids must be unique among held requests`, { field: 'requestId' });
+      throw new KvwireError(
+        ErrorCode.INVALID_ARGUMENT,
+        `request '${requestId}' already holds blocks; request ids must be unique among held requests`,
+        { field: 'requestId' },
+      );
     }
-    if (signal?.aborted) throw new KvwireError(ErrorCode.CANCELLED, `request '${requestId}' was cancelled before its blocks were held`);
+    if (signal?.aborted)
+      throw new KvwireError(ErrorCode.CANCELLED, `request '${requestId}' was cancelled before its blocks were held`);
     const taken = this.#table.acquire();
     if (taken === undefined) {
       throw new KvwireError(
@@ -137,7 +146,12 @@ export class LeaseBook {
     }
     const now = Date.now();
     const lease: BlockLease = Object.freeze({
-      requestId, blockIds: Object.freeze([...blockIds]), slot: taken.slot, token: taken.token, heldAt: now, expiresAt: now + leaseMs,
+      requestId,
+      blockIds: Object.freeze([...blockIds]),
+      slot: taken.slot,
+      token: taken.token,
+      heldAt: now,
+      expiresAt: now + leaseMs,
     });
     const timer = setTimeout(() => this.end(requestId, 'expired', lease.token), leaseMs);
     timer.unref(); // a held lease must not keep a process alive that is otherwise done

@@ -12,23 +12,45 @@ import type { FreeReason } from './protocol.js';
 
 /** Why a pull failed, as the `reason` label of `kvwire_pd_transfer_failures_total` spells it. */
 export type PullFailureReason =
-  | 'timeout' | 'peer_lost' | 'lease_expired' | 'incompatible' | 'unauthorized' | 'cancelled'
-  | 'unreachable' | 'capacity' | 'bad_metadata' | 'corrupted' | 'transport';
+  | 'timeout'
+  | 'peer_lost'
+  | 'lease_expired'
+  | 'incompatible'
+  | 'unauthorized'
+  | 'cancelled'
+  | 'unreachable'
+  | 'capacity'
+  | 'bad_metadata'
+  | 'corrupted'
+  | 'transport';
 
 /** The failure reason label for an error code. */
 export function failureReason(code: string): PullFailureReason {
   switch (code) {
-    case ErrorCode.TIMEOUT: return 'timeout';
-    case ErrorCode.PEER_LOST: case ErrorCode.CLOSED: case ErrorCode.DEREGISTERED: return 'peer_lost';
-    case ErrorCode.LEASE_EXPIRED: return 'lease_expired';
-    case ErrorCode.INCOMPATIBLE: return 'incompatible';
-    case ErrorCode.UNAUTHORIZED: return 'unauthorized';
-    case ErrorCode.CANCELLED: return 'cancelled';
-    case ErrorCode.PEER_UNREACHABLE: return 'unreachable';
-    case ErrorCode.CAPACITY: return 'capacity';
-    case ErrorCode.BAD_METADATA: return 'bad_metadata';
-    case ErrorCode.CORRUPTED: return 'corrupted';
-    default: return 'transport';
+    case ErrorCode.TIMEOUT:
+      return 'timeout';
+    case ErrorCode.PEER_LOST:
+    case ErrorCode.CLOSED:
+    case ErrorCode.DEREGISTERED:
+      return 'peer_lost';
+    case ErrorCode.LEASE_EXPIRED:
+      return 'lease_expired';
+    case ErrorCode.INCOMPATIBLE:
+      return 'incompatible';
+    case ErrorCode.UNAUTHORIZED:
+      return 'unauthorized';
+    case ErrorCode.CANCELLED:
+      return 'cancelled';
+    case ErrorCode.PEER_UNREACHABLE:
+      return 'unreachable';
+    case ErrorCode.CAPACITY:
+      return 'capacity';
+    case ErrorCode.BAD_METADATA:
+      return 'bad_metadata';
+    case ErrorCode.CORRUPTED:
+      return 'corrupted';
+    default:
+      return 'transport';
   }
 }
 
@@ -51,24 +73,66 @@ export class PdMetrics {
   constructor(engineId: string, registry: MetricsRegistry = defaultRegistry()) {
     this.#engine = engineId;
     const e = ['engine'] as const;
-    this.#latency = histogram(registry, 'kvwire_pd_transfer_latency_seconds', 'Time from posting the KV reads of a request until the blocks were in place and the prefill notified', LATENCY_BUCKETS_S, e);
+    this.#latency = histogram(
+      registry,
+      'kvwire_pd_transfer_latency_seconds',
+      'Time from posting the KV reads of a request until the blocks were in place and the prefill notified',
+      LATENCY_BUCKETS_S,
+      e,
+    );
     this.#bytes = counter(registry, 'kvwire_pd_transfer_bytes_total', 'KV bytes pulled from prefill workers', e);
-    this.#failures = counter(registry, 'kvwire_pd_transfer_failures_total', 'KV pulls that failed, by reason', ['engine', 'reason'] as const);
+    this.#failures = counter(registry, 'kvwire_pd_transfer_failures_total', 'KV pulls that failed, by reason', [
+      'engine',
+      'reason',
+    ] as const);
     this.#inflight = gauge(registry, 'kvwire_pd_inflight_transfers', 'KV pulls with transfers in flight', e);
     this.#queue = gauge(registry, 'kvwire_pd_queue_depth', 'KV pulls waiting for in-flight capacity', e);
-    this.#expirations = counter(registry, 'kvwire_pd_lease_expirations_total', 'Prefill block leases that expired before the decode side released them', e);
-    this.#handshake = histogram(registry, 'kvwire_pd_handshake_latency_seconds', 'Side-channel handshake plus transport connect, per remote engine', LATENCY_BUCKETS_S, e);
-    this.#freed = counter(registry, 'kvwire_pd_blocks_freed_total', 'Prefill blocks returned to the engine, by reason', ['engine', 'reason'] as const);
+    this.#expirations = counter(
+      registry,
+      'kvwire_pd_lease_expirations_total',
+      'Prefill block leases that expired before the decode side released them',
+      e,
+    );
+    this.#handshake = histogram(
+      registry,
+      'kvwire_pd_handshake_latency_seconds',
+      'Side-channel handshake plus transport connect, per remote engine',
+      LATENCY_BUCKETS_S,
+      e,
+    );
+    this.#freed = counter(
+      registry,
+      'kvwire_pd_blocks_freed_total',
+      'Prefill blocks returned to the engine, by reason',
+      ['engine', 'reason'] as const,
+    );
     this.#leases = gauge(registry, 'kvwire_pd_leases_held', 'Prefill block leases currently held', e);
-    this.#descriptors = counter(registry, 'kvwire_pd_descriptors_total', 'Descriptors of KV pulls before coalescing (stage="uncoalesced") and posted (stage="posted")', ['engine', 'stage'] as const);
-    this.#blocks = counter(registry, 'kvwire_pd_blocks_total', 'Blocks of pulled requests, read from the prefill (source="remote") or already held (source="cached")', ['engine', 'source'] as const);
+    this.#descriptors = counter(
+      registry,
+      'kvwire_pd_descriptors_total',
+      'Descriptors of KV pulls before coalescing (stage="uncoalesced") and posted (stage="posted")',
+      ['engine', 'stage'] as const,
+    );
+    this.#blocks = counter(
+      registry,
+      'kvwire_pd_blocks_total',
+      'Blocks of pulled requests, read from the prefill (source="remote") or already held (source="cached")',
+      ['engine', 'source'] as const,
+    );
     // Start the gauges at zero so they are exported before the first request.
     this.#inflight.set({ engine: engineId }, 0);
     this.#queue.set({ engine: engineId }, 0);
   }
 
   /** A completed pull. */
-  pulled(seconds: number, bytes: number, uncoalesced: number, posted: number, remoteBlocks: number, cachedBlocks: number): void {
+  pulled(
+    seconds: number,
+    bytes: number,
+    uncoalesced: number,
+    posted: number,
+    remoteBlocks: number,
+    cachedBlocks: number,
+  ): void {
     const l = { engine: this.#engine };
     this.#latency.observe(l, seconds);
     this.#bytes.inc(l, bytes);

@@ -84,11 +84,17 @@ function nonNegativeInt(v: unknown, field: string, max: number): number {
  */
 export function parseKvTransferParams(value: unknown): KvTransferParams {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'kv_transfer_params must be an object as the prefill worker returned it', { field: 'kv_transfer_params' });
+    throw new KvwireError(
+      ErrorCode.INVALID_ARGUMENT,
+      'kv_transfer_params must be an object as the prefill worker returned it',
+      { field: 'kv_transfer_params' },
+    );
   }
   const p = value as Record<string, unknown>;
-  if (p.do_remote_prefill !== true) throw bad('do_remote_prefill', 'must be true: these params do not come from a remote prefill');
-  if (p.do_remote_decode !== undefined && p.do_remote_decode !== false) throw bad('do_remote_decode', 'must be false in a prefill\'s answer');
+  if (p.do_remote_prefill !== true)
+    throw bad('do_remote_prefill', 'must be true: these params do not come from a remote prefill');
+  if (p.do_remote_decode !== undefined && p.do_remote_decode !== false)
+    throw bad('do_remote_decode', "must be false in a prefill's answer");
   const engineId = checkId(p.remote_engine_id, 'kv_transfer_params.remote_engine_id');
   const requestId = checkId(p.remote_request_id, 'kv_transfer_params.remote_request_id');
   const ids = p.remote_block_ids;
@@ -99,7 +105,11 @@ export function parseKvTransferParams(value: unknown): KvTransferParams {
   for (let i = 0; i < ids.length; i++) {
     const id = ids[i] as unknown;
     if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0) {
-      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `kv_transfer_params.remote_block_ids[${i}] is ${describeValue(id)}, not a block id`, { field: 'remote_block_ids', index: i });
+      throw new KvwireError(
+        ErrorCode.INVALID_ARGUMENT,
+        `kv_transfer_params.remote_block_ids[${i}] is ${describeValue(id)}, not a block id`,
+        { field: 'remote_block_ids', index: i },
+      );
     }
     blockIds[i] = id;
   }

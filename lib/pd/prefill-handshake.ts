@@ -17,7 +17,10 @@ import { parseHandshakeRequest, type HandshakeAnswer, type HandshakeRequest } fr
 import type { SideChannelAnswer, SideChannelHandler, SideChannelRequest } from './side-channel.js';
 
 /** What the prefill side advertises: its handshake answer but the ranks, whose metadata is read per answer. */
-export interface PrefillDescription extends Pick<HandshakeAnswer, 'engineId' | 'instance' | 'compat' | 'compatHash' | 'cache' | 'leaseTable'> {
+export interface PrefillDescription extends Pick<
+  HandshakeAnswer,
+  'engineId' | 'instance' | 'compat' | 'compatHash' | 'cache' | 'leaseTable'
+> {
   /** Current metadata of every rank agent, in rank order. */
   metadata(): Uint8Array[];
 }
@@ -45,7 +48,10 @@ function json(v: unknown): Buffer {
  * @param window - replay window (shared by every request of this coordinator).
  */
 export function prefillHandshakeHandler(
-  key: Buffer, window: NonceWindow, describe: PrefillDescription, onOutcome: (o: HandshakeOutcome) => void,
+  key: Buffer,
+  window: NonceWindow,
+  describe: PrefillDescription,
+  onOutcome: (o: HandshakeOutcome) => void,
 ): SideChannelHandler {
   return (req: SideChannelRequest): SideChannelAnswer => {
     const remote = req.remoteAddress === undefined ? {} : { remoteAddress: req.remoteAddress };

@@ -96,7 +96,11 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 
 function checkMs(v: unknown, field: string): number {
   if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0 || v > MAX_TIMER_MS) {
-    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `${field} must be a positive number of milliseconds up to ${MAX_TIMER_MS}, got ${String(v)}`, { field });
+    throw new KvwireError(
+      ErrorCode.INVALID_ARGUMENT,
+      `${field} must be a positive number of milliseconds up to ${MAX_TIMER_MS}, got ${String(v)}`,
+      { field },
+    );
   }
   return Math.ceil(v);
 }
@@ -135,7 +139,11 @@ export class PrefillCoordinator extends EventEmitter {
    */
   static async create(options: PrefillCoordinatorOptions): Promise<PrefillCoordinator> {
     if (options === null || typeof options !== 'object') {
-      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'PrefillCoordinator.create needs { engineId, ranks, secret, ... }', { field: 'options' });
+      throw new KvwireError(
+        ErrorCode.INVALID_ARGUMENT,
+        'PrefillCoordinator.create needs { engineId, ranks, secret, ... }',
+        { field: 'options' },
+      );
     }
     const engineId = checkId(options.engineId, 'engineId');
     const key = secretKey(options.secret);
@@ -146,7 +154,8 @@ export class PrefillCoordinator extends EventEmitter {
     const ranks = [...options.ranks];
     const leaseRegions: Region[] = [];
     try {
-      for (const r of ranks) leaseRegions.push(r.agent.register(table.words, { access: 'read', label: LEASE_TABLE_LABEL }));
+      for (const r of ranks)
+        leaseRegions.push(r.agent.register(table.words, { access: 'read', label: LEASE_TABLE_LABEL }));
     } catch (e) {
       for (const r of leaseRegions) r.deregister();
       throw e;
@@ -159,17 +168,27 @@ export class PrefillCoordinator extends EventEmitter {
       channel = await SideChannel.listen({
         ...(options.host === undefined ? {} : { host: options.host }),
         ...(options.port === undefined ? {} : { port: options.port }),
-        handler: prefillHandshakeHandler(key, new NonceWindow(skew), {
-          engineId,
-          instance: randomBytes(8).toString('hex'),
-          compat,
-          compatHash: compatHash(compat),
-          cache: { numBlocks: layout.numBlocks, arenaAlignment: layout.arenaAlignment, addressing: ranks[0]!.addressing, tpSize: ranks.length },
-          leaseTable: { label: LEASE_TABLE_LABEL, slots: table.slots },
-          metadata: () => ranks.map((r) => r.agent.metadata()),
-        }, (o) => {
-          if (coordinator !== undefined) safeEmit(coordinator, 'handshake', o);
-        }),
+        handler: prefillHandshakeHandler(
+          key,
+          new NonceWindow(skew),
+          {
+            engineId,
+            instance: randomBytes(8).toString('hex'),
+            compat,
+            compatHash: compatHash(compat),
+            cache: {
+              numBlocks: layout.numBlocks,
+              arenaAlignment: layout.arenaAlignment,
+              addressing: ranks[0]!.addressing,
+              tpSize: ranks.length,
+            },
+            leaseTable: { label: LEASE_TABLE_LABEL, slots: table.slots },
+            metadata: () => ranks.map((r) => r.agent.metadata()),
+          },
+          (o) => {
+            if (coordinator !== undefined) safeEmit(coordinator, 'handshake', o);
+          },
+        ),
       });
     } catch (e) {
       for (const r of leaseRegions) r.deregister();
@@ -182,8 +201,14 @@ export class PrefillCoordinator extends EventEmitter {
   }
 
   private constructor(
-    engineId: string, ranks: KvCacheRank[], table: LeaseTable, leaseRegions: Region[], channel: SideChannel,
-    host: string, leaseMs: number, options: PrefillCoordinatorOptions,
+    engineId: string,
+    ranks: KvCacheRank[],
+    table: LeaseTable,
+    leaseRegions: Region[],
+    channel: SideChannel,
+    host: string,
+    leaseMs: number,
+    options: PrefillCoordinatorOptions,
   ) {
     super();
     this.engineId = engineId;
@@ -234,12 +259,21 @@ export class PrefillCoordinator extends EventEmitter {
     const ids = request.blockIds;
     validateBlockIds(ids, this.#numBlocks, 'blockIds');
     if (ids.length === 0 || ids.length > MAX_BLOCKS_PER_REQUEST) {
-      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `blockIds must name 1..${MAX_BLOCKS_PER_REQUEST} blocks, got ${ids.length}`, { field: 'blockIds' });
+      throw new KvwireError(
+        ErrorCode.INVALID_ARGUMENT,
+        `blockIds must name 1..${MAX_BLOCKS_PER_REQUEST} blocks, got ${ids.length}`,
+        { field: 'blockIds' },
+      );
     }
     const leaseMs = request.leaseMs === undefined ? this.leaseMs : checkMs(request.leaseMs, 'leaseMs');
     const lease = this.#book.hold(requestId, Array.from(ids), leaseMs, request.signal);
     this.#metrics.held(this.#book.size);
-    safeEmit(this, 'blocks-held', { engineId: this.engineId, requestId, blockIds: lease.blockIds, expiresAt: lease.expiresAt } satisfies BlocksHeldEvent);
+    safeEmit(this, 'blocks-held', {
+      engineId: this.engineId,
+      requestId,
+      blockIds: lease.blockIds,
+      expiresAt: lease.expiresAt,
+    } satisfies BlocksHeldEvent);
     return Object.freeze({
       do_remote_prefill: true,
       do_remote_decode: false,
@@ -265,7 +299,11 @@ export class PrefillCoordinator extends EventEmitter {
 
   #freed(lease: BlockLease, reason: FreeReason): void {
     const event: BlocksFreedEvent = {
-      engineId: this.engineId, requestId: lease.requestId, blockIds: lease.blockIds, reason, heldMs: Date.now() - lease.heldAt,
+      engineId: this.engineId,
+      requestId: lease.requestId,
+      blockIds: lease.blockIds,
+      reason,
+      heldMs: Date.now() - lease.heldAt,
     };
     this.#metrics.freed(reason, lease.blockIds.length, this.#book.size);
     if (this.#onFree !== undefined) {
@@ -280,7 +318,6 @@ export class PrefillCoordinator extends EventEmitter {
     safeEmit(this, 'blocks-freed', event);
     if (reason === 'expired') safeEmit(this, 'lease-expired', event);
   }
-
 
   /**
    * Stops the side channel, frees every held lease (reason 'closed'), stops listening for

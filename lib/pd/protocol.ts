@@ -85,7 +85,8 @@ export function encodeLeaseMessage(m: LeaseMessage): string {
  */
 export function decodeLeaseMessage(bytes: Uint8Array): LeaseMessage | undefined {
   // Cheap filter before JSON.parse: ours start with '{"kvwire":'.
-  if (bytes.byteLength < 12 || bytes.byteLength > MAX_ID_BYTES * 6 + 128 || bytes[0] !== 0x7b || bytes[2] !== 0x6b) return undefined;
+  if (bytes.byteLength < 12 || bytes.byteLength > MAX_ID_BYTES * 6 + 128 || bytes[0] !== 0x7b || bytes[2] !== 0x6b)
+    return undefined;
   let v: unknown;
   try {
     v = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
@@ -96,6 +97,7 @@ export function decodeLeaseMessage(bytes: Uint8Array): LeaseMessage | undefined 
   const o = v as { kvwire?: unknown; req?: unknown; lease?: unknown };
   if (o.kvwire !== 'done' && o.kvwire !== 'abort') return undefined;
   if (typeof o.req !== 'string' || o.req.length === 0) return undefined;
-  if (typeof o.lease !== 'number' || !Number.isSafeInteger(o.lease) || o.lease <= 0 || o.lease >= MAX_LEASE_TOKEN) return undefined;
+  if (typeof o.lease !== 'number' || !Number.isSafeInteger(o.lease) || o.lease <= 0 || o.lease >= MAX_LEASE_TOKEN)
+    return undefined;
   return { kind: o.kvwire, requestId: o.req, token: o.lease };
 }

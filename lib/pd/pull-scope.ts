@@ -25,10 +25,16 @@ export class PullScope {
     this.#deadline = performance.now() + timeoutMs;
     this.#caller = caller;
     this.#onCallerAbort = () => this.abort(new KvwireError(ErrorCode.CANCELLED, `${what} was cancelled`));
-    this.#timer = setTimeout(() => this.abort(new KvwireError(
-      ErrorCode.TIMEOUT,
-      `${what} did not get its KV within ${timeoutMs} ms (handshake, queue and transfer together); raise timeoutMs or check the prefill worker`,
-    )), timeoutMs);
+    this.#timer = setTimeout(
+      () =>
+        this.abort(
+          new KvwireError(
+            ErrorCode.TIMEOUT,
+            `${what} did not get its KV within ${timeoutMs} ms (handshake, queue and transfer together); raise timeoutMs or check the prefill worker`,
+          ),
+        ),
+      timeoutMs,
+    );
     if (caller?.aborted) this.#onCallerAbort();
     else caller?.addEventListener('abort', this.#onCallerAbort, { once: true });
   }

@@ -110,7 +110,10 @@ export function remoteEngineKey(params: KvTransferParams): string {
 }
 
 function badRegion(where: string, what: string): KvwireError {
-  return new KvwireError(ErrorCode.BAD_METADATA, `prefill ${where} ${what}; its metadata does not match the layout it advertised`);
+  return new KvwireError(
+    ErrorCode.BAD_METADATA,
+    `prefill ${where} ${what}; its metadata does not match the layout it advertised`,
+  );
 }
 
 function mapPeer(peer: Peer, prefillRank: number, layout: KvLayout, answer: HandshakeAnswer): RemotePeer {
@@ -122,7 +125,8 @@ function mapPeer(peer: Peer, prefillRank: number, layout: KvLayout, answer: Hand
     } catch {
       throw badRegion(where, `exports no region '${spec.label}'`);
     }
-    if (r.length < spec.bytes || (r.access !== 'read' && r.access !== 'readwrite')) throw badRegion(where, `exports ${r} with access '${r.access}'`);
+    if (r.length < spec.bytes || (r.access !== 'read' && r.access !== 'readwrite'))
+      throw badRegion(where, `exports ${r} with access '${r.access}'`);
     return r;
   });
   let leaseTable: RemoteRegion;
@@ -131,7 +135,8 @@ function mapPeer(peer: Peer, prefillRank: number, layout: KvLayout, answer: Hand
   } catch {
     throw badRegion(where, `exports no lease table '${answer.leaseTable.label}'`);
   }
-  if (leaseTable.length < answer.leaseTable.slots * LEASE_SLOT_BYTES) throw badRegion(where, `exports a lease table of ${leaseTable.length} bytes`);
+  if (leaseTable.length < answer.leaseTable.slots * LEASE_SLOT_BYTES)
+    throw badRegion(where, `exports a lease table of ${leaseTable.length} bytes`);
   return { prefillRank, peer, regions, leaseTable };
 }
 
@@ -144,7 +149,10 @@ function mapPeer(peer: Peer, prefillRank: number, layout: KvLayout, answer: Hand
  *   agents' connect errors (`ERR_KVWIRE_PEER_UNREACHABLE`, `ERR_KVWIRE_TIMEOUT`, ...).
  */
 export async function connectRemoteEngine(
-  key: string, ranks: readonly KvCacheRank[], answer: HandshakeAnswer, startedAt: number,
+  key: string,
+  ranks: readonly KvCacheRank[],
+  answer: HandshakeAnswer,
+  startedAt: number,
   options: { timeoutMs: number; signal?: AbortSignal },
 ): Promise<RemoteEngine> {
   const layouts = prefillLayouts(answer);
@@ -153,11 +161,14 @@ export async function connectRemoteEngine(
   plans.forEach((plan, decodeRank) => {
     for (const p of new Set(plan.sources.map((s) => s.prefillRank))) wanted.push({ decodeRank, prefillRank: p });
   });
-  const settled = await Promise.allSettled(wanted.map(({ decodeRank, prefillRank }) =>
-    ranks[decodeRank]!.agent.connect(Buffer.from(answer.ranks[prefillRank]!.metadata, 'base64'), {
-      timeoutMs: options.timeoutMs,
-      ...(options.signal === undefined ? {} : { signal: options.signal }),
-    })));
+  const settled = await Promise.allSettled(
+    wanted.map(({ decodeRank, prefillRank }) =>
+      ranks[decodeRank]!.agent.connect(Buffer.from(answer.ranks[prefillRank]!.metadata, 'base64'), {
+        timeoutMs: options.timeoutMs,
+        ...(options.signal === undefined ? {} : { signal: options.signal }),
+      }),
+    ),
+  );
   const peers = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
   try {
     const failed = settled.find((s) => s.status === 'rejected');
@@ -165,7 +176,10 @@ export async function connectRemoteEngine(
     const links: RankLink[] = plans.map((plan) => ({ plan, peers: new Map<number, RemotePeer>() }));
     wanted.forEach(({ decodeRank, prefillRank }, i) => {
       const peer = (settled[i] as PromiseFulfilledResult<Peer>).value;
-      (links[decodeRank]!.peers as Map<number, RemotePeer>).set(prefillRank, mapPeer(peer, prefillRank, layouts[prefillRank]!, answer));
+      (links[decodeRank]!.peers as Map<number, RemotePeer>).set(
+        prefillRank,
+        mapPeer(peer, prefillRank, layouts[prefillRank]!, answer),
+      );
     });
     return new RemoteEngine(key, answer, layouts, links, performance.now() - startedAt);
   } catch (e) {

@@ -75,13 +75,24 @@ export function postHandshake(call: SideChannelCall): Promise<SideChannelReply> 
       });
     } catch (e) {
       // node:http refuses some host strings synchronously (e.g. control characters).
-      reject(new KvwireError(ErrorCode.PEER_UNREACHABLE, `the prefill side channel at ${where} cannot be addressed: ${(e as Error).message}`));
+      reject(
+        new KvwireError(
+          ErrorCode.PEER_UNREACHABLE,
+          `the prefill side channel at ${where} cannot be addressed: ${(e as Error).message}`,
+        ),
+      );
       return;
     }
-    const timer = setTimeout(() => finish(new KvwireError(
-      ErrorCode.TIMEOUT,
-      `the handshake with the prefill side channel at ${where} did not finish within ${call.timeoutMs} ms; check that the prefill worker is up and reachable, or raise handshakeTimeoutMs`,
-    )), call.timeoutMs);
+    const timer = setTimeout(
+      () =>
+        finish(
+          new KvwireError(
+            ErrorCode.TIMEOUT,
+            `the handshake with the prefill side channel at ${where} did not finish within ${call.timeoutMs} ms; check that the prefill worker is up and reachable, or raise handshakeTimeoutMs`,
+          ),
+        ),
+      call.timeoutMs,
+    );
     const onAbort = () => finish(new KvwireError(ErrorCode.CANCELLED, `the handshake with ${where} was aborted`));
     if (call.signal?.aborted) {
       onAbort();
@@ -90,11 +101,13 @@ export function postHandshake(call: SideChannelCall): Promise<SideChannelReply> 
     call.signal?.addEventListener('abort', onAbort, { once: true });
     req.on('error', (e: NodeJS.ErrnoException) => {
       const code = e.code ?? '';
-      finish(new KvwireError(
-        ErrorCode.PEER_UNREACHABLE,
-        `the prefill side channel at ${where} cannot be reached (${code || e.message}); check remote_host/remote_port and that the prefill worker is running`,
-        { engineStatus: code },
-      ));
+      finish(
+        new KvwireError(
+          ErrorCode.PEER_UNREACHABLE,
+          `the prefill side channel at ${where} cannot be reached (${code || e.message}); check remote_host/remote_port and that the prefill worker is running`,
+          { engineStatus: code },
+        ),
+      );
     });
     req.on('response', (res) => {
       const chunks: Buffer[] = [];
@@ -102,16 +115,29 @@ export function postHandshake(call: SideChannelCall): Promise<SideChannelReply> 
       res.on('data', (c: Buffer) => {
         size += c.byteLength;
         if (size > MAX_HANDSHAKE_ANSWER_BYTES) {
-          finish(new KvwireError(ErrorCode.BAD_METADATA, `the side channel at ${where} answered more than ${fmtBytes(MAX_HANDSHAKE_ANSWER_BYTES)} bytes; it is not a kvwire prefill side channel`));
+          finish(
+            new KvwireError(
+              ErrorCode.BAD_METADATA,
+              `the side channel at ${where} answered more than ${fmtBytes(MAX_HANDSHAKE_ANSWER_BYTES)} bytes; it is not a kvwire prefill side channel`,
+            ),
+          );
           return;
         }
         chunks.push(c);
       });
-      res.on('error', () => finish(new KvwireError(ErrorCode.PEER_UNREACHABLE, `the side channel at ${where} hung up while answering`)));
-      res.on('aborted', () => finish(new KvwireError(ErrorCode.PEER_UNREACHABLE, `the side channel at ${where} hung up while answering`)));
+      res.on('error', () =>
+        finish(new KvwireError(ErrorCode.PEER_UNREACHABLE, `the side channel at ${where} hung up while answering`)),
+      );
+      res.on('aborted', () =>
+        finish(new KvwireError(ErrorCode.PEER_UNREACHABLE, `the side channel at ${where} hung up while answering`)),
+      );
       res.on('end', () => {
         const sig = res.headers[SIGNATURE_HEADER];
-        finish(undefined, { status: res.statusCode ?? 0, body: Buffer.concat(chunks), signature: typeof sig === 'string' ? sig : undefined });
+        finish(undefined, {
+          status: res.statusCode ?? 0,
+          body: Buffer.concat(chunks),
+          signature: typeof sig === 'string' ? sig : undefined,
+        });
       });
     });
     req.end(call.body);

@@ -76,18 +76,29 @@ export class SideChannel {
     const host = options.host ?? '127.0.0.1';
     const port = options.port ?? 0;
     if (!Number.isInteger(port) || port < 0 || port > 65535) {
-      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `side channel port must be an integer in 0..65535 (0: any free port), got ${String(port)}`, { field: 'port' });
+      throw new KvwireError(
+        ErrorCode.INVALID_ARGUMENT,
+        `side channel port must be an integer in 0..65535 (0: any free port), got ${String(port)}`,
+        { field: 'port' },
+      );
     }
-    const server = createServer({ requestTimeout: 10_000, headersTimeout: 5_000, keepAliveTimeout: 2_000, maxHeaderSize: 8192 });
+    const server = createServer({
+      requestTimeout: 10_000,
+      headersTimeout: 5_000,
+      keepAliveTimeout: 2_000,
+      maxHeaderSize: 8192,
+    });
     server.on('request', (req: IncomingMessage, res: ServerResponse) => serve(req, res, options.handler));
     server.on('clientError', (_e, socket) => socket.destroy());
     await new Promise<void>((resolve, reject) => {
       const onError = (e: NodeJS.ErrnoException) => {
-        reject(new KvwireError(
-          ErrorCode.PEER_UNREACHABLE,
-          `the side channel cannot listen on ${host}:${port}: ${e.code ?? e.message}; choose another port (0 picks a free one) or a local address`,
-          { engineStatus: e.code },
-        ));
+        reject(
+          new KvwireError(
+            ErrorCode.PEER_UNREACHABLE,
+            `the side channel cannot listen on ${host}:${port}: ${e.code ?? e.message}; choose another port (0 picks a free one) or a local address`,
+            { engineStatus: e.code },
+          ),
+        );
       };
       server.once('error', onError);
       server.listen(port, host, () => {
@@ -111,7 +122,10 @@ export class SideChannel {
 }
 
 function answer(res: ServerResponse, a: SideChannelAnswer): void {
-  const headers: Record<string, string | number> = { 'cache-control': 'no-store', 'content-length': a.body?.byteLength ?? 0 };
+  const headers: Record<string, string | number> = {
+    'cache-control': 'no-store',
+    'content-length': a.body?.byteLength ?? 0,
+  };
   if (a.body !== undefined) headers['content-type'] = 'application/json';
   if (a.signature !== undefined) headers[SIGNATURE_HEADER] = a.signature;
   res.writeHead(a.status, headers);
@@ -155,7 +169,11 @@ function serve(req: IncomingMessage, res: ServerResponse, handler: SideChannelHa
     const sig = req.headers['x-kvwire-signature'];
     let a: SideChannelAnswer;
     try {
-      a = handler({ body: Buffer.concat(chunks), signature: typeof sig === 'string' ? sig : undefined, remoteAddress: req.socket.remoteAddress });
+      a = handler({
+        body: Buffer.concat(chunks),
+        signature: typeof sig === 'string' ? sig : undefined,
+        remoteAddress: req.socket.remoteAddress,
+      });
     } catch {
       a = { status: 500 };
     }

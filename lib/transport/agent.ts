@@ -28,7 +28,14 @@ import type { RegionOwner } from './region.js';
 import { PreparedTransfer, Transfer } from './transfer.js';
 import type { PreparedHost, TransferHost } from './transfer.js';
 import type {
-  Access, AgentOptions, ConnectOptions, DescriptorInput, EngineKind, HostMemory, Notification, TransferOp,
+  Access,
+  AgentOptions,
+  ConnectOptions,
+  DescriptorInput,
+  EngineKind,
+  HostMemory,
+  Notification,
+  TransferOp,
   TransferOptions,
 } from './types.js';
 
@@ -49,7 +56,10 @@ function nowNs(): number {
 
 function checkTimeout(ms: unknown, what: string): number {
   if (typeof ms !== 'number' || !Number.isFinite(ms) || ms <= 0 || ms > MAX_TIMEOUT) {
-    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `${what} must be a positive number of milliseconds up to ${MAX_TIMEOUT}, not ${String(ms)}`);
+    throw new KvwireError(
+      ErrorCode.INVALID_ARGUMENT,
+      `${what} must be a positive number of milliseconds up to ${MAX_TIMEOUT}, not ${String(ms)}`,
+    );
   }
   return Math.ceil(ms);
 }
@@ -111,7 +121,10 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
     super();
     const choice = opts.engine ?? 'auto';
     if (choice !== 'auto' && choice !== 'ucx' && choice !== 'loopback') {
-      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `engine must be 'auto', 'ucx' or 'loopback', not ${String(choice)}`);
+      throw new KvwireError(
+        ErrorCode.INVALID_ARGUMENT,
+        `engine must be 'auto', 'ucx' or 'loopback', not ${String(choice)}`,
+      );
     }
     this.name = opts.name ?? `kvwire-${process.pid}-${++agentCounter}`;
     if (typeof this.name !== 'string' || this.name.length === 0 || Buffer.byteLength(this.name) > 1024) {
@@ -130,7 +143,10 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
     } else {
       const reason = ucxUnavailableReason();
       if (reason !== undefined) {
-        throw new KvwireError(ErrorCode.UNSUPPORTED, `the UCX engine is unavailable: ${reason}; engine: 'loopback' works in-process`);
+        throw new KvwireError(
+          ErrorCode.UNSUPPORTED,
+          `the UCX engine is unavailable: ${reason}; engine: 'loopback' works in-process`,
+        );
       }
       this.#engine = new NativeEngine(this.name, listener, opts);
       this.faults = undefined;
@@ -184,9 +200,13 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
     else if (isCudaMemory(memory)) {
       return this.#registerDevice(memory, access, opts.label);
     } else {
-      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'memory must be an ArrayBuffer, a typed array, a DataView or a Buffer');
+      throw new KvwireError(
+        ErrorCode.INVALID_ARGUMENT,
+        'memory must be an ArrayBuffer, a typed array, a DataView or a Buffer',
+      );
     }
-    if (bytes.byteLength === 0) throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'cannot register an empty (or detached) buffer');
+    if (bytes.byteLength === 0)
+      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'cannot register an empty (or detached) buffer');
     const { id, label } = this.#newRegionName(opts.label);
     const { base, key } = this.#engine.register(id, label, bytes, access);
     return this.#addRegion(new Region(this, id, label, access, bytes, memory), base, key);
@@ -234,7 +254,10 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
   #checkAccess(access: Access | undefined): Access {
     const a = access ?? 'none';
     if (!ACCESS.has(a)) {
-      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `access must be 'read', 'write', 'readwrite' or 'none', not ${String(a)}`);
+      throw new KvwireError(
+        ErrorCode.INVALID_ARGUMENT,
+        `access must be 'read', 'write', 'readwrite' or 'none', not ${String(a)}`,
+      );
     }
     return a;
   }
@@ -246,7 +269,10 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
       throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'label must be a non-empty string of at most 1024 bytes');
     }
     if (this.#labels.has(label)) {
-      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `label '${label}' is already registered with this agent; labels must be unique`);
+      throw new KvwireError(
+        ErrorCode.INVALID_ARGUMENT,
+        `label '${label}' is already registered with this agent; labels must be unique`,
+      );
     }
     this.#nextRegion++;
     return { id, label };
@@ -306,7 +332,14 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
       address: this.#engine.address,
       regions: [...this.#regions.values()]
         .filter((r) => r.access !== 'none')
-        .map((r) => ({ id: r.id, label: r.label, access: r.access, length: r.length, memory: r.kind, ...this.#regionInfo.get(r.id)! })),
+        .map((r) => ({
+          id: r.id,
+          label: r.label,
+          access: r.access,
+          length: r.length,
+          memory: r.kind,
+          ...this.#regionInfo.get(r.id)!,
+        })),
     });
   }
 
@@ -373,8 +406,10 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
     try {
       this.#assertOpen();
       peer.assertConnected();
-      if (!(message instanceof Uint8Array)) throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'message must be a string or a Uint8Array');
-      if (message.byteLength > MAX_NOTIFY) throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `a notification holds at most ${MAX_NOTIFY} bytes`);
+      if (!(message instanceof Uint8Array))
+        throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'message must be a string or a Uint8Array');
+      if (message.byteLength > MAX_NOTIFY)
+        throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `a notification holds at most ${MAX_NOTIFY} bytes`);
       const token = this.#nextToken++;
       return new Promise<void>((resolve, reject) => {
         this.#notifies.set(token, { resolve, reject });
@@ -396,22 +431,41 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
   // Transfers
 
   /** READs `remote` ranges of `peer` into `local` ranges (equal-length lists, paired by index). */
-  read(peer: Peer, local: DescriptorInput<Region>, remote: DescriptorInput<RemoteRegion>, opts: TransferOptions = {}): Transfer {
+  read(
+    peer: Peer,
+    local: DescriptorInput<Region>,
+    remote: DescriptorInput<RemoteRegion>,
+    opts: TransferOptions = {},
+  ): Transfer {
     return this.#transfer('read', peer, local, remote, opts);
   }
 
   /** WRITEs `local` ranges into `remote` ranges of `peer` (equal-length lists, paired by index). */
-  write(peer: Peer, local: DescriptorInput<Region>, remote: DescriptorInput<RemoteRegion>, opts: TransferOptions = {}): Transfer {
+  write(
+    peer: Peer,
+    local: DescriptorInput<Region>,
+    remote: DescriptorInput<RemoteRegion>,
+    opts: TransferOptions = {},
+  ): Transfer {
     return this.#transfer('write', peer, local, remote, opts);
   }
 
-  #transfer(op: TransferOp, peer: Peer, local: DescriptorInput<Region>, remote: DescriptorInput<RemoteRegion>, opts: TransferOptions): Transfer {
+  #transfer(
+    op: TransferOp,
+    peer: Peer,
+    local: DescriptorInput<Region>,
+    remote: DescriptorInput<RemoteRegion>,
+    opts: TransferOptions,
+  ): Transfer {
     const startNs = nowNs();
     this.#assertPeer(peer);
     // The flat list lives only until the engine takes it (both engines copy it in post()), so one
     // scratch array serves every call: no 650 KB allocation (and its garbage) per 16k-descriptor READ.
-    const n = Array.isArray(local) ? 0 : ((local as { count?: number; region: Uint32Array }).count ?? (local as { region: Uint32Array }).region.length);
-    if (n * 5 > this.#scratch.length && n <= 1 << 24) this.#scratch = new Float64Array(2 ** Math.ceil(Math.log2(n * 5)));
+    const n = Array.isArray(local)
+      ? 0
+      : ((local as { count?: number; region: Uint32Array }).count ?? (local as { region: Uint32Array }).region.length);
+    if (n * 5 > this.#scratch.length && n <= 1 << 24)
+      this.#scratch = new Float64Array(2 ** Math.ceil(Math.log2(n * 5)));
     const flat = flattenDescriptors(op, this, peer, peer.name, local, remote, opts.coalesce !== false, this.#scratch);
     return this.#post(op, peer, flat, opts, startNs);
   }
@@ -434,25 +488,43 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
   }
 
   /** @internal */
-  postPrepared(p: PreparedTransfer, op: TransferOp, indices: ArrayLike<number> | undefined, opts: TransferOptions): Transfer {
+  postPrepared(
+    p: PreparedTransfer,
+    op: TransferOp,
+    indices: ArrayLike<number> | undefined,
+    opts: TransferOptions,
+  ): Transfer {
     const startNs = nowNs();
     const peer = p.peer as Peer;
     this.#assertPeer(peer);
     for (const r of p.localRegions) {
-      if (!r.registered) throw new KvwireError(ErrorCode.DEREGISTERED, `${r} was deregistered since the list was prepared; prepare it again`);
+      if (!r.registered)
+        throw new KvwireError(
+          ErrorCode.DEREGISTERED,
+          `${r} was deregistered since the list was prepared; prepare it again`,
+        );
     }
     for (const r of p.remoteRegions as readonly RemoteRegion[]) {
-      if (r.revoked) throw new KvwireError(ErrorCode.DEREGISTERED, `peer '${peer.name}' deregistered ${r} since the list was prepared`);
+      if (r.revoked)
+        throw new KvwireError(
+          ErrorCode.DEREGISTERED,
+          `peer '${peer.name}' deregistered ${r} since the list was prepared`,
+        );
       const need = op === 'read' ? 'read' : 'write';
       if (r.access !== 'readwrite' && r.access !== need) {
-        throw new KvwireError(ErrorCode.ACCESS_DENIED, `${r} of peer '${peer.name}' allows ${r.access} access, so it cannot be ${op === 'read' ? 'read' : 'written'}`);
+        throw new KvwireError(
+          ErrorCode.ACCESS_DENIED,
+          `${r} of peer '${peer.name}' allows ${r.access} access, so it cannot be ${op === 'read' ? 'read' : 'written'}`,
+        );
       }
     }
     const coalesce = opts.coalesce !== false;
     let flat: FlatDescriptors;
     if (indices === undefined) {
       // The whole list: coalesced once, reused by every post (engines never modify it).
-      flat = coalesce ? (p.allCoalesced ??= selectRows(p.flat, allIndices(p.length), true)) : { flat: p.flat, count: p.length, bytes: p.bytes, given: p.length };
+      flat = coalesce
+        ? (p.allCoalesced ??= selectRows(p.flat, allIndices(p.length), true))
+        : { flat: p.flat, count: p.length, bytes: p.bytes, given: p.length };
     } else {
       flat = selectRows(p.flat, indices, coalesce);
     }
@@ -464,10 +536,13 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
     let notify: Uint8Array | null = null;
     if (opts.notify !== undefined) {
       notify = typeof opts.notify === 'string' ? Buffer.from(opts.notify, 'utf8') : opts.notify;
-      if (!(notify instanceof Uint8Array)) throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'notify must be a string or a Uint8Array');
-      if (notify.byteLength > MAX_NOTIFY) throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `a notification holds at most ${MAX_NOTIFY} bytes`);
+      if (!(notify instanceof Uint8Array))
+        throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'notify must be a string or a Uint8Array');
+      if (notify.byteLength > MAX_NOTIFY)
+        throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `a notification holds at most ${MAX_NOTIFY} bytes`);
     }
-    if (opts.signal?.aborted) throw new KvwireError(ErrorCode.CANCELLED, 'the transfer was aborted before it was posted');
+    if (opts.signal?.aborted)
+      throw new KvwireError(ErrorCode.CANCELLED, 'the transfer was aborted before it was posted');
     const id = this.#nextTransfer++;
     const t = new Transfer(this, id, op, flat.bytes, flat.given, flat.count, startNs, peer.transport);
     t.markPrepared(nowNs());
@@ -515,11 +590,18 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
    * Resolves with the first notification matching `match` (a string equal to the message text, a
    * RegExp tested on it, or a predicate); one that arrived shortly before the call counts too.
    */
-  waitForNotification(match?: string | RegExp | ((n: Notification) => boolean), opts: WaitOptions = {}): Promise<Notification> {
-    const test = match === undefined ? () => true
-      : typeof match === 'string' ? (n: Notification) => n.message.toString('utf8') === match
-        : match instanceof RegExp ? (n: Notification) => match.test(n.message.toString('utf8'))
-          : match;
+  waitForNotification(
+    match?: string | RegExp | ((n: Notification) => boolean),
+    opts: WaitOptions = {},
+  ): Promise<Notification> {
+    const test =
+      match === undefined
+        ? () => true
+        : typeof match === 'string'
+          ? (n: Notification) => n.message.toString('utf8') === match
+          : match instanceof RegExp
+            ? (n: Notification) => match.test(n.message.toString('utf8'))
+            : match;
     return this.#hub.wait(test, opts);
   }
 
@@ -553,7 +635,8 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
     const closed = new KvwireError(ErrorCode.CLOSED, 'the agent was closed');
     for (const c of [...this.#connecting.values()]) c.reject(closed);
     this.#engine.close(); // delivers the transfers it failed, synchronously
-    for (const t of [...this.#transfers.values()]) t.settle(new KvwireError(ErrorCode.CLOSED, 'the agent was closed while this transfer was in flight'));
+    for (const t of [...this.#transfers.values()])
+      t.settle(new KvwireError(ErrorCode.CLOSED, 'the agent was closed while this transfer was in flight'));
     for (const t of this.#unquiesced.values()) t.markQuiesced(); // the engine is gone: nothing runs
     this.#unquiesced.clear();
     for (const [token, n] of [...this.#notifies]) {
@@ -590,18 +673,18 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
   }
 
   #assertOpen(): void {
-    if (this.#closed) throw new KvwireError(ErrorCode.CLOSED, 'the agent is closed; create a new one with Agent.create()');
+    if (this.#closed)
+      throw new KvwireError(ErrorCode.CLOSED, 'the agent is closed; create a new one with Agent.create()');
   }
 
   #assertPeer(peer: Peer): void {
     this.#assertOpen();
     if (!(peer instanceof Peer) || this.#peers.get(peer.id) !== peer) {
       if (peer instanceof Peer && peer.state !== 'connected') peer.assertConnected();
-      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'peer must be a Peer returned by this agent\'s connect()');
+      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, "peer must be a Peer returned by this agent's connect()");
     }
     peer.assertConnected();
   }
-
 
   #listener(): EngineListener {
     return {
@@ -626,7 +709,8 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
         const peer = new Peer(this, peerId, entry.d, conn, sameHost);
         this.#peers.set(peerId, peer);
         if (conn.transport === 'tcp' && sameHost && this.engine === 'ucx' && allowsSharedMemory(this.transports)) {
-          const msg = `kvwire: peer '${peer.name}' is on this host but is reached over tcp (${conn.lanes}), not shared memory ` +
+          const msg =
+            `kvwire: peer '${peer.name}' is on this host but is reached over tcp (${conn.lanes}), not shared memory ` +
             `(transports: ${this.transports}); check that both processes can share memory (same IPC namespace, /dev/shm), or set transports to 'tcp' to silence this`;
           process.emitWarning(msg, { code: 'KVWIRE_TRANSPORT_FALLBACK' });
           safeEmit(this, 'warning', msg);

@@ -96,9 +96,10 @@ export function capabilities(): Capabilities {
   const dv = nc?.cuda.driverVersion;
   return {
     version: kvwireVersion(),
-    addon: native === undefined
-      ? { loaded: false, ...(nativeLoadError() ? { reason: nativeLoadError()! } : {}) }
-      : { loaded: true, ...(nativePath() ? { path: nativePath()! } : {}) },
+    addon:
+      native === undefined
+        ? { loaded: false, ...(nativeLoadError() ? { reason: nativeLoadError()! } : {}) }
+        : { loaded: true, ...(nativePath() ? { path: nativePath()! } : {}) },
     engines: {
       ucx: {
         available: ucxReason === undefined,
@@ -112,7 +113,8 @@ export function capabilities(): Capabilities {
       loopback: { available: true },
       nixl: {
         available: false,
-        reason: 'NIXL is not supported by this build (it needs UCX >= 1.18 and the NIXL library); kvwire uses UCX directly',
+        reason:
+          'NIXL is not supported by this build (it needs UCX >= 1.18 and the NIXL library); kvwire uses UCX directly',
       },
     },
     cuda: {

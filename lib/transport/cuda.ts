@@ -47,7 +47,11 @@ export interface CudaBaseline {
 
 function native(): NativeCuda {
   const n = loadNative();
-  if (n === undefined) throw new KvwireError(ErrorCode.UNSUPPORTED, `CUDA is unavailable: ${nativeLoadError() ?? 'the native addon did not load'}`);
+  if (n === undefined)
+    throw new KvwireError(
+      ErrorCode.UNSUPPORTED,
+      `CUDA is unavailable: ${nativeLoadError() ?? 'the native addon did not load'}`,
+    );
   return n.cuda;
 }
 
@@ -98,7 +102,10 @@ export class CudaAllocation implements CudaMemory {
   free(): void {
     if (this.#freed) return;
     if (this.#users > 0) {
-      throw new KvwireError(ErrorCode.REGION_BUSY, `this CUDA allocation backs ${this.#users} registered region(s); deregister them and await region.released before freeing it`);
+      throw new KvwireError(
+        ErrorCode.REGION_BUSY,
+        `this CUDA allocation backs ${this.#users} registered region(s); deregister them and await region.released before freeing it`,
+      );
     }
     collected.unregister(this);
     this.#freed = true;
@@ -130,20 +137,36 @@ export function isCudaMemory(m: unknown): m is CudaMemory {
 /** Checks the fields of device memory given by a caller; throws INVALID_ARGUMENT naming the bad one. */
 export function checkCudaMemory(m: CudaMemory): void {
   if (!Number.isSafeInteger(m.device) || m.device < 0) {
-    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `device must be a non-negative integer (the CUDA device ordinal), not ${String(m.device)}`);
+    throw new KvwireError(
+      ErrorCode.INVALID_ARGUMENT,
+      `device must be a non-negative integer (the CUDA device ordinal), not ${String(m.device)}`,
+    );
   }
   if (typeof m.pointer !== 'bigint' || m.pointer <= 0n || m.pointer >= 1n << 64n) {
-    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `pointer must be a device address as a positive bigint (e.g. BigInt(tensor.data_ptr())), not ${String(m.pointer)}`);
+    throw new KvwireError(
+      ErrorCode.INVALID_ARGUMENT,
+      `pointer must be a device address as a positive bigint (e.g. BigInt(tensor.data_ptr())), not ${String(m.pointer)}`,
+    );
   }
   if (!Number.isSafeInteger(m.length) || m.length <= 0) {
-    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `length must be a positive integer number of bytes, not ${String(m.length)}`);
+    throw new KvwireError(
+      ErrorCode.INVALID_ARGUMENT,
+      `length must be a positive integer number of bytes, not ${String(m.length)}`,
+    );
   }
-  if (m instanceof CudaAllocation && m.freed) throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'this CUDA allocation was freed');
+  if (m instanceof CudaAllocation && m.freed)
+    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'this CUDA allocation was freed');
 }
 
 function range(m: CudaMemory, offset: number, length: number, what: string): bigint {
   checkCudaMemory(m);
-  if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0 || offset + length > m.length) {
+  if (
+    !Number.isSafeInteger(offset) ||
+    offset < 0 ||
+    !Number.isSafeInteger(length) ||
+    length < 0 ||
+    offset + length > m.length
+  ) {
     throw new KvwireError(
       ErrorCode.OUT_OF_BOUNDS,
       `${what} of ${fmtBytes(length)} bytes at offset ${fmtBytes(offset)} reaches past the ${fmtBytes(m.length)} bytes of the device memory`,
@@ -186,13 +209,20 @@ export const cuda = {
     if (!Number.isSafeInteger(device) || device < 0) {
       throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `device must be a non-negative integer, not ${String(device)}`);
     }
-    return new CudaAllocation(device, call((c) => c.alloc(device, bytes)), bytes);
+    return new CudaAllocation(
+      device,
+      call((c) => c.alloc(device, bytes)),
+      bytes,
+    );
   },
 
   /** Frees an allocation made by {@link cuda.alloc} (same as `allocation.free()`). */
   free(allocation: CudaAllocation): void {
     if (!(allocation instanceof CudaAllocation)) {
-      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'cuda.free takes an allocation returned by cuda.alloc; memory kvwire did not allocate is the caller\'s to free');
+      throw new KvwireError(
+        ErrorCode.INVALID_ARGUMENT,
+        "cuda.free takes an allocation returned by cuda.alloc; memory kvwire did not allocate is the caller's to free",
+      );
     }
     allocation.free();
   },
@@ -222,7 +252,12 @@ export const cuda = {
    * Copy bandwidth on `device`, timed with CUDA events: 'dtod' device to device (cuMemcpyDtoD),
    * 'htod' pinned host to device, 'dtoh' device to pinned host; `iterations` copies of `bytes`.
    */
-  async baseline(kind: 'dtod' | 'htod' | 'dtoh', device: number, bytes: number, iterations: number): Promise<CudaBaseline> {
+  async baseline(
+    kind: 'dtod' | 'htod' | 'dtoh',
+    device: number,
+    bytes: number,
+    iterations: number,
+  ): Promise<CudaBaseline> {
     try {
       return await native().baseline(kind, device, bytes, iterations);
     } catch (e) {

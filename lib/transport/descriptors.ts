@@ -47,8 +47,12 @@ function columnsOf<R>(input: DescriptorInput<R>, side: string): Columns<R> {
   }
   const c = input as DescriptorColumns<R>;
   if (
-    c === null || typeof c !== 'object' || !Array.isArray(c.regions) || !(c.region instanceof Uint32Array) ||
-    !(c.offset instanceof Float64Array) || !(c.length instanceof Float64Array)
+    c === null ||
+    typeof c !== 'object' ||
+    !Array.isArray(c.regions) ||
+    !(c.region instanceof Uint32Array) ||
+    !(c.offset instanceof Float64Array) ||
+    !(c.length instanceof Float64Array)
   ) {
     throw new KvwireError(
       ErrorCode.INVALID_ARGUMENT,
@@ -68,13 +72,33 @@ function columnsOf<R>(input: DescriptorInput<R>, side: string): Columns<R> {
 }
 
 /** Checks one range; `what` describes the region and is only built when the check fails. */
-function checkRange(side: string, i: number, offset: number, length: number, regionLength: number, what: () => string): void {
-  if (Number.isSafeInteger(offset) && offset >= 0 && Number.isSafeInteger(length) && length > 0 && offset + length <= regionLength) return;
+function checkRange(
+  side: string,
+  i: number,
+  offset: number,
+  length: number,
+  regionLength: number,
+  what: () => string,
+): void {
+  if (
+    Number.isSafeInteger(offset) &&
+    offset >= 0 &&
+    Number.isSafeInteger(length) &&
+    length > 0 &&
+    offset + length <= regionLength
+  )
+    return;
   if (!Number.isSafeInteger(offset) || offset < 0) {
-    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `descriptor ${i}: ${side} offset ${offset} is not a non-negative integer`, { index: i });
+    throw new KvwireError(
+      ErrorCode.INVALID_ARGUMENT,
+      `descriptor ${i}: ${side} offset ${offset} is not a non-negative integer`,
+      { index: i },
+    );
   }
   if (!Number.isSafeInteger(length) || length <= 0) {
-    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `descriptor ${i}: length ${length} is not a positive integer`, { index: i });
+    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `descriptor ${i}: length ${length} is not a positive integer`, {
+      index: i,
+    });
   }
   if (offset + length > regionLength) {
     throw new KvwireError(
@@ -103,7 +127,16 @@ export function flattenDescriptors(
   scratch?: Float64Array,
 ): FlatDescriptors {
   if (!Array.isArray(localInput) && !Array.isArray(remoteInput)) {
-    return flattenColumns(op, owner, peer, peerName, localInput as DescriptorColumns<Region>, remoteInput as DescriptorColumns<RemoteRegion>, coalesce, scratch);
+    return flattenColumns(
+      op,
+      owner,
+      peer,
+      peerName,
+      localInput as DescriptorColumns<Region>,
+      remoteInput as DescriptorColumns<RemoteRegion>,
+      coalesce,
+      scratch,
+    );
   }
   const local = columnsOf(localInput, 'local');
   const remote = columnsOf(remoteInput, 'remote');
@@ -129,7 +162,11 @@ export function flattenDescriptors(
     const len = local.length(i);
     const rlen = remote.length(i);
     if (len !== rlen) {
-      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `descriptor ${i}: local length ${len} differs from remote length ${rlen}`, { index: i });
+      throw new KvwireError(
+        ErrorCode.INVALID_ARGUMENT,
+        `descriptor ${i}: local length ${len} differs from remote length ${rlen}`,
+        { index: i },
+      );
     }
     checkRange('local', i, lo, len, lastL.length, () => `local ${lastL}`);
     checkRange('remote', i, ro, len, lastR.length, () => `${lastR} of peer '${peerName}'`);
@@ -137,8 +174,10 @@ export function flattenDescriptors(
     if (coalesce && rows > 0) {
       const p = (rows - 1) * STRIDE;
       if (
-        flat[p] === lastL.id && flat[p + 1]! + flat[p + 4]! === lo &&
-        flat[p + 2] === lastR.id && flat[p + 3]! + flat[p + 4]! === ro
+        flat[p] === lastL.id &&
+        flat[p + 1]! + flat[p + 4]! === lo &&
+        flat[p + 2] === lastR.id &&
+        flat[p + 3]! + flat[p + 4]! === ro
       ) {
         flat[p + 4] = flat[p + 4]! + len;
         continue;
@@ -152,25 +191,52 @@ export function flattenDescriptors(
     flat[q + 4] = len;
     rows++;
   }
-  return { flat: rows * STRIDE === flat.length ? flat : flat.slice(0, rows * STRIDE), count: rows, bytes, given: local.n };
+  return {
+    flat: rows * STRIDE === flat.length ? flat : flat.slice(0, rows * STRIDE),
+    count: rows,
+    bytes,
+    given: local.n,
+  };
 }
 
 function checkLocalRegion(lr: unknown, owner: object, i: number): Region {
   if (!(lr instanceof Region) || lr.owner !== owner) {
-    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `descriptor ${i}: the local region is not a Region of this agent`, { index: i });
+    throw new KvwireError(
+      ErrorCode.INVALID_ARGUMENT,
+      `descriptor ${i}: the local region is not a Region of this agent`,
+      { index: i },
+    );
   }
   if (!lr.registered) {
-    throw new KvwireError(ErrorCode.DEREGISTERED, `descriptor ${i}: ${lr} was deregistered; register the memory again`, { index: i });
+    throw new KvwireError(
+      ErrorCode.DEREGISTERED,
+      `descriptor ${i}: ${lr} was deregistered; register the memory again`,
+      { index: i },
+    );
   }
   return lr;
 }
 
-function checkRemoteRegion(rr: unknown, peer: object, peerName: string, op: TransferOp | undefined, i: number): RemoteRegion {
+function checkRemoteRegion(
+  rr: unknown,
+  peer: object,
+  peerName: string,
+  op: TransferOp | undefined,
+  i: number,
+): RemoteRegion {
   if (!(rr instanceof RemoteRegion) || rr.peer !== peer) {
-    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `descriptor ${i}: the remote region is not a region of peer '${peerName}' (use peer.region(label))`, { index: i });
+    throw new KvwireError(
+      ErrorCode.INVALID_ARGUMENT,
+      `descriptor ${i}: the remote region is not a region of peer '${peerName}' (use peer.region(label))`,
+      { index: i },
+    );
   }
   if (rr.revoked) {
-    throw new KvwireError(ErrorCode.DEREGISTERED, `descriptor ${i}: peer '${peerName}' deregistered ${rr}; fetch its metadata again`, { index: i });
+    throw new KvwireError(
+      ErrorCode.DEREGISTERED,
+      `descriptor ${i}: peer '${peerName}' deregistered ${rr}; fetch its metadata again`,
+      { index: i },
+    );
   }
   const need = op === 'read' ? 'read' : 'write';
   if (op !== undefined && rr.access !== 'readwrite' && rr.access !== need) {
@@ -191,8 +257,14 @@ function checkRemoteRegion(rr: unknown, peer: object, peerName: string, op: Tran
  * array per call: engines copy the list before post() returns).
  */
 function flattenColumns(
-  op: TransferOp | undefined, owner: object, peer: object, peerName: string,
-  lc: DescriptorColumns<Region>, rc: DescriptorColumns<RemoteRegion>, coalesce: boolean, out?: Float64Array,
+  op: TransferOp | undefined,
+  owner: object,
+  peer: object,
+  peerName: string,
+  lc: DescriptorColumns<Region>,
+  rc: DescriptorColumns<RemoteRegion>,
+  coalesce: boolean,
+  out?: Float64Array,
 ): FlatDescriptors {
   columnsOf(lc, 'local'); // shape checks
   columnsOf(rc, 'remote');
@@ -227,11 +299,19 @@ function flattenColumns(
     const li = lc.region[i]!;
     const ri = rc.region[i]!;
     if (li >= lc.regions.length || ri >= rc.regions.length) {
-      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `descriptor ${i}: region index ${li >= lc.regions.length ? li : ri} is outside the columns' region table`, { index: i });
+      throw new KvwireError(
+        ErrorCode.INVALID_ARGUMENT,
+        `descriptor ${i}: region index ${li >= lc.regions.length ? li : ri} is outside the columns' region table`,
+        { index: i },
+      );
     }
     const len = lc.length[i]!;
     if (len !== rc.length[i]) {
-      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `descriptor ${i}: local length ${len} differs from remote length ${rc.length[i]}`, { index: i });
+      throw new KvwireError(
+        ErrorCode.INVALID_ARGUMENT,
+        `descriptor ${i}: local length ${len} differs from remote length ${rc.length[i]}`,
+        { index: i },
+      );
     }
     checkRange('local', i, lc.offset[i]!, len, lLen[li]!, () => `local ${lc.regions[li]}`);
     checkRange('remote', i, rc.offset[i]!, len, rLen[ri]!, () => `${rc.regions[ri]} of peer '${peerName}'`);
@@ -263,8 +343,15 @@ function firstUse(region: Uint32Array, n: number, k: number): number {
 
 /** The hot loop: rows written, or -(i + 1) for the first bad descriptor i. */
 function flattenLoop(
-  n: number, lc: DescriptorColumns<Region>, rc: DescriptorColumns<RemoteRegion>,
-  lId: Float64Array, lLen: Float64Array, rId: Float64Array, rLen: Float64Array, coalesce: boolean, flat: Float64Array,
+  n: number,
+  lc: DescriptorColumns<Region>,
+  rc: DescriptorColumns<RemoteRegion>,
+  lId: Float64Array,
+  lLen: Float64Array,
+  rId: Float64Array,
+  rLen: Float64Array,
+  coalesce: boolean,
+  flat: Float64Array,
 ): number {
   const lreg = lc.region;
   const loff = lc.offset;
@@ -282,8 +369,15 @@ function flattenLoop(
     const ro = roff[i]!;
     const len = llen[i]!;
     if (
-      li >= nl || ri >= nr || len !== rlen[i] || !(lo >= 0 && ro >= 0 && len > 0) ||
-      lo + len > lLen[li]! || ro + len > rLen[ri]! || Math.floor(lo) !== lo || Math.floor(ro) !== ro || Math.floor(len) !== len
+      li >= nl ||
+      ri >= nr ||
+      len !== rlen[i] ||
+      !(lo >= 0 && ro >= 0 && len > 0) ||
+      lo + len > lLen[li]! ||
+      ro + len > rLen[ri]! ||
+      Math.floor(lo) !== lo ||
+      Math.floor(ro) !== ro ||
+      Math.floor(len) !== len
     ) {
       return -(i + 1);
     }
@@ -322,7 +416,11 @@ export function selectRows(flat: Float64Array, indices: ArrayLike<number>, coale
   for (let k = 0; k < n; k++) {
     const i = indices[k]!;
     if (!Number.isInteger(i) || i < 0 || i >= total) {
-      throw new KvwireError(ErrorCode.OUT_OF_BOUNDS, `index ${i} (position ${k}) is outside the prepared list of ${total} descriptors`, { index: k });
+      throw new KvwireError(
+        ErrorCode.OUT_OF_BOUNDS,
+        `index ${i} (position ${k}) is outside the prepared list of ${total} descriptors`,
+        { index: k },
+      );
     }
     const s = i * STRIDE;
     const len = flat[s + 4]!;
@@ -330,8 +428,10 @@ export function selectRows(flat: Float64Array, indices: ArrayLike<number>, coale
     if (coalesce && rows > 0) {
       const p = (rows - 1) * STRIDE;
       if (
-        out[p] === flat[s] && out[p + 1]! + out[p + 4]! === flat[s + 1] &&
-        out[p + 2] === flat[s + 2] && out[p + 3]! + out[p + 4]! === flat[s + 3]
+        out[p] === flat[s] &&
+        out[p + 1]! + out[p + 4]! === flat[s + 1] &&
+        out[p + 2] === flat[s + 2] &&
+        out[p + 3]! + out[p + 4]! === flat[s + 3]
       ) {
         out[p + 4] = out[p + 4]! + len;
         continue;

@@ -40,7 +40,10 @@ export interface DeviceKey {
 }
 
 function bad(message: string): never {
-  throw new KvwireError(ErrorCode.BAD_METADATA, `bad metadata: device region key: ${message}; pass the exact bytes agent.metadata() returned`);
+  throw new KvwireError(
+    ErrorCode.BAD_METADATA,
+    `bad metadata: device region key: ${message}; pass the exact bytes agent.metadata() returned`,
+  );
 }
 
 /** Serializes a device key. */
@@ -48,7 +51,8 @@ export function encodeDeviceKey(k: DeviceKey): Uint8Array {
   const bus = Buffer.from(k.busId, 'ascii');
   if (bus.length > 255) throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'PCI bus id longer than 255 bytes');
   const ipc = k.ipcHandle !== undefined;
-  if (ipc && k.ipcHandle!.length !== IPC_HANDLE_BYTES) throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'an IPC handle has 64 bytes');
+  if (ipc && k.ipcHandle!.length !== IPC_HANDLE_BYTES)
+    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'an IPC handle has 64 bytes');
   const size = 13 + bus.length + (ipc ? IPC_HANDLE_BYTES + 8 : 0) + 4 + k.rkey.length;
   const out = new Uint8Array(size);
   const v = new DataView(out.buffer);

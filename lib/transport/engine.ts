@@ -58,9 +58,19 @@ export interface Engine {
    * Registers validated-shape device memory (the engine validates it with the driver); returns its
    * device address and the key peers need, and `ipcError` when same-host peers cannot map it.
    */
-  registerDevice(id: number, label: string, memory: CudaMemory, access: Access): { base: bigint; key: Uint8Array; ipcError?: string };
+  registerDevice(
+    id: number,
+    label: string,
+    memory: CudaMemory,
+    access: Access,
+  ): { base: bigint; key: Uint8Array; ipcError?: string };
   /** Allocates `length` bytes the engine chooses (shared memory for UCX) and registers them. */
-  allocate(id: number, label: string, length: number, access: Access): { base: bigint; key: Uint8Array; memory: ArrayBuffer };
+  allocate(
+    id: number,
+    label: string,
+    length: number,
+    access: Access,
+  ): { base: bigint; key: Uint8Array; memory: ArrayBuffer };
   /** 0: deregistered; N > 0: N local transfers still use it; -1: unknown. */
   deregister(id: number): number;
   /** Starts connecting; the result arrives as `connected(peerId, ...)`. */
@@ -72,7 +82,14 @@ export interface Engine {
    * Returns true when the transfer already completed (small copies to mapped shared memory are
    * done on the calling thread); its `transferDone` is then never reported.
    */
-  post(id: number, op: 0 | 1, peerId: number, descs: Float64Array, notify: Uint8Array | null, timeoutMs: number): boolean;
+  post(
+    id: number,
+    op: 0 | 1,
+    peerId: number,
+    descs: Float64Array,
+    notify: Uint8Array | null,
+    timeoutMs: number,
+  ): boolean;
   cancel(id: number, code: string): void;
   notify(peerId: number, message: Uint8Array, token: number): void;
   /** Keep the process alive (pending work) or not. */

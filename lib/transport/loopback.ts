@@ -127,11 +127,16 @@ export class LoopbackEngine implements Engine {
   registerDevice(): { base: bigint; key: Uint8Array } {
     throw new KvwireError(
       ErrorCode.UNSUPPORTED,
-      'the loopback engine moves host memory only; register CUDA device memory with an agent of the UCX engine (engine: \'ucx\')',
+      "the loopback engine moves host memory only; register CUDA device memory with an agent of the UCX engine (engine: 'ucx')",
     );
   }
 
-  allocate(id: number, label: string, length: number, access: Access): { base: bigint; key: Uint8Array; memory: ArrayBuffer } {
+  allocate(
+    id: number,
+    label: string,
+    length: number,
+    access: Access,
+  ): { base: bigint; key: Uint8Array; memory: ArrayBuffer } {
     const memory = new ArrayBuffer(length);
     return { ...this.register(id, label, memory, access), memory };
   }
@@ -177,11 +182,22 @@ export class LoopbackEngine implements Engine {
     this.#peers.delete(peerId);
     if (target !== undefined) target.#inbound.get(this)?.delete(peerId);
     for (const t of [...this.#pending.values()]) {
-      if (t.peerId === peerId) this.#finish(t, new KvwireError(ErrorCode.CLOSED, 'the peer was disconnected while this transfer was in flight'));
+      if (t.peerId === peerId)
+        this.#finish(
+          t,
+          new KvwireError(ErrorCode.CLOSED, 'the peer was disconnected while this transfer was in flight'),
+        );
     }
   }
 
-  post(id: number, op: 0 | 1, peerId: number, flat: Float64Array, notify: Uint8Array | null, timeoutMs: number): boolean {
+  post(
+    id: number,
+    op: 0 | 1,
+    peerId: number,
+    flat: Float64Array,
+    notify: Uint8Array | null,
+    timeoutMs: number,
+  ): boolean {
     this.#assertUsable();
     const descs = flat.slice(); // the caller reuses its array once post() returns
     const target = this.#peers.get(peerId);
@@ -192,8 +208,10 @@ export class LoopbackEngine implements Engine {
     const regionIds = new Set<number>();
     for (let i = 0; i < descs.length; i += 5) {
       const r = this.#regions.get(descs[i]!);
-      if (r === undefined) throw new KvwireError(ErrorCode.DEREGISTERED, `descriptor ${i / 5}: local region was deregistered`);
-      if (descs[i + 1]! + descs[i + 4]! > r.bytes.byteLength) throw new KvwireError(ErrorCode.OUT_OF_BOUNDS, `descriptor ${i / 5} is out of bounds`);
+      if (r === undefined)
+        throw new KvwireError(ErrorCode.DEREGISTERED, `descriptor ${i / 5}: local region was deregistered`);
+      if (descs[i + 1]! + descs[i + 4]! > r.bytes.byteLength)
+        throw new KvwireError(ErrorCode.OUT_OF_BOUNDS, `descriptor ${i / 5} is out of bounds`);
       regionIds.add(descs[i]!);
     }
     const t: PendingTransfer = { id, peerId, timers: [], regions: [...regionIds] };
@@ -202,10 +220,13 @@ export class LoopbackEngine implements Engine {
     const f = this.#faults;
     t.timers.push(
       setTimeout(() => {
-        this.#finish(t, new KvwireError(
-          ErrorCode.TIMEOUT,
-          `transfer ${id} (${descs.length / 5} descriptors) did not complete within ${timeoutMs} ms; the peer may be overloaded or gone: raise timeoutMs or check the peer`,
-        ));
+        this.#finish(
+          t,
+          new KvwireError(
+            ErrorCode.TIMEOUT,
+            `transfer ${id} (${descs.length / 5} descriptors) did not complete within ${timeoutMs} ms; the peer may be overloaded or gone: raise timeoutMs or check the peer`,
+          ),
+        );
       }, timeoutMs),
     );
     if (f.stall) return false;
@@ -218,7 +239,10 @@ export class LoopbackEngine implements Engine {
     const run = () => {
       if (!this.#pending.has(id)) return;
       if (failNow) {
-        this.#finish(t, new KvwireError(f.fail!.code ?? ErrorCode.INJECTED, `transfer ${id} failed by fault injection`));
+        this.#finish(
+          t,
+          new KvwireError(f.fail!.code ?? ErrorCode.INJECTED, `transfer ${id} failed by fault injection`),
+        );
         return;
       }
       if (target.#dead || target.#closed) {
@@ -243,16 +267,29 @@ export class LoopbackEngine implements Engine {
   }
 
   /** Target side: checks and moves the bytes of one transfer; returns why it refused, if it did. */
-  #serve(op: 0 | 1, descs: Float64Array, initiatorRegions: Map<number, LocalRegionEntry>, corrupt: boolean): KvwireError | undefined {
+  #serve(
+    op: 0 | 1,
+    descs: Float64Array,
+    initiatorRegions: Map<number, LocalRegionEntry>,
+    corrupt: boolean,
+  ): KvwireError | undefined {
     const need: Access = op === 1 ? 'write' : 'read';
     for (let i = 0; i < descs.length; i += 5) {
       const r = this.#regions.get(descs[i + 2]!);
       const index = i / 5;
       if (r === undefined) {
-        return new KvwireError(ErrorCode.DEREGISTERED, `the target refused descriptor ${index}: region ${descs[i + 2]} was deregistered; fetch fresh metadata`, { index });
+        return new KvwireError(
+          ErrorCode.DEREGISTERED,
+          `the target refused descriptor ${index}: region ${descs[i + 2]} was deregistered; fetch fresh metadata`,
+          { index },
+        );
       }
       if (r.access !== 'readwrite' && r.access !== need) {
-        return new KvwireError(ErrorCode.ACCESS_DENIED, `the target refused descriptor ${index}: region '${r.label}' allows ${r.access} access, not ${need}`, { index });
+        return new KvwireError(
+          ErrorCode.ACCESS_DENIED,
+          `the target refused descriptor ${index}: region '${r.label}' allows ${r.access} access, not ${need}`,
+          { index },
+        );
       }
       if (descs[i + 3]! + descs[i + 4]! > r.bytes.byteLength) {
         return new KvwireError(
@@ -279,7 +316,11 @@ export class LoopbackEngine implements Engine {
     return undefined;
   }
 
-  #finish(t: PendingTransfer, error: KvwireError | undefined, timing?: { startNs: number; postedNs: number; doneNs: number }): void {
+  #finish(
+    t: PendingTransfer,
+    error: KvwireError | undefined,
+    timing?: { startNs: number; postedNs: number; doneNs: number },
+  ): void {
     if (!this.#pending.delete(t.id)) return;
     for (const timer of t.timers) clearTimeout(timer);
     for (const rid of t.regions) {
@@ -342,7 +383,8 @@ export class LoopbackEngine implements Engine {
     for (const [initiator, peerIds] of this.#inbound) {
       for (const pid of peerIds) {
         for (const t of [...initiator.#pending.values()]) {
-          if (t.peerId === pid) initiator.#finish(t, new KvwireError(ErrorCode.PEER_LOST, `peer '${this.name}' was lost: ${reason}`));
+          if (t.peerId === pid)
+            initiator.#finish(t, new KvwireError(ErrorCode.PEER_LOST, `peer '${this.name}' was lost: ${reason}`));
         }
         const err = new KvwireError(ErrorCode.PEER_LOST, `peer '${this.name}' was lost: ${reason}`);
         setImmediate(() => initiator.#listener.peerLost(pid, err));
@@ -352,7 +394,8 @@ export class LoopbackEngine implements Engine {
   }
 
   #assertUsable(): void {
-    if (this.#closed) throw new KvwireError(ErrorCode.CLOSED, 'the agent is closed; create a new one with Agent.create()');
+    if (this.#closed)
+      throw new KvwireError(ErrorCode.CLOSED, 'the agent is closed; create a new one with Agent.create()');
     if (this.#dead) throw new KvwireError(ErrorCode.CLOSED, 'the agent was killed by fault injection');
   }
 }

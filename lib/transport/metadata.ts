@@ -156,13 +156,19 @@ export function encodeMetadata(d: Omit<AgentDescription, 'version'>): Uint8Array
 }
 
 function bad(message: string): never {
-  throw new KvwireError(ErrorCode.BAD_METADATA, `bad metadata: ${message}; pass the exact bytes agent.metadata() returned`);
+  throw new KvwireError(
+    ErrorCode.BAD_METADATA,
+    `bad metadata: ${message}; pass the exact bytes agent.metadata() returned`,
+  );
 }
 
 /** Parses metadata, refusing anything truncated, oversized, corrupted or of another version. */
 export function decodeMetadata(input: unknown): AgentDescription {
   if (!(input instanceof Uint8Array)) {
-    throw new KvwireError(ErrorCode.BAD_METADATA, 'bad metadata: expected a Uint8Array (or Buffer) from agent.metadata()');
+    throw new KvwireError(
+      ErrorCode.BAD_METADATA,
+      'bad metadata: expected a Uint8Array (or Buffer) from agent.metadata()',
+    );
   }
   const b = input;
   if (b.length < HEADER) bad(`${b.length} bytes is shorter than the ${HEADER}-byte header`);
@@ -170,12 +176,15 @@ export function decodeMetadata(input: unknown): AgentDescription {
   if (v.getUint32(0, true) !== MAGIC) bad('it does not start with the kvwire magic "KVWM"');
   const version = v.getUint16(4, true);
   if (version !== METADATA_VERSION) {
-    bad(`version ${version} is not supported by this kvwire (which reads version ${METADATA_VERSION}); upgrade both peers to one release`);
+    bad(
+      `version ${version} is not supported by this kvwire (which reads version ${METADATA_VERSION}); upgrade both peers to one release`,
+    );
   }
   const flags = v.getUint16(6, true);
   if (flags !== 0) bad(`unknown flags 0x${flags.toString(16)} (written by a newer kvwire?)`);
   const total = v.getUint32(8, true);
-  if (total > METADATA_LIMITS.totalBytes) bad(`declared size ${total} exceeds the ${METADATA_LIMITS.totalBytes}-byte limit`);
+  if (total > METADATA_LIMITS.totalBytes)
+    bad(`declared size ${total} exceeds the ${METADATA_LIMITS.totalBytes}-byte limit`);
   if (total !== b.length) bad(`declared size ${total} but ${b.length} bytes were given (truncated or padded)`);
   if (crc32(b.subarray(16)) !== v.getUint32(12, true)) bad('checksum mismatch (corrupted in transit?)');
   const engineCode = b[16];

@@ -35,7 +35,10 @@ function checkTuning(tuning: AgentOptions['tuning']): void {
   for (const [key, value] of Object.entries(tuning)) {
     if (value === undefined) continue;
     if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
-      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `tuning.${key} must be a non-negative integer, not ${String(value)}`);
+      throw new KvwireError(
+        ErrorCode.INVALID_ARGUMENT,
+        `tuning.${key} must be a non-negative integer, not ${String(value)}`,
+      );
     }
   }
 }
@@ -52,7 +55,10 @@ export class NativeEngine implements Engine {
     const reason = ucxUnavailableReason();
     const native = loadNative();
     if (reason !== undefined || native === undefined) {
-      throw new KvwireError(ErrorCode.UNSUPPORTED, `the UCX engine is unavailable: ${reason}; use engine: 'loopback' for in-process tests`);
+      throw new KvwireError(
+        ErrorCode.UNSUPPORTED,
+        `the UCX engine is unavailable: ${reason}; use engine: 'loopback' for in-process tests`,
+      );
     }
     this.#listener = listener;
     checkTuning(opts.tuning);
@@ -86,7 +92,12 @@ export class NativeEngine implements Engine {
       const error = e.code !== undefined ? KvwireError.fromCode(e.code, e.text ?? e.code) : undefined;
       switch (e.kind) {
         case NativeEventKind.TransferDone:
-          l.transferDone(e.id, error, { startNs: e.startNs ?? 0, postedNs: e.postedNs ?? 0, doneNs: e.doneNs ?? 0 }, e.aux ?? 0);
+          l.transferDone(
+            e.id,
+            error,
+            { startNs: e.startNs ?? 0, postedNs: e.postedNs ?? 0, doneNs: e.doneNs ?? 0 },
+            e.aux ?? 0,
+          );
           break;
         case NativeEventKind.TransferQuiesced:
           l.transferQuiesced(e.id);
@@ -136,7 +147,12 @@ export class NativeEngine implements Engine {
     }
   }
 
-  registerDevice(id: number, label: string, memory: CudaMemory, access: Access): { base: bigint; key: Uint8Array; ipcError?: string } {
+  registerDevice(
+    id: number,
+    label: string,
+    memory: CudaMemory,
+    access: Access,
+  ): { base: bigint; key: Uint8Array; ipcError?: string } {
     try {
       const r = this.#agent.registerDevice(id, label, memory.pointer, memory.length, memory.device, accessBits(access));
       const key = encodeDeviceKey({
@@ -153,7 +169,12 @@ export class NativeEngine implements Engine {
     }
   }
 
-  allocate(id: number, label: string, length: number, access: Access): { base: bigint; key: Uint8Array; memory: ArrayBuffer } {
+  allocate(
+    id: number,
+    label: string,
+    length: number,
+    access: Access,
+  ): { base: bigint; key: Uint8Array; memory: ArrayBuffer } {
     try {
       const { rkey, base, buffer } = this.#agent.allocate(id, label, length, accessBits(access));
       return { base, key: new Uint8Array(rkey), memory: buffer };
@@ -176,11 +197,19 @@ export class NativeEngine implements Engine {
         pidStart: d.pidStart,
         hostId: d.hostId,
         regions: d.regions.map((r) => {
-          if (r.memory !== 'cuda') return { id: r.id, base: r.base, length: r.length, access: accessBits(r.access), rkey: r.key };
+          if (r.memory !== 'cuda')
+            return { id: r.id, base: r.base, length: r.length, access: accessBits(r.access), rkey: r.key };
           const k = decodeDeviceKey(r.key);
           return {
-            id: r.id, base: r.base, length: r.length, access: accessBits(r.access), rkey: k.rkey,
-            device: k.device, ipcOffset: k.ipcOffset, busId: k.busId, stagingChunk: k.stagingChunk,
+            id: r.id,
+            base: r.base,
+            length: r.length,
+            access: accessBits(r.access),
+            rkey: k.rkey,
+            device: k.device,
+            ipcOffset: k.ipcOffset,
+            busId: k.busId,
+            stagingChunk: k.stagingChunk,
             ...(k.ipcHandle !== undefined ? { ipcHandle: k.ipcHandle } : {}),
           };
         }),
@@ -193,7 +222,14 @@ export class NativeEngine implements Engine {
     this.#agent.disconnect(peerId);
   }
 
-  post(id: number, op: 0 | 1, peerId: number, descs: Float64Array, notify: Uint8Array | null, timeoutMs: number): boolean {
+  post(
+    id: number,
+    op: 0 | 1,
+    peerId: number,
+    descs: Float64Array,
+    notify: Uint8Array | null,
+    timeoutMs: number,
+  ): boolean {
     try {
       return this.#agent.post(id, op, peerId, descs, notify, timeoutMs);
     } catch (e) {

@@ -115,7 +115,10 @@ export class NotificationHub {
         for (;;) {
           if (c.overflow) {
             finish();
-            throw new KvwireError(ErrorCode.CAPACITY, `more than ${c.max} notifications were left unread; consume them faster or raise maxBuffered`);
+            throw new KvwireError(
+              ErrorCode.CAPACITY,
+              `more than ${c.max} notifications were left unread; consume them faster or raise maxBuffered`,
+            );
           }
           const n = c.queue.shift();
           if (n !== undefined) return { value: n, done: false };
@@ -169,12 +172,17 @@ export class NotificationHub {
         else resolve(n!);
       };
       const entry: Wait = { match, settle };
-      const onAbort = () => settle(undefined, new KvwireError(ErrorCode.CANCELLED, 'the wait for a notification was aborted'));
+      const onAbort = () =>
+        settle(undefined, new KvwireError(ErrorCode.CANCELLED, 'the wait for a notification was aborted'));
       this.#waits.add(entry);
       this.#setWaiting(1);
       if (opts.timeoutMs !== undefined) {
         timer = setTimeout(
-          () => settle(undefined, new KvwireError(ErrorCode.TIMEOUT, `no matching notification arrived within ${opts.timeoutMs} ms`)),
+          () =>
+            settle(
+              undefined,
+              new KvwireError(ErrorCode.TIMEOUT, `no matching notification arrived within ${opts.timeoutMs} ms`),
+            ),
           opts.timeoutMs,
         );
       }

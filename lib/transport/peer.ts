@@ -87,7 +87,12 @@ export class Peer extends EventEmitter {
       throw new KvwireError(
         ErrorCode.UNKNOWN_REGION,
         `peer '${this.name}' exported no region '${label}'` +
-          (have.length > 0 ? `; it exported: ${have.slice(0, 20).map((l) => `'${l}'`).join(', ')}` : '; it exported none (regions with access none are not exported)'),
+          (have.length > 0
+            ? `; it exported: ${have
+                .slice(0, 20)
+                .map((l) => `'${l}'`)
+                .join(', ')}`
+            : '; it exported none (regions with access none are not exported)'),
       );
     }
     return r;
@@ -125,7 +130,11 @@ export class Peer extends EventEmitter {
   /** Throws unless connected. @internal */
   assertConnected(): void {
     if (this.#state === 'connected') return;
-    if (this.#state === 'lost') throw this.#error ?? new KvwireError(ErrorCode.PEER_LOST, `peer '${this.name}' was lost`);
-    throw new KvwireError(ErrorCode.CLOSED, `peer '${this.name}' was disconnected; connect again with agent.connect(metadata)`);
+    if (this.#state === 'lost')
+      throw this.#error ?? new KvwireError(ErrorCode.PEER_LOST, `peer '${this.name}' was lost`);
+    throw new KvwireError(
+      ErrorCode.CLOSED,
+      `peer '${this.name}' was disconnected; connect again with agent.connect(metadata)`,
+    );
   }
 }

@@ -44,7 +44,15 @@ export class Region {
   readonly #bytes: Uint8Array | undefined;
 
   /** @internal Created by {@link Agent.register}: `bytes` for host memory, `device` for device memory. */
-  constructor(owner: RegionOwner, id: number, label: string, access: Access, bytes: Uint8Array | undefined, memory: unknown, device?: CudaMemory) {
+  constructor(
+    owner: RegionOwner,
+    id: number,
+    label: string,
+    access: Access,
+    bytes: Uint8Array | undefined,
+    memory: unknown,
+    device?: CudaMemory,
+  ) {
     this.#owner = owner;
     this.id = id;
     this.label = label;
@@ -66,7 +74,10 @@ export class Region {
    */
   get bytes(): Uint8Array {
     if (this.#bytes === undefined) {
-      throw new KvwireError(ErrorCode.UNSUPPORTED, `${this} is CUDA device memory, which has no host view; read it with cuda.copyFromDevice()`);
+      throw new KvwireError(
+        ErrorCode.UNSUPPORTED,
+        `${this} is CUDA device memory, which has no host view; read it with cuda.copyFromDevice()`,
+      );
     }
     return this.#bytes;
   }

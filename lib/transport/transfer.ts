@@ -53,8 +53,14 @@ export class Transfer {
 
   /** @internal Created by the agent. */
   constructor(
-    host: TransferHost, id: number, op: TransferOp, bytes: number, descriptors: number, posted: number,
-    startNs: number, transport: TransportCategory,
+    host: TransferHost,
+    id: number,
+    op: TransferOp,
+    bytes: number,
+    descriptors: number,
+    posted: number,
+    startNs: number,
+    transport: TransportCategory,
   ) {
     this.#host = host;
     this.id = id;
@@ -149,7 +155,12 @@ export class Transfer {
 /** What a PreparedTransfer needs from its agent. @internal */
 export interface PreparedHost {
   /** @internal */
-  postPrepared(p: PreparedTransfer, op: TransferOp, indices: ArrayLike<number> | undefined, opts: TransferOptions): Transfer;
+  postPrepared(
+    p: PreparedTransfer,
+    op: TransferOp,
+    indices: ArrayLike<number> | undefined,
+    opts: TransferOptions,
+  ): Transfer;
 }
 
 /**
@@ -176,7 +187,10 @@ export class PreparedTransfer {
 
   /** @internal */
   constructor(
-    host: PreparedHost, peer: object, flat: Float64Array, bytes: number,
+    host: PreparedHost,
+    peer: object,
+    flat: Float64Array,
+    bytes: number,
     localRegions: readonly { registered: boolean; toString(): string }[],
     remoteRegions: readonly { revoked: boolean; toString(): string }[],
   ) {

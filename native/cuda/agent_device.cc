@@ -64,7 +64,8 @@ Napi::Value Agent::RegisterDevice(const Napi::CallbackInfo& info) {
 #ifdef KVWIRE_HAVE_CUDA_HEADERS
   CUdevice dev = 0;
   char bus[64] = {0};
-  if (d.cuDeviceGet(&dev, range.device) == CUDA_SUCCESS && d.cuDeviceGetPCIBusId(bus, sizeof bus, dev) == CUDA_SUCCESS) {
+  if (d.cuDeviceGet(&dev, range.device) == CUDA_SUCCESS &&
+      d.cuDeviceGetPCIBusId(bus, sizeof bus, dev) == CUDA_SUCCESS) {
     out.Set("busId", std::string(bus));
   }
 #endif

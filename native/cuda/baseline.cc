@@ -20,8 +20,12 @@ namespace {
 class BaselineWorker : public Napi::AsyncWorker {
  public:
   BaselineWorker(Napi::Env env, std::string kind, int device, uint64_t bytes, uint32_t iterations)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), kind_(std::move(kind)),
-        device_(device), bytes_(bytes), iterations_(iterations) {}
+      : Napi::AsyncWorker(env),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        kind_(std::move(kind)),
+        device_(device),
+        bytes_(bytes),
+        iterations_(iterations) {}
 
   Napi::Promise promise() { return deferred_.Promise(); }
 
@@ -39,12 +43,13 @@ class BaselineWorker : public Napi::AsyncWorker {
       return r == CUDA_SUCCESS;
     };
     bool dtod = kind_ == "dtod";
-    bool ok = check("allocating device memory", d.cuMemAlloc(&dev[0], bytes_)) &&
-              (!dtod || check("allocating device memory", d.cuMemAlloc(&dev[1], bytes_))) &&
-              (dtod || check("allocating pinned host memory", d.cuMemHostAlloc(&host, bytes_, CU_MEMHOSTALLOC_PORTABLE))) &&
-              check("creating a stream", d.cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING)) &&
-              check("creating an event", d.cuEventCreate(&ev[0], CU_EVENT_DEFAULT)) &&
-              check("creating an event", d.cuEventCreate(&ev[1], CU_EVENT_DEFAULT));
+    bool ok =
+        check("allocating device memory", d.cuMemAlloc(&dev[0], bytes_)) &&
+        (!dtod || check("allocating device memory", d.cuMemAlloc(&dev[1], bytes_))) &&
+        (dtod || check("allocating pinned host memory", d.cuMemHostAlloc(&host, bytes_, CU_MEMHOSTALLOC_PORTABLE))) &&
+        check("creating a stream", d.cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING)) &&
+        check("creating an event", d.cuEventCreate(&ev[0], CU_EVENT_DEFAULT)) &&
+        check("creating an event", d.cuEventCreate(&ev[1], CU_EVENT_DEFAULT));
     auto copy = [&]() -> CUresult {
       if (dtod) return d.cuMemcpyDtoDAsync(dev[1], dev[0], bytes_, stream);
       if (kind_ == "htod") return d.cuMemcpyHtoDAsync(dev[0], host, bytes_, stream);
@@ -60,9 +65,11 @@ class BaselineWorker : public Napi::AsyncWorker {
       if (ok && check("timing the copies", d.cuEventElapsedTime(&ms, ev[0], ev[1]))) seconds_ = ms / 1000.0;
     }
     if (stream != nullptr) d.cuStreamSynchronize(stream);
-    for (CUevent e : ev) if (e != nullptr) d.cuEventDestroy(e);
+    for (CUevent e : ev)
+      if (e != nullptr) d.cuEventDestroy(e);
     if (stream != nullptr) d.cuStreamDestroy(stream);
-    for (CUdeviceptr p : dev) if (p != 0) d.cuMemFree(p);
+    for (CUdeviceptr p : dev)
+      if (p != 0) d.cuMemFree(p);
     if (host != nullptr) d.cuMemFreeHost(host);
     if (!err.empty()) SetError(err);
   }

@@ -77,7 +77,9 @@ int BouncePool::Acquire() {
   return i;
 }
 
-void BouncePool::Release(int index) { free_.push_back(index); }
+void BouncePool::Release(int index) {
+  free_.push_back(index);
+}
 
 BouncePool::~BouncePool() {
   if (base_ == nullptr) return;
@@ -93,8 +95,12 @@ bool BouncePool::Ensure(std::string* error) {
   *error = "built without the CUDA headers";
   return false;
 }
-int BouncePool::Acquire() { return -1; }
-bool BouncePool::Reserve(uint64_t, Slot*) { return false; }
+int BouncePool::Acquire() {
+  return -1;
+}
+bool BouncePool::Reserve(uint64_t, Slot*) {
+  return false;
+}
 void BouncePool::Free(const Slot&) {}
 void BouncePool::Release(int) {}
 BouncePool::~BouncePool() = default;

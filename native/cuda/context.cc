@@ -8,7 +8,9 @@
 
 namespace kvwire::cuda {
 
-std::string Describe(const char* what, CUresult r) { return std::string(what) + ": " + ErrorText(r); }
+std::string Describe(const char* what, CUresult r) {
+  return std::string(what) + ": " + ErrorText(r);
+}
 
 CUcontext PrimaryContext(int device, std::string* error) {
   static std::mutex mu;

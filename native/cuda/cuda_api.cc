@@ -20,7 +20,8 @@ void RequireDriver(Napi::Env env) {
 }
 
 int DeviceArg(const Napi::CallbackInfo& info, size_t i) {
-  if (info.Length() <= i || !info[i].IsNumber()) ThrowCode(info.Env(), code::kInvalidArgument, "device must be a number");
+  if (info.Length() <= i || !info[i].IsNumber())
+    ThrowCode(info.Env(), code::kInvalidArgument, "device must be a number");
   double v = info[i].As<Napi::Number>().DoubleValue();
   if (!(v >= 0) || v > 1024 || std::floor(v) != v) {
     ThrowCode(info.Env(), code::kInvalidArgument, "device must be a non-negative integer");
@@ -29,7 +30,8 @@ int DeviceArg(const Napi::CallbackInfo& info, size_t i) {
 }
 
 uint64_t PointerArg(const Napi::CallbackInfo& info, size_t i) {
-  if (info.Length() <= i || !info[i].IsBigInt()) ThrowCode(info.Env(), code::kInvalidArgument, "pointer must be a bigint");
+  if (info.Length() <= i || !info[i].IsBigInt())
+    ThrowCode(info.Env(), code::kInvalidArgument, "pointer must be a bigint");
   bool lossless = false;
   uint64_t p = info[i].As<Napi::BigInt>().Uint64Value(&lossless);
   if (!lossless) ThrowCode(info.Env(), code::kInvalidArgument, "pointer does not fit in 64 bits");
@@ -37,7 +39,8 @@ uint64_t PointerArg(const Napi::CallbackInfo& info, size_t i) {
 }
 
 uint64_t LengthArg(const Napi::CallbackInfo& info, size_t i) {
-  if (info.Length() <= i || !info[i].IsNumber()) ThrowCode(info.Env(), code::kInvalidArgument, "length must be a number");
+  if (info.Length() <= i || !info[i].IsNumber())
+    ThrowCode(info.Env(), code::kInvalidArgument, "length must be a number");
   double v = info[i].As<Napi::Number>().DoubleValue();
   if (!(v >= 1) || v > 9007199254740991.0 || std::floor(v) != v) {
     ThrowCode(info.Env(), code::kInvalidArgument, "length must be a positive integer");
@@ -103,8 +106,10 @@ Napi::Value Alloc(const Napi::CallbackInfo& info) {
   CUdeviceptr p = 0;
   CUresult r = GetDriver().cuMemAlloc(&p, bytes);
   if (r != CUDA_SUCCESS) {
-    ThrowCode(env, r == CUDA_ERROR_OUT_OF_MEMORY ? code::kCapacity : code::kTransport,
-              Describe(("allocating " + std::to_string(bytes) + " bytes on CUDA device " + std::to_string(device)).c_str(), r));
+    ThrowCode(
+        env, r == CUDA_ERROR_OUT_OF_MEMORY ? code::kCapacity : code::kTransport,
+        Describe(("allocating " + std::to_string(bytes) + " bytes on CUDA device " + std::to_string(device)).c_str(),
+                 r));
   }
   {
     std::lock_guard lock(g_mu);
@@ -128,7 +133,8 @@ Napi::Value Free(const Napi::CallbackInfo& info) {
     std::lock_guard lock(g_mu);
     auto it = Allocations().find(p);
     if (it == Allocations().end()) {
-      ThrowCode(env, code::kInvalidArgument, "cuda.free: this pointer was not returned by cuda.alloc (or was freed already)");
+      ThrowCode(env, code::kInvalidArgument,
+                "cuda.free: this pointer was not returned by cuda.alloc (or was freed already)");
     }
     device = it->second;
     Allocations().erase(it);

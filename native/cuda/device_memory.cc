@@ -79,7 +79,8 @@ bool ValidateDeviceRange(uint64_t pointer, uint64_t length, int device, DeviceRa
   if (pointer + length > end) {
     *error = "the range " + what + " + " + std::to_string(length) + " bytes runs " +
              std::to_string(pointer + length - end) + " bytes past the end of its allocation (" + Hex(base) + ", " +
-             std::to_string(size) + " bytes); at most " + std::to_string(end - pointer) + " bytes from this pointer lie inside it";
+             std::to_string(size) + " bytes); at most " + std::to_string(end - pointer) +
+             " bytes from this pointer lie inside it";
     return false;
   }
   out->pointer = pointer;

@@ -16,7 +16,7 @@ using IpcHandle = std::array<uint8_t, kIpcHandleBytes>;
 
 // Where a validated range lives: the allocation that holds it.
 struct DeviceRange {
-  uint64_t pointer = 0;    // first byte of the range
+  uint64_t pointer = 0;  // first byte of the range
   uint64_t length = 0;
   int device = -1;
   uint64_t allocBase = 0;  // the allocation holding it (cuMemGetAddressRange)

@@ -25,7 +25,7 @@ Driver* Load() {
   bool ok = true;
   std::string missing;
   auto sym = [&](auto& fn, const char* name) {
-    fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(dlsym(h, name));
+    fn = reinterpret_cast<std::remove_reference_t<decltype(fn)> >(dlsym(h, name));
     if (fn == nullptr) {
       ok = false;
       if (!missing.empty()) missing += ", ";

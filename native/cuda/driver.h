@@ -17,8 +17,8 @@ namespace kvwire::cuda {
 
 struct Driver {
   bool loaded = false;
-  std::string reason;   // why not loaded (no headers at build time, no libcuda, cuInit failed)
-  int version = 0;      // cuDriverGetVersion, e.g. 13000
+  std::string reason;  // why not loaded (no headers at build time, no libcuda, cuInit failed)
+  int version = 0;     // cuDriverGetVersion, e.g. 13000
   int devices = 0;
 #ifdef KVWIRE_HAVE_CUDA_HEADERS
   CUresult (*cuInit)(unsigned int) = nullptr;

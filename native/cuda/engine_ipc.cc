@@ -25,7 +25,8 @@ void UcxEngine::PrepareCudaXfer(Xfer& x, Outbound& ob) {
     bool ok = ob.rma;
     for (const ResolvedDesc& d : x.req->descs) {
       const RemoteRegion* rr = ob.info->Find(d.remoteRegion);
-      if ((d.localDevice >= 0 && d.memh == nullptr) || (d.remoteDevice >= 0 && (rr == nullptr || rr->rkey.empty()))) ok = false;
+      if ((d.localDevice >= 0 && d.memh == nullptr) || (d.remoteDevice >= 0 && (rr == nullptr || rr->rkey.empty())))
+        ok = false;
     }
     if (ok) {
       x.rma = true;
@@ -128,20 +129,23 @@ void UcxEngine::PumpIpc(Xfer& x) {
     uint64_t id = x.req->id;
     uint32_t count = end - s.nextDesc;
     std::string error;
-    bool ok = cuda_->Submit(s.device, ops, [this, id, count](const std::string& err) {
-      auto it = xfers_.find(id);
-      if (it == xfers_.end()) return;
-      Xfer& xx = *it->second;
-      xx.cuda->batchesPending--;
-      xx.inflight--;
-      if (!err.empty() && xx.cuda->errorCode.empty()) {
-        xx.cuda->errorCode = code::kTransport;
-        xx.cuda->errorText = "CUDA IPC copy of transfer " + std::to_string(id) + " failed: " + err;
-      } else if (err.empty()) {
-        xx.completed += count;
-      }
-      Touch(xx);
-    }, &error);
+    bool ok = cuda_->Submit(
+        s.device, ops,
+        [this, id, count](const std::string& err) {
+          auto it = xfers_.find(id);
+          if (it == xfers_.end()) return;
+          Xfer& xx = *it->second;
+          xx.cuda->batchesPending--;
+          xx.inflight--;
+          if (!err.empty() && xx.cuda->errorCode.empty()) {
+            xx.cuda->errorCode = code::kTransport;
+            xx.cuda->errorText = "CUDA IPC copy of transfer " + std::to_string(id) + " failed: " + err;
+          } else if (err.empty()) {
+            xx.completed += count;
+          }
+          Touch(xx);
+        },
+        &error);
     if (!ok) {
       s.errorCode = code::kTransport;
       s.errorText = "queuing CUDA IPC copies failed: " + error;

@@ -44,8 +44,8 @@ bool UcxEngine::RegisterDevice(uint32_t id, const std::string& label, const cuda
   ucp_mem_h memh = nullptr;
   if (ucxCudaMemory_) {
     ucp_mem_map_params_t mp{};
-    mp.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH |
-                    UCP_MEM_MAP_PARAM_FIELD_PROT | UCP_MEM_MAP_PARAM_FIELD_MEMORY_TYPE;
+    mp.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH | UCP_MEM_MAP_PARAM_FIELD_PROT |
+                    UCP_MEM_MAP_PARAM_FIELD_MEMORY_TYPE;
     mp.address = reinterpret_cast<void*>(range.pointer);
     mp.length = range.length;
     mp.prot = ProtFor(access);
@@ -56,8 +56,8 @@ bool UcxEngine::RegisterDevice(uint32_t id, const std::string& label, const cuda
   auto unmap = [ctx](ucp_mem_h m) {
     if (m != nullptr) ucp_mem_unmap(ctx->context, m);
   };
-  return AddRegion(id, label, reinterpret_cast<uint8_t*>(range.pointer), range.length, access, memh, rkey, error,
-                   unmap, range.device);
+  return AddRegion(id, label, reinterpret_cast<uint8_t*>(range.pointer), range.length, access, memh, rkey, error, unmap,
+                   range.device);
 }
 
 bool UcxEngine::SetupPeerCuda(Outbound& ob, std::string* error) {
@@ -75,9 +75,10 @@ bool UcxEngine::SetupPeerCuda(Outbound& ob, std::string* error) {
   const bool ipcOk = cuda_ != nullptr && ob.sameHost;
   if (asked == "ucx" && !ucxOk) {
     *error = !ucxCudaMemory_ ? "cuda path 'ucx' was asked for, but this UCX has no CUDA transports (see kvwire info)"
-             : !ob.rma       ? "cuda path 'ucx' was asked for, but UCX reaches '" + info.name + "' over " +
-                                   ob.lanes.category + ", where kvwire uses active messages; use 'staging'"
-                             : "cuda path 'ucx' was asked for, but '" + info.name + "' registered its device memory without UCX";
+             : !ob.rma
+                 ? "cuda path 'ucx' was asked for, but UCX reaches '" + info.name + "' over " + ob.lanes.category +
+                       ", where kvwire uses active messages; use 'staging'"
+                 : "cuda path 'ucx' was asked for, but '" + info.name + "' registered its device memory without UCX";
     return false;
   }
   if (asked == "ipc" && !ipcOk) {
@@ -108,13 +109,15 @@ bool UcxEngine::SetupPeerCuda(Outbound& ob, std::string* error) {
     }
     if (!failures.empty()) {
       if (asked == "ipc") {
-        *error = "cuda path 'ipc' was asked for, but the device memory of '" + info.name + "' cannot be mapped: " + failures;
+        *error =
+            "cuda path 'ipc' was asked for, but the device memory of '" + info.name + "' cannot be mapped: " + failures;
         return false;
       }
       pc->path = cuda::Path::kStaging;
       pc->mappings.clear();
       EngineEvent w{EngineEvent::Kind::kWarning};
-      w.text = "peer '" + info.name + "': CUDA IPC is unavailable (" + failures + "); its device memory is reached by host staging";
+      w.text = "peer '" + info.name + "': CUDA IPC is unavailable (" + failures +
+               "); its device memory is reached by host staging";
       Emit(std::move(w));
     }
   }

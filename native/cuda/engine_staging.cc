@@ -88,32 +88,36 @@ void UcxEngine::PumpStaging(Xfer& x, Outbound& ob) {
         const cuda::Piece& p = s.pieces[j];
         const ResolvedDesc& d = x.req->descs[p.desc];
         if (device < 0) device = d.localDevice;
-        ops.push_back({reinterpret_cast<uint64_t>(d.local) + p.offset, reinterpret_cast<uint64_t>(buf + p.bounce), p.length});
+        ops.push_back(
+            {reinterpret_cast<uint64_t>(d.local) + p.offset, reinterpret_cast<uint64_t>(buf + p.bounce), p.length});
       }
       uint64_t id = x.req->id;
       std::string error;
-      bool ok = cuda_->Submit(device, ops, [this, id, k](const std::string& err) {
-        auto it = xfers_.find(id);
-        if (it == xfers_.end()) return;
-        Xfer& xx = *it->second;
-        cuda::Stage& s2 = xx.cuda->stages[k];
-        s2.copyPending = false;
-        xx.inflight--;
-        if (!err.empty()) {
-          if (xx.cuda->errorCode.empty()) {
-            xx.cuda->errorCode = code::kTransport;
-            xx.cuda->errorText = "copying staged bytes to the device failed: " + err;
-          }
-        } else {
-          s2.state = cuda::Stage::State::kDone;
-          xx.cuda->stagesDone++;
-          xx.completed += s2.count;
-        }
-        bool freed = false;
-        ReleaseBufferIfIdle(cuda_.get(), *xx.cuda, s2, xx.finished || !xx.cuda->errorCode.empty(), &freed);
-        if (freed) TouchStagingWaiters();
-        Touch(xx);
-      }, &error);
+      bool ok = cuda_->Submit(
+          device, ops,
+          [this, id, k](const std::string& err) {
+            auto it = xfers_.find(id);
+            if (it == xfers_.end()) return;
+            Xfer& xx = *it->second;
+            cuda::Stage& s2 = xx.cuda->stages[k];
+            s2.copyPending = false;
+            xx.inflight--;
+            if (!err.empty()) {
+              if (xx.cuda->errorCode.empty()) {
+                xx.cuda->errorCode = code::kTransport;
+                xx.cuda->errorText = "copying staged bytes to the device failed: " + err;
+              }
+            } else {
+              s2.state = cuda::Stage::State::kDone;
+              xx.cuda->stagesDone++;
+              xx.completed += s2.count;
+            }
+            bool freed = false;
+            ReleaseBufferIfIdle(cuda_.get(), *xx.cuda, s2, xx.finished || !xx.cuda->errorCode.empty(), &freed);
+            if (freed) TouchStagingWaiters();
+            Touch(xx);
+          },
+          &error);
       if (!ok) {
         s.errorCode = code::kTransport;
         s.errorText = "queuing the copy of staged bytes to the device failed: " + error;
@@ -166,29 +170,33 @@ bool UcxEngine::StartStage(Xfer& x, uint32_t k) {
     const cuda::Piece& p = s.pieces[j];
     const ResolvedDesc& d = x.req->descs[p.desc];
     if (device < 0) device = d.localDevice;
-    ops.push_back({reinterpret_cast<uint64_t>(buf + p.bounce), reinterpret_cast<uint64_t>(d.local) + p.offset, p.length});
+    ops.push_back(
+        {reinterpret_cast<uint64_t>(buf + p.bounce), reinterpret_cast<uint64_t>(d.local) + p.offset, p.length});
   }
   uint64_t id = x.req->id;
-  bool ok = cuda_->Submit(device, ops, [this, id, k](const std::string& err) {
-    auto it = xfers_.find(id);
-    if (it == xfers_.end()) return;
-    Xfer& xx = *it->second;
-    cuda::Stage& s2 = xx.cuda->stages[k];
-    s2.copyPending = false;
-    xx.inflight--;
-    if (!err.empty()) {
-      if (xx.cuda->errorCode.empty()) {
-        xx.cuda->errorCode = code::kTransport;
-        xx.cuda->errorText = "copying device memory into a staging buffer failed: " + err;
-      }
-    } else if (!xx.finished) {
-      s2.state = cuda::Stage::State::kCopied;
-    }
-    bool freed = false;
-    ReleaseBufferIfIdle(cuda_.get(), *xx.cuda, s2, xx.finished || !xx.cuda->errorCode.empty(), &freed);
-    if (freed) TouchStagingWaiters();
-    Touch(xx);
-  }, &error);
+  bool ok = cuda_->Submit(
+      device, ops,
+      [this, id, k](const std::string& err) {
+        auto it = xfers_.find(id);
+        if (it == xfers_.end()) return;
+        Xfer& xx = *it->second;
+        cuda::Stage& s2 = xx.cuda->stages[k];
+        s2.copyPending = false;
+        xx.inflight--;
+        if (!err.empty()) {
+          if (xx.cuda->errorCode.empty()) {
+            xx.cuda->errorCode = code::kTransport;
+            xx.cuda->errorText = "copying device memory into a staging buffer failed: " + err;
+          }
+        } else if (!xx.finished) {
+          s2.state = cuda::Stage::State::kCopied;
+        }
+        bool freed = false;
+        ReleaseBufferIfIdle(cuda_.get(), *xx.cuda, s2, xx.finished || !xx.cuda->errorCode.empty(), &freed);
+        if (freed) TouchStagingWaiters();
+        Touch(xx);
+      },
+      &error);
   if (!ok) {
     pool.Release(b);
     st.buffer = -1;

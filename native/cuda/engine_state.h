@@ -20,9 +20,12 @@ enum class Path : uint8_t {
 
 inline const char* PathName(Path p) {
   switch (p) {
-    case Path::kUcx: return "ucx";
-    case Path::kIpc: return "ipc";
-    case Path::kStaging: return "staging";
+    case Path::kUcx:
+      return "ucx";
+    case Path::kIpc:
+      return "ipc";
+    case Path::kStaging:
+      return "staging";
   }
   return "staging";
 }
@@ -35,8 +38,8 @@ struct PeerCuda {
 
 // A piece of one descriptor that moves as one unit of the staging pipeline.
 struct Piece {
-  uint32_t desc;        // descriptor index in the transfer
-  uint64_t offset;      // from the start of the descriptor
+  uint32_t desc;    // descriptor index in the transfer
+  uint64_t offset;  // from the start of the descriptor
   uint64_t length;
   int64_t bounce = -1;  // offset in the stage's staging buffer, -1: moves directly (host memory)
 };
@@ -46,9 +49,9 @@ struct Stage {
   uint32_t first = 0, count = 0;  // pieces
   bool bounced = false;           // uses a staging buffer
   int buffer = -1;
-  uint64_t child = 0;             // the sub-transfer moving it on the wire
-  bool childAlive = false;        // started and not yet reaped
-  bool copyPending = false;       // a device copy in flight
+  uint64_t child = 0;        // the sub-transfer moving it on the wire
+  bool childAlive = false;   // started and not yet reaped
+  bool copyPending = false;  // a device copy in flight
   // WRITE: kWaiting -> kCopyIn (device to buffer) -> kCopied -> kWire -> kDone.
   // READ:  kWaiting -> kWire -> kLanded (in the buffer) -> kCopyOut (buffer to device) -> kDone.
   enum class State : uint8_t { kWaiting, kCopyIn, kCopied, kWire, kLanded, kCopyOut, kDone } state = State::kWaiting;

@@ -30,7 +30,7 @@ struct UcxEngine::StagedRecv {
   LocalRegionPtr region;  // acquired
   uint64_t dst;           // device address
   size_t len;
-  void* desc;             // UCX's rendezvous descriptor, until the receive starts
+  void* desc;  // UCX's rendezvous descriptor, until the receive starts
   cuda::BouncePool::Slot slot;
 };
 
@@ -49,8 +49,9 @@ WireStatus UcxEngine::CheckStagedWrite(const LocalRegion& r, uint64_t len, uint3
   }
   uint64_t chunk = cuda_->targetPool().chunk();
   if (len > chunk) {
-    *msg = "descriptor " + std::to_string(index) + " carries " + std::to_string(len) + " bytes for device memory, more than " +
-           "this agent's staging chunk of " + std::to_string(chunk) + " bytes; the initiator must split it";
+    *msg = "descriptor " + std::to_string(index) + " carries " + std::to_string(len) +
+           " bytes for device memory, more than " + "this agent's staging chunk of " + std::to_string(chunk) +
+           " bytes; the initiator must split it";
     return WireStatus::kInvalid;
   }
   return WireStatus::kOk;
@@ -71,7 +72,8 @@ ucs_status_t UcxEngine::StagedWrite(Inbound& ib, WriteRecord& rec, const wire::W
 #ifdef KVWIRE_HAVE_CUDA_HEADERS
     cuda::ScopedContext ctx(region->device());
     CUresult r = ctx.ok() ? cuda::GetDriver().cuMemcpyHtoD(dst, data, len) : CUDA_ERROR_INVALID_CONTEXT;
-    if (r != CUDA_SUCCESS) fail("copying descriptor " + std::to_string(h.index) + " to the device failed: " + cuda::ErrorText(r));
+    if (r != CUDA_SUCCESS)
+      fail("copying descriptor " + std::to_string(h.index) + " to the device failed: " + cuda::ErrorText(r));
 #endif
     region->Release();
     rec.landed++;
@@ -109,7 +111,8 @@ void UcxEngine::StartStagedRecv(StagedRecv* s) {
     Track(r);
     active_++;
   } else if (UCS_PTR_IS_ERR(r)) {
-    FinishStagedRecv(s, "receiving descriptor " + std::to_string(s->index) + " failed: " + UcsMessage(UCS_PTR_STATUS(r)));
+    FinishStagedRecv(s,
+                     "receiving descriptor " + std::to_string(s->index) + " failed: " + UcsMessage(UCS_PTR_STATUS(r)));
   } else {
     StagedRecvCb(nullptr, UCS_OK, s->len, s);
   }
@@ -128,10 +131,16 @@ void UcxEngine::StagedRecvCb(void* req, ucs_status_t st, size_t, void* ud) {
   }
   std::vector<cuda::CopyOp> ops{{s->dst, reinterpret_cast<uint64_t>(s->slot.data), s->len}};
   std::string error;
-  if (!self->cuda_->Submit(s->region->device(), ops, [self, s](const std::string& err) {
-        self->FinishStagedRecv(s, err.empty() ? "" : "copying descriptor " + std::to_string(s->index) + " to the device failed: " + err);
-      }, &error)) {
-    self->FinishStagedRecv(s, "queuing the copy of descriptor " + std::to_string(s->index) + " to the device failed: " + error);
+  if (!self->cuda_->Submit(
+          s->region->device(), ops,
+          [self, s](const std::string& err) {
+            self->FinishStagedRecv(
+                s,
+                err.empty() ? "" : "copying descriptor " + std::to_string(s->index) + " to the device failed: " + err);
+          },
+          &error)) {
+    self->FinishStagedRecv(
+        s, "queuing the copy of descriptor " + std::to_string(s->index) + " to the device failed: " + error);
   }
 }
 
@@ -189,60 +198,69 @@ bool UcxEngine::StageServeItem(ServeTask& t, uint32_t i) {
   cuda::BouncePool& pool = cuda_->targetPool();
   cuda::BouncePool::Slot b;
   if (!pool.Reserve(t.items[i].length, &b)) {
-    if (std::find(servesWaiting_.begin(), servesWaiting_.end(), t.key) == servesWaiting_.end()) servesWaiting_.push_back(t.key);
+    if (std::find(servesWaiting_.begin(), servesWaiting_.end(), t.key) == servesWaiting_.end())
+      servesWaiting_.push_back(t.key);
     return false;
   }
   uint64_t key = t.key;
-  std::vector<cuda::CopyOp> ops{{reinterpret_cast<uint64_t>(b.data), reinterpret_cast<uint64_t>(t.addrs[i]), t.items[i].length}};
+  std::vector<cuda::CopyOp> ops{
+      {reinterpret_cast<uint64_t>(b.data), reinterpret_cast<uint64_t>(t.addrs[i]), t.items[i].length}};
   std::string error;
-  bool ok = cuda_->Submit(t.itemDevice[i], ops, [this, key, i, b](const std::string& err) {
-    cuda::BouncePool& pl = cuda_->targetPool();
-    ServeTask& task = *serves_.at(key);  // alive: its inflight count includes this copy
-    auto ibIt = inbound_.find(task.inboundId);
-    bool gone = ibIt == inbound_.end() || ibIt->second->ep == nullptr || task.cancelled || task.finished;
-    if (!err.empty() || gone) {
-      pl.Free(b);
-      task.inflight--;
-      if (!err.empty()) FinishServe(task, WireStatus::kTransport, i, "copying device memory for descriptor " + std::to_string(i) + " failed: " + err);
-      deferred_.push_back([this, key] {
-        auto it = serves_.find(key);
-        if (it != serves_.end()) PumpServe(*it->second);
-        TargetBufferFreed();
-      });
-      return;
-    }
-    auto* ctx = new StagedSend{this, key, b};
-    ucp_request_param_t p{};
-    p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS |
-                     UCP_OP_ATTR_FIELD_MEMH;
-    p.cb.send = &UcxEngine::StagedServeSendCb;
-    p.user_data = ctx;
-    p.flags = task.items[i].length >= opts_.rndvThreshold ? UCP_AM_SEND_FLAG_RNDV : 0;
-    p.memh = static_cast<ucp_mem_h>(pl.memh());
-    void* r = ucp_am_send_nbx(ibIt->second->ep, wire::kReadData, &task.hdrs[i], sizeof(wire::ReadDataHdr), b.data,
-                              task.items[i].length, &p);
-    if (UCS_PTR_IS_PTR(r)) {
-      Track(r);
-      active_++;
-      return;
-    }
-    delete ctx;
-    pl.Free(b);
-    task.inflight--;
-    if (UCS_PTR_IS_ERR(r)) {
-      FinishServe(task, WireStatus::kTransport, i, "serving descriptor " + std::to_string(i) + " failed: " + UcsMessage(UCS_PTR_STATUS(r)));
-    } else {
-      task.completed++;
-    }
-    deferred_.push_back([this, key] {
-      auto it = serves_.find(key);
-      if (it != serves_.end()) PumpServe(*it->second);
-      TargetBufferFreed();
-    });
-  }, &error);
+  bool ok = cuda_->Submit(
+      t.itemDevice[i], ops,
+      [this, key, i, b](const std::string& err) {
+        cuda::BouncePool& pl = cuda_->targetPool();
+        ServeTask& task = *serves_.at(key);  // alive: its inflight count includes this copy
+        auto ibIt = inbound_.find(task.inboundId);
+        bool gone = ibIt == inbound_.end() || ibIt->second->ep == nullptr || task.cancelled || task.finished;
+        if (!err.empty() || gone) {
+          pl.Free(b);
+          task.inflight--;
+          if (!err.empty())
+            FinishServe(task, WireStatus::kTransport, i,
+                        "copying device memory for descriptor " + std::to_string(i) + " failed: " + err);
+          deferred_.push_back([this, key] {
+            auto it = serves_.find(key);
+            if (it != serves_.end()) PumpServe(*it->second);
+            TargetBufferFreed();
+          });
+          return;
+        }
+        auto* ctx = new StagedSend{this, key, b};
+        ucp_request_param_t p{};
+        p.op_attr_mask =
+            UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS | UCP_OP_ATTR_FIELD_MEMH;
+        p.cb.send = &UcxEngine::StagedServeSendCb;
+        p.user_data = ctx;
+        p.flags = task.items[i].length >= opts_.rndvThreshold ? UCP_AM_SEND_FLAG_RNDV : 0;
+        p.memh = static_cast<ucp_mem_h>(pl.memh());
+        void* r = ucp_am_send_nbx(ibIt->second->ep, wire::kReadData, &task.hdrs[i], sizeof(wire::ReadDataHdr), b.data,
+                                  task.items[i].length, &p);
+        if (UCS_PTR_IS_PTR(r)) {
+          Track(r);
+          active_++;
+          return;
+        }
+        delete ctx;
+        pl.Free(b);
+        task.inflight--;
+        if (UCS_PTR_IS_ERR(r)) {
+          FinishServe(task, WireStatus::kTransport, i,
+                      "serving descriptor " + std::to_string(i) + " failed: " + UcsMessage(UCS_PTR_STATUS(r)));
+        } else {
+          task.completed++;
+        }
+        deferred_.push_back([this, key] {
+          auto it = serves_.find(key);
+          if (it != serves_.end()) PumpServe(*it->second);
+          TargetBufferFreed();
+        });
+      },
+      &error);
   if (!ok) {
     pool.Free(b);
-    FinishServe(t, WireStatus::kTransport, i, "queuing a copy of device memory for descriptor " + std::to_string(i) + " failed: " + error);
+    FinishServe(t, WireStatus::kTransport, i,
+                "queuing a copy of device memory for descriptor " + std::to_string(i) + " failed: " + error);
     return false;
   }
   t.inflight++;

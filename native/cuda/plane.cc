@@ -16,7 +16,9 @@ namespace {
 class PlaneImpl final : public Plane {
  public:
   PlaneImpl(const PlaneOptions& opts, HostRegistrar registrar)
-      : opts_(opts), registrar_(std::move(registrar)), initiator_(opts.chunkBytes, opts.buffers, &registrar_),
+      : opts_(opts),
+        registrar_(std::move(registrar)),
+        initiator_(opts.chunkBytes, opts.buffers, &registrar_),
         target_(opts.chunkBytes, opts.buffers, &registrar_) {}
 
   ~PlaneImpl() override {
@@ -121,7 +123,8 @@ class PlaneImpl final : public Plane {
     const Driver& d = GetDriver();
     CUdevice dev = 0;
     char bus[64] = {0};
-    if (d.cuDeviceGet(&dev, device) != CUDA_SUCCESS || d.cuDeviceGetPCIBusId(bus, sizeof bus, dev) != CUDA_SUCCESS) return "";
+    if (d.cuDeviceGet(&dev, device) != CUDA_SUCCESS || d.cuDeviceGetPCIBusId(bus, sizeof bus, dev) != CUDA_SUCCESS)
+      return "";
     return bus;
   }
 
@@ -190,11 +193,15 @@ PlanePtr CreatePlane(const PlaneOptions& opts, HostRegistrar registrar, std::str
   return PlanePtr(new PlaneImpl(opts, std::move(registrar)));
 }
 
-void PlaneDeleter::operator()(Plane* p) const { delete p; }
+void PlaneDeleter::operator()(Plane* p) const {
+  delete p;
+}
 
 }  // namespace kvwire::cuda
 #else
 namespace kvwire::cuda {
-void PlaneDeleter::operator()(Plane* p) const { delete p; }
+void PlaneDeleter::operator()(Plane* p) const {
+  delete p;
+}
 }  // namespace kvwire::cuda
 #endif  // KVWIRE_HAVE_CUDA_HEADERS

@@ -27,7 +27,7 @@ struct PlaneDeleter {
 using PlanePtr = std::unique_ptr<Plane, PlaneDeleter>;
 
 struct PlaneOptions {
-  std::string path = "auto";         // auto | ucx | ipc | staging
+  std::string path = "auto";          // auto | ucx | ipc | staging
   uint64_t chunkBytes = 16ull << 20;  // staging buffer size: the pipeline's unit
   uint32_t buffers = 4;               // staging buffers per pool (copies and the wire overlap)
 };

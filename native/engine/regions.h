@@ -26,8 +26,14 @@ class LocalRegion {
   // null unless UCX itself moves device memory). -1: host memory.
   LocalRegion(uint32_t id, std::string label, uint8_t* base, uint64_t length, Access access, void* memh,
               std::function<void(LocalRegion&)> release, int device = -1)
-      : id_(id), label_(std::move(label)), base_(base), length_(length), access_(access), memh_(memh),
-        device_(device), release_(std::move(release)) {}
+      : id_(id),
+        label_(std::move(label)),
+        base_(base),
+        length_(length),
+        access_(access),
+        memh_(memh),
+        device_(device),
+        release_(std::move(release)) {}
 
   uint32_t id() const { return id_; }
   const std::string& label() const { return label_; }
@@ -123,7 +129,7 @@ struct RemoteRegion {
   uint64_t base = 0;  // the peer's virtual address of byte 0
   uint64_t length = 0;
   Access access = kAccessNone;
-  std::string rkey;   // packed UCX rkey bytes (empty for device memory UCX cannot move)
+  std::string rkey;  // packed UCX rkey bytes (empty for device memory UCX cannot move)
   std::atomic<bool> revoked{false};
   // Device memory (the peer's device ordinal, -1 for host memory) and how to reach it: the IPC
   // handle of its allocation (empty when the peer could not export one) and the region's offset in
@@ -142,7 +148,7 @@ struct RemoteRegion {
 // What connect() learned from the peer's metadata (parsed and checked in TypeScript).
 struct PeerInfo {
   std::string name;
-  std::string address;       // UCX worker address bytes
+  std::string address;  // UCX worker address bytes
   uint32_t pid = 0;
   uint64_t pidStart = 0;
   std::string hostId;

@@ -17,10 +17,14 @@ enum Access : uint8_t {
 
 inline const char* AccessName(Access a) {
   switch (a) {
-    case kAccessNone: return "no remote";
-    case kAccessRead: return "read";
-    case kAccessWrite: return "write";
-    case kAccessReadWrite: return "read and write";
+    case kAccessNone:
+      return "no remote";
+    case kAccessRead:
+      return "read";
+    case kAccessWrite:
+      return "write";
+    case kAccessReadWrite:
+      return "read and write";
   }
   return "unknown";
 }
@@ -65,21 +69,21 @@ const char* WireStatusCode(WireStatus s);
 // One event from the engine thread to the JS thread.
 struct EngineEvent {
   enum class Kind : uint8_t {
-    kTransferDone,   // id = transfer id; code empty on success; aux = operations still in flight
-    kConnected,      // id = peer id; code empty on success; text = transport summary
-    kNotification,   // text = sender name; bytes = message
-    kPeerLost,       // id = peer id (outbound) ; text = reason
-    kNotifyDone,     // id = notify token; code empty on success
-    kRegionRevoked,  // id = peer id; aux = remote region id
-    kWarning,        // text = message (e.g. transport fell back to tcp)
-    kRegionReleased, // id = local region id: no operation can touch its memory any more
+    kTransferDone,      // id = transfer id; code empty on success; aux = operations still in flight
+    kConnected,         // id = peer id; code empty on success; text = transport summary
+    kNotification,      // text = sender name; bytes = message
+    kPeerLost,          // id = peer id (outbound) ; text = reason
+    kNotifyDone,        // id = notify token; code empty on success
+    kRegionRevoked,     // id = peer id; aux = remote region id
+    kWarning,           // text = message (e.g. transport fell back to tcp)
+    kRegionReleased,    // id = local region id: no operation can touch its memory any more
     kTransferQuiesced,  // id = transfer id: its last operation finished (after kTransferDone)
   };
   Kind kind;
   uint64_t id = 0;
   uint64_t aux = 0;
-  std::string code;     // error code, empty on success
-  std::string text;     // message / name / transport
+  std::string code;  // error code, empty on success
+  std::string text;  // message / name / transport
   std::vector<uint8_t> bytes;
   // Telemetry for kTransferDone (monotonic ns): when the engine thread began posting, when the
   // last operation was handed to the transport, when the transfer completed.

@@ -181,7 +181,8 @@ void UcxEngine::WriteBatchRecvCb(void* req, ucs_status_t st, size_t, void* ud) {
     if (st == UCS_OK) {
       self->ApplyWriteBatch(ib, rec, pr->xferId, pr->buf.data(), pr->length, pr->count);
     } else {
-      self->RefuseWrite(ib, rec, pr->xferId, WireStatus::kTransport, 0, "receiving a packed WRITE failed: " + UcsMessage(st));
+      self->RefuseWrite(ib, rec, pr->xferId, WireStatus::kTransport, 0,
+                        "receiving a packed WRITE failed: " + UcsMessage(st));
       rec.landed += pr->count;
     }
   });
@@ -221,8 +222,9 @@ void UcxEngine::ApplyWriteBatch(Inbound& ib, WriteRecord& rec, uint64_t xferId, 
     regions.push_back(std::move(region));
   }
   if (sum != payload) {
-    return refuse(WireStatus::kInvalid, 0, "a packed WRITE carries " + std::to_string(payload) +
-                                               " bytes but its descriptors claim " + std::to_string(sum));
+    return refuse(WireStatus::kInvalid, 0,
+                  "a packed WRITE carries " + std::to_string(payload) + " bytes but its descriptors claim " +
+                      std::to_string(sum));
   }
   const uint8_t* src = data + table;
   for (uint32_t k = 0; k < count; ++k) {

@@ -78,12 +78,12 @@ LaneInfo UcxEngine::DescribeLanes(ucp_ep_h ep) {
   return info;
 }
 
-ucp_ep_h UcxEngine::CreateEp(const std::string& address, bool sameHost, bool watched, EpOwner* owner,
-                             LaneInfo* lanes, std::string* error) {
+ucp_ep_h UcxEngine::CreateEp(const std::string& address, bool sameHost, bool watched, EpOwner* owner, LaneInfo* lanes,
+                             std::string* error) {
   auto make = [&](ucp_err_handling_mode_t mode, ucs_status_t* st) -> ucp_ep_h {
     ucp_ep_params_t p{};
-    p.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
-                   UCP_EP_PARAM_FIELD_ERR_HANDLER;
+    p.field_mask =
+        UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE | UCP_EP_PARAM_FIELD_ERR_HANDLER;
     p.address = reinterpret_cast<const ucp_address_t*>(address.data());
     p.err_mode = mode;
     p.err_handler.cb = &UcxEngine::EpErrorCb;
@@ -128,8 +128,8 @@ void UcxEngine::CloseEp(ucp_ep_h ep, bool force) {
 }
 
 UcxEngine::EpOwner* UcxEngine::NewOwner(bool outbound, uint32_t id) {
-  owners_.push_back(std::unique_ptr<EpOwner>(
-      new EpOwner{outbound ? EpOwner::Kind::kOutbound : EpOwner::Kind::kInbound, id, this}));
+  owners_.push_back(
+      std::unique_ptr<EpOwner>(new EpOwner{outbound ? EpOwner::Kind::kOutbound : EpOwner::Kind::kInbound, id, this}));
   return owners_.back().get();
 }
 
@@ -195,8 +195,8 @@ void UcxEngine::DoConnect(uint32_t peerId, std::shared_ptr<PeerInfo> info, uint3
     return;
   }
   ob->rma = opts_.protocol == "rma" ||
-            (opts_.protocol == "auto" && (ob->lanes.category == "sm" || ob->lanes.category == "rdma" ||
-                                          ob->lanes.category == "self"));
+            (opts_.protocol == "auto" &&
+             (ob->lanes.category == "sm" || ob->lanes.category == "rdma" || ob->lanes.category == "self"));
   ob->connectDeadlineNs = DeadlineFrom(NowNs(), timeoutMs);
   nextDeadlineNs_ = std::min(nextDeadlineNs_, ob->connectDeadlineNs);
 
@@ -226,8 +226,10 @@ void UcxEngine::HandleHelloAck(const wire::HelloAckHdr& h) {
   Outbound& ob = *it->second;
   if (h.status != static_cast<int32_t>(WireStatus::kOk)) {
     OutboundLost(ob, code::kPeerUnreachable,
-                 "'" + ob.info->name + "' refused the connection: it speaks another kvwire wire protocol (this one speaks " +
-                     std::to_string(wire::kProtocolVersion) + "; run the same kvwire release on both sides) or the handshake was bad");
+                 "'" + ob.info->name +
+                     "' refused the connection: it speaks another kvwire wire protocol (this one speaks " +
+                     std::to_string(wire::kProtocolVersion) +
+                     "; run the same kvwire release on both sides) or the handshake was bad");
     return;
   }
   ob.inboundId = h.inboundId;
@@ -242,8 +244,8 @@ void UcxEngine::HandleHelloAck(const wire::HelloAckHdr& h) {
   if (ob.rma) MapRemoteRegions(ob);
   EngineEvent e{EngineEvent::Kind::kConnected};
   e.id = ob.id;
-  e.text = ob.lanes.category + "|" + ob.lanes.detail + "|" + (ob.rma ? "rma" : "am") + "|" +
-           cuda::PathName(ob.cuda->path);
+  e.text =
+      ob.lanes.category + "|" + ob.lanes.detail + "|" + (ob.rma ? "rma" : "am") + "|" + cuda::PathName(ob.cuda->path);
   Emit(std::move(e));
 }
 
@@ -549,7 +551,8 @@ ucs_status_t UcxEngine::OnAm(uint16_t id, const void* header, size_t headerLen, 
       case wire::kBye:
         if (auto* h = HeaderAs<wire::ByeHdr>(hdr.data(), hdr.size())) HandleBye(*h);
         break;
-      default: break;
+      default:
+        break;
     }
   });
   return UCS_OK;

@@ -14,22 +14,33 @@ namespace kvwire {
 
 const char* WireStatusCode(WireStatus s) {
   switch (s) {
-    case WireStatus::kOk: return "";
-    case WireStatus::kOutOfBounds: return code::kOutOfBounds;
-    case WireStatus::kAccessDenied: return code::kAccessDenied;
-    case WireStatus::kUnknownRegion: return code::kUnknownRegion;
-    case WireStatus::kDeregistered: return code::kDeregistered;
-    case WireStatus::kCancelled: return code::kCancelled;
-    case WireStatus::kTimeout: return code::kTimeout;
-    case WireStatus::kClosed: return code::kClosed;
-    case WireStatus::kInvalid: return code::kInvalidArgument;
-    case WireStatus::kTransport: break;
+    case WireStatus::kOk:
+      return "";
+    case WireStatus::kOutOfBounds:
+      return code::kOutOfBounds;
+    case WireStatus::kAccessDenied:
+      return code::kAccessDenied;
+    case WireStatus::kUnknownRegion:
+      return code::kUnknownRegion;
+    case WireStatus::kDeregistered:
+      return code::kDeregistered;
+    case WireStatus::kCancelled:
+      return code::kCancelled;
+    case WireStatus::kTimeout:
+      return code::kTimeout;
+    case WireStatus::kClosed:
+      return code::kClosed;
+    case WireStatus::kInvalid:
+      return code::kInvalidArgument;
+    case WireStatus::kTransport:
+      break;
   }
   return code::kTransport;
 }
 
-std::string UcsMessage(ucs_status_t st) { return ucs_status_string(st); }
-
+std::string UcsMessage(ucs_status_t st) {
+  return ucs_status_string(st);
+}
 
 UcxEngine::UcxEngine(const EngineOptions& opts, EventSink sink) : opts_(opts), sink_(std::move(sink)) {}
 
@@ -117,8 +128,8 @@ bool UcxEngine::Init(std::string* error) {
   for (uint16_t id = 1; id < wire::kAmCount; ++id) amSlots_.push_back({this, id});
   for (auto& slot : amSlots_) {
     ucp_am_handler_param_t hp{};
-    hp.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB |
-                    UCP_AM_HANDLER_PARAM_FIELD_ARG | UCP_AM_HANDLER_PARAM_FIELD_FLAGS;
+    hp.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB | UCP_AM_HANDLER_PARAM_FIELD_ARG |
+                    UCP_AM_HANDLER_PARAM_FIELD_FLAGS;
     hp.id = slot.id;
     hp.cb = &UcxEngine::AmCallback;
     hp.arg = &slot;
@@ -134,7 +145,9 @@ bool UcxEngine::Init(std::string* error) {
   return true;
 }
 
-UcxEngine::~UcxEngine() { Close(); }
+UcxEngine::~UcxEngine() {
+  Close();
+}
 
 ucs_status_t UcxEngine::AmCallback(void* arg, const void* header, size_t headerLen, void* data, size_t len,
                                    const ucp_am_recv_param_t* param) {
@@ -165,18 +178,32 @@ bool UcxEngine::DrainCommands() {
   }
   for (auto& c : batch) {
     switch (c.kind) {
-      case Command::Kind::kConnect: DoConnect(c.peerId, std::move(c.info), c.timeoutMs); break;
-      case Command::Kind::kDisconnect: DoDisconnect(c.peerId, true); break;
-      case Command::Kind::kPost: StartTransfer(std::move(c.req)); break;
-      case Command::Kind::kCancel: CancelXfer(c.id, c.code, c.text); break;
-      case Command::Kind::kNotify: DoNotify(c.peerId, std::move(c.text), c.id); break;
-      case Command::Kind::kRevoke: RevokeRegion(static_cast<uint32_t>(c.id)); break;
+      case Command::Kind::kConnect:
+        DoConnect(c.peerId, std::move(c.info), c.timeoutMs);
+        break;
+      case Command::Kind::kDisconnect:
+        DoDisconnect(c.peerId, true);
+        break;
+      case Command::Kind::kPost:
+        StartTransfer(std::move(c.req));
+        break;
+      case Command::Kind::kCancel:
+        CancelXfer(c.id, c.code, c.text);
+        break;
+      case Command::Kind::kNotify:
+        DoNotify(c.peerId, std::move(c.text), c.id);
+        break;
+      case Command::Kind::kRevoke:
+        RevokeRegion(static_cast<uint32_t>(c.id));
+        break;
     }
   }
   return true;
 }
 
-void UcxEngine::Emit(EngineEvent&& e) { events_.push_back(std::move(e)); }
+void UcxEngine::Emit(EngineEvent&& e) {
+  events_.push_back(std::move(e));
+}
 
 void UcxEngine::FlushEvents() {
   if (events_.empty()) return;
@@ -213,8 +240,8 @@ bool UcxEngine::Register(uint32_t id, const std::string& label, uint8_t* base, u
 bool UcxEngine::Allocate(uint32_t id, const std::string& label, uint64_t length, Access access, std::string* rkey,
                          uint8_t** base, std::shared_ptr<SharedAllocation>* allocation, std::string* error) {
   ucp_mem_map_params_t mp{};
-  mp.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH |
-                  UCP_MEM_MAP_PARAM_FIELD_FLAGS | UCP_MEM_MAP_PARAM_FIELD_PROT;
+  mp.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH | UCP_MEM_MAP_PARAM_FIELD_FLAGS |
+                  UCP_MEM_MAP_PARAM_FIELD_PROT;
   mp.address = nullptr;
   mp.length = length;
   mp.flags = UCP_MEM_MAP_ALLOCATE;
@@ -250,8 +277,8 @@ uint32_t UcxEngine::ProtFor(Access access) {
 }
 
 bool UcxEngine::AddRegion(uint32_t id, const std::string& label, uint8_t* base, uint64_t length, Access access,
-                          ucp_mem_h memh, std::string* rkey, std::string* error,
-                          std::function<void(ucp_mem_h)> unmap, int device) {
+                          ucp_mem_h memh, std::string* rkey, std::string* error, std::function<void(ucp_mem_h)> unmap,
+                          int device) {
   rkey->clear();
   if (access != kAccessNone && memh != nullptr) {
     void* buf = nullptr;
@@ -266,20 +293,22 @@ bool UcxEngine::AddRegion(uint32_t id, const std::string& label, uint8_t* base, 
     ucp_rkey_buffer_release(buf);
   }
   UcxEngine* self = this;
-  auto region = std::make_shared<LocalRegion>(id, label, base, length, access, memh,
-                                              [self, unmap = std::move(unmap)](LocalRegion& r) mutable {
-    unmap(static_cast<ucp_mem_h>(r.memh()));
-    EngineEvent e{EngineEvent::Kind::kRegionReleased};
-    e.id = r.id();
-    std::lock_guard lock(self->eventMu_);
-    if (self->sink_) {
-      std::vector<EngineEvent> one;
-      one.push_back(std::move(e));
-      self->sink_(std::move(one));
-    } else {
-      self->undelivered_.push_back(std::move(e));
-    }
-  }, device);
+  auto region = std::make_shared<LocalRegion>(
+      id, label, base, length, access, memh,
+      [self, unmap = std::move(unmap)](LocalRegion& r) mutable {
+        unmap(static_cast<ucp_mem_h>(r.memh()));
+        EngineEvent e{EngineEvent::Kind::kRegionReleased};
+        e.id = r.id();
+        std::lock_guard lock(self->eventMu_);
+        if (self->sink_) {
+          std::vector<EngineEvent> one;
+          one.push_back(std::move(e));
+          self->sink_(std::move(one));
+        } else {
+          self->undelivered_.push_back(std::move(e));
+        }
+      },
+      device);
   regions_.Insert(std::move(region));
   return true;
 }
@@ -382,9 +411,13 @@ void UcxEngine::WatchFd(int fd, uint64_t tag) {
   epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev);
 }
 
-void UcxEngine::UnwatchFd(int fd) { epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr); }
+void UcxEngine::UnwatchFd(int fd) {
+  epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+}
 
-uint64_t UcxEngine::NextWakeNs() const { return nextDeadlineNs_; }
+uint64_t UcxEngine::NextWakeNs() const {
+  return nextDeadlineNs_;
+}
 
 void UcxEngine::Run() {
   epoll_event evs[16];
@@ -444,10 +477,15 @@ void UcxEngine::Run() {
     for (int i = 0; i < n; ++i) {
       uint64_t tag = evs[i].data.u64;
       switch (TagKind(tag)) {
-        case FdTag::kWakeup: wakeup_.Drain(); break;
-        case FdTag::kWorker: break;  // progress at the top of the loop
+        case FdTag::kWakeup:
+          wakeup_.Drain();
+          break;
+        case FdTag::kWorker:
+          break;  // progress at the top of the loop
         case FdTag::kOutboundPid:
-        case FdTag::kInboundPid: OnLivenessFd(tag); break;
+        case FdTag::kInboundPid:
+          OnLivenessFd(tag);
+          break;
       }
     }
     if (timeoutMs != 0) lastActivityNs_ = lastFdPollNs_;  // woken up: expect more to follow
@@ -483,8 +521,8 @@ void UcxEngine::CheckDeadlines(uint64_t now) {
     auto it = xfers_.find(id);
     if (it == xfers_.end()) continue;
     Xfer& x = *it->second;
-    std::string msg = "transfer " + std::to_string(id) + " (" + std::to_string(x.req->descs.size()) +
-                      " descriptors, " + std::to_string(x.req->bytes) + " bytes) did not complete within " +
+    std::string msg = "transfer " + std::to_string(id) + " (" + std::to_string(x.req->descs.size()) + " descriptors, " +
+                      std::to_string(x.req->bytes) + " bytes) did not complete within " +
                       std::to_string(x.req->timeoutMs) + " ms (" + std::to_string(x.completed) +
                       " descriptors done); the peer may be overloaded or gone: raise timeoutMs or check the peer";
     CancelXfer(id, code::kTimeout, msg);
@@ -602,7 +640,8 @@ void UcxEngine::ShutdownOnThread() {
     }
   }
   for (auto& [id, ob] : outbound_) {
-    if (ob->ep != nullptr) CloseEp(ob->ep, !live_.empty() || !ob->lanes.peerErrors || ob->state != Outbound::State::kConnected);
+    if (ob->ep != nullptr)
+      CloseEp(ob->ep, !live_.empty() || !ob->lanes.peerErrors || ob->state != Outbound::State::kConnected);
     ob->ep = nullptr;
   }
   for (auto& [id, ib] : inbound_) {
@@ -665,7 +704,7 @@ void UcxEngine::ShutdownOnThread() {
     return;
   }
   if (cuda_) cuda_->Drain();  // copies started while closing (a WRITE still arriving) complete first
-  cuda_.reset();  // closes IPC mappings, frees staging buffers (their UCX registrations first)
+  cuda_.reset();              // closes IPC mappings, frees staging buffers (their UCX registrations first)
   ucp_worker_destroy(worker_);
   worker_ = nullptr;
 }

@@ -46,12 +46,12 @@ namespace kvwire {
 // One descriptor pair of a transfer, resolved to addresses on the JS thread.
 struct ResolvedDesc {
   uint8_t* local;
-  void* memh;           // the local region's ucp_mem_h: UCX uses it instead of its registration cache
+  void* memh;  // the local region's ucp_mem_h: UCX uses it instead of its registration cache
   uint64_t length;
   uint32_t remoteRegion;
   uint64_t remoteOffset;
-  uint64_t remoteAddr;  // peer's virtual address (remote base + offset)
-  uint8_t* remoteMapped;  // the same bytes mapped into this process (shared memory), or nullptr
+  uint64_t remoteAddr;        // peer's virtual address (remote base + offset)
+  uint8_t* remoteMapped;      // the same bytes mapped into this process (shared memory), or nullptr
   int16_t localDevice = -1;   // CUDA device of the local bytes, -1 for host memory
   int16_t remoteDevice = -1;  // the peer's CUDA device of the remote bytes, -1 for host memory
 };
@@ -73,27 +73,27 @@ struct TransferRequest {
 
 struct EngineOptions {
   std::string name;
-  std::string transports;     // UCX_TLS value; empty: UCX_TLS from the environment, else UCX's default
-  std::string protocol = "auto";  // auto | rma | am
-  uint32_t spinUs = 100;      // busy-poll this long after the last activity before sleeping
-  uint32_t busySpinUs = 2000; // ... and this long while operations are in flight
-  uint64_t rndvThreshold = 16384;  // AM payloads at least this large go by rendezvous (zero copy)
-  uint32_t windowOps = 256;   // AM operations in flight per transfer, at most ...
-  uint64_t windowBytes = 4u << 20;  // ... and about this many bytes (a few large, many small)
+  std::string transports;             // UCX_TLS value; empty: UCX_TLS from the environment, else UCX's default
+  std::string protocol = "auto";      // auto | rma | am
+  uint32_t spinUs = 100;              // busy-poll this long after the last activity before sleeping
+  uint32_t busySpinUs = 2000;         // ... and this long while operations are in flight
+  uint64_t rndvThreshold = 16384;     // AM payloads at least this large go by rendezvous (zero copy)
+  uint32_t windowOps = 256;           // AM operations in flight per transfer, at most ...
+  uint64_t windowBytes = 4u << 20;    // ... and about this many bytes (a few large, many small)
   uint64_t inlineBytes = 256 * 1024;  // mapped transfers up to this size are copied by the caller
   // AM protocol (tcp): runs of descriptors shorter than batchBelow travel packed in one message of
   // at most batchBytes, copied out on one side and scattered on the other (0: every descriptor alone).
   uint64_t batchBelow = 128 * 1024;
   uint64_t batchBytes = 1u << 20;
-  std::string hostId;         // identifies host + pid namespace (liveness checks need both equal)
+  std::string hostId;  // identifies host + pid namespace (liveness checks need both equal)
   uint64_t pidStart = 0;
-  cuda::PlaneOptions cuda;    // CUDA path and staging pipeline (AgentOptions.cuda)
+  cuda::PlaneOptions cuda;  // CUDA path and staging pipeline (AgentOptions.cuda)
 };
 
 // Where UCX's endpoint lanes go, classified. `category` is what peer.transport reports.
 struct LaneInfo {
-  std::string category;  // sm | tcp | rdma | self | unknown
-  std::string detail;    // e.g. "sysv/memory+posix/memory+cma/memory"
+  std::string category;     // sm | tcp | rdma | self | unknown
+  std::string detail;       // e.g. "sysv/memory+posix/memory+cma/memory"
   bool peerErrors = false;  // created with UCP_ERR_HANDLING_MODE_PEER (UCX reports peer failure)
 };
 
@@ -133,8 +133,8 @@ class UcxEngine {
   std::string transportsConfigured() const;
 
   // Registers [base, base+length). On success fills the packed rkey (empty for access 'none').
-  bool Register(uint32_t id, const std::string& label, uint8_t* base, uint64_t length, Access access,
-                std::string* rkey, std::string* error);
+  bool Register(uint32_t id, const std::string& label, uint8_t* base, uint64_t length, Access access, std::string* rkey,
+                std::string* error);
   // Allocates `length` bytes with UCX (shared memory where UCX can: same-host peers then map it and
   // move bytes with one memcpy instead of a system call per operation) and registers them.
   bool Allocate(uint32_t id, const std::string& label, uint64_t length, Access access, std::string* rkey,
@@ -179,9 +179,8 @@ class UcxEngine {
 
   explicit UcxEngine(const EngineOptions& opts, EventSink sink);
   static uint32_t ProtFor(Access access);
-  bool AddRegion(uint32_t id, const std::string& label, uint8_t* base, uint64_t length, Access access,
-                 ucp_mem_h memh, std::string* rkey, std::string* error, std::function<void(ucp_mem_h)> unmap,
-                 int device = -1);
+  bool AddRegion(uint32_t id, const std::string& label, uint8_t* base, uint64_t length, Access access, ucp_mem_h memh,
+                 std::string* rkey, std::string* error, std::function<void(ucp_mem_h)> unmap, int device = -1);
   bool Init(std::string* error);
   void Run();
   void Enqueue(Command&& c);
@@ -296,7 +295,8 @@ class UcxEngine {
   void ApplyWriteBatch(Inbound& ib, WriteRecord& rec, uint64_t xferId, const uint8_t* data, size_t len, uint32_t count);
   bool PostServeBatch(ServeTask& t, ucp_ep_h ep, uint32_t count);
   static void ServeBatchSendCb(void* req, ucs_status_t st, void* ud);
-  ucs_status_t HandleReadDataBatch(const wire::ReadDataBatchHdr& h, void* data, size_t len, const ucp_am_recv_param_t* p);
+  ucs_status_t HandleReadDataBatch(const wire::ReadDataBatchHdr& h, void* data, size_t len,
+                                   const ucp_am_recv_param_t* p);
   static void ReadBatchRecvCb(void* req, ucs_status_t st, size_t len, void* ud);
   void ScatterReadBatch(Xfer& x, uint32_t first, uint32_t count, const uint8_t* data);
 
@@ -318,14 +318,14 @@ class UcxEngine {
   // forgotten 5 s after the initiator's deadline); null when the sender is unknown or lost.
   WriteRecord* WriteRecordFor(uint32_t inboundId, uint64_t xferId, uint32_t timeoutMs, Inbound** ib);
   // Marks a WRITE failed with the target's reason and answers the initiator once.
-  void RefuseWrite(Inbound& ib, WriteRecord& rec, uint64_t xferId, WireStatus st, uint32_t index, const std::string& msg);
+  void RefuseWrite(Inbound& ib, WriteRecord& rec, uint64_t xferId, WireStatus st, uint32_t index,
+                   const std::string& msg);
   void HandleReadReq(const wire::ReadReqHdr& h, const uint8_t* data, size_t len);
   void PumpServe(ServeTask& t);
   void FinishServe(ServeTask& t, WireStatus st, uint32_t index, const std::string& msg);
   void HandleReadCancel(const wire::ReadCancelHdr& h);
   void HandleNotify(const wire::NotifyHdr& h, const uint8_t* data, size_t len);
-  void SendStatus(ucp_ep_h ep, uint16_t amId, uint64_t xferId, WireStatus st, uint32_t index,
-                  const std::string& msg);
+  void SendStatus(ucp_ep_h ep, uint16_t amId, uint64_t xferId, WireStatus st, uint32_t index, const std::string& msg);
   void RevokeRegion(uint32_t regionId);
   void SweepTargetState(uint64_t now);
 
@@ -348,8 +348,8 @@ class UcxEngine {
   void TouchStagingWaiters();
   // Target side: device memory received through and served from the target's staging buffers.
   WireStatus CheckStagedWrite(const LocalRegion& r, uint64_t len, uint32_t index, std::string* msg);
-  ucs_status_t StagedWrite(Inbound& ib, WriteRecord& rec, const wire::WriteHdr& h, LocalRegionPtr region,
-                           void* data, size_t len, const ucp_am_recv_param_t* param);
+  ucs_status_t StagedWrite(Inbound& ib, WriteRecord& rec, const wire::WriteHdr& h, LocalRegionPtr region, void* data,
+                           size_t len, const ucp_am_recv_param_t* param);
   void StartStagedRecv(StagedRecv* s);
   static void StagedRecvCb(void* req, ucs_status_t st, size_t len, void* ud);
   void FinishStagedRecv(StagedRecv* s, const std::string& error);
@@ -360,8 +360,8 @@ class UcxEngine {
   void ReleaseStagedQueue();
 
   // Sends a small control AM (eager, header + data copied into a heap block kept until completion).
-  void SendControl(ucp_ep_h ep, uint16_t amId, const void* hdr, size_t hdrLen, const void* data,
-                   size_t dataLen, std::function<void(ucs_status_t)> done = nullptr);
+  void SendControl(ucp_ep_h ep, uint16_t amId, const void* hdr, size_t hdrLen, const void* data, size_t dataLen,
+                   std::function<void(ucs_status_t)> done = nullptr);
 
   static ucs_status_t AmCallback(void* arg, const void* header, size_t headerLen, void* data, size_t len,
                                  const ucp_am_recv_param_t* param);
@@ -387,12 +387,12 @@ class UcxEngine {
   std::atomic<bool> sleeping_{false};
 
   std::mutex eventMu_;
-  std::vector<EngineEvent> events_;      // engine thread only, flushed to the sink
-  std::vector<EngineEvent> undelivered_; // events produced after the sink was detached
+  std::vector<EngineEvent> events_;       // engine thread only, flushed to the sink
+  std::vector<EngineEvent> undelivered_;  // events produced after the sink was detached
 
   RegionTable regions_;
 
-  std::mutex peersMu_;                                         // guards peerInfos_
+  std::mutex peersMu_;                                                 // guards peerInfos_
   std::unordered_map<uint32_t, std::shared_ptr<PeerInfo>> peerInfos_;  // JS-thread view
 
   // Engine-thread state.
@@ -403,7 +403,7 @@ class UcxEngine {
   std::unordered_map<uint64_t, std::unique_ptr<ServeTask>> serves_;  // by serial
   uint64_t nextServe_ = 1;
   std::vector<std::function<void()>> deferred_;  // work moved out of UCX callbacks
-  std::vector<uint64_t> touched_;                 // transfers whose state changed in a callback
+  std::vector<uint64_t> touched_;                // transfers whose state changed in a callback
   // Buffers of packed messages, kept for reuse: fresh pages cost a fault each (256 per MiB).
   std::vector<std::unique_ptr<uint8_t[]>> packedPool_;
   // Bytes of packed WRITEs being received into buffers of their own: bounded, so that no peer can
@@ -417,8 +417,8 @@ class UcxEngine {
   uint64_t lastSweepNs_ = 0;
   uint64_t lastActivityNs_ = 0;
   uint64_t lastFdPollNs_ = 0;
-  uint32_t active_ = 0;  // operations in flight (busy-poll while > 0)
-  std::vector<void*> closing_;  // endpoint close requests in flight
+  uint32_t active_ = 0;             // operations in flight (busy-poll while > 0)
+  std::vector<void*> closing_;      // endpoint close requests in flight
   std::unordered_set<void*> live_;  // operation requests in flight (see Track)
   bool leaked_ = false;             // shutdown could not finish: UCX is left allocated
   // Error-handler arguments: never freed while the worker lives, because UCX may report an error
@@ -427,7 +427,7 @@ class UcxEngine {
   // CUDA: copies, staging buffers and IPC mappings (engine thread; null without a CUDA driver).
   cuda::PlanePtr cuda_;
   bool ucxCudaMemory_ = false;
-  uint64_t nextChildId_ = 1ull << 62;  // sub-transfer ids never meet JS transfer ids
+  uint64_t nextChildId_ = 1ull << 62;      // sub-transfer ids never meet JS transfer ids
   std::deque<StagedRecv*> stagedWaiting_;  // rendezvous receives waiting for a target buffer
   std::vector<uint64_t> servesWaiting_;    // served READs waiting for a target buffer
 };

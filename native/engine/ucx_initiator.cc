@@ -85,11 +85,12 @@ void UcxEngine::ProcessTouched() {
       if (!x.finished && x.opError != UCS_OK) {
         auto ob = outbound_.find(x.req->peerId);
         if (ob != outbound_.end() && ob->second->state == Outbound::State::kLost) {
-          FinishXfer(x, ob->second->lostCode, "peer '" + ob->second->info->name + "' was lost: " + ob->second->lostReason);
+          FinishXfer(x, ob->second->lostCode,
+                     "peer '" + ob->second->info->name + "' was lost: " + ob->second->lostReason);
         } else {
-          FinishXfer(x, IsPeerFailure(x.opError) ? code::kPeerLost : code::kTransport,
-                     "the transport failed an operation of transfer " + std::to_string(id) + ": " +
-                         UcsMessage(x.opError));
+          FinishXfer(
+              x, IsPeerFailure(x.opError) ? code::kPeerLost : code::kTransport,
+              "the transport failed an operation of transfer " + std::to_string(id) + ": " + UcsMessage(x.opError));
         }
       }
       if (!x.finished) PumpXfer(x);
@@ -236,8 +237,8 @@ void UcxEngine::PostAmWrite(Xfer& x, Outbound& ob) {
     wire::WriteHdr& h = x.whdrs[i];  // must stay valid until the send completes
     h = wire::WriteHdr{ob.inboundId, i, x.req->id, d.remoteRegion, x.req->timeoutMs, d.remoteOffset, d.length};
     ucp_request_param_t p{};
-    p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS |
-                     UCP_OP_ATTR_FIELD_MEMH;
+    p.op_attr_mask =
+        UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS | UCP_OP_ATTR_FIELD_MEMH;
     p.cb.send = &UcxEngine::XferSendCb;
     p.user_data = &x;
     p.flags = d.length >= opts_.rndvThreshold ? UCP_AM_SEND_FLAG_RNDV : 0;
@@ -400,7 +401,8 @@ void UcxEngine::HandleStatus(const wire::StatusHdr& h, const uint8_t* data, size
     return;
   }
   std::string msg(reinterpret_cast<const char*>(data), len);
-  FinishXfer(x, WireStatusCode(static_cast<WireStatus>(h.status)), std::string("the target refused the ") + what + ": " + msg);
+  FinishXfer(x, WireStatusCode(static_cast<WireStatus>(h.status)),
+             std::string("the target refused the ") + what + ": " + msg);
   if (x.inflight == 0) ReapXfer(h.xferId);
 }
 

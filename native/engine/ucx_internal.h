@@ -32,7 +32,7 @@ struct UcxEngine::Outbound {
   std::unordered_map<uint32_t, ucp_rkey_h> rkeys;
   std::unordered_set<uint64_t> xfers;
   std::string lostCode, lostReason;
-  uint64_t lingerUntilNs = 0;  // lost, endpoint left open until UCX reports the reset (or this)
+  uint64_t lingerUntilNs = 0;            // lost, endpoint left open until UCX reports the reset (or this)
   std::shared_ptr<cuda::PeerCuda> cuda;  // CUDA path and IPC mappings (set when connected)
   ~Outbound() {
     for (auto& [id, rk] : rkeys) ucp_rkey_destroy(rk);
@@ -60,7 +60,7 @@ struct UcxEngine::Inbound {
   uint32_t connId = 0;  // the initiator's id for this connection
   std::string name;
   LaneInfo lanes;
-  ucp_ep_h ep = nullptr;  // our endpoint back to the initiator, for answers
+  ucp_ep_h ep = nullptr;     // our endpoint back to the initiator, for answers
   EpOwner* owner = nullptr;  // owned by owners_ for the worker's lifetime
   UniqueFd pidfd;
   bool lost = false;
@@ -75,16 +75,16 @@ struct UcxEngine::Xfer {
   std::unique_ptr<TransferRequest> req;
   bool rma = false;
   uint64_t deadlineNs = 0, startNs = 0, postedNs = 0;
-  uint32_t next = 0;        // next descriptor to post
-  uint32_t inflight = 0;    // UCX requests outstanding that point at this Xfer
-  uint32_t completed = 0;   // descriptors completed locally
+  uint32_t next = 0;       // next descriptor to post
+  uint32_t inflight = 0;   // UCX requests outstanding that point at this Xfer
+  uint32_t completed = 0;  // descriptors completed locally
   bool flushPosted = false, flushDone = false;
   bool finSent = false, ackReceived = false;
   bool reqSent = false, finReceived = false;
   bool notifyPosted = false, notifyDone = false;
-  bool finished = false;    // reported to JS; the struct lives on until inflight == 0
-  bool touched = false;     // queued for ProcessTouched
-  bool quiesceOwed = false; // finished with operations in flight: report when they are done
+  bool finished = false;          // reported to JS; the struct lives on until inflight == 0
+  bool touched = false;           // queued for ProcessTouched
+  bool quiesceOwed = false;       // finished with operations in flight: report when they are done
   ucs_status_t opError = UCS_OK;  // first failed operation, turned into an error after progress
   std::vector<wire::WriteHdr> whdrs;
   std::vector<wire::ReadItem> items;
@@ -161,9 +161,15 @@ struct UcxEngine::Command {
 
 // epoll tags: the kind in the top byte, an id in the low 32 bits.
 enum class FdTag : uint8_t { kWakeup = 1, kWorker = 2, kOutboundPid = 3, kInboundPid = 4 };
-inline uint64_t MakeTag(FdTag k, uint32_t id) { return (static_cast<uint64_t>(k) << 56) | id; }
-inline FdTag TagKind(uint64_t t) { return static_cast<FdTag>(t >> 56); }
-inline uint32_t TagId(uint64_t t) { return static_cast<uint32_t>(t); }
+inline uint64_t MakeTag(FdTag k, uint32_t id) {
+  return (static_cast<uint64_t>(k) << 56) | id;
+}
+inline FdTag TagKind(uint64_t t) {
+  return static_cast<FdTag>(t >> 56);
+}
+inline uint32_t TagId(uint64_t t) {
+  return static_cast<uint32_t>(t);
+}
 
 // How long a lost tcp endpoint is left open for UCX to notice the connection reset itself.
 inline constexpr uint32_t kLingerMs = 10000;

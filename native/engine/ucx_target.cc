@@ -41,8 +41,8 @@ WireStatus UcxEngine::CheckRemoteAccess(uint32_t regionId, uint64_t offset, uint
     return was ? WireStatus::kDeregistered : WireStatus::kUnknownRegion;
   }
   if ((r->access() & need) != need) {
-    *msg = "descriptor " + std::to_string(index) + ": region '" + r->label() + "' allows " +
-           AccessName(r->access()) + " access, not " + (need == kAccessWrite ? "write" : "read");
+    *msg = "descriptor " + std::to_string(index) + ": region '" + r->label() + "' allows " + AccessName(r->access()) +
+           " access, not " + (need == kAccessWrite ? "write" : "read");
     r->Release();
     return WireStatus::kAccessDenied;
   }
@@ -87,7 +87,8 @@ void UcxEngine::WriteRecvDone(uint32_t inboundId, uint64_t xferId,
   });
 }
 
-UcxEngine::WriteRecord* UcxEngine::WriteRecordFor(uint32_t inboundId, uint64_t xferId, uint32_t timeoutMs, Inbound** ib) {
+UcxEngine::WriteRecord* UcxEngine::WriteRecordFor(uint32_t inboundId, uint64_t xferId, uint32_t timeoutMs,
+                                                  Inbound** ib) {
   auto ibIt = inbound_.find(inboundId);
   if (ibIt == inbound_.end() || ibIt->second->lost) return nullptr;
   *ib = ibIt->second.get();
@@ -326,8 +327,8 @@ void UcxEngine::PumpServe(ServeTask& t) {
       }
       uint32_t i = t.next++;
       ucp_request_param_t p{};
-      p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS |
-                       UCP_OP_ATTR_FIELD_MEMH;
+      p.op_attr_mask =
+          UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS | UCP_OP_ATTR_FIELD_MEMH;
       p.cb.send = &UcxEngine::ServeSendCb;
       p.user_data = &t;
       p.flags = t.items[i].length >= opts_.rndvThreshold ? UCP_AM_SEND_FLAG_RNDV : 0;
@@ -337,8 +338,8 @@ void UcxEngine::PumpServe(ServeTask& t) {
       if (r == nullptr) {
         t.completed++;
       } else if (UCS_PTR_IS_ERR(r)) {
-        FinishServe(t, WireStatus::kTransport, i, "serving descriptor " + std::to_string(i) + " failed: " +
-                                                     UcsMessage(UCS_PTR_STATUS(r)));
+        FinishServe(t, WireStatus::kTransport, i,
+                    "serving descriptor " + std::to_string(i) + " failed: " + UcsMessage(UCS_PTR_STATUS(r)));
         break;
       } else {
         Track(r);

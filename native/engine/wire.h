@@ -13,18 +13,18 @@ namespace kvwire::wire {
 inline constexpr uint16_t kProtocolVersion = 2;
 
 enum AmId : uint16_t {
-  kHello = 1,       // initiator -> target: who I am, where to answer
-  kHelloAck = 2,    // target -> initiator: accepted (inbound id) or refused
-  kWrite = 3,       // initiator -> target: one descriptor's bytes, to be placed by the target
-  kWriteFin = 4,    // initiator -> target: all descriptors of a WRITE were sent
-  kWriteAck = 5,    // target -> initiator: WRITE landed (or why not)
-  kReadReq = 6,     // initiator -> target: serve these descriptors back to me
-  kReadData = 7,    // target -> initiator: one descriptor's bytes
-  kReadFin = 8,     // target -> initiator: all served (or why not)
-  kReadCancel = 9,  // initiator -> target: stop serving this READ
-  kNotify = 10,     // either way: a notification (after any data it follows)
-  kRevoke = 11,     // target -> initiators: a region was deregistered
-  kBye = 12,        // either way: this agent is closing
+  kHello = 1,           // initiator -> target: who I am, where to answer
+  kHelloAck = 2,        // target -> initiator: accepted (inbound id) or refused
+  kWrite = 3,           // initiator -> target: one descriptor's bytes, to be placed by the target
+  kWriteFin = 4,        // initiator -> target: all descriptors of a WRITE were sent
+  kWriteAck = 5,        // target -> initiator: WRITE landed (or why not)
+  kReadReq = 6,         // initiator -> target: serve these descriptors back to me
+  kReadData = 7,        // target -> initiator: one descriptor's bytes
+  kReadFin = 8,         // target -> initiator: all served (or why not)
+  kReadCancel = 9,      // initiator -> target: stop serving this READ
+  kNotify = 10,         // either way: a notification (after any data it follows)
+  kRevoke = 11,         // target -> initiators: a region was deregistered
+  kBye = 12,            // either way: this agent is closing
   kWriteBatch = 13,     // initiator -> target: several small descriptors' bytes in one message
   kReadDataBatch = 14,  // target -> initiator: the bytes of consecutive small descriptors
   kAmCount = 15,
@@ -34,41 +34,41 @@ enum AmId : uint16_t {
 struct HelloHdr {
   uint16_t version;
   uint16_t flags;
-  uint32_t connId;      // initiator's id for this connection, echoed in the ack
+  uint32_t connId;  // initiator's id for this connection, echoed in the ack
   uint32_t pid;
-  uint32_t nameLen;     // data = name bytes, worker address bytes, host id bytes
+  uint32_t nameLen;  // data = name bytes, worker address bytes, host id bytes
   uint32_t addrLen;
   uint32_t hostLen;
-  uint64_t pidStart;    // process start time (clock ticks since boot), guards pid reuse
+  uint64_t pidStart;  // process start time (clock ticks since boot), guards pid reuse
 };
 struct HelloAckHdr {
   uint32_t connId;
-  uint32_t inboundId;   // the id the initiator puts in every later header
-  int32_t status;       // WireStatus
+  uint32_t inboundId;  // the id the initiator puts in every later header
+  int32_t status;      // WireStatus
 };
 struct WriteHdr {
   uint32_t inboundId;
-  uint32_t index;       // descriptor index within the transfer
+  uint32_t index;  // descriptor index within the transfer
   uint64_t xferId;
   uint32_t regionId;
-  uint32_t timeoutMs;   // so the target can forget a transfer whose initiator vanished
+  uint32_t timeoutMs;  // so the target can forget a transfer whose initiator vanished
   uint64_t offset;
   uint64_t length;
 };
 struct WriteFinHdr {
   uint32_t inboundId;
-  uint32_t count;       // descriptors in the transfer; data = notification bytes (may be empty)
+  uint32_t count;  // descriptors in the transfer; data = notification bytes (may be empty)
   uint64_t xferId;
   uint8_t hasNotify;
 };
-struct StatusHdr {      // kWriteAck and kReadFin
+struct StatusHdr {  // kWriteAck and kReadFin
   uint64_t xferId;
-  int32_t status;       // WireStatus
-  uint32_t index;       // offending descriptor, when status != ok
+  int32_t status;  // WireStatus
+  uint32_t index;  // offending descriptor, when status != ok
 };
 struct ReadReqHdr {
   uint32_t inboundId;
-  uint32_t count;       // data = count x ReadItem
+  uint32_t count;  // data = count x ReadItem
   uint64_t xferId;
   uint32_t timeoutMs;
 };
@@ -87,22 +87,22 @@ struct ReadCancelHdr {
   uint64_t xferId;
 };
 struct NotifyHdr {
-  uint32_t inboundId;   // data = message bytes
+  uint32_t inboundId;  // data = message bytes
 };
 struct RevokeHdr {
-  uint32_t connId;      // the initiator's id for the connection (from its Hello)
+  uint32_t connId;  // the initiator's id for the connection (from its Hello)
   uint32_t regionId;
 };
 // kWriteBatch: data = count x BatchEntry, then the descriptors' bytes back to back, in entry order.
 struct WriteBatchHdr {
   uint32_t inboundId;
-  uint32_t count;       // descriptors in this message
+  uint32_t count;  // descriptors in this message
   uint64_t xferId;
   uint32_t timeoutMs;
 };
 struct BatchEntry {
   uint32_t regionId;
-  uint32_t index;       // descriptor index within the transfer
+  uint32_t index;  // descriptor index within the transfer
   uint64_t offset;
   uint64_t length;
 };
@@ -114,7 +114,7 @@ struct ReadDataBatchHdr {
   uint32_t count;
 };
 struct ByeHdr {
-  uint32_t id;          // inbound id (initiator -> target) or conn id (target -> initiator)
+  uint32_t id;  // inbound id (initiator -> target) or conn id (target -> initiator)
   uint8_t fromTarget;
 };
 #pragma pack(pop)

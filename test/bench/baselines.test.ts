@@ -3,7 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
-  findPerftest, memcpyBaseline, mibpsToGbps, parsePerftestFinal, perftestIterations, runPerftest,
+  findPerftest,
+  memcpyBaseline,
+  mibpsToGbps,
+  parsePerftestFinal,
+  perftestIterations,
+  runPerftest,
 } from '../../lib/bench/baselines.js';
 import type { BenchReportJson } from '../../lib/bench/schema.js';
 import { hasUcx, runCli } from './helpers.js';
@@ -45,9 +50,18 @@ describe('bench baselines', () => {
   });
 
   it('runs a server and a client, and reports a client without a result as failed', async () => {
-    const ok = fakePerftest(`case "$1" in 127.0.0.1) printf '%s\\n' "Final: 10 1.0 2.0 2.0 1000.00 1000.00 10 10";; *) sleep 0.2;; esac`);
+    const ok = fakePerftest(
+      `case "$1" in 127.0.0.1) printf '%s\\n' "Final: 10 1.0 2.0 2.0 1000.00 1000.00 10 10";; *) sleep 0.2;; esac`,
+    );
     const r = await runPerftest(ok, 'tcp', 'tcp', 'ucp_put_bw', 65536, 10, 10);
-    expect(r).toMatchObject({ status: 'ok', mibps: 1000, latencyUs: 2, ucxTls: 'tcp,self', iterations: 10, error: null });
+    expect(r).toMatchObject({
+      status: 'ok',
+      mibps: 1000,
+      latencyUs: 2,
+      ucxTls: 'tcp,self',
+      iterations: 10,
+      error: null,
+    });
     const bad = fakePerftest(`case "$1" in 127.0.0.1) echo "unsupported test" >&2; exit 1;; *) sleep 0.2;; esac`);
     const f = await runPerftest(bad, 'tcp', 'tcp', 'ucp_put_bw', 65536, 10, 10);
     expect(f.status).toBe('failed');
@@ -65,9 +79,12 @@ describe('bench baselines', () => {
   });
 
   it.runIf(hasUcx)('reports a missing ucx_perftest and goes on without ratios', async () => {
-    const r = await runCli(['--sizes', '64K', '--batches', '1', '--iters', '10', '--transports', 'tcp', '--baseline', '--json'], {
-      KVWIRE_UCX_PERFTEST: '/nonexistent/ucx_perftest',
-    });
+    const r = await runCli(
+      ['--sizes', '64K', '--batches', '1', '--iters', '10', '--transports', 'tcp', '--baseline', '--json'],
+      {
+        KVWIRE_UCX_PERFTEST: '/nonexistent/ucx_perftest',
+      },
+    );
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/ucx_perftest was not found/);
     const doc = JSON.parse(r.stdout) as BenchReportJson;

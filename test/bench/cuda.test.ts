@@ -13,18 +13,36 @@ import { hasUcx, runCli } from './helpers.js';
 
 describe('kvwire bench --memory cuda', () => {
   it('parses the memory of each side and the CUDA path, and refuses what it does not know', () => {
-    const o = parseBenchArgs(['--memory', 'cuda', '--target-memory', 'register', '--cuda-path', 'staging', '--staging-chunk', '4M', '--staging-buffers', '8']);
+    const o = parseBenchArgs([
+      '--memory',
+      'cuda',
+      '--target-memory',
+      'register',
+      '--cuda-path',
+      'staging',
+      '--staging-chunk',
+      '4M',
+      '--staging-buffers',
+      '8',
+    ]);
     expect([o.initiatorMemory, o.targetMemory]).toEqual(['cuda', 'register']);
     expect(o.cuda).toEqual({ path: 'staging', stagingChunkBytes: 4 << 20, stagingBuffers: 8 });
     const d = parseBenchArgs([]);
-    expect([d.memory, d.initiatorMemory, d.targetMemory, d.cuda.path]).toEqual(['allocate', 'allocate', 'allocate', 'auto']);
+    expect([d.memory, d.initiatorMemory, d.targetMemory, d.cuda.path]).toEqual([
+      'allocate',
+      'allocate',
+      'allocate',
+      'auto',
+    ]);
     expect(() => parseBenchArgs(['--memory', 'vram'])).toThrow(UsageError);
-    expect(() => parseBenchArgs(['--initiator-memory', 'gpu'])).toThrow(/--initiator-memory must be allocate, register, cuda/);
+    expect(() => parseBenchArgs(['--initiator-memory', 'gpu'])).toThrow(
+      /--initiator-memory must be allocate, register, cuda/,
+    );
     expect(() => parseBenchArgs(['--cuda-path', 'nvlink'])).toThrow(/--cuda-path must be auto, ipc, staging or ucx/);
     expect(() => parseBenchArgs(['--staging-buffers', '0'])).toThrow(UsageError);
   });
 
-  it('exits 2 with the driver\'s reason where CUDA is unavailable', async () => {
+  it("exits 2 with the driver's reason where CUDA is unavailable", async () => {
     const r = await runCli(['--memory', 'cuda', '--quiet'], { KVWIRE_LIBCUDA: '/nonexistent/libcuda.so.1' });
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/--memory cuda needs a CUDA GPU: the CUDA driver \(libcuda\.so\.1\) is not installed/);
@@ -34,9 +52,25 @@ describe('kvwire bench --memory cuda', () => {
   it.runIf(hasUcx && FAKE_CUDA.path !== undefined).each([
     ['ipc', ['--memory', 'cuda']],
     ['staging', ['--memory', 'cuda', '--cuda-path', 'staging', '--staging-chunk', '64K']],
-    ['staging', ['--initiator-memory', 'cuda', '--target-memory', 'register', '--cuda-path', 'staging', '--staging-chunk', '64K']],
+    [
+      'staging',
+      ['--initiator-memory', 'cuda', '--target-memory', 'register', '--cuda-path', 'staging', '--staging-chunk', '64K'],
+    ],
   ])('runs a checked two-process sweep over %s with copy baselines (fake driver)', async (path, args) => {
-    const r = await runCli([...args, '--transports', 'sm', '--sizes', '4K,256K', '--batches', '1,3', '--iters', '3', '--check', '--json', '--quiet']);
+    const r = await runCli([
+      ...args,
+      '--transports',
+      'sm',
+      '--sizes',
+      '4K,256K',
+      '--batches',
+      '1,3',
+      '--iters',
+      '3',
+      '--check',
+      '--json',
+      '--quiet',
+    ]);
     expect(r.code, r.stderr).toBe(0);
     const doc = JSON.parse(r.stdout) as BenchReportJson;
     expect(validateJson(doc, BENCH_JSON_SCHEMA)).toEqual([]);
@@ -48,6 +82,11 @@ describe('kvwire bench --memory cuda', () => {
       expect(row.baseline!.d2dGbps).toBeGreaterThan(0);
       expect(row.ratios!.h2d).toBeGreaterThan(0);
     }
-    expect(doc.sweep!.cuda.map((c) => `${c.kind}/${c.size}`)).toEqual(['dtod/4096', 'htod/4096', 'dtod/262144', 'htod/262144']);
+    expect(doc.sweep!.cuda.map((c) => `${c.kind}/${c.size}`)).toEqual([
+      'dtod/4096',
+      'htod/4096',
+      'dtod/262144',
+      'htod/262144',
+    ]);
   });
 });

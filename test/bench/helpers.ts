@@ -21,7 +21,9 @@ export interface CliRun {
 export function runCli(args: readonly string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 50_000): Promise<CliRun> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [join(ROOT, 'bin', 'kvwire.js'), 'bench', ...args], {
-      cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
+      cwd: ROOT,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
     let stderr = '';

@@ -16,16 +16,48 @@ describe('kvwire bench modes', () => {
   });
 
   it('--model moves a vLLM-shaped cache and counts descriptors before and after coalescing', async () => {
-    const r = await runCli(['--engine', 'loopback', '--model', 'llama-3-8b', '--tokens', '256', '--iters', '2', '--check', '--json']);
+    const r = await runCli([
+      '--engine',
+      'loopback',
+      '--model',
+      'llama-3-8b',
+      '--tokens',
+      '256',
+      '--iters',
+      '2',
+      '--check',
+      '--json',
+    ]);
     expect(r.code, r.stderr).toBe(0);
     const m = (JSON.parse(r.stdout) as BenchReportJson).model!;
-    expect(m).toMatchObject({ preset: 'llama-3-8b', blocks: 16, bytesPerToken: 128 << 10, blockBytes: 32 << 10, bytesPerRequest: 256 * (128 << 10), regionsPerSide: 64 });
+    expect(m).toMatchObject({
+      preset: 'llama-3-8b',
+      blocks: 16,
+      bytesPerToken: 128 << 10,
+      blockBytes: 32 << 10,
+      bytesPerRequest: 256 * (128 << 10),
+      regionsPerSide: 64,
+    });
     for (const row of m.rows) {
       expect(row).toMatchObject({ status: 'ok', checked: true, descriptorsBefore: 16 * 64, iterations: 2 });
       expect(row.descriptorsAfter).toBeGreaterThan(16 * 64 * 0.9); // scattered ids hardly coalesce
       expect(row.jsSharePct).toBeGreaterThan(0);
     }
-    const c = await runCli(['--engine', 'loopback', '--model', 'llama-3-8b', '--tokens', '256', '--iters', '1', '--contiguous', '--addressing', 'arena', '--check', '--json']);
+    const c = await runCli([
+      '--engine',
+      'loopback',
+      '--model',
+      'llama-3-8b',
+      '--tokens',
+      '256',
+      '--iters',
+      '1',
+      '--contiguous',
+      '--addressing',
+      'arena',
+      '--check',
+      '--json',
+    ]);
     expect(c.code, c.stderr).toBe(0);
     const cm = (JSON.parse(c.stdout) as BenchReportJson).model!;
     expect(cm.regionsPerSide).toBe(1);

@@ -29,18 +29,79 @@ describe('bench options', () => {
 
   it('takes every documented option', () => {
     const o = parseBenchArgs([
-      '--engine', 'loopback', '--transports', 'loopback', '--ops', 'write', '--sizes', '4K', '--batches', '2,1',
-      '--iters', '7', '--warmup', '0', '--inflight', '4', '--check', '--baseline', '--max-region', '64M', '--row-cap', '0',
-      '--json', '--plot', 'x.svg', '--plot-batch', '2', '--markdown', 'r.md', '--quiet', '--fault', 'corrupt=2',
+      '--engine',
+      'loopback',
+      '--transports',
+      'loopback',
+      '--ops',
+      'write',
+      '--sizes',
+      '4K',
+      '--batches',
+      '2,1',
+      '--iters',
+      '7',
+      '--warmup',
+      '0',
+      '--inflight',
+      '4',
+      '--check',
+      '--baseline',
+      '--max-region',
+      '64M',
+      '--row-cap',
+      '0',
+      '--json',
+      '--plot',
+      'x.svg',
+      '--plot-batch',
+      '2',
+      '--markdown',
+      'r.md',
+      '--quiet',
+      '--fault',
+      'corrupt=2',
     ]);
     expect(o).toMatchObject({
-      engine: 'loopback', transports: ['loopback'], ops: ['write'], sizes: [4096], batches: [1, 2], iters: 7, warmup: 0,
-      inflight: 4, check: true, baseline: true, maxRegionBytes: 64 << 20, rowCapS: 0, json: true, plot: 'x.svg', plotBatch: 2,
-      markdown: 'r.md', quiet: true, fault: { corrupt: 2 },
+      engine: 'loopback',
+      transports: ['loopback'],
+      ops: ['write'],
+      sizes: [4096],
+      batches: [1, 2],
+      iters: 7,
+      warmup: 0,
+      inflight: 4,
+      check: true,
+      baseline: true,
+      maxRegionBytes: 64 << 20,
+      rowCapS: 0,
+      json: true,
+      plot: 'x.svg',
+      plotBatch: 2,
+      markdown: 'r.md',
+      quiet: true,
+      fault: { corrupt: 2 },
     });
     expect(parseBenchArgs(['--duration', '0.5']).durationS).toBe(0.5);
-    const m = parseBenchArgs(['--model', 'llama-3-8b', '--tokens', '4096', '--addressing', 'arena', '--contiguous', '--cache-blocks', '300']);
-    expect(m).toMatchObject({ model: 'llama-3-8b', tokens: 4096, addressing: 'arena', contiguous: true, cacheBlocks: 300, sweep: false });
+    const m = parseBenchArgs([
+      '--model',
+      'llama-3-8b',
+      '--tokens',
+      '4096',
+      '--addressing',
+      'arena',
+      '--contiguous',
+      '--cache-blocks',
+      '300',
+    ]);
+    expect(m).toMatchObject({
+      model: 'llama-3-8b',
+      tokens: 4096,
+      addressing: 'arena',
+      contiguous: true,
+      cacheBlocks: 300,
+      sweep: false,
+    });
     expect(parseBenchArgs(['--register']).sweep).toBe(false);
     expect(parseBenchArgs(['--register', '--sweep']).sweep).toBe(true);
     expect(parseBenchArgs(['--idle', '10']).idleS).toBe(10);

@@ -11,12 +11,38 @@ describe('kvwire bench output', () => {
     const dir = mkdtempSync(join(tmpdir(), 'kvwire-bench-out-'));
     const svg = join(dir, 'p.svg');
     const md = join(dir, 'r.md');
-    const r = await runCli(['--engine', 'loopback', '--sizes', '4K,64K,1M', '--batches', '1,16', '--iters', '5', '--plot', svg, '--markdown', md]);
+    const r = await runCli([
+      '--engine',
+      'loopback',
+      '--sizes',
+      '4K,64K,1M',
+      '--batches',
+      '1,16',
+      '--iters',
+      '5',
+      '--plot',
+      svg,
+      '--markdown',
+      md,
+    ]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^READ over loopback/m);
     expect(r.stdout).toMatch(/^WRITE over loopback/m);
     const header = r.stdout.split('\n').find((l) => l.startsWith('block'))!;
-    expect(header.split(/\s{2,}/)).toEqual(['block', 'batch', 'iters', 'GB/s', 'lat avg', 'prep p50', 'prep p99', 'post p50', 'post p99', 'compl p50', 'compl p99', 'status']);
+    expect(header.split(/\s{2,}/)).toEqual([
+      'block',
+      'batch',
+      'iters',
+      'GB/s',
+      'lat avg',
+      'prep p50',
+      'prep p99',
+      'post p50',
+      'post p99',
+      'compl p50',
+      'compl p99',
+      'status',
+    ]);
     expect(r.stdout.split('\n').filter((l) => /^\s+(4K|64K|1M)\s+(1|16)\s/.test(l))).toHaveLength(12);
     // No progress bar when stderr is not a terminal.
     expect(r.stderr).not.toMatch(/\[#*\.*\]/);
@@ -52,21 +78,77 @@ describe('kvwire bench output', () => {
   });
 
   it('skips rows that need more memory than --max-region, and says so', async () => {
-    const r = await runCli(['--engine', 'loopback', '--sizes', '1M', '--batches', '1,64', '--iters', '5', '--max-region', '16M', '--json']);
+    const r = await runCli([
+      '--engine',
+      'loopback',
+      '--sizes',
+      '1M',
+      '--batches',
+      '1,64',
+      '--iters',
+      '5',
+      '--max-region',
+      '16M',
+      '--json',
+    ]);
     expect(r.code, r.stderr).toBe(0);
     const doc = JSON.parse(r.stdout) as BenchReportJson;
     const skipped = doc.sweep!.rows.filter((x) => x.status === 'skipped');
-    expect(skipped.map((x) => [x.op, x.batch])).toEqual([['read', 64], ['write', 64]]);
+    expect(skipped.map((x) => [x.op, x.batch])).toEqual([
+      ['read', 64],
+      ['write', 64],
+    ]);
     expect(skipped[0]!.error).toMatch(/needs 64 MiB per side/);
     expect(doc.notices.some((n) => /2 row\(s\) skipped/.test(n))).toBe(true);
   });
 
   it('draws a plot with no rows without failing', () => {
     const svg = renderPlot({
-      schema: 'kvwire-bench/1', kvwire: '0', command: 'kvwire bench', startedAt: new Date(0).toISOString(), durationS: 0, exitCode: 0,
-      machine: { cpus: 1, cpuModel: 'x', memoryBytes: 1, kernel: 'k', platform: 'linux', arch: 'x64', node: 'v20', ucx: null, ucxPerftest: null, loadAvg1: 0 },
-      settings: { engine: 'loopback', transports: [], ops: [], sizes: [], batches: [], iters: null, durationS: null, warmup: null, budgetBytes: 1, inflight: 1, check: false, baseline: false, maxRegionBytes: 1, rowCapS: 0, initiatorMemory: 'allocate', targetMemory: 'allocate', cudaPath: 'auto', sameBlock: false, batchBelow: null },
-      notices: [], sweep: null, model: null, register: null, idle: null, targets: [],
+      schema: 'kvwire-bench/1',
+      kvwire: '0',
+      command: 'kvwire bench',
+      startedAt: new Date(0).toISOString(),
+      durationS: 0,
+      exitCode: 0,
+      machine: {
+        cpus: 1,
+        cpuModel: 'x',
+        memoryBytes: 1,
+        kernel: 'k',
+        platform: 'linux',
+        arch: 'x64',
+        node: 'v20',
+        ucx: null,
+        ucxPerftest: null,
+        loadAvg1: 0,
+      },
+      settings: {
+        engine: 'loopback',
+        transports: [],
+        ops: [],
+        sizes: [],
+        batches: [],
+        iters: null,
+        durationS: null,
+        warmup: null,
+        budgetBytes: 1,
+        inflight: 1,
+        check: false,
+        baseline: false,
+        maxRegionBytes: 1,
+        rowCapS: 0,
+        initiatorMemory: 'allocate',
+        targetMemory: 'allocate',
+        cudaPath: 'auto',
+        sameBlock: false,
+        batchBelow: null,
+      },
+      notices: [],
+      sweep: null,
+      model: null,
+      register: null,
+      idle: null,
+      targets: [],
     });
     expect(svg).toContain('no rows to plot');
   });
@@ -74,7 +156,19 @@ describe('kvwire bench output', () => {
 
 describe('kvwire bench --csv', () => {
   it('prints sizes and counts exactly', async () => {
-    const r = await runCli(['--engine', 'loopback', '--ops', 'read', '--sizes', '16M', '--batches', '1', '--iters', '5', '--csv']);
+    const r = await runCli([
+      '--engine',
+      'loopback',
+      '--ops',
+      'read',
+      '--sizes',
+      '16M',
+      '--batches',
+      '1',
+      '--iters',
+      '5',
+      '--csv',
+    ]);
     expect(r.code, r.stderr).toBe(0);
     const [header, row] = r.stdout.trim().split('\n');
     const cols = header!.split(',');

@@ -11,8 +11,26 @@ function parse(stdout: string): BenchReportJson {
 describe('kvwire bench --json', () => {
   it('prints one document that matches the schema (loopback sweep, model, register, idle)', async () => {
     const r = await runCli([
-      '--engine', 'loopback', '--sizes', '4K,64K', '--batches', '1,4', '--iters', '5', '--check', '--sweep',
-      '--model', 'llama-3-8b', '--tokens', '64', '--register', '--max-region', '64M', '--idle', '0.2', '--json',
+      '--engine',
+      'loopback',
+      '--sizes',
+      '4K,64K',
+      '--batches',
+      '1,4',
+      '--iters',
+      '5',
+      '--check',
+      '--sweep',
+      '--model',
+      'llama-3-8b',
+      '--tokens',
+      '64',
+      '--register',
+      '--max-region',
+      '64M',
+      '--idle',
+      '0.2',
+      '--json',
     ]);
     expect(r.code, r.stderr).toBe(0);
     const doc = parse(r.stdout);
@@ -51,7 +69,9 @@ describe('kvwire bench --json', () => {
     expect(validateJson({ ...good, p50: 'fast' }, dist)).toEqual(['$.p50: expected number, got string']);
     expect(validateJson({ avg: 1, p50: 1, p99: 1, min: 1 }, dist)).toEqual(["$: missing required property 'max'"]);
     expect(validateJson({ ...good, extra: 1 }, dist)).toEqual(["$: unexpected property 'extra'"]);
-    expect(validateJson({ schema: 'kvwire-bench/0' }, BENCH_JSON_SCHEMA).some((e) => e.startsWith('$.schema: expected'))).toBe(true);
+    expect(
+      validateJson({ schema: 'kvwire-bench/0' }, BENCH_JSON_SCHEMA).some((e) => e.startsWith('$.schema: expected')),
+    ).toBe(true);
     expect(validateJson(null, BENCH_JSON_SCHEMA)).toEqual(['$: expected object, got null']);
   });
 });

@@ -3,33 +3,93 @@ import type { SweepJson, SweepRowJson, TransportJson } from '../../lib/bench/sch
 import { EMPTY_DISTRIBUTION } from '../../lib/bench/stats.js';
 import { evaluateTargets } from '../../lib/bench/targets.js';
 
-function row(transport: string, op: 'read' | 'write', size: number, batch: number, gbps: number, put: number | null, am: number | null): SweepRowJson {
+function row(
+  transport: string,
+  op: 'read' | 'write',
+  size: number,
+  batch: number,
+  gbps: number,
+  put: number | null,
+  am: number | null,
+): SweepRowJson {
   const best = put === null && am === null ? null : Math.max(put ?? 0, am ?? 0);
   return {
-    op, transport, blockSize: size, batch, inflight: 1, status: 'ok', error: null, errorCode: null, iterations: 5, warmup: 1,
-    bytes: 1, elapsedS: 1, gbps, latencyUs: EMPTY_DISTRIBUTION, prepUs: EMPTY_DISTRIBUTION, postUs: EMPTY_DISTRIBUTION,
-    completionUs: EMPTY_DISTRIBUTION, descriptors: batch, checked: false, verifiedBytes: 0, mismatch: null,
+    op,
+    transport,
+    blockSize: size,
+    batch,
+    inflight: 1,
+    status: 'ok',
+    error: null,
+    errorCode: null,
+    iterations: 5,
+    warmup: 1,
+    bytes: 1,
+    elapsedS: 1,
+    gbps,
+    latencyUs: EMPTY_DISTRIBUTION,
+    prepUs: EMPTY_DISTRIBUTION,
+    postUs: EMPTY_DISTRIBUTION,
+    completionUs: EMPTY_DISTRIBUTION,
+    descriptors: batch,
+    checked: false,
+    verifiedBytes: 0,
+    mismatch: null,
     baseline: { putBwGbps: put, amBwGbps: am, getGbps: null, memcpyGbps: null, d2dGbps: null, h2dGbps: null },
-    ratios: { put: put ? gbps / put : null, best: best ? gbps / best : null, get: null, memcpy: null, d2d: null, h2d: null },
+    ratios: {
+      put: put ? gbps / put : null,
+      best: best ? gbps / best : null,
+      get: null,
+      memcpy: null,
+      d2d: null,
+      h2d: null,
+    },
   };
 }
 
 /** A device-memory row with the CUDA copy baselines of its size. */
-function cudaRow(transport: string, op: 'read' | 'write', size: number, gbps: number, d2d: number, h2d: number): SweepRowJson {
+function cudaRow(
+  transport: string,
+  op: 'read' | 'write',
+  size: number,
+  gbps: number,
+  d2d: number,
+  h2d: number,
+): SweepRowJson {
   const r = row(transport, op, size, 4, gbps, null, null);
-  return { ...r, baseline: { ...r.baseline!, d2dGbps: d2d, h2dGbps: h2d }, ratios: { ...r.ratios!, d2d: gbps / d2d, h2d: gbps / h2d } };
+  return {
+    ...r,
+    baseline: { ...r.baseline!, d2dGbps: d2d, h2dGbps: h2d },
+    ratios: { ...r.ratios!, d2d: gbps / d2d, h2d: gbps / h2d },
+  };
 }
 
-const tcp: TransportJson = { name: 'tcp', ucxTls: 'tcp', category: 'tcp', lanes: 'tcp/lo', protocol: 'am', cudaPath: null, targetPid: 1, regionBytes: 1, status: 'ok', error: null };
+const tcp: TransportJson = {
+  name: 'tcp',
+  ucxTls: 'tcp',
+  category: 'tcp',
+  lanes: 'tcp/lo',
+  protocol: 'am',
+  cudaPath: null,
+  targetPid: 1,
+  regionBytes: 1,
+  status: 'ok',
+  error: null,
+};
 
 describe('bench targets', () => {
   it('compares each size at our best batch and reports the worst size', () => {
     const sweep: SweepJson = {
-      transports: [tcp], perftest: [], memcpy: [], cuda: [],
+      transports: [tcp],
+      perftest: [],
+      memcpy: [],
+      cuda: [],
       rows: [
-        row('tcp', 'write', 65536, 1, 0.5, 1, 1.2), row('tcp', 'write', 65536, 16, 0.97, 1, 1.2),
+        row('tcp', 'write', 65536, 1, 0.5, 1, 1.2),
+        row('tcp', 'write', 65536, 16, 0.97, 1, 1.2),
         row('tcp', 'write', 1 << 20, 16, 2, 1.9, 1.8),
-        row('tcp', 'read', 65536, 16, 1.1, 1, 1.2), row('tcp', 'read', 1 << 20, 16, 1.7, 1.9, 1.8),
+        row('tcp', 'read', 65536, 16, 1.1, 1, 1.2),
+        row('tcp', 'read', 1 << 20, 16, 1.7, 1.9, 1.8),
         row('tcp', 'write', 4096, 1, 0.01, 1, 1), // below 64 KiB: not judged by the throughput targets
       ],
     };
@@ -46,7 +106,13 @@ describe('bench targets', () => {
   });
 
   it('says what it could not judge', () => {
-    const sweep: SweepJson = { transports: [tcp], perftest: [], memcpy: [], cuda: [], rows: [row('tcp', 'write', 65536, 1, 1, null, null)] };
+    const sweep: SweepJson = {
+      transports: [tcp],
+      perftest: [],
+      memcpy: [],
+      cuda: [],
+      rows: [row('tcp', 'write', 65536, 1, 1, null, null)],
+    };
     const t = evaluateTargets(sweep, null, null).find((x) => x.id === 'write-vs-put-bw/tcp')!;
     expect(t).toMatchObject({ status: 'n/a', value: null });
     expect(t.detail).toMatch(/--baseline/);
@@ -56,11 +122,16 @@ describe('bench targets', () => {
     const ipc: TransportJson = { ...tcp, name: 'sm', category: 'sm', cudaPath: 'ipc' };
     const staging: TransportJson = { ...tcp, cudaPath: 'staging' };
     const sweep: SweepJson = {
-      transports: [ipc, staging], perftest: [], memcpy: [], cuda: [],
+      transports: [ipc, staging],
+      perftest: [],
+      memcpy: [],
+      cuda: [],
       rows: [
-        cudaRow('sm', 'read', 1 << 20, 95, 100, 50), cudaRow('sm', 'write', 1 << 20, 91, 100, 50),
+        cudaRow('sm', 'read', 1 << 20, 95, 100, 50),
+        cudaRow('sm', 'write', 1 << 20, 91, 100, 50),
         cudaRow('sm', 'write', 4096, 1, 100, 50), // below 1 MiB: not judged
-        cudaRow('tcp', 'read', 16 << 20, 40, 100, 50), cudaRow('tcp', 'write', 16 << 20, 39, 100, 50),
+        cudaRow('tcp', 'read', 16 << 20, 40, 100, 50),
+        cudaRow('tcp', 'write', 16 << 20, 39, 100, 50),
       ],
     };
     const t = evaluateTargets(sweep, null, null);

@@ -6,9 +6,13 @@ describe('kvwire demo (arguments)', () => {
 
   it('is listed, prints its usage, and refuses bad options with exit code 2', async () => {
     const out: string[] = [];
-    vi.spyOn(console, 'log').mockImplementation((s: string) => { out.push(s); });
+    vi.spyOn(console, 'log').mockImplementation((s: string) => {
+      out.push(s);
+    });
     const err: string[] = [];
-    vi.spyOn(console, 'error').mockImplementation((s: string) => { err.push(s); });
+    vi.spyOn(console, 'error').mockImplementation((s: string) => {
+      err.push(s);
+    });
     expect(await main(['--help'])).toBe(0);
     expect(out.join('\n')).toMatch(/demo\s+P\/D hand-off/);
     expect(await main(['demo', '--help'])).toBe(0);

@@ -17,8 +17,11 @@ const SOURCES = join(packageRoot(), 'test', 'fixtures', 'fake-cuda');
 
 function build(): { path?: string; reason?: string } {
   const include = cudaInclude();
-  if (include === undefined) return { reason: `the CUDA toolkit headers (cuda.h) are not installed in ${CUDA_INCLUDE_DIRS.join(', ')}` };
-  const files = readdirSync(SOURCES).filter((f) => f.endsWith('.c') || f.endsWith('.h')).sort();
+  if (include === undefined)
+    return { reason: `the CUDA toolkit headers (cuda.h) are not installed in ${CUDA_INCLUDE_DIRS.join(', ')}` };
+  const files = readdirSync(SOURCES)
+    .filter((f) => f.endsWith('.c') || f.endsWith('.h'))
+    .sort();
   const hash = createHash('sha256');
   for (const f of files) hash.update(f).update(readFileSync(join(SOURCES, f)));
   const dir = join(tmpdir(), `kvwire-fake-cuda-${hash.digest('hex').slice(0, 16)}`);
@@ -27,11 +30,28 @@ function build(): { path?: string; reason?: string } {
     mkdirSync(dir, { recursive: true });
     const tmp = `${out}.${process.pid}.tmp`;
     try {
-      execFileSync('gcc', ['-shared', '-fPIC', '-O1', '-Wall', '-Wextra', '-Werror', `-I${include}`, '-o', tmp,
-        ...files.filter((f) => f.endsWith('.c')).map((f) => join(SOURCES, f)), '-lpthread'], { stdio: 'pipe' });
+      execFileSync(
+        'gcc',
+        [
+          '-shared',
+          '-fPIC',
+          '-O1',
+          '-Wall',
+          '-Wextra',
+          '-Werror',
+          `-I${include}`,
+          '-o',
+          tmp,
+          ...files.filter((f) => f.endsWith('.c')).map((f) => join(SOURCES, f)),
+          '-lpthread',
+        ],
+        { stdio: 'pipe' },
+      );
     } catch (e) {
       // The toolkit is here, so the fake must build: a failure fails the tests, never skips them.
-      throw new Error(`building the fake CUDA driver failed: ${(e as { stderr?: Buffer }).stderr?.toString() ?? (e as Error).message}`);
+      throw new Error(
+        `building the fake CUDA driver failed: ${(e as { stderr?: Buffer }).stderr?.toString() ?? (e as Error).message}`,
+      );
     }
     renameSync(tmp, out); // atomic: test files building it at once never load half a library
   }

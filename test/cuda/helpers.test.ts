@@ -19,9 +19,15 @@ describe.skipIf(FAKE_CUDA.path === undefined)('cuda helpers (fake CUDA driver, a
     expect(c.headers).toBe(true);
     expect(c.paths).toEqual({ ucx: capabilities().engines.ucx.cudaTransports, ipc: true, staging: true });
     expect(cuda.devices()[0]!.name).toMatch(/fake CUDA device 0 \(test double\)/);
-    const loaded = [...readFileSync(join(packageRoot(), 'native', 'cuda', 'driver.cc'), 'utf8').matchAll(/sym\(d->\w+, "(\w+)"\)/g)].map((m) => m[1]!);
+    const loaded = [
+      ...readFileSync(join(packageRoot(), 'native', 'cuda', 'driver.cc'), 'utf8').matchAll(/sym\(d->\w+, "(\w+)"\)/g),
+    ].map((m) => m[1]!);
     expect(loaded.length).toBeGreaterThan(40);
-    const exported = new Set(execFileSync('nm', ['-D', '--defined-only', FAKE_CUDA.path!], { encoding: 'utf8' }).split('\n').map((l) => l.split(' ')[2]));
+    const exported = new Set(
+      execFileSync('nm', ['-D', '--defined-only', FAKE_CUDA.path!], { encoding: 'utf8' })
+        .split('\n')
+        .map((l) => l.split(' ')[2]),
+    );
     expect(loaded.filter((s) => !exported.has(s))).toEqual([]);
   });
 
@@ -48,17 +54,37 @@ describe.skipIf(FAKE_CUDA.path === undefined)('cuda helpers (fake CUDA driver, a
   it('refuses ranges outside the memory, foreign and host pointers, and bad arguments', () => {
     const mem = cuda.alloc(0, 4096);
     try {
-      expectCode(() => cuda.copyToDevice(mem, new Uint8Array(16), 4090), ErrorCode.OUT_OF_BOUNDS, /reaches past the 4,096 bytes/);
+      expectCode(
+        () => cuda.copyToDevice(mem, new Uint8Array(16), 4090),
+        ErrorCode.OUT_OF_BOUNDS,
+        /reaches past the 4,096 bytes/,
+      );
       // A hand-made descriptor that lies about its length is caught by the driver's address range.
       const lying = { kind: 'cuda' as const, device: 0, pointer: mem.pointer, length: 8192 };
-      expectCode(() => cuda.copyFromDevice(lying, new Uint8Array(8192)), ErrorCode.INVALID_ARGUMENT, /past the end of its allocation/);
+      expectCode(
+        () => cuda.copyFromDevice(lying, new Uint8Array(8192)),
+        ErrorCode.INVALID_ARGUMENT,
+        /past the end of its allocation/,
+      );
       const host = { kind: 'cuda' as const, device: 0, pointer: 0x1000n, length: 16 };
-      expectCode(() => cuda.copyFromDevice(host, new Uint8Array(16)), ErrorCode.INVALID_ARGUMENT, /not memory the CUDA driver knows/);
-      expectCode(() => cuda.copyFromDevice({ ...lying, length: 16, device: 3 }, new Uint8Array(16)), ErrorCode.INVALID_ARGUMENT, /device 3 does not exist/);
+      expectCode(
+        () => cuda.copyFromDevice(host, new Uint8Array(16)),
+        ErrorCode.INVALID_ARGUMENT,
+        /not memory the CUDA driver knows/,
+      );
+      expectCode(
+        () => cuda.copyFromDevice({ ...lying, length: 16, device: 3 }, new Uint8Array(16)),
+        ErrorCode.INVALID_ARGUMENT,
+        /device 3 does not exist/,
+      );
       expectCode(() => cuda.alloc(0, 0), ErrorCode.INVALID_ARGUMENT);
       expectCode(() => cuda.alloc(-1, 16), ErrorCode.INVALID_ARGUMENT);
       expectCode(() => cuda.memset(mem, 256), ErrorCode.INVALID_ARGUMENT);
-      expectCode(() => cuda.free({ ...lying } as unknown as CudaAllocation), ErrorCode.INVALID_ARGUMENT, /returned by cuda.alloc/);
+      expectCode(
+        () => cuda.free({ ...lying } as unknown as CudaAllocation),
+        ErrorCode.INVALID_ARGUMENT,
+        /returned by cuda.alloc/,
+      );
     } finally {
       mem.free();
     }

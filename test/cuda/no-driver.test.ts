@@ -34,7 +34,11 @@ describe('CUDA without a driver', () => {
     for (const engine of ['ucx', 'loopback'] as const) {
       const agent = await Agent.create({ engine, name: `no-driver-${engine}` });
       try {
-        expectCode(() => agent.register({ kind: 'cuda', device: 0, pointer: 0x7000_0000n, length: 4096 }), ErrorCode.UNSUPPORTED, REASON);
+        expectCode(
+          () => agent.register({ kind: 'cuda', device: 0, pointer: 0x7000_0000n, length: 4096 }),
+          ErrorCode.UNSUPPORTED,
+          REASON,
+        );
         expect(agent.regions).toHaveLength(0);
       } finally {
         await agent.close();

@@ -41,7 +41,10 @@ describe.skipIf(FAKE_CUDA.path === undefined)('registering device memory (fake C
     a.register(tensor, { access: 'readwrite', label: 'tensor' });
     a.register({ ...tensor, pointer: big.pointer + 8192n }, { label: 'private' }); // access none: not exported
     const d = decodeMetadata(a.metadata());
-    expect(d.regions.map((r) => [r.label, r.memory])).toEqual([['whole', 'cuda'], ['tensor', 'cuda']]);
+    expect(d.regions.map((r) => [r.label, r.memory])).toEqual([
+      ['whole', 'cuda'],
+      ['tensor', 'cuda'],
+    ]);
     const k = decodeDeviceKey(d.regions[1]!.key);
     expect(k.device).toBe(1);
     expect(k.ipcOffset).toBe(65536);
@@ -54,10 +57,26 @@ describe.skipIf(FAKE_CUDA.path === undefined)('registering device memory (fake C
   it('refuses pointers the driver does not know, ranges past their allocation, and the wrong device', async () => {
     const a = await agent();
     const m = alloc(0, 4096);
-    expectCode(() => a.register({ kind: 'cuda', device: 0, pointer: 0x1000n, length: 16 }), ErrorCode.INVALID_ARGUMENT, /not memory the CUDA driver knows/);
-    expectCode(() => a.register({ kind: 'cuda', device: 0, pointer: m.pointer + 4000n, length: 200 }), ErrorCode.INVALID_ARGUMENT, /runs 104 bytes past the end of its allocation/);
-    expectCode(() => a.register({ kind: 'cuda', device: 1, pointer: m.pointer, length: 16 }), ErrorCode.INVALID_ARGUMENT, /memory of CUDA device 0, not of device 1; pass device: 0/);
-    expectCode(() => a.register({ kind: 'cuda', device: 7, pointer: m.pointer, length: 16 }), ErrorCode.INVALID_ARGUMENT, /device 7 does not exist/);
+    expectCode(
+      () => a.register({ kind: 'cuda', device: 0, pointer: 0x1000n, length: 16 }),
+      ErrorCode.INVALID_ARGUMENT,
+      /not memory the CUDA driver knows/,
+    );
+    expectCode(
+      () => a.register({ kind: 'cuda', device: 0, pointer: m.pointer + 4000n, length: 200 }),
+      ErrorCode.INVALID_ARGUMENT,
+      /runs 104 bytes past the end of its allocation/,
+    );
+    expectCode(
+      () => a.register({ kind: 'cuda', device: 1, pointer: m.pointer, length: 16 }),
+      ErrorCode.INVALID_ARGUMENT,
+      /memory of CUDA device 0, not of device 1; pass device: 0/,
+    );
+    expectCode(
+      () => a.register({ kind: 'cuda', device: 7, pointer: m.pointer, length: 16 }),
+      ErrorCode.INVALID_ARGUMENT,
+      /device 7 does not exist/,
+    );
     expect(a.regions).toHaveLength(0);
   });
 
@@ -93,9 +112,15 @@ describe.skipIf(FAKE_CUDA.path === undefined)('registering device memory (fake C
   it('the loopback engine refuses device memory; bad cuda options are refused at creation', async () => {
     const lb = await agent({ engine: 'loopback' });
     expectCode(() => lb.register(alloc(0, 4096)), ErrorCode.UNSUPPORTED, /loopback engine moves host memory only/);
-    await expect(Agent.create({ cuda: { path: 'nvlink' as never } })).rejects.toMatchObject({ code: ErrorCode.INVALID_ARGUMENT });
-    await expect(Agent.create({ cuda: { stagingChunkBytes: 100 } })).rejects.toMatchObject({ code: ErrorCode.INVALID_ARGUMENT });
-    await expect(Agent.create({ cuda: { stagingBuffers: 0 } })).rejects.toMatchObject({ code: ErrorCode.INVALID_ARGUMENT });
+    await expect(Agent.create({ cuda: { path: 'nvlink' as never } })).rejects.toMatchObject({
+      code: ErrorCode.INVALID_ARGUMENT,
+    });
+    await expect(Agent.create({ cuda: { stagingChunkBytes: 100 } })).rejects.toMatchObject({
+      code: ErrorCode.INVALID_ARGUMENT,
+    });
+    await expect(Agent.create({ cuda: { stagingBuffers: 0 } })).rejects.toMatchObject({
+      code: ErrorCode.INVALID_ARGUMENT,
+    });
   });
 
   it('reports the CUDA path per peer, and refuses a forced path that cannot reach it', async () => {

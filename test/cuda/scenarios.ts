@@ -73,16 +73,27 @@ export function transferScenarios(o: ScenarioOptions): void {
 
       async function start(peerMemory: 'cuda' | 'host', hashOnNotify?: string): Promise<{ peer: Peer; c: Child }> {
         child = new Child('cuda-peer.js');
-        const m = await child.request({
-          cmd: 'init',
-          engineOpts: { name: 'cuda-peer', transports: tls, cuda: { path, stagingChunkBytes: o.chunk.peer, stagingBuffers: 3 } },
-          regions: [
-            { label: 'kv', size: o.size, access: 'readwrite', seed: PEER_SEED, memory: peerMemory, slack: SLACK },
-            { label: 'ro', size: 1 << 16, access: 'read', seed: 1, memory: peerMemory },
-          ],
-          ...(hashOnNotify !== undefined ? { hashOnNotify } : {}),
-        }, 'metadata');
-        agent = await Agent.create({ name: 'cuda-parent', transports: tls, cuda: { path, stagingChunkBytes: o.chunk.local, stagingBuffers: 2 } });
+        const m = await child.request(
+          {
+            cmd: 'init',
+            engineOpts: {
+              name: 'cuda-peer',
+              transports: tls,
+              cuda: { path, stagingChunkBytes: o.chunk.peer, stagingBuffers: 3 },
+            },
+            regions: [
+              { label: 'kv', size: o.size, access: 'readwrite', seed: PEER_SEED, memory: peerMemory, slack: SLACK },
+              { label: 'ro', size: 1 << 16, access: 'read', seed: 1, memory: peerMemory },
+            ],
+            ...(hashOnNotify !== undefined ? { hashOnNotify } : {}),
+          },
+          'metadata',
+        );
+        agent = await Agent.create({
+          name: 'cuda-parent',
+          transports: tls,
+          cuda: { path, stagingChunkBytes: o.chunk.local, stagingBuffers: 2 },
+        });
         const peer = await agent.connect(Uint8Array.from(m.metadata as number[]));
         expect(peer.cudaPath).toBe(path);
         expect(peer.region('kv').kind).toBe(peerMemory);
@@ -104,49 +115,70 @@ export function transferScenarios(o: ScenarioOptions): void {
         ['cuda', 'cuda'],
         ['host', 'cuda'],
         ['cuda', 'host'],
-      ] as const)('READs scattered descriptors into %s memory from the peer\'s %s memory, every byte verified', async (mine, theirs) => {
-        const { peer, c } = await start(theirs);
-        const dst = local(mine, 9);
-        const d = scatter(o.size, o.maxDescriptor);
-        const stats = await agent!.read(peer, d.map((x) => ({ region: dst, offset: x.l, length: x.len })),
-          d.map((x) => ({ region: peer.region('kv'), offset: x.r, length: x.len })), { notify: 'read-done' }).done;
-        expect(stats.bytes).toBe(d.reduce((s, x) => s + x.len, 0));
-        const got = regionBytes(dst);
-        const theirsBytes = fillPattern(Buffer.alloc(o.size), PEER_SEED);
-        const before = fillPattern(Buffer.alloc(o.size), 9);
-        for (const x of d) expect(got.subarray(x.l, x.l + x.len).equals(theirsBytes.subarray(x.r, x.r + x.len))).toBe(true);
-        // Bytes between the descriptors are untouched.
-        for (const x of d) expect(got[x.l + x.len]).toBe(before[x.l + x.len]);
-        expect((await c.next('notification')).message).toBe('read-done');
-      });
+      ] as const)(
+        "READs scattered descriptors into %s memory from the peer's %s memory, every byte verified",
+        async (mine, theirs) => {
+          const { peer, c } = await start(theirs);
+          const dst = local(mine, 9);
+          const d = scatter(o.size, o.maxDescriptor);
+          const stats = await agent!.read(
+            peer,
+            d.map((x) => ({ region: dst, offset: x.l, length: x.len })),
+            d.map((x) => ({ region: peer.region('kv'), offset: x.r, length: x.len })),
+            { notify: 'read-done' },
+          ).done;
+          expect(stats.bytes).toBe(d.reduce((s, x) => s + x.len, 0));
+          const got = regionBytes(dst);
+          const theirsBytes = fillPattern(Buffer.alloc(o.size), PEER_SEED);
+          const before = fillPattern(Buffer.alloc(o.size), 9);
+          for (const x of d)
+            expect(got.subarray(x.l, x.l + x.len).equals(theirsBytes.subarray(x.r, x.r + x.len))).toBe(true);
+          // Bytes between the descriptors are untouched.
+          for (const x of d) expect(got[x.l + x.len]).toBe(before[x.l + x.len]);
+          expect((await c.next('notification')).message).toBe('read-done');
+        },
+      );
 
       it.each([
         ['cuda', 'cuda'],
         ['host', 'cuda'],
         ['cuda', 'host'],
-      ] as const)('WRITEs scattered descriptors from %s memory into the peer\'s %s memory; the notification follows the data', async (mine, theirs) => {
-        const { peer, c } = await start(theirs, 'kv');
-        const src = local(mine, 777);
-        const d = scatter(o.size, o.maxDescriptor);
-        const expected = fillPattern(Buffer.alloc(o.size), PEER_SEED);
-        const srcBytes = fillPattern(Buffer.alloc(o.size), 777);
-        for (const x of d) srcBytes.copy(expected, x.r, x.l, x.l + x.len);
-        await agent!.write(peer, d.map((x) => ({ region: src, offset: x.l, length: x.len })),
-          d.map((x) => ({ region: peer.region('kv'), offset: x.r, length: x.len })), { notify: 'write-done' }).done;
-        const n = await c.next('notification');
-        expect(n.message).toBe('write-done');
-        expect(n.sha).toBe(sha256(expected)); // hashed inside the peer's notification handler
-        expect((await c.request({ cmd: 'hash', label: 'kv' }, 'hash')).sha).toBe(sha256(expected));
-      });
+      ] as const)(
+        "WRITEs scattered descriptors from %s memory into the peer's %s memory; the notification follows the data",
+        async (mine, theirs) => {
+          const { peer, c } = await start(theirs, 'kv');
+          const src = local(mine, 777);
+          const d = scatter(o.size, o.maxDescriptor);
+          const expected = fillPattern(Buffer.alloc(o.size), PEER_SEED);
+          const srcBytes = fillPattern(Buffer.alloc(o.size), 777);
+          for (const x of d) srcBytes.copy(expected, x.r, x.l, x.l + x.len);
+          await agent!.write(
+            peer,
+            d.map((x) => ({ region: src, offset: x.l, length: x.len })),
+            d.map((x) => ({ region: peer.region('kv'), offset: x.r, length: x.len })),
+            { notify: 'write-done' },
+          ).done;
+          const n = await c.next('notification');
+          expect(n.message).toBe('write-done');
+          expect(n.sha).toBe(sha256(expected)); // hashed inside the peer's notification handler
+          expect((await c.request({ cmd: 'hash', label: 'kv' }, 'hash')).sha).toBe(sha256(expected));
+        },
+      );
 
       it('moves whole regions both ways, many times, with prepared lists', async () => {
         const { peer, c } = await start('cuda');
         const mine = local('cuda', 5);
         const blocks = 16;
         const block = o.size / blocks;
-        const p = agent!.prepare(peer,
+        const p = agent!.prepare(
+          peer,
           Array.from({ length: blocks }, (_, i) => ({ region: mine, offset: i * block, length: block })),
-          Array.from({ length: blocks }, (_, i) => ({ region: peer.region('kv'), offset: (blocks - 1 - i) * block, length: block })));
+          Array.from({ length: blocks }, (_, i) => ({
+            region: peer.region('kv'),
+            offset: (blocks - 1 - i) * block,
+            length: block,
+          })),
+        );
         for (let round = 0; round < 3; round++) {
           await p.read().done;
           await p.write().done;
@@ -154,7 +186,11 @@ export function transferScenarios(o: ScenarioOptions): void {
         const mineBytes = regionBytes(mine);
         const theirs = fillPattern(Buffer.alloc(o.size), PEER_SEED);
         for (let i = 0; i < blocks; i++) {
-          expect(mineBytes.subarray(i * block, (i + 1) * block).equals(theirs.subarray((blocks - 1 - i) * block, (blocks - i) * block))).toBe(true);
+          expect(
+            mineBytes
+              .subarray(i * block, (i + 1) * block)
+              .equals(theirs.subarray((blocks - 1 - i) * block, (blocks - i) * block)),
+          ).toBe(true);
         }
         expect((await c.request({ cmd: 'hash', label: 'kv' }, 'hash')).sha).toBe(sha256(theirs));
       });
@@ -162,9 +198,33 @@ export function transferScenarios(o: ScenarioOptions): void {
       it('refuses out-of-bounds and read-only descriptors of device regions before moving a byte', async () => {
         const { peer } = await start('cuda');
         const mine = local('cuda', 3);
-        expectCode(() => agent!.read(peer, [{ region: mine, offset: o.size - 8, length: 16 }], [{ region: peer.region('kv'), offset: 0, length: 16 }]), ErrorCode.OUT_OF_BOUNDS);
-        expectCode(() => agent!.read(peer, [{ region: mine, offset: 0, length: 16 }], [{ region: peer.region('kv'), offset: o.size, length: 16 }]), ErrorCode.OUT_OF_BOUNDS);
-        expectCode(() => agent!.write(peer, [{ region: mine, offset: 0, length: 16 }], [{ region: peer.region('ro'), offset: 0, length: 16 }]), ErrorCode.ACCESS_DENIED);
+        expectCode(
+          () =>
+            agent!.read(
+              peer,
+              [{ region: mine, offset: o.size - 8, length: 16 }],
+              [{ region: peer.region('kv'), offset: 0, length: 16 }],
+            ),
+          ErrorCode.OUT_OF_BOUNDS,
+        );
+        expectCode(
+          () =>
+            agent!.read(
+              peer,
+              [{ region: mine, offset: 0, length: 16 }],
+              [{ region: peer.region('kv'), offset: o.size, length: 16 }],
+            ),
+          ErrorCode.OUT_OF_BOUNDS,
+        );
+        expectCode(
+          () =>
+            agent!.write(
+              peer,
+              [{ region: mine, offset: 0, length: 16 }],
+              [{ region: peer.region('ro'), offset: 0, length: 16 }],
+            ),
+          ErrorCode.ACCESS_DENIED,
+        );
         expect(sha256(regionBytes(mine))).toBe(sha256(fillPattern(Buffer.alloc(o.size), 3)));
       });
     });

@@ -31,7 +31,12 @@ describe('fake KV content', () => {
     writeBlock(half, h, 3, 1234);
     // Heads 2..3 of the whole block (HND: contiguous) equal rank 1's block.
     const slice = whole.blockBytes / 2;
-    expect(Buffer.compare(w[0]!.subarray(2 * whole.blockBytes + slice, 3 * whole.blockBytes), h[0]!.subarray(3 * half.blockBytes, 4 * half.blockBytes))).toBe(0);
+    expect(
+      Buffer.compare(
+        w[0]!.subarray(2 * whole.blockBytes + slice, 3 * whole.blockBytes),
+        h[0]!.subarray(3 * half.blockBytes, 4 * half.blockBytes),
+      ),
+    ).toBe(0);
     expect(verifyBlock(whole, w, 2, 1234, 't')).toBe(whole.bytesPerBlock);
     expect(verifyBlock(half, h, 3, 1234, 't')).toBe(half.bytesPerBlock);
   });

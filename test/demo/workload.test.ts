@@ -17,7 +17,8 @@ describe('demo workload', () => {
   it('shares prefixes among requests, so full blocks repeat', () => {
     const reqs = demoWorkload({ requests: 40, minTokens: 64, maxTokens: 512 });
     const seen = new Map<string, number>();
-    for (const r of reqs) for (const h of blockHashes(r.tokens, 16)) if (h.full) seen.set(h.key, (seen.get(h.key) ?? 0) + 1);
+    for (const r of reqs)
+      for (const h of blockHashes(r.tokens, 16)) if (h.full) seen.set(h.key, (seen.get(h.key) ?? 0) + 1);
     expect([...seen.values()].some((n) => n > 1)).toBe(true);
   });
 });

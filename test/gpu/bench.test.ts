@@ -13,13 +13,35 @@ describe.skipIf(GPU_SKIP !== undefined)(gpuTitle('GPU bench'), () => {
     ['ipc', ['--memory', 'cuda', '--cuda-path', 'ipc']],
     ['staging', ['--memory', 'cuda', '--cuda-path', 'staging']],
     ['staging', ['--initiator-memory', 'cuda', '--target-memory', 'allocate', '--cuda-path', 'staging']],
-  ])('measures device memory over %s, verified, beside the CUDA copy baselines', async (path, args) => {
-    const r = await runCli([...args, '--transports', 'sm', '--sizes', '1M,16M', '--batches', '1,8', '--iters', '20', '--check', '--json', '--quiet'], {}, 300_000);
-    expect(r.code, r.stderr).toBe(0);
-    const doc = JSON.parse(r.stdout) as BenchReportJson;
-    expect(validateJson(doc, BENCH_JSON_SCHEMA)).toEqual([]);
-    expect(doc.sweep!.transports[0]!.cudaPath).toBe(path);
-    for (const row of doc.sweep!.rows) expect(row).toMatchObject({ status: 'ok', checked: true });
-    for (const t of doc.targets.filter((x) => x.id.startsWith('cuda-'))) console.log(`${t.status.toUpperCase()} ${t.id}: ${t.detail}`);
-  }, 600_000);
+  ])(
+    'measures device memory over %s, verified, beside the CUDA copy baselines',
+    async (path, args) => {
+      const r = await runCli(
+        [
+          ...args,
+          '--transports',
+          'sm',
+          '--sizes',
+          '1M,16M',
+          '--batches',
+          '1,8',
+          '--iters',
+          '20',
+          '--check',
+          '--json',
+          '--quiet',
+        ],
+        {},
+        300_000,
+      );
+      expect(r.code, r.stderr).toBe(0);
+      const doc = JSON.parse(r.stdout) as BenchReportJson;
+      expect(validateJson(doc, BENCH_JSON_SCHEMA)).toEqual([]);
+      expect(doc.sweep!.transports[0]!.cudaPath).toBe(path);
+      for (const row of doc.sweep!.rows) expect(row).toMatchObject({ status: 'ok', checked: true });
+      for (const t of doc.targets.filter((x) => x.id.startsWith('cuda-')))
+        console.log(`${t.status.toUpperCase()} ${t.id}: ${t.detail}`);
+    },
+    600_000,
+  );
 });

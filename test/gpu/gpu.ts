@@ -4,7 +4,8 @@ import { capabilities, cuda } from '../../lib/index.js';
 function reason(): string | undefined {
   const c = capabilities();
   if (!c.addon.loaded) return `the native addon did not load: ${c.addon.reason ?? 'unknown'}`;
-  if (!c.cuda.headers) return 'kvwire was built without the CUDA toolkit headers; rebuild where /usr/local/cuda/include/cuda.h exists';
+  if (!c.cuda.headers)
+    return 'kvwire was built without the CUDA toolkit headers; rebuild where /usr/local/cuda/include/cuda.h exists';
   if (!c.cuda.driver) return `no CUDA driver: ${c.cuda.reason ?? 'unknown'}`;
   if (c.cuda.devices === 0) return 'the CUDA driver sees no GPU (check nvidia-smi and CUDA_VISIBLE_DEVICES)';
   if (cuda.devices().some((d) => /fake CUDA device/.test(d.name))) {
@@ -23,4 +24,10 @@ export function gpuTitle(what: string): string {
 }
 
 if (GPU_SKIP !== undefined) console.warn(`kvwire GPU tests skipped: ${GPU_SKIP}`);
-else console.warn(`kvwire GPU tests on: ${cuda.devices().map((d) => `${d.ordinal}: ${d.name} (${d.pciBusId})`).join('; ')}`);
+else
+  console.warn(
+    `kvwire GPU tests on: ${cuda
+      .devices()
+      .map((d) => `${d.ordinal}: ${d.name} (${d.pciBusId})`)
+      .join('; ')}`,
+  );

@@ -42,12 +42,28 @@ describe.skipIf(GPU_SKIP !== undefined)(gpuTitle('GPU registration'), () => {
     const a = await agent();
     const m = cuda.alloc(0, 1 << 20);
     allocations.push(m);
-    expectCode(() => a.register({ kind: 'cuda', device: 0, pointer: 0x1000n, length: 4096 }), ErrorCode.INVALID_ARGUMENT, /not memory the CUDA driver knows|not device memory/);
-    expectCode(() => a.register({ kind: 'cuda', device: 0, pointer: m.pointer + (1n << 20n) - 16n, length: 4096 }), ErrorCode.INVALID_ARGUMENT, /past the end of its allocation/);
+    expectCode(
+      () => a.register({ kind: 'cuda', device: 0, pointer: 0x1000n, length: 4096 }),
+      ErrorCode.INVALID_ARGUMENT,
+      /not memory the CUDA driver knows|not device memory/,
+    );
+    expectCode(
+      () => a.register({ kind: 'cuda', device: 0, pointer: m.pointer + (1n << 20n) - 16n, length: 4096 }),
+      ErrorCode.INVALID_ARGUMENT,
+      /past the end of its allocation/,
+    );
     const other = cuda.devices().length;
-    expectCode(() => a.register({ kind: 'cuda', device: other, pointer: m.pointer, length: 4096 }), ErrorCode.INVALID_ARGUMENT, /does not exist/);
+    expectCode(
+      () => a.register({ kind: 'cuda', device: other, pointer: m.pointer, length: 4096 }),
+      ErrorCode.INVALID_ARGUMENT,
+      /does not exist/,
+    );
     if (other > 1) {
-      expectCode(() => a.register({ kind: 'cuda', device: 1, pointer: m.pointer, length: 4096 }), ErrorCode.INVALID_ARGUMENT, /memory of CUDA device 0, not of device 1/);
+      expectCode(
+        () => a.register({ kind: 'cuda', device: 1, pointer: m.pointer, length: 4096 }),
+        ErrorCode.INVALID_ARGUMENT,
+        /memory of CUDA device 0, not of device 1/,
+      );
     }
     const gone = cuda.alloc(0, 1 << 20);
     const raw = { kind: 'cuda' as const, device: 0, pointer: gone.pointer, length: 4096 };

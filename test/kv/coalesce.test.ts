@@ -45,64 +45,79 @@ describe('coalescing runs of contiguous block ids', () => {
   });
 });
 
-const layoutArb = fc.record({
-  kvHeads: fc.constantFrom(1, 2, 8),
-  headDim: fc.integer({ min: 1, max: 8 }),
-  layers: fc.integer({ min: 1, max: 3 }),
-  blockTokens: fc.integer({ min: 1, max: 5 }),
-  numBlocks: fc.integer({ min: 1, max: 40 }),
-  kv: fc.constantFrom('split' as const, 'joint' as const),
-  order: fc.constantFrom('HND' as const, 'NHD' as const),
-  arenaAlignment: fc.constantFrom(1, 8, 256),
-  dtype: fc.constantFrom('fp16' as const, 'int8' as const),
-}).map((o): KvLayoutOptions => ({
-  model: { layers: o.layers, kvHeads: o.kvHeads, headDim: o.headDim, dtype: o.dtype },
-  numBlocks: o.numBlocks, blockTokens: o.blockTokens, kv: o.kv, order: o.order, arenaAlignment: o.arenaAlignment,
-}));
+const layoutArb = fc
+  .record({
+    kvHeads: fc.constantFrom(1, 2, 8),
+    headDim: fc.integer({ min: 1, max: 8 }),
+    layers: fc.integer({ min: 1, max: 3 }),
+    blockTokens: fc.integer({ min: 1, max: 5 }),
+    numBlocks: fc.integer({ min: 1, max: 40 }),
+    kv: fc.constantFrom('split' as const, 'joint' as const),
+    order: fc.constantFrom('HND' as const, 'NHD' as const),
+    arenaAlignment: fc.constantFrom(1, 8, 256),
+    dtype: fc.constantFrom('fp16' as const, 'int8' as const),
+  })
+  .map((o): KvLayoutOptions => ({
+    model: { layers: o.layers, kvHeads: o.kvHeads, headDim: o.headDim, dtype: o.dtype },
+    numBlocks: o.numBlocks,
+    blockTokens: o.blockTokens,
+    kv: o.kv,
+    order: o.order,
+    arenaAlignment: o.arenaAlignment,
+  }));
 
-const withIds = layoutArb.chain((options) => fc.tuple(
-  fc.constant(options),
-  fc.array(fc.integer({ min: 0, max: options.numBlocks - 1 }), { maxLength: 30 }),
-  fc.constantFrom('tensor' as const, 'arena' as const),
-));
+const withIds = layoutArb.chain((options) =>
+  fc.tuple(
+    fc.constant(options),
+    fc.array(fc.integer({ min: 0, max: options.numBlocks - 1 }), { maxLength: 30 }),
+    fc.constantFrom('tensor' as const, 'arena' as const),
+  ),
+);
 
 describe('coalescing properties', () => {
   it('never changes which bytes are covered, nor how often (property)', () => {
-    fc.assert(fc.property(withIds, ([options, ids, addressing]) => {
-      const layout = new KvLayout(options);
-      const regions = layout.regions(addressing);
-      const merged = layout.descriptors(ids, { addressing });
-      const plain = layout.descriptors(ids, { addressing, coalesce: false });
-      expect(plain.count).toBe(ids.length * layout.tensors.length);
-      expect(merged.before).toBe(plain.count);
-      expect(merged.count).toBeLessThanOrEqual(plain.count);
-      expect(totalBytes(merged)).toBe(totalBytes(plain));
-      expect(coverage(merged, regions)).toEqual(coverage(plain, regions));
-    }));
+    fc.assert(
+      fc.property(withIds, ([options, ids, addressing]) => {
+        const layout = new KvLayout(options);
+        const regions = layout.regions(addressing);
+        const merged = layout.descriptors(ids, { addressing });
+        const plain = layout.descriptors(ids, { addressing, coalesce: false });
+        expect(plain.count).toBe(ids.length * layout.tensors.length);
+        expect(merged.before).toBe(plain.count);
+        expect(merged.count).toBeLessThanOrEqual(plain.count);
+        expect(totalBytes(merged)).toBe(totalBytes(plain));
+        expect(coverage(merged, regions)).toEqual(coverage(plain, regions));
+      }),
+    );
   });
 
   it('never reaches outside a region, and covers exactly the listed blocks of every tensor (property)', () => {
-    fc.assert(fc.property(withIds, ([options, ids, addressing]) => {
-      const layout = new KvLayout(options);
-      // coverage() throws on any descriptor outside its region.
-      const covered = coverage(layout.descriptors(ids, { addressing }), layout.regions(addressing));
-      const want = layout.regions(addressing).map((r) => new Uint8Array(r.bytes));
-      for (const t of layout.tensors) {
-        const region = addressing === 'arena' ? 0 : t.index;
-        const base = addressing === 'arena' ? t.arenaOffset : 0;
-        for (const b of ids) for (let x = 0; x < layout.blockBytes; x++) want[region]![base + b * layout.blockBytes + x]!++;
-      }
-      expect(covered).toEqual(want);
-    }));
+    fc.assert(
+      fc.property(withIds, ([options, ids, addressing]) => {
+        const layout = new KvLayout(options);
+        // coverage() throws on any descriptor outside its region.
+        const covered = coverage(layout.descriptors(ids, { addressing }), layout.regions(addressing));
+        const want = layout.regions(addressing).map((r) => new Uint8Array(r.bytes));
+        for (const t of layout.tensors) {
+          const region = addressing === 'arena' ? 0 : t.index;
+          const base = addressing === 'arena' ? t.arenaOffset : 0;
+          for (const b of ids)
+            for (let x = 0; x < layout.blockBytes; x++) want[region]![base + b * layout.blockBytes + x]!++;
+        }
+        expect(covered).toEqual(want);
+      }),
+    );
   });
 
   it('leaves no two consecutive descriptors touching in the same region (property)', () => {
-    fc.assert(fc.property(withIds, ([options, ids, addressing]) => {
-      const d = new KvLayout(options).descriptors(ids, { addressing });
-      for (let i = 1; i < d.count; i++) {
-        const touches = d.region[i] === d.region[i - 1] && d.offset[i - 1]! + d.length[i - 1]! === d.offset[i];
-        expect(touches).toBe(false);
-      }
-    }));
+    fc.assert(
+      fc.property(withIds, ([options, ids, addressing]) => {
+        const d = new KvLayout(options).descriptors(ids, { addressing });
+        for (let i = 1; i < d.count; i++) {
+          const touches = d.region[i] === d.region[i - 1] && d.offset[i - 1]! + d.length[i - 1]! === d.offset[i];
+          expect(touches).toBe(false);
+        }
+      }),
+    );
   });
 });

@@ -56,7 +56,7 @@ describe('block ids are checked before anything is emitted', () => {
 
   it('an id at or past numBlocks is ERR_KVWIRE_OUT_OF_BOUNDS, naming it and the cache size', () => {
     expect(fails([0, 1000], ErrorCode.OUT_OF_BOUNDS, 1)).toBe(
-      "block ids[1] is block 1,000, but this cache has 1,000 blocks (ids 0..999); pass ids the engine allocated from this cache",
+      'block ids[1] is block 1,000, but this cache has 1,000 blocks (ids 0..999); pass ids the engine allocated from this cache',
     );
   });
 
@@ -75,6 +75,8 @@ describe('block ids are checked before anything is emitted', () => {
 
   it('validateBlockIds accepts ids beyond 2^31 when the cache is that large', () => {
     expect(() => validateBlockIds([2 ** 31 + 5], 2 ** 32, 'ids')).not.toThrow();
-    expect(() => validateBlockIds([2 ** 32], 2 ** 32, 'ids')).toThrowError(expect.objectContaining({ code: ErrorCode.OUT_OF_BOUNDS }));
+    expect(() => validateBlockIds([2 ** 32], 2 ** 32, 'ids')).toThrowError(
+      expect.objectContaining({ code: ErrorCode.OUT_OF_BOUNDS }),
+    );
   });
 });

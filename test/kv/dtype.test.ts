@@ -5,7 +5,12 @@ import { KV_DTYPES, dtypeBytes, isKvDtype, parseKvDtype } from '../../lib/kv/ind
 describe('KV dtypes', () => {
   it('knows the size of every element type', () => {
     expect(Object.fromEntries(KV_DTYPES.map((d) => [d, dtypeBytes(d)]))).toEqual({
-      fp16: 2, bf16: 2, fp32: 4, 'fp8-e4m3': 1, 'fp8-e5m2': 1, int8: 1,
+      fp16: 2,
+      bf16: 2,
+      fp32: 4,
+      'fp8-e4m3': 1,
+      'fp8-e5m2': 1,
+      int8: 1,
     });
   });
 
@@ -20,9 +25,15 @@ describe('KV dtypes', () => {
   });
 
   it('rejects unknown dtypes with ERR_KVWIRE_INVALID_ARGUMENT and lists the known ones', () => {
-    expect(() => parseKvDtype('fp4')).toThrowError(expect.objectContaining({ code: ErrorCode.INVALID_ARGUMENT, message: expect.stringContaining('bf16') }));
-    expect(() => dtypeBytes('float16' as never)).toThrowError(expect.objectContaining({ code: ErrorCode.INVALID_ARGUMENT }));
-    expect(() => parseKvDtype('constructor')).toThrowError(expect.objectContaining({ code: ErrorCode.INVALID_ARGUMENT }));
+    expect(() => parseKvDtype('fp4')).toThrowError(
+      expect.objectContaining({ code: ErrorCode.INVALID_ARGUMENT, message: expect.stringContaining('bf16') }),
+    );
+    expect(() => dtypeBytes('float16' as never)).toThrowError(
+      expect.objectContaining({ code: ErrorCode.INVALID_ARGUMENT }),
+    );
+    expect(() => parseKvDtype('constructor')).toThrowError(
+      expect.objectContaining({ code: ErrorCode.INVALID_ARGUMENT }),
+    );
     expect(isKvDtype('bf16')).toBe(true);
     expect(isKvDtype('toString')).toBe(false);
   });

@@ -8,7 +8,10 @@ describe('KvLayout tensors', () => {
   it('lists per-layer K and V tensors, K first, with stable labels', () => {
     const layout = new KvLayout({ model: llama3, numBlocks: 100 });
     expect(layout.tensors.slice(0, 4).map((t) => [t.index, t.label, t.layer, t.part])).toEqual([
-      [0, 'kv-L0-K', 0, 'K'], [1, 'kv-L0-V', 0, 'V'], [2, 'kv-L1-K', 1, 'K'], [3, 'kv-L1-V', 1, 'V'],
+      [0, 'kv-L0-K', 0, 'K'],
+      [1, 'kv-L0-V', 0, 'V'],
+      [2, 'kv-L1-K', 1, 'K'],
+      [3, 'kv-L1-V', 1, 'V'],
     ]);
     expect(layout.tensors.at(-1)!.label).toBe('kv-L31-V');
     expect(layout.tensors.every((t) => t.bytes === 100 * 32_768)).toBe(true);
@@ -27,7 +30,10 @@ describe('KvLayout tensors', () => {
 
   it('gives each rank its share of the heads and bytes', () => {
     const ranks = [0, 1].map((rank) => new KvLayout({ model: llama3, numBlocks: 10, tp: { size: 2, rank } }));
-    expect(ranks.map((l) => l.heads)).toEqual([{ first: 0, count: 4, replicas: 1 }, { first: 4, count: 4, replicas: 1 }]);
+    expect(ranks.map((l) => l.heads)).toEqual([
+      { first: 0, count: 4, replicas: 1 },
+      { first: 4, count: 4, replicas: 1 },
+    ]);
     expect(ranks[0]!.blockBytes).toBe(16_384);
     expect(ranks[0]!.bytesPerToken * 2).toBe(modelBytesPerToken(llama3));
   });
@@ -46,19 +52,33 @@ describe('KvLayout tensors', () => {
   });
 
   it('offers the regions to register: one per tensor, or one arena', () => {
-    const layout = new KvLayout({ model: { layers: 3, kvHeads: 1, headDim: 3, dtype: 'fp16' }, numBlocks: 5, blockTokens: 3 });
+    const layout = new KvLayout({
+      model: { layers: 3, kvHeads: 1, headDim: 3, dtype: 'fp16' },
+      numBlocks: 5,
+      blockTokens: 3,
+    });
     // 5 blocks x 3 tokens x 3 x 2 bytes = 90 bytes per tensor; offsets aligned to 256.
     expect(layout.regions()).toEqual(layout.tensors.map((t) => ({ label: t.label, bytes: 90 })));
     expect(layout.tensors.map((t) => t.arenaOffset)).toEqual([0, 256, 512, 768, 1024, 1280]);
     expect(layout.regions('arena')).toEqual([{ label: KV_ARENA_LABEL, bytes: 1280 + 90 }]);
-    const packed = new KvLayout({ model: { layers: 3, kvHeads: 1, headDim: 3, dtype: 'fp16' }, numBlocks: 5, blockTokens: 3, arenaAlignment: 2 });
+    const packed = new KvLayout({
+      model: { layers: 3, kvHeads: 1, headDim: 3, dtype: 'fp16' },
+      numBlocks: 5,
+      blockTokens: 3,
+      arenaAlignment: 2,
+    });
     expect(packed.arenaBytes).toBe(6 * 90);
   });
 
   it('finds a tensor by label, and says which exist when there is none', () => {
     const layout = new KvLayout({ model: llama3, numBlocks: 4 });
     expect(layout.tensor('kv-L3-V').index).toBe(7);
-    expect(() => layout.tensor('kv-L32-K')).toThrowError(expect.objectContaining({ code: ErrorCode.UNKNOWN_REGION, message: expect.stringContaining('kv-L0-K .. kv-L31-V') }));
+    expect(() => layout.tensor('kv-L32-K')).toThrowError(
+      expect.objectContaining({
+        code: ErrorCode.UNKNOWN_REGION,
+        message: expect.stringContaining('kv-L0-K .. kv-L31-V'),
+      }),
+    );
   });
 
   it('is immutable', () => {

@@ -25,7 +25,9 @@ describe('model KV shapes', () => {
       [null, 'model'],
     ];
     for (const [shape, field] of bad) {
-      expect(() => validateModelShape(shape as ModelShape)).toThrowError(expect.objectContaining({ code: ErrorCode.INVALID_ARGUMENT, details: expect.objectContaining({ field }) }));
+      expect(() => validateModelShape(shape as ModelShape)).toThrowError(
+        expect.objectContaining({ code: ErrorCode.INVALID_ARGUMENT, details: expect.objectContaining({ field }) }),
+      );
     }
   });
 });

@@ -37,7 +37,14 @@ describe('model presets', () => {
   });
 
   it('covers the six models the issue names', () => {
-    expect([...KV_PRESET_NAMES].sort()).toEqual(['deepseek-v3', 'llama-2-7b', 'llama-3-70b', 'llama-3-8b', 'mistral-7b', 'qwen3-8b']);
+    expect([...KV_PRESET_NAMES].sort()).toEqual([
+      'deepseek-v3',
+      'llama-2-7b',
+      'llama-3-70b',
+      'llama-3-8b',
+      'mistral-7b',
+      'qwen3-8b',
+    ]);
   });
 
   it('takes another cache dtype by spreading the preset', () => {
@@ -46,6 +53,8 @@ describe('model presets', () => {
 
   it('presets are frozen and unknown names are rejected', () => {
     expect(Object.isFrozen(kvPreset('mistral-7b'))).toBe(true);
-    expect(() => kvPreset('llama-4' as KvPresetName)).toThrowError(expect.objectContaining({ code: ErrorCode.INVALID_ARGUMENT, message: expect.stringContaining('llama-3-8b') }));
+    expect(() => kvPreset('llama-4' as KvPresetName)).toThrowError(
+      expect.objectContaining({ code: ErrorCode.INVALID_ARGUMENT, message: expect.stringContaining('llama-3-8b') }),
+    );
   });
 });

@@ -36,7 +36,10 @@ export interface RankMemory {
 export function allocate(layout: KvLayout, addressing: 'tensor' | 'arena' = 'tensor', fill = 0): RankMemory {
   if (addressing === 'arena') {
     const arena = new Uint8Array(layout.arenaBytes).fill(fill);
-    return { regions: [arena], tensors: layout.tensors.map((t) => arena.subarray(t.arenaOffset, t.arenaOffset + t.bytes)) };
+    return {
+      regions: [arena],
+      tensors: layout.tensors.map((t) => arena.subarray(t.arenaOffset, t.arenaOffset + t.bytes)),
+    };
   }
   const regions = layout.tensors.map((t) => new Uint8Array(t.bytes).fill(fill));
   return { regions, tensors: regions };
@@ -47,7 +50,12 @@ export function allocate(layout: KvLayout, addressing: 'tensor' | 'arena' = 'ten
  * physical block `blockIds[i]`, as vLLM's cache kernels would: K/V split or joint, HND or NHD,
  * or the MLA latent.
  */
-export function writeBlocks(layout: KvLayout, mem: RankMemory, blockIds: readonly number[], heads: readonly number[]): void {
+export function writeBlocks(
+  layout: KvLayout,
+  mem: RankMemory,
+  blockIds: readonly number[],
+  heads: readonly number[],
+): void {
   const T = layout.blockTokens;
   const hb = layout.headDim * layout.elementBytes;
   const H = heads.length;
@@ -82,7 +90,14 @@ function checkBounds(list: DescriptorList, regions: Uint8Array[], side: string):
     const r = list.region[i]!;
     const off = list.offset[i]!;
     const len = list.length[i]!;
-    if (r >= regions.length || off < 0 || len <= 0 || off + len > regions[r]!.length || !Number.isInteger(off) || !Number.isInteger(len)) {
+    if (
+      r >= regions.length ||
+      off < 0 ||
+      len <= 0 ||
+      off + len > regions[r]!.length ||
+      !Number.isInteger(off) ||
+      !Number.isInteger(len)
+    ) {
       throw new Error(`${side} descriptor ${i} (${r}, ${off}, ${len}) is outside its region`);
     }
   }
@@ -93,7 +108,12 @@ function checkBounds(list: DescriptorList, regions: Uint8Array[], side: string):
  * checking every descriptor against its region. Returns, per local region, how many times each
  * byte was written.
  */
-export function executeRead(pairs: PairedDescriptors, local: Uint8Array[], remote: Uint8Array[], writes?: Uint8Array[]): Uint8Array[] {
+export function executeRead(
+  pairs: PairedDescriptors,
+  local: Uint8Array[],
+  remote: Uint8Array[],
+  writes?: Uint8Array[],
+): Uint8Array[] {
   expect(pairs.local.count).toBe(pairs.count);
   expect(pairs.remote.count).toBe(pairs.count);
   checkBounds(pairs.local, local, 'local');

@@ -11,8 +11,14 @@ describe('admission (backpressure)', () => {
     const first = await a.acquire(10);
     const second = await a.acquire(10);
     const order: string[] = [];
-    const third = a.acquire(10).then((t) => { order.push('third'); return t; });
-    const fourth = a.acquire(10).then((t) => { order.push('fourth'); return t; });
+    const third = a.acquire(10).then((t) => {
+      order.push('third');
+      return t;
+    });
+    const fourth = a.acquire(10).then((t) => {
+      order.push('fourth');
+      return t;
+    });
     expect(a.queueDepth).toBe(2);
     expect(a.active).toBe(2);
     first.release();
@@ -30,7 +36,9 @@ describe('admission (backpressure)', () => {
     const big = await a.acquire(500);
     expect(a.inFlightBytes).toBe(500);
     let small: Admitted | undefined;
-    const p = a.acquire(1).then((t) => { small = t; });
+    const p = a.acquire(1).then((t) => {
+      small = t;
+    });
     await Promise.resolve();
     expect(small).toBeUndefined();
     big.release();
@@ -38,7 +46,9 @@ describe('admission (backpressure)', () => {
     expect(a.inFlightBytes).toBe(1);
     const x = await a.acquire(99);
     let y: Admitted | undefined;
-    const q = a.acquire(1).then((t) => { y = t; });
+    const q = a.acquire(1).then((t) => {
+      y = t;
+    });
     expect(a.queueDepth).toBe(1);
     x.release();
     await q;
@@ -49,8 +59,14 @@ describe('admission (backpressure)', () => {
     const a = new Admission({ ...limits, maxConcurrentRequests: 10 });
     const held = await a.acquire(60);
     const order: string[] = [];
-    const large = a.acquire(60).then((t) => { order.push('large'); return t; });
-    const small = a.acquire(10).then((t) => { order.push('small'); return t; });
+    const large = a.acquire(60).then((t) => {
+      order.push('large');
+      return t;
+    });
+    const small = a.acquire(10).then((t) => {
+      order.push('small');
+      return t;
+    });
     await new Promise((r) => setImmediate(r));
     expect(order).toEqual([]);
     held.release();

@@ -41,7 +41,10 @@ describe('DecodeCoordinator', () => {
 
   it('coalesces contiguous blocks into one descriptor per tensor', async () => {
     p = await pair();
-    const r = await p.decode.decode({ id: 'a', tokens: prompt(16 * 8) }, p.prefill.prefill({ id: 'a', tokens: prompt(16 * 8) }));
+    const r = await p.decode.decode(
+      { id: 'a', tokens: prompt(16 * 8) },
+      p.prefill.prefill({ id: 'a', tokens: prompt(16 * 8) }),
+    );
     const tensors = p.decode.ranks[0]!.layout.tensors.length;
     expect(r.pull?.descriptors).toEqual({ uncoalesced: 8 * tensors, posted: tensors });
   });
@@ -93,7 +96,9 @@ describe('DecodeCoordinator', () => {
     p.decodeAgents[0]!.faults!.set({ delayMs: 5000 });
     const ac = new AbortController();
     const req = { id: 'r1', tokens: prompt(40) };
-    const pending = p.decode.decode(req, p.prefill.prefill(req), { signal: ac.signal, policy: 'recompute' }).catch((x: unknown) => x);
+    const pending = p.decode
+      .decode(req, p.prefill.prefill(req), { signal: ac.signal, policy: 'recompute' })
+      .catch((x: unknown) => x);
     await until(() => p!.decode.coordinator.inFlightBytes > 0, 'the transfer to start');
     ac.abort();
     const e = await pending;
@@ -168,10 +173,19 @@ describe('DecodeCoordinator', () => {
     p = await pair();
     const params = p.prefill.prefill({ id: 'r1', tokens: prompt(40) });
     const c = p.decode.coordinator;
-    await expect(c.pull({ requestId: 'x', kvTransferParams: { ...params, tp_size: -1 } })).rejects.toMatchObject({ code: ErrorCode.INVALID_ARGUMENT, details: { field: 'tp_size' } });
-    await expect(c.pull({ requestId: 'x', kvTransferParams: params, cachedPrefixBlocks: 4 })).rejects.toMatchObject({ details: { field: 'cachedPrefixBlocks' } });
-    await expect(c.pull({ requestId: 'x', kvTransferParams: params, localBlockIds: [1] })).rejects.toMatchObject({ details: { field: 'localBlockIds' } });
-    await expect(c.pull({ requestId: 'x', kvTransferParams: params, timeoutMs: 0 })).rejects.toMatchObject({ details: { field: 'timeoutMs' } });
+    await expect(c.pull({ requestId: 'x', kvTransferParams: { ...params, tp_size: -1 } })).rejects.toMatchObject({
+      code: ErrorCode.INVALID_ARGUMENT,
+      details: { field: 'tp_size' },
+    });
+    await expect(c.pull({ requestId: 'x', kvTransferParams: params, cachedPrefixBlocks: 4 })).rejects.toMatchObject({
+      details: { field: 'cachedPrefixBlocks' },
+    });
+    await expect(c.pull({ requestId: 'x', kvTransferParams: params, localBlockIds: [1] })).rejects.toMatchObject({
+      details: { field: 'localBlockIds' },
+    });
+    await expect(c.pull({ requestId: 'x', kvTransferParams: params, timeoutMs: 0 })).rejects.toMatchObject({
+      details: { field: 'timeoutMs' },
+    });
     // Caller-owned destination blocks work too, and are not freed by the coordinator.
     const mine = p.decode.pool.allocate(3);
     const r = await c.pull({ requestId: 'x', kvTransferParams: params, localBlockIds: mine });
@@ -179,7 +193,9 @@ describe('DecodeCoordinator', () => {
     p.decode.pool.release(mine);
     // A lease slot beyond the prefill's table fails the pull, which gives the lease back at once.
     const other = p.prefill.prefill({ id: 'r2', tokens: prompt(40, 3000) });
-    await expect(c.pull({ requestId: 'y', kvTransferParams: { ...other, remote_lease_slot: 1e9 } })).rejects.toMatchObject({ details: { field: 'remote_lease_slot' } });
+    await expect(
+      c.pull({ requestId: 'y', kvTransferParams: { ...other, remote_lease_slot: 1e9 } }),
+    ).rejects.toMatchObject({ details: { field: 'remote_lease_slot' } });
     await allBack(p);
   });
 
@@ -193,6 +209,8 @@ describe('DecodeCoordinator', () => {
     expect(KvwireError.is(await pending, ErrorCode.CLOSED)).toBe(true);
     await until(() => p!.prefill.coordinator.leases === 0, 'the abort notification');
     expect(p.decode.pool.free).toBe(p.decode.pool.total);
-    await expect(p.decode.coordinator.pull({ requestId: 'y', kvTransferParams: {} })).rejects.toMatchObject({ code: ErrorCode.CLOSED });
+    await expect(p.decode.coordinator.pull({ requestId: 'y', kvTransferParams: {} })).rejects.toMatchObject({
+      code: ErrorCode.CLOSED,
+    });
   });
 });

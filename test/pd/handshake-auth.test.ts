@@ -1,6 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCode, KvwireError } from '../../lib/errors.js';
-import { NonceWindow, secretKey, signRequest, signResponse, verifyRequest, verifyResponse } from '../../lib/pd/handshake-auth.js';
+import {
+  NonceWindow,
+  secretKey,
+  signRequest,
+  signResponse,
+  verifyRequest,
+  verifyResponse,
+} from '../../lib/pd/handshake-auth.js';
 
 const key = secretKey('0123456789abcdef0123456789abcdef');
 const other = secretKey('fedcba9876543210fedcba9876543210');
@@ -53,6 +60,8 @@ describe('handshake authentication', () => {
   });
 
   it('is a KvwireError with INVALID_ARGUMENT for a bad secret', () => {
-    expect(() => secretKey('x')).toThrow(expect.objectContaining({ code: ErrorCode.INVALID_ARGUMENT, details: { field: 'secret' } }));
+    expect(() => secretKey('x')).toThrow(
+      expect.objectContaining({ code: ErrorCode.INVALID_ARGUMENT, details: { field: 'secret' } }),
+    );
   });
 });

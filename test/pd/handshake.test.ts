@@ -9,15 +9,28 @@ import { buildHandshakeRequest, pdCompatibilityFields } from '../../lib/pd/hands
 import { FakeDecodeEngine } from '../../lib/demo/fake-decode.js';
 import { SECRET, SMALL, loopbackAgents, pair, prompt, type Pair } from './helpers.js';
 
-interface Reply { status: number; body: Buffer; headers: Record<string, unknown> }
+interface Reply {
+  status: number;
+  body: Buffer;
+  headers: Record<string, unknown>;
+}
 
-function post(port: number, body: Buffer, headers: Record<string, string> = {}, method = 'POST', path = '/kvwire/v1/handshake'): Promise<Reply> {
+function post(
+  port: number,
+  body: Buffer,
+  headers: Record<string, string> = {},
+  method = 'POST',
+  path = '/kvwire/v1/handshake',
+): Promise<Reply> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, method, path, headers: { 'content-length': body.byteLength, ...headers } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode!, body: Buffer.concat(chunks), headers: res.headers }));
-    });
+    const req = request(
+      { host: '127.0.0.1', port, method, path, headers: { 'content-length': body.byteLength, ...headers } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode!, body: Buffer.concat(chunks), headers: res.headers }));
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });
@@ -82,7 +95,11 @@ describe('handshake', () => {
     expect([notFound.status, notFound.body.byteLength]).toEqual([404, 0]);
     const get = await post(port, Buffer.alloc(0), {}, 'GET');
     expect([get.status, get.body.byteLength]).toEqual([405, 0]);
-    const big = await post(port, Buffer.alloc(70_000), {}).catch((e: Error) => ({ status: 413, body: Buffer.alloc(0), error: e }));
+    const big = await post(port, Buffer.alloc(70_000), {}).catch((e: Error) => ({
+      status: 413,
+      body: Buffer.alloc(0),
+      error: e,
+    }));
     expect(big.status).toBe(413);
     expect(big.body.byteLength).toBe(0);
   });
@@ -90,7 +107,14 @@ describe('handshake', () => {
   it('a decode worker with the wrong secret is UNAUTHORIZED and gets nothing', async () => {
     p = await pair();
     const agents = await loopbackAgents('intruder', 1);
-    const intruder = await FakeDecodeEngine.create({ engineId: 'intruder', agents, model: SMALL, numBlocks: 16, secret: 'not-the-shared-secret!!', registry: createRegistry() });
+    const intruder = await FakeDecodeEngine.create({
+      engineId: 'intruder',
+      agents,
+      model: SMALL,
+      numBlocks: 16,
+      secret: 'not-the-shared-secret!!',
+      registry: createRegistry(),
+    });
     extra.push(intruder, agents[0]!);
     const params = p.prefill.prefill({ id: 'r1', tokens: prompt(20) });
     const e = await intruder.decode({ id: 'r1', tokens: prompt(20) }, params).catch((x: unknown) => x);
@@ -109,7 +133,15 @@ describe('handshake', () => {
   ])('an incompatible decode worker gets ERR_KVWIRE_INCOMPATIBLE naming %s', async (field, model, layoutOpts) => {
     p = await pair();
     const agents = await loopbackAgents('odd', 1);
-    const odd = await FakeDecodeEngine.create({ engineId: 'odd', agents, model, numBlocks: 16, secret: SECRET, registry: createRegistry(), ...layoutOpts });
+    const odd = await FakeDecodeEngine.create({
+      engineId: 'odd',
+      agents,
+      model,
+      numBlocks: 16,
+      secret: SECRET,
+      registry: createRegistry(),
+      ...layoutOpts,
+    });
     extra.push(odd, agents[0]!);
     const params = p.prefill.prefill({ id: 'r1', tokens: prompt(20) });
     const e = await odd.decode({ id: 'r1', tokens: prompt(20) }, params).catch((x: unknown) => x);
@@ -122,7 +154,15 @@ describe('handshake', () => {
   it('with policy recompute, a refused handshake asks the caller to prefill locally', async () => {
     p = await pair();
     const agents = await loopbackAgents('intruder', 1);
-    const intruder = await FakeDecodeEngine.create({ engineId: 'intruder', agents, model: SMALL, numBlocks: 16, secret: 'not-the-shared-secret!!', registry: createRegistry(), policy: 'recompute' });
+    const intruder = await FakeDecodeEngine.create({
+      engineId: 'intruder',
+      agents,
+      model: SMALL,
+      numBlocks: 16,
+      secret: 'not-the-shared-secret!!',
+      registry: createRegistry(),
+      policy: 'recompute',
+    });
     extra.push(intruder, agents[0]!);
     const req = { id: 'r1', tokens: prompt(20) };
     const r = await intruder.decode(req, p.prefill.prefill(req));
@@ -133,7 +173,15 @@ describe('handshake', () => {
 
   async function decodeWith(params: KvTransferParams, options: { handshakeTimeoutMs?: number } = {}) {
     const agents = await loopbackAgents('d', 1);
-    const d = await FakeDecodeEngine.create({ engineId: 'd', agents, model: SMALL, numBlocks: 16, secret: SECRET, registry: createRegistry(), ...options });
+    const d = await FakeDecodeEngine.create({
+      engineId: 'd',
+      agents,
+      model: SMALL,
+      numBlocks: 16,
+      secret: SECRET,
+      registry: createRegistry(),
+      ...options,
+    });
     extra.push(d, agents[0]!);
     return d.decode({ id: 'r', tokens: prompt(20) }, params).catch((x: unknown) => x);
   }
@@ -157,11 +205,23 @@ describe('handshake', () => {
     const params = p.prefill.prefill({ id: 'r1', tokens: prompt(20) });
     const silent: Server = createServer(() => {});
     await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
-    extra.push({ close: () => new Promise<void>((r) => { silent.closeAllConnections(); silent.close(() => r()); }) });
-    const slow = await decodeWith({ ...params, remote_port: (silent.address() as AddressInfo).port }, { handshakeTimeoutMs: 100 });
+    extra.push({
+      close: () =>
+        new Promise<void>((r) => {
+          silent.closeAllConnections();
+          silent.close(() => r());
+        }),
+    });
+    const slow = await decodeWith(
+      { ...params, remote_port: (silent.address() as AddressInfo).port },
+      { handshakeTimeoutMs: 100 },
+    );
     expect(KvwireError.is(slow, ErrorCode.TIMEOUT)).toBe(true);
     const port = (silent.address() as AddressInfo).port;
-    await new Promise<void>((r) => { silent.closeAllConnections(); silent.close(() => r()); });
+    await new Promise<void>((r) => {
+      silent.closeAllConnections();
+      silent.close(() => r());
+    });
     const gone = await decodeWith({ ...params, remote_port: port });
     expect(KvwireError.is(gone, ErrorCode.PEER_UNREACHABLE)).toBe(true);
   });
@@ -218,8 +278,16 @@ describe('handshake', () => {
   it('rejects bad coordinator options with typed errors', async () => {
     const agents = await loopbackAgents('x', 1);
     extra.push(agents[0]!);
-    await expect(DecodeCoordinator.create({ engineId: 'd', ranks: [], secret: SECRET })).rejects.toMatchObject({ code: ErrorCode.INVALID_ARGUMENT, details: { field: 'ranks' } });
-    await expect(DecodeCoordinator.create({ engineId: '', ranks: [], secret: SECRET })).rejects.toMatchObject({ code: ErrorCode.INVALID_ARGUMENT });
-    await expect(DecodeCoordinator.create({ engineId: 'd', ranks: [], secret: 'short' })).rejects.toMatchObject({ code: ErrorCode.INVALID_ARGUMENT, details: { field: 'secret' } });
+    await expect(DecodeCoordinator.create({ engineId: 'd', ranks: [], secret: SECRET })).rejects.toMatchObject({
+      code: ErrorCode.INVALID_ARGUMENT,
+      details: { field: 'ranks' },
+    });
+    await expect(DecodeCoordinator.create({ engineId: '', ranks: [], secret: SECRET })).rejects.toMatchObject({
+      code: ErrorCode.INVALID_ARGUMENT,
+    });
+    await expect(DecodeCoordinator.create({ engineId: 'd', ranks: [], secret: 'short' })).rejects.toMatchObject({
+      code: ErrorCode.INVALID_ARGUMENT,
+      details: { field: 'secret' },
+    });
   });
 });

@@ -32,18 +32,38 @@ export interface Pair {
 }
 
 /** Builds a {@link Pair}. */
-export async function pair(options: {
-  prefillTp?: number; decodeTp?: number; model?: ModelShape; numBlocks?: number;
-  prefill?: Partial<FakePrefillOptions>; decode?: Partial<FakeDecodeOptions>;
-} = {}): Promise<Pair> {
+export async function pair(
+  options: {
+    prefillTp?: number;
+    decodeTp?: number;
+    model?: ModelShape;
+    numBlocks?: number;
+    prefill?: Partial<FakePrefillOptions>;
+    decode?: Partial<FakeDecodeOptions>;
+  } = {},
+): Promise<Pair> {
   const registry = createRegistry();
   const prefillAgents = await loopbackAgents('prefill', options.prefillTp ?? 1);
   const decodeAgents = await loopbackAgents('decode', options.decodeTp ?? 1);
   const common = { model: options.model ?? SMALL, numBlocks: options.numBlocks ?? 64, secret: SECRET, registry };
-  const prefill = await FakePrefillEngine.create({ engineId: 'prefill-0', agents: prefillAgents, ...common, ...options.prefill });
-  const decode = await FakeDecodeEngine.create({ engineId: 'decode-0', agents: decodeAgents, ...common, ...options.decode });
+  const prefill = await FakePrefillEngine.create({
+    engineId: 'prefill-0',
+    agents: prefillAgents,
+    ...common,
+    ...options.prefill,
+  });
+  const decode = await FakeDecodeEngine.create({
+    engineId: 'decode-0',
+    agents: decodeAgents,
+    ...common,
+    ...options.decode,
+  });
   return {
-    prefill, decode, prefillAgents, decodeAgents, registry,
+    prefill,
+    decode,
+    prefillAgents,
+    decodeAgents,
+    registry,
     async close() {
       await decode.close();
       await prefill.close();
@@ -67,7 +87,11 @@ export async function until(cond: () => boolean, what: string, timeoutMs = 5000)
 }
 
 /** The value of a metric (summed over the series matching `labels`; a histogram's observation count). */
-export async function metricValue(registry: MetricsRegistry, name: string, labels: Record<string, string> = {}): Promise<number> {
+export async function metricValue(
+  registry: MetricsRegistry,
+  name: string,
+  labels: Record<string, string> = {},
+): Promise<number> {
   const m = registry.getSingleMetric(name);
   if (m === undefined) return 0;
   const data = await m.get();

@@ -5,10 +5,17 @@ import { failureReason } from '../../lib/pd/index.js';
 import { metricValue, pair, prompt, until, type Pair } from './helpers.js';
 
 const NAMES = [
-  'kvwire_pd_transfer_latency_seconds', 'kvwire_pd_transfer_bytes_total', 'kvwire_pd_transfer_failures_total',
-  'kvwire_pd_inflight_transfers', 'kvwire_pd_queue_depth', 'kvwire_pd_lease_expirations_total',
-  'kvwire_pd_handshake_latency_seconds', 'kvwire_pd_blocks_freed_total', 'kvwire_pd_leases_held',
-  'kvwire_pd_descriptors_total', 'kvwire_pd_blocks_total',
+  'kvwire_pd_transfer_latency_seconds',
+  'kvwire_pd_transfer_bytes_total',
+  'kvwire_pd_transfer_failures_total',
+  'kvwire_pd_inflight_transfers',
+  'kvwire_pd_queue_depth',
+  'kvwire_pd_lease_expirations_total',
+  'kvwire_pd_handshake_latency_seconds',
+  'kvwire_pd_blocks_freed_total',
+  'kvwire_pd_leases_held',
+  'kvwire_pd_descriptors_total',
+  'kvwire_pd_blocks_total',
 ];
 
 describe('P/D metrics', () => {
@@ -20,7 +27,10 @@ describe('P/D metrics', () => {
 
   it('go to the injected registry, named kvwire_pd_*, labelled by engine', async () => {
     p = await pair();
-    const reqs = [{ id: 'a', tokens: prompt(40) }, { id: 'b', tokens: prompt(33, 500) }];
+    const reqs = [
+      { id: 'a', tokens: prompt(40) },
+      { id: 'b', tokens: prompt(33, 500) },
+    ];
     let bytes = 0;
     for (const r of reqs) bytes += (await p.decode.decode(r, p.prefill.prefill(r))).pull!.bytes;
     await until(() => p!.prefill.coordinator.leases === 0, 'leases to be freed');
@@ -30,7 +40,9 @@ describe('P/D metrics', () => {
     expect(await metricValue(p.registry, 'kvwire_pd_transfer_bytes_total', { engine: 'decode-0' })).toBe(bytes);
     expect(await metricValue(p.registry, 'kvwire_pd_transfer_latency_seconds', { engine: 'decode-0' })).toBe(2);
     expect(await metricValue(p.registry, 'kvwire_pd_handshake_latency_seconds', { engine: 'decode-0' })).toBe(1);
-    expect(await metricValue(p.registry, 'kvwire_pd_blocks_freed_total', { engine: 'prefill-0', reason: 'notified' })).toBe(6);
+    expect(
+      await metricValue(p.registry, 'kvwire_pd_blocks_freed_total', { engine: 'prefill-0', reason: 'notified' }),
+    ).toBe(6);
     expect(await metricValue(p.registry, 'kvwire_pd_leases_held', { engine: 'prefill-0' })).toBe(0);
     expect(await metricValue(p.registry, 'kvwire_pd_inflight_transfers', { engine: 'decode-0' })).toBe(0);
     expect(await metricValue(p.registry, 'kvwire_pd_descriptors_total', { stage: 'uncoalesced' })).toBeGreaterThan(

@@ -4,9 +4,16 @@ import { ErrorCode, KvwireError } from '../../lib/errors.js';
 import { parseKvTransferParams } from '../../lib/pd/params.js';
 
 const good = {
-  do_remote_prefill: true, do_remote_decode: false, remote_engine_id: 'prefill-0', remote_request_id: 'req-1',
-  remote_block_ids: [3, 4, 5], remote_host: '10.0.0.7', remote_port: 5600, tp_size: 2,
-  remote_lease_slot: 17, remote_lease_token: 123456789,
+  do_remote_prefill: true,
+  do_remote_decode: false,
+  remote_engine_id: 'prefill-0',
+  remote_request_id: 'req-1',
+  remote_block_ids: [3, 4, 5],
+  remote_host: '10.0.0.7',
+  remote_port: 5600,
+  tp_size: 2,
+  remote_lease_slot: 17,
+  remote_lease_token: 123456789,
 };
 
 function fieldOf(f: () => unknown): string | undefined {
@@ -29,8 +36,12 @@ describe('kv_transfer_params', () => {
 
   it('names the field that is wrong', () => {
     expect(fieldOf(() => parseKvTransferParams({ ...good, do_remote_prefill: false }))).toBe('do_remote_prefill');
-    expect(fieldOf(() => parseKvTransferParams({ ...good, remote_engine_id: '' }))).toBe('kv_transfer_params.remote_engine_id');
-    expect(fieldOf(() => parseKvTransferParams({ ...good, remote_request_id: 'x'.repeat(2000) }))).toBe('kv_transfer_params.remote_request_id');
+    expect(fieldOf(() => parseKvTransferParams({ ...good, remote_engine_id: '' }))).toBe(
+      'kv_transfer_params.remote_engine_id',
+    );
+    expect(fieldOf(() => parseKvTransferParams({ ...good, remote_request_id: 'x'.repeat(2000) }))).toBe(
+      'kv_transfer_params.remote_request_id',
+    );
     expect(fieldOf(() => parseKvTransferParams({ ...good, remote_block_ids: [1, -2] }))).toBe('remote_block_ids');
     expect(fieldOf(() => parseKvTransferParams({ ...good, remote_block_ids: [1.5] }))).toBe('remote_block_ids');
     expect(fieldOf(() => parseKvTransferParams({ ...good, remote_host: 'evil.com/x' }))).toBe('remote_host');
@@ -52,14 +63,17 @@ describe('kv_transfer_params', () => {
   });
 
   it('never crashes on arbitrary input: it returns params or throws a typed error', () => {
-    fc.assert(fc.property(fc.anything(), fc.dictionary(fc.constantFrom(...Object.keys(good)), fc.anything()), (junk, patch) => {
-      for (const input of [junk, { ...good, ...patch }]) {
-        try {
-          parseKvTransferParams(input);
-        } catch (e) {
-          expect(KvwireError.is(e, ErrorCode.INVALID_ARGUMENT)).toBe(true);
+    fc.assert(
+      fc.property(fc.anything(), fc.dictionary(fc.constantFrom(...Object.keys(good)), fc.anything()), (junk, patch) => {
+        for (const input of [junk, { ...good, ...patch }]) {
+          try {
+            parseKvTransferParams(input);
+          } catch (e) {
+            expect(KvwireError.is(e, ErrorCode.INVALID_ARGUMENT)).toBe(true);
+          }
         }
-      }
-    }), { numRuns: 3000 });
+      }),
+      { numRuns: 3000 },
+    );
   });
 });

@@ -2,7 +2,12 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ErrorCode, KvwireError } from '../../lib/errors.js';
 import { createRegistry } from '../../lib/metrics.js';
 import { KvLayout } from '../../lib/kv/index.js';
-import { PrefillCoordinator, registerKvCache, type BlocksFreedEvent, type BlocksHeldEvent } from '../../lib/pd/index.js';
+import {
+  PrefillCoordinator,
+  registerKvCache,
+  type BlocksFreedEvent,
+  type BlocksHeldEvent,
+} from '../../lib/pd/index.js';
 import { Agent } from '../../lib/transport/index.js';
 import { SECRET, SMALL, metricValue, pair, prompt, until, type Pair } from './helpers.js';
 
@@ -21,11 +26,19 @@ describe('PrefillCoordinator', () => {
     p.prefill.coordinator.on('blocks-held', (e: BlocksHeldEvent) => held.push(e));
     const params = p.prefill.prefill({ id: 'req-7', tokens: prompt(50) });
     expect(params).toMatchObject({
-      do_remote_prefill: true, do_remote_decode: false, remote_engine_id: 'prefill-0', remote_request_id: 'req-7',
-      remote_block_ids: [0, 1, 2, 3], remote_host: '127.0.0.1', remote_port: p.prefill.coordinator.port, tp_size: 1,
+      do_remote_prefill: true,
+      do_remote_decode: false,
+      remote_engine_id: 'prefill-0',
+      remote_request_id: 'req-7',
+      remote_block_ids: [0, 1, 2, 3],
+      remote_host: '127.0.0.1',
+      remote_port: p.prefill.coordinator.port,
+      tp_size: 1,
     });
     expect(params.remote_lease_token).toBeGreaterThan(0);
-    expect(held).toEqual([expect.objectContaining({ engineId: 'prefill-0', requestId: 'req-7', blockIds: [0, 1, 2, 3] })]);
+    expect(held).toEqual([
+      expect.objectContaining({ engineId: 'prefill-0', requestId: 'req-7', blockIds: [0, 1, 2, 3] }),
+    ]);
     expect(p.prefill.coordinator.leases).toBe(1);
     expect(await metricValue(p.registry, 'kvwire_pd_leases_held')).toBe(1);
   });
@@ -68,7 +81,10 @@ describe('PrefillCoordinator', () => {
     const ac = new AbortController();
     p.prefill.prefill({ id: 'b', tokens: prompt(20) }, { signal: ac.signal });
     ac.abort();
-    expect(freed.map((e) => [e.requestId, e.reason])).toEqual([['a', 'cancelled'], ['b', 'cancelled']]);
+    expect(freed.map((e) => [e.requestId, e.reason])).toEqual([
+      ['a', 'cancelled'],
+      ['b', 'cancelled'],
+    ]);
     expect(p.prefill.pool.free).toBe(p.prefill.pool.total);
   });
 
@@ -94,19 +110,31 @@ describe('PrefillCoordinator', () => {
     await p.prefill.coordinator.close();
     expect(p.prefill.freed.closed).toBe(4);
     expect(p.prefill.pool.free).toBe(p.prefill.pool.total);
-    expect(() => p!.prefill.coordinator.hold({ requestId: 'c', blockIds: [1] })).toThrow(expect.objectContaining({ code: ErrorCode.CLOSED }));
+    expect(() => p!.prefill.coordinator.hold({ requestId: 'c', blockIds: [1] })).toThrow(
+      expect.objectContaining({ code: ErrorCode.CLOSED }),
+    );
   });
 
   it('refuses bad holds with typed errors', async () => {
     p = await pair({ numBlocks: 8 });
     const c = p.prefill.coordinator;
-    expect(() => c.hold({ requestId: '', blockIds: [1] })).toThrow(expect.objectContaining({ code: ErrorCode.INVALID_ARGUMENT }));
-    expect(() => c.hold({ requestId: 'x', blockIds: [] })).toThrow(expect.objectContaining({ code: ErrorCode.INVALID_ARGUMENT }));
-    expect(() => c.hold({ requestId: 'x', blockIds: [8] })).toThrow(expect.objectContaining({ code: ErrorCode.OUT_OF_BOUNDS }));
-    expect(() => c.hold({ requestId: 'x', blockIds: [1], leaseMs: -1 })).toThrow(expect.objectContaining({ code: ErrorCode.INVALID_ARGUMENT }));
+    expect(() => c.hold({ requestId: '', blockIds: [1] })).toThrow(
+      expect.objectContaining({ code: ErrorCode.INVALID_ARGUMENT }),
+    );
+    expect(() => c.hold({ requestId: 'x', blockIds: [] })).toThrow(
+      expect.objectContaining({ code: ErrorCode.INVALID_ARGUMENT }),
+    );
+    expect(() => c.hold({ requestId: 'x', blockIds: [8] })).toThrow(
+      expect.objectContaining({ code: ErrorCode.OUT_OF_BOUNDS }),
+    );
+    expect(() => c.hold({ requestId: 'x', blockIds: [1], leaseMs: -1 })).toThrow(
+      expect.objectContaining({ code: ErrorCode.INVALID_ARGUMENT }),
+    );
     const ids = p.prefill.pool.allocate(2); // onFree gives blocks back to the pool: hold only pool blocks
     c.hold({ requestId: 'x', blockIds: [ids[0]!] });
-    expect(() => c.hold({ requestId: 'x', blockIds: [ids[1]!] })).toThrow(expect.objectContaining({ code: ErrorCode.INVALID_ARGUMENT }));
+    expect(() => c.hold({ requestId: 'x', blockIds: [ids[1]!] })).toThrow(
+      expect.objectContaining({ code: ErrorCode.INVALID_ARGUMENT }),
+    );
     p.prefill.pool.release([ids[1]!]);
   });
 
@@ -115,16 +143,26 @@ describe('PrefillCoordinator', () => {
     agents.push(agent);
     const layout = new KvLayout({ model: SMALL, numBlocks: 4 });
     const hidden = registerKvCache(agent, layout, { access: 'none' });
-    await expect(PrefillCoordinator.create({ engineId: 'p', ranks: [hidden], secret: SECRET, registry: createRegistry() }))
-      .rejects.toMatchObject({ code: ErrorCode.INVALID_ARGUMENT, details: { field: 'regions' } });
+    await expect(
+      PrefillCoordinator.create({ engineId: 'p', ranks: [hidden], secret: SECRET, registry: createRegistry() }),
+    ).rejects.toMatchObject({ code: ErrorCode.INVALID_ARGUMENT, details: { field: 'regions' } });
     const other = await Agent.create({ engine: 'loopback' });
     agents.push(other);
     const ok = registerKvCache(other, layout, { access: 'read' });
-    const first = await PrefillCoordinator.create({ engineId: 'p', ranks: [ok], secret: SECRET, registry: createRegistry() });
+    const first = await PrefillCoordinator.create({
+      engineId: 'p',
+      ranks: [ok],
+      secret: SECRET,
+      registry: createRegistry(),
+    });
     const third = await Agent.create({ engine: 'loopback' });
     agents.push(third);
     const e = await PrefillCoordinator.create({
-      engineId: 'q', ranks: [registerKvCache(third, layout, { access: 'read' })], secret: SECRET, port: first.port, registry: createRegistry(),
+      engineId: 'q',
+      ranks: [registerKvCache(third, layout, { access: 'read' })],
+      secret: SECRET,
+      port: first.port,
+      registry: createRegistry(),
     }).catch((x: unknown) => x);
     expect(KvwireError.is(e, ErrorCode.PEER_UNREACHABLE)).toBe(true);
     expect(third.regions.map((r) => r.label)).not.toContain('kvwire-leases'); // withdrawn again

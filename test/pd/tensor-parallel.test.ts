@@ -3,7 +3,14 @@ import type { MhaModelShape, ModelShape } from '../../lib/kv/index.js';
 import { SMALL, pair, prompt, until, type Pair } from './helpers.js';
 
 const REPLICATED: ModelShape = { ...(SMALL as MhaModelShape), name: 'two-heads', kvHeads: 2 };
-const MLA: ModelShape = { name: 'tiny-mla', attention: 'mla', layers: 2, kvLoraRank: 24, qkRopeHeadDim: 8, dtype: 'bf16' };
+const MLA: ModelShape = {
+  name: 'tiny-mla',
+  attention: 'mla',
+  layers: 2,
+  kvLoraRank: 24,
+  qkRopeHeadDim: 8,
+  dtype: 'bf16',
+};
 
 describe('heterogeneous tensor parallelism (loopback, byte-exact)', () => {
   let p: Pair | undefined;
@@ -17,7 +24,13 @@ describe('heterogeneous tensor parallelism (loopback, byte-exact)', () => {
     ['prefill TP 1 -> decode TP 2', 1, 2, SMALL, {}],
     ['prefill TP 2 -> decode TP 4', 2, 4, SMALL, {}],
     ['prefill TP 4 -> decode TP 2, NHD order', 4, 2, SMALL, { order: 'NHD' as const }],
-    ['prefill TP 2 -> decode TP 1, joint K/V, arena', 2, 1, SMALL, { kv: 'joint' as const, addressing: 'arena' as const }],
+    [
+      'prefill TP 2 -> decode TP 1, joint K/V, arena',
+      2,
+      1,
+      SMALL,
+      { kv: 'joint' as const, addressing: 'arena' as const },
+    ],
     ['replicated heads: prefill TP 4 -> decode TP 1 (2 KV heads)', 4, 1, REPLICATED, {}],
     ['replicated heads: prefill TP 1 -> decode TP 4 (2 KV heads)', 1, 4, REPLICATED, {}],
     ['MLA: prefill TP 2 -> decode TP 1', 2, 1, MLA, {}],
@@ -49,6 +62,11 @@ describe('heterogeneous tensor parallelism (loopback, byte-exact)', () => {
     p = await pair({ prefillTp: 4, decodeTp: 1 });
     const r = { id: 'a', tokens: prompt(32) };
     await p.decode.decode(r, p.prefill.prefill(r));
-    expect(p.decodeAgents[0]!.peers.map((x) => x.name).sort()).toEqual(['prefill-r0', 'prefill-r1', 'prefill-r2', 'prefill-r3']);
+    expect(p.decodeAgents[0]!.peers.map((x) => x.name).sort()).toEqual([
+      'prefill-r0',
+      'prefill-r1',
+      'prefill-r2',
+      'prefill-r3',
+    ]);
   });
 });

@@ -12,19 +12,35 @@ import { ucxUnavailableReason } from '../../lib/transport/native-engine.js';
 
 const WORKER = new URL('../../dist/test/fixtures/pd-worker.js', import.meta.url);
 // Llama-3-8B's KV shape (8 KV heads of 128, bf16) with 4 layers: 256 KiB per 16-token block.
-const MODEL: ModelShape = { name: 'llama-3-8b-4L', attention: 'mha', layers: 4, kvHeads: 8, headDim: 128, dtype: 'bf16' };
+const MODEL: ModelShape = {
+  name: 'llama-3-8b-4L',
+  attention: 'mha',
+  layers: 4,
+  kvHeads: 8,
+  headDim: 128,
+  dtype: 'bf16',
+};
 const noUcx = ucxUnavailableReason();
 if (noUcx !== undefined) console.log(`two-process tests skipped: ${noUcx}`);
 
 describe.skipIf(noUcx !== undefined)('P/D across two processes over UCX', () => {
   it('moves 100 requests of mixed lengths with shared prefixes, every byte verified, every block back', async () => {
-    const r = await runDemo({ requests: 100, concurrency: 4, model: MODEL, minTokens: 16, maxTokens: 1024, workerUrl: WORKER });
-    console.log([
-      `two-process UCX run (${r.transports}): ${r.requests} requests in ${r.wallSeconds.toFixed(2)} s = ${r.requestsPerSecond.toFixed(1)} requests/s`,
-      `KV read ${(r.bytesRead / 1e9).toFixed(3)} GB: ${r.wallGBps.toFixed(3)} GB/s over wall time, ${r.transferGBps.toFixed(3)} GB/s per pull`,
-      `blocks read ${r.blocksRead}, prefix-cached ${r.blocksCached}; descriptors ${r.descriptorsUncoalesced} before coalescing, ${r.descriptorsPosted} posted (${r.descriptorsUncoalesced - r.descriptorsPosted} saved)`,
-      `verified ${(r.verifiedBytes / 1e9).toFixed(3)} GB; pools: prefill ${r.prefill.free}/${r.prefill.total} (${r.prefill.leases} leases), decode ${r.decode.free}/${r.decode.total}`,
-    ].join('\n'));
+    const r = await runDemo({
+      requests: 100,
+      concurrency: 4,
+      model: MODEL,
+      minTokens: 16,
+      maxTokens: 1024,
+      workerUrl: WORKER,
+    });
+    console.log(
+      [
+        `two-process UCX run (${r.transports}): ${r.requests} requests in ${r.wallSeconds.toFixed(2)} s = ${r.requestsPerSecond.toFixed(1)} requests/s`,
+        `KV read ${(r.bytesRead / 1e9).toFixed(3)} GB: ${r.wallGBps.toFixed(3)} GB/s over wall time, ${r.transferGBps.toFixed(3)} GB/s per pull`,
+        `blocks read ${r.blocksRead}, prefix-cached ${r.blocksCached}; descriptors ${r.descriptorsUncoalesced} before coalescing, ${r.descriptorsPosted} posted (${r.descriptorsUncoalesced - r.descriptorsPosted} saved)`,
+        `verified ${(r.verifiedBytes / 1e9).toFixed(3)} GB; pools: prefill ${r.prefill.free}/${r.prefill.total} (${r.prefill.leases} leases), decode ${r.decode.free}/${r.decode.total}`,
+      ].join('\n'),
+    );
     expect(r.failures).toEqual([]);
     expect(r.ready).toBe(100);
     expect(r.recomputed).toBe(0);
@@ -39,7 +55,15 @@ describe.skipIf(noUcx !== undefined)('P/D across two processes over UCX', () => 
   }, 240_000);
 
   it('reads across tensor-parallel sizes: prefill TP 2 into decode TP 1, byte-exact', async () => {
-    const r = await runDemo({ requests: 12, concurrency: 2, model: MODEL, maxTokens: 256, prefillTp: 2, decodeTp: 1, workerUrl: WORKER });
+    const r = await runDemo({
+      requests: 12,
+      concurrency: 2,
+      model: MODEL,
+      maxTokens: 256,
+      prefillTp: 2,
+      decodeTp: 1,
+      workerUrl: WORKER,
+    });
     expect(r.failures).toEqual([]);
     expect(r.ok).toBe(true);
   }, 120_000);
@@ -52,7 +76,10 @@ describe.skipIf(noUcx !== undefined)('P/D across two processes over UCX', () => 
       await prefill.call('init', { config: { ...base, role: 'prefill', engineId: 'p', tp: 1 } satisfies WorkerConfig });
       await decode.call('init', { config: { ...base, role: 'decode', engineId: 'd', tp: 1 } satisfies WorkerConfig });
       const first = { id: 'a', tokens: Array.from({ length: 100 }, (_, i) => i + 1) };
-      const ok = await decode.call<'decode', DecodeSummary>('decode', { request: first, params: await prefill.call('prefill', { request: first }) });
+      const ok = await decode.call<'decode', DecodeSummary>('decode', {
+        request: first,
+        params: await prefill.call('prefill', { request: first }),
+      });
       expect(ok.status).toBe('ready');
       const second = { id: 'b', tokens: Array.from({ length: 300 }, (_, i) => i + 7) };
       const params = await prefill.call('prefill', { request: second });

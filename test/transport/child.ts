@@ -7,7 +7,10 @@ const FIXTURES = new URL('../../dist/test/fixtures/', import.meta.url);
 /** A forked fixture with typed request/response helpers. */
 export class Child {
   readonly proc: ChildProcess;
-  readonly #waiters: { match: (m: Record<string, unknown>) => boolean; resolve: (m: Record<string, unknown>) => void }[] = [];
+  readonly #waiters: {
+    match: (m: Record<string, unknown>) => boolean;
+    resolve: (m: Record<string, unknown>) => void;
+  }[] = [];
   readonly messages: Record<string, unknown>[] = [];
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   stderr = '';
@@ -42,7 +45,10 @@ export class Child {
       return m.type === 'error' ? Promise.reject(new Error(`child: ${String(m.message)}`)) : Promise.resolve(m);
     }
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no '${type}' from child within ${timeoutMs} ms; stderr: ${this.stderr}`)), timeoutMs);
+      const timer = setTimeout(
+        () => reject(new Error(`no '${type}' from child within ${timeoutMs} ms; stderr: ${this.stderr}`)),
+        timeoutMs,
+      );
       this.#waiters.push({
         match: (m) => m.type === type || m.type === 'error',
         resolve: (m) => {

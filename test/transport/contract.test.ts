@@ -63,7 +63,11 @@ describe.each(engines)('transport contract: $engine $transports', ({ engine, tra
     expect(stats.descriptors).toBe(n);
     expect(stats.bytes).toBe(l.reduce((s, d) => s + d.length, 0));
     for (let i = 0; i < n; i++) {
-      expect(dst.subarray(l[i]!.offset, l[i]!.offset + l[i]!.length).equals(src.subarray(r[i]!.offset, r[i]!.offset + r[i]!.length))).toBe(true);
+      expect(
+        dst
+          .subarray(l[i]!.offset, l[i]!.offset + l[i]!.length)
+          .equals(src.subarray(r[i]!.offset, r[i]!.offset + r[i]!.length)),
+      ).toBe(true);
     }
   });
 
@@ -92,13 +96,25 @@ describe.each(engines)('transport contract: $engine $transports', ({ engine, tra
         resolve(src.subarray(0, 65536).equals(dst.subarray(0, 65536)));
       });
     });
-    await initiator.write(peer, [{ region: local, offset: 0, length: 65536 }], [{ region: peer.region('kv'), offset: 0, length: 65536 }], { notify: 'written' }).done;
+    await initiator.write(
+      peer,
+      [{ region: local, offset: 0, length: 65536 }],
+      [{ region: peer.region('kv'), offset: 0, length: 65536 }],
+      { notify: 'written' },
+    ).done;
     expect(await seen).toBe(true);
   });
 
   it('delivers a READ notification to the target after the bytes landed here', async () => {
-    const seen = target.waitForNotification('read-done', { timeoutMs: 10_000 }).then(() => dst.subarray(0, 300000).equals(src.subarray(0, 300000)));
-    await initiator.read(peer, [{ region: local, offset: 0, length: 300000 }], [{ region: peer.region('kv'), offset: 0, length: 300000 }], { notify: 'read-done' }).done;
+    const seen = target
+      .waitForNotification('read-done', { timeoutMs: 10_000 })
+      .then(() => dst.subarray(0, 300000).equals(src.subarray(0, 300000)));
+    await initiator.read(
+      peer,
+      [{ region: local, offset: 0, length: 300000 }],
+      [{ region: peer.region('kv'), offset: 0, length: 300000 }],
+      { notify: 'read-done' },
+    ).done;
     expect(await seen).toBe(true);
   });
 
@@ -121,7 +137,11 @@ describe.each(engines)('transport contract: $engine $transports', ({ engine, tra
       offset: Float64Array.from({ length: n }, (_, i) => i * 4096),
       length: new Float64Array(n).fill(4096),
     };
-    const rcols = { ...cols, regions: [peer.region('kv')], offset: Float64Array.from({ length: n }, (_, i) => 4096 * 8 + i * 4096) };
+    const rcols = {
+      ...cols,
+      regions: [peer.region('kv')],
+      offset: Float64Array.from({ length: n }, (_, i) => 4096 * 8 + i * 4096),
+    };
     const t = initiator.read(peer, cols, rcols);
     expect(t.postedDescriptors).toBe(1);
     expect(t.descriptors).toBe(n);
@@ -138,19 +158,30 @@ describe.each(engines)('transport contract: $engine $transports', ({ engine, tra
       length: new Float64Array(n).fill(4096),
     };
     const rcols = { ...cols, regions: [peer.region('kv')], region: new Uint32Array(n) };
-    const e = expectCode(() => initiator.read(peer, cols, rcols), ErrorCode.INVALID_ARGUMENT, /descriptor 5: the local region is not a Region of this agent/);
+    const e = expectCode(
+      () => initiator.read(peer, cols, rcols),
+      ErrorCode.INVALID_ARGUMENT,
+      /descriptor 5: the local region is not a Region of this agent/,
+    );
     expect(e.details.index).toBe(5);
   });
 
   it('posts prepared lists by index, many times', async () => {
     const l = Array.from({ length: 16 }, (_, i) => ({ region: local, offset: i * 65536, length: 65536 }));
-    const r = Array.from({ length: 16 }, (_, i) => ({ region: peer.region('kv'), offset: (15 - i) * 65536, length: 65536 }));
+    const r = Array.from({ length: 16 }, (_, i) => ({
+      region: peer.region('kv'),
+      offset: (15 - i) * 65536,
+      length: 65536,
+    }));
     const p = initiator.prepare(peer, l, r);
     expect(p.length).toBe(16);
     for (const idx of [[0, 1, 2], [15], [3, 9, 4]]) {
       dst.fill(0);
       await p.read(idx).done;
-      for (const i of idx) expect(dst.subarray(i * 65536, (i + 1) * 65536).equals(src.subarray((15 - i) * 65536, (16 - i) * 65536))).toBe(true);
+      for (const i of idx)
+        expect(dst.subarray(i * 65536, (i + 1) * 65536).equals(src.subarray((15 - i) * 65536, (16 - i) * 65536))).toBe(
+          true,
+        );
     }
     await p.read().done;
     expectCode(() => p.read([16]), ErrorCode.OUT_OF_BOUNDS);
@@ -159,21 +190,74 @@ describe.each(engines)('transport contract: $engine $transports', ({ engine, tra
 
   it('refuses bad descriptors before posting anything', () => {
     const kv = peer.region('kv');
-    expectCode(() => initiator.read(peer, [{ region: local, offset: (1 << 20) - 10, length: 20 }], [{ region: kv, offset: 0, length: 20 }]), ErrorCode.OUT_OF_BOUNDS, /descriptor 0 reaches byte 1,048,586 of local region 'local'/);
-    expectCode(() => initiator.read(peer, [{ region: local, offset: 0, length: 20 }], [{ region: kv, offset: 1 << 20, length: 20 }]), ErrorCode.OUT_OF_BOUNDS, /region 'kv'/);
-    expectCode(() => initiator.write(peer, [{ region: local, offset: 0, length: 20 }], [{ region: peer.region('ro'), offset: 0, length: 20 }]), ErrorCode.ACCESS_DENIED, /allows read access/);
+    expectCode(
+      () =>
+        initiator.read(
+          peer,
+          [{ region: local, offset: (1 << 20) - 10, length: 20 }],
+          [{ region: kv, offset: 0, length: 20 }],
+        ),
+      ErrorCode.OUT_OF_BOUNDS,
+      /descriptor 0 reaches byte 1,048,586 of local region 'local'/,
+    );
+    expectCode(
+      () =>
+        initiator.read(peer, [{ region: local, offset: 0, length: 20 }], [{ region: kv, offset: 1 << 20, length: 20 }]),
+      ErrorCode.OUT_OF_BOUNDS,
+      /region 'kv'/,
+    );
+    expectCode(
+      () =>
+        initiator.write(
+          peer,
+          [{ region: local, offset: 0, length: 20 }],
+          [{ region: peer.region('ro'), offset: 0, length: 20 }],
+        ),
+      ErrorCode.ACCESS_DENIED,
+      /allows read access/,
+    );
     expectCode(() => initiator.read(peer, [{ region: local, offset: 0, length: 20 }], []), ErrorCode.INVALID_ARGUMENT);
-    expectCode(() => initiator.read(peer, [{ region: local, offset: -1, length: 20 }], [{ region: kv, offset: 0, length: 20 }]), ErrorCode.INVALID_ARGUMENT);
-    expectCode(() => initiator.read(peer, [{ region: local, offset: 0, length: 0 }], [{ region: kv, offset: 0, length: 0 }]), ErrorCode.INVALID_ARGUMENT);
-    expectCode(() => initiator.read(peer, [{ region: local, offset: 0, length: 10 }], [{ region: kv, offset: 0, length: 12 }]), ErrorCode.INVALID_ARGUMENT, /differs/);
-    expectCode(() => initiator.read(peer, [{ region: remote, offset: 0, length: 10 }], [{ region: kv, offset: 0, length: 10 }]), ErrorCode.INVALID_ARGUMENT, /not a Region of this agent/);
-    expectCode(() => initiator.read(peer, [{ region: local, offset: 0, length: 10 }], [{ region: kv, offset: 0, length: 10 }], { notify: Buffer.alloc((1 << 20) + 1) }), ErrorCode.INVALID_ARGUMENT);
-    expectCode(() => initiator.read(peer, [{ region: local, offset: 0, length: 10 }], [{ region: kv, offset: 0, length: 10 }], { timeoutMs: -5 }), ErrorCode.INVALID_ARGUMENT);
+    expectCode(
+      () => initiator.read(peer, [{ region: local, offset: -1, length: 20 }], [{ region: kv, offset: 0, length: 20 }]),
+      ErrorCode.INVALID_ARGUMENT,
+    );
+    expectCode(
+      () => initiator.read(peer, [{ region: local, offset: 0, length: 0 }], [{ region: kv, offset: 0, length: 0 }]),
+      ErrorCode.INVALID_ARGUMENT,
+    );
+    expectCode(
+      () => initiator.read(peer, [{ region: local, offset: 0, length: 10 }], [{ region: kv, offset: 0, length: 12 }]),
+      ErrorCode.INVALID_ARGUMENT,
+      /differs/,
+    );
+    expectCode(
+      () => initiator.read(peer, [{ region: remote, offset: 0, length: 10 }], [{ region: kv, offset: 0, length: 10 }]),
+      ErrorCode.INVALID_ARGUMENT,
+      /not a Region of this agent/,
+    );
+    expectCode(
+      () =>
+        initiator.read(peer, [{ region: local, offset: 0, length: 10 }], [{ region: kv, offset: 0, length: 10 }], {
+          notify: Buffer.alloc((1 << 20) + 1),
+        }),
+      ErrorCode.INVALID_ARGUMENT,
+    );
+    expectCode(
+      () =>
+        initiator.read(peer, [{ region: local, offset: 0, length: 10 }], [{ region: kv, offset: 0, length: 10 }], {
+          timeoutMs: -5,
+        }),
+      ErrorCode.INVALID_ARGUMENT,
+    );
   });
 
   it('refuses a deregistered local region, and a region still in use', async () => {
     const extra = initiator.register(Buffer.alloc(1 << 20), { label: 'extra' });
-    const t = initiator.read(peer, [{ region: extra, offset: 0, length: 1 << 20 }], [{ region: peer.region('kv'), offset: 0, length: 1 << 20 }]);
+    const t = initiator.read(
+      peer,
+      [{ region: extra, offset: 0, length: 1 << 20 }],
+      [{ region: peer.region('kv'), offset: 0, length: 1 << 20 }],
+    );
     if (t.pending) {
       try {
         extra.deregister();
@@ -185,7 +269,15 @@ describe.each(engines)('transport contract: $engine $transports', ({ engine, tra
     extra.deregister();
     await extra.released;
     expect(extra.registered).toBe(false);
-    expectCode(() => initiator.read(peer, [{ region: extra, offset: 0, length: 10 }], [{ region: peer.region('kv'), offset: 0, length: 10 }]), ErrorCode.DEREGISTERED);
+    expectCode(
+      () =>
+        initiator.read(
+          peer,
+          [{ region: extra, offset: 0, length: 10 }],
+          [{ region: peer.region('kv'), offset: 0, length: 10 }],
+        ),
+      ErrorCode.DEREGISTERED,
+    );
   });
 
   it('fails transfers to a region the target deregistered', async () => {
@@ -194,7 +286,11 @@ describe.each(engines)('transport contract: $engine $transports', ({ engine, tra
     await new Promise((r) => setTimeout(r, 100)); // the revocation travels to the initiator
     let code: string | undefined;
     try {
-      await initiator.write(peer, [{ region: local, offset: 0, length: 4096 }], [{ region: kv, offset: 0, length: 4096 }]).done;
+      await initiator.write(
+        peer,
+        [{ region: local, offset: 0, length: 4096 }],
+        [{ region: kv, offset: 0, length: 4096 }],
+      ).done;
     } catch (e) {
       code = (e as KvwireError).code;
     }
@@ -204,13 +300,20 @@ describe.each(engines)('transport contract: $engine $transports', ({ engine, tra
 
   it('refuses bad metadata with ERR_KVWIRE_BAD_METADATA', async () => {
     const md = target.metadata();
-    await expectRejectCode(initiator.connect(md.subarray(0, md.length - 1)), ErrorCode.BAD_METADATA, /truncated|declared size/);
+    await expectRejectCode(
+      initiator.connect(md.subarray(0, md.length - 1)),
+      ErrorCode.BAD_METADATA,
+      /truncated|declared size/,
+    );
     const flipped = Buffer.from(md);
     flipped[md.length - 3] ^= 0x40;
     await expectRejectCode(initiator.connect(flipped), ErrorCode.BAD_METADATA, /checksum/);
     await expectRejectCode(initiator.connect(Buffer.from('not metadata at all, just bytes')), ErrorCode.BAD_METADATA);
     await expectRejectCode(initiator.connect('text' as unknown as Uint8Array), ErrorCode.BAD_METADATA);
-    const other = await Agent.create({ engine: engine === 'loopback' ? 'ucx' : 'loopback', ...(transports ? { transports } : {}) });
+    const other = await Agent.create({
+      engine: engine === 'loopback' ? 'ucx' : 'loopback',
+      ...(transports ? { transports } : {}),
+    });
     await expectRejectCode(initiator.connect(other.metadata()), ErrorCode.BAD_METADATA, /engine/);
     await other.close();
   });
@@ -241,14 +344,23 @@ describe.each(engines)('transport contract: $engine $transports', ({ engine, tra
     void tr;
     const p2 = await initiator.connect(target.metadata());
     const len = engine === 'loopback' ? 4096 : 64 << 20;
-    const t = initiator.read(p2, [{ region: lr, offset: 0, length: len }], [{ region: p2.region('bigr'), offset: 0, length: len }], { timeoutMs: 1 });
+    const t = initiator.read(
+      p2,
+      [{ region: lr, offset: 0, length: len }],
+      [{ region: p2.region('bigr'), offset: 0, length: len }],
+      { timeoutMs: 1 },
+    );
     await expectRejectCode(t.done, ErrorCode.TIMEOUT, /within 1 ms/);
     initiator.faults?.clear();
   });
 
   it('fails transfers in flight with ERR_KVWIRE_CLOSED when the agent closes', async () => {
     initiator.faults?.set({ delayMs: 500 });
-    const t = initiator.read(peer, [{ region: local, offset: 0, length: 1 << 20 }], [{ region: peer.region('kv'), offset: 0, length: 1 << 20 }]);
+    const t = initiator.read(
+      peer,
+      [{ region: local, offset: 0, length: 1 << 20 }],
+      [{ region: peer.region('kv'), offset: 0, length: 1 << 20 }],
+    );
     await initiator.close();
     if (t.status !== 'done') await expectRejectCode(t.done, ErrorCode.CLOSED);
     expect(initiator.closed).toBe(true);
@@ -262,13 +374,25 @@ describe.each(engines)('transport contract: $engine $transports', ({ engine, tra
     const e = await lost;
     expect(e.code).toBe(ErrorCode.PEER_LOST);
     expect(peer.state).toBe('lost');
-    expectCode(() => initiator.read(peer, [{ region: local, offset: 0, length: 10 }], [{ region: peer.region('kv'), offset: 0, length: 10 }]), ErrorCode.PEER_LOST);
+    expectCode(
+      () =>
+        initiator.read(
+          peer,
+          [{ region: local, offset: 0, length: 10 }],
+          [{ region: peer.region('kv'), offset: 0, length: 10 }],
+        ),
+      ErrorCode.PEER_LOST,
+    );
   });
 
   it('validates registration', () => {
     expectCode(() => target.register(Buffer.alloc(0)), ErrorCode.INVALID_ARGUMENT, /empty/);
     expectCode(() => target.register(Buffer.alloc(8), { access: 'rw' as never }), ErrorCode.INVALID_ARGUMENT);
-    expectCode(() => target.register(Buffer.alloc(8), { label: 'kv' }), ErrorCode.INVALID_ARGUMENT, /already registered/);
+    expectCode(
+      () => target.register(Buffer.alloc(8), { label: 'kv' }),
+      ErrorCode.INVALID_ARGUMENT,
+      /already registered/,
+    );
     expectCode(() => target.register('nope' as never), ErrorCode.INVALID_ARGUMENT);
     const r = target.register(new Float32Array(new ArrayBuffer(64), 16, 4), { label: 'view' });
     expect(r.length).toBe(16);

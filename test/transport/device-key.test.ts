@@ -8,8 +8,12 @@ import type { DeviceKey } from '../../lib/transport/device-key.js';
 import { decodeMetadata, encodeMetadata } from '../../lib/transport/metadata.js';
 
 const withIpc: DeviceKey = {
-  device: 3, stagingChunk: 16 << 20, busId: '0000:3b:00.0',
-  ipcHandle: Uint8Array.from({ length: 64 }, (_, i) => i * 3), ipcOffset: 2 ** 40 + 12288, rkey: Uint8Array.of(9, 8, 7),
+  device: 3,
+  stagingChunk: 16 << 20,
+  busId: '0000:3b:00.0',
+  ipcHandle: Uint8Array.from({ length: 64 }, (_, i) => i * 3),
+  ipcOffset: 2 ** 40 + 12288,
+  rkey: Uint8Array.of(9, 8, 7),
 };
 const withoutIpc: DeviceKey = { device: 0, stagingChunk: 65536, busId: '', ipcOffset: 0, rkey: new Uint8Array(0) };
 
@@ -34,7 +38,12 @@ describe('device region keys', () => {
     const k = encodeDeviceKey(withIpc);
     for (let n = 0; n < k.length; n++) expectBad(() => decodeDeviceKey(k.subarray(0, n)));
     expectBad(() => decodeDeviceKey(Uint8Array.from([...k, 0])));
-    for (const [at, value] of [[0, 0x4a], [4, 2], [5, 3], [13, 0x7a]] as const) {
+    for (const [at, value] of [
+      [0, 0x4a],
+      [4, 2],
+      [5, 3],
+      [13, 0x7a],
+    ] as const) {
       const bad = Uint8Array.from(k);
       bad[at] = value;
       expectBad(() => decodeDeviceKey(bad));
@@ -45,36 +54,60 @@ describe('device region keys', () => {
   });
 
   it('never throw anything but BAD_METADATA on random bytes', () => {
-    fc.assert(fc.property(fc.uint8Array({ maxLength: 200 }), (bytes) => {
-      try {
-        decodeDeviceKey(bytes);
-      } catch (e) {
-        expect((e as KvwireError).code).toBe(ErrorCode.BAD_METADATA);
-      }
-    }), { numRuns: 2000 });
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 200 }), (bytes) => {
+        try {
+          decodeDeviceKey(bytes);
+        } catch (e) {
+          expect((e as KvwireError).code).toBe(ErrorCode.BAD_METADATA);
+        }
+      }),
+      { numRuns: 2000 },
+    );
   });
 });
 
 describe('device regions in metadata', () => {
   const base = {
-    engine: 'ucx' as const, name: 'gpu-0', pid: 1, pidStart: 2, hostId: 'h', address: Uint8Array.of(1, 2, 3),
+    engine: 'ucx' as const,
+    name: 'gpu-0',
+    pid: 1,
+    pidStart: 2,
+    hostId: 'h',
+    address: Uint8Array.of(1, 2, 3),
   };
 
   it('round-trip with their memory kind; host regions stay host', () => {
     const md = encodeMetadata({
       ...base,
       regions: [
-        { id: 1, label: 'kv', access: 'readwrite', length: 4096, base: 0x7f00_0000_0000n, key: encodeDeviceKey(withIpc), memory: 'cuda' },
+        {
+          id: 1,
+          label: 'kv',
+          access: 'readwrite',
+          length: 4096,
+          base: 0x7f00_0000_0000n,
+          key: encodeDeviceKey(withIpc),
+          memory: 'cuda',
+        },
         { id: 2, label: 'host', access: 'read', length: 4096, base: 0x1000n, key: Uint8Array.of(1) },
       ],
     });
     const d = decodeMetadata(md);
-    expect(d.regions.map((r) => [r.label, r.access, r.memory])).toEqual([['kv', 'readwrite', 'cuda'], ['host', 'read', 'host']]);
+    expect(d.regions.map((r) => [r.label, r.access, r.memory])).toEqual([
+      ['kv', 'readwrite', 'cuda'],
+      ['host', 'read', 'host'],
+    ]);
     expect(decodeDeviceKey(d.regions[0]!.key)).toEqual(withIpc);
   });
 
   it('refuse a device region whose key is not a device key', () => {
-    const md = encodeMetadata({ ...base, regions: [{ id: 1, label: 'kv', access: 'read', length: 4096, base: 1n, key: Uint8Array.of(1, 2), memory: 'cuda' }] });
+    const md = encodeMetadata({
+      ...base,
+      regions: [
+        { id: 1, label: 'kv', access: 'read', length: 4096, base: 1n, key: Uint8Array.of(1, 2), memory: 'cuda' },
+      ],
+    });
     expectBad(() => decodeMetadata(md));
   });
 });

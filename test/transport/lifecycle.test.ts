@@ -10,12 +10,15 @@ const WORKER = new URL('../../dist/test/fixtures/worker-agent.js', import.meta.u
 const SIZE = 4 << 20;
 
 describe('region release', () => {
-  it.each(['ucx', 'loopback'])('keeps the process alive until a deregistered region is released (%s)', async (engine) => {
-    const c = new Child('release-exit.js', [engine]);
-    expect((await c.next('released')).type).toBe('released');
-    const { code } = await c.exited;
-    expect(code).toBe(0);
-  });
+  it.each(['ucx', 'loopback'])(
+    'keeps the process alive until a deregistered region is released (%s)',
+    async (engine) => {
+      const c = new Child('release-exit.js', [engine]);
+      expect((await c.next('released')).type).toBe('released');
+      const { code } = await c.exited;
+      expect(code).toBe(0);
+    },
+  );
 });
 
 describe.each(['tcp', 'sm'])('agent lifetimes over %s', (tls) => {
@@ -23,7 +26,9 @@ describe.each(['tcp', 'sm'])('agent lifetimes over %s', (tls) => {
     const main = await Agent.create({ name: 'main-thread', transports: tls });
     const src = fillPattern(Buffer.alloc(SIZE), 5);
     main.register(src, { access: 'readwrite', label: 'kv' });
-    const w = new Worker(WORKER, { workerData: { metadata: main.metadata(), transports: tls, size: SIZE, mode: 'finish' } });
+    const w = new Worker(WORKER, {
+      workerData: { metadata: main.metadata(), transports: tls, size: SIZE, mode: 'finish' },
+    });
     const msg = await new Promise<{ sum: number }>((resolve, reject) => {
       w.once('message', resolve);
       w.once('error', reject);
@@ -39,7 +44,9 @@ describe.each(['tcp', 'sm'])('agent lifetimes over %s', (tls) => {
     const main = await Agent.create({ name: 'main-thread', transports: tls });
     main.register(Buffer.alloc(SIZE), { access: 'readwrite', label: 'kv' });
     for (let round = 0; round < 8; round++) {
-      const w = new Worker(WORKER, { workerData: { metadata: main.metadata(), transports: tls, size: SIZE, mode: 'busy' } });
+      const w = new Worker(WORKER, {
+        workerData: { metadata: main.metadata(), transports: tls, size: SIZE, mode: 'busy' },
+      });
       await new Promise((resolve, reject) => {
         w.once('message', resolve);
         w.once('error', reject);
@@ -51,7 +58,11 @@ describe.each(['tcp', 'sm'])('agent lifetimes over %s', (tls) => {
     const other = await Agent.create({ name: 'after', transports: tls });
     const dst = other.register(Buffer.alloc(4096), { label: 'dst' });
     const peer = await other.connect(main.metadata());
-    await other.read(peer, [{ region: dst, offset: 0, length: 4096 }], [{ region: peer.region('kv'), offset: 0, length: 4096 }]).done;
+    await other.read(
+      peer,
+      [{ region: dst, offset: 0, length: 4096 }],
+      [{ region: peer.region('kv'), offset: 0, length: 4096 }],
+    ).done;
     await other.close();
     await main.close();
   });

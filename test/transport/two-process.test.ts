@@ -28,15 +28,18 @@ describe.each(['tcp', 'sm'])('UCX between two processes over %s', (tls) => {
 
   async function start(hashOnNotify?: string, tuning?: { batchBelow?: number; batchBytes?: number }) {
     child = new Child('transport-target.js');
-    const m = await child.request({
-      cmd: 'init',
-      engineOpts: { name: 'child-target', transports: tls, ...(tuning ? { tuning } : {}) },
-      regions: [
-        { label: 'kv', size: SIZE, access: 'readwrite', seed: SEED },
-        { label: 'ro', size: 1 << 16, access: 'read', seed: 1 },
-      ],
-      ...(hashOnNotify ? { hashOnNotify } : {}),
-    }, 'metadata');
+    const m = await child.request(
+      {
+        cmd: 'init',
+        engineOpts: { name: 'child-target', transports: tls, ...(tuning ? { tuning } : {}) },
+        regions: [
+          { label: 'kv', size: SIZE, access: 'readwrite', seed: SEED },
+          { label: 'ro', size: 1 << 16, access: 'read', seed: 1 },
+        ],
+        ...(hashOnNotify ? { hashOnNotify } : {}),
+      },
+      'metadata',
+    );
     agent = await Agent.create({ name: 'parent', transports: tls, ...(tuning ? { tuning } : {}) });
     const peer = await agent.connect(Uint8Array.from(m.metadata as number[]));
     return { peer, child, agent };
@@ -69,7 +72,11 @@ describe.each(['tcp', 'sm'])('UCX between two processes over %s', (tls) => {
     const dst = Buffer.alloc(SIZE, 0xee);
     const local = agent!.register(dst, { label: 'dst' });
     const d = scatter();
-    const stats = await agent!.read(peer, d.map((x) => ({ region: local, offset: x.l, length: x.len })), d.map((x) => ({ region: peer.region('kv'), offset: x.r, length: x.len }))).done;
+    const stats = await agent!.read(
+      peer,
+      d.map((x) => ({ region: local, offset: x.l, length: x.len })),
+      d.map((x) => ({ region: peer.region('kv'), offset: x.r, length: x.len })),
+    ).done;
     expect(stats.descriptors).toBe(200);
     expect(stats.transport).toBe(tls);
     for (const x of d) {
@@ -86,7 +93,12 @@ describe.each(['tcp', 'sm'])('UCX between two processes over %s', (tls) => {
     const d = scatter();
     const expected = fillPattern(Buffer.alloc(SIZE), SEED);
     for (const x of d) src.copy(expected, x.r, x.l, x.l + x.len);
-    await agent!.write(peer, d.map((x) => ({ region: local, offset: x.l, length: x.len })), d.map((x) => ({ region: peer.region('kv'), offset: x.r, length: x.len })), { notify: 'write-done' }).done;
+    await agent!.write(
+      peer,
+      d.map((x) => ({ region: local, offset: x.l, length: x.len })),
+      d.map((x) => ({ region: peer.region('kv'), offset: x.r, length: x.len })),
+      { notify: 'write-done' },
+    ).done;
     const n = await c.next('notification');
     expect(n.from).toBe('parent');
     expect(n.message).toBe('write-done');
@@ -120,13 +132,21 @@ describe.each(['tcp', 'sm'])('UCX between two processes over %s', (tls) => {
     const remote = fillPattern(Buffer.alloc(SIZE), SEED);
     const dst = Buffer.alloc(SIZE, 0xee);
     const dstRegion = agent!.register(dst, { label: 'dst' });
-    await agent!.read(peer, d.map((x) => ({ region: dstRegion, offset: x.l, length: x.len })), d.map((x) => ({ region: peer.region('kv'), offset: x.r, length: x.len }))).done;
+    await agent!.read(
+      peer,
+      d.map((x) => ({ region: dstRegion, offset: x.l, length: x.len })),
+      d.map((x) => ({ region: peer.region('kv'), offset: x.r, length: x.len })),
+    ).done;
     const expectDst = Buffer.alloc(SIZE, 0xee);
     for (const x of d) remote.copy(expectDst, x.l, x.r, x.r + x.len);
     expect(sha256(dst)).toBe(sha256(expectDst)); // every byte asked for, and nothing else
     const src = fillPattern(Buffer.alloc(SIZE), 99);
     const srcRegion = agent!.register(src, { label: 'src' });
-    await agent!.write(peer, d.map((x) => ({ region: srcRegion, offset: x.l, length: x.len })), d.map((x) => ({ region: peer.region('kv'), offset: x.r, length: x.len }))).done;
+    await agent!.write(
+      peer,
+      d.map((x) => ({ region: srcRegion, offset: x.l, length: x.len })),
+      d.map((x) => ({ region: peer.region('kv'), offset: x.r, length: x.len })),
+    ).done;
     for (const x of d) src.copy(remote, x.r, x.l, x.l + x.len);
     expect((await c.request({ cmd: 'hash', label: 'kv' }, 'hash')).sha).toBe(sha256(remote));
   });
@@ -134,7 +154,12 @@ describe.each(['tcp', 'sm'])('UCX between two processes over %s', (tls) => {
   it('delivers a READ notification and standalone notifications, in order', async () => {
     const { peer, child: c } = await start();
     const local = agent!.register(Buffer.alloc(1 << 20), { label: 'dst' });
-    await agent!.read(peer, [{ region: local, offset: 0, length: 1 << 20 }], [{ region: peer.region('kv'), offset: 0, length: 1 << 20 }], { notify: 'read-done' }).done;
+    await agent!.read(
+      peer,
+      [{ region: local, offset: 0, length: 1 << 20 }],
+      [{ region: peer.region('kv'), offset: 0, length: 1 << 20 }],
+      { notify: 'read-done' },
+    ).done;
     expect((await c.next('notification')).message).toBe('read-done');
     for (let i = 0; i < 10; i++) await peer.notify(`n${i}`);
     for (let i = 0; i < 10; i++) expect((await c.next('notification')).message).toBe(`n${i}`);
@@ -147,7 +172,11 @@ describe.each(['tcp', 'sm'])('UCX between two processes over %s', (tls) => {
     let err: KvwireError | undefined;
     for (let i = 0; i < 50 && err === undefined; i++) {
       try {
-        await agent!.write(peer, [{ region: local, offset: 0, length: 4096 }], [{ region: peer.region('kv'), offset: 0, length: 4096 }]).done;
+        await agent!.write(
+          peer,
+          [{ region: local, offset: 0, length: 4096 }],
+          [{ region: peer.region('kv'), offset: 0, length: 4096 }],
+        ).done;
         await new Promise((r) => setTimeout(r, 20));
       } catch (e) {
         err = e as KvwireError;
@@ -165,65 +194,80 @@ describe.each(['tcp', 'sm'])('UCX between two processes over %s', (tls) => {
     };
   }
 
-  it.each([64, 1024])('fails with ERR_KVWIRE_PEER_LOST well before the deadline when the peer is SIGKILLed mid-transfer (%i descriptors)', async (n) => {
-    const { peer, child: c } = await start();
-    const local = agent!.register(Buffer.alloc(SIZE), { label: 'dst' });
-    const { l, r } = spread(local, peer.region('kv'), n);
-    const deadline = 30_000;
-    const started = Date.now();
-    let error: KvwireError | undefined;
-    let killedAt = 0;
-    // Keep transfers flowing; kill the peer once they are; the next failure must be PEER_LOST.
-    for (let i = 0; i < 10_000 && error === undefined; i++) {
-      const t = i % 2 === 0 ? agent!.read(peer, l, r, { timeoutMs: deadline }) : agent!.write(peer, l, r, { timeoutMs: deadline });
-      if (i === 2) {
-        c.kill('SIGKILL');
-        killedAt = Date.now();
+  it.each([64, 1024])(
+    'fails with ERR_KVWIRE_PEER_LOST well before the deadline when the peer is SIGKILLed mid-transfer (%i descriptors)',
+    async (n) => {
+      const { peer, child: c } = await start();
+      const local = agent!.register(Buffer.alloc(SIZE), { label: 'dst' });
+      const { l, r } = spread(local, peer.region('kv'), n);
+      const deadline = 30_000;
+      const started = Date.now();
+      let error: KvwireError | undefined;
+      let killedAt = 0;
+      // Keep transfers flowing; kill the peer once they are; the next failure must be PEER_LOST.
+      for (let i = 0; i < 10_000 && error === undefined; i++) {
+        const t =
+          i % 2 === 0
+            ? agent!.read(peer, l, r, { timeoutMs: deadline })
+            : agent!.write(peer, l, r, { timeoutMs: deadline });
+        if (i === 2) {
+          c.kill('SIGKILL');
+          killedAt = Date.now();
+        }
+        try {
+          await t.done;
+        } catch (e) {
+          error = e as KvwireError;
+        }
       }
-      try {
-        await t.done;
-      } catch (e) {
-        error = e as KvwireError;
+      expect(killedAt).toBeGreaterThan(0);
+      expect(error).toBeInstanceOf(KvwireError);
+      expect(error!.code).toBe(ErrorCode.PEER_LOST);
+      expect(Date.now() - started).toBeLessThan(deadline); // a typed error, not the deadline
+      expect(peer.state).toBe('lost');
+      expectCode(() => agent!.read(peer, l, r), ErrorCode.PEER_LOST);
+      await c.exited;
+    },
+  );
+
+  it.each([64, 1024])(
+    'close() fails transfers in flight with ERR_KVWIRE_CLOSED and returns (%i descriptors)',
+    async (n) => {
+      const { peer } = await start();
+      const local = agent!.register(Buffer.alloc(SIZE), { label: 'dst' });
+      const { l, r } = spread(local, peer.region('kv'), n);
+      const ts = Array.from({ length: 8 }, (_, i) => (i % 2 ? agent!.write(peer, l, r) : agent!.read(peer, l, r)));
+      await agent!.close();
+      const results = await Promise.allSettled(ts.map((t) => t.done));
+      for (const res of results) {
+        if (res.status === 'rejected') expect((res.reason as KvwireError).code).toBe(ErrorCode.CLOSED);
       }
-    }
-    expect(killedAt).toBeGreaterThan(0);
-    expect(error).toBeInstanceOf(KvwireError);
-    expect(error!.code).toBe(ErrorCode.PEER_LOST);
-    expect(Date.now() - started).toBeLessThan(deadline); // a typed error, not the deadline
-    expect(peer.state).toBe('lost');
-    expectCode(() => agent!.read(peer, l, r), ErrorCode.PEER_LOST);
-    await c.exited;
-  });
+      expect(ts.every((t) => t.status !== 'pending')).toBe(true);
+    },
+  );
 
-  it.each([64, 1024])('close() fails transfers in flight with ERR_KVWIRE_CLOSED and returns (%i descriptors)', async (n) => {
-    const { peer } = await start();
-    const local = agent!.register(Buffer.alloc(SIZE), { label: 'dst' });
-    const { l, r } = spread(local, peer.region('kv'), n);
-    const ts = Array.from({ length: 8 }, (_, i) => (i % 2 ? agent!.write(peer, l, r) : agent!.read(peer, l, r)));
-    await agent!.close();
-    const results = await Promise.allSettled(ts.map((t) => t.done));
-    for (const res of results) {
-      if (res.status === 'rejected') expect((res.reason as KvwireError).code).toBe(ErrorCode.CLOSED);
-    }
-    expect(ts.every((t) => t.status !== 'pending')).toBe(true);
-  });
-
-  it.each(['exit', 'close-exit'])('a child that calls process.exit with transfers in flight (%s) exits cleanly', async (mode) => {
-    child = new Child('transport-target.js');
-    const m = await child.request({
-      cmd: 'init',
-      engineOpts: { name: 'child-target', transports: tls },
-      regions: [{ label: 'kv', size: SIZE, access: 'readwrite', seed: SEED }],
-    }, 'metadata');
-    const leaver = new Child('exit-initiator.js', [mode]);
-    leaver.send({ metadata: m.metadata, transports: tls, label: 'kv', size: SIZE });
-    const posted = await leaver.next('posted');
-    expect(posted.inFlight).toBeGreaterThan(0);
-    const { code, signal } = await leaver.exited;
-    expect(leaver.stderr).not.toMatch(/Segmentation|Aborted|terminate called/);
-    expect(signal).toBeNull();
-    expect(code).toBe(0);
-    // The target survives its initiator's exit.
-    expect((await child.request({ cmd: 'hash', label: 'kv' }, 'hash')).sha).toMatch(/^[0-9a-f]{64}$/);
-  });
+  it.each(['exit', 'close-exit'])(
+    'a child that calls process.exit with transfers in flight (%s) exits cleanly',
+    async (mode) => {
+      child = new Child('transport-target.js');
+      const m = await child.request(
+        {
+          cmd: 'init',
+          engineOpts: { name: 'child-target', transports: tls },
+          regions: [{ label: 'kv', size: SIZE, access: 'readwrite', seed: SEED }],
+        },
+        'metadata',
+      );
+      const leaver = new Child('exit-initiator.js', [mode]);
+      leaver.send({ metadata: m.metadata, transports: tls, label: 'kv', size: SIZE });
+      const posted = await leaver.next('posted');
+      expect(posted.inFlight).toBeGreaterThan(0);
+      const { code, signal } = await leaver.exited;
+      expect(leaver.stderr).not.toMatch(/Segmentation|Aborted|terminate called/);
+      expect(signal).toBeNull();
+      expect(code).toBe(0);
+      // The target survives its initiator's exit.
+      expect((await child.request({ cmd: 'hash', label: 'kv' }, 'hash')).sha).toMatch(/^[0-9a-f]{64}$/);
+    },
+  );
 });
