@@ -7,6 +7,7 @@
 import { safeEmit } from '../util/safe-emit.js';
 import { EventEmitter } from 'node:events';
 import { totalmem } from 'node:os';
+import { markAsUntransferable } from 'node:worker_threads';
 import { describeValue } from '../util/describe-value.js';
 import { ErrorCode, KvwireError } from '../errors.js';
 import { flattenDescriptors, selectRows } from './descriptors.js';
@@ -51,6 +52,18 @@ function allIndices(n: number): Uint32Array {
   const all = new Uint32Array(n);
   for (let i = 0; i < n; i++) all[i] = i;
   return all;
+}
+
+/**
+ * Makes the memory under `m` impossible to detach for good. Hazard guarded: registered memory
+ * used after it was freed. The Region keeps the ArrayBuffer object alive, but transferring it
+ * (`structuredClone(ab, { transfer: [ab] })`, `port.postMessage(ab, [ab])`) would move its
+ * backing store to a new object that is collected, and freed, on its own; a peer's READ then read
+ * freed memory (a crash, or someone else's bytes). Marked untransferable, a transfer copies the
+ * bytes instead and the registered ones stay where they are, owned by the object the Region holds.
+ */
+function pinMemory(m: ArrayBuffer | ArrayBufferView): void {
+  markAsUntransferable(ArrayBuffer.isView(m) ? m.buffer : m);
 }
 
 function nowNs(): number {
@@ -225,6 +238,7 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
     if (bytes.byteLength === 0)
       throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'cannot register an empty (or detached) buffer');
     const { id, label } = this.#newRegionName(opts.label);
+    pinMemory(bytes);
     const { base, key } = this.#engine.register(id, label, bytes, access);
     return this.#addRegion(new Region(this, id, label, access, bytes, memory), base, key);
   }
@@ -272,6 +286,7 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
     }
     const { id, label } = this.#newRegionName(opts.label);
     const { base, key, memory } = this.#engine.allocate(id, label, length, access);
+    pinMemory(memory);
     return this.#addRegion(new Region(this, id, label, access, new Uint8Array(memory), memory), base, key);
   }
 

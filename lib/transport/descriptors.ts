@@ -232,6 +232,13 @@ function checkLocalRegion(lr: unknown, owner: object, i: number): Region {
       { index: i },
     );
   }
+  if (lr.detached) {
+    throw new KvwireError(
+      ErrorCode.DEREGISTERED,
+      `descriptor ${i}: the memory of ${lr} was detached from its ArrayBuffer after it was registered; deregister it and register live memory`,
+      { index: i },
+    );
+  }
   return lr;
 }
 
