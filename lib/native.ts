@@ -21,8 +21,12 @@ export interface NativeAgentOptions {
   name: string;
   /** UCX_TLS value for this agent; empty: the environment's UCX_TLS, else UCX's default. */
   transports?: string;
-  /** Data path: 'auto' picks RMA on shared memory/RDMA and active messages on tcp. */
+  /** Data path: 'am' never uses one-sided access, even where the target grants it. */
   protocol?: 'auto' | 'rma' | 'am';
+  /** Grant one-sided access to trusted same-host peers (default true). */
+  directAccess?: boolean;
+  /** Keys derived from the shared secrets (lib/transport/auth.ts), the signing key first. */
+  auth?: { keys: { id: Uint8Array; key: Uint8Array }[] };
   /** Busy-poll this long (µs) after the last activity while operations are in flight. */
   spinUs?: number;
   /** Active-message payloads at least this large use rendezvous (received in place). */
@@ -46,6 +50,7 @@ export const enum NativeEventKind {
   Warning = 6,
   RegionReleased = 7,
   TransferQuiesced = 8,
+  Handshaked = 9,
 }
 
 /** One event from the engine thread. */
@@ -77,14 +82,13 @@ export interface NativeRemoteRegion {
   stagingChunk?: number;
 }
 
-/** What `connect` needs to know about a peer. */
+/** What `connect` needs to know about a peer (its regions come later, from its grant: `attach`). */
 export interface NativePeerInfo {
   name: string;
   address: Uint8Array;
   pid: number;
   pidStart: number;
   hostId: string;
-  regions: NativeRemoteRegion[];
 }
 
 /** The native agent class (one UCX context, worker and engine thread). */
@@ -128,7 +132,12 @@ export declare class NativeAgent {
   ): { rkey: Buffer; base: bigint; buffer: ArrayBuffer };
   /** 0: done; N > 0: N local transfers still use it; -1: unknown id. */
   deregister(id: number): number;
+  /** Starts the handshake; throws (BAD_METADATA) when the worker address fails its check. */
   connect(peerId: number, info: NativePeerInfo, timeoutMs: number): void;
+  /** After the Handshaked event: the peer's regions, checked against its grant. */
+  attach(peerId: number, regions: NativeRemoteRegion[]): void;
+  /** The keys a device region is granted with: to trusted peers, and to any other. */
+  setGrantKeys(id: number, trusted: Uint8Array, restricted: Uint8Array): void;
   disconnect(peerId: number): void;
   /** Posts a transfer; true when it already completed (inline copy). Throws (with `code`) if a descriptor fails a check. */
   post(

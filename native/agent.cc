@@ -82,6 +82,8 @@ Napi::Function Agent::Init(Napi::Env env) {
                          InstanceMethod<&Agent::RegisterDevice>("registerDevice"),
                          InstanceMethod<&Agent::Deregister>("deregister"),
                          InstanceMethod<&Agent::Connect>("connect"),
+                         InstanceMethod<&Agent::Attach>("attach"),
+                         InstanceMethod<&Agent::SetGrantKeys>("setGrantKeys"),
                          InstanceMethod<&Agent::Disconnect>("disconnect"),
                          InstanceMethod<&Agent::Post>("post"),
                          InstanceMethod<&Agent::Cancel>("cancel"),
@@ -127,6 +129,30 @@ Agent::Agent(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Agent>(info) {
         static_cast<uint64_t>(NumberOf(c, "stagingChunkBytes", static_cast<double>(opts.cuda.chunkBytes)));
     opts.cuda.buffers = static_cast<uint32_t>(NumberOf(c, "stagingBuffers", opts.cuda.buffers));
   }
+  // auth: { keys: [{ id: 8 bytes, key: 32 bytes }, ...] }, derived from the secrets in TypeScript
+  // (lib/transport/auth.ts); the first signs. directAccess: false refuses one-sided access to all.
+  if (o.Get("auth").IsObject()) {
+    Napi::Value keys = o.Get("auth").As<Napi::Object>().Get("keys");
+    std::vector<AuthKey> list;
+    if (keys.IsArray()) {
+      Napi::Array a = keys.As<Napi::Array>();
+      for (uint32_t i = 0; i < a.Length(); ++i) {
+        if (!a.Get(i).IsObject()) continue;
+        Napi::Object k = a.Get(i).As<Napi::Object>();
+        uint8_t *id = nullptr, *key = nullptr;
+        size_t idLen = 0, keyLen = 0;
+        if (!MemoryOf(k.Get("id"), &id, &idLen) || !MemoryOf(k.Get("key"), &key, &keyLen) || idLen != 8 ||
+            keyLen != 32) {
+          ThrowCode(env, code::kInvalidArgument, "auth keys must be { id: 8 bytes, key: 32 bytes }");
+        }
+        list.push_back(AuthKey{std::string(reinterpret_cast<const char*>(id), idLen),
+                               std::string(reinterpret_cast<const char*>(key), keyLen)});
+      }
+    }
+    if (list.empty()) ThrowCode(env, code::kInvalidArgument, "auth needs at least one key");
+    opts.auth = AuthKeys(std::move(list));
+  }
+  if (o.Get("directAccess").IsBoolean()) opts.directAccess = o.Get("directAccess").As<Napi::Boolean>().Value();
   opts.hostId = HostId();
   opts.pidStart = ProcessStartTime(static_cast<uint32_t>(getpid()));
 
@@ -296,8 +322,8 @@ Napi::Value Agent::Deregister(const Napi::CallbackInfo& info) {
 #endif
 }
 
-// connect(peerId, { name, address, pid, pidStart, hostId, regions: [{ id, base (bigint), length,
-//   access, rkey }] }, timeoutMs)
+// connect(peerId, { name, address, pid, pidStart, hostId }, timeoutMs): starts the handshake.
+// The worker address is checked here (address_check.h) before UCX sees it: a bad one throws.
 Napi::Value Agent::Connect(const Napi::CallbackInfo& info) {
   KVWIRE_REQUIRE_OPEN(info);
   Napi::Env env = info.Env();
@@ -316,10 +342,34 @@ Napi::Value Agent::Connect(const Napi::CallbackInfo& info) {
   if (!MemoryOf(o.Get("address"), &addr, &addrLen) || addrLen == 0) {
     ThrowCode(env, code::kBadMetadata, "the metadata carries no UCX worker address");
   }
+  std::string why;
+  if (!engine_->CheckPeerAddress(addr, addrLen, &why)) {
+    ThrowCode(env, code::kBadMetadata,
+              "bad metadata: its UCX worker address is malformed (" + why +
+                  "); pass the exact bytes agent.metadata() returned");
+  }
   peer->address.assign(reinterpret_cast<const char*>(addr), addrLen);
-  Napi::Value regions = o.Get("regions");
-  if (!regions.IsArray()) ThrowCode(env, code::kBadMetadata, "the metadata carries no region list");
-  Napi::Array arr = regions.As<Napi::Array>();
+  uint32_t timeoutMs = info[2].As<Napi::Number>().Uint32Value();
+  engine_->Connect(info[0].As<Napi::Number>().Uint32Value(), std::move(peer), timeoutMs);
+#endif
+  return env.Undefined();
+}
+
+// attach(peerId, [{ id, base (bigint), length, access, rkey?, device?, ipcHandle?, ipcOffset?, busId?,
+//   stagingChunk? }]): after the handshake, the regions of the grant, checked against the metadata
+// in lib/transport/grant.ts. The engine maps what it may and reports the peer connected.
+Napi::Value Agent::Attach(const Napi::CallbackInfo& info) {
+  KVWIRE_REQUIRE_OPEN(info);
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsArray()) {
+    ThrowCode(env, code::kInvalidArgument, "attach(peerId, regions): bad arguments");
+  }
+#ifdef KVWIRE_HAVE_UCX
+  uint32_t peerId = info[0].As<Napi::Number>().Uint32Value();
+  std::shared_ptr<PeerInfo> peer = engine_->peerInfo(peerId);
+  if (!peer) ThrowCode(env, code::kClosed, "the peer is disconnected");
+  Napi::Array arr = info[1].As<Napi::Array>();
+  std::unordered_map<uint32_t, std::unique_ptr<RemoteRegion>> regions;
   for (uint32_t i = 0; i < arr.Length(); ++i) {
     Napi::Value rv = arr.Get(i);
     if (!rv.IsObject()) ThrowCode(env, code::kBadMetadata, "region entry is not an object");
@@ -344,10 +394,27 @@ Napi::Value Agent::Connect(const Napi::CallbackInfo& info) {
       rr->busId = StringOf(r.Get("busId"));
       rr->stagingChunk = static_cast<uint64_t>(NumberOf(r, "stagingChunk", 0));
     }
-    peer->regions[rr->id] = std::move(rr);
+    regions[rr->id] = std::move(rr);
   }
-  uint32_t timeoutMs = info[2].As<Napi::Number>().Uint32Value();
-  engine_->Connect(info[0].As<Napi::Number>().Uint32Value(), std::move(peer), timeoutMs);
+  // Filled before the engine thread is told: it reads them only after the attach command.
+  peer->regions = std::move(regions);
+  engine_->Attach(peerId);
+#endif
+  return env.Undefined();
+}
+
+// setGrantKeys(regionId, trusted: Buffer, restricted: Buffer): the device keys a region is granted with.
+Napi::Value Agent::SetGrantKeys(const Napi::CallbackInfo& info) {
+  KVWIRE_REQUIRE_OPEN(info);
+  Napi::Env env = info.Env();
+  uint8_t *t = nullptr, *r = nullptr;
+  size_t tl = 0, rl = 0;
+  if (info.Length() < 3 || !info[0].IsNumber() || !MemoryOf(info[1], &t, &tl) || !MemoryOf(info[2], &r, &rl)) {
+    ThrowCode(env, code::kInvalidArgument, "setGrantKeys(regionId, trusted, restricted): bad arguments");
+  }
+#ifdef KVWIRE_HAVE_UCX
+  engine_->SetGrantKeys(info[0].As<Napi::Number>().Uint32Value(), std::string(reinterpret_cast<const char*>(t), tl),
+                        std::string(reinterpret_cast<const char*>(r), rl));
 #endif
   return env.Undefined();
 }
@@ -552,7 +619,7 @@ Napi::Array Agent::EventsToJs(Napi::Env env, std::vector<EngineEvent>& events) {
     if (e.aux != 0) o.Set("aux", static_cast<double>(e.aux));
     if (!e.code.empty()) o.Set("code", e.code);
     if (!e.text.empty()) o.Set("text", e.text);
-    if (e.kind == EngineEvent::Kind::kNotification) {
+    if (e.kind == EngineEvent::Kind::kNotification || e.kind == EngineEvent::Kind::kHandshaked) {
       o.Set("bytes", Napi::Buffer<uint8_t>::Copy(env, e.bytes.data(), e.bytes.size()));
     }
     if (e.kind == EngineEvent::Kind::kTransferDone) {

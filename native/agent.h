@@ -37,6 +37,8 @@ class Agent : public Napi::ObjectWrap<Agent> {
   Napi::Value RegisterDevice(const Napi::CallbackInfo& info);  // native/cuda/agent_device.cc
   Napi::Value Deregister(const Napi::CallbackInfo& info);
   Napi::Value Connect(const Napi::CallbackInfo& info);
+  Napi::Value Attach(const Napi::CallbackInfo& info);
+  Napi::Value SetGrantKeys(const Napi::CallbackInfo& info);
   Napi::Value Disconnect(const Napi::CallbackInfo& info);
   Napi::Value Post(const Napi::CallbackInfo& info);
   Napi::Value Cancel(const Napi::CallbackInfo& info);

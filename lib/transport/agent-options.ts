@@ -7,6 +7,7 @@
  * @packageDocumentation
  */
 import { booleanOption, choiceOption, integerOption, invalid, optionsObject } from './arguments.js';
+import { authKeys, type AuthKey } from './auth.js';
 import { checkCudaOptions } from './cuda-options.js';
 import type { AgentOptions, EngineChoice } from './types.js';
 
@@ -45,6 +46,9 @@ export interface CheckedAgentOptions {
   readonly keepAlive: boolean;
   readonly tuning: NonNullable<AgentOptions['tuning']>;
   readonly cuda: AgentOptions['cuda'];
+  /** Derived keys, the signing key first; empty: no authentication. */
+  readonly authKeys: readonly AuthKey[];
+  readonly directAccess: boolean;
 }
 
 /**
@@ -89,5 +93,19 @@ export function checkAgentOptions(input: AgentOptions | undefined): CheckedAgent
     }
     checkCudaOptions(cuda);
   }
-  return { engine, name, transports, defaultTimeoutMs, protocol, keepAlive, tuning, cuda: o.cuda };
+  const authKeysList = authKeys(o.auth);
+  const directAccess =
+    (choiceOption(o.directAccess, 'directAccess', ['same-host', 'none'] as const) ?? 'same-host') === 'same-host';
+  return {
+    engine,
+    name,
+    transports,
+    defaultTimeoutMs,
+    protocol,
+    keepAlive,
+    tuning,
+    cuda: o.cuda,
+    authKeys: authKeysList,
+    directAccess,
+  };
 }

@@ -21,7 +21,9 @@ import { booleanOption, invalid, optionsObject, signalOption } from './arguments
 import { processIdentity } from './identity.js';
 import { LoopbackEngine } from './loopback.js';
 import type { LoopbackFaults } from './loopback.js';
-import { decodeMetadata, encodeMetadata } from './metadata.js';
+import type { AuthKey } from './auth.js';
+import { decodeGrant, checkGrant } from './grant.js';
+import { decodeMetadata, encodeMetadata, verifyMetadata } from './metadata.js';
 import type { AgentDescription } from './metadata.js';
 import { NativeEngine, ucxUnavailableReason } from './native-engine.js';
 import { NotificationHub } from './notifications.js';
@@ -110,7 +112,10 @@ function allowsSharedMemory(tls: string): boolean {
 }
 
 interface PendingConnect {
+  /** The metadata's description; after the handshake, with base addresses and keys from the grant. */
   d: AgentDescription;
+  /** Regions of the metadata the target deregistered since (they are marked revoked). */
+  revoked: readonly number[];
   resolve: (p: Peer) => void;
   reject: (e: KvwireError) => void;
   cleanup: () => void;
@@ -163,6 +168,8 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
     this.defaultTimeoutMs = opts.defaultTimeoutMs;
     this.#keepAlive = opts.keepAlive;
     this.#cudaPath = opts.cuda?.path ?? 'auto';
+    this.#authKeys = opts.authKeys;
+    this.#protocol = opts.protocol;
     this.#hub = new NotificationHub((d) => this.#adjustPending(d));
     const listener = this.#listener();
     if (choice === 'loopback') {
@@ -239,8 +246,8 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
       throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'cannot register an empty (or detached) buffer');
     const { id, label } = this.#newRegionName(opts.label);
     pinMemory(bytes);
-    const { base, key } = this.#engine.register(id, label, bytes, access);
-    return this.#addRegion(new Region(this, id, label, access, bytes, memory), base, key);
+    this.#engine.register(id, label, bytes, access);
+    return this.#addRegion(new Region(this, id, label, access, bytes, memory));
   }
 
   #registerDevice(memory: CudaMemory, access: Access, requested: string | undefined): Region {
@@ -248,8 +255,8 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
     const reason = cuda.unavailableReason();
     if (reason !== undefined) throw new KvwireError(ErrorCode.UNSUPPORTED, `CUDA is unavailable: ${reason}`);
     const { id, label } = this.#newRegionName(requested);
-    const { base, key, ipcError } = this.#engine.registerDevice(id, label, memory, access);
-    const region = this.#addRegion(new Region(this, id, label, access, undefined, memory, memory), base, key);
+    const { ipcError } = this.#engine.registerDevice(id, label, memory, access);
+    const region = this.#addRegion(new Region(this, id, label, access, undefined, memory, memory));
     if (memory instanceof CudaAllocation) {
       memory.retain(); // it cannot be freed until no operation can touch the region
       void region.released.then(() => memory.release());
@@ -285,9 +292,9 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
       );
     }
     const { id, label } = this.#newRegionName(opts.label);
-    const { base, key, memory } = this.#engine.allocate(id, label, length, access);
+    const { memory } = this.#engine.allocate(id, label, length, access);
     pinMemory(memory);
-    return this.#addRegion(new Region(this, id, label, access, new Uint8Array(memory), memory), base, key);
+    return this.#addRegion(new Region(this, id, label, access, new Uint8Array(memory), memory));
   }
 
   #checkAccess(access: Access | undefined): Access {
@@ -312,16 +319,13 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
     return { id, label };
   }
 
-  #addRegion(region: Region, base: bigint, key: Uint8Array): Region {
-    this.#regionInfo.set(region.id, { base, key });
+  #addRegion(region: Region): Region {
     this.#regions.set(region.id, region);
     this.#labels.set(region.label, region);
     return region;
   }
 
   #scratch = new Float64Array(0);
-
-  readonly #regionInfo = new Map<number, { base: bigint; key: Uint8Array }>();
 
   /** Deregisters a region (same as `region.deregister()`). */
   deregister(region: Region): void {
@@ -341,7 +345,6 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
     }
     this.#regions.delete(region.id);
     this.#labels.delete(region.label);
-    this.#regionInfo.delete(region.id);
     region.markDeregistered();
     if (r < 0) {
       region.markReleased();
@@ -358,24 +361,39 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
   metadata(): Uint8Array {
     this.#assertOpen();
     const id = processIdentity();
-    return encodeMetadata({
-      engine: this.engine,
-      name: this.name,
-      pid: id.pid,
-      pidStart: id.pidStart,
-      hostId: id.hostId,
-      address: this.#engine.address,
-      regions: [...this.#regions.values()]
-        .filter((r) => r.access !== 'none')
-        .map((r) => ({
-          id: r.id,
-          label: r.label,
-          access: r.access,
-          length: r.length,
-          memory: r.kind,
-          ...this.#regionInfo.get(r.id)!,
-        })),
-    });
+    return encodeMetadata(
+      {
+        engine: this.engine,
+        name: this.name,
+        pid: id.pid,
+        pidStart: id.pidStart,
+        hostId: id.hostId,
+        address: this.#engine.address,
+        regions: [...this.#regions.values()]
+          .filter((r) => r.access !== 'none')
+          .map((r) => ({
+            id: r.id,
+            label: r.label,
+            access: r.access,
+            length: r.length,
+            memory: r.kind,
+          })),
+      },
+      this.#authKeys[0],
+    );
+  }
+
+  /**
+   * @internal The device key a device region is granted with in handshakes, to a trusted same-host
+   * peer (with the allocation's CUDA IPC handle) or to any other (without): what tests inspect.
+   */
+  deviceGrantKey(region: Region, trusted: boolean): Uint8Array | undefined {
+    return this.#engine instanceof NativeEngine ? this.#engine.deviceGrantKey(region.id, trusted) : undefined;
+  }
+
+  /** True when this agent authenticates its peers (`AgentOptions.auth` or `KVWIRE_SECRET`). */
+  get authenticates(): boolean {
+    return this.#authKeys.length > 0;
   }
 
   /** Connects to the agent that produced `metadata`. Resolves once the peer answered the handshake. */
@@ -384,6 +402,9 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
       this.#assertOpen();
       const given = optionsObject(options, 'connect options');
       const opts = { timeoutMs: given.timeoutMs, signal: signalOption(given.signal) };
+      // The signature first, over the raw bytes: metadata that is not this deployment's is refused
+      // before any of it is parsed (and long before anything of it reaches the transport).
+      verifyMetadata(metadata, this.#authKeys);
       const d = decodeMetadata(metadata);
       if (d.engine !== this.engine) {
         throw new KvwireError(
@@ -413,6 +434,7 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
         opts.signal?.addEventListener('abort', onAbort, { once: true });
         const entry: PendingConnect = {
           d,
+          revoked: [],
           resolve,
           reject: fail,
           cleanup: () => {
@@ -423,7 +445,11 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
         };
         this.#connecting.set(peerId, entry);
         this.#adjustPending(1);
-        this.#engine.connect(peerId, d, timeoutMs);
+        try {
+          this.#engine.connect(peerId, d, timeoutMs);
+        } catch (e) {
+          fail(e instanceof KvwireError ? e : KvwireError.fromCode(ErrorCode.TRANSPORT, String(e)));
+        }
       });
     } catch (e) {
       return Promise.reject(e);
@@ -665,6 +691,8 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
 
   #keepAliveOverride: boolean | undefined;
   readonly #cudaPath: 'auto' | 'ucx' | 'ipc' | 'staging';
+  readonly #authKeys: readonly AuthKey[];
+  readonly #protocol: 'auto' | 'rma' | 'am';
 
   /**
    * Closes the agent: transfers in flight fail with `ERR_KVWIRE_CLOSED`, peers are told, memory
@@ -734,6 +762,31 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
         if (inFlight === 0) this.#quiesce(id);
       },
       transferQuiesced: (id: number) => this.#quiesce(id),
+      handshaked: (peerId: number, grantBytes: Uint8Array, oneSided: boolean) => {
+        const entry = this.#connecting.get(peerId);
+        if (entry === undefined) {
+          if (!this.#closed) this.#engine.disconnect(peerId); // gave up already
+          return;
+        }
+        try {
+          // The target's own region table decides what the metadata may name (forged or stale
+          // metadata fails here), and carries whatever one-sided access it granted.
+          const checked = checkGrant(entry.d, decodeGrant(grantBytes, entry.d.name));
+          if (this.#protocol === 'rma' && !oneSided) {
+            throw new KvwireError(
+              ErrorCode.UNSUPPORTED,
+              `protocol 'rma' was asked for, but '${entry.d.name}' does not grant this agent one-sided access ` +
+                "(a target grants it only to same-host peers of the same user over shared memory, and only with directAccess 'same-host'); " +
+                "use protocol 'auto' or 'am'",
+            );
+          }
+          entry.d = { ...entry.d, regions: checked.regions };
+          entry.revoked = checked.revoked;
+          this.#engine.attach(peerId, entry.d);
+        } catch (e) {
+          entry.reject(e instanceof KvwireError ? e : KvwireError.fromCode(ErrorCode.TRANSPORT, String(e)));
+        }
+      },
       connected: (peerId: number, error: KvwireError | undefined, conn?: EngineConnection) => {
         const entry = this.#connecting.get(peerId);
         if (entry === undefined) {
@@ -748,6 +801,7 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
         entry.cleanup();
         const sameHost = entry.d.hostId === processIdentity().hostId;
         const peer = new Peer(this, peerId, entry.d, conn, sameHost);
+        for (const id of entry.revoked) peer.regionById(id)?.markRevoked();
         this.#peers.set(peerId, peer);
         if (conn.transport === 'tcp' && sameHost && this.engine === 'ucx' && allowsSharedMemory(this.transports)) {
           const msg =

@@ -36,6 +36,13 @@ export interface EngineListener {
   /** `inFlight` > 0: operations of it still run; `transferQuiesced(id)` follows once they finished. */
   transferDone(id: number, error: KvwireError | undefined, timing: EngineTiming, inFlight: number): void;
   transferQuiesced(id: number): void;
+  /**
+   * The target accepted the handshake and sent its grant (lib/transport/grant.ts); the agent checks
+   * it against the metadata, then calls `attach` (or `disconnect`). `oneSided`: the target granted
+   * one-sided access and this engine will use it.
+   */
+  handshaked(peerId: number, grant: Uint8Array, oneSided: boolean): void;
+  /** The connection is usable (after `attach`), or connecting failed. */
   connected(peerId: number, error: KvwireError | undefined, connection?: EngineConnection): void;
   notification(from: string, message: Buffer): void;
   peerLost(peerId: number, error: KvwireError): void;
@@ -52,29 +59,24 @@ export interface Engine {
   readonly transports: string;
   /** The engine address peers connect to (part of the metadata). */
   readonly address: Uint8Array;
-  /** Registers memory in place; returns its base address and the key peers need. */
-  register(id: number, label: string, memory: HostMemory, access: Access): { base: bigint; key: Uint8Array };
+  /** Registers memory in place (the engine grants peers its keys itself, in the handshake). */
+  register(id: number, label: string, memory: HostMemory, access: Access): void;
   /**
    * Registers validated-shape device memory (the engine validates it with the driver); returns its
    * device address and the key peers need, and `ipcError` when same-host peers cannot map it.
    */
-  registerDevice(
-    id: number,
-    label: string,
-    memory: CudaMemory,
-    access: Access,
-  ): { base: bigint; key: Uint8Array; ipcError?: string };
+  registerDevice(id: number, label: string, memory: CudaMemory, access: Access): { ipcError?: string };
   /** Allocates `length` bytes the engine chooses (shared memory for UCX) and registers them. */
-  allocate(
-    id: number,
-    label: string,
-    length: number,
-    access: Access,
-  ): { base: bigint; key: Uint8Array; memory: ArrayBuffer };
+  allocate(id: number, label: string, length: number, access: Access): { memory: ArrayBuffer };
   /** 0: deregistered; N > 0: N local transfers still use it; -1: unknown. */
   deregister(id: number): number;
-  /** Starts connecting; the result arrives as `connected(peerId, ...)`. */
+  /**
+   * Starts connecting (throws `ERR_KVWIRE_BAD_METADATA` when the address cannot be given to the
+   * transport); `handshaked(peerId, ...)` follows, or `connected(peerId, error)`.
+   */
   connect(peerId: number, peer: AgentDescription, timeoutMs: number): void;
+  /** After `handshaked`: the peer's regions as checked against the grant; `connected` follows. */
+  attach(peerId: number, peer: AgentDescription): void;
   disconnect(peerId: number): void;
   /**
    * Posts a validated transfer (flat descriptors, stride 5); throws a KvwireError if refused.

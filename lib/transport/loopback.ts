@@ -15,6 +15,8 @@ import { randomBytes } from 'node:crypto';
 import { ErrorCode, KvwireError, fmtBytes } from '../errors.js';
 import type { ErrorCodeString } from '../errors.js';
 import type { Engine, EngineListener } from './engine.js';
+import { encodeGrant } from './grant.js';
+import { accessBits } from './metadata.js';
 import type { AgentDescription } from './metadata.js';
 import type { Access, HostMemory } from './types.js';
 
@@ -87,6 +89,7 @@ export class LoopbackEngine implements Engine {
   readonly #inbound = new Map<LoopbackEngine, Set<number>>(); // initiators -> their peer ids for us
   readonly #pending = new Map<number, PendingTransfer>();
   #faults: LoopbackFaultSpec = {};
+  #highestRegion = 0;
   #dead = false;
   #closed = false;
 
@@ -117,28 +120,24 @@ export class LoopbackEngine implements Engine {
     };
   })();
 
-  register(id: number, label: string, memory: HostMemory, access: Access): { base: bigint; key: Uint8Array } {
+  register(id: number, label: string, memory: HostMemory, access: Access): void {
     this.#assertUsable();
     const bytes = viewOf(memory);
     this.#regions.set(id, { bytes, access, label, users: 0 });
-    return { base: BigInt(id) << 40n, key: new Uint8Array(0) };
+    this.#highestRegion = Math.max(this.#highestRegion, id);
   }
 
-  registerDevice(): { base: bigint; key: Uint8Array } {
+  registerDevice(): { ipcError?: string } {
     throw new KvwireError(
       ErrorCode.UNSUPPORTED,
       "the loopback engine moves host memory only; register CUDA device memory with an agent of the UCX engine (engine: 'ucx')",
     );
   }
 
-  allocate(
-    id: number,
-    label: string,
-    length: number,
-    access: Access,
-  ): { base: bigint; key: Uint8Array; memory: ArrayBuffer } {
+  allocate(id: number, label: string, length: number, access: Access): { memory: ArrayBuffer } {
     const memory = new ArrayBuffer(length);
-    return { ...this.register(id, label, memory, access), memory };
+    this.register(id, label, memory, access);
+    return { memory };
   }
 
   deregister(id: number): number {
@@ -173,6 +172,24 @@ export class LoopbackEngine implements Engine {
       let ids = target.#inbound.get(this);
       if (ids === undefined) target.#inbound.set(this, (ids = new Set()));
       ids.add(peerId);
+      // As a native target does: its own region table, not the metadata's (no keys: in process).
+      const granted = [...target.#regions].map(([rid, r]) => ({
+        id: rid,
+        label: r.access === 'none' ? '' : r.label,
+        access: accessBits(r.access),
+        memory: 'host' as const,
+        mappable: false,
+        length: r.access === 'none' ? 0 : r.bytes.byteLength,
+        base: 0n,
+        key: new Uint8Array(0),
+      }));
+      this.#listener.handshaked(peerId, encodeGrant(target.name, false, target.#highestRegion, granted), false);
+    });
+  }
+
+  attach(peerId: number): void {
+    setImmediate(() => {
+      if (this.#closed || !this.#peers.has(peerId)) return;
       this.#listener.connected(peerId, undefined, { transport: 'loopback', lanes: 'in-process', protocol: 'loopback' });
     });
   }

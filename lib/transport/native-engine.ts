@@ -37,6 +37,13 @@ export class NativeEngine implements Engine {
   readonly address: Uint8Array;
   readonly #agent: NativeAgent;
   readonly #listener: EngineListener;
+  readonly #deviceKeys = new Map<number, { trusted: Uint8Array; restricted: Uint8Array }>();
+
+  /** @internal The device key a region is granted with, to a trusted peer or to any other (tests). */
+  deviceGrantKey(id: number, trusted: boolean): Uint8Array | undefined {
+    const k = this.#deviceKeys.get(id);
+    return trusted ? k?.trusted : k?.restricted;
+  }
 
   constructor(name: string, listener: EngineListener, opts: CheckedAgentOptions) {
     const reason = ucxUnavailableReason();
@@ -54,6 +61,8 @@ export class NativeEngine implements Engine {
           name,
           transports: opts.transports ?? '',
           protocol: opts.protocol,
+          directAccess: opts.directAccess,
+          ...(opts.authKeys.length > 0 ? { auth: { keys: opts.authKeys.map((k) => ({ id: k.id, key: k.key })) } } : {}),
           ...(opts.tuning?.spinUs !== undefined ? { spinUs: opts.tuning.spinUs } : {}),
           ...(opts.tuning?.rndvThreshold !== undefined ? { rndvThreshold: opts.tuning.rndvThreshold } : {}),
           ...(opts.tuning?.windowOps !== undefined ? { windowOps: opts.tuning.windowOps } : {}),
@@ -86,6 +95,9 @@ export class NativeEngine implements Engine {
           break;
         case NativeEventKind.TransferQuiesced:
           l.transferQuiesced(e.id);
+          break;
+        case NativeEventKind.Handshaked:
+          l.handshaked(e.id, e.bytes ?? Buffer.alloc(0), e.aux === 1);
           break;
         case NativeEventKind.Connected: {
           let conn: EngineConnection | undefined;
@@ -123,86 +135,102 @@ export class NativeEngine implements Engine {
     }
   }
 
-  register(id: number, label: string, memory: HostMemory, access: Access): { base: bigint; key: Uint8Array } {
+  register(id: number, label: string, memory: HostMemory, access: Access): void {
     try {
-      const { rkey, base } = this.#agent.register(id, label, memory, accessBits(access));
-      return { base, key: new Uint8Array(rkey) };
+      this.#agent.register(id, label, memory, accessBits(access));
     } catch (e) {
       throw fromNativeError(e);
     }
   }
 
-  registerDevice(
-    id: number,
-    label: string,
-    memory: CudaMemory,
-    access: Access,
-  ): { base: bigint; key: Uint8Array; ipcError?: string } {
+  registerDevice(id: number, label: string, memory: CudaMemory, access: Access): { ipcError?: string } {
     try {
       const r = this.#agent.registerDevice(id, label, memory.pointer, memory.length, memory.device, accessBits(access));
-      const key = encodeDeviceKey({
+      // What the engine grants: to a trusted same-host peer the key with the allocation's IPC
+      // handle (it maps the memory and copies itself), to anyone else the key without it (it
+      // reaches the memory through this agent's staging, checked here).
+      const common = {
         device: memory.device,
         stagingChunk: r.stagingChunk,
         busId: r.busId ?? '',
+        rkey: new Uint8Array(0),
+      };
+      const trusted = encodeDeviceKey({
+        ...common,
         ...(r.ipcHandle !== undefined ? { ipcHandle: new Uint8Array(r.ipcHandle) } : {}),
         ipcOffset: Number(memory.pointer - r.allocBase),
-        rkey: new Uint8Array(r.rkey),
       });
-      return { base: r.base, key, ...(r.ipcError !== undefined ? { ipcError: r.ipcError } : {}) };
+      const restricted = encodeDeviceKey({ ...common, ipcOffset: 0 });
+      this.#agent.setGrantKeys(id, trusted, restricted);
+      this.#deviceKeys.set(id, { trusted, restricted });
+      return r.ipcError !== undefined ? { ipcError: r.ipcError } : {};
     } catch (e) {
       throw fromNativeError(e);
     }
   }
 
-  allocate(
-    id: number,
-    label: string,
-    length: number,
-    access: Access,
-  ): { base: bigint; key: Uint8Array; memory: ArrayBuffer } {
+  allocate(id: number, label: string, length: number, access: Access): { memory: ArrayBuffer } {
     try {
-      const { rkey, base, buffer } = this.#agent.allocate(id, label, length, accessBits(access));
-      return { base, key: new Uint8Array(rkey), memory: buffer };
+      return { memory: this.#agent.allocate(id, label, length, accessBits(access)).buffer };
     } catch (e) {
       throw fromNativeError(e);
     }
   }
 
   deregister(id: number): number {
-    return this.#agent.deregister(id);
+    const r = this.#agent.deregister(id);
+    if (r === 0) this.#deviceKeys.delete(id);
+    return r;
   }
 
   connect(peerId: number, d: AgentDescription, timeoutMs: number): void {
-    this.#agent.connect(
-      peerId,
-      {
-        name: d.name,
-        address: d.address,
-        pid: d.pid,
-        pidStart: d.pidStart,
-        hostId: d.hostId,
-        regions: d.regions.map((r) => {
-          if (r.memory !== 'cuda')
-            return { id: r.id, base: r.base, length: r.length, access: accessBits(r.access), rkey: r.key };
-          const k = decodeDeviceKey(r.key);
-          return {
-            id: r.id,
-            base: r.base,
-            length: r.length,
-            access: accessBits(r.access),
-            rkey: k.rkey,
-            device: k.device,
-            ipcOffset: k.ipcOffset,
-            busId: k.busId,
-            stagingChunk: k.stagingChunk,
-            ...(k.ipcHandle !== undefined ? { ipcHandle: k.ipcHandle } : {}),
-          };
-        }),
-      },
-      timeoutMs,
-    );
+    try {
+      this.#agent.connect(
+        peerId,
+        { name: d.name, address: d.address, pid: d.pid, pidStart: d.pidStart, hostId: d.hostId },
+        timeoutMs,
+      );
+    } catch (e) {
+      throw fromNativeError(e);
+    }
   }
 
+  attach(peerId: number, d: AgentDescription): void {
+    const empty = new Uint8Array(0);
+    this.#agent.attach(
+      peerId,
+      d.regions.map((r) => {
+        const base = r.base ?? 0n;
+        const key = r.key ?? empty;
+        if (r.memory !== 'cuda') return { id: r.id, base, length: r.length, access: accessBits(r.access), rkey: key };
+        if (key.length === 0) {
+          // Revoked since the metadata was taken: named, never reachable.
+          return {
+            id: r.id,
+            base,
+            length: r.length,
+            access: accessBits(r.access),
+            rkey: empty,
+            device: 0,
+            stagingChunk: 0,
+          };
+        }
+        const k = decodeDeviceKey(key);
+        return {
+          id: r.id,
+          base,
+          length: r.length,
+          access: accessBits(r.access),
+          rkey: empty,
+          device: k.device,
+          ipcOffset: k.ipcOffset,
+          busId: k.busId,
+          stagingChunk: k.stagingChunk,
+          ...(k.ipcHandle !== undefined ? { ipcHandle: k.ipcHandle } : {}),
+        };
+      }),
+    );
+  }
   disconnect(peerId: number): void {
     this.#agent.disconnect(peerId);
   }

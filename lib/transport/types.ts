@@ -4,6 +4,8 @@
  * @packageDocumentation
  */
 
+import type { AgentAuthOptions } from './auth.js';
+
 /** What a remote peer may do with a region. Local use (as the source or destination of this
  * agent's own transfers) needs no remote access: 'none' is the safe default. */
 export type Access = 'read' | 'write' | 'readwrite' | 'none';
@@ -47,12 +49,32 @@ export interface AgentOptions {
   /** Deadline of a transfer that does not give its own `timeoutMs`. Default 30 000 ms. */
   defaultTimeoutMs?: number;
   /**
-   * Data path: 'auto' (default) uses one-sided put/get over shared memory and RDMA, and active
-   * messages with rendezvous over tcp (where UCX's emulated get is slow). 'rma' or 'am' force one.
+   * Data path: 'auto' (default) uses one-sided access where the target grants it (same-host
+   * peers, see `directAccess`) and active messages, checked by the target, everywhere else. 'am'
+   * never uses one-sided access. 'rma' requires it: `connect()` fails with
+   * `ERR_KVWIRE_UNSUPPORTED` when the target does not grant it (the initiator cannot choose a path
+   * the target did not offer).
    */
   protocol?: 'auto' | 'rma' | 'am';
   /** Keep the process alive while the agent is open, even when idle (like a listening server). */
   keepAlive?: boolean;
+  /**
+   * Authentication of peers with a secret the agents of a deployment share (docs/SECURITY.md).
+   * With it, `metadata()` is signed and `connect()` refuses metadata not signed with the secret
+   * before parsing any of it; the engines' handshake is challenge/response and a target serves
+   * nothing to a connection that has not proved it holds the secret. Default: the
+   * `KVWIRE_SECRET` environment variable when set, else none (every peer that can reach the agent
+   * is served). `false`: none, whatever the environment says.
+   */
+  auth?: AgentAuthOptions | false;
+  /**
+   * Which peers this agent grants one-sided access to: paths it cannot check itself, where the
+   * peer copies the bytes (shared memory it maps, cross-memory attach, CUDA IPC). 'same-host'
+   * (default): peers on this host running as the same user, to whom the kernel already allows as
+   * much (ptrace rules permitting). 'none': no peer; every byte a peer moves passes this agent's
+   * checks (region, access, bounds), at some cost in speed on one host.
+   */
+  directAccess?: 'same-host' | 'none';
   /** How device memory moves (UCX engine; see docs/cuda.md). */
   cuda?: {
     /** 'auto' (default): 'ucx' when UCX moves device memory, else 'ipc' on the same host, else 'staging'. */

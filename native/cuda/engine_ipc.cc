@@ -22,7 +22,7 @@ void UcxEngine::PrepareCudaXfer(Xfer& x, Outbound& ob) {
   if (path == cuda::Path::kUcx) {
     // UCX moves device memory itself, given CUDA-type registrations on both sides; a region UCX
     // could not register (memh or rkey missing) falls back to IPC or staging.
-    bool ok = ob.rma;
+    bool ok = false;  // no one-sided UCX operations any more (SetupPeerCuda never picks this path)
     for (const ResolvedDesc& d : x.req->descs) {
       const RemoteRegion* rr = ob.info->Find(d.remoteRegion);
       if ((d.localDevice >= 0 && d.memh == nullptr) || (d.remoteDevice >= 0 && (rr == nullptr || rr->rkey.empty())))

@@ -71,14 +71,15 @@ bool UcxEngine::SetupPeerCuda(Outbound& ob, std::string* error) {
     if (rr->rkey.empty()) remoteRkeys = false;
   }
   const std::string& asked = opts_.cuda.path;
-  const bool ucxOk = ucxCudaMemory_ && ob.rma && remoteRkeys;
+  // UCX moving device memory itself needs its one-sided operations, which kvwire no longer enables
+  // (a target cannot check them): that path is gone, whatever this UCX was built with.
+  (void)remoteRkeys;
+  const bool ucxOk = false;
   const bool ipcOk = cuda_ != nullptr && ob.sameHost;
   if (asked == "ucx" && !ucxOk) {
     *error = !ucxCudaMemory_ ? "cuda path 'ucx' was asked for, but this UCX has no CUDA transports (see kvwire info)"
-             : !ob.rma
-                 ? "cuda path 'ucx' was asked for, but UCX reaches '" + info.name + "' over " + ob.lanes.category +
-                       ", where kvwire uses active messages; use 'staging'"
-                 : "cuda path 'ucx' was asked for, but '" + info.name + "' registered its device memory without UCX";
+                             : "cuda path 'ucx' is not available: kvwire does not use UCX's one-sided operations, "
+                               "which a target cannot check; use 'ipc' or 'staging'";
     return false;
   }
   if (asked == "ipc" && !ipcOk) {

@@ -232,7 +232,7 @@ bool UcxEngine::StageServeItem(ServeTask& t, uint32_t i) {
             UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS | UCP_OP_ATTR_FIELD_MEMH;
         p.cb.send = &UcxEngine::StagedServeSendCb;
         p.user_data = ctx;
-        p.flags = task.items[i].length >= opts_.rndvThreshold ? UCP_AM_SEND_FLAG_RNDV : 0;
+        p.flags = DataFlags(task.peerErrors, task.items[i].length);
         p.memh = static_cast<ucp_mem_h>(pl.memh());
         void* r = ucp_am_send_nbx(ibIt->second->ep, wire::kReadData, &task.hdrs[i], sizeof(wire::ReadDataHdr), b.data,
                                   task.items[i].length, &p);
@@ -295,7 +295,7 @@ void UcxEngine::TargetBufferFreed() {
   while (!stagedWaiting_.empty()) {
     StagedRecv* s = stagedWaiting_.front();
     auto ib = inbound_.find(s->inboundId);
-    if (ib == inbound_.end() || ib->second->lost) {
+    if (ib == inbound_.end() || ib->second->state == Inbound::State::kClosing) {
       stagedWaiting_.pop_front();
       ucp_am_data_release(worker_, s->desc);  // the initiator is gone: drop its bytes
       s->region->Release();

@@ -27,6 +27,19 @@ uint64_t ProcessStartTime(uint32_t pid) {
   }
 }
 
+bool SameUser(uint32_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("Uid:", 0) != 0) continue;
+    std::istringstream fields(line.substr(4));
+    unsigned long real = 0, effective = 0;
+    if (!(fields >> real >> effective)) return false;
+    return real == geteuid() && effective == geteuid();
+  }
+  return false;
+}
+
 std::string HostId() {
   char host[256] = {0};
   gethostname(host, sizeof host - 1);

@@ -13,4 +13,8 @@ uint64_t ProcessStartTime(uint32_t pid);
 // "<hostname>/<boot id>/<pid namespace>", e.g. "node-7/2f1c.../pid:[4026531836]".
 std::string HostId();
 
+// True when process `pid` (of this pid namespace) runs with this process's effective user id: the
+// kernel then lets each read and write the other's memory anyway (ptrace rules permitting).
+bool SameUser(uint32_t pid);
+
 }  // namespace kvwire

@@ -45,6 +45,23 @@ class LocalRegion {
   bool onDevice() const { return device_ >= 0; }
   bool Contains(uint64_t offset, uint64_t len) const { return offset <= length_ && len <= length_ - offset; }
   uint32_t users() const { return state_.load() & kUserMask; }
+  // Memory UCX allocated as shared memory (agent.allocate()): a trusted same-host peer maps it.
+  bool allocated() const { return allocated_; }
+  void set_allocated() { allocated_ = true; }
+
+  // The key a peer trusted with one-sided access is granted (the packed rkey of allocated shared
+  // memory; a device key with its CUDA IPC handle), and the key any other peer is granted (nothing
+  // for host memory; a device key without IPC handle). Set at registration, before the region is
+  // exported; read by the engine thread when it answers a handshake.
+  void SetGrantKeys(std::string trusted, std::string restricted) {
+    std::lock_guard lock(keyMu_);
+    trustedKey_ = std::move(trusted);
+    restrictedKey_ = std::move(restricted);
+  }
+  std::string GrantKey(bool trusted) const {
+    std::lock_guard lock(keyMu_);
+    return trusted ? trustedKey_ : restrictedKey_;
+  }
 
   void Acquire() { state_.fetch_add(1, std::memory_order_acq_rel); }
   void Release() {
@@ -70,6 +87,9 @@ class LocalRegion {
   const int device_;
   std::function<void(LocalRegion&)> release_;
   std::atomic<uint32_t> state_{0};
+  bool allocated_ = false;
+  mutable std::mutex keyMu_;
+  std::string trustedKey_, restrictedKey_;
 };
 
 using LocalRegionPtr = std::shared_ptr<LocalRegion>;
@@ -116,6 +136,11 @@ class RegionTable {
     std::shared_lock lock(mu_);
     return map_.size();
   }
+  // The highest id ever registered: a peer told of it can tell "deregistered" from "never existed".
+  uint32_t maxId() {
+    std::shared_lock lock(mu_);
+    return maxId_;
+  }
 
  private:
   std::shared_mutex mu_;
@@ -129,7 +154,7 @@ struct RemoteRegion {
   uint64_t base = 0;  // the peer's virtual address of byte 0
   uint64_t length = 0;
   Access access = kAccessNone;
-  std::string rkey;  // packed UCX rkey bytes (empty for device memory UCX cannot move)
+  std::string rkey;  // packed UCX rkey of shared memory the peer lets this agent map (one-sided grants only)
   std::atomic<bool> revoked{false};
   // Device memory (the peer's device ordinal, -1 for host memory) and how to reach it: the IPC
   // handle of its allocation (empty when the peer could not export one) and the region's offset in
@@ -145,7 +170,9 @@ struct RemoteRegion {
   std::atomic<uint8_t*> mapped{nullptr};
 };
 
-// What connect() learned from the peer's metadata (parsed and checked in TypeScript).
+// What connect() learned from the peer's metadata, and (regions) from its grant once the handshake
+// succeeded: parsed and checked against each other in TypeScript (lib/transport/grant.ts), filled in
+// on the JS thread before the engine is told to attach, immutable afterwards.
 struct PeerInfo {
   std::string name;
   std::string address;  // UCX worker address bytes

@@ -48,6 +48,7 @@ inline constexpr const char* kRegionBusy = "ERR_KVWIRE_REGION_BUSY";
 inline constexpr const char* kCancelled = "ERR_KVWIRE_CANCELLED";
 inline constexpr const char* kTransport = "ERR_KVWIRE_TRANSPORT";
 inline constexpr const char* kCapacity = "ERR_KVWIRE_CAPACITY";
+inline constexpr const char* kUnauthorized = "ERR_KVWIRE_UNAUTHORIZED";
 }  // namespace code
 
 // Wire status numbers for the codes a target can answer with (AM replies carry a number).
@@ -78,6 +79,8 @@ struct EngineEvent {
     kWarning,           // text = message (e.g. transport fell back to tcp)
     kRegionReleased,    // id = local region id: no operation can touch its memory any more
     kTransferQuiesced,  // id = transfer id: its last operation finished (after kTransferDone)
+    kHandshaked,        // id = peer id; bytes = the target's grant; aux = 1 when one-sided access
+                        // was granted; text = transport summary. Attach (or disconnect) follows.
   };
   Kind kind;
   uint64_t id = 0;

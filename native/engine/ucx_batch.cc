@@ -87,7 +87,7 @@ bool UcxEngine::PostWriteBatch(Xfer& x, Outbound& ob, uint32_t count) {
   auto* ps = new PackedSend;
   ps->xfer = &x;
   ps->count = count;
-  ps->whdr = wire::WriteBatchHdr{ob.inboundId, count, x.req->id, x.req->timeoutMs};
+  ps->whdr = wire::WriteBatchHdr{ob.RouteOut(), count, x.req->timeoutMs, x.req->id};
   ps->buf = TakePacked(table + bytes);
   uint8_t* out = ps->buf.data() + table;
   for (uint32_t k = 0; k < count; ++k) {
@@ -101,7 +101,7 @@ bool UcxEngine::PostWriteBatch(Xfer& x, Outbound& ob, uint32_t count) {
   p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
   p.cb.send = &UcxEngine::WriteBatchSendCb;
   p.user_data = ps;
-  p.flags = table + bytes >= opts_.rndvThreshold ? UCP_AM_SEND_FLAG_RNDV : 0;
+  p.flags = DataFlags(ob.lanes.peerErrors, table + bytes);
   void* r = ucp_am_send_nbx(ob.ep, wire::kWriteBatch, &ps->whdr, sizeof ps->whdr, ps->buf.data(), table + bytes, &p);
   x.next += count;
   if (!UCS_PTR_IS_PTR(r)) delete ps;  // done or failed at once: no callback will come
@@ -121,7 +121,7 @@ void UcxEngine::WriteBatchSendCb(void* req, ucs_status_t st, void* ud) {
 ucs_status_t UcxEngine::HandleWriteBatch(const wire::WriteBatchHdr& h, void* data, size_t len,
                                          const ucp_am_recv_param_t* param) {
   Inbound* ibp = nullptr;
-  WriteRecord* recp = WriteRecordFor(h.inboundId, h.xferId, h.timeoutMs, &ibp);
+  WriteRecord* recp = WriteRecordFor(h.route, h.xferId, h.timeoutMs, &ibp);
   if (recp == nullptr) return UCS_OK;  // unknown sender: drop
   Inbound& ib = *ibp;
   WriteRecord& rec = *recp;
@@ -244,7 +244,7 @@ bool UcxEngine::PostServeBatch(ServeTask& t, ucp_ep_h ep, uint32_t count) {
   auto* ps = new PackedSend;
   ps->serve = &t;
   ps->count = count;
-  ps->rhdr = wire::ReadDataBatchHdr{t.xferId, first, count};
+  ps->rhdr = wire::ReadDataBatchHdr{t.route, t.xferId, first, count};
   ps->buf = TakePacked(bytes);
   uint8_t* out = ps->buf.data();
   for (uint32_t k = first; k < first + count; ++k) {
@@ -255,7 +255,7 @@ bool UcxEngine::PostServeBatch(ServeTask& t, ucp_ep_h ep, uint32_t count) {
   p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
   p.cb.send = &UcxEngine::ServeBatchSendCb;
   p.user_data = ps;
-  p.flags = bytes >= opts_.rndvThreshold ? UCP_AM_SEND_FLAG_RNDV : 0;
+  p.flags = DataFlags(t.peerErrors, bytes);
   void* r = ucp_am_send_nbx(ep, wire::kReadDataBatch, &ps->rhdr, sizeof ps->rhdr, ps->buf.data(), bytes, &p);
   t.next += count;
   if (r == nullptr) {
@@ -287,9 +287,9 @@ void UcxEngine::ServeBatchSendCb(void* req, ucs_status_t st, void* ud) {
 
 ucs_status_t UcxEngine::HandleReadDataBatch(const wire::ReadDataBatchHdr& h, void* data, size_t len,
                                             const ucp_am_recv_param_t* param) {
-  auto it = xfers_.find(h.xferId);
-  if (it == xfers_.end()) return UCS_OK;  // finished and reaped: drop the bytes
-  Xfer& x = *it->second;
+  Xfer* xp = XferFor(h.route, h.xferId);
+  if (xp == nullptr) return UCS_OK;  // not ours, or finished and reaped: drop the bytes
+  Xfer& x = *xp;
   // Only descriptors this READ asked for, each once, host memory only, and exactly their bytes.
   const size_t n = x.got.size();
   if (x.finished || x.rma || x.cuda || x.req->op != Op::kRead || h.count == 0 || h.first >= n ||

@@ -1,5 +1,6 @@
-// UcxEngine connections: endpoints, the Hello handshake, which lanes UCX chose, liveness of
-// same-host peers, peer loss and goodbyes; and the dispatch of incoming active messages.
+// UcxEngine connections: endpoints and which lanes UCX chose, attaching a handshaken peer,
+// goodbyes, peer loss, retiring endpoints, and liveness of same-host peers. The handshake itself is
+// in ucx_handshake.cc, the messages' dispatch in ucx_messages.cc.
 #ifdef KVWIRE_HAVE_UCX
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -8,18 +9,13 @@
 #include <cstring>
 #include <set>
 
+#include "engine/address_check.h"
 #include "engine/process.h"
 #include "engine/ucx_internal.h"
 
 namespace kvwire {
 
 namespace {
-
-struct ControlBlock {
-  UcxEngine* engine;
-  std::string buf;
-  std::function<void(ucs_status_t)> done;
-};
 
 bool IsSmTransport(const std::string& tl) {
   return tl == "sysv" || tl == "posix" || tl == "cma" || tl == "knem" || tl == "xpmem";
@@ -78,7 +74,7 @@ LaneInfo UcxEngine::DescribeLanes(ucp_ep_h ep) {
   return info;
 }
 
-ucp_ep_h UcxEngine::CreateEp(const std::string& address, bool sameHost, bool watched, EpOwner* owner, LaneInfo* lanes,
+ucp_ep_h UcxEngine::CreateEp(const std::string& address, bool sameHost, EpOwner* owner, LaneInfo* lanes,
                              std::string* error) {
   auto make = [&](ucp_err_handling_mode_t mode, ucs_status_t* st) -> ucp_ep_h {
     ucp_ep_params_t p{};
@@ -93,40 +89,24 @@ ucp_ep_h UcxEngine::CreateEp(const std::string& address, bool sameHost, bool wat
     return *st == UCS_OK ? ep : nullptr;
   };
   ucs_status_t st = UCS_OK;
-  // Shared memory refuses endpoints with peer error handling (UCX 1.13): for a peer on this host
-  // try without it first, and keep that endpoint if UCX chose shared memory, or if the peer's
-  // process is watched (pidfd): peer death is then detected by that and by deadlines. Without peer
-  // error handling UCX also stripes rendezvous over every tcp interface (UCX_MAX_RNDV_RAILS),
-  // where with it a tcp endpoint has a single lane.
-  if (sameHost) {
-    ucp_ep_h ep = make(UCP_ERR_HANDLING_MODE_NONE, &st);
-    if (ep != nullptr) {
-      *lanes = DescribeLanes(ep);
-      lanes->peerErrors = false;
-      if (lanes->category == "sm" || lanes->category == "self" || watched) return ep;
-      void* req = ucp_ep_close_nb(ep, UCP_EP_CLOSE_MODE_FORCE);
-      if (UCS_PTR_IS_PTR(req)) closing_.push_back(req);
-    }
-  }
-  ucp_ep_h ep = make(UCP_ERR_HANDLING_MODE_PEER, &st);
+  // Shared memory refuses endpoints with peer error handling (UCX 1.13): a peer on this host that
+  // offers shared memory gets an endpoint without it (its death is seen through its pidfd, and
+  // data to it always goes eager: DataFlags). Every other endpoint (tcp, on this host too) has
+  // peer error handling: only then does UCX 1.13 track its rendezvous operations, so that closing
+  // the endpoint by force ends them (a transfer whose peer died or hung must quiesce).
+  // Decided from the address, never by trying: an endpoint created and closed again leaves the
+  // peer's UCX an endpoint (and a socket) of its own that nothing ever closes.
+  bool shm = sameHost && OffersSharedMemory(reinterpret_cast<const uint8_t*>(address.data()), address.size());
+  ucp_ep_h ep = make(shm ? UCP_ERR_HANDLING_MODE_NONE : UCP_ERR_HANDLING_MODE_PEER, &st);
   if (ep == nullptr) {
     *error = "UCX could not create an endpoint: " + UcsMessage(st) + " (transports: " + transportsConfigured() +
              (sameHost ? ")" : "; the peer is on another host, so shared memory cannot reach it)");
     return nullptr;
   }
   *lanes = DescribeLanes(ep);
-  lanes->peerErrors = true;
+  lanes->peerErrors = !shm;
   return ep;
 }
-
-void UcxEngine::CloseEp(ucp_ep_h ep, bool force) {
-  ucp_request_param_t p{};
-  p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-  p.flags = force ? UCP_EP_CLOSE_FLAG_FORCE : 0;
-  void* req = ucp_ep_close_nbx(ep, &p);
-  if (UCS_PTR_IS_PTR(req)) closing_.push_back(req);
-}
-
 UcxEngine::EpOwner* UcxEngine::NewOwner(bool outbound, uint32_t id) {
   owners_.push_back(
       std::unique_ptr<EpOwner>(new EpOwner{outbound ? EpOwner::Kind::kOutbound : EpOwner::Kind::kInbound, id, this}));
@@ -146,16 +126,56 @@ void UcxEngine::OnEpError(EpOwner* owner, ucs_status_t status) {
     std::string why = "the transport reported " + UcsMessage(status);
     if (kind == EpOwner::Kind::kOutbound) {
       auto it = outbound_.find(id);
-      if (it != outbound_.end()) OutboundLost(*it->second, code::kPeerLost, why, true);
+      if (it != outbound_.end()) OutboundLost(*it->second, code::kPeerLost, why);
     } else {
       auto it = inbound_.find(id);
-      if (it != inbound_.end()) InboundLost(*it->second, why, true);
+      if (it != inbound_.end()) InboundLost(*it->second, why);
     }
   });
 }
 
+void UcxEngine::RetireEp(ucp_ep_h ep, EpOwner* owner, bool flush, uint32_t graceMs) {
+  (void)owner;  // kept in owners_ for the worker's lifetime
+  if (ep == nullptr) return;
+  Retiring r{ep, nullptr, DeadlineFrom(NowNs(), graceMs)};
+  if (flush) {
+    ucp_request_param_t p{};
+    void* req = ucp_ep_flush_nbx(ep, &p);
+    if (UCS_PTR_IS_PTR(req)) r.flush = req;
+  }
+  retiring_.push_back(r);
+  ProgressRetiring(NowNs());
+}
+
+void UcxEngine::ProgressRetiring(uint64_t now) {
+  for (size_t i = 0; i < retiring_.size();) {
+    Retiring& r = retiring_[i];
+    if (r.flush != nullptr && ucp_request_check_status(r.flush) == UCS_INPROGRESS && now < r.deadlineNs) {
+      ++i;
+      continue;
+    }
+    if (r.flush != nullptr) ucp_request_free(r.flush);
+    // FORCE: the only close after which UCX 1.13 destroys an endpoint its peer connected to.
+    ucp_request_param_t p{};
+    p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+    p.flags = UCP_EP_CLOSE_FLAG_FORCE;
+    void* req = ucp_ep_close_nbx(r.ep, &p);
+    if (UCS_PTR_IS_PTR(req)) closing_.push_back(req);
+    retiring_[i] = retiring_.back();
+    retiring_.pop_back();
+  }
+  for (auto it = closing_.begin(); it != closing_.end();) {
+    if (ucp_request_check_status(*it) != UCS_INPROGRESS) {
+      ucp_request_free(*it);
+      it = closing_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
-// Connect / disconnect (initiator side)
+// Connect, attach, disconnect (initiator side)
 
 void UcxEngine::DoConnect(uint32_t peerId, std::shared_ptr<PeerInfo> info, uint32_t timeoutMs) {
   auto fail = [&](const char* c, const std::string& msg) {
@@ -173,6 +193,9 @@ void UcxEngine::DoConnect(uint32_t peerId, std::shared_ptr<PeerInfo> info, uint3
   ob->id = peerId;
   ob->info = info;
   ob->owner = NewOwner(true, peerId);
+  ob->token = RandomToken();
+  RandomBytes(ob->nonce, sizeof ob->nonce);
+  ob->keyIndex = opts_.auth.enabled() ? 0 : -1;
   ob->sameHost = !opts_.hostId.empty() && info->hostId == opts_.hostId;
   // A same-host peer is watched through a pidfd: its death is seen at once, whatever the transport.
   if (ob->sameHost && info->pid != 0) {
@@ -188,64 +211,34 @@ void UcxEngine::DoConnect(uint32_t peerId, std::shared_ptr<PeerInfo> info, uint3
     }
   }
   std::string error;
-  ob->ep = CreateEp(info->address, ob->sameHost, ob->pidfd.valid(), ob->owner, &ob->lanes, &error);
+  ob->ep = CreateEp(info->address, ob->sameHost, ob->owner, &ob->lanes, &error);
   if (ob->ep == nullptr) {
     if (ob->pidfd.valid()) UnwatchFd(ob->pidfd.get());
     fail(code::kPeerUnreachable, "cannot reach '" + info->name + "': " + error);
     return;
   }
-  ob->rma = opts_.protocol == "rma" ||
-            (opts_.protocol == "auto" &&
-             (ob->lanes.category == "sm" || ob->lanes.category == "rdma" || ob->lanes.category == "self"));
   ob->connectDeadlineNs = DeadlineFrom(NowNs(), timeoutMs);
   nextDeadlineNs_ = std::min(nextDeadlineNs_, ob->connectDeadlineNs);
-
-  wire::HelloHdr h{};
-  h.version = wire::kProtocolVersion;
-  h.connId = peerId;
-  h.pid = static_cast<uint32_t>(getpid());
-  h.pidStart = opts_.pidStart;
-  h.nameLen = static_cast<uint32_t>(opts_.name.size());
-  h.addrLen = static_cast<uint32_t>(address_.size());
-  h.hostLen = static_cast<uint32_t>(opts_.hostId.size());
-  std::string data = opts_.name + address_ + opts_.hostId;
-  ucp_ep_h ep = ob->ep;
+  Outbound& ref = *ob;
   outbound_[peerId] = std::move(ob);
-  SendControl(ep, wire::kHello, &h, sizeof h, data.data(), data.size(), [this, peerId](ucs_status_t st) {
-    if (st == UCS_OK) return;
-    auto it = outbound_.find(peerId);
-    if (it != outbound_.end()) {
-      OutboundLost(*it->second, code::kPeerUnreachable, "sending the handshake failed: " + UcsMessage(st));
-    }
-  });
+  SendHello(ref);
 }
 
-void UcxEngine::HandleHelloAck(const wire::HelloAckHdr& h) {
-  auto it = outbound_.find(h.connId);
-  if (it == outbound_.end() || it->second->state != Outbound::State::kConnecting) return;
+void UcxEngine::DoAttach(uint32_t peerId) {
+  auto it = outbound_.find(peerId);
+  if (it == outbound_.end() || it->second->state != Outbound::State::kAttaching) return;
   Outbound& ob = *it->second;
-  if (h.status != static_cast<int32_t>(WireStatus::kOk)) {
-    OutboundLost(ob, code::kPeerUnreachable,
-                 "'" + ob.info->name +
-                     "' refused the connection: it speaks another kvwire wire protocol (this one speaks " +
-                     std::to_string(wire::kProtocolVersion) +
-                     "; run the same kvwire release on both sides) or the handshake was bad");
-    return;
-  }
-  ob.inboundId = h.inboundId;
   std::string cudaError;
   if (!SetupPeerCuda(ob, &cudaError)) {  // the CUDA path asked for cannot reach this peer
-    wire::ByeHdr bye{ob.inboundId, 0};
-    SendControl(ob.ep, wire::kBye, &bye, sizeof bye, nullptr, 0);
     OutboundLost(ob, code::kUnsupported, cudaError);
     return;
   }
   ob.state = Outbound::State::kConnected;
-  if (ob.rma) MapRemoteRegions(ob);
+  if (ob.oneSided) MapRemoteRegions(ob);
   EngineEvent e{EngineEvent::Kind::kConnected};
   e.id = ob.id;
-  e.text =
-      ob.lanes.category + "|" + ob.lanes.detail + "|" + (ob.rma ? "rma" : "am") + "|" + cuda::PathName(ob.cuda->path);
+  e.text = ob.lanes.category + "|" + ob.lanes.detail + "|" + (ob.oneSided ? "rma" : "am") + "|" +
+           cuda::PathName(ob.cuda->path);
   Emit(std::move(e));
 }
 
@@ -253,6 +246,7 @@ void UcxEngine::MapRemoteRegions(Outbound& ob) {
   // Shared memory the peer allocated with UCX can be mapped here: then a descriptor is one memcpy,
   // with no UCX request (and small transfers need no trip through the engine thread at all).
   for (auto& [id, rr] : ob.info->regions) {
+    if (rr->rkey.empty()) continue;
     std::string error;
     ucp_rkey_h rk = RkeyFor(ob, id, &error);
     if (rk == nullptr) continue;
@@ -268,115 +262,103 @@ void UcxEngine::MapRemoteRegions(Outbound& ob) {
   }
 }
 
-void UcxEngine::OutboundLost(Outbound& ob, const std::string& c, const std::string& reason, bool transportFailed) {
-  if (ob.state == Outbound::State::kLost) {
-    if (transportFailed && ob.ep != nullptr) {  // a lingering endpoint: UCX has now seen the failure
-      CloseEp(ob.ep, true);
-      ob.ep = nullptr;
-    }
+ucp_rkey_h UcxEngine::RkeyFor(Outbound& ob, uint32_t regionId, std::string* error) {
+  auto it = ob.rkeys.find(regionId);
+  if (it != ob.rkeys.end()) return it->second;
+  const RemoteRegion* rr = ob.info->Find(regionId);
+  if (rr == nullptr || rr->rkey.empty()) {
+    *error = "remote region " + std::to_string(regionId) + " has no remote key";
+    return nullptr;
+  }
+  ucp_rkey_h rk = nullptr;
+  ucs_status_t st = ucp_ep_rkey_unpack(ob.ep, rr->rkey.data(), &rk);
+  if (st != UCS_OK) {
+    *error = "unpacking the remote key of region " + std::to_string(regionId) + " failed: " + UcsMessage(st);
+    return nullptr;
+  }
+  ob.rkeys[regionId] = rk;
+  return rk;
+}
+
+void UcxEngine::OutboundLost(Outbound& ob, const std::string& c, const std::string& reason) {
+  if (ob.state == Outbound::State::kLost) return;
+  if (ob.state == Outbound::State::kClosing) {
+    // Being disconnected already (JavaScript forgot it): end it now, nothing to report.
+    ob.closeDeadlineNs = 0;
+    ob.byeReceived = true;
+    std::vector<uint64_t> ids(ob.xfers.begin(), ob.xfers.end());
+    for (uint64_t id : ids) CancelXfer(id, code::kClosed, "the peer was disconnected");
+    RetireEp(ob.ep, ob.owner, false, 0);
+    ob.ep = nullptr;
+    if (ob.pidfd.valid()) UnwatchFd(ob.pidfd.get());
+    outbound_.erase(ob.id);  // `ob` is gone after this line
     return;
   }
-  bool wasConnecting = ob.state == Outbound::State::kConnecting;
+  bool handshaking = ob.state == Outbound::State::kConnecting || ob.state == Outbound::State::kAttaching;
   ob.state = Outbound::State::kLost;
   ob.info->lost.store(true, std::memory_order_release);
   ob.lostCode = c;
   ob.lostReason = reason;
   std::vector<uint64_t> ids(ob.xfers.begin(), ob.xfers.end());
-  for (uint64_t id : ids) {
-    CancelXfer(id, c.c_str(), "peer '" + ob.info->name + "' was lost: " + reason);
-  }
+  for (uint64_t id : ids) CancelXfer(id, c.c_str(), "peer '" + ob.info->name + "' was lost: " + reason);
   if (ob.pidfd.valid()) {
     UnwatchFd(ob.pidfd.get());
     ob.pidfd.reset();
   }
-  if (ob.ep != nullptr) {
-    if (transportFailed || !ob.lanes.peerErrors || wasConnecting) {
-      CloseEp(ob.ep, true);
-      ob.ep = nullptr;
-    } else {
-      ob.lingerUntilNs = DeadlineFrom(NowNs(), kLingerMs);  // closed when UCX reports the reset
-    }
-  }
-  EngineEvent e{wasConnecting ? EngineEvent::Kind::kConnected : EngineEvent::Kind::kPeerLost};
+  // Nothing will answer on this endpoint: close it by force, which ends (completes with an error)
+  // the operations still in flight on it, so that the transfers they belong to quiesce.
+  RetireEp(ob.ep, ob.owner, false, 0);
+  ob.ep = nullptr;
+  EngineEvent e{handshaking ? EngineEvent::Kind::kConnected : EngineEvent::Kind::kPeerLost};
   e.id = ob.id;
   e.code = c;
-  e.text = wasConnecting ? reason : ("peer '" + ob.info->name + "' was lost: " + reason);
+  e.text = handshaking ? reason : ("peer '" + ob.info->name + "' was lost: " + reason);
   Emit(std::move(e));
 }
 
-void UcxEngine::DoDisconnect(uint32_t peerId, bool sayBye) {
+void UcxEngine::DoDisconnect(uint32_t peerId) {
   auto it = outbound_.find(peerId);
   if (it == outbound_.end()) return;
   Outbound& ob = *it->second;
+  if (ob.state == Outbound::State::kClosing) return;
   std::vector<uint64_t> ids(ob.xfers.begin(), ob.xfers.end());
   for (uint64_t id : ids) {
     CancelXfer(id, code::kClosed, "the peer was disconnected while this transfer was in flight");
   }
-  if (ob.pidfd.valid()) UnwatchFd(ob.pidfd.get());
-  if (ob.ep != nullptr) {
-    bool alive = ob.state == Outbound::State::kConnected;
-    if (alive && sayBye) {
-      wire::ByeHdr h{ob.inboundId, 0};
-      SendControl(ob.ep, wire::kBye, &h, sizeof h, nullptr, 0);
-    }
-    CloseEp(ob.ep, !alive && !ob.lanes.peerErrors);
+  bool greeted = ob.state == Outbound::State::kConnected || ob.state == Outbound::State::kAttaching;
+  if (!greeted || ob.ep == nullptr) {  // lost, or still connecting: nobody to say goodbye to
+    RetireEp(ob.ep, ob.owner, false, 0);
     ob.ep = nullptr;
+    if (ob.pidfd.valid()) UnwatchFd(ob.pidfd.get());
+    outbound_.erase(it);
+    return;
   }
-  // Transfers still referencing the peer hold only its id; rkeys go with the Outbound.
-  outbound_.erase(it);
+  // Goodbye first: the target stops serving us, lets what it has in flight toward us end, and
+  // says goodbye back; then (MaybeFinishOutboundClose) the endpoint is retired. Rkeys and the
+  // mapped memory go with the Outbound; transfers still holding the peer's id find it closing.
+  ob.state = Outbound::State::kClosing;
+  ob.closeDeadlineNs = DeadlineFrom(NowNs(), kCloseGraceMs);
+  nextDeadlineNs_ = std::min(nextDeadlineNs_, ob.closeDeadlineNs);
+  wire::ByeHdr h{ob.RouteOut(), 0};
+  SendControl(ob.ep, wire::kBye, &h, sizeof h, nullptr, 0);
+  MaybeFinishOutboundClose(ob);
+}
+
+void UcxEngine::MaybeFinishOutboundClose(Outbound& ob) {
+  if (ob.state != Outbound::State::kClosing) return;
+  bool quiet = ob.liveXfers == 0 && ob.byeReceived;
+  if (!quiet && NowNs() < ob.closeDeadlineNs) return;
+  RetireEp(ob.ep, ob.owner, quiet, kCloseGraceMs);
+  ob.ep = nullptr;
+  if (ob.pidfd.valid()) UnwatchFd(ob.pidfd.get());
+  outbound_.erase(ob.id);  // `ob` is gone after this line
 }
 
 // ---------------------------------------------------------------------------------------------
-// Hello (target side)
+// Inbound connections (target side)
 
-void UcxEngine::HandleHello(const wire::HelloHdr& h, const uint8_t* data, size_t len) {
-  uint64_t total = static_cast<uint64_t>(h.nameLen) + h.addrLen + h.hostLen;
-  if (total != len || h.addrLen == 0 || h.nameLen > 4096 || h.hostLen > 4096) return;  // malformed: drop
-  auto ib = std::make_unique<Inbound>();
-  ib->id = nextInbound_++;
-  ib->connId = h.connId;
-  ib->name.assign(reinterpret_cast<const char*>(data), h.nameLen);
-  std::string address(reinterpret_cast<const char*>(data) + h.nameLen, h.addrLen);
-  std::string hostId(reinterpret_cast<const char*>(data) + h.nameLen + h.addrLen, h.hostLen);
-  ib->owner = NewOwner(false, ib->id);
-  bool sameHost = !opts_.hostId.empty() && hostId == opts_.hostId;
-  if (sameHost && h.pid != 0) {
-    int fd = OpenPidfd(h.pid, h.pidStart);
-    if (fd >= 0) {
-      ib->pidfd.reset(fd);
-      WatchFd(fd, MakeTag(FdTag::kInboundPid, ib->id));
-    }
-  }
-  std::string error;
-  ib->ep = CreateEp(address, sameHost, ib->pidfd.valid(), ib->owner, &ib->lanes, &error);
-  if (ib->ep == nullptr) {
-    if (ib->pidfd.valid()) UnwatchFd(ib->pidfd.get());
-    EngineEvent w{EngineEvent::Kind::kWarning};
-    w.text = "could not answer '" + ib->name + "': " + error;
-    Emit(std::move(w));
-    return;
-  }
-  wire::HelloAckHdr ack{h.connId, ib->id, static_cast<int32_t>(WireStatus::kOk)};
-  if (h.version != wire::kProtocolVersion) ack.status = static_cast<int32_t>(WireStatus::kInvalid);
-  ucp_ep_h ep = ib->ep;
-  if (ack.status != 0) {
-    SendControl(ep, wire::kHelloAck, &ack, sizeof ack, nullptr, 0);
-    CloseEp(ep, false);
-    return;
-  }
-  inbound_[ib->id] = std::move(ib);
-  SendControl(ep, wire::kHelloAck, &ack, sizeof ack, nullptr, 0);
-}
-
-void UcxEngine::InboundLost(Inbound& ib, const std::string& reason, bool transportFailed) {
-  if (ib.lost) {
-    if (transportFailed) {  // a lingering endpoint: UCX has now seen the failure
-      if (ib.ep != nullptr) CloseEp(ib.ep, true);
-      inbound_.erase(ib.id);
-    }
-    return;
-  }
-  ib.lost = true;
+void UcxEngine::InboundLost(Inbound& ib, const std::string& reason) {
+  (void)reason;
   for (auto& [xferId, t] : ib.reads) t->cancelled = true;
   ib.reads.clear();
   ib.writes.clear();
@@ -384,24 +366,71 @@ void UcxEngine::InboundLost(Inbound& ib, const std::string& reason, bool transpo
     UnwatchFd(ib.pidfd.get());
     ib.pidfd.reset();
   }
-  if (ib.ep != nullptr && !transportFailed && ib.lanes.peerErrors) {
-    ib.lingerUntilNs = DeadlineFrom(NowNs(), kLingerMs);  // closed when UCX reports the reset
-    return;
+  // Force: nothing answers on it, and operations in flight on it end (served READs quiesce).
+  RetireEp(ib.ep, ib.owner, false, 0);
+  ib.ep = nullptr;
+  uint32_t id = ib.id;
+  // Served READs still in flight find the inbound gone and release their regions when their
+  // last push ends.
+  std::vector<uint64_t> keys;
+  for (auto& [key, t] : serves_) {
+    if (t->inboundId == id) keys.push_back(key);
   }
-  if (ib.ep != nullptr) CloseEp(ib.ep, true);
+  inbound_.erase(id);  // `ib` is gone after this line
+  for (uint64_t key : keys) {
+    auto it = serves_.find(key);
+    if (it != serves_.end()) PumpServe(*it->second);
+  }
+}
+
+void UcxEngine::MaybeFinishInboundClose(Inbound& ib) {
+  if (ib.state != Inbound::State::kClosing) return;
+  bool quiet = ib.reads.empty();
+  for (auto& [xferId, rec] : ib.writes) {
+    if (rec.pendingRecv > 0) quiet = false;
+  }
+  if (!quiet && NowNs() < ib.closeDeadlineNs) return;
+  // Quiet (or out of patience): goodbye back, then the endpoint is retired once that is flushed.
+  wire::ByeHdr h{ib.RouteOut(), wire::kByeFromTarget | wire::kByeAck};
+  SendControl(ib.ep, wire::kBye, &h, sizeof h, nullptr, 0);
+  RetireEp(ib.ep, ib.owner, quiet, kCloseGraceMs);
+  ib.ep = nullptr;
+  if (ib.pidfd.valid()) UnwatchFd(ib.pidfd.get());
+  for (auto& [xferId, t] : ib.reads) t->cancelled = true;
   inbound_.erase(ib.id);  // `ib` is gone after this line
 }
 
 void UcxEngine::HandleBye(const wire::ByeHdr& h) {
-  if (h.fromTarget != 0) {
-    auto it = outbound_.find(h.id);
-    if (it != outbound_.end()) {
-      OutboundLost(*it->second, code::kPeerLost, "'" + it->second->info->name + "' closed its agent");
+  if ((h.flags & wire::kByeFromTarget) != 0) {
+    Outbound* ob = OutboundFor(h.route);
+    if (ob == nullptr) return;
+    if ((h.flags & wire::kByeAck) != 0 && ob->state == Outbound::State::kClosing) {
+      ob->byeReceived = true;
+      MaybeFinishOutboundClose(*ob);
+      return;
     }
-  } else {
-    auto it = inbound_.find(h.id);
-    if (it != inbound_.end()) InboundLost(*it->second, "the initiator closed");
+    OutboundLost(*ob, code::kPeerLost, "'" + ob->info->name + "' closed its agent");
+    return;
   }
+  Inbound* ib = InboundFor(h.route, false);
+  if (ib == nullptr || ib->state == Inbound::State::kClosing) return;
+  // The initiator is done with us: stop serving it, let operations in flight end, then answer.
+  ib->state = Inbound::State::kClosing;
+  ib->closeDeadlineNs = DeadlineFrom(NowNs(), kCloseGraceMs);
+  nextDeadlineNs_ = std::min(nextDeadlineNs_, ib->closeDeadlineNs);
+  for (auto& [xferId, t] : ib->reads) t->cancelled = true;
+  for (auto it = ib->writes.begin(); it != ib->writes.end();) {
+    if (it->second.pendingRecv == 0) it = ib->writes.erase(it);
+    else ++it;
+  }
+  std::vector<uint64_t> keys;
+  for (auto& [xferId, t] : ib->reads) keys.push_back(t->key);
+  for (uint64_t key : keys) {
+    auto it = serves_.find(key);
+    if (it != serves_.end()) PumpServe(*it->second);
+  }
+  auto again = inbound_.find(h.route.id);
+  if (again != inbound_.end()) MaybeFinishInboundClose(*again->second);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -437,125 +466,6 @@ void UcxEngine::OnLivenessFd(uint64_t tag) {
     auto it = inbound_.find(id);
     if (it != inbound_.end()) InboundLost(*it->second, "its process exited");
   }
-}
-
-ucp_rkey_h UcxEngine::RkeyFor(Outbound& ob, uint32_t regionId, std::string* error) {
-  auto it = ob.rkeys.find(regionId);
-  if (it != ob.rkeys.end()) return it->second;
-  const RemoteRegion* rr = ob.info->Find(regionId);
-  if (rr == nullptr || rr->rkey.empty()) {
-    *error = "remote region " + std::to_string(regionId) + " has no remote key";
-    return nullptr;
-  }
-  ucp_rkey_h rk = nullptr;
-  ucs_status_t st = ucp_ep_rkey_unpack(ob.ep, rr->rkey.data(), &rk);
-  if (st != UCS_OK) {
-    *error = "unpacking the remote key of region " + std::to_string(regionId) + " failed: " + UcsMessage(st);
-    return nullptr;
-  }
-  ob.rkeys[regionId] = rk;
-  return rk;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Messages
-
-void UcxEngine::SendControl(ucp_ep_h ep, uint16_t amId, const void* hdr, size_t hdrLen, const void* data,
-                            size_t dataLen, std::function<void(ucs_status_t)> done) {
-  auto* b = new ControlBlock{this, std::string(), std::move(done)};
-  b->buf.reserve(hdrLen + dataLen);
-  b->buf.append(static_cast<const char*>(hdr), hdrLen);
-  if (dataLen > 0) b->buf.append(static_cast<const char*>(data), dataLen);
-  ucp_request_param_t p{};
-  p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
-  p.flags = UCP_AM_SEND_FLAG_EAGER;
-  p.user_data = b;
-  p.cb.send = [](void* req, ucs_status_t st, void* ud) {
-    auto* blk = static_cast<ControlBlock*>(ud);
-    blk->engine->Untrack(req);
-    blk->engine->pendingControl_--;
-    if (blk->done) blk->done(st);
-    delete blk;
-  };
-  void* req = ucp_am_send_nbx(ep, amId, b->buf.data(), hdrLen, b->buf.data() + hdrLen, dataLen, &p);
-  if (UCS_PTR_IS_PTR(req)) {
-    Track(req);
-    pendingControl_++;
-    return;
-  }
-  ucs_status_t st = UCS_PTR_STATUS(req);
-  if (b->done) b->done(st);
-  delete b;
-}
-
-template <typename H>
-static const H* HeaderAs(const void* header, size_t len) {
-  return len >= sizeof(H) ? static_cast<const H*>(header) : nullptr;
-}
-
-ucs_status_t UcxEngine::OnAm(uint16_t id, const void* header, size_t headerLen, void* data, size_t len,
-                             const ucp_am_recv_param_t* param) {
-  bool rndv = (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0;
-  // Data messages: handled here, where a rendezvous descriptor can still be received in place.
-  if (id == wire::kWrite) {
-    if (auto* h = HeaderAs<wire::WriteHdr>(header, headerLen)) return HandleWrite(*h, data, len, param);
-    return UCS_OK;
-  }
-  if (id == wire::kReadData) {
-    if (auto* h = HeaderAs<wire::ReadDataHdr>(header, headerLen)) return HandleReadData(*h, data, len, param);
-    return UCS_OK;
-  }
-  if (id == wire::kWriteBatch) {
-    if (auto* h = HeaderAs<wire::WriteBatchHdr>(header, headerLen)) return HandleWriteBatch(*h, data, len, param);
-    return UCS_OK;
-  }
-  if (id == wire::kReadDataBatch) {
-    if (auto* h = HeaderAs<wire::ReadDataBatchHdr>(header, headerLen)) return HandleReadDataBatch(*h, data, len, param);
-    return UCS_OK;
-  }
-  // Control messages are always eager; a rendezvous one is malformed: drop it.
-  if (rndv) return UCS_OK;
-  std::string hdr(static_cast<const char*>(header), headerLen);
-  std::string body(static_cast<const char*>(data), data != nullptr ? len : 0);
-  // Handled after progress returns: they create endpoints and send answers.
-  deferred_.push_back([this, id, hdr = std::move(hdr), body = std::move(body)] {
-    const auto* d = reinterpret_cast<const uint8_t*>(body.data());
-    switch (id) {
-      case wire::kHello:
-        if (auto* h = HeaderAs<wire::HelloHdr>(hdr.data(), hdr.size())) HandleHello(*h, d, body.size());
-        break;
-      case wire::kHelloAck:
-        if (auto* h = HeaderAs<wire::HelloAckHdr>(hdr.data(), hdr.size())) HandleHelloAck(*h);
-        break;
-      case wire::kWriteFin:
-        if (auto* h = HeaderAs<wire::WriteFinHdr>(hdr.data(), hdr.size())) HandleWriteFin(*h, d, body.size());
-        break;
-      case wire::kWriteAck:
-        if (auto* h = HeaderAs<wire::StatusHdr>(hdr.data(), hdr.size())) HandleWriteAck(*h, d, body.size());
-        break;
-      case wire::kReadReq:
-        if (auto* h = HeaderAs<wire::ReadReqHdr>(hdr.data(), hdr.size())) HandleReadReq(*h, d, body.size());
-        break;
-      case wire::kReadFin:
-        if (auto* h = HeaderAs<wire::StatusHdr>(hdr.data(), hdr.size())) HandleReadFin(*h, d, body.size());
-        break;
-      case wire::kReadCancel:
-        if (auto* h = HeaderAs<wire::ReadCancelHdr>(hdr.data(), hdr.size())) HandleReadCancel(*h);
-        break;
-      case wire::kNotify:
-        if (auto* h = HeaderAs<wire::NotifyHdr>(hdr.data(), hdr.size())) HandleNotify(*h, d, body.size());
-        break;
-      case wire::kRevoke:
-        if (auto* h = HeaderAs<wire::RevokeHdr>(hdr.data(), hdr.size())) HandleRevoke(*h);
-        break;
-      case wire::kBye:
-        if (auto* h = HeaderAs<wire::ByeHdr>(hdr.data(), hdr.size())) HandleBye(*h);
-        break;
-      default:
-        break;
-    }
-  });
-  return UCS_OK;
 }
 
 }  // namespace kvwire

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "engine/address_check.h"
 #include "engine/ucx_internal.h"
 
 namespace kvwire {
@@ -81,7 +82,10 @@ bool UcxEngine::Init(std::string* error) {
   }
   ucp_params_t params{};
   params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_MT_WORKERS_SHARED | UCP_PARAM_FIELD_NAME;
-  params.features = UCP_FEATURE_RMA | UCP_FEATURE_AM | UCP_FEATURE_WAKEUP;
+  // No UCP_FEATURE_RMA: with it, UCX serves its software-emulated put/get (the path for transports
+  // without native one-sided operations, tcp among them) to any connected peer, at any address of
+  // this process, with no check at all. kvwire's one-sided paths do not need it.
+  params.features = UCP_FEATURE_AM | UCP_FEATURE_WAKEUP;
   params.mt_workers_shared = 1;  // ucp_mem_map runs on the JS thread while the engine thread progresses
   params.name = opts_.name.c_str();
   st = ucp_init(&params, config, &context_);
@@ -110,6 +114,14 @@ bool UcxEngine::Init(std::string* error) {
   }
   address_.assign(reinterpret_cast<const char*>(addr), addrLen);
   ucp_worker_release_address(worker_, addr);
+  // What a peer's address may hold, judged by ours (same UCX, same transport code): see
+  // address_check.h. An address of ours that does not parse would refuse every peer: say so now.
+  std::string why;
+  if (!ParseWorkerAddress(reinterpret_cast<const uint8_t*>(address_.data()), address_.size(), nullptr, &why)) {
+    *error = "this UCX packs worker addresses kvwire cannot check (" + why + "); kvwire supports UCX 1.13's formats";
+    return false;
+  }
+  addressRules_ = RulesFromOwnAddress(reinterpret_cast<const uint8_t*>(address_.data()), address_.size());
 
   st = ucp_worker_get_efd(worker_, &workerFd_);
   if (st != UCS_OK) {
@@ -181,8 +193,11 @@ bool UcxEngine::DrainCommands() {
       case Command::Kind::kConnect:
         DoConnect(c.peerId, std::move(c.info), c.timeoutMs);
         break;
+      case Command::Kind::kAttach:
+        DoAttach(c.peerId);
+        break;
       case Command::Kind::kDisconnect:
-        DoDisconnect(c.peerId, true);
+        DoDisconnect(c.peerId);
         break;
       case Command::Kind::kPost:
         StartTransfer(std::move(c.req));
@@ -265,8 +280,8 @@ bool UcxEngine::Allocate(uint32_t id, const std::string& label, uint64_t length,
   // it is collected). The memory goes back to UCX when both are done, never before.
   auto shared = std::make_shared<SharedAllocation>(ctxRef_, memh);
   *allocation = shared;
-  return AddRegion(id, label, *base, length, access, memh, rkey, error,
-                   [shared](ucp_mem_h) mutable { shared.reset(); });
+  return AddRegion(
+      id, label, *base, length, access, memh, rkey, error, [shared](ucp_mem_h) mutable { shared.reset(); }, -1, true);
 }
 
 uint32_t UcxEngine::ProtFor(Access access) {
@@ -278,9 +293,12 @@ uint32_t UcxEngine::ProtFor(Access access) {
 
 bool UcxEngine::AddRegion(uint32_t id, const std::string& label, uint8_t* base, uint64_t length, Access access,
                           ucp_mem_h memh, std::string* rkey, std::string* error, std::function<void(ucp_mem_h)> unmap,
-                          int device) {
+                          int device, bool allocated) {
   rkey->clear();
-  if (access != kAccessNone && memh != nullptr) {
+  // A remote key only for memory a trusted peer may map (shared memory UCX allocated, exported):
+  // the grant hands it to such peers, and to no one else. Registered memory needs none (peers
+  // reach it through the target's checks, or by cross-memory attach, which takes no key).
+  if (allocated && access != kAccessNone && memh != nullptr) {
     void* buf = nullptr;
     size_t size = 0;
     ucs_status_t st = ucp_rkey_pack(context_, memh, &buf, &size);
@@ -309,7 +327,16 @@ bool UcxEngine::AddRegion(uint32_t id, const std::string& label, uint8_t* base, 
         }
       },
       device);
+  if (allocated) region->set_allocated();
+  region->SetGrantKeys(*rkey, std::string());
   regions_.Insert(std::move(region));
+  return true;
+}
+
+bool UcxEngine::SetGrantKeys(uint32_t id, std::string trusted, std::string restricted) {
+  LocalRegionPtr r = regions_.Find(id);
+  if (!r) return false;
+  r->SetGrantKeys(std::move(trusted), std::move(restricted));
   return true;
 }
 
@@ -344,6 +371,12 @@ void UcxEngine::Connect(uint32_t peerId, std::shared_ptr<PeerInfo> info, uint32_
   c.peerId = peerId;
   c.info = std::move(info);
   c.timeoutMs = timeoutMs;
+  Enqueue(std::move(c));
+}
+
+void UcxEngine::Attach(uint32_t peerId) {
+  Command c{Command::Kind::kAttach};
+  c.peerId = peerId;
   Enqueue(std::move(c));
 }
 
@@ -459,7 +492,7 @@ void UcxEngine::Run() {
       } else {
         timeoutMs = -1;
         uint64_t wake = NextWakeNs();
-        if (active_ > 0 || !xfers_.empty() || !serves_.empty()) {
+        if (active_ > 0 || !xfers_.empty() || !serves_.empty() || !retiring_.empty() || !closing_.empty()) {
           // Something is pending: wake at least every 100 ms to sweep (deadlines, liveness).
           uint64_t sweep = now + 100000000ull;
           if (sweep < wake) wake = sweep;
@@ -527,23 +560,58 @@ void UcxEngine::CheckDeadlines(uint64_t now) {
                       " descriptors done); the peer may be overloaded or gone: raise timeoutMs or check the peer";
     CancelXfer(id, code::kTimeout, msg);
   }
-  for (auto& [id, ob] : outbound_) {
-    if (ob->state == Outbound::State::kConnecting) {
-      if (ob->connectDeadlineNs <= now) {
-        deferred_.push_back([this, pid = id] {
-          auto it = outbound_.find(pid);
-          if (it == outbound_.end() || it->second->state != Outbound::State::kConnecting) return;
-          OutboundLost(*it->second, code::kPeerUnreachable,
-                       "no answer from '" + it->second->info->name + "' while connecting over " +
-                           it->second->lanes.category + " (" + it->second->lanes.detail +
-                           "); is the peer running, and does its metadata come from its current process?");
-        });
-      } else {
-        next = std::min(next, ob->connectDeadlineNs);
-      }
+  // Operations still in flight well after their transfer's deadline (a hung or partitioned peer):
+  // UCX cannot cancel a send, only close its endpoint, so the connection goes, and with it every
+  // operation on it (quiesced then resolves, and the memory can be deregistered).
+  std::vector<uint32_t> stuckPeers;
+  for (auto& [id, x] : xfers_) {
+    if (x->finished && x->inflight > 0 && x->deadlineNs + kQuiesceGraceMs * 1000000ull <= now) {
+      stuckPeers.push_back(x->req->peerId);
+    } else if (x->inflight > 0) {
+      next = std::min<uint64_t>(next, x->deadlineNs + kQuiesceGraceMs * 1000000ull);
     }
   }
+  for (uint32_t peerId : stuckPeers) {
+    auto it = outbound_.find(peerId);
+    if (it == outbound_.end()) continue;
+    OutboundLost(*it->second, code::kTimeout,
+                 "operations of a transfer to it did not end within " + std::to_string(kQuiesceGraceMs) +
+                     " ms of its deadline; the connection was closed to free their memory (connect again)");
+  }
+  std::vector<uint32_t> silent, closing;
+  for (auto& [id, ob] : outbound_) {
+    bool handshaking = ob->state == Outbound::State::kConnecting || ob->state == Outbound::State::kAttaching;
+    if (handshaking) {
+      if (ob->connectDeadlineNs <= now) silent.push_back(id);
+      else next = std::min(next, ob->connectDeadlineNs);
+    }
+    if (ob->state == Outbound::State::kClosing) {
+      if (ob->closeDeadlineNs <= now) closing.push_back(id);
+      else next = std::min(next, ob->closeDeadlineNs);
+    }
+  }
+  for (uint32_t id : silent) {
+    auto it = outbound_.find(id);
+    if (it == outbound_.end()) continue;
+    Outbound& ob = *it->second;
+    OutboundLost(ob, code::kPeerUnreachable,
+                 ob.state == Outbound::State::kAttaching
+                     ? "the handshake with '" + ob.info->name + "' was not completed in time"
+                     : "no answer from '" + ob.info->name + "' while connecting over " + ob.lanes.category + " (" +
+                           ob.lanes.detail +
+                           "); is the peer running, does its metadata come from its current process, and do both "
+                           "agents share the same auth secret (or none) and kvwire release?");
+  }
+  for (uint32_t id : closing) {
+    auto it = outbound_.find(id);
+    if (it != outbound_.end()) MaybeFinishOutboundClose(*it->second);
+  }
+  ProgressRetiring(now);
   SweepTargetState(now);
+  for (auto& [id, ib] : inbound_) {
+    if (ib->state == Inbound::State::kClosing) next = std::min(next, ib->closeDeadlineNs);
+    if (ib->state == Inbound::State::kAwaitingAuth) next = std::min(next, ib->authDeadlineNs);
+  }
   for (auto& [key, t] : serves_) {
     if (!t->finished) next = std::min(next, t->deadlineNs);
   }
@@ -618,56 +686,41 @@ void UcxEngine::ShutdownOnThread() {
     RunDeferred();
   }
   // 2. Let what is already in flight finish (up to 500 ms): transfers were failed above and post
-  //    nothing more, served reads were cancelled. Closing an endpoint under zero-copy operations
-  //    makes UCX 1.13's tcp transport complete them twice on the peer (an assertion there), so
-  //    endpoints are closed only once they are quiet, and by flushing where the peer is healthy.
+  //    nothing more, served reads were cancelled. Closing an endpoint under operations toward a
+  //    live peer made UCX 1.13's tcp transport complete them twice on the peer (an assertion
+  //    there), so endpoints are closed only once they are quiet.
   uint64_t until = NowNs() + 500000000ull;
   while ((pendingControl_ > 0 || !live_.empty()) && NowNs() < until) {
     ucp_worker_progress(worker_);
     RunDeferred();
   }
-  // 3. Say goodbye, so peers fail their transfers at once instead of at their deadlines.
+  // 3. Say goodbye, so peers fail their transfers at once instead of at their deadlines, then
+  //    retire every endpoint: flushed where the peer is healthy (the goodbye gets out), closed by
+  //    force (the only close after which UCX frees an endpoint its peer connected to).
   for (auto& [id, ob] : outbound_) {
-    if (ob->state == Outbound::State::kConnected) {
-      wire::ByeHdr h{ob->inboundId, 0};
+    if (ob->ep == nullptr) continue;
+    bool healthy = ob->state == Outbound::State::kConnected || ob->state == Outbound::State::kAttaching;
+    if (healthy) {
+      wire::ByeHdr h{ob->RouteOut(), 0};
       SendControl(ob->ep, wire::kBye, &h, sizeof h, nullptr, 0);
     }
-  }
-  for (auto& [id, ib] : inbound_) {
-    if (!ib->lost) {
-      wire::ByeHdr h{ib->connId, 1};
-      SendControl(ib->ep, wire::kBye, &h, sizeof h, nullptr, 0);
-    }
-  }
-  for (auto& [id, ob] : outbound_) {
-    if (ob->ep != nullptr)
-      CloseEp(ob->ep, !live_.empty() || !ob->lanes.peerErrors || ob->state != Outbound::State::kConnected);
+    RetireEp(ob->ep, ob->owner, healthy && live_.empty(), 500);
     ob->ep = nullptr;
   }
   for (auto& [id, ib] : inbound_) {
-    if (ib->ep != nullptr) CloseEp(ib->ep, !live_.empty() || !ib->lanes.peerErrors || ib->lost);
+    if (ib->ep == nullptr) continue;
+    wire::ByeHdr h{ib->RouteOut(), wire::kByeFromTarget};
+    SendControl(ib->ep, wire::kBye, &h, sizeof h, nullptr, 0);
+    RetireEp(ib->ep, ib->owner, live_.empty(), 500);
     ib->ep = nullptr;
   }
-  // 4. Let the closes and every operation in flight finish (force-closed endpoints complete their
-  //    requests with an error); after half the grace period, cancel what is left.
+  // 4. Let the closes and every operation in flight finish (endpoints closed by force complete
+  //    their requests with an error).
   const uint64_t grace = NowNs() + 1000000000ull;
-  bool cancelled = false;
-  while ((!closing_.empty() || !live_.empty()) && NowNs() < grace) {
+  while ((!retiring_.empty() || !closing_.empty() || !live_.empty()) && NowNs() < grace) {
     ucp_worker_progress(worker_);
     RunDeferred();
-    for (auto it = closing_.begin(); it != closing_.end();) {
-      if (ucp_request_check_status(*it) != UCS_INPROGRESS) {
-        ucp_request_free(*it);
-        it = closing_.erase(it);
-      } else {
-        ++it;
-      }
-    }
-    if (!cancelled && NowNs() + 500000000ull > grace) {
-      cancelled = true;
-      std::vector<void*> left(live_.begin(), live_.end());
-      for (void* r : left) ucp_request_cancel(worker_, r);
-    }
+    ProgressRetiring(NowNs());
   }
   // 5. What transfers and served reads still hold goes back (no callback can run any more:
   //    nothing progresses this worker after this point).

@@ -9,12 +9,17 @@
 // in epoll on the worker's event fd, the command eventfd and the liveness fds of same-host peers,
 // with a timeout at the nearest deadline. An idle agent therefore uses no CPU.
 //
-// Data paths, chosen per peer from the lanes UCX selected:
-//   shared memory / RDMA: one-sided put (WRITE) and get (READ), flush before the notification.
-//   tcp: UCX emulates put/get with active messages and get costs ~1 ms per operation on 1.13, so
-//        both directions ride on active messages with rendezvous instead: WRITE sends each
-//        descriptor's bytes as an AM that the target validates and receives in place; READ asks
-//        the target to serve the descriptors as pushes, which the target validates again.
+// Data paths, chosen per peer from what the target granted and the lanes UCX selected:
+//   one-sided (same-host peers the target trusts, over shared memory): a memcpy into the peer's
+//        shared memory mapped here (regions it allocated), or cross-memory attach (process_vm_*)
+//        for regions it registered. The target cannot check these: the kernel lets any process of
+//        the same user do as much; see docs/SECURITY.md.
+//   active messages (everything else): WRITE sends each descriptor's bytes as an AM that the
+//        target validates and receives in place; READ asks the target to serve the descriptors as
+//        pushes, which the target validates again.
+// UCX's own one-sided operations (put/get) are never used, and the context is created without
+// them: UCX serves its software-emulated put/get to any connected peer without a check of any
+// kind (any address of this process), so a target must not offer them.
 #pragma once
 #ifdef KVWIRE_HAVE_UCX
 #include <ucp/api/ucp.h>
@@ -33,6 +38,8 @@
 #include <unordered_set>
 #include <vector>
 
+#include "engine/address_check.h"
+#include "engine/auth.h"
 #include "engine/regions.h"
 #include "engine/types.h"
 #include "engine/wire.h"
@@ -74,7 +81,9 @@ struct TransferRequest {
 struct EngineOptions {
   std::string name;
   std::string transports;             // UCX_TLS value; empty: UCX_TLS from the environment, else UCX's default
-  std::string protocol = "auto";      // auto | rma | am
+  std::string protocol = "auto";      // auto | rma | am ('am': never one-sided access, even if granted)
+  AuthKeys auth;                      // empty: peers are not authenticated
+  bool directAccess = true;           // grant one-sided access to trusted same-host peers of the same user
   uint32_t spinUs = 100;              // busy-poll this long after the last activity before sleeping
   uint32_t busySpinUs = 2000;         // ... and this long while operations are in flight
   uint64_t rndvThreshold = 16384;     // AM payloads at least this large go by rendezvous (zero copy)
@@ -130,6 +139,10 @@ class UcxEngine {
 
   // ---- JS thread API ----
   const std::string& workerAddress() const { return address_; }
+  // A peer's worker address may be given to UCX (address_check.h). Any thread.
+  bool CheckPeerAddress(const uint8_t* data, size_t len, std::string* why) const {
+    return CheckWorkerAddress(data, len, why, &addressRules_);
+  }
   std::string transportsConfigured() const;
 
   // Registers [base, base+length). On success fills the packed rkey (empty for access 'none').
@@ -142,6 +155,8 @@ class UcxEngine {
   // Deregisters. Returns false with `busyUsers` set when local transfers still use the region.
   // `released` is emitted (kRegionReleased via the sink) when no operation can touch the memory.
   bool Deregister(uint32_t id, uint32_t* busyUsers, bool* known);
+  // The keys a device region is granted with (built in TypeScript just after registerDevice).
+  bool SetGrantKeys(uint32_t id, std::string trusted, std::string restricted);
   RegionTable& regions() { return regions_; }
   // Registers validated device memory (native/cuda/engine_memory.cc): with UCX when UCX moves
   // device memory itself, else for the CUDA IPC and staging paths only.
@@ -150,7 +165,11 @@ class UcxEngine {
   // Whether this UCX moves CUDA device memory itself (built with CUDA transports).
   bool ucxCudaMemory() const { return ucxCudaMemory_; }
 
+  // Starts the handshake; the engine reports kHandshaked (with the target's grant), or kConnected
+  // with an error.
   void Connect(uint32_t peerId, std::shared_ptr<PeerInfo> info, uint32_t timeoutMs);
+  // After kHandshaked: the caller filled peerInfo(peerId)->regions from the checked grant.
+  void Attach(uint32_t peerId);
   void Disconnect(uint32_t peerId);
   std::shared_ptr<PeerInfo> peerInfo(uint32_t peerId);
   // Validates and enqueues. On rejection returns false with an error code and message.
@@ -180,7 +199,8 @@ class UcxEngine {
   explicit UcxEngine(const EngineOptions& opts, EventSink sink);
   static uint32_t ProtFor(Access access);
   bool AddRegion(uint32_t id, const std::string& label, uint8_t* base, uint64_t length, Access access, ucp_mem_h memh,
-                 std::string* rkey, std::string* error, std::function<void(ucp_mem_h)> unmap, int device = -1);
+                 std::string* rkey, std::string* error, std::function<void(ucp_mem_h)> unmap, int device = -1,
+                 bool allocated = false);
   bool Init(std::string* error);
   void Run();
   void Enqueue(Command&& c);
@@ -201,27 +221,45 @@ class UcxEngine {
   void localUse(uint32_t regionId, int delta);
   uint32_t localUsers(uint32_t regionId);
 
-  // Connections (ucx_connect.cc)
+  // Connections (ucx_connect.cc): endpoints, attach, goodbyes, loss, liveness.
   void DoConnect(uint32_t peerId, std::shared_ptr<PeerInfo> info, uint32_t timeoutMs);
-  ucp_ep_h CreateEp(const std::string& address, bool sameHost, bool watched, EpOwner* owner, LaneInfo* lanes,
-                    std::string* error);
+  void DoAttach(uint32_t peerId);
+  ucp_ep_h CreateEp(const std::string& address, bool sameHost, EpOwner* owner, LaneInfo* lanes, std::string* error);
   LaneInfo DescribeLanes(ucp_ep_h ep);
   void MapRemoteRegions(Outbound& ob);
-  void CloseEp(ucp_ep_h ep, bool force);
   EpOwner* NewOwner(bool outbound, uint32_t id);
   static void EpErrorCb(void* arg, ucp_ep_h ep, ucs_status_t status);
   void OnEpError(EpOwner* owner, ucs_status_t status);
-  // `transportFailed`: UCX reported the failure (its error callback). Only then, or for endpoints
-  // without peer error handling, is the endpoint force-closed: force-closing a tcp endpoint with
-  // zero-copy operations in flight before UCX has seen the connection reset makes UCX 1.13 complete
-  // those operations twice (an assertion in uct_tcp). Otherwise the close flushes, and fails as
-  // soon as UCX notices the peer is gone.
-  void OutboundLost(Outbound& ob, const std::string& code, const std::string& reason, bool transportFailed = false);
-  void InboundLost(Inbound& ib, const std::string& reason, bool transportFailed = false);
-  void DoDisconnect(uint32_t peerId, bool sayBye);
-  void HandleHello(const wire::HelloHdr& h, const uint8_t* data, size_t len);
-  void HandleHelloAck(const wire::HelloAckHdr& h);
+  // Ends an endpoint. UCX 1.13 destroys an endpoint that has a connection from its peer only when
+  // it is closed with FORCE (a flushing close keeps it, and its socket, until the worker is
+  // destroyed: a descriptor leaked per connection on each side); and a forced close with
+  // operations in flight toward a live peer made UCX on that peer complete them twice (an
+  // assertion). So an endpoint is retired: flushed first when `flush` (the peer is alive and
+  // quiet), then closed with FORCE once the flush ended or `graceMs` passed.
+  void RetireEp(ucp_ep_h ep, EpOwner* owner, bool flush, uint32_t graceMs);
+  void ProgressRetiring(uint64_t now);
+  // The peer is gone (it died, closed its agent, or its operations outlived their deadline): its
+  // transfers fail with `code` and the endpoint is closed by force (nothing answers on it).
+  void OutboundLost(Outbound& ob, const std::string& code, const std::string& reason);
+  void InboundLost(Inbound& ib, const std::string& reason);
+  void DoDisconnect(uint32_t peerId);
+  // Closing a connection both ends are done with: once this side's operations on it ended and the
+  // other end said goodbye (or the grace period passed), the endpoint is retired.
+  void MaybeFinishOutboundClose(Outbound& ob);
+  void MaybeFinishInboundClose(Inbound& ib);
   void HandleBye(const wire::ByeHdr& h);
+
+  // The handshake (ucx_handshake.cc): hello, challenge, answer, the grant.
+  void SendHello(Outbound& ob);
+  void HandleHello(const wire::HelloHdr& h, const uint8_t* data, size_t len);
+  void HandleHelloAck(const wire::HelloAckHdr& h, const uint8_t* data, size_t len);
+  void HandleAuth(const wire::AuthHdr& h);
+  std::string BuildGrant(bool oneSided);
+  bool TrustsOneSided(uint32_t pid, bool sameHost, bool watched, const LaneInfo& lanes) const;
+  // The connection a message names, when its route matches (id and token) and the peer may use it
+  // now (`serving`: past the handshake, not closing); null otherwise, and the message is dropped.
+  Inbound* InboundFor(const wire::Route& r, bool serving = true);
+  Outbound* OutboundFor(const wire::Route& r);
   // Returns a pidfd for a live same-host process, -1 when not applicable, -2 when it is gone.
   int OpenPidfd(uint32_t pid, uint64_t pidStart);
   void WatchFd(int fd, uint64_t tag);
@@ -232,7 +270,6 @@ class UcxEngine {
   // Initiator side (ucx_initiator.cc)
   static void XferSendCb(void* req, ucs_status_t st, void* ud);
   static void XferRecvCb(void* req, ucs_status_t st, size_t len, void* ud);
-  static void XferFlushCb(void* req, ucs_status_t st, void* ud);
   // A UCX operation of `x` covering `count` descriptors finished (a send, or a receive of READ data).
   void OnXferOp(Xfer& x, ucs_status_t st, bool isRecv, uint32_t count = 1);
   // What ucp_*_nbx returned for an operation covering `count` descriptors of `x`: done at once, in
@@ -255,7 +292,13 @@ class UcxEngine {
   void ProcessTouched();
   void StartTransfer(std::unique_ptr<TransferRequest> req);
   void PumpXfer(Xfer& x);
-  void PostRma(Xfer& x, Outbound& ob);
+  // One-sided: memcpy into the peer's shared memory mapped here, or cross-memory attach.
+  void PostOneSided(Xfer& x, Outbound& ob);
+  // AM flags of a data message of `len` bytes: rendezvous above the threshold, except on endpoints
+  // without peer error handling (shared memory), where data always goes eager: a rendezvous send
+  // to a process that died is never completed or cancelled there by UCX 1.13, and its transfer
+  // would never quiesce.
+  uint32_t DataFlags(bool peerErrors, size_t len) const;
   void PostAmWrite(Xfer& x, Outbound& ob);
   void PostReadRequest(Xfer& x, Outbound& ob);
   // For SendControl: a control message of transfer `id` that could not be sent fails the transfer.
@@ -265,6 +308,9 @@ class UcxEngine {
   void FinishXfer(Xfer& x, const std::string& code, const std::string& msg);
   void ReapXfer(uint64_t id);
   void CancelXfer(uint64_t id, const char* code, const std::string& msg);
+  // The transfer a target's message names: its route must be the connection's, and the transfer
+  // one this agent started on that connection.
+  Xfer* XferFor(const wire::Route& r, uint64_t xferId);
   void HandleWriteAck(const wire::StatusHdr& h, const uint8_t* data, size_t len);
   void HandleStatus(const wire::StatusHdr& h, const uint8_t* data, size_t len, const char* what);
   ucs_status_t HandleReadData(const wire::ReadDataHdr& h, void* data, size_t len, const ucp_am_recv_param_t* p);
@@ -316,7 +362,7 @@ class UcxEngine {
   void WriteRecvDone(uint32_t inboundId, uint64_t xferId, const std::function<void(Inbound&, WriteRecord&)>& land);
   // The record of WRITE `xferId` from inbound peer `inboundId`, created by its first message (and
   // forgotten 5 s after the initiator's deadline); null when the sender is unknown or lost.
-  WriteRecord* WriteRecordFor(uint32_t inboundId, uint64_t xferId, uint32_t timeoutMs, Inbound** ib);
+  WriteRecord* WriteRecordFor(const wire::Route& route, uint64_t xferId, uint32_t timeoutMs, Inbound** ib);
   // Marks a WRITE failed with the target's reason and answers the initiator once.
   void RefuseWrite(Inbound& ib, WriteRecord& rec, uint64_t xferId, WireStatus st, uint32_t index,
                    const std::string& msg);
@@ -325,7 +371,7 @@ class UcxEngine {
   void FinishServe(ServeTask& t, WireStatus st, uint32_t index, const std::string& msg);
   void HandleReadCancel(const wire::ReadCancelHdr& h);
   void HandleNotify(const wire::NotifyHdr& h, const uint8_t* data, size_t len);
-  void SendStatus(ucp_ep_h ep, uint16_t amId, uint64_t xferId, WireStatus st, uint32_t index, const std::string& msg);
+  void SendStatus(Inbound& ib, uint16_t amId, uint64_t xferId, WireStatus st, uint32_t index, const std::string& msg);
   void RevokeRegion(uint32_t regionId);
   void SweepTargetState(uint64_t now);
 
@@ -374,6 +420,7 @@ class UcxEngine {
   std::shared_ptr<ContextRef> ctxRef_;
   ucp_worker_h worker_ = nullptr;
   std::string address_;
+  AddressRules addressRules_;  // what a peer's worker address may hold (address_check.h)
   int workerFd_ = -1;
   UniqueFd epoll_;
   Wakeup wakeup_;
@@ -418,12 +465,22 @@ class UcxEngine {
   uint64_t lastActivityNs_ = 0;
   uint64_t lastFdPollNs_ = 0;
   uint32_t active_ = 0;             // operations in flight (busy-poll while > 0)
-  std::vector<void*> closing_;      // endpoint close requests in flight
+  std::vector<void*> closing_;      // endpoint close requests in flight (freed when done)
   std::unordered_set<void*> live_;  // operation requests in flight (see Track)
   bool leaked_ = false;             // shutdown could not finish: UCX is left allocated
-  // Error-handler arguments: never freed while the worker lives, because UCX may report an error
-  // on an endpoint (or on one it merged with it) after we closed ours.
+  // Endpoints being retired (RetireEp): flushing, then closed by force.
+  struct Retiring {
+    ucp_ep_h ep;
+    void* flush;  // the flush request, null when done or not asked for
+    uint64_t deadlineNs;
+  };
+  std::vector<Retiring> retiring_;
+  // Error-handler arguments: kept while the worker lives (UCX may report an error on an endpoint
+  // as late as its close; a few dozen bytes per connection).
   std::deque<std::unique_ptr<EpOwner>> owners_;
+  // Hellos seen recently (authenticated handshakes): a replayed one is refused.
+  ReplayWindow replay_{60000, 65536};
+  uint64_t lastAuthWarnNs_ = 0;  // refused handshakes are reported at most every 10 s
   // CUDA: copies, staging buffers and IPC mappings (engine thread; null without a CUDA driver).
   cuda::PlanePtr cuda_;
   bool ucxCudaMemory_ = false;

@@ -1,9 +1,13 @@
 // UcxEngine, initiator side: posting READ and WRITE (one-sided RMA, or the AM protocol over tcp),
 // their completions, deadlines and cancellation, and notifications sent by this agent.
 #ifdef KVWIRE_HAVE_UCX
+#include <poll.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 
+#include "engine/cma.h"
 #include "engine/ucx_internal.h"
 
 namespace kvwire {
@@ -26,16 +30,6 @@ void UcxEngine::XferRecvCb(void* req, ucs_status_t st, size_t, void* ud) {
   auto* x = static_cast<Xfer*>(ud);
   x->engine->Untrack(req);
   x->engine->OnXferOp(*x, st, true);
-}
-
-void UcxEngine::XferFlushCb(void* req, ucs_status_t st, void* ud) {
-  auto* x = static_cast<Xfer*>(ud);
-  x->engine->Untrack(req);
-  x->inflight--;
-  x->engine->active_--;
-  if (st == UCS_OK) x->flushDone = true;
-  else if (x->opError == UCS_OK) x->opError = st;
-  x->engine->Touch(*x);
 }
 
 void UcxEngine::OnXferOp(Xfer& x, ucs_status_t st, bool isRecv, uint32_t count) {
@@ -128,8 +122,15 @@ void UcxEngine::StartTransfer(std::unique_ptr<TransferRequest> req) {
     return;
   }
   ob.xfers.insert(id);
-  x.rma = ob.rma && !x.req->forceAm;
-  if (x.req->cuda) PrepareCudaXfer(x, ob);  // device memory: IPC, staging, or UCX itself
+  ob.liveXfers++;
+  // One-sided when the target granted it and every descriptor can go that way: into shared memory
+  // mapped here, or (host memory) by cross-memory attach. Anything else: the target's checks.
+  x.rma = ob.oneSided && !x.req->forceAm && !x.req->cuda;
+  for (size_t i = 0; x.rma && i < x.req->descs.size(); ++i) {
+    const ResolvedDesc& d = x.req->descs[i];
+    x.rma = d.remoteMapped != nullptr || (ob.cma && d.remoteDevice < 0 && d.localDevice < 0);
+  }
+  if (x.req->cuda) PrepareCudaXfer(x, ob);  // device memory: IPC or staging
   size_t n = x.req->descs.size();
   if (!x.rma && !x.cuda) {
     if (x.req->op == Op::kWrite) {
@@ -161,7 +162,7 @@ void UcxEngine::PumpXfer(Xfer& x) {
   if (x.cuda) {
     PumpCudaXfer(x, ob);
   } else if (x.rma) {
-    PostRma(x, ob);
+    PostOneSided(x, ob);
   } else if (x.req->op == Op::kWrite) {
     PostAmWrite(x, ob);
   } else if (!x.reqSent) {
@@ -170,54 +171,62 @@ void UcxEngine::PumpXfer(Xfer& x) {
   MaybeFinishXfer(x);
 }
 
-void UcxEngine::PostRma(Xfer& x, Outbound& ob) {
-  size_t n = x.req->descs.size();
-  ucp_request_param_t p{};
-  p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_MEMH;
-  p.cb.send = &UcxEngine::XferSendCb;
-  p.user_data = &x;
-  std::string error;
+void UcxEngine::PostOneSided(Xfer& x, Outbound& ob) {
+  // Copied by this thread, a few MiB at a time (a large descriptor in pieces): between pieces the
+  // deadline is checked (a copy is fast, but a transfer of gigabytes must still end at its
+  // deadline, as any other does).
+  constexpr uint64_t kPieceBytes = 4u << 20;
+  const size_t n = x.req->descs.size();
+  const bool write = x.req->op == Op::kWrite;
+  std::vector<CmaRange> cma;
   while (x.next < n) {
-    const ResolvedDesc& d = x.req->descs[x.next];
-    if (d.remoteMapped != nullptr) {  // mapped shared memory: a plain copy, no UCX request
-      if (x.req->op == Op::kWrite) std::memcpy(d.remoteMapped, d.local, d.length);
-      else std::memcpy(d.local, d.remoteMapped, d.length);
-      x.next++;
-      x.completed++;
-      continue;
+    if (NowNs() > x.deadlineNs) return;  // CheckDeadlines fails it with ERR_KVWIRE_TIMEOUT
+    uint64_t piece = 0;
+    uint32_t finished = 0;
+    cma.clear();
+    while (x.next < n && piece < kPieceBytes) {
+      const ResolvedDesc& d = x.req->descs[x.next];
+      uint64_t at = x.partDone;
+      uint64_t len = std::min<uint64_t>(d.length - at, kPieceBytes - piece);
+      if (d.remoteMapped != nullptr) {  // mapped shared memory: a plain copy, no system call
+        if (write) std::memcpy(d.remoteMapped + at, d.local + at, len);
+        else std::memcpy(d.local + at, d.remoteMapped + at, len);
+      } else {
+        cma.push_back(CmaRange{d.local + at, d.remoteAddr + at, len});
+      }
+      piece += len;
+      x.partDone += len;
+      if (x.partDone == d.length) {
+        x.partDone = 0;
+        x.next++;
+        finished++;
+      }
     }
-    p.memh = static_cast<ucp_mem_h>(d.memh);
-    ucp_rkey_h rk = RkeyFor(ob, d.remoteRegion, &error);
-    if (rk == nullptr) {
-      FinishXfer(x, code::kTransport, error);
-      return;
+    if (!cma.empty()) {
+      // The pid is the peer's only while its process lives: its pidfd turns readable when it
+      // exits, before the pid can be reused, so look at it first.
+      pollfd pf{ob.pidfd.get(), POLLIN, 0};
+      if (!ob.pidfd.valid() || poll(&pf, 1, 0) != 0) {
+        OutboundLost(ob, code::kPeerLost, "its process (pid " + std::to_string(ob.info->pid) + ") exited");
+        return;
+      }
+      int err = CmaCopy(static_cast<pid_t>(ob.info->pid), write, cma.data(), cma.size());
+      if (err == ESRCH) {
+        OutboundLost(ob, code::kPeerLost, "its process (pid " + std::to_string(ob.info->pid) + ") exited");
+        return;
+      }
+      if (err != 0) {
+        FinishXfer(
+            x, err == EFAULT ? code::kDeregistered : code::kTransport,
+            std::string("cross-memory attach to '") + ob.info->name + "' failed: " + strerror(err) +
+                (err == EFAULT ? " (the peer's memory is no longer mapped: it deregistered the region)"
+                               : " (the kernel refused; check ptrace restrictions, or connect with protocol 'am')"));
+        return;
+      }
     }
-    void* r = x.req->op == Op::kWrite ? ucp_put_nbx(ob.ep, d.local, d.length, d.remoteAddr, rk, &p)
-                                      : ucp_get_nbx(ob.ep, d.local, d.length, d.remoteAddr, rk, &p);
-    x.next++;
-    if (!TrackXferOp(x, r, 1)) return;
-  }
-  if (x.req->op == Op::kWrite && !x.flushPosted) {
-    // Remote completion of every put before done/notification: flush the endpoint.
-    x.flushPosted = true;
-    ucp_request_param_t fp{};
-    fp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
-    fp.cb.send = &UcxEngine::XferFlushCb;
-    fp.user_data = &x;
-    void* r = ucp_ep_flush_nbx(ob.ep, &fp);
-    if (r == nullptr) {
-      x.flushDone = true;
-    } else if (UCS_PTR_IS_ERR(r)) {
-      x.opError = UCS_PTR_STATUS(r);
-      Touch(x);
-    } else {
-      Track(r);
-      x.inflight++;
-      active_++;
-    }
+    x.completed += finished;
   }
 }
-
 void UcxEngine::PostAmWrite(Xfer& x, Outbound& ob) {
   size_t n = x.req->descs.size();
   // Host memory only, never a staging sub-transfer (native/cuda): those go one by one.
@@ -235,13 +244,13 @@ void UcxEngine::PostAmWrite(Xfer& x, Outbound& ob) {
     }
     const ResolvedDesc& d = x.req->descs[i];
     wire::WriteHdr& h = x.whdrs[i];  // must stay valid until the send completes
-    h = wire::WriteHdr{ob.inboundId, i, x.req->id, d.remoteRegion, x.req->timeoutMs, d.remoteOffset, d.length};
+    h = wire::WriteHdr{ob.RouteOut(), i, x.req->timeoutMs, x.req->id, d.remoteRegion, 0, d.remoteOffset, d.length};
     ucp_request_param_t p{};
     p.op_attr_mask =
         UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS | UCP_OP_ATTR_FIELD_MEMH;
     p.cb.send = &UcxEngine::XferSendCb;
     p.user_data = &x;
-    p.flags = d.length >= opts_.rndvThreshold ? UCP_AM_SEND_FLAG_RNDV : 0;
+    p.flags = DataFlags(ob.lanes.peerErrors, d.length);
     p.memh = static_cast<ucp_mem_h>(d.memh);
     void* r = ucp_am_send_nbx(ob.ep, wire::kWrite, &h, sizeof h, d.local, d.length, &p);
     x.next++;
@@ -252,7 +261,7 @@ void UcxEngine::PostAmWrite(Xfer& x, Outbound& ob) {
     // headers on this endpoint). The target confirms once every one has landed, and only then
     // delivers the notification. Sent now, not after the local completions, to save a round trip.
     x.finSent = true;
-    wire::WriteFinHdr h{ob.inboundId, static_cast<uint32_t>(n), x.req->id, static_cast<uint8_t>(x.req->hasNotify)};
+    wire::WriteFinHdr h{ob.RouteOut(), static_cast<uint32_t>(n), static_cast<uint32_t>(x.req->hasNotify), x.req->id};
     SendControl(ob.ep, wire::kWriteFin, &h, sizeof h, x.req->notify.data(), x.req->notify.size(),
                 FailXferIfUnsent(x.req->id));
   }
@@ -271,7 +280,7 @@ std::function<void(ucs_status_t)> UcxEngine::FailXferIfUnsent(uint64_t id) {
 
 void UcxEngine::PostReadRequest(Xfer& x, Outbound& ob) {
   x.reqSent = true;
-  wire::ReadReqHdr h{ob.inboundId, static_cast<uint32_t>(x.items.size()), x.req->id, x.req->timeoutMs};
+  wire::ReadReqHdr h{ob.RouteOut(), static_cast<uint32_t>(x.items.size()), x.req->timeoutMs, x.req->id};
   SendControl(ob.ep, wire::kReadReq, &h, sizeof h, x.items.data(), x.items.size() * sizeof(wire::ReadItem),
               FailXferIfUnsent(x.req->id));
 }
@@ -283,7 +292,7 @@ void UcxEngine::MaybeFinishXfer(Xfer& x) {
   if (x.cuda) {
     landed = CudaLanded(x);
   } else if (x.rma) {
-    landed = x.completed == n && (x.req->op == Op::kRead || x.flushDone);
+    landed = x.completed == n;  // copied by this thread (memcpy or process_vm_*): in place once done
   } else if (x.req->op == Op::kWrite) {
     landed = x.ackReceived;  // the notification rode in the FIN: delivered by the target
     if (landed) {
@@ -309,7 +318,7 @@ void UcxEngine::SendTransferNotify(Xfer& x) {
     FinishXfer(x, code::kClosed, "the peer was disconnected before the notification could be sent");
     return;
   }
-  wire::NotifyHdr h{it->second->inboundId};
+  wire::NotifyHdr h{it->second->RouteOut()};
   uint64_t id = x.req->id;
   SendControl(it->second->ep, wire::kNotify, &h, sizeof h, x.req->notify.data(), x.req->notify.size(),
               [this, id](ucs_status_t st) {
@@ -364,7 +373,24 @@ void UcxEngine::ReapXfer(uint64_t id) {
     r->Release();
   }
   x.req->regions.clear();
+  uint32_t peerId = x.req->peerId;
   xfers_.erase(it);
+  auto ob = outbound_.find(peerId);
+  if (ob != outbound_.end() && ob->second->liveXfers > 0 && --ob->second->liveXfers == 0 &&
+      ob->second->state == Outbound::State::kClosing) {
+    // A connection being closed waits for its transfers' last operations (callers may still hold it).
+    deferred_.push_back([this, peerId] {
+      auto again = outbound_.find(peerId);
+      if (again != outbound_.end()) MaybeFinishOutboundClose(*again->second);
+    });
+  }
+}
+
+UcxEngine::Xfer* UcxEngine::XferFor(const wire::Route& r, uint64_t xferId) {
+  if (OutboundFor(r) == nullptr) return nullptr;
+  auto it = xfers_.find(xferId);
+  if (it == xfers_.end() || it->second->req->peerId != r.id) return nullptr;
+  return it->second.get();
 }
 
 void UcxEngine::CancelXfer(uint64_t id, const char* c, const std::string& msg) {
@@ -375,7 +401,7 @@ void UcxEngine::CancelXfer(uint64_t id, const char* c, const std::string& msg) {
   if (!x.rma && x.req->op == Op::kRead && x.reqSent) {
     auto ob = outbound_.find(x.req->peerId);
     if (ob != outbound_.end() && ob->second->state == Outbound::State::kConnected) {
-      wire::ReadCancelHdr h{ob->second->inboundId, id};
+      wire::ReadCancelHdr h{ob->second->RouteOut(), id};
       SendControl(ob->second->ep, wire::kReadCancel, &h, sizeof h, nullptr, 0);
     }
   }
@@ -392,15 +418,15 @@ void UcxEngine::HandleWriteAck(const wire::StatusHdr& h, const uint8_t* data, si
 // A target's verdict on a transfer: ok marks it (it completes once everything else is in place),
 // anything else fails it with the target's reason.
 void UcxEngine::HandleStatus(const wire::StatusHdr& h, const uint8_t* data, size_t len, const char* what) {
-  auto it = xfers_.find(h.xferId);
-  if (it == xfers_.end() || it->second->finished) return;
-  Xfer& x = *it->second;
+  Xfer* xp = XferFor(h.route, h.xferId);
+  if (xp == nullptr || xp->finished) return;
+  Xfer& x = *xp;
   if (h.status == static_cast<int32_t>(WireStatus::kOk)) {
     (x.req->op == Op::kWrite ? x.ackReceived : x.finReceived) = true;
     Touch(x);
     return;
   }
-  std::string msg(reinterpret_cast<const char*>(data), len);
+  std::string msg(reinterpret_cast<const char*>(data), std::min<size_t>(len, 4096));
   FinishXfer(x, WireStatusCode(static_cast<WireStatus>(h.status)),
              std::string("the target refused the ") + what + ": " + msg);
   if (x.inflight == 0) ReapXfer(h.xferId);
@@ -408,9 +434,9 @@ void UcxEngine::HandleStatus(const wire::StatusHdr& h, const uint8_t* data, size
 
 ucs_status_t UcxEngine::HandleReadData(const wire::ReadDataHdr& h, void* data, size_t len,
                                        const ucp_am_recv_param_t* param) {
-  auto it = xfers_.find(h.xferId);
-  if (it == xfers_.end()) return UCS_OK;  // finished and reaped: drop the bytes
-  Xfer& x = *it->second;
+  Xfer* xp = XferFor(h.route, h.xferId);
+  if (xp == nullptr) return UCS_OK;  // not ours, or finished and reaped: drop the bytes
+  Xfer& x = *xp;
   // Only bytes the transfer asked for, of exactly the length asked, and each index once.
   if (x.finished || x.rma || x.req->op != Op::kRead || h.index >= x.got.size() || x.got[h.index] != 0 ||
       len != x.req->descs[h.index].length) {
@@ -447,13 +473,13 @@ void UcxEngine::HandleReadFin(const wire::StatusHdr& h, const uint8_t* data, siz
 }
 
 void UcxEngine::HandleRevoke(const wire::RevokeHdr& h) {
-  auto it = outbound_.find(h.connId);
-  if (it == outbound_.end()) return;
-  auto rr = it->second->info->regions.find(h.regionId);
-  if (rr == it->second->info->regions.end()) return;
+  Outbound* ob = OutboundFor(h.route);
+  if (ob == nullptr) return;
+  auto rr = ob->info->regions.find(h.regionId);
+  if (rr == ob->info->regions.end()) return;
   rr->second->revoked.store(true);
   EngineEvent e{EngineEvent::Kind::kRegionRevoked};
-  e.id = h.connId;
+  e.id = ob->id;
   e.aux = h.regionId;
   Emit(std::move(e));
 }
@@ -471,7 +497,7 @@ void UcxEngine::DoNotify(uint32_t peerId, std::string message, uint64_t token) {
   Outbound& ob = *it->second;
   if (ob.state == Outbound::State::kLost) return fail(ob.lostCode.c_str(), ob.lostReason);
   if (ob.state != Outbound::State::kConnected) return fail(code::kInvalidArgument, "the peer is not connected yet");
-  wire::NotifyHdr h{ob.inboundId};
+  wire::NotifyHdr h{ob.RouteOut()};
   SendControl(ob.ep, wire::kNotify, &h, sizeof h, message.data(), message.size(), [this, token](ucs_status_t st) {
     EngineEvent e{EngineEvent::Kind::kNotifyDone};
     e.id = token;

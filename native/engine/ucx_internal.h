@@ -9,7 +9,8 @@
 
 namespace kvwire {
 
-// Passed to UCX as the endpoint error handler's argument; outlives the endpoint.
+// Passed to UCX as the endpoint error handler's argument. Lives until the endpoint is destroyed
+// (its close request completed): UCX may report an error on an endpoint up to then.
 struct UcxEngine::EpOwner {
   enum class Kind : uint8_t { kOutbound, kInbound } kind;
   uint32_t id;
@@ -17,23 +18,37 @@ struct UcxEngine::EpOwner {
 };
 
 // A peer this agent connected to (the initiator side of transfers).
+//
+// Life: kConnecting (hello sent) -> kAttaching (the target accepted and granted its regions;
+// JavaScript checks the grant against the metadata) -> kConnected -> kClosing (disconnect: goodbye
+// sent, waiting for the target's goodbye and for this side's operations to end) -> gone; or kLost
+// (the peer died, closed, or a deadline passed with operations stuck) -> gone when disconnected.
 struct UcxEngine::Outbound {
   uint32_t id = 0;
   std::shared_ptr<PeerInfo> info;
   ucp_ep_h ep = nullptr;
-  EpOwner* owner = nullptr;  // owned by owners_ for the worker's lifetime
-  enum class State : uint8_t { kConnecting, kConnected, kLost } state = State::kConnecting;
-  uint32_t inboundId = 0;  // our id at the target, from its HelloAck
-  bool rma = false;        // one-sided put/get (sm, rdma) rather than the AM protocol (tcp)
+  EpOwner* owner = nullptr;
+  enum class State : uint8_t { kConnecting, kAttaching, kConnected, kClosing, kLost } state = State::kConnecting;
+  uint64_t token = 0;                     // ours: the target puts it in every message to us
+  uint64_t peerToken = 0;                 // the target's: we put it in every message to it
+  uint32_t inboundId = 0;                 // the target's id for the connection, from its HelloAck
+  uint8_t nonce[wire::kNonceBytes] = {};  // our hello's, bound into the target's answer
+  int keyIndex = -1;                      // the auth key of the handshake, -1 without authentication
+  bool oneSided = false;                  // the target granted one-sided access (mapped memory, cross-memory attach)
+  bool cma = false;                       // ... and the kernel lets this process reach it (UCX chose cma)
   bool sameHost = false;
   LaneInfo lanes;
   UniqueFd pidfd;
   uint64_t connectDeadlineNs = 0;
+  uint64_t closeDeadlineNs = 0;  // kClosing: torn down at the latest then
+  bool byeReceived = false;      // kClosing: the target said it is quiet
   std::unordered_map<uint32_t, ucp_rkey_h> rkeys;
-  std::unordered_set<uint64_t> xfers;
+  std::unordered_set<uint64_t> xfers;  // transfers not finished
+  uint32_t liveXfers = 0;              // transfers not reaped (operations may be in flight)
   std::string lostCode, lostReason;
-  uint64_t lingerUntilNs = 0;            // lost, endpoint left open until UCX reports the reset (or this)
   std::shared_ptr<cuda::PeerCuda> cuda;  // CUDA path and IPC mappings (set when connected)
+  wire::Route RouteOut() const { return wire::Route{inboundId, 0, peerToken}; }
+  bool Usable() const { return state == State::kConnected; }
   ~Outbound() {
     for (auto& [id, rk] : rkeys) ucp_rkey_destroy(rk);
   }
@@ -55,18 +70,30 @@ struct UcxEngine::WriteRecord {
 };
 
 // A peer that connected to this agent (the target side of transfers).
+//
+// Life: kAwaitingAuth (answered its hello; with authentication, serves nothing until kAuth proves
+// it holds the secret) -> kServing -> kClosing (it said goodbye: operations for it are left to
+// finish, then goodbye back) -> gone; or lost (died, deadline passed with operations stuck) -> gone.
 struct UcxEngine::Inbound {
   uint32_t id = 0;
   uint32_t connId = 0;  // the initiator's id for this connection
   std::string name;
   LaneInfo lanes;
-  ucp_ep_h ep = nullptr;     // our endpoint back to the initiator, for answers
-  EpOwner* owner = nullptr;  // owned by owners_ for the worker's lifetime
+  ucp_ep_h ep = nullptr;  // our endpoint back to the initiator, for answers
+  EpOwner* owner = nullptr;
   UniqueFd pidfd;
-  bool lost = false;
-  uint64_t lingerUntilNs = 0;  // lost, endpoint left open until UCX reports the reset (or this)
+  enum class State : uint8_t { kAwaitingAuth, kServing, kClosing } state = State::kAwaitingAuth;
+  uint64_t token = 0;                         // ours: the initiator puts it in every message to us
+  uint64_t peerToken = 0;                     // the initiator's
+  uint8_t nonce[wire::kNonceBytes] = {};      // our challenge (kHelloAck)
+  uint8_t peerNonce[wire::kNonceBytes] = {};  // the initiator's (kHello)
+  int keyIndex = -1;
+  bool oneSided = false;         // granted one-sided access: it may map our allocated memory and attach ours
+  uint64_t authDeadlineNs = 0;   // kAwaitingAuth: forgotten then
+  uint64_t closeDeadlineNs = 0;  // kClosing: torn down at the latest then
   std::unordered_map<uint64_t, WriteRecord> writes;
   std::unordered_map<uint64_t, ServeTask*> reads;
+  wire::Route RouteOut() const { return wire::Route{connId, 0, peerToken}; }
 };
 
 // A transfer this agent initiated.
@@ -76,6 +103,7 @@ struct UcxEngine::Xfer {
   bool rma = false;
   uint64_t deadlineNs = 0, startNs = 0, postedNs = 0;
   uint32_t next = 0;       // next descriptor to post
+  uint64_t partDone = 0;   // one-sided copies: bytes of descriptor `next` already copied
   uint32_t inflight = 0;   // UCX requests outstanding that point at this Xfer
   uint32_t completed = 0;  // descriptors completed locally
   bool flushPosted = false, flushDone = false;
@@ -110,6 +138,8 @@ struct UcxEngine::ServeTask {
   uint64_t deadlineNs = 0;
   bool cancelled = false, finished = false, errorSent = false;
   std::vector<int16_t> itemDevice;  // per item: CUDA device of the bytes, -1 host (empty: all host)
+  wire::Route route{};              // the initiator's route, carried by every push
+  bool peerErrors = true;           // the endpoint has peer error handling (else pushes go eager)
 };
 
 // A packed message's bytes; back to the engine's pool (when they came from it) on destruction.
@@ -149,7 +179,7 @@ struct UcxEngine::PackedRecv {
 };
 
 struct UcxEngine::Command {
-  enum class Kind : uint8_t { kConnect, kDisconnect, kPost, kCancel, kNotify, kRevoke } kind;
+  enum class Kind : uint8_t { kConnect, kAttach, kDisconnect, kPost, kCancel, kNotify, kRevoke } kind;
   uint32_t peerId = 0;
   uint64_t id = 0;
   uint32_t timeoutMs = 0;
@@ -171,8 +201,17 @@ inline uint32_t TagId(uint64_t t) {
   return static_cast<uint32_t>(t);
 }
 
-// How long a lost tcp endpoint is left open for UCX to notice the connection reset itself.
-inline constexpr uint32_t kLingerMs = 10000;
+// How long a connection being closed waits for the other end's goodbye and for its own
+// operations to end before it is torn down anyway (the peer is unresponsive or partitioned).
+inline constexpr uint32_t kCloseGraceMs = 2000;
+// How long after a transfer's deadline its operations may still run before the connection they
+// use is closed by force to end them (quiesced must resolve in bounded time: UCX cannot cancel a
+// send in flight, only an endpoint).
+inline constexpr uint32_t kQuiesceGraceMs = 2000;
+// How long a target waits for an authenticated initiator's answer to its challenge.
+inline constexpr uint32_t kAuthTimeoutMs = 30000;
+// Largest number of inbound connections a target keeps (beyond, hellos are dropped).
+inline constexpr size_t kMaxInbound = 4096;
 
 inline uint64_t DeadlineFrom(uint64_t now, uint32_t timeoutMs) {
   return now + static_cast<uint64_t>(timeoutMs) * 1000000ull;

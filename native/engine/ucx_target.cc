@@ -80,6 +80,15 @@ void UcxEngine::WriteRecvDone(uint32_t inboundId, uint64_t xferId,
   if (rec == ib->second->writes.end()) return;
   rec->second.pendingRecv--;
   land(*ib->second, rec->second);
+  if (ib->second->state == Inbound::State::kClosing) {
+    // The initiator said goodbye: nothing is acknowledged any more; the close waits for this.
+    if (rec->second.pendingRecv == 0) ib->second->writes.erase(rec);
+    deferred_.push_back([this, inboundId] {
+      auto it = inbound_.find(inboundId);
+      if (it != inbound_.end()) MaybeFinishInboundClose(*it->second);
+    });
+    return;
+  }
   if (!rec->second.finReceived) return;
   deferred_.push_back([this, inboundId, xferId] {  // outside UCX's callbacks: it sends the ack
     auto it = inbound_.find(inboundId);
@@ -87,11 +96,10 @@ void UcxEngine::WriteRecvDone(uint32_t inboundId, uint64_t xferId,
   });
 }
 
-UcxEngine::WriteRecord* UcxEngine::WriteRecordFor(uint32_t inboundId, uint64_t xferId, uint32_t timeoutMs,
+UcxEngine::WriteRecord* UcxEngine::WriteRecordFor(const wire::Route& route, uint64_t xferId, uint32_t timeoutMs,
                                                   Inbound** ib) {
-  auto ibIt = inbound_.find(inboundId);
-  if (ibIt == inbound_.end() || ibIt->second->lost) return nullptr;
-  *ib = ibIt->second.get();
+  *ib = InboundFor(route);
+  if (*ib == nullptr) return nullptr;
   auto [recIt, created] = (*ib)->writes.try_emplace(xferId);
   if (created) recIt->second.deadlineNs = DeadlineFrom(NowNs(), timeoutMs + 5000);
   return &recIt->second;
@@ -99,7 +107,7 @@ UcxEngine::WriteRecord* UcxEngine::WriteRecordFor(uint32_t inboundId, uint64_t x
 
 ucs_status_t UcxEngine::HandleWrite(const wire::WriteHdr& h, void* data, size_t len, const ucp_am_recv_param_t* param) {
   Inbound* ibp = nullptr;
-  WriteRecord* recp = WriteRecordFor(h.inboundId, h.xferId, h.timeoutMs, &ibp);
+  WriteRecord* recp = WriteRecordFor(h.route, h.xferId, h.timeoutMs, &ibp);
   if (recp == nullptr) return UCS_OK;  // unknown sender: drop
   Inbound& ib = *ibp;
   WriteRecord& rec = *recp;
@@ -165,15 +173,15 @@ void UcxEngine::RefuseWrite(Inbound& ib, WriteRecord& rec, uint64_t xferId, Wire
   deferred_.push_back([this, ibId, xferId, st, index, msg] {
     auto it = inbound_.find(ibId);
     if (it != inbound_.end() && it->second->ep != nullptr) {
-      SendStatus(it->second->ep, wire::kWriteAck, xferId, st, index, msg);
+      SendStatus(*it->second, wire::kWriteAck, xferId, st, index, msg);
     }
   });
 }
 
 void UcxEngine::HandleWriteFin(const wire::WriteFinHdr& h, const uint8_t* data, size_t len) {
-  auto ibIt = inbound_.find(h.inboundId);
-  if (ibIt == inbound_.end() || ibIt->second->lost) return;
-  Inbound& ib = *ibIt->second;
+  Inbound* ibp = InboundFor(h.route);
+  if (ibp == nullptr) return;
+  Inbound& ib = *ibp;
   auto [recIt, created] = ib.writes.try_emplace(h.xferId);
   WriteRecord& rec = recIt->second;
   if (created) rec.deadlineNs = DeadlineFrom(NowNs(), 30000);
@@ -191,7 +199,7 @@ void UcxEngine::MaybeAckWrite(Inbound& ib, uint64_t xferId) {
   if (rec.status == WireStatus::kOk && (rec.landed < rec.expected || rec.pendingRecv > 0)) return;
   if (rec.status != WireStatus::kOk) {
     if (rec.pendingRecv > 0) return;  // let receives in flight finish before forgetting them
-    if (!rec.nackSent) SendStatus(ib.ep, wire::kWriteAck, xferId, rec.status, rec.badIndex, rec.badMessage);
+    if (!rec.nackSent) SendStatus(ib, wire::kWriteAck, xferId, rec.status, rec.badIndex, rec.badMessage);
     ib.writes.erase(it);
     return;
   }
@@ -202,21 +210,23 @@ void UcxEngine::MaybeAckWrite(Inbound& ib, uint64_t xferId) {
     e.bytes.assign(rec.notify.begin(), rec.notify.end());
     Emit(std::move(e));
   }
-  SendStatus(ib.ep, wire::kWriteAck, xferId, WireStatus::kOk, 0, "");
+  SendStatus(ib, wire::kWriteAck, xferId, WireStatus::kOk, 0, "");
   ib.writes.erase(it);
 }
 
 void UcxEngine::HandleReadReq(const wire::ReadReqHdr& h, const uint8_t* data, size_t len) {
-  auto ibIt = inbound_.find(h.inboundId);
-  if (ibIt == inbound_.end() || ibIt->second->lost) return;
-  Inbound& ib = *ibIt->second;
+  Inbound* ibp = InboundFor(h.route);
+  if (ibp == nullptr) return;
+  Inbound& ib = *ibp;
   if (h.count == 0 || h.count > wire::kMaxReadItems || len != static_cast<size_t>(h.count) * sizeof(wire::ReadItem)) {
-    SendStatus(ib.ep, wire::kReadFin, h.xferId, WireStatus::kInvalid, 0, "malformed READ request");
+    SendStatus(ib, wire::kReadFin, h.xferId, WireStatus::kInvalid, 0, "malformed READ request");
     return;
   }
   auto task = std::make_unique<ServeTask>();
   task->engine = this;
   task->inboundId = ib.id;
+  task->route = ib.RouteOut();
+  task->peerErrors = ib.lanes.peerErrors;
   task->xferId = h.xferId;
   task->deadlineNs = DeadlineFrom(NowNs(), h.timeoutMs + 1000);
   task->items.resize(h.count);
@@ -240,7 +250,7 @@ void UcxEngine::HandleReadReq(const wire::ReadReqHdr& h, const uint8_t* data, si
         WireStatus st = CheckRemoteAccess(it.regionId, it.offset, it.length, kAccessRead, i, &r, &msg);
         if (st != WireStatus::kOk) {
           for (auto& rr : task->regions) rr->Release();
-          SendStatus(ib.ep, wire::kReadFin, h.xferId, st, i, msg);
+          SendStatus(ib, wire::kReadFin, h.xferId, st, i, msg);
           return;
         }
         last = r.get();
@@ -252,19 +262,19 @@ void UcxEngine::HandleReadReq(const wire::ReadReqHdr& h, const uint8_t* data, si
       std::string msg = "descriptor " + std::to_string(i) + " reaches byte " + Num(it.offset + it.length) +
                         " of region '" + last->label() + "' which has " + Num(last->length()) + " bytes";
       for (auto& rr : task->regions) rr->Release();
-      SendStatus(ib.ep, wire::kReadFin, h.xferId, WireStatus::kOutOfBounds, i, msg);
+      SendStatus(ib, wire::kReadFin, h.xferId, WireStatus::kOutOfBounds, i, msg);
       return;
     }
     task->bytes += it.length;
     task->addrs[i] = last->base() + it.offset;
     task->memhs[i] = last->memh();
-    task->hdrs[i] = wire::ReadDataHdr{h.xferId, i};
+    task->hdrs[i] = wire::ReadDataHdr{task->route, h.xferId, i};
   }
   uint32_t bad = 0;
   std::string stagedMsg;
   if (!PrepareStagedServe(*task, &bad, &stagedMsg)) {  // device memory: served through staging buffers
     for (auto& rr : task->regions) rr->Release();
-    SendStatus(ib.ep, wire::kReadFin, h.xferId, WireStatus::kInvalid, bad, stagedMsg);
+    SendStatus(ib, wire::kReadFin, h.xferId, WireStatus::kInvalid, bad, stagedMsg);
     return;
   }
   uint64_t key = nextServe_++;
@@ -299,7 +309,9 @@ void UcxEngine::OnServeOp(ServeTask& t, ucs_status_t st, uint32_t count) {
 
 void UcxEngine::PumpServe(ServeTask& t) {
   auto ibIt = inbound_.find(t.inboundId);
-  if (ibIt == inbound_.end() || ibIt->second->ep == nullptr) t.cancelled = true;
+  if (ibIt == inbound_.end() || ibIt->second->ep == nullptr || ibIt->second->state != Inbound::State::kServing) {
+    t.cancelled = true;
+  }
   if (t.opError != UCS_OK && !t.errorSent) {
     // A push failed (possibly after the FIN went out): tell the initiator, once.
     t.errorSent = true;
@@ -331,7 +343,7 @@ void UcxEngine::PumpServe(ServeTask& t) {
           UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS | UCP_OP_ATTR_FIELD_MEMH;
       p.cb.send = &UcxEngine::ServeSendCb;
       p.user_data = &t;
-      p.flags = t.items[i].length >= opts_.rndvThreshold ? UCP_AM_SEND_FLAG_RNDV : 0;
+      p.flags = DataFlags(t.peerErrors, t.items[i].length);
       p.memh = static_cast<ucp_mem_h>(t.memhs[i]);
       void* r = ucp_am_send_nbx(ep, wire::kReadData, &t.hdrs[i], sizeof(wire::ReadDataHdr), t.addrs[i],
                                 t.items[i].length, &p);
@@ -361,6 +373,13 @@ void UcxEngine::PumpServe(ServeTask& t) {
     if (ibIt != inbound_.end()) {
       auto rd = ibIt->second->reads.find(t.xferId);
       if (rd != ibIt->second->reads.end() && rd->second == &t) ibIt->second->reads.erase(rd);
+      if (ibIt->second->state == Inbound::State::kClosing && ibIt->second->reads.empty()) {
+        uint32_t ibId = ibIt->first;  // a closing connection waits for its served READs (callers may hold it)
+        deferred_.push_back([this, ibId] {
+          auto it = inbound_.find(ibId);
+          if (it != inbound_.end()) MaybeFinishInboundClose(*it->second);
+        });
+      }
     }
     serves_.erase(t.key);  // `t` is gone after this line
   }
@@ -372,39 +391,39 @@ void UcxEngine::FinishServe(ServeTask& t, WireStatus st, uint32_t index, const s
   auto ibIt = inbound_.find(t.inboundId);
   if (ibIt == inbound_.end() || ibIt->second->ep == nullptr || t.cancelled) return;
   // Sent after every push completed: rendezvous pushes have landed, eager ones precede it.
-  SendStatus(ibIt->second->ep, wire::kReadFin, t.xferId, st, index, msg);
+  SendStatus(*ibIt->second, wire::kReadFin, t.xferId, st, index, msg);
 }
 
 void UcxEngine::HandleReadCancel(const wire::ReadCancelHdr& h) {
-  auto ibIt = inbound_.find(h.inboundId);
-  if (ibIt == inbound_.end()) return;
-  auto rd = ibIt->second->reads.find(h.xferId);
-  if (rd == ibIt->second->reads.end()) return;
+  Inbound* ib = InboundFor(h.route);
+  if (ib == nullptr) return;
+  auto rd = ib->reads.find(h.xferId);
+  if (rd == ib->reads.end()) return;
   ServeTask& t = *rd->second;
   t.cancelled = true;  // the initiator gave up: stop pushing, send no FIN
   PumpServe(t);
 }
 
 void UcxEngine::HandleNotify(const wire::NotifyHdr& h, const uint8_t* data, size_t len) {
-  auto ibIt = inbound_.find(h.inboundId);
-  if (ibIt == inbound_.end() || ibIt->second->lost) return;
+  Inbound* ib = InboundFor(h.route);
+  if (ib == nullptr) return;
   EngineEvent e{EngineEvent::Kind::kNotification};
-  e.text = ibIt->second->name;
+  e.text = ib->name;
   e.bytes.assign(data, data + len);
   Emit(std::move(e));
 }
 
-void UcxEngine::SendStatus(ucp_ep_h ep, uint16_t amId, uint64_t xferId, WireStatus st, uint32_t index,
+void UcxEngine::SendStatus(Inbound& ib, uint16_t amId, uint64_t xferId, WireStatus st, uint32_t index,
                            const std::string& msg) {
-  if (ep == nullptr) return;
-  wire::StatusHdr h{xferId, static_cast<int32_t>(st), index};
-  SendControl(ep, amId, &h, sizeof h, msg.data(), msg.size());
+  if (ib.ep == nullptr) return;
+  wire::StatusHdr h{ib.RouteOut(), xferId, static_cast<int32_t>(st), index};
+  SendControl(ib.ep, amId, &h, sizeof h, msg.data(), msg.size());
 }
 
 void UcxEngine::RevokeRegion(uint32_t regionId) {
   for (auto& [id, ib] : inbound_) {
-    if (ib->lost || ib->ep == nullptr) continue;
-    wire::RevokeHdr h{ib->connId, regionId};
+    if (ib->state != Inbound::State::kServing || ib->ep == nullptr) continue;
+    wire::RevokeHdr h{ib->RouteOut(), regionId};
     SendControl(ib->ep, wire::kRevoke, &h, sizeof h, nullptr, 0);
   }
   // Reads being served from the region stop now.
@@ -423,38 +442,38 @@ void UcxEngine::RevokeRegion(uint32_t regionId) {
 }
 
 void UcxEngine::SweepTargetState(uint64_t now) {
-  // Lost connections whose endpoint lingered: close them (flushing) if UCX never reported a reset.
-  for (auto it = inbound_.begin(); it != inbound_.end();) {
-    Inbound& ib = *it->second;
-    if (ib.lost && ib.lingerUntilNs != 0 && ib.lingerUntilNs <= now) {
-      if (ib.ep != nullptr) CloseEp(ib.ep, false);
-      it = inbound_.erase(it);
-    } else {
-      ++it;
-    }
-  }
-  for (auto& [id, ob] : outbound_) {
-    if (ob->ep != nullptr && ob->lingerUntilNs != 0 && ob->lingerUntilNs <= now) {
-      CloseEp(ob->ep, false);
-      ob->ep = nullptr;
-    }
-  }
+  std::vector<uint32_t> stuck, stale, closing;
   for (auto& [id, ib] : inbound_) {
+    if (ib->state == Inbound::State::kAwaitingAuth && ib->authDeadlineNs <= now) stale.push_back(id);
+    if (ib->state == Inbound::State::kClosing && ib->closeDeadlineNs <= now) closing.push_back(id);
     for (auto it = ib->writes.begin(); it != ib->writes.end();) {
-      if (it->second.deadlineNs <= now && it->second.pendingRecv == 0) {
-        if (it->second.finReceived) {
-          SendStatus(ib->ep, wire::kWriteAck, it->first, WireStatus::kTimeout, 0,
+      WriteRecord& rec = it->second;
+      if (rec.deadlineNs <= now && rec.pendingRecv == 0) {
+        if (rec.finReceived) {
+          SendStatus(*ib, wire::kWriteAck, it->first, WireStatus::kTimeout, 0,
                      "the target did not receive every descriptor before the deadline");
         }
         it = ib->writes.erase(it);
-      } else {
-        ++it;
+        continue;
       }
+      // Receives still in flight long after the deadline: the initiator is gone or cut off.
+      if (rec.pendingRecv > 0 && rec.deadlineNs + kQuiesceGraceMs * 1000000ull <= now) stuck.push_back(id);
+      ++it;
     }
+  }
+  for (uint32_t id : stale) {
+    auto it = inbound_.find(id);
+    if (it != inbound_.end()) InboundLost(*it->second, "it never answered the handshake's challenge");
+  }
+  for (uint32_t id : closing) {
+    auto it = inbound_.find(id);
+    if (it != inbound_.end()) MaybeFinishInboundClose(*it->second);
   }
   std::vector<uint64_t> expired;
   for (auto& [key, t] : serves_) {
     if (!t->finished && t->deadlineNs <= now) expired.push_back(key);
+    // Pushes still in flight long after the deadline: only closing the endpoint ends them.
+    if (t->inflight > 0 && t->deadlineNs + kQuiesceGraceMs * 1000000ull <= now) stuck.push_back(t->inboundId);
   }
   for (uint64_t key : expired) {
     auto it = serves_.find(key);
@@ -462,6 +481,13 @@ void UcxEngine::SweepTargetState(uint64_t now) {
     FinishServe(*it->second, WireStatus::kTimeout, 0, "serving the READ outlived its deadline");
     it->second->cancelled = true;
     PumpServe(*it->second);
+  }
+  for (uint32_t id : stuck) {
+    auto it = inbound_.find(id);
+    if (it != inbound_.end()) {
+      InboundLost(*it->second,
+                  "its operations did not end within " + std::to_string(kQuiesceGraceMs) + " ms of their deadline");
+    }
   }
 }
 

@@ -45,13 +45,19 @@ describe.skipIf(FAKE_CUDA.path === undefined)('registering device memory (fake C
       ['whole', 'cuda'],
       ['tensor', 'cuda'],
     ]);
-    const k = decodeDeviceKey(d.regions[1]!.key);
+    // Keys travel in the handshake's grant, not in metadata: with the IPC handle to a trusted
+    // same-host peer, without it to anyone else.
+    expect(d.regions[1]!.key).toBeUndefined();
+    const region = a.regions.find((r) => r.label === 'tensor')!;
+    const k = decodeDeviceKey(a.deviceGrantKey(region, true)!);
     expect(k.device).toBe(1);
     expect(k.ipcOffset).toBe(65536);
     expect(k.ipcHandle).toHaveLength(64);
     expect(k.busId).toBe('0000:11:00.0');
     expect(k.stagingChunk).toBe(16 << 20);
-    expect(d.regions[1]!.base).toBe(big.pointer + 65536n);
+    const restricted = decodeDeviceKey(a.deviceGrantKey(region, false)!);
+    expect(restricted.ipcHandle).toBeUndefined();
+    expect([restricted.device, restricted.busId, restricted.stagingChunk]).toEqual([1, '0000:11:00.0', 16 << 20]);
   });
 
   it('refuses pointers the driver does not know, ranges past their allocation, and the wrong device', async () => {

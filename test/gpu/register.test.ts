@@ -2,7 +2,7 @@
 // larger allocation, as a PyTorch tensor inside its caching allocator's block), and every kind of
 // bad device pointer refused with the driver's reason, never a crash.
 import { afterEach, describe, expect, it } from 'vitest';
-import { Agent, cuda, decodeDeviceKey, decodeMetadata, ErrorCode } from '../../lib/index.js';
+import { Agent, cuda, decodeDeviceKey, ErrorCode } from '../../lib/index.js';
 import type { CudaAllocation } from '../../lib/index.js';
 import { expectCode } from '../transport/helpers.js';
 import { GPU_SKIP, gpuTitle } from './gpu.js';
@@ -20,14 +20,14 @@ describe.skipIf(GPU_SKIP !== undefined)(gpuTitle('GPU registration'), () => {
     return a;
   }
 
-  it('registers a foreign device pointer inside a larger allocation; the metadata carries its IPC handle and offset', async () => {
+  it('registers a foreign device pointer inside a larger allocation; the grant carries its IPC handle and offset', async () => {
     const a = await agent();
     const block = cuda.alloc(0, 8 << 20);
     allocations.push(block);
     const tensor = { kind: 'cuda' as const, device: 0, pointer: block.pointer + (3n << 20n), length: 1 << 20 };
     const r = a.register(tensor, { access: 'readwrite', label: 'tensor' });
     expect([r.kind, r.device, r.pointer, r.length]).toEqual(['cuda', 0, tensor.pointer, 1 << 20]);
-    const k = decodeDeviceKey(decodeMetadata(a.metadata()).regions[0]!.key);
+    const k = decodeDeviceKey(a.deviceGrantKey(r, true)!);
     expect(k.ipcOffset).toBe(3 << 20);
     expect(k.ipcHandle).toHaveLength(64);
     expect(k.busId).toBe(cuda.devices()[0]!.pciBusId);
