@@ -6,6 +6,7 @@
  *
  * @packageDocumentation
  */
+import { randomBytes } from 'node:crypto';
 import { Agent } from '../transport/agent.js';
 import type { Peer } from '../transport/peer.js';
 import type { Region, RemoteRegion } from '../transport/region.js';
@@ -42,10 +43,18 @@ export function agentOptions(
   name: string,
   extra: BenchAgentExtras = {},
 ): AgentOptions {
+  const auth = { secret: RUN_SECRET };
   return engine === 'loopback'
-    ? { engine: 'loopback', name }
-    : { engine: 'ucx', transports: ucxTlsOf(transport), name, ...extra };
+    ? { engine: 'loopback', name, auth }
+    : { engine: 'ucx', transports: ucxTlsOf(transport), name, auth, ...extra };
 }
+
+/**
+ * The secret the agents of one bench run authenticate each other with (the run starts all of them,
+ * so it makes its own: KVWIRE_SECRET when set, else random). It reaches the target process over
+ * the IPC channel with the agent options, never in argv.
+ */
+const RUN_SECRET = process.env.KVWIRE_SECRET || randomBytes(32).toString('hex');
 
 /**
  * Starts a target, registers `remote` there and `local` here, and connects. On failure every

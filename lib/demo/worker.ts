@@ -108,6 +108,7 @@ async function init(c: WorkerConfig, e: Engines): Promise<unknown> {
       await Agent.create({
         name: `${c.engineId}-r${r}`,
         engine: 'ucx',
+        auth: { secret: Buffer.from(c.secret, 'hex') }, // the workers' shared secret authenticates the agents too
         ...(c.transports ? { transports: c.transports } : {}),
       }),
     );

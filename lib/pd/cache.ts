@@ -91,6 +91,34 @@ export function registerKvCache(agent: Agent, layout: KvLayout, options: Registe
 }
 
 /**
+ * Checks that every rank's agent authenticates its peers (`AgentOptions.auth` or `KVWIRE_SECRET`):
+ * a coordinator moves KV blocks only between agents of the deployment, unless the caller says
+ * otherwise (`unauthenticatedAgents: true`: tests, or one host where every process is trusted).
+ *
+ * @throws KvwireError `ERR_KVWIRE_INVALID_ARGUMENT` naming the first rank whose agent does not.
+ */
+export function checkRankAuth(ranks: readonly KvCacheRank[], allowUnauthenticated: unknown): void {
+  if (allowUnauthenticated !== undefined && typeof allowUnauthenticated !== 'boolean') {
+    throw new KvwireError(
+      ErrorCode.INVALID_ARGUMENT,
+      `unauthenticatedAgents must be true or false, not ${describeValue(allowUnauthenticated)}`,
+      { field: 'unauthenticatedAgents' },
+    );
+  }
+  if (allowUnauthenticated === true) return;
+  const r = ranks.findIndex((x) => !x.agent.authenticates);
+  if (r >= 0) {
+    throw new KvwireError(
+      ErrorCode.INVALID_ARGUMENT,
+      `ranks[${r}]'s agent does not authenticate its peers, so any process that reaches it could read or write its KV cache; ` +
+        'create it with Agent.create({ auth: { secret } }) (the secret of the coordinator, or the KVWIRE_SECRET environment variable), ' +
+        'or pass unauthenticatedAgents: true where every process that can reach it is trusted',
+      { field: 'ranks', index: r },
+    );
+  }
+}
+
+/**
  * Checks that `ranks` are the ranks of one TP group in rank order, each with regions that match
  * its layout, registered with its agent, with `access` allowing what peers must do.
  *

@@ -29,6 +29,11 @@ export interface DecodeCoordinatorOptions {
   readonly ranks: readonly KvCacheRank[];
   /** The secret shared with prefill workers (at least 16 bytes). */
   readonly secret: SharedSecret;
+  /**
+   * Accept rank agents that do not authenticate their peers (`AgentOptions.auth`). Default false:
+   * the coordinator refuses them, since any process that reaches them could write their KV cache.
+   */
+  readonly unauthenticatedAgents?: boolean;
   /** Gives local blocks to pulls without `localBlockIds`, and takes back those of failed pulls. */
   readonly allocator?: DecodeBlockAllocator;
   /** Default failure policy; default `'fail'`. */

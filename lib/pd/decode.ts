@@ -19,7 +19,7 @@ import { validateBlockIds, type KvCompatibilityFields } from '../kv/index.js';
 import type { MetricsRegistry } from '../metrics.js';
 import type { Region, Transfer, TransportCategory } from '../transport/index.js';
 import { Admission, type Admitted } from './admission.js';
-import { validateRanks, type KvCacheRank } from './cache.js';
+import { checkRankAuth, validateRanks, type KvCacheRank } from './cache.js';
 import { requestHandshake } from './decode-handshake.js';
 import { cancelPending, checkFence, postBlockReads, postFence } from './decode-reads.js';
 import { secretKey, type SharedSecret } from './handshake-auth.js';
@@ -105,6 +105,7 @@ export class DecodeCoordinator extends EventEmitter {
     this.engineId = checkId(options.engineId, 'engineId');
     this.#key = secretKey(options.secret);
     validateRanks(options.ranks, false);
+    checkRankAuth(options.ranks, options.unauthenticatedAgents);
     this.#ranks = [...options.ranks];
     this.policy = o.policy;
     this.#allocator = options.allocator;

@@ -19,7 +19,7 @@ import { describeValue } from '../util/describe-value.js';
 import { compatHash, validateBlockIds } from '../kv/index.js';
 import type { MetricsRegistry } from '../metrics.js';
 import type { Notification, Region } from '../transport/index.js';
-import { validateRanks, type KvCacheRank } from './cache.js';
+import { checkRankAuth, validateRanks, type KvCacheRank } from './cache.js';
 import { NonceWindow, secretKey, type SharedSecret } from './handshake-auth.js';
 import { pdCompatibilityFields } from './handshake.js';
 import { LeaseBook, LeaseTable, type BlockLease } from './lease.js';
@@ -37,6 +37,11 @@ export interface PrefillCoordinatorOptions {
   readonly ranks: readonly KvCacheRank[];
   /** The secret shared with decode workers (at least 16 bytes). */
   readonly secret: SharedSecret;
+  /**
+   * Accept rank agents that do not authenticate their peers (`AgentOptions.auth`). Default false:
+   * the coordinator refuses them, since any process that reaches them could read the KV cache.
+   */
+  readonly unauthenticatedAgents?: boolean;
   /** Side channel bind address; default '127.0.0.1'. */
   readonly host?: string;
   /** Side channel port; default 0 (any free port). */
@@ -149,6 +154,7 @@ export class PrefillCoordinator extends EventEmitter {
     const engineId = checkId(options.engineId, 'engineId');
     const key = secretKey(options.secret);
     validateRanks(options.ranks, true);
+    checkRankAuth(options.ranks, options.unauthenticatedAgents);
     const leaseMs = checkMs(options.leaseMs ?? DEFAULT_LEASE_MS, 'leaseMs');
     const skew = checkMs(options.maxClockSkewMs ?? 60_000, 'maxClockSkewMs');
     const table = new LeaseTable(options.maxLeases ?? 16_384);

@@ -17,7 +17,10 @@ export const SECRET = 'kvwire-test-secret-0123456789abcdef';
 /** Creates `n` loopback agents named `${name}-r<rank>`. */
 export async function loopbackAgents(name: string, n: number): Promise<Agent[]> {
   const out: Agent[] = [];
-  for (let r = 0; r < n; r++) out.push(await Agent.create({ name: `${name}-r${r}`, engine: 'loopback' }));
+  // The agents authenticate their peers with the shared secret, as lib/pd requires by default.
+  for (let r = 0; r < n; r++) {
+    out.push(await Agent.create({ name: `${name}-r${r}`, engine: 'loopback', auth: { secret: SECRET } }));
+  }
   return out;
 }
 

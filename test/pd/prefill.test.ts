@@ -3,6 +3,7 @@ import { ErrorCode, KvwireError } from '../../lib/errors.js';
 import { createRegistry } from '../../lib/metrics.js';
 import { KvLayout } from '../../lib/kv/index.js';
 import {
+  DecodeCoordinator,
   PrefillCoordinator,
   registerKvCache,
   type BlocksFreedEvent,
@@ -138,15 +139,47 @@ describe('PrefillCoordinator', () => {
     p.prefill.pool.release([ids[1]!]);
   });
 
+  it('refuses rank agents that do not authenticate their peers, unless told they need not', async () => {
+    const open = await Agent.create({ engine: 'loopback', auth: false });
+    agents.push(open);
+    const layout = new KvLayout({ model: SMALL, numBlocks: 4 });
+    const rank = registerKvCache(open, layout, { access: 'read' });
+    const e = await PrefillCoordinator.create({
+      engineId: 'p',
+      ranks: [rank],
+      secret: SECRET,
+      registry: createRegistry(),
+    }).catch((x: unknown) => x);
+    expect(KvwireError.is(e, ErrorCode.INVALID_ARGUMENT)).toBe(true);
+    expect((e as KvwireError).message).toMatch(/does not authenticate its peers.*auth: \{ secret \}/);
+    const openDecode = await Agent.create({ engine: 'loopback', auth: false });
+    agents.push(openDecode);
+    const d = await DecodeCoordinator.create({
+      engineId: 'd',
+      ranks: [registerKvCache(openDecode, layout, { access: 'none' })],
+      secret: SECRET,
+      registry: createRegistry(),
+    }).catch((x: unknown) => x);
+    expect(KvwireError.is(d, ErrorCode.INVALID_ARGUMENT)).toBe(true);
+    const opted = await PrefillCoordinator.create({
+      engineId: 'p',
+      ranks: [rank],
+      secret: SECRET,
+      registry: createRegistry(),
+      unauthenticatedAgents: true,
+    });
+    await opted.close();
+  });
+
   it('refuses a cache decode workers could not read, and a side channel port in use', async () => {
-    const agent = await Agent.create({ engine: 'loopback' });
+    const agent = await Agent.create({ engine: 'loopback', auth: { secret: SECRET } });
     agents.push(agent);
     const layout = new KvLayout({ model: SMALL, numBlocks: 4 });
     const hidden = registerKvCache(agent, layout, { access: 'none' });
     await expect(
       PrefillCoordinator.create({ engineId: 'p', ranks: [hidden], secret: SECRET, registry: createRegistry() }),
     ).rejects.toMatchObject({ code: ErrorCode.INVALID_ARGUMENT, details: { field: 'regions' } });
-    const other = await Agent.create({ engine: 'loopback' });
+    const other = await Agent.create({ engine: 'loopback', auth: { secret: SECRET } });
     agents.push(other);
     const ok = registerKvCache(other, layout, { access: 'read' });
     const first = await PrefillCoordinator.create({
@@ -155,7 +188,7 @@ describe('PrefillCoordinator', () => {
       secret: SECRET,
       registry: createRegistry(),
     });
-    const third = await Agent.create({ engine: 'loopback' });
+    const third = await Agent.create({ engine: 'loopback', auth: { secret: SECRET } });
     agents.push(third);
     const e = await PrefillCoordinator.create({
       engineId: 'q',

@@ -227,8 +227,8 @@ export async function sweepPd(s: Sweep): Promise<void> {
     blockTokens: 16,
   });
   const secret = randomBytes(32).toString('hex');
-  const pa = await Agent.create({ engine: 'loopback', name: 'sweep-prefill' });
-  const da = await Agent.create({ engine: 'loopback', name: 'sweep-decode' });
+  const pa = await Agent.create({ engine: 'loopback', name: 'sweep-prefill', auth: { secret } });
+  const da = await Agent.create({ engine: 'loopback', name: 'sweep-decode', auth: { secret } });
   const prefill = await PrefillCoordinator.create({
     engineId: 'sweep-prefill',
     ranks: [registerKvCache(pa, layout, { access: 'read' })],
