@@ -594,6 +594,7 @@ void UcxEngine::CheckDeadlines(uint64_t now) {
     auto it = outbound_.find(id);
     if (it == outbound_.end()) continue;
     Outbound& ob = *it->second;
+    if (ob.state == Outbound::State::kAttaching) Abandon(ob, ob.RouteOut());
     OutboundLost(ob, code::kPeerUnreachable,
                  ob.state == Outbound::State::kAttaching
                      ? "the handshake with '" + ob.info->name + "' was not completed in time"

@@ -253,6 +253,8 @@ class UcxEngine {
   void SendHello(Outbound& ob);
   void HandleHello(const wire::HelloHdr& h, const uint8_t* data, size_t len);
   void HandleHelloAck(const wire::HelloAckHdr& h, const uint8_t* data, size_t len);
+  // Gives up a handshake the target already answered: goodbye on `route`, endpoint retired.
+  void Abandon(Outbound& ob, const wire::Route& route);
   void HandleAuth(const wire::AuthHdr& h);
   std::string BuildGrant(bool oneSided);
   bool TrustsOneSided(uint32_t pid, bool sameHost, bool watched, const LaneInfo& lanes) const;

@@ -116,6 +116,7 @@ void UcxEngine::HandleHelloAck(const wire::HelloAckHdr& h, const uint8_t* data, 
   if (ob.keyIndex >= 0) {
     Digest m = AckMac(opts_.auth.at(ob.keyIndex).key, ob.nonce, h, data, len);
     if (!DigestEqual(m.data(), h.mac, sizeof h.mac)) {
+      Abandon(ob, wire::Route{h.inboundId, 0, h.token});
       OutboundLost(ob, code::kUnauthorized,
                    "'" + ob.info->name + "' answered without proving it holds the shared secret; " +
                        "both agents need the same auth.secret");
@@ -132,6 +133,7 @@ void UcxEngine::HandleHelloAck(const wire::HelloAckHdr& h, const uint8_t* data, 
   // The process that answered must be the one the metadata names: the pid is what cross-memory
   // attach and the liveness watch use, so forged metadata must not point them at another process.
   if (h.pid != ob.info->pid || (ob.info->pidStart != 0 && h.pidStart != 0 && h.pidStart != ob.info->pidStart)) {
+    Abandon(ob, wire::Route{h.inboundId, 0, h.token});
     OutboundLost(ob, code::kBadMetadata,
                  "bad metadata: it names process " + std::to_string(ob.info->pid) + " of '" + ob.info->name +
                      "', but process " + std::to_string(h.pid) +
@@ -160,6 +162,17 @@ void UcxEngine::HandleHelloAck(const wire::HelloAckHdr& h, const uint8_t* data, 
   e.bytes.assign(data, data + len);
   e.aux = ob.oneSided ? 1 : 0;
   Emit(std::move(e));
+}
+
+void UcxEngine::Abandon(Outbound& ob, const wire::Route& route) {
+  // The target answered and keeps a connection for us until we say goodbye: without this, every
+  // handshake given up after its answer (altered metadata, a timeout) would leave the target an
+  // endpoint toward this worker, to which it would say goodbye only when it closes.
+  if (ob.ep == nullptr) return;
+  wire::ByeHdr bye{route, 0};
+  SendControl(ob.ep, wire::kBye, &bye, sizeof bye, nullptr, 0);
+  RetireEp(ob.ep, ob.owner, true, kCloseGraceMs);  // flushed: the goodbye gets out first
+  ob.ep = nullptr;
 }
 
 // ---- Target: a hello, our answer, the initiator's proof ---------------------------------------
