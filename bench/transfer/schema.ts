@@ -320,7 +320,7 @@ export interface IdleJson {
   readonly rows: readonly IdleRowJson[];
 }
 
-/** One of the targets, as this run measured it. */
+/** One of kvwire's performance targets, as this run measured it. */
 export interface TargetJson {
   readonly id: string;
   readonly description: string;
