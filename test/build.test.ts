@@ -1,7 +1,8 @@
 // Both build systems build the same addon from one list of sources (the prebuild, and loading it
 // with no build/ folder present, are checked by package.test.ts, which packs it). Builds run in a scratch copy of
 // the package so they never touch the build/ the other tests load. No CUDA library is linked.
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import { cpSync, existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -23,13 +24,10 @@ function copyPackage(): string {
   return dir;
 }
 
-function run(dir: string, script: string): void {
-  execFileSync('npm', ['run', script], {
-    cwd: dir,
-    stdio: 'pipe',
-    timeout: 600_000,
-    env: { ...process.env, JOBS: '2' },
-  });
+// Asynchronous: a synchronous build of a minute or more starves vitest's worker of its event loop
+// (its RPC times out and the run fails, though every test passed).
+async function run(dir: string, script: string): Promise<void> {
+  await promisify(execFile)('npm', ['run', script], { cwd: dir, timeout: 600_000, env: { ...process.env, JOBS: '2' } });
 }
 
 interface Addon {
@@ -45,9 +43,9 @@ afterAll(() => {
 });
 
 describe('build', () => {
-  it('npm run build:native builds the same addon with cmake-js, offline, in Node-API mode', () => {
+  it('npm run build:native builds the same addon with cmake-js, offline, in Node-API mode', async () => {
     const dir = copyPackage();
-    run(dir, 'build:native');
+    await run(dir, 'build:native');
     const file = join(dir, 'build', 'Release', 'kvwire.node');
     expect(existsSync(file)).toBe(true);
     const addon = require(file) as Addon;
