@@ -21,6 +21,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
     summary: 'KV block index benchmark: scoring latency and memory per key, memory and Redis',
     load: async () => (await import('./bench-index.js')).main,
   },
+  engine: {
+    summary: 'a prefill/decode worker serving the OpenAI API over llama.cpp (or the synthetic runtime)',
+    load: async () => (await import('./engine.js')).main,
+  },
   demo: {
     summary: 'P/D hand-off end to end: a prefill and a decode process over UCX, every byte verified',
     load: async () => (await import('./demo.js')).main,
