@@ -19,8 +19,8 @@ export interface EngineGaugeSource {
   waiting(): number;
   /** Slots in all (MAX_BATCH_SIZE). */
   slots(): number;
-  /** Blocks: total, used (owned or cached), cached. */
-  blocks(): { total: number; used: number; cached: number };
+  /** Blocks: total, used (owned or cached), cached, pinned (owned by a request or lease). */
+  blocks(): { total: number; used: number; cached: number; pinned: number };
   /** Blocks evicted since start. */
   evictions(): number;
 }
@@ -158,6 +158,11 @@ export class EngineMetrics {
       source.slots() === 0 ? 0 : source.running() / source.slots(),
     );
     g('kvwire_engine_kv_cache_blocks', 'KV blocks in the cache.', () => source.blocks().total);
+    g(
+      'kvwire_engine_kv_cache_pinned_blocks',
+      'KV blocks owned by a running request or a lease.',
+      () => source.blocks().pinned,
+    );
     g('kvwire_engine_kv_cache_cached_blocks', 'KV blocks kept by the prefix cache.', () => source.blocks().cached);
     g('kvwire_engine_kv_cache_evictions', 'KV blocks evicted from the prefix cache since start.', () =>
       source.evictions(),

@@ -29,6 +29,8 @@ export interface GenerationRequest {
   readonly stop: string[];
   /** ignore_eos. */
   readonly ignoreEos: boolean;
+  /** vLLM's return_token_ids: add prompt_token_ids and token_ids to the answer. */
+  readonly returnTokenIds: boolean;
   /** kv_transfer_params, when given. */
   readonly kvTransferParams?: Record<string, unknown>;
 }
@@ -237,6 +239,7 @@ export function parseGenerationRequest(
     includeUsage,
     stop: stopStrings(body),
     ignoreEos: optBool(body, 'ignore_eos', false),
+    returnTokenIds: optBool(body, 'return_token_ids', false),
     ...(isObject(kv) ? { kvTransferParams: kv } : {}),
   };
 }

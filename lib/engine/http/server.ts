@@ -233,6 +233,7 @@ export function createApiHandler(o: ApiServerOptions): ApiHandler {
             stop_reason: null,
           }
         : { index: 0, text, logprobs: null, finish_reason: finish, stop_reason: null, prompt_logprobs: null };
+    if (g.returnTokenIds) Object.assign(choice, { token_ids: result.tokens });
     const body = {
       id,
       object,
@@ -241,6 +242,7 @@ export function createApiHandler(o: ApiServerOptions): ApiHandler {
       choices: [choice],
       usage: usage(g, result),
       system_fingerprint: null,
+      ...(g.returnTokenIds ? { prompt_token_ids: g.prompt } : {}),
       kv_transfer_params: result.kvTransferParams ?? null,
     };
     sendJson(res, 200, JSON.stringify(body), { 'x-request-id': rid });

@@ -37,7 +37,7 @@ const CATALOG: Readonly<Record<GeneratedModelName, CatalogEntry>> = {
       feedForward: 128,
       contextLength: 4096,
     },
-    sha256: '58ecfd7849e943c382316702e5bcfef03e506e56487183ddca43a9ddaaf6ff13',
+    sha256: '5a34e6af1dda2b68361388a2d8af2d5b1b5fe61a2cbb47a9ea55d3813295a837',
     summary: 'under 1 MB, 256 bytes of KV per token: tests',
   },
   small: {
@@ -51,7 +51,7 @@ const CATALOG: Readonly<Record<GeneratedModelName, CatalogEntry>> = {
       feedForward: 1024,
       contextLength: 8192,
     },
-    sha256: '17de23d9a2bd096eeb31f4aa6e99b127f7269df92a04f167e8e23086b65072f6',
+    sha256: 'a528cfa9ad9d0aad9ecdb0e95fe68f2a52b734ddfaa21266a352bb9c402d9fb3',
     summary: '77 MB, 8 KiB of KV per token (32 MiB for a 4,096-token prompt): the demo and benchmarks',
   },
 };

@@ -10,7 +10,9 @@
  * writes to it (row 0 of `attn_output` and `ffn_down` is zero), so after the final RMSNorm it is a
  * near-constant input to the output head; column 0 of `output.weight` then acts as a per-token
  * bias (`emissionBias`): printable pieces and spaces are favoured, control and byte tokens never
- * emitted. Everything else is random, so the continuation depends on the whole prompt (through
+ * emitted. Queries and keys are scaled up (sharp attention) and values too, so the continuation
+ * depends on the context, not only on the last token (a decode that ignored the pulled KV would
+ * answer differently). Everything else is random, so the continuation depends on the whole prompt (through
  * attention), differs between prompts, and changes if the KV cache is wrong.
  *
  * @packageDocumentation
@@ -115,9 +117,9 @@ export function generateModel(spec: GeneratedModelSpec): Buffer {
     const b = `blk.${l}`;
     tensors.push(
       tensor(`${b}.attn_norm.weight`, [d], () => 1),
-      tensor(`${b}.attn_q.weight`, [d, d], () => gauss() * 2 * invSqrt(d)),
-      tensor(`${b}.attn_k.weight`, [d, kv], () => gauss() * 2 * invSqrt(d)),
-      tensor(`${b}.attn_v.weight`, [d, kv], () => gauss() * invSqrt(d)),
+      tensor(`${b}.attn_q.weight`, [d, d], () => gauss() * 6 * invSqrt(d)),
+      tensor(`${b}.attn_k.weight`, [d, kv], () => gauss() * 6 * invSqrt(d)),
+      tensor(`${b}.attn_v.weight`, [d, kv], () => gauss() * 3 * invSqrt(d)),
       // Output row 0 is zero: no layer writes residual dimension 0 (the bias carrier).
       tensor(`${b}.attn_output.weight`, [d, d], (i) => (i < d ? 0 : gauss() * invSqrt(d))),
       tensor(`${b}.ffn_norm.weight`, [d], () => 1),

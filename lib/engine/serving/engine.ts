@@ -151,7 +151,7 @@ export class Engine {
       running: () => this.slots.running,
       waiting: () => this.slots.waiting,
       slots: () => this.slots.size,
-      blocks: () => ({ total: cache.total, used: cache.used, cached: cache.cached }),
+      blocks: () => ({ total: cache.total, used: cache.used, cached: cache.cached, pinned: cache.pinned }),
       evictions: () => cache.evictions,
     });
   }
