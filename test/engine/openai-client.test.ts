@@ -24,14 +24,14 @@ describe('the openai client', () => {
     expect(r.choices[0]!.text.length).toBeGreaterThan(0);
     expect(r.choices[0]!.finish_reason).toBe('length');
     const n = (
-      await (
+      (await (
         await fetch(`${engine.url}/tokenize`, {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
           body: JSON.stringify({ prompt }),
         })
-      ).json()
-    ).count as number;
+      ).json()) as { count: number }
+    ).count;
     expect(r.usage).toMatchObject({ completion_tokens: 10, prompt_tokens: n, total_tokens: n + 10 });
     // The same prompt again: its full blocks (all but the last token's) come from the prefix cache.
     const again = await client.completions.create({ model: 'tiny', prompt, max_tokens: 10, temperature: 0 });
@@ -94,7 +94,7 @@ describe('the openai client', () => {
     expect(streamed).toBe(content);
     expect(finish).toBe('length');
     // /tokenize with the same messages gives the prompt the chat completion counted.
-    const tok = await (
+    const tok: any = await (
       await fetch(`${engine.url}/tokenize`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
