@@ -110,10 +110,9 @@ async function listen(server: Server, host: string, port: number): Promise<numbe
         e.code === 'EADDRINUSE'
           ? new KvwireError(
               ErrorCode.INVALID_ARGUMENT,
-              `${host}:${port} is already in use; choose another port with --listen`,
-              {
-                field: 'listen',
-              },
+              `the HTTP address ${host}:${port} is already in use; choose another port (0 lets the system pick)`,
+              { field: 'listen' },
+              { cause: e },
             )
           : e,
       );
