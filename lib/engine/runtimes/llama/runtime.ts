@@ -10,8 +10,8 @@
  * @packageDocumentation
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { readFile, unlink, writeFile } from 'node:fs/promises';
+import { closeSync, existsSync, openSync, readSync, writeFileSync } from 'node:fs';
+import { readFile, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token } from 'node-llama-cpp';
@@ -20,7 +20,7 @@ import type { ModelShape } from '../../../kv/index.js';
 import { ensureModelFile, generatedModel } from '../../model/catalog.js';
 import { headDim } from '../../model/generate.js';
 import type { KvBlockViews, Runtime, RuntimeSequence, Sampling } from '../types.js';
-import { buildStateFile, checkRowLayout, parseStateFile, rowBytesOf, scatterRows } from './state-file.js';
+import { buildStateFile, checkRowLayout, parseStateFile, rowBytesOf, scatterRows, StateScratch } from './state-file.js';
 
 type NodeLlamaCpp = typeof import('node-llama-cpp');
 
@@ -97,6 +97,7 @@ class LlamaRuntime implements Runtime {
   readonly #discard: boolean;
   #views: KvBlockViews | undefined;
   #nStream = 0;
+  readonly #scratch = new StateScratch();
 
   constructor(llama: Llama, model: LlamaModel, context: LlamaContext, o: LlamaRuntimeOptions, maxModelLen: number) {
     const spec = generatedModel(o.model).spec;
@@ -153,7 +154,7 @@ class LlamaRuntime implements Runtime {
         'no free llama sequence (the engine admitted more requests than slots)',
       );
     }
-    return new LlamaSequence(seq, this.#views, this.#nStream, this.#discard, (s) => this.#free.push(s));
+    return new LlamaSequence(seq, this.#views, this.#nStream, this.#discard, this.#scratch, (s) => this.#free.push(s));
   }
 
   async close(): Promise<void> {
@@ -177,6 +178,7 @@ class LlamaSequence implements RuntimeSequence {
   readonly #views: KvBlockViews;
   readonly #nStream: number;
   readonly #discard: boolean;
+  readonly #scratch: StateScratch;
   readonly #giveBack: (s: LlamaContextSequence) => void;
   #generator: AsyncGenerator<Token, void, void | Token | Token[]> | undefined;
   #closed = false;
@@ -186,8 +188,10 @@ class LlamaSequence implements RuntimeSequence {
     views: KvBlockViews,
     nStream: number,
     discard: boolean,
+    scratch: StateScratch,
     giveBack: (s: LlamaContextSequence) => void,
   ) {
+    this.#scratch = scratch;
     this.#seq = seq;
     this.#views = views;
     this.#nStream = nStream;
@@ -208,10 +212,12 @@ class LlamaSequence implements RuntimeSequence {
       this.#views.tensors,
       blockIds,
       this.#discard,
+      this.#scratch,
     );
     const path = stateFilePath();
     try {
-      await writeFile(path, file);
+      // Written synchronously: the scratch buffer is shared, and a tmpfs write is a memcpy.
+      writeFileSync(path, file);
       await this.#seq.loadStateFromFile(path, { acceptRisk: true });
     } finally {
       await unlink(path).catch(() => undefined);
@@ -240,8 +246,9 @@ class LlamaSequence implements RuntimeSequence {
   async storeKv(prompt: readonly number[], fromBlock: number, blockIds: readonly number[]): Promise<void> {
     const path = stateFilePath();
     try {
-      await this.#seq.saveStateToFile(path);
-      const file = await readFile(path);
+      const { fileSize } = await this.#seq.saveStateToFile(path);
+      // Read synchronously into the shared scratch buffer, then parse and scatter before any await.
+      const file = readInto(path, this.#scratch.take(fileSize));
       const layout = this.#views.layout;
       const state = parseStateFile(file, layout.model.layers, rowBytesOf(layout));
       const from = fromBlock * layout.blockTokens;
@@ -285,6 +292,22 @@ class LlamaSequence implements RuntimeSequence {
     } finally {
       this.#giveBack(this.#seq);
     }
+  }
+}
+
+function readInto(path: string, buf: Buffer): Buffer {
+  const fd = openSync(path, 'r');
+  try {
+    let at = 0;
+    while (at < buf.length) {
+      const n = readSync(fd, buf, at, buf.length - at, at);
+      if (n === 0)
+        throw new KvwireError(ErrorCode.CORRUPTED, `llama.cpp state file ${path} ended at byte ${at} of ${buf.length}`);
+      at += n;
+    }
+    return buf;
+  } finally {
+    closeSync(fd);
   }
 }
 

@@ -128,6 +128,21 @@ export function parseStateFile(buf: Buffer, layers: number, rowBytes: number): P
     : { tokens, nStream, ...parsed };
 }
 
+/**
+ * A reusable buffer for state files: fresh multi-megabyte buffers cost page faults on every hand-off.
+ * Safe to share between sequences as long as each use is synchronous (fill, then write or parse,
+ * with no await in between).
+ */
+export class StateScratch {
+  #buf = Buffer.alloc(0);
+
+  /** A view of at least `bytes` bytes (its content is undefined). */
+  take(bytes: number): Buffer {
+    if (this.#buf.length < bytes) this.#buf = Buffer.allocUnsafeSlow(Math.max(bytes, this.#buf.length * 2));
+    return this.#buf.subarray(0, bytes);
+  }
+}
+
 /** The tensor index of layer `l`'s K or V in a split layout. */
 function tensorIndex(layout: KvLayout, layer: number, part: 'K' | 'V'): number {
   const t = layout.tensors.findIndex((x) => x.layer === layer && x.part === part);
@@ -164,25 +179,32 @@ export function scatterRows(
   const row = state.rowBytes;
   const kT = state.k.map((_, l) => views[tensorIndex(layout, l, 'K')]!);
   const vT = state.v.map((_, l) => views[tensorIndex(layout, l, 'V')]!);
+  const pos = state.positions;
   let copied = 0;
-  for (let c = 0; c < state.positions.length; c++) {
-    const pos = state.positions[c]!;
-    if (pos < from || pos >= to) continue;
-    const block = blockIds[Math.floor(pos / B)];
+  // Copy runs of consecutive positions that stay in one block with one call per tensor: llama.cpp
+  // usually keeps a sequence's cells in order, so this is one copy per block instead of one per row.
+  for (let c = 0; c < pos.length;) {
+    const p = pos[c]!;
+    if (p < from || p >= to) {
+      c++;
+      continue;
+    }
+    let run = 1;
+    while (c + run < pos.length && pos[c + run] === p + run && p + run < to && (p + run) % B !== 0) run++;
+    const block = blockIds[Math.floor(p / B)];
     if (block === undefined) {
-      throw new KvwireError(
-        ErrorCode.INVALID_ARGUMENT,
-        `no block for position ${pos} (${blockIds.length} blocks given)`,
-      );
+      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `no block for position ${p} (${blockIds.length} blocks given)`);
     }
-    const at = block * layout.blockBytes + (pos % B) * row;
+    const at = block * layout.blockBytes + (p % B) * row;
+    const bytes = run * row;
     for (let l = 0; l < state.k.length; l++) {
-      const src = state.k[l]! + c * row;
-      kT[l]!.set(file.subarray(src, src + row), at);
-      const vsrc = state.v[l]! + c * row;
-      vT[l]!.set(file.subarray(vsrc, vsrc + row), at);
+      const k = state.k[l]! + c * row;
+      kT[l]!.set(file.subarray(k, k + bytes), at);
+      const v = state.v[l]! + c * row;
+      vT[l]!.set(file.subarray(v, v + bytes), at);
     }
-    copied++;
+    copied += run;
+    c += run;
   }
   return copied;
 }
@@ -201,6 +223,7 @@ export function buildStateFile(
   views: readonly Uint8Array[],
   blockIds: readonly number[],
   zeroRows = false,
+  scratch?: StateScratch,
 ): Buffer {
   const n = tokens.length;
   const layers = layout.model.layers;
@@ -214,7 +237,8 @@ export function buildStateFile(
   }
   const header = 12 + 4 * n + 4;
   const streamBytes = n === 0 ? 4 * nStream : 4 * nStream + 12 * n + 8 + 2 * layers * (12 + n * row);
-  const out = Buffer.alloc(header + streamBytes);
+  // Not zero-filled: every byte is written below (zero rows explicitly).
+  const out = scratch === undefined ? Buffer.allocUnsafe(header + streamBytes) : scratch.take(header + streamBytes);
   let o = 0;
   const u32 = (v: number): void => {
     out.writeUInt32LE(v >>> 0, o);
@@ -241,12 +265,15 @@ export function buildStateFile(
         out.writeBigUInt64LE(BigInt(row), o);
         o += 8;
         const view = views[tensorIndex(layout, l, part)]!;
-        for (let p = 0; p < n; p++) {
-          if (!zeroRows) {
-            const at = blockIds[Math.floor(p / B)]! * layout.blockBytes + (p % B) * row;
-            out.set(view.subarray(at, at + row), o);
+        // One copy per block: its rows are contiguous in NHD order.
+        for (let p = 0; p < n; p += B) {
+          const rows = Math.min(B, n - p);
+          if (zeroRows) out.fill(0, o, o + rows * row);
+          else {
+            const at = blockIds[p / B]! * layout.blockBytes;
+            out.set(view.subarray(at, at + rows * row), o);
           }
-          o += row;
+          o += rows * row;
         }
       }
     }
