@@ -31,7 +31,9 @@ describe('kvwire engine', () => {
       const r = await run(['--listen', `127.0.0.1:${port}`]);
       expect(r.code).toBe(2);
       expect(r.stderr).toMatch(
-        new RegExp(`--listen 127\\.0\\.0\\.1:${port}: the port is in use by another process; choose another with --listen`),
+        new RegExp(
+          `--listen 127\\.0\\.0\\.1:${port}: the port is in use by another process; choose another with --listen`,
+        ),
       );
     } finally {
       blocker.close();

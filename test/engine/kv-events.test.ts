@@ -26,6 +26,32 @@ async function next(sub: Subscriber, timeoutMs = 20_000): Promise<Frame> {
   }
 }
 
+/** Sends requests (prompt i) until the subscriber receives a frame; returns it and the prompt that made it. */
+async function firstFrame(
+  sub: Subscriber,
+  url: string,
+  prompt: (i: number) => string,
+): Promise<{ frame: Frame; prompt: string }> {
+  for (let i = 0; i < 60; i++) {
+    const p = prompt(i);
+    expect((await post(`${url}/v1/completions`, { model: 'tiny', prompt: p, max_tokens: 1 })).status).toBe(200);
+    try {
+      const [topic, seq, payload] = await sub.receive();
+      return {
+        frame: {
+          topic: topic!.toString(),
+          seq: Number(seq!.readBigUInt64BE(0)),
+          batch: decode(payload!) as Frame['batch'],
+        },
+        prompt: p,
+      };
+    } catch {
+      // receive timed out: not subscribed yet
+    }
+  }
+  throw new Error('no KV event frame arrived');
+}
+
 async function tokenize(url: string, prompt: string): Promise<number[]> {
   return (await post(`${url}/tokenize`, { prompt })).body.tokens;
 }
@@ -57,21 +83,16 @@ describe('KV events (map form)', () => {
     expect(
       (await post(`${engine.url}/v1/completions`, { model: 'tiny', prompt: PROMPT_A, max_tokens: 2 })).status,
     ).toBe(200);
-    const sub = new Subscriber();
+    const sub = new Subscriber({ receiveTimeout: 500 });
     sub.connect(engine.kvEvents!);
     sub.subscribe('kv@');
-    await new Promise((r) => setTimeout(r, 300)); // the slow-joiner: let the subscription reach the publisher
-    expect(
-      (await post(`${engine.url}/v1/completions`, { model: 'tiny', prompt: PROMPT_B, max_tokens: 2 })).status,
-    ).toBe(200);
-    const f = await next(sub);
-    expect(f.topic).toBe('kv@pod-a@tiny');
-    expect(f.seq).toBeGreaterThan(0); // seq 0 went out before we subscribed
+    // ZMQ's slow joiner: publish until the subscription has reached the publisher.
+    const { frame: f, prompt: sent } = await firstFrame(sub, engine.url, (i) => `${i} ${PROMPT_B}`);
     const [ts, events, dp] = f.batch;
     expect(typeof ts).toBe('number');
     expect(dp).toBe(0);
     const stored = events.find((e) => e.type === 'BlockStored');
-    const tokens = await tokenize(engine.url, PROMPT_B);
+    const tokens = await tokenize(engine.url, sent);
     const hashes = blockHashes(tokens, 16).filter((h) => h.full);
     expect(stored).toEqual({
       type: 'BlockStored',
@@ -126,12 +147,10 @@ describe('KV events (array form)', () => {
       role: 'both',
       args: ['--kv-events-endpoint', 'tcp://127.0.0.1:*', '--kv-events-format', 'array'],
     });
-    const sub = new Subscriber();
+    const sub = new Subscriber({ receiveTimeout: 500 });
     sub.connect(engine.kvEvents!);
     sub.subscribe();
-    await new Promise((r) => setTimeout(r, 300));
-    await post(`${engine.url}/v1/completions`, { model: 'tiny', prompt: PROMPT_A, max_tokens: 2 });
-    const f = await next(sub);
+    const { frame: f } = await firstFrame(sub, engine.url, (i) => `${i} ${PROMPT_A}`);
     const ev = f.batch[1][0];
     expect(ev[0]).toBe('BlockStored');
     const [, hashes, parent, tokens, blockSize, loraId, medium] = ev;

@@ -66,6 +66,9 @@ export class BlockCache {
     this.blockTokens = rank.layout.blockTokens;
     this.#pool = new BlockPool(rank.layout.numBlocks);
     this.#hooks = hooks;
+    // Touch every page now: the first write into fresh shared memory faults page by page, which
+    // would land on the first hand-offs' TTFT instead of on start-up.
+    for (const t of this.views.tensors) t.fill(0);
   }
 
   /** Blocks in the cache. */

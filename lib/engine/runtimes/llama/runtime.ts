@@ -131,6 +131,10 @@ class LlamaRuntime implements Runtime {
   async attach(views: KvBlockViews): Promise<void> {
     checkRowLayout(views.layout);
     this.#views = views;
+    // Size the state-file buffer for the longest sequence now: growing it during a hand-off costs
+    // tens of megabytes of page faults on the TTFT path.
+    const perToken = 12 + 2 * this.shape.layers * rowBytesOf(views.layout);
+    this.#scratch.take(64 + 4 * this.maxModelLen + 4 * (this.slots + 1) + 8 + this.maxModelLen * perToken).fill(0);
     // The number of KV streams (one per sequence unless llama.cpp unifies them) is written into
     // every state file and must match on load: learn it from a real one.
     const seq = this.#free[0]!;
