@@ -74,43 +74,58 @@ export interface PrefillLeg {
 }
 
 type Attempt =
-  { kind: 'response'; status: number; headers: IncomingHttpHeaders; body: Buffer } | { kind: 'error'; error: Error };
+  | { kind: 'response'; status: number; headers: IncomingHttpHeaders; body: Buffer }
+  | { kind: 'error'; error: Error }
+  | { kind: 'too_large' };
 
-function readLimited(res: IncomingMessage, limit: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    res.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > limit) {
-        res.destroy(new Error(`prefill response larger than ${limit} bytes`));
-        return;
-      }
-      chunks.push(c);
-    });
-    res.on('end', () => resolve(Buffer.concat(chunks, size)));
-    res.on('error', reject);
-    res.on('aborted', () => reject(new Error('the prefill worker closed the connection mid-response')));
-  });
-}
-
+/**
+ * Sends one attempt and reads its answer (at most {@link MAX_PREFILL_RESPONSE_BYTES}). Resolves,
+ * never rejects: errors are values the retry loop classifies.
+ */
 function attempt(leg: PrefillLeg, signal: AbortSignal, mayRetryStale = true): Promise<Attempt> {
   return new Promise<Attempt>((resolve) => {
+    let done = false;
+    const settle = (a: Attempt | Promise<Attempt>): void => {
+      if (done) return;
+      done = true;
+      resolve(a);
+    };
     const headers = { ...leg.headers, 'content-length': leg.body.length };
     const req = startLeg(leg.endpoint, 'POST', leg.path, headers, signal);
     req.on('error', (error: NodeJS.ErrnoException) => {
-      // A pooled connection the worker closed while idle: resend at once on a fresh one (not a
-      // retry: the worker never saw the request).
+      // A reset on a pooled connection before any answer: the worker closed it while idle as we
+      // picked it up. Resend at once on a fresh connection (not a retry).
       if (mayRetryStale && req.reusedSocket && error.code === 'ECONNRESET' && !signal.aborted) {
-        resolve(attempt(leg, signal, false));
+        settle(attempt(leg, signal, false));
         return;
       }
-      resolve({ kind: 'error', error });
+      settle({ kind: 'error', error });
     });
-    req.on('response', (res) => {
-      readLimited(res, MAX_PREFILL_RESPONSE_BYTES).then(
-        (body) => resolve({ kind: 'response', status: res.statusCode ?? 0, headers: res.headers, body }),
-        (error: Error) => resolve({ kind: 'error', error }),
+    req.on('response', (res: IncomingMessage) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size > MAX_PREFILL_RESPONSE_BYTES) {
+          // Settle first: destroying the response also fails the request, which must not read as
+          // a connection error (and be retried).
+          settle({ kind: 'too_large' });
+          res.destroy();
+          return;
+        }
+        chunks.push(c);
+      });
+      res.on('end', () =>
+        settle({
+          kind: 'response',
+          status: res.statusCode ?? 0,
+          headers: res.headers,
+          body: Buffer.concat(chunks, size),
+        }),
+      );
+      res.on('error', (error) => settle({ kind: 'error', error }));
+      res.on('aborted', () =>
+        settle({ kind: 'error', error: new Error('the prefill worker closed the connection mid-answer') }),
       );
     });
     req.end(leg.body);
@@ -152,6 +167,10 @@ export async function runPrefillLeg(leg: PrefillLeg): Promise<PrefillResult> {
       }
       let retryable: 'unavailable' | 'unreachable';
       let message: string;
+      if (a.kind === 'too_large') {
+        const message = `the prefill worker at ${target} answered with more than ${MAX_PREFILL_RESPONSE_BYTES} bytes; a prefill answers one token`;
+        return { kind: 'failed', reason: 'bad_response', message, attempts };
+      }
       if (a.kind === 'response') {
         if (a.status >= 200 && a.status < 300) {
           const ok = parseSuccess(a.body);
