@@ -3,7 +3,7 @@
  *
  * @packageDocumentation
  */
-import http from 'node:http';
+import http, { type ServerResponse } from 'node:http';
 import https from 'node:https';
 
 /** Where a leg goes. */
@@ -22,13 +22,15 @@ export interface LegEndpoint {
   readonly agent: http.Agent;
 }
 
-/** Starts a request; the caller writes the body and listens for 'response' and 'error'. */
+/**
+ * Starts a request; the caller writes the body, listens for 'response' and 'error', and destroys
+ * the request to cancel it (deadline passed, client gone).
+ */
 export function startLeg(
   endpoint: LegEndpoint,
   method: string,
   path: string,
   headers: http.OutgoingHttpHeaders,
-  signal: AbortSignal,
 ): http.ClientRequest {
   const options: https.RequestOptions = {
     host: endpoint.connectHost,
@@ -37,52 +39,72 @@ export function startLeg(
     path,
     headers: { ...headers, host: endpoint.hostHeader },
     agent: endpoint.agent,
-    signal,
   };
   if (endpoint.protocol === 'https:' && endpoint.servername !== undefined) options.servername = endpoint.servername;
   return endpoint.protocol === 'https:' ? https.request(options) : http.request(options);
 }
 
 /**
- * An AbortController for one leg that aborts when the client goes away (`parent`) or when the
- * deadline passes; `timedOut` tells the two apart. `dispose()` clears the timer and the listener.
+ * The client side of an exchange: tells the legs when the client went away, so they cancel their
+ * worker requests (a worker must not keep computing for nobody).
+ *
+ * Plain callbacks rather than an AbortController per request and per leg: on the hot path those
+ * (signal, listeners, the http client's own abort wiring) cost more than the rest of the
+ * sidecar's bookkeeping.
  */
-export class LegDeadline {
-  /** Aborts the leg's requests. */
-  readonly controller = new AbortController();
-  /** True once the deadline (not the client) aborted the leg. */
-  timedOut = false;
-  private readonly timer: NodeJS.Timeout;
-  private disposed = false;
-  private readonly onParentAbort = (): void => this.controller.abort(this.parent.reason);
+export class ClientLink {
+  /** True once the client closed its connection before its answer was complete. */
+  gone = false;
+  private readonly handlers: (() => void)[] = [];
 
-  constructor(
-    private readonly parent: AbortSignal,
-    /** The deadline in ms. */
-    readonly ms: number,
-  ) {
-    this.timer = setTimeout(() => {
-      this.timedOut = true;
-      this.controller.abort(new Error(`deadline of ${ms} ms passed`));
-    }, ms);
-    if (parent.aborted) this.controller.abort(parent.reason);
-    else parent.addEventListener('abort', this.onParentAbort, { once: true });
+  constructor(res: ServerResponse) {
+    res.once('close', () => {
+      if (res.writableFinished) return;
+      this.gone = true;
+      for (const h of this.handlers.splice(0)) h();
+    });
   }
 
-  /** The leg's signal. */
-  get signal(): AbortSignal {
-    return this.controller.signal;
+  /** Calls `handler` when the client goes away (at once if it has); returns the undo. */
+  onGone(handler: () => void): () => void {
+    if (this.gone) {
+      handler();
+      return () => {};
+    }
+    this.handlers.push(handler);
+    return () => {
+      const i = this.handlers.indexOf(handler);
+      if (i >= 0) this.handlers.splice(i, 1);
+    };
+  }
+}
+
+/** A leg's deadline: calls `expire` once `ms` pass without {@link Deadline.refresh}. */
+export class Deadline {
+  /** True once the deadline passed. */
+  expired = false;
+  private readonly timer: NodeJS.Timeout;
+  private disposed = false;
+
+  constructor(
+    /** The deadline in ms. */
+    readonly ms: number,
+    expire: () => void,
+  ) {
+    this.timer = setTimeout(() => {
+      this.expired = true;
+      expire();
+    }, ms);
   }
 
   /** Pushes the deadline `ms` from now (progress on a stream). */
   refresh(): void {
-    if (!this.disposed && !this.controller.signal.aborted) this.timer.refresh();
+    if (!this.disposed && !this.expired) this.timer.refresh();
   }
 
-  /** Stops the timer and detaches from the parent signal. */
+  /** Stops the timer. */
   dispose(): void {
     this.disposed = true;
     clearTimeout(this.timer);
-    this.parent.removeEventListener('abort', this.onParentAbort);
   }
 }

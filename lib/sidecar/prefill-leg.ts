@@ -4,10 +4,9 @@
  *
  * @packageDocumentation
  */
-import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
-import { setTimeout as sleep } from 'node:timers/promises';
+import type { ClientRequest, IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import { isJsonObject, KV_TRANSFER_PARAMS, type JsonObject } from './nixlv2.js';
-import { LegDeadline, startLeg, type LegEndpoint } from './leg.js';
+import { ClientLink, Deadline, startLeg, type LegEndpoint } from './leg.js';
 import { isCertificateError } from './tls.js';
 
 /** Largest prefill response read (it is one token and the parameters; more is not a prefill). */
@@ -67,10 +66,17 @@ export interface PrefillLeg {
   readonly maxRetries: number;
   /** First backoff; doubled per retry, capped at {@link MAX_BACKOFF_MS}. */
   readonly backoffMs: number;
-  /** The client's signal: aborts the leg when the client goes away. */
-  readonly signal: AbortSignal;
+  /** The client: the leg is cancelled when it goes away. */
+  readonly client: ClientLink;
   /** Called before each retry with why the previous attempt failed. */
   readonly onRetry?: (why: 'unavailable' | 'unreachable') => void;
+}
+
+/** What cancels the leg's request in flight, or its backoff wait. */
+interface Cancel {
+  stopped: boolean;
+  current: ClientRequest | undefined;
+  wake: (() => void) | undefined;
 }
 
 type Attempt =
@@ -82,7 +88,7 @@ type Attempt =
  * Sends one attempt and reads its answer (at most {@link MAX_PREFILL_RESPONSE_BYTES}). Resolves,
  * never rejects: errors are values the retry loop classifies.
  */
-function attempt(leg: PrefillLeg, signal: AbortSignal, mayRetryStale = true): Promise<Attempt> {
+function attempt(leg: PrefillLeg, cancel: Cancel, mayRetryStale = true): Promise<Attempt> {
   return new Promise<Attempt>((resolve) => {
     let done = false;
     const settle = (a: Attempt | Promise<Attempt>): void => {
@@ -91,12 +97,13 @@ function attempt(leg: PrefillLeg, signal: AbortSignal, mayRetryStale = true): Pr
       resolve(a);
     };
     const headers = { ...leg.headers, 'content-length': leg.body.length };
-    const req = startLeg(leg.endpoint, 'POST', leg.path, headers, signal);
+    const req = startLeg(leg.endpoint, 'POST', leg.path, headers);
+    cancel.current = req;
     req.on('error', (error: NodeJS.ErrnoException) => {
       // A reset on a pooled connection before any answer: the worker closed it while idle as we
       // picked it up. Resend at once on a fresh connection (not a retry).
-      if (mayRetryStale && req.reusedSocket && error.code === 'ECONNRESET' && !signal.aborted) {
-        settle(attempt(leg, signal, false));
+      if (mayRetryStale && req.reusedSocket && error.code === 'ECONNRESET' && !cancel.stopped) {
+        settle(attempt(leg, cancel, false));
         return;
       }
       settle({ kind: 'error', error });
@@ -149,15 +156,22 @@ function parseSuccess(body: Buffer): { response: JsonObject; params: JsonObject 
 
 /** Runs the prefill leg to its end. */
 export async function runPrefillLeg(leg: PrefillLeg): Promise<PrefillResult> {
-  const deadline = new LegDeadline(leg.signal, leg.timeoutMs);
+  const cancel: Cancel = { stopped: false, current: undefined, wake: undefined };
+  const stop = (): void => {
+    cancel.stopped = true;
+    cancel.current?.destroy();
+    cancel.wake?.();
+  };
+  const deadline = new Deadline(leg.timeoutMs, stop);
+  const offGone = leg.client.onGone(stop);
   const target = leg.endpoint.hostHeader;
   let attempts = 0;
   try {
     for (;;) {
       attempts++;
-      const a = await attempt(leg, deadline.signal);
-      if (leg.signal.aborted) return { kind: 'cancelled' };
-      if (deadline.timedOut) {
+      const a = await attempt(leg, cancel);
+      if (leg.client.gone) return { kind: 'cancelled' };
+      if (deadline.expired) {
         return {
           kind: 'failed',
           reason: 'timeout',
@@ -202,10 +216,16 @@ export async function runPrefillLeg(leg: PrefillLeg): Promise<PrefillResult> {
         return { kind: 'failed', reason: retryable, message: `${message} (after ${attempts} attempts)`, attempts };
       leg.onRetry?.(retryable);
       const wait = Math.min(MAX_BACKOFF_MS, leg.backoffMs * 2 ** (attempts - 1));
-      try {
-        await sleep(wait, undefined, { signal: deadline.signal });
-      } catch {
-        if (leg.signal.aborted) return { kind: 'cancelled' };
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, wait);
+        cancel.wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      cancel.wake = undefined;
+      if (leg.client.gone) return { kind: 'cancelled' };
+      if (deadline.expired) {
         return {
           kind: 'failed',
           reason: 'timeout',
@@ -216,5 +236,6 @@ export async function runPrefillLeg(leg: PrefillLeg): Promise<PrefillResult> {
     }
   } finally {
     deadline.dispose();
+    offGone();
   }
 }

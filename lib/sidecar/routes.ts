@@ -8,7 +8,7 @@ import type { Agent, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from
 import { performance } from 'node:perf_hooks';
 import { endToEndHeaders, PREFILLER_HEADER, REQUEST_ID_HEADER, requestIdOf } from './headers.js';
 import { BodyTooLarge, readBody, sendError } from './http-io.js';
-import type { LegEndpoint } from './leg.js';
+import { ClientLink, type LegEndpoint } from './leg.js';
 import type { RequestOutcome, SidecarMetrics, SidecarRoute } from './metrics.js';
 import { runDecodeLeg, type DecodeOutcome } from './decode-leg.js';
 import { runPrefillLeg } from './prefill-leg.js';
@@ -69,8 +69,8 @@ interface Exchange {
   readonly res: ServerResponse;
   /** When the request arrived (performance.now()). */
   readonly arrived: number;
-  /** Aborts when the client goes away before its answer is complete. */
-  readonly signal: AbortSignal;
+  /** Tells the legs when the client goes away before its answer is complete. */
+  readonly client: ClientLink;
 }
 
 function count(x: Exchange, route: SidecarRoute, outcome: RequestOutcome): void {
@@ -99,7 +99,7 @@ async function toDecode(
     body,
     maxBodyBytes: ctx.options.maxBodyBytes,
     timeoutMs: ctx.options.decodeTimeoutMs,
-    signal: x.signal,
+    client: x.client,
     res: x.res,
     extraCachedTokens,
     requestId,
@@ -250,7 +250,7 @@ async function prefillThenDecode(x: Exchange, api: OpenAiApi, requestId: string,
     timeoutMs: options.prefillTimeoutMs,
     maxRetries: options.prefillMaxRetries,
     backoffMs: options.prefillRetryBackoffMs,
-    signal: x.signal,
+    client: x.client,
     onRetry: (why) => metrics.prefillRetries.inc({ reason: why }),
   });
   const prefillSeconds = (performance.now() - started) / 1000;
@@ -309,11 +309,7 @@ async function prefillThenDecode(x: Exchange, api: OpenAiApi, requestId: string,
 /** The sidecar's request handler (minus its own metrics path). */
 export function handle(ctx: SidecarContext, req: IncomingMessage, res: ServerResponse): void {
   const arrived = performance.now();
-  const client = new AbortController();
-  res.on('close', () => {
-    if (!res.writableFinished) client.abort(new Error('the client closed the connection'));
-  });
-  const x: Exchange = { ctx, req, res, arrived, signal: client.signal };
+  const x: Exchange = { ctx, req, res, arrived, client: new ClientLink(res) };
   const url = req.url ?? '/';
   const q = url.indexOf('?');
   const api = req.method === 'POST' ? PD_ROUTES.get(q < 0 ? url : url.slice(0, q)) : undefined;
