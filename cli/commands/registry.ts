@@ -32,6 +32,10 @@ export const COMMANDS = {
     summary: 'what this build and machine can do (engines, UCX transports, CUDA)',
     load: () => import('./info.js'),
   },
+  sidecar: {
+    summary: 'routing sidecar beside a decode worker: checks the prefill target (SSRF allowlist), runs the P/D flow',
+    load: () => import('./sidecar.js'),
+  },
   demo: {
     summary: 'P/D hand-off end to end: a prefill and a decode process over UCX, every byte verified',
     load: () => import('./demo.js'),

@@ -106,10 +106,8 @@ export async function createSidecar(options: SidecarOptions): Promise<Sidecar> {
         new KvwireError(
           ErrorCode.INVALID_ARGUMENT,
           `the sidecar cannot listen on ${resolved.host}:${resolved.port}: ${why}; choose another address or port`,
-          {
-            field: 'port',
-            engineStatus: e.code,
-          },
+          { field: 'port', engineStatus: e.code },
+          { cause: e },
         ),
       );
     };
