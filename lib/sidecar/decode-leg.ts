@@ -170,8 +170,11 @@ export function runDecodeLeg(leg: DecodeLeg): Promise<DecodeOutcome> {
       up.on('aborted', broken);
 
       const length = up.headers['content-length'];
+      // No body whatever content-length says: relay the headers as they are.
+      const bodiless = leg.method === 'HEAD' || status === 204 || status === 304;
       if (
         !sse &&
+        !bodiless &&
         ((merge && contentType.includes('json')) || (length !== undefined && Number(length) <= COALESCE_BYTES))
       ) {
         collect(up, status, headers, outcome, merge);

@@ -71,6 +71,8 @@ interface Exchange {
   readonly arrived: number;
   /** Tells the legs when the client goes away before its answer is complete. */
   readonly client: ClientLink;
+  /** The path (and query) the legs use. */
+  readonly path: string;
 }
 
 function count(x: Exchange, route: SidecarRoute, outcome: RequestOutcome): void {
@@ -94,7 +96,7 @@ async function toDecode(
   const outcome = await runDecodeLeg({
     endpoint: ctx.decode,
     method: x.req.method ?? 'GET',
-    path: x.req.url ?? '/',
+    path: x.path,
     headers,
     body,
     maxBodyBytes: ctx.options.maxBodyBytes,
@@ -113,12 +115,56 @@ async function toDecode(
   count(x, route, decodeOutcomeToRequest(outcome, fallback));
 }
 
-/** Any path or method but the two P/D routes: relayed to the decode worker, body streamed. */
-export function relayToDecode(x: Exchange): void {
+/**
+ * True for a body a JSON API would parse: no content-type, `application/json` or
+ * `application/*+json` (FastAPI's rule, which vLLM's routes follow).
+ */
+function isJsonBody(contentType: string | undefined): boolean {
+  return contentType === undefined || /^\s*application\/(?:[\w.-]+\+)?json\s*(?:;|$)/i.test(contentType);
+}
+
+/**
+ * Any path or method but the two P/D routes: relayed to the decode worker. A JSON body is read
+ * (bounded) so that `kv_transfer_params` a client put in it is removed, on every route: vLLM's
+ * other endpoints read that field too. Other bodies (uploads) stream through unread.
+ */
+async function relayToDecode(x: Exchange): Promise<void> {
   const { req } = x;
   const length = req.headers['content-length'];
   const hasBody = length !== undefined ? length !== '0' : req.headers['transfer-encoding'] !== undefined;
-  void toDecode(x, 'passthrough', endToEndHeaders(req.headers), hasBody ? req : undefined, 0, undefined, 0, false);
+  if (!hasBody || !isJsonBody(req.headers['content-type'])) {
+    await toDecode(x, 'passthrough', endToEndHeaders(req.headers), hasBody ? req : undefined, 0, undefined, 0, false);
+    return;
+  }
+  const raw = await readRouteBody(x, 'passthrough');
+  if (raw === undefined) return;
+  const body = withoutClientParams(x, raw, 'passthrough');
+  if (body === undefined) return;
+  const headers = endToEndHeaders(req.headers, SET_ON_DECODE_ONLY);
+  headers['content-length'] = body.length;
+  const id = req.headers[REQUEST_ID_HEADER];
+  if (typeof id === 'string') headers[REQUEST_ID_HEADER] = id;
+  await toDecode(x, 'passthrough', headers, body, 0, undefined, 0, false);
+}
+
+/**
+ * The body without client `kv_transfer_params` (see {@link withoutClientKvParams}); undefined after
+ * answering 400 for a JSON body that cannot be parsed but may carry the field.
+ */
+function withoutClientParams(x: Exchange, raw: Buffer, route: SidecarRoute): Buffer | undefined {
+  const checked = withoutClientKvParams(raw);
+  if (checked.kind === 'unparseable') {
+    sendError(x.res, 400, {
+      message: 'the request body is not valid JSON',
+      type: 'invalid_request_error',
+      code: 'invalid_json',
+    });
+    count(x, route, 'bad_request');
+    return undefined;
+  }
+  if (checked.kind === 'unchanged') return raw;
+  x.ctx.metrics.clientParamsStripped.inc();
+  return checked.body;
 }
 
 /** Reads the body of a P/D route; answers 413 or gives up on a gone client. */
@@ -155,21 +201,8 @@ function legHeaders(req: IncomingMessage, requestId: string, length: number): Ou
 async function decodeOnly(x: Exchange, requestId: string): Promise<void> {
   const raw = await readRouteBody(x, 'decode_only');
   if (raw === undefined) return;
-  const checked = withoutClientKvParams(raw);
-  if (checked.kind === 'unparseable') {
-    sendError(x.res, 400, {
-      message: 'the request body is not valid JSON',
-      type: 'invalid_request_error',
-      code: 'invalid_json',
-    });
-    count(x, 'decode_only', 'bad_request');
-    return;
-  }
-  let body = raw;
-  if (checked.kind === 'stripped') {
-    body = checked.body;
-    x.ctx.metrics.clientParamsStripped.inc();
-  }
+  const body = withoutClientParams(x, raw, 'decode_only');
+  if (body === undefined) return;
   const headers = endToEndHeaders(x.req.headers, SET_ON_DECODE_ONLY);
   headers[REQUEST_ID_HEADER] = requestId;
   headers['content-length'] = body.length;
@@ -244,7 +277,7 @@ async function prefillThenDecode(x: Exchange, api: OpenAiApi, requestId: string,
   const started = performance.now();
   const result = await runPrefillLeg({
     endpoint: prefillEndpoint(ctx, target),
-    path: x.req.url ?? '/',
+    path: x.path,
     headers: legHeaders(x.req, requestId, prefillBody.length),
     body: prefillBody,
     timeoutMs: options.prefillTimeoutMs,
@@ -309,22 +342,43 @@ async function prefillThenDecode(x: Exchange, api: OpenAiApi, requestId: string,
 /** The sidecar's request handler (minus its own metrics path). */
 export function handle(ctx: SidecarContext, req: IncomingMessage, res: ServerResponse): void {
   const arrived = performance.now();
-  const x: Exchange = { ctx, req, res, arrived, client: new ClientLink(res) };
   const url = req.url ?? '/';
-  const q = url.indexOf('?');
-  const api = req.method === 'POST' ? PD_ROUTES.get(q < 0 ? url : url.slice(0, q)) : undefined;
-  if (api === undefined) {
-    relayToDecode(x);
-    return;
-  }
-  const requestId = requestIdOf(req.headers);
-  // Node joins repeated header lines with ', ' (a list, as RFC 9110 allows proxies to do).
-  const given = req.headers[PREFILLER_HEADER];
-  const targets = Array.isArray(given) ? given.join(',') : given;
-  const work = targets === undefined ? decodeOnly(x, requestId) : prefillThenDecode(x, api, requestId, targets);
+  const route = req.method === 'POST' ? pdRouteOf(url) : undefined;
+  const x: Exchange = { ctx, req, res, arrived, client: new ClientLink(res), path: route?.path ?? url };
+  const work = route === undefined ? relayToDecode(x) : pdRoute(x, route.api);
   work.catch((e: unknown) => {
     // A bug, not a request error: answer 500 rather than leave the client hanging.
     ctx.log(`internal error: ${(e as Error)?.stack ?? String(e)}`);
     sendError(res, 500, { message: 'internal error in the sidecar', type: 'api_error', code: 'internal_error' });
   });
+}
+
+/** A P/D route: decode-only without a target, the nixlv2 flow with one. */
+function pdRoute(x: Exchange, api: OpenAiApi): Promise<void> {
+  const requestId = requestIdOf(x.req.headers);
+  // Node joins repeated header lines with ', ' (a list, as RFC 9110 allows proxies to do).
+  const given = x.req.headers[PREFILLER_HEADER];
+  const targets = Array.isArray(given) ? given.join(',') : given;
+  return targets === undefined ? decodeOnly(x, requestId) : prefillThenDecode(x, api, requestId, targets);
+}
+
+/**
+ * The P/D route a request path names, and the canonical path to forward. Servers that route on
+ * the percent-decoded path (uvicorn, so vLLM) or ignore a trailing slash would serve
+ * `/v1/%63ompletions` and `/v1/completions/` as completions; so they are P/D routes here too, and
+ * never slip past the flow (and its kv_transfer_params rules) as a plain relay.
+ */
+export function pdRouteOf(url: string): { api: OpenAiApi; path: string } | undefined {
+  const q = url.indexOf('?');
+  let path = q < 0 ? url : url.slice(0, q);
+  if (path.includes('%')) {
+    try {
+      path = decodeURIComponent(path);
+    } catch {
+      return undefined;
+    }
+  }
+  if (path.length > 1 && path.endsWith('/')) path = path.slice(0, -1);
+  const api = PD_ROUTES.get(path);
+  return api === undefined ? undefined : { api, path: q < 0 ? path : path + url.slice(q) };
 }

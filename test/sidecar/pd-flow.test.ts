@@ -310,6 +310,50 @@ describe('requests without a prefill target, and other routes', () => {
     expect(decode.received.map((r) => r.path)).not.toContain('/sidecar/metrics');
   });
 
+  it('treats spellings a worker would route as completions (percent-encoded, trailing slash) as P/D routes', async () => {
+    for (const path of ['/v1/%63ompletions', '/v1/completions/', '/v1/chat%2Fcompletions?x=1']) {
+      prefill.received.length = 0;
+      decode.received.length = 0;
+      const r = await request(sidecar.url, {
+        path,
+        headers: { 'x-prefiller-host-port': prefill.hostPort },
+        body: JSON.stringify({ model: 'm', prompt: 'p', messages: [] }),
+      });
+      expect({ path, status: r.status }).toEqual({ path, status: 200 });
+      expect(prefill.received).toHaveLength(1);
+      expect(decode.received[0]!.path).toBe(path.includes('chat') ? '/v1/chat/completions?x=1' : '/v1/completions');
+      expect(decode.received[0]!.json!.kv_transfer_params).toMatchObject({ do_remote_prefill: true });
+    }
+  });
+
+  it('removes client kv_transfer_params from JSON bodies on every route, and streams other bodies untouched', async () => {
+    decode.answer = (req, res) => sendJson(res, 200, { got: req.raw.toString() });
+    const responses = await request(sidecar.url, {
+      path: '/v1/responses',
+      body: JSON.stringify({ input: 'hi', kv_transfer_params: { remote_host: '169.254.169.254' } }),
+    });
+    expect(JSON.parse(responses.json!.got as string)).toEqual({ input: 'hi' });
+    const upload = '--b\r\ncontent-disposition: form-data; name="kv_transfer_params"\r\n\r\nx\r\n--b--\r\n';
+    const form = await request(sidecar.url, {
+      path: '/v1/audio/transcriptions',
+      headers: { 'content-type': 'multipart/form-data; boundary=b' },
+      body: upload,
+    });
+    expect(form.json!.got).toBe(upload);
+    const own = await request(sidecar.url, { method: 'GET', path: '/sidecar/metrics' });
+    expect(own.body).toContain('kvwire_sidecar_client_kv_params_stripped_total 1');
+  });
+
+  it('relays HEAD answers with their headers as they are', async () => {
+    decode.answer = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': '1234' });
+      res.end();
+    };
+    const r = await request(sidecar.url, { method: 'HEAD', path: '/v1/models' });
+    expect(r.status).toBe(200);
+    expect(r.headers['content-length']).toBe('1234');
+  });
+
   it('strips hop-by-hop headers and the headers a Connection header names, both ways', async () => {
     decode.answer = (_req, res) => {
       res.writeHead(200, {
