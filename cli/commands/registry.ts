@@ -36,6 +36,10 @@ export const COMMANDS = {
     summary: 'a prefill/decode worker serving the OpenAI API over llama.cpp (or the synthetic runtime)',
     load: () => import('./engine.js'),
   },
+  sidecar: {
+    summary: 'routing sidecar beside a decode worker: checks the prefill target (SSRF allowlist), runs the P/D flow',
+    load: () => import('./sidecar.js'),
+  },
   demo: {
     summary: 'P/D hand-off end to end: a prefill and a decode process over UCX, every byte verified',
     load: () => import('./demo.js'),
