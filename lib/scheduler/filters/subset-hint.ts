@@ -1,0 +1,15 @@
+/**
+ * The subset filter of the endpoint picker protocol: when Envoy names a subset of endpoints
+ * (`envoy.lb.subset_hint` / `x-gateway-destination-endpoint-subset`), only decode endpoints whose
+ * destination `host:port` is in it may be chosen.
+ *
+ * @packageDocumentation
+ */
+import { destinationUrl, hostPort } from '../endpoint.js';
+import type { Candidate } from '../types.js';
+
+/** Keeps the candidates in `subset` (all of them when there is no subset). */
+export function subsetFilter(candidates: readonly Candidate[], subset: ReadonlySet<string> | undefined): Candidate[] {
+  if (subset === undefined) return [...candidates];
+  return candidates.filter((c) => subset.has(hostPort(destinationUrl(c.spec))));
+}
