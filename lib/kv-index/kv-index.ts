@@ -69,6 +69,11 @@ export interface EventOptions {
    * apply in order, once; see {@link EventSequencer}. Unnumbered ones apply in call order.
    */
   readonly seq?: number;
+  /**
+   * Apply a numbered batch now even if batches before it are missing (the caller tried to fill the
+   * gap and could not, e.g. the engine's replay buffer no longer holds them). Default false: wait.
+   */
+  readonly force?: boolean;
 }
 
 /** Options of {@link KvIndex.stored}. */
@@ -350,7 +355,7 @@ export class KvIndex {
           );
       }
     });
-    const r = await this.sequencer.submit(worker, seq, ops);
+    const r = await this.sequencer.submit(worker, seq, ops, options?.force === true && seq !== undefined);
     return {
       status: r.status,
       evictedKeys: r.outcome?.evictedKeys ?? 0,
