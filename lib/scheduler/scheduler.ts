@@ -230,7 +230,7 @@ export class Scheduler {
         `every decode endpoint serving ${describeValue(model)} is ejected by health checks (${serving.map((c) => c.spec.name).join(', ')}): retry later`,
       );
     }
-    const candidates = subsetFilter(healthy, request.subset);
+    const candidates = subsetFilter(healthy, request.subset).filter((c) => request.exclude?.has(c.spec.name) !== true);
     if (candidates.length === 0) {
       throw failure(
         503,

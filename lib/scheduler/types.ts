@@ -43,6 +43,8 @@ export interface ScheduleRequest {
   readonly headers: Readonly<Record<string, string | undefined>>;
   /** Envoy's subset hint: only decode endpoints whose destination `host:port` is in it may be chosen. */
   readonly subset?: ReadonlySet<string>;
+  /** Decode endpoints (by name) not to choose, e.g. one a connection to has just failed. */
+  readonly exclude?: ReadonlySet<string>;
 }
 
 /** The scorers' names, as weights, explanations and metric labels spell them. */
