@@ -24,17 +24,14 @@ import { ErrorCode, KvwireError } from '../../errors.js';
 import { createKvEventsHandler } from '../../kv-index/events-http.js';
 import { destinationUrl, hostPort } from '../endpoint.js';
 import { EXPLAIN_HEADER } from '../explain.js';
+import { EXPLAIN_REQUEST_HEADER, PREFILLER_HEADER } from '../headers.js';
 import { INFERENCE_PATHS } from '../request.js';
 import { statusOf } from '../scheduler.js';
 import { SESSION_HEADER, sessionToken } from '../scorers/session-affinity.js';
 import { SchedulingService, type SchedulingServiceOptions } from '../service.js';
 import { endToEnd, forward, requestId } from './proxy.js';
 
-/** The header that names the prefill worker to the decode endpoint's sidecar (llm-d's name). */
-export const PREFILLER_HEADER = 'x-prefiller-host-port';
-
-/** The request header that asks for the decision's explanation. */
-export const EXPLAIN_REQUEST_HEADER = 'x-kvwire-explain';
+export { EXPLAIN_REQUEST_HEADER, PREFILLER_HEADER } from '../headers.js';
 
 /** Options of {@link startRouter}. */
 export interface RouterOptions extends SchedulingServiceOptions {
