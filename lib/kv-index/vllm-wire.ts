@@ -56,17 +56,30 @@ export function seqFrame(seq: number): Buffer {
   return b;
 }
 
-function normalize(v: unknown): unknown {
+function hashValue(v: unknown): unknown {
   if (typeof v === 'bigint')
     return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v.toString();
   if (v instanceof Uint8Array) return `0x${Buffer.from(v.buffer, v.byteOffset, v.length).toString('hex')}`;
-  if (Array.isArray(v)) return v.map(normalize);
-  if (v !== null && typeof v === 'object') {
-    const out: Record<string, unknown> = {};
-    for (const [k, x] of Object.entries(v)) out[k] = normalize(x);
-    return out;
-  }
   return v;
+}
+
+const hashList = (v: unknown): unknown => (Array.isArray(v) ? v.map(hashValue) : v);
+
+/**
+ * Normalizes the hash fields of one event (only those: token lists are large and already numbers,
+ * and copying them would cost more than the rest of the ingestion).
+ */
+function normalizeEvent(ev: unknown): unknown {
+  if (Array.isArray(ev)) {
+    if (ev[0] === 'BlockStored') return [ev[0], hashList(ev[1]), hashValue(ev[2]), ...ev.slice(3)];
+    if (ev[0] === 'BlockRemoved') return [ev[0], hashList(ev[1]), ...ev.slice(2)];
+    return ev;
+  }
+  if (ev !== null && typeof ev === 'object' && !(ev instanceof Uint8Array)) {
+    const o = ev as Record<string, unknown>;
+    return { ...o, block_hashes: hashList(o.block_hashes), parent_block_hash: hashValue(o.parent_block_hash) };
+  }
+  return ev;
 }
 
 /**
@@ -117,5 +130,5 @@ export function decodeVllmBatch(payload: Uint8Array): VllmBatch {
     );
   }
   const rank = typeof dp === 'bigint' ? Number(dp) : dp;
-  return { ts: t, events: events.map(normalize), dpRank: typeof rank === 'number' ? rank : undefined };
+  return { ts: t, events: events.map(normalizeEvent), dpRank: typeof rank === 'number' ? rank : undefined };
 }

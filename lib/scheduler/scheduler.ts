@@ -101,11 +101,14 @@ export interface Decision {
   readonly cachedTokens: number;
   /** Prompt tokens the decode worker does not hold, when known. */
   readonly uncachedTokens: number | undefined;
-  /** Every decode candidate's scores, best first. */
+  /** The best decode candidates' scores (at most 8), best first. */
   readonly candidates: readonly CandidateScores[];
   /** One header-safe line: the choice, the P/D decision and why, and the top candidates' scores. */
   readonly explanation: string;
 }
+
+/** Candidates a decision lists with their scores (the explanation shows four). */
+const TOP_ROWS = 8;
 
 const SCORERS: readonly Scorer[] = [prefixCacheScorer, loadScorer, kvUtilizationScorer, sessionAffinityScorer];
 
@@ -248,40 +251,56 @@ export class Scheduler {
 
     const tokens = request.tokens;
     const blocks = tokens === undefined ? 0 : Math.floor(tokens.length / this.index.blockSize);
-    const prefixBlocks =
-      blocks === 0
-        ? new Map<string, number>()
-        : await this.index.score(
-            tokens!,
-            candidates.map((c) => c.spec.name),
-          );
+    // Unfiltered: the index answers only the workers holding the prompt's first block, which is
+    // cheaper than naming a thousand candidates; the scorers read the candidates' entries (0 if none).
+    const prefixBlocks = blocks === 0 ? new Map<string, number>() : await this.index.score(tokens!);
     const ctx: ScoringContext = { request, blocks, prefixBlocks };
     const perScorer = new Map<ScorerName, Map<string, number>>();
     for (const s of SCORERS) if (this.weights[s.name] > 0) perScorer.set(s.name, s.score(ctx, candidates));
 
-    const scored = candidates.map((c, i) => {
-      const scores = {} as Record<ScorerName, number | undefined>;
-      let total = 0;
-      for (const name of SCORER_NAMES) {
-        const v = perScorer.get(name)?.get(c.spec.name);
-        scores[name] = v;
-        total += this.weights[name] * (v ?? 0.5);
-      }
-      return {
-        c,
-        i,
-        row: { name: c.spec.name, total, scores, prefixBlocks: prefixBlocks.get(c.spec.name) ?? 0, load: loadOf(c) },
-      };
-    });
+    // Totals in one pass; only the few best get a full row (the sort of 1,000 rows cost more than the rest).
+    const n = candidates.length;
+    const totals = new Float64Array(n);
+    const maps = SCORER_NAMES.map((name) => perScorer.get(name));
+    const weights = SCORER_NAMES.map((name) => this.weights[name]);
+    for (let i = 0; i < n; i++) {
+      const name = candidates[i]!.spec.name;
+      let t = 0;
+      for (let k = 0; k < maps.length; k++) t += weights[k]! * (maps[k]?.get(name) ?? 0.5);
+      totals[i] = t;
+    }
     const turn = this.turn++;
-    const n = scored.length;
     // Exact ties: fewer in flight, then in turn, so equal workers share a burst before metrics catch up.
-    scored.sort(
-      (a, b) =>
-        b.row.total - a.row.total ||
-        a.c.inflight - b.c.inflight ||
-        ((((a.i - turn) % n) + n) % n) - ((((b.i - turn) % n) + n) % n),
-    );
+    const before = (a: number, b: number): boolean =>
+      totals[a]! !== totals[b]!
+        ? totals[a]! > totals[b]!
+        : candidates[a]!.inflight !== candidates[b]!.inflight
+          ? candidates[a]!.inflight < candidates[b]!.inflight
+          : (((a - turn) % n) + n) % n < (((b - turn) % n) + n) % n;
+    const top: number[] = [];
+    for (let i = 0; i < n; i++) {
+      if (top.length === TOP_ROWS && !before(i, top[TOP_ROWS - 1]!)) continue;
+      let j = Math.min(top.length, TOP_ROWS - 1);
+      top[j] = i;
+      while (j > 0 && before(i, top[j - 1]!)) {
+        top[j] = top[j - 1]!;
+        top[j - 1] = i;
+        j--;
+      }
+    }
+    const row = (i: number): CandidateScores => {
+      const c = candidates[i]!;
+      const scores = {} as Record<ScorerName, number | undefined>;
+      SCORER_NAMES.forEach((name, k) => (scores[name] = maps[k]?.get(c.spec.name)));
+      return {
+        name: c.spec.name,
+        total: totals[i]!,
+        scores,
+        prefixBlocks: prefixBlocks.get(c.spec.name) ?? 0,
+        load: loadOf(c),
+      };
+    };
+    const scored = top.map((i) => ({ c: candidates[i]!, row: row(i) }));
     const best = scored[0]!;
     const next = scored[1];
     const wonBy: Decision['wonBy'] = next === undefined ? 'only_candidate' : this.wonBy(best.row, next.row);
