@@ -14,7 +14,9 @@
  *
  * @packageDocumentation
  */
+import { lookup } from 'node:dns/promises';
 import { EventEmitter } from 'node:events';
+import { isIP } from 'node:net';
 import { ErrorCode, KvwireError } from '../errors.js';
 import { describeValue } from '../util/describe-value.js';
 import { destinationUrl, type EndpointSpec } from './endpoint.js';
@@ -59,6 +61,7 @@ interface State {
   nextCheck: number;
   nextScrape: number;
   lastError: string | undefined;
+  address: string | undefined;
 }
 
 function ms(v: unknown, name: string, dflt: number, min: number): number {
@@ -71,6 +74,19 @@ function ms(v: unknown, name: string, dflt: number, min: number): number {
     );
   }
   return v;
+}
+
+/** `ip:port` of a base URL's host (IPv6 in brackets), resolving a name (its first IPv4 address, else its first). */
+async function resolveAddress(base: string): Promise<string> {
+  const u = new URL(base);
+  const port = u.port !== '' ? u.port : u.protocol === 'https:' ? '443' : '80';
+  const host = u.hostname.replace(/^\[|\]$/g, '');
+  let ip = host;
+  if (isIP(host) === 0) {
+    const all = await lookup(host, { all: true });
+    ip = (all.find((a) => a.family === 4) ?? all[0]!).address;
+  }
+  return isIP(ip) === 6 ? `[${ip}]:${port}` : `${ip}:${port}`;
 }
 
 function sameSpec(a: EndpointSpec, b: EndpointSpec): boolean {
@@ -151,6 +167,7 @@ export class EndpointPool extends EventEmitter<EndpointPoolEvents> {
         nextCheck: 0,
         nextScrape: 0,
         lastError: undefined,
+        address: undefined,
       });
     }
     if (added.length > 0 || removed.length > 0) this.emit('endpoints', added, removed);
@@ -168,6 +185,7 @@ export class EndpointPool extends EventEmitter<EndpointPoolEvents> {
         healthy: s.healthy,
         load: s.load !== undefined && now - s.load.at <= this.o.staleMs ? s.load : undefined,
         inflight: s.inflight,
+        ...(s.address !== undefined ? { address: s.address } : {}),
       });
     }
     return out;
@@ -257,8 +275,10 @@ export class EndpointPool extends EventEmitter<EndpointPoolEvents> {
   }
 
   private async check(s: State): Promise<void> {
-    const url = `${s.spec.role === 'decode' ? destinationUrl(s.spec) : s.spec.url}/health`;
+    const base = s.spec.role === 'decode' ? destinationUrl(s.spec) : s.spec.url;
+    const url = `${base}/health`;
     try {
+      s.address = await resolveAddress(base);
       const res = await fetch(url, { signal: AbortSignal.timeout(this.o.healthTimeoutMs) });
       await res.arrayBuffer();
       this.checked(s, res.status === 200, res.status === 200 ? 'ok' : `GET ${url} answered ${res.status}`);

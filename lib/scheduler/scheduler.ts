@@ -27,6 +27,7 @@ import { loadScorer } from './scorers/load.js';
 import { prefixCacheScorer } from './scorers/prefix-cache.js';
 import { sessionAffinityScorer } from './scorers/session-affinity.js';
 import {
+  addressOf,
   loadOf,
   SCORER_NAMES,
   type Candidate,
@@ -87,6 +88,8 @@ export interface CandidateScores {
 export interface Decision {
   /** Where the request goes. */
   readonly decode: EndpointSpec;
+  /** The decode destination as `ip:port` (resolved by health checks; the configured host:port until then). */
+  readonly destination: string;
   /** The prefill worker to name to the decode's sidecar; undefined for decode-only. */
   readonly prefill: EndpointSpec | undefined;
   /** `disaggregated` or `decode_only`. */
@@ -312,6 +315,7 @@ export class Scheduler {
 
     const decision: Omit<Decision, 'explanation'> = {
       decode: best.c.spec,
+      destination: addressOf(best.c),
       prefill: prefill?.spec,
       kind: verdict.disaggregate ? ('disaggregated' as const) : ('decode_only' as const),
       reason: verdict.reason,

@@ -3,7 +3,7 @@
  *
  * @packageDocumentation
  */
-import type { EndpointSpec } from './endpoint.js';
+import { destinationUrl, hostPort, type EndpointSpec } from './endpoint.js';
 
 /** A worker's load as last seen: scraped from its `/metrics`, or reported to the scheduler. */
 export interface LoadSample {
@@ -29,6 +29,16 @@ export interface Candidate {
   readonly load: LoadSample | undefined;
   /** Requests this scheduler has sent it that have not finished. */
   readonly inflight: number;
+  /**
+   * Where its requests go as `ip:port` (the destination's host resolved at health-check time), for
+   * gateways that route by address (Envoy's ORIGINAL_DST, the subset hint); undefined until resolved.
+   */
+  readonly address?: string;
+}
+
+/** The `ip:port` (IPv6 in brackets) requests to a candidate go to: resolved when known, else its URL's host:port. */
+export function addressOf(c: Candidate): string {
+  return c.address ?? hostPort(destinationUrl(c.spec));
 }
 
 /** What the scheduler is asked to place. */

@@ -242,6 +242,22 @@ describe('kvwire epp (Envoy ext_proc endpoint picker)', () => {
     await get.finish();
   });
 
+  it('answers endpoints named by DNS with their resolved ip:port, and matches the subset hint by it', async () => {
+    const d0 = await engine('d0');
+    await start({ endpoints: [{ name: 'd0', role: 'decode', url: `http://localhost:${d0.port}` }] });
+    await until('d0 resolved', () => epp!.service.pool.candidates('decode')[0]!.address !== undefined);
+    const [h, body] = completions({ model: 'm', prompt: 'dns' });
+    const x = exchange(client());
+    x.send(headersMessage(h, false, subsetMetadata([`127.0.0.1:${d0.port}`])));
+    x.send(bodyMessage(body, true));
+    const [r] = await x.next(2);
+    expect(setHeadersOf(r)['x-gateway-destination-endpoint']).toBe(`127.0.0.1:${d0.port}`);
+    expect(
+      r!.dynamic_metadata!.fields!['envoy.lb']!.structValue!.fields!['x-gateway-destination-endpoint']!.stringValue,
+    ).toBe(`127.0.0.1:${d0.port}`);
+    await x.finish();
+  });
+
   it('serves the gRPC health service', async () => {
     const d0 = await engine('d0');
     await start({ endpoints: [{ name: 'd0', role: 'decode', url: d0.url }] });

@@ -18,7 +18,8 @@
  *
  * @packageDocumentation
  */
-import { destinationUrl, hostPort } from '../endpoint.js';
+import { hostPort } from '../endpoint.js';
+import { addressOf } from '../types.js';
 import { EXPLAIN_HEADER } from '../explain.js';
 import { INFERENCE_PATHS } from '../request.js';
 import { EXPLAIN_REQUEST_HEADER, PREFILLER_HEADER } from '../headers.js';
@@ -149,7 +150,7 @@ export class EppStream {
           this.headers,
           this.subset !== undefined ? { subset: this.subset } : {},
         );
-        endpoint = hostPort(destinationUrl(d.decode));
+        endpoint = d.destination;
         name = d.decode.name;
         if (d.prefill !== undefined) set[PREFILLER_HEADER] = hostPort(d.prefill.url);
         const ex = this.o.explain;
@@ -181,7 +182,7 @@ export class EppStream {
             'no_endpoint',
           ),
         ];
-      endpoint = hostPort(destinationUrl(c.spec));
+      endpoint = addressOf(c);
       name = c.spec.name;
     }
     this.endpointName = name;
