@@ -2,7 +2,7 @@ import { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KvwireError } from '../../lib/errors.js';
 import { KvIndex, type KvIndexOptions } from '../../lib/kv-index/index.js';
-import { startRedisCluster, type RedisClusterHandle } from '../../lib/kv-index/redis-cluster-server.js';
+import { startRedisCluster, type RedisClusterHandle } from '../../tools/redis-cluster.js';
 import { createRegistry } from '../../lib/metrics.js';
 import { describeBehaviour, tokens } from './behaviour.js';
 

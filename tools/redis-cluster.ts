@@ -11,7 +11,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ErrorCode, KvwireError } from '../errors.js';
+import { ErrorCode, KvwireError } from '../lib/errors.js';
 import { freePort } from './redis-server.js';
 
 /** A running throwaway cluster. */
