@@ -36,6 +36,16 @@ export const COMMANDS = {
     summary: 'P/D hand-off end to end: a prefill and a decode process over UCX, every byte verified',
     load: () => import('./demo.js'),
   },
+  router: {
+    summary:
+      "KV-cache-aware HTTP gateway: picks the decode worker holding the prompt's prefix, names a prefill worker, streams back",
+    load: () => import('./router.js'),
+  },
+  epp: {
+    summary:
+      'Envoy endpoint picker (ext_proc gRPC, Gateway API Inference Extension) with the same KV-cache-aware decision',
+    load: () => import('./epp.js'),
+  },
   bench: {
     summary: 'transfer-throughput benchmark, side by side with raw UCX',
     load: () => import('../../bench/transfer/command.js'),

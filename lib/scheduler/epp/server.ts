@@ -151,12 +151,15 @@ export async function startEpp(options: EppOptions): Promise<Epp> {
     });
   } catch (e) {
     if (options.service === undefined) await service.close();
+    // grpc-js reports the bind failure only in its message: carry the errno as the cause's code.
+    const errno = /\b(EADDRINUSE|EACCES|EADDRNOTAVAIL)\b/.exec((e as Error).message)?.[1];
     throw new KvwireError(
       ErrorCode.INVALID_ARGUMENT,
-      /in use|EADDRINUSE/i.test((e as Error).message)
+      errno === 'EADDRINUSE'
         ? `${host}:${options.port} is in use: choose another --listen port`
         : `cannot listen on ${host}:${options.port}: ${(e as Error).message}`,
       { field: 'listen' },
+      { cause: Object.assign(new Error((e as Error).message), errno !== undefined ? { code: errno } : {}) },
     );
   }
   return {

@@ -274,6 +274,7 @@ export async function startRouter(options: RouterOptions): Promise<Router> {
         ? `${host}:${options.port} is in use: choose another --listen port`
         : `cannot listen on ${host}:${options.port}: ${(e as Error).message}`,
       { field: 'listen' },
+      { cause: e },
     );
   }
   const port = (server.address() as AddressInfo).port;
