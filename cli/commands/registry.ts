@@ -56,6 +56,12 @@ export const COMMANDS = {
     load: () => import('../../bench/kv-index/bench-index.js'),
     repoOnly: '../../bench/kv-index/bench-index.js',
   },
+  'bench-router': {
+    summary:
+      'scheduler benchmark: pick latency with 1,000 pods and 10M blocks (memory, Redis, Redis Cluster), KV event ingestion rate',
+    load: () => import('../../bench/scheduler/bench-router.js'),
+    repoOnly: '../../bench/scheduler/bench-router.js',
+  },
 } satisfies Record<string, CommandEntry>;
 
 /** The name of a registered command. */
