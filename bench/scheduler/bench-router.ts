@@ -46,6 +46,8 @@ function medianPick(rs: PickBenchResult[]): PickBenchResult {
     scoreP50Us: median(rs.map((r) => r.scoreP50Us)),
     scoreP99Us: median(rs.map((r) => r.scoreP99Us)),
     ownerHits: rs.reduce((a, r) => a + r.ownerHits, 0),
+    gcCount: rs.reduce((a, r) => a + r.gcCount, 0),
+    gcMaxMs: Math.max(...rs.map((r) => r.gcMaxMs)),
     returning: rs.reduce((a, r) => a + r.returning, 0),
     loadSeconds: median(rs.map((r) => r.loadSeconds)),
   };
@@ -54,7 +56,7 @@ function medianPick(rs: PickBenchResult[]): PickBenchResult {
 function markdown(picks: PickBenchResult[], ingests: IngestBenchResult[], f: Flags, load: number[]): string {
   const rows = picks.map(
     (p) =>
-      `| ${p.backend} | ${p.pods.toLocaleString('en-US')} | ${p.keys.toLocaleString('en-US')} | ${p.pickP50Us} | ${p.pickP99Us} | ${p.scoreP50Us} | ${p.scoreP99Us} | ${p.ownerHits}/${p.returning} | ${p.loadSeconds} |`,
+      `| ${p.backend} | ${p.pods.toLocaleString('en-US')} | ${p.keys.toLocaleString('en-US')} | ${p.pickP50Us} | ${p.pickP99Us} | ${p.scoreP50Us} | ${p.scoreP99Us} | ${p.ownerHits}/${p.returning} | ${p.gcCount} / ${p.gcMaxMs} | ${p.loadSeconds} |`,
   );
   const ing = ingests.map(
     (r) =>
@@ -70,8 +72,8 @@ function markdown(picks: PickBenchResult[], ingests: IngestBenchResult[], f: Fla
     '',
     '`schedule` is the whole decision (hashing, index lookup, four scorers over every pod, P/D decider); `score` the index lookup alone. Owner hits: returning conversations sent to the pod that holds them.',
     '',
-    '| backend | pods | blocks indexed | schedule p50 µs | schedule p99 µs | score p50 µs | score p99 µs | owner hits | load s |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| backend | pods | blocks indexed | schedule p50 µs | schedule p99 µs | score p50 µs | score p99 µs | owner hits | GCs / longest ms | load s |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
     ...rows,
     '',
     '## KV event ingestion (ZMQ, vLLM format, from a publisher process)',
@@ -130,9 +132,12 @@ export function command(): KvwireCommand {
           for (const backend of f.backends) {
             const index: KvIndexOptions =
               backend === 'redis'
-                ? { backend: 'redis', redis: { url: redis!.url, prefix: `bench${n++}:` } }
+                ? { backend: 'redis', redis: { url: redis!.url, prefix: `bench${n++}:`, commandTimeoutMs: 60_000 } }
                 : backend === 'redis-cluster'
-                  ? { backend: 'redis-cluster', redis: { nodes: cluster!.nodes, prefix: `{bench${n++}}:` } }
+                  ? {
+                      backend: 'redis-cluster',
+                      redis: { nodes: cluster!.nodes, prefix: `{bench${n++}}:`, commandTimeoutMs: 60_000 },
+                    }
                   : {};
             const blocks = backend === 'memory' ? f.blocks : f.redisBlocks;
             log(
@@ -140,7 +145,7 @@ export function command(): KvwireCommand {
             );
             const r = await benchPick({ pods: f.pods, blocks, queries: f.queries, index, log });
             log(
-              `  schedule p50 ${r.pickP50Us} µs, p99 ${r.pickP99Us} µs; score p50 ${r.scoreP50Us} µs; owner hits ${r.ownerHits}/${r.returning}`,
+              `  schedule p50 ${r.pickP50Us} µs, p99 ${r.pickP99Us} µs; score p50 ${r.scoreP50Us} µs; owner hits ${r.ownerHits}/${r.returning}; ${r.gcCount} GCs, longest ${r.gcMaxMs} ms`,
             );
             picks.set(backend, [...(picks.get(backend) ?? []), r]);
             if (redis !== undefined && backend === 'redis') {

@@ -11,6 +11,7 @@
  *
  * @packageDocumentation
  */
+import { PerformanceObserver } from 'node:perf_hooks';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { BlockHasher } from '../../lib/kv-index/hash.js';
@@ -45,6 +46,9 @@ export interface PickBenchResult {
   /** `KvIndex.score()` alone over the same candidates, µs (for context). */
   readonly scoreP50Us: number;
   readonly scoreP99Us: number;
+  /** Garbage collections during the queries, and the longest pause, ms (to tell GC from a busy machine in p99). */
+  readonly gcCount: number;
+  readonly gcMaxMs: number;
   /** Returning conversations sent to the pod that holds them, of all returning ones. */
   readonly ownerHits: number;
   readonly returning: number;
@@ -133,6 +137,10 @@ export async function benchPick(o: PickBenchOptions): Promise<PickBenchResult> {
       returning = 0;
     const names = pods;
     const warm = Math.min(200, o.queries);
+    const gcs: number[] = [];
+    const gcObserver = new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) gcs.push(e.duration);
+    });
     for (let q = 0; q < o.queries + warm; q++) {
       const back = q % 2 === 0;
       const c = Math.floor(rnd() * convs);
@@ -142,6 +150,7 @@ export async function benchPick(o: PickBenchOptions): Promise<PickBenchResult> {
       const b = performance.now();
       await index.score(prompt, names);
       const e = performance.now();
+      if (q === warm - 1) gcObserver.observe({ entryTypes: ['gc'] });
       if (q < warm) continue;
       picks.push((b - a) * 1000);
       scores.push((e - b) * 1000);
@@ -150,6 +159,8 @@ export async function benchPick(o: PickBenchOptions): Promise<PickBenchResult> {
         if (d.decode.name === owner(c)) ownerHits++;
       }
     }
+    await new Promise((r) => setImmediate(r)); // observer entries are delivered asynchronously
+    gcObserver.disconnect();
     picks.sort((x, y) => x - y);
     scores.sort((x, y) => x - y);
     const r1 = (x: number): number => Math.round(x * 10) / 10;
@@ -164,6 +175,8 @@ export async function benchPick(o: PickBenchOptions): Promise<PickBenchResult> {
       pickP99Us: r1(pct(picks, 0.99)),
       scoreP50Us: r1(pct(scores, 0.5)),
       scoreP99Us: r1(pct(scores, 0.99)),
+      gcCount: gcs.length,
+      gcMaxMs: r1(Math.max(0, ...gcs)),
       ownerHits,
       returning,
     };
