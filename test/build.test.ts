@@ -1,5 +1,5 @@
-// Both build systems build the same addon from one list of sources, prebuildify packs it, and
-// node-gyp-build loads the prebuild with no build/ folder present. Builds run in a scratch copy of
+// Both build systems build the same addon from one list of sources (the prebuild, and loading it
+// with no build/ folder present, are checked by package.test.ts, which packs it). Builds run in a scratch copy of
 // the package so they never touch the build/ the other tests load. No CUDA library is linked.
 //
 // Hazard (issue 10, defect 9): a build takes minutes of CPU. Run synchronously (execFileSync), it
@@ -7,7 +7,7 @@
 // worker RPC gave up ("[vitest-worker]: Timeout calling onTaskUpdate") and failed the whole run
 // although every test passed. Every child process here is awaited asynchronously instead.
 import { execFile } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -59,21 +59,6 @@ afterAll(() => {
 });
 
 describe('build', () => {
-  it('npm run prebuild makes prebuilds/linux-x64/*.node, which node-gyp-build loads without build/', async () => {
-    const dir = copyPackage();
-    await run(dir, 'prebuild');
-    const files = readdirSync(join(dir, 'prebuilds', `${process.platform}-${process.arch}`));
-    expect(files.some((f) => f.endsWith('.node'))).toBe(true);
-    rmSync(join(dir, 'build'), { recursive: true, force: true });
-    expect(existsSync(join(dir, 'build'))).toBe(false);
-    const nodeGypBuild = require('node-gyp-build') as ((d: string) => Addon) & { path(d: string): string };
-    expect(nodeGypBuild.path(dir)).toContain(join(dir, 'prebuilds'));
-    const addon = nodeGypBuild(dir);
-    expect(addon.hasUcx).toBe(true);
-    expect(addon.capabilities().ucx.version).toMatch(/^1\.\d+/);
-    expect(addon.capabilities().cuda.headers).toBe(cudaHeaders);
-  }, 600_000);
-
   it('npm run build:native builds the same addon with cmake-js, offline, in Node-API mode', async () => {
     const dir = copyPackage();
     await run(dir, 'build:native');
