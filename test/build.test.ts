@@ -1,5 +1,5 @@
-// Both build systems build the same addon from one list of sources, prebuildify packs it, and
-// node-gyp-build loads the prebuild with no build/ folder present. Builds run in a scratch copy of
+// Both build systems build the same addon from one list of sources (the prebuild, and loading it
+// with no build/ folder present, are checked by package.test.ts, which packs it). Builds run in a scratch copy of
 // the package so they never touch the build/ the other tests load. No CUDA library is linked.
 import { execFileSync } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
@@ -45,21 +45,6 @@ afterAll(() => {
 });
 
 describe('build', () => {
-  it('npm run prebuild makes prebuilds/linux-x64/*.node, which node-gyp-build loads without build/', () => {
-    const dir = copyPackage();
-    run(dir, 'prebuild');
-    const files = readdirSync(join(dir, 'prebuilds', `${process.platform}-${process.arch}`));
-    expect(files.some((f) => f.endsWith('.node'))).toBe(true);
-    rmSync(join(dir, 'build'), { recursive: true, force: true });
-    expect(existsSync(join(dir, 'build'))).toBe(false);
-    const nodeGypBuild = require('node-gyp-build') as ((d: string) => Addon) & { path(d: string): string };
-    expect(nodeGypBuild.path(dir)).toContain(join(dir, 'prebuilds'));
-    const addon = nodeGypBuild(dir);
-    expect(addon.hasUcx).toBe(true);
-    expect(addon.capabilities().ucx.version).toMatch(/^1\.\d+/);
-    expect(addon.capabilities().cuda.headers).toBe(cudaHeaders);
-  }, 600_000);
-
   it('npm run build:native builds the same addon with cmake-js, offline, in Node-API mode', () => {
     const dir = copyPackage();
     run(dir, 'build:native');

@@ -2,9 +2,9 @@ import { readFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { BenchReportJson } from '../../lib/bench/schema.js';
-import { renderPlot } from '../../lib/bench/plot.js';
-import { runCli } from './helpers.js';
+import type { BenchReportJson } from '../../bench/transfer/schema.js';
+import { renderPlot } from '../../bench/transfer/plot.js';
+import { hasUcx, runCli } from './helpers.js';
 
 describe('kvwire bench output', () => {
   it('prints a table per op with the nixlbench columns, and writes a plot and a Markdown report', async () => {
@@ -67,7 +67,7 @@ describe('kvwire bench output', () => {
     const bad = await runCli(['--sizes', 'lots']);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/kvwire bench: --sizes 'lots' is not a byte size/);
-    expect(bad.stderr).toMatch(/usage: kvwire bench/);
+    expect(bad.stderr).toContain("(see 'kvwire bench --help')");
     expect(bad.stdout).toBe('');
     const help = await runCli(['--help']);
     expect(help.code).toBe(0);
@@ -75,6 +75,18 @@ describe('kvwire bench output', () => {
     const wrongEngine = await runCli(['--engine', 'loopback', '--transports', 'tcp']);
     expect(wrongEngine.code).toBe(2);
     expect(wrongEngine.stderr).toMatch(/needs --engine ucx/);
+    // Output paths are checked before the run starts, not after it.
+    const badPlot = await runCli(['--engine', 'loopback', '--plot', join(tmpdir(), 'kvwire-no-such-dir', 'p.svg')]);
+    expect(badPlot.code).toBe(2);
+    expect(badPlot.stderr).toMatch(/^kvwire bench: --plot .*: the folder .*kvwire-no-such-dir does not exist/);
+    expect(badPlot.stdout).toBe('');
+  });
+
+  it.runIf(hasUcx)('reports a bad transport name as such, and UCX prints nothing of its own', async () => {
+    const typo = await runCli(['--transports', 'tpc', '--sizes', '4K', '--batches', '1', '--iters', '1']);
+    expect(typo.code).toBe(2);
+    expect(typo.stderr).toMatch(/^kvwire bench: --transports: unknown transport 'tpc'/);
+    expect(typo.stderr).not.toMatch(/UCX\s+(ERROR|WARN)|No such device/);
   });
 
   it('skips rows that need more memory than --max-region, and says so', async () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { BENCH_JSON_SCHEMA, BENCH_SCHEMA_VERSION } from '../../lib/bench/schema.js';
-import type { BenchReportJson } from '../../lib/bench/schema.js';
-import { validateJson } from '../../lib/bench/validate.js';
+import { BENCH_JSON_SCHEMA, BENCH_SCHEMA_VERSION } from '../../bench/transfer/schema.js';
+import type { BenchReportJson } from '../../bench/transfer/schema.js';
+import { validateJson } from '../../bench/transfer/validate.js';
 import { hasUcx, runCli } from './helpers.js';
 
 function parse(stdout: string): BenchReportJson {

@@ -2,9 +2,9 @@
 // the device-to-device and pinned host-to-device copy baselines of the same run. The issue's
 // throughput targets are printed, not asserted (no timed assertions); read them in the output.
 import { describe, expect, it } from 'vitest';
-import { BENCH_JSON_SCHEMA } from '../../lib/bench/schema.js';
-import type { BenchReportJson } from '../../lib/bench/schema.js';
-import { validateJson } from '../../lib/bench/validate.js';
+import { BENCH_JSON_SCHEMA } from '../../bench/transfer/schema.js';
+import type { BenchReportJson } from '../../bench/transfer/schema.js';
+import { validateJson } from '../../bench/transfer/validate.js';
 import { runCli } from '../bench/helpers.js';
 import { GPU_SKIP, gpuTitle } from './gpu.js';
 

@@ -3,26 +3,26 @@
  *
  * @packageDocumentation
  */
-import { capabilities } from '../transport/capabilities.js';
-import { renderTable } from './table.js';
+import type { Command } from 'commander';
+import { capabilities } from '../../lib/transport/capabilities.js';
+import { kvwireCommand } from '../kit/command.js';
+import { renderTable } from '../kit/table.js';
 
-/** Runs `kvwire info`. */
-export async function main(argv: string[]): Promise<number> {
-  if (argv.includes('--help') || argv.includes('-h')) {
-    console.log(
-      'usage: kvwire info [--json]\n\nPrints what this build and machine can do: engines, UCX version and transports, CUDA.',
-    );
-    return 0;
-  }
-  const unknown = argv.filter((a) => a !== '--json');
-  if (unknown.length > 0) {
-    console.error(`kvwire info: unknown option ${unknown[0]}`);
-    return 2;
-  }
+/** Declares `kvwire info`. */
+export function command(): Command {
+  return kvwireCommand('info')
+    .option('--json', 'print the capabilities as JSON, for machines')
+    .run((opts: { json?: boolean }) => {
+      print(opts.json === true);
+      return 0;
+    });
+}
+
+function print(json: boolean): void {
   const caps = capabilities();
-  if (argv.includes('--json')) {
+  if (json) {
     console.log(JSON.stringify(caps, null, 2));
-    return 0;
+    return;
   }
   const ucx = caps.engines.ucx;
   const yes = (b: boolean) => (b ? 'yes' : 'no');
@@ -69,5 +69,4 @@ export async function main(argv: string[]): Promise<number> {
     `CUDA paths: ucx ${yes(p.ucx)}${p.ucx ? '' : ' (this UCX has no CUDA transports)'}, ipc ${yes(p.ipc)}, staging ${yes(p.staging)}`,
   );
   console.log(`host: ${caps.host.hostId} (pid ${caps.host.pid})`);
-  return 0;
 }

@@ -5,7 +5,7 @@
  * @packageDocumentation
  */
 import { arch, availableParallelism, cpus, loadavg, platform, release, totalmem } from 'node:os';
-import { capabilities } from '../transport/capabilities.js';
+import { capabilities } from '../../lib/transport/capabilities.js';
 import { findPerftest } from './baselines.js';
 import type { MachineJson } from './schema.js';
 

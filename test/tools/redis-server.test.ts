@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { KvwireError } from '../../lib/errors.js';
-import { startRedisServer } from '../../lib/kv-index/redis-server.js';
+import { startRedisServer } from '../../tools/redis-server.js';
 
 describe('startRedisServer', () => {
   it('starts a throwaway redis-server that answers, and stops it', async () => {

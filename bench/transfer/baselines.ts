@@ -13,7 +13,7 @@ import { spawn } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { createServer } from 'node:net';
 import { delimiter, join } from 'node:path';
-import { loadNative } from '../native.js';
+import { loadNative } from '../../lib/native.js';
 import { trackChild } from './children.js';
 import type { MemcpyJson, PerftestJson } from './schema.js';
 

@@ -9,10 +9,10 @@
  *
  * @packageDocumentation
  */
-import { ErrorCode, KvwireError } from '../errors.js';
-import { Agent } from '../transport/agent.js';
-import type { Region } from '../transport/region.js';
-import type { AgentOptions } from '../transport/types.js';
+import { ErrorCode, KvwireError } from '../../lib/errors.js';
+import { Agent } from '../../lib/transport/agent.js';
+import type { Region } from '../../lib/transport/region.js';
+import type { AgentOptions } from '../../lib/transport/types.js';
 import { createRegion, freeRegions, poisonIn, verifyIn } from './memory.js';
 import type { BenchMemory } from './memory.js';
 import { BytePattern } from './pattern.js';

@@ -6,7 +6,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
-import { ErrorCode, KvwireError } from '../errors.js';
+import { ErrorCode, KvwireError } from '../lib/errors.js';
 
 /** A running throwaway Redis. */
 export interface RedisServerHandle {

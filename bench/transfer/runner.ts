@@ -16,12 +16,12 @@
  *
  * @packageDocumentation
  */
-import { KvwireError } from '../errors.js';
-import type { Agent } from '../transport/agent.js';
-import type { Peer } from '../transport/peer.js';
-import type { Region, RemoteRegion } from '../transport/region.js';
-import type { PreparedTransfer } from '../transport/transfer.js';
-import type { TransferStats } from '../transport/types.js';
+import { KvwireError } from '../../lib/errors.js';
+import type { Agent } from '../../lib/transport/agent.js';
+import type { Peer } from '../../lib/transport/peer.js';
+import type { Region, RemoteRegion } from '../../lib/transport/region.js';
+import type { PreparedTransfer } from '../../lib/transport/transfer.js';
+import type { TransferStats } from '../../lib/transport/types.js';
 import type { TargetLink } from './link.js';
 import { poisonIn, verifyIn } from './memory.js';
 import { BytePattern, ENTRY_STRIDE, entryBytes } from './pattern.js';

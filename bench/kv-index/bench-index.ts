@@ -13,22 +13,18 @@
  * @packageDocumentation
  */
 import { cpus } from 'node:os';
-import { parseArgs } from 'node:util';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { InvalidArgumentError, type Command } from 'commander';
 import { Redis } from 'ioredis';
-import { ErrorCode, KvwireError } from '../errors.js';
-import { BlockHasher } from '../kv-index/hash.js';
-import { KvIndex } from '../kv-index/kv-index.js';
-import { startRedisServer, type RedisServerHandle } from '../kv-index/redis-server.js';
-import { createRegistry } from '../metrics.js';
-import { mulberry32 } from '../util/mulberry32.js';
-
-const USAGE = `usage: kvwire bench-index [--blocks N] [--workers N] [--prompt-tokens N] [--block-size N]
-                          [--queries N] [--redis-queries N] [--backends memory,redis]
-                          [--redis-url URL] [--json]
-Scores prompts against an index of N blocks (default 1,000,000 over 16 workers) in memory and in
-Redis (a throwaway redis-server unless --redis-url), against a plain Map of the same keys.`;
+import { kvwireCommand, runCommand, UsageError } from '../../cli/kit/command.js';
+import { integer, list } from '../../cli/kit/values.js';
+import { ErrorCode, KvwireError } from '../../lib/errors.js';
+import { BlockHasher } from '../../lib/kv-index/hash.js';
+import { KvIndex } from '../../lib/kv-index/kv-index.js';
+import { startRedisServer, type RedisServerHandle } from '../../tools/redis-server.js';
+import { createRegistry } from '../../lib/metrics.js';
+import { mulberry32 } from '../../lib/util/mulberry32.js';
 
 /** Latency summary in microseconds. */
 interface Latency {
@@ -63,8 +59,7 @@ class DataSet {
     this.groups = Math.max(1, Math.min(64, Math.floor(blocks / (this.sharedBlocks * 16))));
     const rest = blocks - this.groups * this.sharedBlocks;
     if (rest <= 0 || this.ownBlocks <= 0) {
-      throw new KvwireError(
-        ErrorCode.INVALID_ARGUMENT,
+      throw new UsageError(
         `--blocks ${blocks} is too small for ${promptBlocks}-block prompts: use at least ${this.groups * this.sharedBlocks + 1}`,
       );
     }
@@ -185,64 +180,60 @@ function loadMap(data: DataSet, hasher: BlockHasher): Map<string, string[]> {
 
 const num = (x: number): string => x.toLocaleString('en-US', { maximumFractionDigits: 1 });
 
+/** What `kvwire bench-index`'s flags parse to. */
+interface IndexBenchFlags {
+  blocks: number;
+  workers: number;
+  promptTokens: number;
+  blockSize: number;
+  queries: number;
+  redisQueries: number;
+  backends: string[];
+  redisUrl?: string;
+  json?: boolean;
+}
+
+function backendList(text: string): string[] {
+  const items = list(text);
+  if (items.some((b) => b !== 'memory' && b !== 'redis'))
+    throw new InvalidArgumentError('must be memory, redis or memory,redis');
+  return items;
+}
+
 /**
- * Runs the bench; prints a table (or JSON with `--json`) and returns the exit code: 0, 1 when a
+ * Declares `kvwire bench-index`: it prints a table (or JSON with `--json`) and exits 0, 1 when a
  * score differed from the Map baseline, 2 on bad arguments or a missing Redis.
  */
-export async function main(argv: string[]): Promise<number> {
-  let args;
-  try {
-    args = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        blocks: { type: 'string', default: '1000000' },
-        workers: { type: 'string', default: '16' },
-        'prompt-tokens': { type: 'string', default: '4096' },
-        'block-size': { type: 'string', default: '16' },
-        queries: { type: 'string', default: '2000' },
-        'redis-queries': { type: 'string', default: '1000' },
-        backends: { type: 'string', default: 'memory,redis' },
-        'redis-url': { type: 'string' },
-        json: { type: 'boolean', default: false },
-        help: { type: 'boolean', default: false },
-      },
-    }).values;
-  } catch (e) {
-    process.stderr.write(`${(e as Error).message}\n${USAGE}\n`);
-    return 2;
-  }
-  if (args.help) {
-    process.stdout.write(`${USAGE}\n`);
-    return 0;
-  }
-  const int = (name: string, v: string, min: number): number => {
-    const n = Number(v.replaceAll('_', ''));
-    if (!Number.isInteger(n) || n < min)
-      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `--${name} ${v}: expected an integer ≥ ${min}`);
-    return n;
-  };
-  let blocks: number, workers: number, promptTokens: number, blockSize: number, queries: number, redisQueries: number;
-  let data: DataSet;
-  const backends = args.backends.split(',').map((s) => s.trim());
-  try {
-    blocks = int('blocks', args.blocks, 1);
-    workers = int('workers', args.workers, 1);
-    promptTokens = int('prompt-tokens', args['prompt-tokens'], 1);
-    blockSize = int('block-size', args['block-size'], 1);
-    queries = int('queries', args.queries, 1);
-    redisQueries = int('redis-queries', args['redis-queries'], 1);
-    if (backends.some((b) => b !== 'memory' && b !== 'redis'))
-      throw new KvwireError(
-        ErrorCode.INVALID_ARGUMENT,
-        `--backends ${args.backends}: use memory, redis or memory,redis`,
-      );
-    data = new DataSet(blocks, workers, Math.floor(promptTokens / blockSize), blockSize);
-  } catch (e) {
-    process.stderr.write(`${(e as Error).message}\n${USAGE}\n`);
-    return 2;
-  }
+export function command(): Command {
+  const positive = integer(1);
+  return kvwireCommand('bench-index')
+    .addHelpText(
+      'after',
+      `
+Scores prompts against an index of N blocks (default 1,000,000 over 16 workers) in memory and in
+Redis (a throwaway redis-server unless --redis-url), against a plain Map of the same keys.`,
+    )
+    .option('--blocks <n>', 'distinct block keys in the index', positive, 1_000_000)
+    .option('--workers <n>', 'workers holding them', positive, 16)
+    .option('--prompt-tokens <n>', 'tokens per query prompt', positive, 4096)
+    .option('--block-size <n>', 'tokens per block', positive, 16)
+    .option('--queries <n>', 'queries against the in-memory index', positive, 2000)
+    .option('--redis-queries <n>', 'queries against the Redis index', positive, 1000)
+    .option('--backends <list>', 'memory, redis or memory,redis', backendList, ['memory', 'redis'])
+    .option('--redis-url <url>', 'an existing Redis to use (default: start a throwaway redis-server)')
+    .option('--json', 'print the report as JSON')
+    .run(async (f: IndexBenchFlags) => {
+      return run(f, new DataSet(f.blocks, f.workers, Math.floor(f.promptTokens / f.blockSize), f.blockSize));
+    });
+}
+
+/** Runs `kvwire bench-index` with `argv` (the arguments after its name); returns the exit code. */
+export function main(argv: string[]): Promise<number> {
+  return runCommand(command(), argv);
+}
+
+async function run(f: IndexBenchFlags, data: DataSet): Promise<number> {
+  const { blocks, workers, promptTokens, blockSize, queries, redisQueries, backends } = f;
   const gc = exposeGc();
   const hasher = new BlockHasher({ blockSize });
   const report: Record<string, unknown> = {
@@ -334,7 +325,7 @@ export async function main(argv: string[]): Promise<number> {
     let server: RedisServerHandle | undefined;
     let probe: Redis | undefined;
     try {
-      const url = args['redis-url'] ?? (server = await startRedisServer()).url;
+      const url = f.redisUrl ?? (server = await startRedisServer()).url;
       const prefix = `bench-${process.pid}-${Date.now()}:`;
       const index = await KvIndex.create({
         backend: 'redis',
@@ -372,7 +363,7 @@ export async function main(argv: string[]): Promise<number> {
       await index.close();
     } catch (e) {
       process.stderr.write(
-        `bench-index: the Redis backend could not run: ${(e as Error).message}\n(pass --backends memory to skip it)\n`,
+        `kvwire bench-index: the Redis backend could not run: ${(e as Error).message}\n(pass --backends memory to skip it)\n`,
       );
       return 2;
     } finally {
@@ -383,7 +374,7 @@ export async function main(argv: string[]): Promise<number> {
   report.checked = checked;
   report.mismatches = mismatches;
 
-  if (args.json) {
+  if (f.json === true) {
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   } else {
     const r = report as {

@@ -10,9 +10,9 @@
 import { fork } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { ErrorCode, KvwireError } from '../errors.js';
-import { packageRoot } from '../native.js';
-import type { AgentOptions } from '../transport/types.js';
+import { ErrorCode, KvwireError } from '../../lib/errors.js';
+import { packageRoot } from '../../lib/native.js';
+import type { AgentOptions } from '../../lib/transport/types.js';
 import { trackChild } from './children.js';
 import type { Mismatch, VerifyEntries } from './pattern.js';
 import { BenchTarget } from './target.js';
@@ -85,7 +85,7 @@ export abstract class TargetLink {
 
 /** The compiled target module children run. */
 export function targetModulePath(): string {
-  return join(packageRoot(), 'dist', 'lib', 'bench', 'target-process.js');
+  return join(packageRoot(), 'dist', 'bench', 'transfer', 'target-process.js');
 }
 
 interface Pending {

@@ -9,8 +9,8 @@
  *
  * @packageDocumentation
  */
-import { Agent } from '../transport/agent.js';
-import type { Region } from '../transport/region.js';
+import { Agent } from '../../lib/transport/agent.js';
+import type { Region } from '../../lib/transport/region.js';
 import { ucxTlsOf } from './plan.js';
 import type { Progress } from './progress.js';
 import type { RegisterJson, RegisterRowJson } from './schema.js';

@@ -5,7 +5,7 @@
  *
  * @packageDocumentation
  */
-import { ErrorCode, KvwireError } from '../errors.js';
+import { ErrorCode, KvwireError } from '../../lib/errors.js';
 
 const UNITS: Record<string, number> = {
   '': 1,

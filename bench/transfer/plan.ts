@@ -15,8 +15,8 @@
  * @packageDocumentation
  */
 import { freemem } from 'node:os';
-import { capabilities } from '../transport/capabilities.js';
-import type { TransferOp } from '../transport/types.js';
+import { capabilities } from '../../lib/transport/capabilities.js';
+import type { TransferOp } from '../../lib/transport/types.js';
 import type { BenchOptions } from './options.js';
 import { fmtBinary, fmtSize } from './units.js';
 

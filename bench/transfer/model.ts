@@ -15,10 +15,10 @@
  *
  * @packageDocumentation
  */
-import { KvLayout } from '../kv/layout.js';
-import { pairBlockDescriptors } from '../kv/pairing.js';
-import { kvPreset } from '../kv/presets.js';
-import { KvwireError } from '../errors.js';
+import { KvLayout } from '../../lib/kv/layout.js';
+import { pairBlockDescriptors } from '../../lib/kv/pairing.js';
+import { kvPreset } from '../../lib/kv/presets.js';
+import { KvwireError } from '../../lib/errors.js';
 import type { BenchOptions } from './options.js';
 import { failedTransport, openPair } from './pair.js';
 import type { BenchPair } from './pair.js';
@@ -30,7 +30,7 @@ import { describe, transferTimeoutMs } from './runner.js';
 import type { MismatchJson, ModelJson, ModelRowJson, TransportJson } from './schema.js';
 import { EMPTY_DISTRIBUTION, Samples } from './stats.js';
 import { fmtBinary } from './units.js';
-import { mulberry32 } from '../util/mulberry32.js';
+import { mulberry32 } from '../../lib/util/mulberry32.js';
 
 /** `count` distinct ids from [0, numBlocks) in a seeded pseudo-random order (mulberry32 shuffle). */
 export function scatteredBlockIds(count: number, numBlocks: number, seed: number): Uint32Array {

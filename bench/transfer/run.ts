@@ -4,8 +4,8 @@
  *
  * @packageDocumentation
  */
-import { ErrorCode, KvwireError } from '../errors.js';
-import { capabilities, kvwireVersion } from '../transport/capabilities.js';
+import { ErrorCode, KvwireError } from '../../lib/errors.js';
+import { capabilities, kvwireVersion } from '../../lib/transport/capabilities.js';
 import { runIdle } from './idle.js';
 import { requireCuda } from './memory.js';
 import { describeMachine } from './machine.js';

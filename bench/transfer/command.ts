@@ -1,6 +1,6 @@
 /**
  * `kvwire bench`: the transfer-throughput benchmark, side by side with raw UCX. Options and
- * output are described by `kvwire bench --help`, `docs/bench.md` and `lib/bench/schema.ts`.
+ * output are described by `kvwire bench --help`, `docs/bench.md` and `schema.ts`.
  *
  * stdout carries the result only (tables, JSON or CSV); notices and the progress bar go to
  * stderr. Exit code: 0 when every row passed, 1 when one failed (or the run could not start),
@@ -8,37 +8,39 @@
  *
  * @packageDocumentation
  */
+import type { Command } from 'commander';
 import { writeFileSync } from 'node:fs';
 import { basename } from 'node:path';
-import { installInterruptHandlers, killChildren } from '../bench/children.js';
-import { renderMarkdown } from '../bench/markdown.js';
-import { benchUsage, parseBenchArgs, UsageError } from '../bench/options.js';
-import type { BenchOptions } from '../bench/options.js';
-import { renderPlot } from '../bench/plot.js';
-import { progressFor } from '../bench/progress.js';
-import { renderCsv, renderSweep, renderText } from '../bench/render.js';
-import { runBench } from '../bench/run.js';
-import type { SweepHooks } from '../bench/sweep.js';
+import { checkOutputFile, checkTransports } from '../../cli/kit/checks.js';
+import { argvOf, kvwireCommand, runCommand } from '../../cli/kit/command.js';
+import { installInterruptHandlers, killChildren } from './children.js';
+import { renderMarkdown } from './markdown.js';
+import { declareBenchOptions, resolveBenchOptions } from './options.js';
+import type { BenchOptions } from './options.js';
+import { renderPlot } from './plot.js';
+import { progressFor } from './progress.js';
+import { renderCsv, renderSweep, renderText } from './render.js';
+import { runBench } from './run.js';
+import type { SweepHooks } from './sweep.js';
+
+/** Declares `kvwire bench`; `hooks` let tests reach into the sweep. */
+export function command(hooks: SweepHooks = {}): Command {
+  const cmd = kvwireCommand('bench');
+  return declareBenchOptions(cmd).run(async () => {
+    const opts = resolveBenchOptions(cmd.opts());
+    if (opts.transports !== undefined && opts.engine !== 'loopback') checkTransports('--transports', opts.transports);
+    if (opts.plot !== undefined) checkOutputFile('--plot', opts.plot);
+    if (opts.markdown !== undefined) checkOutputFile('--markdown', opts.markdown);
+    return run(opts, argvOf(cmd), hooks);
+  });
+}
 
 /** Runs `kvwire bench` with `argv` (the arguments after `bench`); returns the exit code. */
-export async function main(argv: string[], hooks: SweepHooks = {}): Promise<number> {
-  // UCX logs to stdout unless told otherwise, and stdout carries our JSON/CSV: send its warnings
-  // to stderr. Only effective before the addon loads (UCX reads it at load); children inherit it.
-  process.env['UCX_LOG_FILE'] ??= 'stderr';
-  let opts: BenchOptions;
-  try {
-    opts = parseBenchArgs(argv);
-  } catch (e) {
-    if (e instanceof UsageError) {
-      console.error(`kvwire bench: ${e.message}\n\n${benchUsage()}`);
-      return 2;
-    }
-    throw e;
-  }
-  if (opts.help) {
-    console.log(benchUsage());
-    return 0;
-  }
+export function main(argv: string[], hooks: SweepHooks = {}): Promise<number> {
+  return runCommand(command(hooks), argv);
+}
+
+async function run(opts: BenchOptions, argv: readonly string[], hooks: SweepHooks): Promise<number> {
   const progress = progressFor(opts.quiet);
   const uninstall = installInterruptHandlers(() => progress.finish());
   const table = !opts.json && !opts.csv;
@@ -84,13 +86,7 @@ export async function main(argv: string[], hooks: SweepHooks = {}): Promise<numb
     return report.exitCode;
   } catch (e) {
     progress.finish();
-    if (e instanceof UsageError) {
-      console.error(`kvwire bench: ${e.message}\n\n${benchUsage()}`);
-      return 2;
-    }
-    const code = (e as { code?: unknown }).code;
-    console.error(`kvwire bench: ${(e as Error).message}${typeof code === 'string' ? ` (${code})` : ''}`);
-    return 1;
+    throw e; // runCommand prints it: exit 2 for a UsageError, else 1 with the error's code
   } finally {
     uninstall();
     killChildren();

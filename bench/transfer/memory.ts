@@ -9,12 +9,12 @@
  *
  * @packageDocumentation
  */
-import { ErrorCode, KvwireError } from '../errors.js';
-import type { Agent } from '../transport/agent.js';
-import { cuda, CudaAllocation } from '../transport/cuda.js';
-import type { CudaMemory } from '../transport/cuda.js';
-import type { Region } from '../transport/region.js';
-import type { AgentOptions } from '../transport/types.js';
+import { ErrorCode, KvwireError } from '../../lib/errors.js';
+import type { Agent } from '../../lib/transport/agent.js';
+import { cuda, CudaAllocation } from '../../lib/transport/cuda.js';
+import type { CudaMemory } from '../../lib/transport/cuda.js';
+import type { Region } from '../../lib/transport/region.js';
+import type { AgentOptions } from '../../lib/transport/types.js';
 import { ENTRY_STRIDE } from './pattern.js';
 import type { BytePattern, Mismatch, VerifyEntries } from './pattern.js';
 

@@ -5,7 +5,7 @@
  *
  * @packageDocumentation
  */
-import type { Agent } from '../transport/agent.js';
+import type { Agent } from '../../lib/transport/agent.js';
 import { findPerftest, memcpyBaseline, PERFTEST_TESTS, perftestIterations, runPerftest } from './baselines.js';
 import type { TargetLink } from './link.js';
 import type { BenchOptions } from './options.js';
@@ -15,7 +15,7 @@ import { BytePattern, regionSalt } from './pattern.js';
 import { budgetIterations, planRows, regionBytesFor, ucxTlsOf } from './plan.js';
 import type { PlannedRow } from './plan.js';
 import type { Progress } from './progress.js';
-import { cuda } from '../transport/cuda.js';
+import { cuda } from '../../lib/transport/cuda.js';
 import { BENCH_DEVICE, benchAgentExtras } from './memory.js';
 import { emptyRow, runRow } from './runner.js';
 import type { CudaCopyJson, MemcpyJson, PerftestJson, SweepJson, SweepRowJson, TransportJson } from './schema.js';

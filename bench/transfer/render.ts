@@ -5,7 +5,7 @@
  *
  * @packageDocumentation
  */
-import { renderTable } from '../cli/table.js';
+import { renderTable } from '../../cli/kit/table.js';
 import { describe } from './runner.js';
 import type {
   BenchReportJson,

@@ -6,10 +6,10 @@
  *
  * @packageDocumentation
  */
-import { Agent } from '../transport/agent.js';
-import type { Peer } from '../transport/peer.js';
-import type { Region, RemoteRegion } from '../transport/region.js';
-import type { AgentOptions } from '../transport/types.js';
+import { Agent } from '../../lib/transport/agent.js';
+import type { Peer } from '../../lib/transport/peer.js';
+import type { Region, RemoteRegion } from '../../lib/transport/region.js';
+import type { AgentOptions } from '../../lib/transport/types.js';
 import { ChildTargetLink, InProcessTargetLink } from './link.js';
 import type { TargetLink } from './link.js';
 import { BytePattern } from './pattern.js';
