@@ -1,6 +1,9 @@
 // The manifests agree with each other: ports, names and labels that one object states and another
 // relies on. Schema checks see one object at a time; a sidecar pointed at the wrong engine port, or
 // a pool that names a picker Service that does not exist, passes them and fails on a cluster.
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import {
@@ -10,6 +13,7 @@ import {
   loadManifests,
   manifestNamed,
   podSpecsOf,
+  ROOT,
   type ContainerSpec,
   type KvwireContainer,
   type ProbeSpec,
@@ -206,6 +210,35 @@ describe('wiring between the manifests', () => {
       }
     }
   });
+
+  // The scheduler's own loader: what `kvwire epp --endpoints-file` reads, with its checks.
+  const loader = join(ROOT, 'lib/scheduler/endpoints-file.ts');
+  it.skipIf(!existsSync(loader))(
+    existsSync(loader)
+      ? "writes an endpoints file the scheduler's own loader accepts"
+      : "SKIPPED: the endpoints file is not checked by the scheduler's loader, lib/scheduler is not on this branch yet",
+    async () => {
+      const { loadEndpointsFile } = (await import(loader)) as {
+        loadEndpointsFile(path: string): { name: string; role: string }[];
+      };
+      const configMap = manifestNamed(manifests, 'ConfigMap', 'kvwire-endpoints').object;
+      const dir = mkdtempSync(join(tmpdir(), 'kvwire-deploy-'));
+      try {
+        const file = join(dir, 'endpoints.yaml');
+        writeFileSync(file, (configMap['data'] as Record<string, string>)['endpoints.yaml']!);
+        const specs = loadEndpointsFile(file);
+        expect(specs.map((s) => s.role).sort()).toEqual(['decode', 'decode', 'prefill', 'prefill']);
+        // And the loader refuses a broken copy, so this check can fail.
+        writeFileSync(
+          file,
+          'endpoints:\n  - { role: decode, url: http://10.244.1.17:8001, sidcar: http://10.244.1.17:8000 }\n',
+        );
+        expect(() => loadEndpointsFile(file)).toThrow(/sidcar/);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  );
 
   it('scrapes every kvwire pod: the PodMonitor selects their component label and names ports they have', () => {
     const monitor = manifestNamed(manifests, 'PodMonitor', 'kvwire').object['spec'] as any;
