@@ -1,7 +1,7 @@
 /**
  * One validator per Kubernetes kind the manifests under deploy/ use: the published models where a
  * maintained one runs on Node 20 (`@kubernetes-models/gateway-api` 0.5.x for Gateway API v1.0,
- * `kubernetes-models` 4.x for core and apps, `@kubernetes-models/prometheus-operator` 4.x for
+ * `kubernetes-models` 4.x for core, apps and networking, `@kubernetes-models/prometheus-operator` 4.x for
  * PodMonitor), and the project's JSON schemas (deploy/schema, written from the CRDs) with ajv for
  * KServe's kinds and the InferencePool, which no model on Node 20 covers.
  *
@@ -17,6 +17,7 @@ import { HTTPRoute } from '@kubernetes-models/gateway-api/gateway.networking.k8s
 import { PodMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PodMonitor';
 import { Ajv, type ErrorObject } from 'ajv';
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
+import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy';
 import { ConfigMap } from 'kubernetes-models/v1/ConfigMap';
 import { Service } from 'kubernetes-models/v1/Service';
 import { DEPLOY_DIR } from './manifests.js';
@@ -83,6 +84,7 @@ export function validators(): Map<string, Validator> {
     ['apps/v1 Deployment', modelValidator((d) => new Deployment(d))],
     ['v1 Service', modelValidator((d) => new Service(d))],
     ['v1 ConfigMap', modelValidator((d) => new ConfigMap(d))],
+    ['networking.k8s.io/v1 NetworkPolicy', modelValidator((d) => new NetworkPolicy(d))],
     ['monitoring.coreos.com/v1 PodMonitor', modelValidator((d) => new PodMonitor(d))],
     ['inference.networking.k8s.io/v1 InferencePool', schemaValidator(ajv, 'inferencepool.v1.json')],
     ['serving.kserve.io/v1beta1 InferenceService', schemaValidator(ajv, 'inferenceservice.v1beta1.json')],
