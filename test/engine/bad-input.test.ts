@@ -156,6 +156,24 @@ describe('bad input', () => {
     const r = await post(`${engine.url}/v1/completions`, big);
     expectOpenAiError(r, 413);
     expect((await post(`${engine.url}/v1/completions`, ok)).status).toBe(200);
+    // Streamed in chunks, with no content-length: refused once past the limit, answered after the body.
+    const chunk = new TextEncoder().encode('x'.repeat(64 * 1024));
+    let sent = 0;
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (sent++ < 64) controller.enqueue(chunk);
+        else controller.close();
+      },
+    });
+    const chunked = await fetch(`${engine.url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body,
+      duplex: 'half',
+    } as RequestInit);
+    expect(chunked.status).toBe(413);
+    expect(((await chunked.json()) as any).error.code).toBe(413);
+    expect((await post(`${engine.url}/v1/completions`, ok)).status).toBe(200);
   });
 
   it('bad kv_transfer_params are refused naming the field', async () => {
