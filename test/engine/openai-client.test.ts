@@ -106,6 +106,21 @@ describe('the openai client', () => {
     expect(tok.tokens[0]).toBe(1);
   });
 
+  it('x-request-id is echoed, names the response and is logged', async () => {
+    const r = await fetch(`${engine.url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-request-id': 'trace-me-123' },
+      body: JSON.stringify({ model: 'tiny', prompt: 'log me', max_tokens: 2 }),
+    });
+    expect(r.headers.get('x-request-id')).toBe('trace-me-123');
+    expect(((await r.json()) as { id: string }).id).toBe('cmpl-trace-me-123');
+    for (let i = 0; i < 50 && !engine.stderr().includes('trace-me-123'); i++)
+      await new Promise((res) => setTimeout(res, 20));
+    expect(engine.stderr()).toMatch(
+      /kvwire engine: trace-me-123 completion length prompt=\d+ cached=\d+ completion=2 /,
+    );
+  });
+
   it('an unknown model is a NotFoundError, as the client sees it', async () => {
     await expect(client.completions.create({ model: 'gpt-9', prompt: 'x', max_tokens: 1 })).rejects.toBeInstanceOf(
       OpenAI.NotFoundError,

@@ -23,6 +23,8 @@ export interface ApiServerOptions {
   readonly registry: MetricsRegistry;
   /** Largest request body; default 2 MiB. */
   readonly maxBodyBytes?: number;
+  /** One line per finished or failed generation request (x-request-id first); default none. */
+  readonly log?: (line: string) => void;
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
@@ -197,9 +199,15 @@ export function createApiHandler(o: ApiServerOptions): ApiHandler {
         ...(g.kvTransferParams === undefined ? {} : { kvTransferParams: g.kvTransferParams }),
         ...(onToken === undefined ? {} : { onToken }),
       });
+    } catch (e) {
+      o.log?.(`${rid} ${kind} failed: ${(e as Error).message}`);
+      throw e;
     } finally {
       res.off('close', onClose);
     }
+    o.log?.(
+      `${rid} ${kind} ${result.finishReason} prompt=${g.prompt.length} cached=${result.cachedTokens} completion=${result.tokens.length} ttft_ms=${result.ttftMs.toFixed(1)} kv=${result.kvSource}${result.kvTransferParams === undefined ? '' : ` held_blocks=${result.kvTransferParams.remote_block_ids.length}`}`,
+    );
     if (result.finishReason === 'abort') {
       res.destroy();
       return;
