@@ -94,13 +94,13 @@ describe('the openai client', () => {
     expect(streamed).toBe(content);
     expect(finish).toBe('length');
     // /tokenize with the same messages gives the prompt the chat completion counted.
-    const tok: any = await (
+    const tok = (await (
       await fetch(`${engine.url}/tokenize`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ model: 'tiny', messages }),
       })
-    ).json();
+    ).json()) as { count: number; max_model_len: number; tokens: number[] };
     expect(tok.count).toBe(r.usage?.prompt_tokens);
     expect(tok.max_model_len).toBe(4096);
     expect(tok.tokens[0]).toBe(1);
