@@ -41,11 +41,16 @@ function kvwireBin(): string {
 }
 
 /** Starts `kvwire engine` (role both) and waits for its ready line. */
-export async function startEngineProcess(pod: string, model: string, numBlocks: number): Promise<EngineHandle> {
+export async function startEngineProcess(
+  pod: string,
+  model: string,
+  numBlocks: number,
+  role: 'both' | 'prefill' | 'decode' = 'both',
+): Promise<EngineHandle> {
   const args = [
     'engine',
     '--role',
-    'both',
+    role,
     '--model',
     model,
     '--listen',

@@ -3,6 +3,7 @@
 // worker holds goes to that worker, and that worker reports the prefix as cached.
 // `kvwire engine` lands from its own branch (issue 11): until the CLI registers it, this suite is
 // skipped and says so; from then on it runs.
+import { spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEngineProcess, type EngineHandle } from '../../bench/scheduler/routing.js';
 import { COMMANDS } from '../../cli/commands/registry.js';
@@ -24,7 +25,35 @@ interface Completion {
   usage: { prompt_tokens: number; prompt_tokens_details?: { cached_tokens?: number } };
 }
 
-const hasEngine = 'engine' in COMMANDS;
+/** Starts `kvwire sidecar` in front of `decode`, allowing `prefill` (host:port), and waits for its ready line. */
+function startSidecar(decode: string, prefill: string): Promise<{ url: string; child: ChildProcess }> {
+  const bin = new URL('../../bin/kvwire.js', import.meta.url).pathname;
+  const child = spawn(
+    process.execPath,
+    [bin, 'sidecar', '--listen', '127.0.0.1:0', '--decode', decode, '--allow', prefill],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let out = '';
+  let err = '';
+  child.stderr!.on('data', (b: Buffer) => (err += b.toString()));
+  return new Promise((resolve, reject) => {
+    child.stdout!.on('data', (b: Buffer) => {
+      out += b.toString();
+      const m = /kvwire-sidecar-ready (\{.*\})\n/.exec(out);
+      if (m) resolve({ url: (JSON.parse(m[1]!) as { url: string }).url, child });
+    });
+    child.once('exit', (c) => reject(new Error(`kvwire sidecar exited with ${String(c)}: ${err}`)));
+  });
+}
+
+const stop = (child: ChildProcess): Promise<void> =>
+  new Promise<void>((resolve) => {
+    if (child.exitCode !== null) return resolve();
+    child.once('exit', () => resolve());
+    child.kill('SIGTERM');
+  });
+
+const hasEngine = 'engine' in COMMANDS && 'sidecar' in COMMANDS;
 if (!hasEngine)
   console.warn('test/scheduler/engines.test.ts: skipped: `kvwire engine` is not in this build yet (issue 11)');
 
@@ -64,16 +93,7 @@ describe.skipIf(!hasEngine)('router and epp with kvwire engine workers', () => {
   afterAll(async () => {
     await router?.close();
     await epp?.close();
-    await Promise.all(
-      engines.map(
-        (e) =>
-          new Promise<void>((resolve) => {
-            if (e.child.exitCode !== null) return resolve();
-            e.child.once('exit', () => resolve());
-            e.child.kill('SIGTERM');
-          }),
-      ),
-    );
+    await Promise.all(engines.map((e) => stop(e.child)));
   });
 
   const system = 'You are kvwire, a careful assistant for disaggregated serving. Answer briefly and precisely. '.repeat(
@@ -143,4 +163,69 @@ describe.skipIf(!hasEngine)('router and epp with kvwire engine workers', () => {
     await x.finish();
     c.close();
   }, 120_000);
+
+  it('router with sidecars and a prefill worker: disaggregates the first prompt, then keeps its prefix on the same decode worker', async () => {
+    const prefill = await startEngineProcess('prefill-0', 'tiny', 512, 'prefill');
+    const prefillHostPort = new URL(prefill.url).host;
+    const sidecars = await Promise.all(engines.map((e) => startSidecar(e.url, prefillHostPort)));
+    const pd = await startRouter({
+      endpoints: [
+        ...engines.map((e, i) => ({
+          name: `decode-${i}`,
+          role: 'decode' as const,
+          url: e.url,
+          sidecar: sidecars[i]!.url,
+          models: [e.model],
+          kvEvents: e.kvEvents,
+          kvReplay: e.kvEventsReplay,
+          pod: e.pod,
+        })),
+        { name: 'prefill-0', role: 'prefill' as const, url: prefill.url, models: [prefill.model] },
+      ],
+      registry: createRegistry(),
+      log: () => {},
+      scheduler: { pdThreshold: 64 },
+      pool: { healthIntervalMs: 200, scrapeIntervalMs: 200 },
+    });
+    try {
+      const ask = async (prompt: string): Promise<{ text: string; decision: string }> => {
+        const r = await fetch(`${pd.url}/v1/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-kvwire-explain': '1' },
+          body: JSON.stringify({ model: engines[0]!.model, prompt, max_tokens: 4, temperature: 0 }),
+        });
+        expect(r.status).toBe(200);
+        return {
+          text: ((await r.json()) as Completion).choices[0]!.text,
+          decision: r.headers.get('x-kvwire-decision')!,
+        };
+      };
+      const shared = 'A long shared preamble about prefill, decode and the KV cache between them. '.repeat(4);
+      const first = await ask(`${shared}First question?`);
+      expect(first.decision).toMatch(/pd=disaggregated reason=uncached_at_least_threshold/);
+      expect(first.decision).toMatch(new RegExp(`prefill=prefill-0`));
+      const owner = /^decode=(decode-\d) /.exec(first.decision)![1]!;
+      const tokens = (await (
+        await fetch(`${engines[0]!.url}/tokenize`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ prompt: shared }),
+        })
+      ).json()) as { tokens: number[] };
+      // The decode worker announced the blocks it pulled from the prefill worker.
+      await until(
+        'the pulled prefix in the index',
+        async () =>
+          ((await pd.service.index.score(tokens.tokens, [owner])).get(owner) ?? 0) >=
+          Math.floor(tokens.tokens.length / 16) - 1,
+      );
+      const next = await ask(`${shared}Second question?`);
+      expect(next.decision).toMatch(new RegExp(`^decode=${owner} .*won_by=prefix-cache`));
+      expect(next.decision).toMatch(/pd=decode_only reason=uncached_below_threshold/);
+    } finally {
+      await pd.close();
+      await Promise.all(sidecars.map((s) => stop(s.child)));
+      await stop(prefill.child);
+    }
+  }, 180_000);
 });
