@@ -2,7 +2,7 @@
 // memory, with one long-lived initiator agent. Typed errors within the deadline, `quiesced`
 // resolves, regions deregister, new peers connect, and close() is prompt with nothing left behind.
 import { describe, expect, it } from 'vitest';
-import { summarize } from '../../bench/transfer/stats.js';
+import { summarize } from '../../bench/stats.js';
 import type { PeerDeathReport } from './fixtures/peer-death.js';
 import { record, runScenario, scale, why } from './harness.js';
 
