@@ -2,7 +2,7 @@
 // with no build/ folder present, are checked by package.test.ts, which packs it). Builds run in a scratch copy of
 // the package so they never touch the build/ the other tests load. No CUDA library is linked.
 import { execFileSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -19,12 +19,12 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { Redis } from 'ioredis';
 import { kvwireCommand, runCommand, UsageError } from '../../cli/kit/command.js';
 import { integer, list } from '../../cli/kit/values.js';
-import { ErrorCode, KvwireError } from '../../lib/errors.js';
 import { BlockHasher } from '../../lib/kv-index/hash.js';
 import { KvIndex } from '../../lib/kv-index/kv-index.js';
 import { startRedisServer, type RedisServerHandle } from '../../tools/redis-server.js';
 import { createRegistry } from '../../lib/metrics.js';
 import { mulberry32 } from '../../lib/util/mulberry32.js';
+import { summarize } from '../stats.js';
 
 /** Latency summary in microseconds. */
 interface Latency {
@@ -32,10 +32,10 @@ interface Latency {
   readonly p99Us: number;
 }
 
+/** Median and p99 (nearest rank, bench/stats.ts) of samples in ns, in µs. */
 function latency(samplesNs: number[]): Latency {
-  const s = [...samplesNs].sort((a, b) => a - b);
-  const at = (p: number): number => s[Math.min(s.length - 1, Math.max(0, Math.ceil(p * s.length) - 1))]! / 1000;
-  return { medianUs: round(at(0.5)), p99Us: round(at(0.99)) };
+  const d = summarize(samplesNs);
+  return { medianUs: round(d.p50 / 1000), p99Us: round(d.p99 / 1000) };
 }
 
 const round = (x: number, d = 1): number => Math.round(x * 10 ** d) / 10 ** d;

@@ -28,7 +28,7 @@ import type { SweepHooks } from './sweep.js';
 import { benchAgentExtras, poisonIn, verifyIn } from './memory.js';
 import { describe, transferTimeoutMs } from './runner.js';
 import type { MismatchJson, ModelJson, ModelRowJson, TransportJson } from './schema.js';
-import { EMPTY_DISTRIBUTION, Samples } from './stats.js';
+import { EMPTY_DISTRIBUTION, Samples } from '../stats.js';
 import { fmtBinary } from './units.js';
 import { mulberry32 } from '../../lib/util/mulberry32.js';
 

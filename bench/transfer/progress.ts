@@ -1,10 +1,11 @@
 /**
- * The progress bar: one line on stderr, redrawn at most 10 times a second, only when stderr is a
- * terminal (pipes and CI logs stay clean). Work is counted in steps (rows, baseline runs); a
+ * The progress bar (cli-progress): one line on stderr, redrawn at most 10 times a second, only when
+ * stderr is a terminal (pipes and CI logs stay clean). Work is counted in steps (rows, baseline runs); a
  * running step reports its own fraction so long rows move the bar too.
  *
  * @packageDocumentation
  */
+import { SingleBar } from 'cli-progress';
 
 /** What the bench reports its progress to. */
 export interface Progress {
@@ -38,20 +39,32 @@ function fmtDuration(s: number): string {
   return `${m}:${String(Math.floor(s % 60)).padStart(2, '0')}`;
 }
 
-/** A bar drawn on a terminal stream. */
+/**
+ * A bar drawn on a terminal stream by cli-progress. Elapsed time and ETA are ours (cli-progress
+ * restarts its clock each time the bar is redrawn after {@link ProgressBar.clear}).
+ */
 export class ProgressBar implements Progress {
-  readonly #out: NodeJS.WriteStream;
+  readonly #bar: SingleBar;
   #total = 0;
   #done = 0;
   #fraction = 0;
   #label = '';
-  #last = 0;
-  #drawn = false;
+  #shown = false;
   readonly #started = Date.now();
 
   /** @param out - a TTY stream (stderr). */
   constructor(out: NodeJS.WriteStream) {
-    this.#out = out;
+    this.#bar = new SingleBar({
+      stream: out,
+      format: '[{bar}] {percentage}%  {label}  ({done}/{steps}, {elapsed}, ETA {eta2})',
+      barsize: 20,
+      barCompleteChar: '#',
+      barIncompleteChar: '.',
+      fps: 10,
+      hideCursor: false,
+      clearOnComplete: true,
+      linewrap: false,
+    });
   }
 
   addTotal(n: number): void {
@@ -61,43 +74,48 @@ export class ProgressBar implements Progress {
   begin(label: string): void {
     this.#label = label;
     this.#fraction = 0;
-    this.#draw(true);
+    this.#draw();
   }
 
   partial(fraction: number): void {
     this.#fraction = Math.max(0, Math.min(1, fraction));
-    this.#draw(false);
+    this.#draw();
   }
 
   end(): void {
     this.#done++;
     this.#fraction = 0;
-    this.#draw(false);
+    this.#draw();
   }
 
   clear(): void {
-    if (this.#drawn) this.#out.write('\r\x1b[K');
-    this.#drawn = false;
+    if (this.#shown) this.#bar.stop();
+    this.#shown = false;
   }
 
   finish(): void {
     this.clear();
   }
 
-  #draw(force: boolean): void {
-    const now = Date.now();
-    if (!force && now - this.#last < 100) return;
-    this.#last = now;
+  #draw(): void {
     const total = Math.max(1, this.#total);
-    const f = Math.min(1, (this.#done + this.#fraction) / total);
-    const width = 20;
-    const filled = Math.round(f * width);
-    const elapsed = (now - this.#started) / 1000;
-    const eta = f > 0.02 ? (elapsed / f) * (1 - f) : NaN;
-    const cols = this.#out.columns ?? 100;
-    const line = `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${String(Math.floor(f * 100)).padStart(3)}%  ${this.#label}  (${this.#done}/${this.#total}, ${fmtDuration(elapsed)}, ETA ${fmtDuration(eta)})`;
-    this.#out.write(`\r\x1b[K${line.slice(0, cols - 1)}`);
-    this.#drawn = true;
+    const value = Math.min(total, this.#done + this.#fraction);
+    const elapsed = (Date.now() - this.#started) / 1000;
+    const f = value / total;
+    const payload = {
+      label: this.#label,
+      done: this.#done,
+      steps: this.#total,
+      elapsed: fmtDuration(elapsed),
+      eta2: fmtDuration(f > 0.02 ? (elapsed / f) * (1 - f) : NaN),
+    };
+    if (!this.#shown) {
+      this.#bar.start(total, value, payload);
+      this.#shown = true;
+    } else {
+      this.#bar.setTotal(total);
+      this.#bar.update(value, payload);
+    }
   }
 }
 

@@ -14,7 +14,7 @@ import type { Region } from '../../lib/transport/region.js';
 import { ucxTlsOf } from './plan.js';
 import type { Progress } from './progress.js';
 import type { RegisterJson, RegisterRowJson } from './schema.js';
-import { Samples } from './stats.js';
+import { Samples } from '../stats.js';
 
 /** Sizes timed: 4 KiB × 4^k up to 1 GiB. */
 export const REGISTER_SIZES: readonly number[] = [

@@ -29,7 +29,7 @@ import type { Mismatch, VerifyEntries } from './pattern.js';
 import type { PlannedRow } from './plan.js';
 import { slotsFor, transferBytes } from './plan.js';
 import type { MismatchJson, SweepRowJson } from './schema.js';
-import { EMPTY_DISTRIBUTION, Samples } from './stats.js';
+import { EMPTY_DISTRIBUTION, Samples } from '../stats.js';
 
 /** What a row runs against: a connected pair and their regions. */
 export interface RowEnv {

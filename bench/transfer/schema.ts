@@ -1,6 +1,7 @@
 /**
- * The document `kvwire bench --json` prints: TypeScript interfaces and the same schema as a JSON
- * Schema object ({@link BENCH_JSON_SCHEMA}), which `validate.ts` checks documents against.
+ * The document `kvwire bench --json` prints, declared once as a JSON Schema (TypeBox): the
+ * TypeScript types are derived from it ({@link Static}), {@link BENCH_JSON_SCHEMA} is the schema
+ * itself, and {@link benchReportErrors} checks a document against it (TypeBox's validator).
  *
  * Conventions: every key is always present (absent values are `null`, never omitted); times are
  * microseconds (`...Us`), milliseconds (`...Ms`) or seconds (`...S`) as the name says; GB/s is
@@ -10,603 +11,374 @@
  *
  * @packageDocumentation
  */
+import { Type, type Static, type TLiteral, type TProperties, type TSchema, type TUnion } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
 
 /** The schema identifier of the documents this version writes. */
 export const BENCH_SCHEMA_VERSION = 'kvwire-bench/1';
 
-/** A summary of samples (see `stats.ts`). */
-export interface DistributionJson {
-  readonly avg: number;
-  readonly p50: number;
-  readonly p99: number;
-  readonly min: number;
-  readonly max: number;
+/** `T` with every property and array readonly, as the documents are built and read. */
+type DeepReadonly<T> = T extends readonly (infer U)[]
+  ? readonly DeepReadonly<U>[]
+  : T extends object
+    ? { readonly [K in keyof T]: DeepReadonly<T[K]> }
+    : T;
+
+/** The TypeScript type of a schema. */
+type Doc<S extends TSchema> = DeepReadonly<Static<S>>;
+
+const num = (description?: string) => Type.Number({ minimum: 0, ...(description ? { description } : {}) });
+const int = (description?: string) => Type.Integer({ minimum: 0, ...(description ? { description } : {}) });
+const str = (description?: string) => Type.String(description ? { description } : {});
+const bool = (description?: string) => Type.Boolean(description ? { description } : {});
+const nullable = <S extends TSchema>(s: S) => Type.Union([s, Type.Null()]);
+/** One of these strings (a union of literals: the derived type is the union of the strings). */
+function oneOf<const L extends readonly string[]>(...values: L): TUnion<{ -readonly [K in keyof L]: TLiteral<L[K]> }> {
+  return Type.Union(values.map((v) => Type.Literal(v))) as never;
 }
+/** An object whose listed properties are all required and no others allowed. */
+const obj = <P extends TProperties>(properties: P, description?: string) =>
+  Type.Object(properties, { additionalProperties: false, ...(description ? { description } : {}) });
 
-/** The machine the run measured. */
-export interface MachineJson {
-  /** Logical CPUs (`nproc`). */
-  readonly cpus: number;
-  readonly cpuModel: string;
-  readonly memoryBytes: number;
-  /** Kernel release (`uname -r`). */
-  readonly kernel: string;
-  readonly platform: string;
-  readonly arch: string;
-  /** Node.js version. */
-  readonly node: string;
-  /** UCX version, when kvwire was built with UCX. */
-  readonly ucx: string | null;
-  /** ucx_perftest path, when found. */
-  readonly ucxPerftest: string | null;
-  /** 1-minute load average when the run started: other work on the machine makes numbers noisy. */
-  readonly loadAvg1: number;
-}
+const Distribution = obj(
+  { avg: Type.Number(), p50: Type.Number(), p99: Type.Number(), min: Type.Number(), max: Type.Number() },
+  'A summary of samples (bench/stats.ts): average, nearest-rank p50 and p99, min, max.',
+);
+/** A summary of samples (see `bench/stats.ts`). */
+export type DistributionJson = Doc<typeof Distribution>;
 
-/** What the run was asked to do (after defaults). */
-export interface SettingsJson {
-  readonly engine: 'ucx' | 'loopback';
-  readonly transports: readonly string[];
-  readonly ops: readonly ('read' | 'write')[];
-  readonly sizes: readonly number[];
-  readonly batches: readonly number[];
-  readonly iters: number | null;
-  readonly durationS: number | null;
-  readonly warmup: number | null;
-  readonly budgetBytes: number;
-  readonly inflight: number;
-  readonly check: boolean;
-  readonly baseline: boolean;
-  readonly maxRegionBytes: number;
-  readonly rowCapS: number;
-  /** Memory of each side: allocate, register (host) or cuda (device memory), as nixlbench's segment types. */
-  readonly initiatorMemory: 'allocate' | 'register' | 'cuda';
-  readonly targetMemory: 'allocate' | 'register' | 'cuda';
-  /** The CUDA path asked for (auto, ipc, staging, ucx). */
-  readonly cudaPath: string;
-  /** Every descriptor moved block 0 (the baselines' one-buffer working set). */
-  readonly sameBlock: boolean;
-  /** tuning.batchBelow both agents got (null: the engine's default). */
-  readonly batchBelow: number | null;
-}
-
-/** A transport the sweep (or the model workload) ran over. */
-export interface TransportJson {
-  /** As asked: tcp, sm, rdma, loopback or a UCX_TLS value. */
-  readonly name: string;
-  /** The UCX_TLS value both agents used (null for loopback). */
-  readonly ucxTls: string | null;
-  /** How bytes actually travelled, as the engine reports (`peer.transport`). */
-  readonly category: string | null;
-  /** Transport details, e.g. "tcp/lo" or "sysv/memory+posix/memory+cma/memory". */
-  readonly lanes: string | null;
-  /** Data path: rma, am or loopback. */
-  readonly protocol: string | null;
-  /** How device memory travelled (`peer.cudaPath`: ucx, ipc, staging); null when neither side used device memory. */
-  readonly cudaPath: string | null;
-  /** Process id of the target. */
-  readonly targetPid: number | null;
-  /** Bytes each side registered. */
-  readonly regionBytes: number;
-  readonly status: 'ok' | 'failed';
-  readonly error: string | null;
-}
-
-/** Raw-UCX and memcpy numbers beside a row. */
-export interface RowBaselineJson {
-  readonly putBwGbps: number | null;
-  readonly amBwGbps: number | null;
-  readonly getGbps: number | null;
-  readonly memcpyGbps: number | null;
-  /** CUDA device-to-device copy of the same size (cuMemcpyDtoD, timed with events; device-memory runs). */
-  readonly d2dGbps: number | null;
-  /** CUDA pinned host-to-device copy of the same size (device-memory runs). */
-  readonly h2dGbps: number | null;
-}
-
-/** Ours divided by a baseline. */
-export interface RowRatiosJson {
-  /** ours / ucp_put_bw. */
-  readonly put: number | null;
-  /** ours / max(ucp_put_bw, ucp_am_bw): the best raw UCX path. */
-  readonly best: number | null;
-  /** ours / ucp_get (READ rows). */
-  readonly get: number | null;
-  /** ours / memcpy (shared-memory rows). */
-  readonly memcpy: number | null;
-  /** ours / device-to-device copy. */
-  readonly d2d: number | null;
-  /** ours / pinned host-to-device copy. */
-  readonly h2d: number | null;
-}
-
-/** The first byte a `--check` found wrong. */
-export interface MismatchJson {
-  /** 'target' (a WRITE's destination) or 'initiator' (a READ's). */
-  readonly side: 'target' | 'initiator';
-  readonly descriptor: number;
-  readonly region: number;
-  readonly offset: number;
-  readonly byteInDescriptor: number;
-  readonly expected: number;
-  readonly actual: number;
-  /** Which transfer of the row (0 = first warmup). */
-  readonly transfer: number;
-}
-
-/** One row of the sweep: one (op, transport, block size, batch). */
-export interface SweepRowJson {
-  readonly op: 'read' | 'write';
-  readonly transport: string;
-  /** Bytes per descriptor. */
-  readonly blockSize: number;
-  /** Descriptors per transfer (posted as given: no coalescing). */
-  readonly batch: number;
-  readonly inflight: number;
-  readonly status: 'ok' | 'failed' | 'skipped';
-  /** Why it failed or was skipped. */
-  readonly error: string | null;
-  readonly errorCode: string | null;
-  /** Measured transfers. */
-  readonly iterations: number;
-  readonly warmup: number;
-  /** Bytes moved by the measured transfers. */
-  readonly bytes: number;
-  /** Wall time of the measured transfers (with `--check`: without the verification pauses). */
-  readonly elapsedS: number;
-  /** bytes / elapsedS / 10^9. */
-  readonly gbps: number;
-  /** Per transfer: from the call to post until completion. */
-  readonly latencyUs: DistributionJson;
-  /** JavaScript validation and marshalling (TransferStats.prepMs). */
-  readonly prepUs: DistributionJson;
-  /** Handing the operations to the engine (TransferStats.postMs). */
-  readonly postUs: DistributionJson;
-  /** From the last post until completion (TransferStats.completionMs). */
-  readonly completionUs: DistributionJson;
-  /** Descriptors posted per transfer. */
-  readonly descriptors: number;
-  /** True when every transfer of the row was verified byte by byte. */
-  readonly checked: boolean;
-  readonly verifiedBytes: number;
-  readonly mismatch: MismatchJson | null;
-  readonly baseline: RowBaselineJson | null;
-  readonly ratios: RowRatiosJson | null;
-}
-
-/** One ucx_perftest run. */
-export interface PerftestJson {
-  readonly transport: string;
-  readonly ucxTls: string;
-  readonly test: 'ucp_put_bw' | 'ucp_get' | 'ucp_am_bw';
-  readonly size: number;
-  readonly iterations: number;
-  readonly status: 'ok' | 'failed' | 'timeout';
-  /** ucx_perftest's average bandwidth, MiB/s (2^20 bytes per second), as it prints it. */
-  readonly mibps: number | null;
-  /** The same in GB/s: MiB/s × 1.048576 / 1000. */
-  readonly gbps: number | null;
-  /** ucx_perftest's average overhead per iteration, µs. */
-  readonly latencyUs: number | null;
-  readonly wallS: number;
-  readonly error: string | null;
-}
-
-/** One memcpy baseline (native, one core). */
-export interface MemcpyJson {
-  readonly size: number;
-  readonly iterations: number;
-  readonly gbps: number;
-}
-
-/** One CUDA copy baseline (device memory runs), on GPU 0, timed with CUDA events. */
-export interface CudaCopyJson {
-  /** dtod: device to device; htod: pinned host to device. */
-  readonly kind: 'dtod' | 'htod';
-  readonly size: number;
-  readonly iterations: number;
-  readonly gbps: number;
-}
-
-/** The transfer sweep. */
-export interface SweepJson {
-  readonly transports: readonly TransportJson[];
-  readonly rows: readonly SweepRowJson[];
-  readonly perftest: readonly PerftestJson[];
-  readonly memcpy: readonly MemcpyJson[];
-  readonly cuda: readonly CudaCopyJson[];
-}
-
-/** One (transport, op) of the model workload. */
-export interface ModelRowJson {
-  readonly transport: string;
-  readonly op: 'read' | 'write';
-  readonly status: 'ok' | 'failed';
-  readonly error: string | null;
-  readonly iterations: number;
-  /** Time per request: from building the descriptors until every byte landed. */
-  readonly requestMs: DistributionJson;
-  /** bytesPerRequest / average request time. */
-  readonly gbps: number;
-  /** Descriptors before coalescing (blocks × tensors). */
-  readonly descriptorsBefore: number;
-  /** After lib/kv's pairing coalesced runs contiguous on both sides. */
-  readonly descriptorsAfter: number;
-  /** As the engine posted them. */
-  readonly descriptorsPosted: number;
-  /** Prep+post time per request: pairing + prepare + post marshalling (prepMs) + engine post (postMs). */
-  readonly jsMs: DistributionJson;
-  /**
-   * Average of each step, ms: `pair` (lib/kv pairBlockDescriptors), `prepare` (agent.prepare),
-   * `prep` and `post` (TransferStats.prepMs and postMs), `call` (the synchronous post() call).
-   */
-  readonly jsBreakdownMs: {
-    readonly pair: number;
-    readonly prepare: number;
-    readonly prep: number;
-    readonly post: number;
-    readonly call: number;
-  };
-  /** Average jsMs / average requestMs, percent. */
-  readonly jsSharePct: number;
-  /** Time the JS thread was busy per request: pairing + prepare + the post() call. */
-  readonly jsThreadMs: DistributionJson;
-  /** Average jsThreadMs / average requestMs, percent. */
-  readonly jsThreadSharePct: number;
-  readonly checked: boolean;
-  readonly mismatch: MismatchJson | null;
-}
-
-/** The model workload. */
-export interface ModelJson {
-  readonly preset: string;
-  readonly tokens: number;
-  readonly blockTokens: number;
-  readonly blocks: number;
-  readonly bytesPerToken: number;
-  readonly bytesPerRequest: number;
-  /** Bytes of one descriptor before coalescing (one layer's K or V of one block). */
-  readonly blockBytes: number;
-  readonly addressing: 'tensor' | 'arena';
-  readonly contiguous: boolean;
-  readonly cacheBlocks: number;
-  readonly regionsPerSide: number;
-  readonly transports: readonly TransportJson[];
-  readonly rows: readonly ModelRowJson[];
-}
-
-/** Registration cost of one size. */
-export interface RegisterRowJson {
-  readonly bytes: number;
-  readonly repeats: number;
-  readonly registerUs: DistributionJson;
-  readonly deregisterUs: DistributionJson;
-}
-
-/** Registration cost. */
-export interface RegisterJson {
-  readonly engine: string;
-  readonly transports: string;
-  readonly rows: readonly RegisterRowJson[];
-  /** Many small regions at once. */
-  readonly many: {
-    readonly count: number;
-    readonly regionBytes: number;
-    readonly registerMs: number;
-    readonly deregisterMs: number;
-    readonly registerUsPerRegion: number;
-    readonly deregisterUsPerRegion: number;
-    readonly metadataBytes: number | null;
-    readonly metadataMs: number | null;
-  };
-}
-
-/** CPU of an idle connected pair over one transport. */
-export interface IdleRowJson {
-  readonly transport: string;
-  readonly category: string | null;
-  readonly status: 'ok' | 'failed';
-  readonly error: string | null;
-  readonly wallS: number;
-  /** Percent of one core. */
-  readonly initiatorPct: number;
-  readonly targetPct: number;
-  readonly totalPct: number;
-}
-
-/** The idle-CPU check. */
-export interface IdleJson {
-  readonly seconds: number;
-  readonly rows: readonly IdleRowJson[];
-}
-
-/** One of the issue's targets, as this run measured it. */
-export interface TargetJson {
-  readonly id: string;
-  readonly description: string;
-  /** 'n/a' when the run did not measure what the target needs (e.g. no --baseline). */
-  readonly status: 'pass' | 'fail' | 'n/a';
-  /** The measured value that decides (worst ratio, share or percent). */
-  readonly value: number | null;
-  readonly threshold: number;
-  readonly detail: string;
-}
-
-/** The whole document. */
-export interface BenchReportJson {
-  readonly schema: typeof BENCH_SCHEMA_VERSION;
-  readonly kvwire: string;
-  /** The command line as given. */
-  readonly command: string;
-  /** ISO 8601. */
-  readonly startedAt: string;
-  readonly durationS: number;
-  /** 0: every row passed; 1: something failed. */
-  readonly exitCode: number;
-  readonly machine: MachineJson;
-  readonly settings: SettingsJson;
-  /** Things the reader should know (a missing ucx_perftest, skipped rows, fallbacks). */
-  readonly notices: readonly string[];
-  readonly sweep: SweepJson | null;
-  readonly model: ModelJson | null;
-  readonly register: RegisterJson | null;
-  readonly idle: IdleJson | null;
-  readonly targets: readonly TargetJson[];
-}
-
-// ---------------------------------------------------------------------------------------------
-// The same, as JSON Schema (draft 2020-12 subset: type, properties, required,
-// additionalProperties, items, anyOf, enum, const, minimum, $ref, $defs).
-
-/** A JSON Schema node (the subset `validate.ts` understands). */
-export interface JsonSchema {
-  readonly $schema?: string;
-  readonly $id?: string;
-  readonly $ref?: string;
-  readonly $defs?: Readonly<Record<string, JsonSchema>>;
-  readonly description?: string;
-  readonly type?: string | readonly string[];
-  readonly properties?: Readonly<Record<string, JsonSchema>>;
-  readonly required?: readonly string[];
-  readonly additionalProperties?: boolean;
-  readonly items?: JsonSchema;
-  readonly anyOf?: readonly JsonSchema[];
-  readonly enum?: readonly unknown[];
-  readonly const?: unknown;
-  readonly minimum?: number;
-}
-
-const num: JsonSchema = { type: 'number', minimum: 0 };
-const anyNum: JsonSchema = { type: 'number' };
-const int: JsonSchema = { type: 'integer', minimum: 0 };
-const str: JsonSchema = { type: 'string' };
-const bool: JsonSchema = { type: 'boolean' };
-const nullable = (s: JsonSchema): JsonSchema => ({ ...s, type: [s.type as string, 'null'] });
-const ref = (name: string): JsonSchema => ({ $ref: `#/$defs/${name}` });
-const nullableRef = (name: string): JsonSchema => ({ anyOf: [{ type: 'null' }, ref(name)] });
-
-/** An object node: every listed property is required, no others are allowed. */
-function obj(properties: Record<string, JsonSchema>, description?: string): JsonSchema {
-  return {
-    type: 'object',
-    ...(description ? { description } : {}),
-    properties,
-    required: Object.keys(properties),
-    additionalProperties: false,
-  };
-}
-
-const arr = (items: JsonSchema): JsonSchema => ({ type: 'array', items });
-
-const transport = obj({
-  name: str,
-  ucxTls: nullable(str),
-  category: nullable(str),
-  lanes: nullable(str),
-  protocol: nullable(str),
-  cudaPath: nullable(str),
-  targetPid: nullable(int),
-  regionBytes: int,
-  status: { enum: ['ok', 'failed'] },
-  error: nullable(str),
-});
-
-/** JSON Schema of {@link BenchReportJson}. */
-export const BENCH_JSON_SCHEMA: JsonSchema = {
-  $schema: 'https://json-schema.org/draft/2020-12/schema',
-  $id: 'https://kvwire.dev/schemas/kvwire-bench-1.json',
-  description: 'kvwire bench --json output (lib/bench/schema.ts)',
-  $defs: {
-    distribution: obj({ avg: anyNum, p50: anyNum, p99: anyNum, min: anyNum, max: anyNum }),
-    transport,
-    mismatch: obj({
-      side: { enum: ['target', 'initiator'] },
-      descriptor: int,
-      region: int,
-      offset: int,
-      byteInDescriptor: int,
-      expected: int,
-      actual: int,
-      transfer: int,
-    }),
-    sweepRow: obj({
-      op: { enum: ['read', 'write'] },
-      transport: str,
-      blockSize: int,
-      batch: int,
-      inflight: int,
-      status: { enum: ['ok', 'failed', 'skipped'] },
-      error: nullable(str),
-      errorCode: nullable(str),
-      iterations: int,
-      warmup: int,
-      bytes: int,
-      elapsedS: num,
-      gbps: num,
-      latencyUs: ref('distribution'),
-      prepUs: ref('distribution'),
-      postUs: ref('distribution'),
-      completionUs: ref('distribution'),
-      descriptors: int,
-      checked: bool,
-      verifiedBytes: int,
-      mismatch: nullableRef('mismatch'),
-      baseline: nullableRef('rowBaseline'),
-      ratios: nullableRef('rowRatios'),
-    }),
-    rowBaseline: obj({
-      putBwGbps: nullable(num),
-      amBwGbps: nullable(num),
-      getGbps: nullable(num),
-      memcpyGbps: nullable(num),
-      d2dGbps: nullable(num),
-      h2dGbps: nullable(num),
-    }),
-    rowRatios: obj({
-      put: nullable(num),
-      best: nullable(num),
-      get: nullable(num),
-      memcpy: nullable(num),
-      d2d: nullable(num),
-      h2d: nullable(num),
-    }),
-    perftest: obj({
-      transport: str,
-      ucxTls: str,
-      test: { enum: ['ucp_put_bw', 'ucp_get', 'ucp_am_bw'] },
-      size: int,
-      iterations: int,
-      status: { enum: ['ok', 'failed', 'timeout'] },
-      mibps: nullable(num),
-      gbps: nullable(num),
-      latencyUs: nullable(num),
-      wallS: num,
-      error: nullable(str),
-    }),
-    memcpy: obj({ size: int, iterations: int, gbps: num }),
-    cudaCopy: obj({ kind: { enum: ['dtod', 'htod'] }, size: int, iterations: int, gbps: num }),
-    sweep: obj({
-      transports: arr(ref('transport')),
-      rows: arr(ref('sweepRow')),
-      perftest: arr(ref('perftest')),
-      memcpy: arr(ref('memcpy')),
-      cuda: arr(ref('cudaCopy')),
-    }),
-    modelRow: obj({
-      transport: str,
-      op: { enum: ['read', 'write'] },
-      status: { enum: ['ok', 'failed'] },
-      error: nullable(str),
-      iterations: int,
-      requestMs: ref('distribution'),
-      gbps: num,
-      descriptorsBefore: int,
-      descriptorsAfter: int,
-      descriptorsPosted: int,
-      jsMs: ref('distribution'),
-      jsBreakdownMs: obj({ pair: num, prepare: num, prep: num, post: num, call: num }),
-      jsSharePct: num,
-      jsThreadMs: ref('distribution'),
-      jsThreadSharePct: num,
-      checked: bool,
-      mismatch: nullableRef('mismatch'),
-    }),
-    model: obj({
-      preset: str,
-      tokens: int,
-      blockTokens: int,
-      blocks: int,
-      bytesPerToken: int,
-      bytesPerRequest: int,
-      blockBytes: int,
-      addressing: { enum: ['tensor', 'arena'] },
-      contiguous: bool,
-      cacheBlocks: int,
-      regionsPerSide: int,
-      transports: arr(ref('transport')),
-      rows: arr(ref('modelRow')),
-    }),
-    registerRow: obj({ bytes: int, repeats: int, registerUs: ref('distribution'), deregisterUs: ref('distribution') }),
-    register: obj({
-      engine: str,
-      transports: str,
-      rows: arr(ref('registerRow')),
-      many: obj({
-        count: int,
-        regionBytes: int,
-        registerMs: num,
-        deregisterMs: num,
-        registerUsPerRegion: num,
-        deregisterUsPerRegion: num,
-        metadataBytes: nullable(int),
-        metadataMs: nullable(num),
-      }),
-    }),
-    idleRow: obj({
-      transport: str,
-      category: nullable(str),
-      status: { enum: ['ok', 'failed'] },
-      error: nullable(str),
-      wallS: num,
-      initiatorPct: num,
-      targetPct: num,
-      totalPct: num,
-    }),
-    idle: obj({ seconds: num, rows: arr(ref('idleRow')) }),
-    target: obj({
-      id: str,
-      description: str,
-      status: { enum: ['pass', 'fail', 'n/a'] },
-      value: nullable(anyNum),
-      threshold: anyNum,
-      detail: str,
-    }),
+const Machine = obj(
+  {
+    cpus: int('Logical CPUs (`nproc`).'),
+    cpuModel: str(),
+    memoryBytes: int(),
+    kernel: str('Kernel release (`uname -r`).'),
+    platform: str(),
+    arch: str(),
+    node: str('Node.js version.'),
+    ucx: nullable(str('UCX version, when kvwire was built with UCX.')),
+    ucxPerftest: nullable(str('ucx_perftest path, when found.')),
+    loadAvg1: num('1-minute load average when the run started: other work on the machine makes numbers noisy.'),
   },
-  ...obj({
-    schema: { const: BENCH_SCHEMA_VERSION },
-    kvwire: str,
-    command: str,
-    startedAt: str,
-    durationS: num,
-    exitCode: int,
-    machine: obj({
-      cpus: int,
-      cpuModel: str,
-      memoryBytes: int,
-      kernel: str,
-      platform: str,
-      arch: str,
-      node: str,
-      ucx: nullable(str),
-      ucxPerftest: nullable(str),
-      loadAvg1: num,
+  'The machine the run measured.',
+);
+/** The machine the run measured. */
+export type MachineJson = Doc<typeof Machine>;
+
+const Memory = oneOf('allocate', 'register', 'cuda');
+const Op = oneOf('read', 'write');
+
+const Settings = obj(
+  {
+    engine: oneOf('ucx', 'loopback'),
+    transports: Type.Array(str()),
+    ops: Type.Array(Op),
+    sizes: Type.Array(int()),
+    batches: Type.Array(int()),
+    iters: nullable(int()),
+    durationS: nullable(num()),
+    warmup: nullable(int()),
+    budgetBytes: int(),
+    inflight: int(),
+    check: bool(),
+    baseline: bool(),
+    maxRegionBytes: int(),
+    rowCapS: num(),
+    initiatorMemory: Memory,
+    targetMemory: Memory,
+    cudaPath: str('The CUDA path asked for (auto, ipc, staging, ucx).'),
+    sameBlock: bool("Every descriptor moved block 0 (the baselines' one-buffer working set)."),
+    batchBelow: nullable(int("tuning.batchBelow both agents got (null: the engine's default).")),
+  },
+  'What the run was asked to do (after defaults).',
+);
+/** What the run was asked to do (after defaults). */
+export type SettingsJson = Doc<typeof Settings>;
+
+const Transport = obj(
+  {
+    name: str('As asked: tcp, sm, rdma, loopback or a UCX_TLS value.'),
+    ucxTls: nullable(str('The UCX_TLS value both agents used (null for loopback).')),
+    category: nullable(str('How bytes actually travelled, as the engine reports (`peer.transport`).')),
+    lanes: nullable(str('Transport details, e.g. "tcp/lo" or "sysv/memory+posix/memory+cma/memory".')),
+    protocol: nullable(str('Data path: rma, am or loopback.')),
+    cudaPath: nullable(str('How device memory travelled (`peer.cudaPath`); null without device memory.')),
+    targetPid: nullable(int('Process id of the target.')),
+    regionBytes: int('Bytes each side registered.'),
+    status: oneOf('ok', 'failed'),
+    error: nullable(str()),
+  },
+  'A transport the sweep (or the model workload) ran over.',
+);
+/** A transport the sweep (or the model workload) ran over. */
+export type TransportJson = Doc<typeof Transport>;
+
+const RowBaseline = obj(
+  {
+    putBwGbps: nullable(num()),
+    amBwGbps: nullable(num()),
+    getGbps: nullable(num()),
+    memcpyGbps: nullable(num()),
+    d2dGbps: nullable(num('CUDA device-to-device copy of the same size (device-memory runs).')),
+    h2dGbps: nullable(num('CUDA pinned host-to-device copy of the same size (device-memory runs).')),
+  },
+  'Raw-UCX and memcpy numbers beside a row.',
+);
+/** Raw-UCX and memcpy numbers beside a row. */
+export type RowBaselineJson = Doc<typeof RowBaseline>;
+
+const RowRatios = obj(
+  {
+    put: nullable(num('ours / ucp_put_bw.')),
+    best: nullable(num('ours / max(ucp_put_bw, ucp_am_bw): the best raw UCX path.')),
+    get: nullable(num('ours / ucp_get (READ rows).')),
+    memcpy: nullable(num('ours / memcpy (shared-memory rows).')),
+    d2d: nullable(num('ours / device-to-device copy.')),
+    h2d: nullable(num('ours / pinned host-to-device copy.')),
+  },
+  'Ours divided by a baseline.',
+);
+/** Ours divided by a baseline. */
+export type RowRatiosJson = Doc<typeof RowRatios>;
+
+const Mismatch = obj(
+  {
+    side: oneOf('target', 'initiator'),
+    descriptor: int(),
+    region: int(),
+    offset: int(),
+    byteInDescriptor: int(),
+    expected: int(),
+    actual: int(),
+    transfer: int('Which transfer of the row (0 = first warmup).'),
+  },
+  "The first byte a `--check` found wrong: 'target' (a WRITE's destination) or 'initiator' (a READ's).",
+);
+/** The first byte a `--check` found wrong. */
+export type MismatchJson = Doc<typeof Mismatch>;
+
+const SweepRow = obj(
+  {
+    op: Op,
+    transport: str(),
+    blockSize: int('Bytes per descriptor.'),
+    batch: int('Descriptors per transfer (posted as given: no coalescing).'),
+    inflight: int(),
+    status: oneOf('ok', 'failed', 'skipped'),
+    error: nullable(str('Why it failed or was skipped.')),
+    errorCode: nullable(str()),
+    iterations: int('Measured transfers.'),
+    warmup: int(),
+    bytes: int('Bytes moved by the measured transfers.'),
+    elapsedS: num('Wall time of the measured transfers (with `--check`: without the verification pauses).'),
+    gbps: num('bytes / elapsedS / 10^9.'),
+    latencyUs: Distribution,
+    prepUs: Distribution,
+    postUs: Distribution,
+    completionUs: Distribution,
+    descriptors: int('Descriptors posted per transfer.'),
+    checked: bool('True when every transfer of the row was verified byte by byte.'),
+    verifiedBytes: int(),
+    mismatch: nullable(Mismatch),
+    baseline: nullable(RowBaseline),
+    ratios: nullable(RowRatios),
+  },
+  'One row of the sweep: one (op, transport, block size, batch). Times per transfer: latency from the post call to completion; prep and post (TransferStats.prepMs, postMs); completion from the last post.',
+);
+/** One row of the sweep: one (op, transport, block size, batch). */
+export type SweepRowJson = Doc<typeof SweepRow>;
+
+const Perftest = obj(
+  {
+    transport: str(),
+    ucxTls: str(),
+    test: oneOf('ucp_put_bw', 'ucp_get', 'ucp_am_bw'),
+    size: int(),
+    iterations: int(),
+    status: oneOf('ok', 'failed', 'timeout'),
+    mibps: nullable(num("ucx_perftest's average bandwidth, MiB/s (2^20 bytes per second), as it prints it.")),
+    gbps: nullable(num('The same in GB/s: MiB/s × 1.048576 / 1000.')),
+    latencyUs: nullable(num("ucx_perftest's average overhead per iteration, µs.")),
+    wallS: num(),
+    error: nullable(str()),
+  },
+  'One ucx_perftest run.',
+);
+/** One ucx_perftest run. */
+export type PerftestJson = Doc<typeof Perftest>;
+
+const Memcpy = obj({ size: int(), iterations: int(), gbps: num() }, 'One memcpy baseline (native, one core).');
+/** One memcpy baseline (native, one core). */
+export type MemcpyJson = Doc<typeof Memcpy>;
+
+const CudaCopy = obj(
+  { kind: oneOf('dtod', 'htod'), size: int(), iterations: int(), gbps: num() },
+  'One CUDA copy baseline on GPU 0, timed with CUDA events: dtod device to device, htod pinned host to device.',
+);
+/** One CUDA copy baseline (device memory runs). */
+export type CudaCopyJson = Doc<typeof CudaCopy>;
+
+const Sweep = obj(
+  {
+    transports: Type.Array(Transport),
+    rows: Type.Array(SweepRow),
+    perftest: Type.Array(Perftest),
+    memcpy: Type.Array(Memcpy),
+    cuda: Type.Array(CudaCopy),
+  },
+  'The transfer sweep.',
+);
+/** The transfer sweep. */
+export type SweepJson = Doc<typeof Sweep>;
+
+const ModelRow = obj(
+  {
+    transport: str(),
+    op: Op,
+    status: oneOf('ok', 'failed'),
+    error: nullable(str()),
+    iterations: int(),
+    requestMs: Distribution,
+    gbps: num('bytesPerRequest / average request time.'),
+    descriptorsBefore: int('Descriptors before coalescing (blocks × tensors).'),
+    descriptorsAfter: int("After lib/kv's pairing coalesced runs contiguous on both sides."),
+    descriptorsPosted: int('As the engine posted them.'),
+    jsMs: Distribution,
+    jsBreakdownMs: obj({ pair: num(), prepare: num(), prep: num(), post: num(), call: num() }),
+    jsSharePct: num('Average jsMs / average requestMs, percent.'),
+    jsThreadMs: Distribution,
+    jsThreadSharePct: num('Average jsThreadMs / average requestMs, percent.'),
+    checked: bool(),
+    mismatch: nullable(Mismatch),
+  },
+  'One (transport, op) of the model workload. requestMs: from building the descriptors until every byte landed; jsMs: pairing + prepare + post marshalling + engine post; jsThreadMs: time the JS thread was busy per request.',
+);
+/** One (transport, op) of the model workload. */
+export type ModelRowJson = Doc<typeof ModelRow>;
+
+const Model = obj(
+  {
+    preset: str(),
+    tokens: int(),
+    blockTokens: int(),
+    blocks: int(),
+    bytesPerToken: int(),
+    bytesPerRequest: int(),
+    blockBytes: int("Bytes of one descriptor before coalescing (one layer's K or V of one block)."),
+    addressing: oneOf('tensor', 'arena'),
+    contiguous: bool(),
+    cacheBlocks: int(),
+    regionsPerSide: int(),
+    transports: Type.Array(Transport),
+    rows: Type.Array(ModelRow),
+  },
+  'The model workload.',
+);
+/** The model workload. */
+export type ModelJson = Doc<typeof Model>;
+
+const RegisterRow = obj(
+  { bytes: int(), repeats: int(), registerUs: Distribution, deregisterUs: Distribution },
+  'Registration cost of one size.',
+);
+/** Registration cost of one size. */
+export type RegisterRowJson = Doc<typeof RegisterRow>;
+
+const Register = obj(
+  {
+    engine: str(),
+    transports: str(),
+    rows: Type.Array(RegisterRow),
+    many: obj(
+      {
+        count: int(),
+        regionBytes: int(),
+        registerMs: num(),
+        deregisterMs: num(),
+        registerUsPerRegion: num(),
+        deregisterUsPerRegion: num(),
+        metadataBytes: nullable(int()),
+        metadataMs: nullable(num()),
+      },
+      'Many small regions at once.',
+    ),
+  },
+  'Registration cost.',
+);
+/** Registration cost. */
+export type RegisterJson = Doc<typeof Register>;
+
+const IdleRow = obj(
+  {
+    transport: str(),
+    category: nullable(str()),
+    status: oneOf('ok', 'failed'),
+    error: nullable(str()),
+    wallS: num(),
+    initiatorPct: num('Percent of one core.'),
+    targetPct: num(),
+    totalPct: num(),
+  },
+  'CPU of an idle connected pair over one transport.',
+);
+/** CPU of an idle connected pair over one transport. */
+export type IdleRowJson = Doc<typeof IdleRow>;
+
+const Idle = obj({ seconds: num(), rows: Type.Array(IdleRow) }, 'The idle-CPU check.');
+/** The idle-CPU check. */
+export type IdleJson = Doc<typeof Idle>;
+
+const Target = obj(
+  {
+    id: str(),
+    description: str(),
+    status: oneOf('pass', 'fail', 'n/a'),
+    value: nullable(Type.Number({ description: 'The measured value that decides (worst ratio, share or percent).' })),
+    threshold: Type.Number(),
+    detail: str(),
+  },
+  "One of kvwire's performance targets, as this run measured it ('n/a' when the run did not measure what it needs).",
+);
+/** One of kvwire's performance targets, as this run measured it. */
+export type TargetJson = Doc<typeof Target>;
+
+/** JSON Schema of the whole document (`kvwire bench --json`). */
+export const BENCH_JSON_SCHEMA = Type.Object(
+  {
+    schema: Type.Literal(BENCH_SCHEMA_VERSION),
+    kvwire: str(),
+    command: str('The command line as given.'),
+    startedAt: str('ISO 8601.'),
+    durationS: num(),
+    exitCode: int('0: every row passed; 1: something failed.'),
+    machine: Machine,
+    settings: Settings,
+    notices: Type.Array(str(), {
+      description: 'Things the reader should know (a missing ucx_perftest, skipped rows, fallbacks).',
     }),
-    settings: obj({
-      engine: { enum: ['ucx', 'loopback'] },
-      transports: arr(str),
-      ops: arr({ enum: ['read', 'write'] }),
-      sizes: arr(int),
-      batches: arr(int),
-      iters: nullable(int),
-      durationS: nullable(num),
-      warmup: nullable(int),
-      budgetBytes: int,
-      inflight: int,
-      check: bool,
-      baseline: bool,
-      maxRegionBytes: int,
-      rowCapS: num,
-      sameBlock: bool,
-      batchBelow: nullable(int),
-      initiatorMemory: { enum: ['allocate', 'register', 'cuda'] },
-      targetMemory: { enum: ['allocate', 'register', 'cuda'] },
-      cudaPath: str,
-    }),
-    notices: arr(str),
-    sweep: nullableRef('sweep'),
-    model: nullableRef('model'),
-    register: nullableRef('register'),
-    idle: nullableRef('idle'),
-    targets: arr(ref('target')),
-  }),
-};
+    sweep: nullable(Sweep),
+    model: nullable(Model),
+    register: nullable(Register),
+    idle: nullable(Idle),
+    targets: Type.Array(Target),
+  },
+  {
+    $schema: 'https://json-schema.org/draft/2020-12/schema',
+    $id: 'https://kvwire.dev/schemas/kvwire-bench-1.json',
+    description: 'kvwire bench --json output (bench/transfer/schema.ts)',
+    additionalProperties: false,
+  },
+);
+/** The whole document. */
+export type BenchReportJson = Doc<typeof BENCH_JSON_SCHEMA>;
+
+/**
+ * What is wrong with `value` as a `kvwire bench --json` document, each as `/json/pointer: message`
+ * (e.g. `/sweep/rows/3/gbps: Expected number`); an empty list means valid.
+ */
+export function benchReportErrors(value: unknown, schema: TSchema = BENCH_JSON_SCHEMA): string[] {
+  return [...Value.Errors(schema, value)].map((e) => `${e.path || '/'}: ${e.message}`);
+}
+
+/** The schemas of the document's parts, for tests of a part. */
+export const BENCH_JSON_PARTS = { Distribution, Transport, SweepRow, Model, Target } as const;

@@ -1,5 +1,5 @@
 /**
- * The issue's performance targets, judged from what this run measured (never from a timed test).
+ * kvwire's performance targets (docs/bench.md, Targets), judged from what this run measured (never from a timed test).
  *
  * Rule for throughput targets: ucx_perftest has one configuration per size, so each size is
  * compared at our best batch for that size (as a nixlbench user picks the batch); the value is

@@ -32,6 +32,10 @@ export const COMMANDS = {
     summary: 'what this build and machine can do (engines, UCX transports, CUDA)',
     load: () => import('./info.js'),
   },
+  engine: {
+    summary: 'a prefill/decode worker serving the OpenAI API over llama.cpp (or the synthetic runtime)',
+    load: () => import('./engine.js'),
+  },
   demo: {
     summary: 'P/D hand-off end to end: a prefill and a decode process over UCX, every byte verified',
     load: () => import('./demo.js'),

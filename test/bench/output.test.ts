@@ -51,7 +51,9 @@ describe('kvwire bench output', () => {
     expect(plot.startsWith('<?xml')).toBe(true);
     expect(plot).toContain('<svg xmlns="http://www.w3.org/2000/svg"');
     expect(plot.match(/<polyline /g)).toHaveLength(2); // READ and WRITE over loopback, batch 16
-    expect(plot).toContain('READ loopback (kvwire)');
+    expect(plot).toContain('READ (kvwire)');
+    expect(plot).toMatch(/font-weight="bold">loopback</); // one panel, named by its transport
+    expect(plot.match(/class="spread"/g)!.length).toBeGreaterThanOrEqual(6); // a whisker per point
     expect(plot).toContain('block size (bytes per descriptor, log2 scale)');
     expect(plot).toContain('batch 16');
     expect(plot.trim().endsWith('</svg>')).toBe(true);
@@ -114,8 +116,8 @@ describe('kvwire bench output', () => {
     expect(doc.notices.some((n) => /2 row\(s\) skipped/.test(n))).toBe(true);
   });
 
-  it('draws a plot with no rows without failing', () => {
-    const svg = renderPlot({
+  it('draws a plot with no rows without failing, and says on the image when the machine was busy', () => {
+    const report = {
       schema: 'kvwire-bench/1',
       kvwire: '0',
       command: 'kvwire bench',
@@ -161,8 +163,12 @@ describe('kvwire bench output', () => {
       register: null,
       idle: null,
       targets: [],
-    });
+    } as const;
+    const svg = renderPlot(report);
     expect(svg).toContain('no rows to plot');
+    expect(svg).not.toContain('Machine busy');
+    const busy = renderPlot({ ...report, machine: { ...report.machine, cpus: 2, loadAvg1: 3.5 } });
+    expect(busy).toContain('Machine busy: load average 3.5 on 2 CPUs when the run started.');
   });
 });
 

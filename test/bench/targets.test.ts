@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { SweepJson, SweepRowJson, TransportJson } from '../../bench/transfer/schema.js';
-import { EMPTY_DISTRIBUTION } from '../../bench/transfer/stats.js';
+import { EMPTY_DISTRIBUTION } from '../../bench/stats.js';
 import { evaluateTargets } from '../../bench/transfer/targets.js';
 
 function row(

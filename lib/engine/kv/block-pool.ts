@@ -7,7 +7,7 @@
  *
  * @packageDocumentation
  */
-import { ErrorCode, KvwireError } from '../errors.js';
+import { ErrorCode, KvwireError } from '../../errors.js';
 
 /** A pool of block ids. */
 export class BlockPool {

@@ -11,7 +11,7 @@
  *
  * @packageDocumentation
  */
-import { ErrorCode, KvwireError, fmtBytes } from '../errors.js';
+import { ErrorCode, KvwireError, formatCount } from '../errors.js';
 
 /** A flat list of `count` descriptors: element i is (`region[i]`, `offset[i]`, `length[i]`). */
 export interface DescriptorList {
@@ -123,7 +123,7 @@ export function validateBlockIds(ids: ArrayLike<number>, numBlocks: number, whic
     }
     throw new KvwireError(
       ErrorCode.OUT_OF_BOUNDS,
-      `${which}[${i}] is block ${fmtBytes(id)}, but this cache has ${fmtBytes(numBlocks)} blocks (ids 0..${fmtBytes(numBlocks - 1)}); pass ids the engine allocated from this cache`,
+      `${which}[${i}] is block ${formatCount(id)}, but this cache has ${formatCount(numBlocks)} blocks (ids 0..${formatCount(numBlocks - 1)}); pass ids the engine allocated from this cache`,
       { index: i, field: which },
     );
   }

@@ -11,8 +11,8 @@
  * @packageDocumentation
  */
 import { createHash } from 'node:crypto';
-import { ErrorCode, KvwireError } from '../errors.js';
-import type { KvLayout } from '../kv/index.js';
+import { ErrorCode, KvwireError } from '../../../errors.js';
+import type { KvLayout } from '../../../kv/index.js';
 
 /** The hash of each block of a prompt: `key` (hex, the prefix-cache key) and `seed` (32 bits, the content seed). */
 export interface BlockHash {

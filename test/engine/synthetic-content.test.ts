@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCode, KvwireError } from '../../lib/errors.js';
 import { KvLayout, type ModelShape } from '../../lib/kv/index.js';
-import { blockHashes, generateTokens, verifyBlock, writeBlock } from '../../lib/demo/content.js';
+import { blockHashes, generateTokens, verifyBlock, writeBlock } from '../../lib/engine/runtimes/synthetic/content.js';
 
 const model: ModelShape = { name: 'm', attention: 'mha', layers: 2, kvHeads: 4, headDim: 8, dtype: 'fp16' };
 

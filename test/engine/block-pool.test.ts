@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCode } from '../../lib/errors.js';
-import { BlockPool, PrefixCache } from '../../lib/demo/block-pool.js';
+import { BlockPool, PrefixCache } from '../../lib/engine/kv/block-pool.js';
 
 describe('block pool', () => {
   it('hands out contiguous runs first, refuses over-allocation and double frees', () => {

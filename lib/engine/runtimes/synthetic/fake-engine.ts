@@ -6,9 +6,9 @@
  *
  * @packageDocumentation
  */
-import type { Addressing, KvOrder, KvSplit, ModelShape } from '../kv/index.js';
-import { KvLayout } from '../kv/index.js';
-import type { MetricsRegistry } from '../metrics.js';
+import type { Addressing, KvOrder, KvSplit, ModelShape } from '../../../kv/index.js';
+import { KvLayout } from '../../../kv/index.js';
+import type { MetricsRegistry } from '../../../metrics.js';
 import {
   PrefillCoordinator,
   registerKvCache,
@@ -16,9 +16,9 @@ import {
   type KvCacheRank,
   type KvTransferParams,
   type SharedSecret,
-} from '../pd/index.js';
-import type { Access, Agent } from '../transport/index.js';
-import { BlockPool } from './block-pool.js';
+} from '../../../pd/index.js';
+import type { Access, Agent } from '../../../transport/index.js';
+import { BlockPool } from '../../kv/block-pool.js';
 import { blockHashes, tensorViews, writeBlock } from './content.js';
 
 /** A request of the fake engine: an id and its prompt tokens. */

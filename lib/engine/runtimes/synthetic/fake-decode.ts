@@ -6,9 +6,9 @@
  *
  * @packageDocumentation
  */
-import { ErrorCode, KvwireError } from '../errors.js';
-import { DecodeCoordinator, type FailurePolicy, type KvCacheRank, type PullReady } from '../pd/index.js';
-import { BlockPool, PrefixCache } from './block-pool.js';
+import { ErrorCode, KvwireError } from '../../../errors.js';
+import { DecodeCoordinator, type FailurePolicy, type KvCacheRank, type PullReady } from '../../../pd/index.js';
+import { BlockPool, PrefixCache } from '../../kv/block-pool.js';
 import { blockHashes, generateTokens, tensorViews, verifyBlock, writeBlock } from './content.js';
 import { fakeCacheRanks, releaseCacheRanks, type FakeEngineOptions, type FakeRequest } from './fake-engine.js';
 
