@@ -14,7 +14,13 @@ import {
   manifestNamed,
   podSpecsOf,
   ROOT,
+  specOf,
   type ContainerSpec,
+  type DeploymentSpec,
+  type InferencePoolSpec,
+  type LlmInferenceServiceSpec,
+  type PodMonitorSpec,
+  type ServiceSpec,
   type KvwireContainer,
   type ProbeSpec,
 } from './manifests.js';
@@ -122,6 +128,14 @@ describe('wiring between the manifests', () => {
     }
   });
 
+  it("gives llama.cpp as many threads as the engine's container requests CPUs", () => {
+    for (const e of byCommand('engine')) {
+      const cpu = e.container.resources?.requests?.['cpu'];
+      expect(cpu, `${e.manifest.file} ${e.where}: no CPU request`).toBeDefined();
+      expect(flagValue(e.args, '--threads'), `${e.manifest.file} ${e.where}`).toBe(String(cpu));
+    }
+  });
+
   it('defines every $(VAR) an argument uses, before Kubernetes expands it', () => {
     for (const c of containers) {
       const defined = new Set((c.container.env ?? []).map((e) => e.name));
@@ -136,30 +150,32 @@ describe('wiring between the manifests', () => {
   });
 
   it("routes the InferencePool to the sidecars' port, with kvwire epp behind its endpointPickerRef", () => {
-    const pool = manifestNamed(manifests, 'InferencePool', 'llama').object['spec'] as any;
+    const pool = specOf<InferencePoolSpec>(manifestNamed(manifests, 'InferencePool', 'llama').object);
     const decode = manifestNamed(manifests, 'InferenceService', 'llama-decode').object;
     expect(pool.selector.matchLabels).toEqual({ 'serving.kserve.io/inferenceservice': decode.metadata.name });
     const sidecar = containers.find((c) => c.manifest.object === decode && c.command === 'sidecar')!;
     expect(pool.targetPorts).toEqual([{ number: portOf(flagValue(sidecar.args, '--listen')!) }]);
 
-    const service = manifestNamed(manifests, 'Service', pool.endpointPickerRef.name).object['spec'] as any;
-    const port = service.ports.find((p: any) => p.port === pool.endpointPickerRef.port.number);
+    const service = specOf<ServiceSpec>(manifestNamed(manifests, 'Service', pool.endpointPickerRef.name).object);
+    const port = service.ports.find((p) => p.port === pool.endpointPickerRef.port.number);
     expect(port, 'the picker Service has no port the pool names').toBeDefined();
     const epp = manifests.find(
       (m) =>
         m.object.kind === 'Deployment' &&
-        Object.entries(service.selector).every(([k, v]) => (m.object['spec'] as any).template.metadata.labels[k] === v),
+        Object.entries(service.selector).every(
+          ([k, v]) => specOf<DeploymentSpec>(m.object).template.metadata?.labels?.[k] === v,
+        ),
     );
     expect(epp, 'no Deployment matches the picker Service selector').toBeDefined();
     const eppContainer = containers.find((c) => c.manifest === epp && c.command === 'epp')!;
-    const named = eppContainer.container.ports!.find((p) => p.name === port.targetPort);
+    const named = eppContainer.container.ports!.find((p) => p.name === port!.targetPort);
     expect(named?.containerPort).toBe(portOf(flagValue(eppContainer.args, '--listen')!));
   });
 
   it("wires KServe's LLMInferenceService the same way: pool -> sidecar port, picker Service -> epp port", () => {
     const llm = manifestNamed(manifests, 'LLMInferenceService', 'llama').object;
-    const spec = llm['spec'] as any;
-    const pool = spec.router.scheduler.pool.spec;
+    const spec = specOf<LlmInferenceServiceSpec>(llm);
+    const pool = spec.router!.scheduler!.pool!.spec;
     const sidecar = containers.find((c) => c.manifest.object === llm && c.command === 'sidecar')!;
     const epp = containers.find((c) => c.manifest.object === llm && c.command === 'epp')!;
     expect(pool.targetPorts).toEqual([{ number: portOf(flagValue(sidecar.args, '--listen')!) }]);
@@ -168,14 +184,14 @@ describe('wiring between the manifests', () => {
     expect(pool.endpointPickerRef.port.number).toBe(portOf(flagValue(epp.args, '--listen')!));
     expect(pool.selector.matchLabels['llm-d.ai/role']).toBe('decode');
     expect(pool.selector.matchLabels['app.kubernetes.io/name']).toBe(llm.metadata.name);
-    expect(spec.router.gateway.refs[0].name).toBe(
+    expect(spec.router!.gateway!.refs[0]!.name).toBe(
       manifestNamed(manifests, 'Gateway', 'kvwire-gateway').object.metadata.name,
     );
   });
 
   it('points the endpoint pickers at the Redis Service and the endpoints ConfigMap defined here', () => {
     const redis = manifestNamed(manifests, 'Service', 'kvwire-redis').object;
-    const redisPort = (redis['spec'] as any).ports[0].port;
+    const redisPort = specOf<ServiceSpec>(redis).ports[0]!.port;
     for (const e of byCommand('epp')) {
       const url = new URL(flagValue(e.args, '--redis')!);
       expect(url.hostname).toBe(`${redis.metadata.name}.${redis.metadata.namespace}.svc.cluster.local`);
@@ -241,7 +257,7 @@ describe('wiring between the manifests', () => {
   );
 
   it('scrapes every kvwire pod: the PodMonitor selects their component label and names ports they have', () => {
-    const monitor = manifestNamed(manifests, 'PodMonitor', 'kvwire').object['spec'] as any;
+    const monitor = specOf<PodMonitorSpec>(manifestNamed(manifests, 'PodMonitor', 'kvwire').object);
     const [expr] = monitor.selector.matchExpressions;
     const labelled = new Set<string>();
     for (const m of manifests)
