@@ -77,7 +77,17 @@ const run = promisify(execFile);
 beforeAll(async () => {
   // The package as a clone has it after `npm install && npm run compile` (npm test compiles first).
   copy = tempDir('kvwire-pack-');
-  for (const f of ['package.json', 'binding.gyp', 'CMakeLists.txt', 'native', 'bin', 'docs', 'README.md', 'LICENSE']) {
+  for (const f of [
+    'package.json',
+    'binding.gyp',
+    'CMakeLists.txt',
+    'native',
+    'proto',
+    'bin',
+    'docs',
+    'README.md',
+    'LICENSE',
+  ]) {
     cpSync(join(root, f), join(copy, f), { recursive: true });
   }
   mkdirSync(join(copy, 'dist'));
@@ -128,10 +138,11 @@ describe('npm pack', () => {
     expect(files).toContain('dist/lib/index.d.ts');
     expect(files).toContain('dist/cli/main.js');
     expect(files).toContain('bin/kvwire.js');
+    expect(files).toContain('proto/envoy/service/ext_proc/v3/external_processor.proto'); // kvwire epp loads it at run time
     expect(files.some((f) => /^prebuilds\/linux-x64\/.*\.node$/.test(f))).toBe(true);
     const unwanted = files.filter(
       (f) =>
-        /^(test|dist\/test|dist\/bench|dist\/tools|tools|bench\/transfer|bench\/kv-index|examples|dist\/examples)\//.test(
+        /^(test|dist\/test|dist\/bench|dist\/tools|tools|bench\/transfer|bench\/kv-index|bench\/scheduler|examples|dist\/examples)\//.test(
           f,
         ) ||
         /\.test\.[jt]s$/.test(f) ||

@@ -36,9 +36,23 @@ export const COMMANDS = {
     summary: 'a prefill/decode worker serving the OpenAI API over llama.cpp (or the synthetic runtime)',
     load: () => import('./engine.js'),
   },
+  sidecar: {
+    summary: 'routing sidecar beside a decode worker: checks the prefill target (SSRF allowlist), runs the P/D flow',
+    load: () => import('./sidecar.js'),
+  },
   demo: {
     summary: 'P/D hand-off end to end: a prefill and a decode process over UCX, every byte verified',
     load: () => import('./demo.js'),
+  },
+  router: {
+    summary:
+      "KV-cache-aware HTTP gateway: picks the decode worker holding the prompt's prefix, names a prefill worker, streams back",
+    load: () => import('./router.js'),
+  },
+  epp: {
+    summary:
+      'Envoy endpoint picker (ext_proc gRPC, Gateway API Inference Extension) with the same KV-cache-aware decision',
+    load: () => import('./epp.js'),
   },
   bench: {
     summary: 'transfer-throughput benchmark, side by side with raw UCX',
@@ -49,6 +63,12 @@ export const COMMANDS = {
     summary: 'KV block index benchmark: scoring latency and memory per key, memory and Redis',
     load: () => import('../../bench/kv-index/bench-index.js'),
     repoOnly: '../../bench/kv-index/bench-index.js',
+  },
+  'bench-router': {
+    summary:
+      'scheduler benchmark: pick latency with 1,000 pods and 10M blocks (memory, Redis, Redis Cluster), KV event ingestion rate',
+    load: () => import('../../bench/scheduler/bench-router.js'),
+    repoOnly: '../../bench/scheduler/bench-router.js',
   },
 } satisfies Record<string, CommandEntry>;
 
