@@ -79,7 +79,6 @@ const ucxRange = prefillEngine.container
   .value!.split('-')
   .map(Number);
 const redisPort = specOf<ServiceSpec>(manifestNamed(manifests, 'Service', 'kvwire-redis').object).ports[0]!.port;
-const eppMetrics = portOf(flagValue(epp.args, '--metrics-listen')!);
 
 /** [from, to pod, port, why] for every connection the deployment makes. */
 const needed: [Source, Record<string, string>, number, string][] = [
@@ -108,7 +107,6 @@ const needed: [Source, Record<string, string>, number, string][] = [
   [MONITORING, pod('decode'), portOf(flagValue(decodeEngine.args, '--listen')!), 'Prometheus -> engine'],
   [MONITORING, pod('decode'), portOf(flagValue(sidecar.args, '--listen')!), 'Prometheus -> sidecar'],
   [MONITORING, pod('prefill'), portOf(flagValue(prefillEngine.args, '--listen')!), 'Prometheus -> engine'],
-  [MONITORING, pod('epp'), eppMetrics, 'Prometheus -> picker'],
 ];
 
 /** Connections nothing in the deployment makes: each would widen what a compromised pod reaches. */
