@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The kvwire CLI: `kvwire <info|bench|bench-index|demo> [options]`. Compiled code lives in dist/.
-import { main } from '../dist/lib/cli/main.js';
+// The kvwire CLI: `kvwire <command> [options]` (cli/main.ts). Compiled code lives in dist/.
+import { main } from '../dist/cli/main.js';
 
 process.exitCode = await main(process.argv.slice(2));

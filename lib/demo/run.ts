@@ -10,7 +10,7 @@
 import { randomBytes } from 'node:crypto';
 import { ErrorCode, KvwireError } from '../errors.js';
 import { KvLayout, type ModelShape } from '../kv/index.js';
-import { blockCount, blockHashes, generateTokens } from './content.js';
+import { blockCount, blockHashes, generateTokens } from '../engine/runtimes/synthetic/content.js';
 import { WorkerHandle } from './worker-handle.js';
 import type { DecodeSummary, DrainSummary, WorkerConfig } from './worker.js';
 import { demoWorkload } from './workload.js';

@@ -12,8 +12,8 @@ import type { KvSplit, KvOrder, ModelShape } from '../kv/index.js';
 import { createRegistry } from '../metrics.js';
 import type { FailurePolicy } from '../pd/index.js';
 import { Agent } from '../transport/index.js';
-import { FakeDecodeEngine } from './fake-decode.js';
-import { FakePrefillEngine, type FakeRequest } from './fake-engine.js';
+import { FakeDecodeEngine } from '../engine/runtimes/synthetic/fake-decode.js';
+import { FakePrefillEngine, type FakeRequest } from '../engine/runtimes/synthetic/fake-engine.js';
 
 /** Configuration of a worker. */
 export interface WorkerConfig {

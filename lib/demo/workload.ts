@@ -5,7 +5,7 @@
  *
  * @packageDocumentation
  */
-import type { FakeRequest } from './fake-engine.js';
+import type { FakeRequest } from '../engine/runtimes/synthetic/fake-engine.js';
 import { mulberry32 } from '../util/mulberry32.js';
 
 /** Options of {@link demoWorkload}. */

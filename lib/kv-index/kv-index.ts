@@ -30,7 +30,10 @@ import {
 
 /** Options of {@link KvIndex.create}. */
 export interface KvIndexOptions {
-  /** `'memory'` (default: this process only) or `'redis'` (shared by router replicas). */
+  /**
+   * `'memory'` (default: this process only), `'redis'` (one Redis server, shared by router replicas) or
+   * `'redis-cluster'` (Redis Cluster: `redis.nodes`; the index lives in the slot of its prefix's hash tag).
+   */
   readonly backend?: BackendKind;
   /** Tokens per block; must equal the engines' KV block size. Default 16. */
   readonly blockSize?: number;
@@ -48,7 +51,7 @@ export interface KvIndexOptions {
   readonly gapTimeoutMs?: number;
   /** Most numbered batches waiting per worker. Default 256. */
   readonly maxPendingBatches?: number;
-  /** Redis connection and key prefix (backend `'redis'`). */
+  /** Redis connection and key prefix (backends `'redis'` and `'redis-cluster'`). */
   readonly redis?: RedisBackendOptions;
   /** Metrics registry. Default prom-client's global registry. */
   readonly registry?: MetricsRegistry;
@@ -69,6 +72,11 @@ export interface EventOptions {
    * apply in order, once; see {@link EventSequencer}. Unnumbered ones apply in call order.
    */
   readonly seq?: number;
+  /**
+   * Apply a numbered batch now even if batches before it are missing (the caller tried to fill the
+   * gap and could not, e.g. the engine's replay buffer no longer holds them). Default false: wait.
+   */
+  readonly force?: boolean;
 }
 
 /** Options of {@link KvIndex.stored}. */
@@ -243,18 +251,22 @@ export class KvIndex {
     let store: IndexBackend;
     if (kind === 'memory') {
       store = new MemoryBackend(limits);
-    } else if (kind === 'redis') {
+    } else if (kind === 'redis' || kind === 'redis-cluster') {
       const { RedisBackend } = await import('./redis.js');
       const seed = BigInt(options.hashSeed ?? 0).toString(); // validated by the hasher
-      store = await RedisBackend.connect(options.redis ?? {}, {
+      store = await RedisBackend.connect(options.redis ?? {}, kind === 'redis-cluster', {
         ...limits,
         blockSize: hasher.blockSize,
         hashSeed: seed,
       });
     } else {
-      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `backend is ${describeValue(kind)}: use 'memory' or 'redis'`, {
-        field: 'backend',
-      });
+      throw new KvwireError(
+        ErrorCode.INVALID_ARGUMENT,
+        `backend is ${describeValue(kind)}: use 'memory', 'redis' or 'redis-cluster'`,
+        {
+          field: 'backend',
+        },
+      );
     }
     try {
       return new KvIndex(store, hasher, options);
@@ -350,7 +362,7 @@ export class KvIndex {
           );
       }
     });
-    const r = await this.sequencer.submit(worker, seq, ops);
+    const r = await this.sequencer.submit(worker, seq, ops, options?.force === true && seq !== undefined);
     return {
       status: r.status,
       evictedKeys: r.outcome?.evictedKeys ?? 0,

@@ -21,8 +21,9 @@
  * take O(1) time however many blocks the worker had. The semantics (LRU order, pins, bounds,
  * sequence numbers) mirror {@link MemoryBackend} step for step; the shared tests hold them equal.
  *
- * Keys are built inside the script from the prefix, so this layout is for a single Redis server (or
- * a primary with replicas), not Redis Cluster.
+ * Keys are built inside the script from the prefix. On Redis Cluster the prefix carries a hash tag
+ * (`{kvwire}:`), so every key of one index hashes to one slot and the script, routed there by the
+ * one key it declares (`P meta`), touches only keys of that slot.
  *
  * @packageDocumentation
  */

@@ -2,13 +2,20 @@
  * The Redis backend: the same index shared by many router replicas (see {@link INDEX_SCRIPT} for
  * the data layout). Client: ioredis 5, loaded only when this backend is chosen.
  *
+ * **Redis Cluster** (`backend: 'redis-cluster'`, `nodes`; ioredis's Cluster client): a script may
+ * only touch keys of one slot, so every key of an index carries the hash tag of its prefix (default
+ * `{kvwire}:`; a prefix without `{...}` is refused) and each call names one of them (`P meta`) so
+ * the client routes it to the master that owns the slot. One index lives on one master (its
+ * replicas take over on failure); indexes with different prefixes spread over the masters.
+ *
  * Every call has a deadline (`commandTimeoutMs`); a Redis that cannot be reached or stops answering
  * turns into `ERR_KVWIRE_BACKEND_UNAVAILABLE`, never a hang. Commands are not queued while
  * disconnected (they fail at once) and the client reconnects in the background.
  *
  * @packageDocumentation
  */
-import type { Redis as RedisClient } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
+import { createHash } from 'node:crypto';
 import { ErrorCode, KvwireError } from '../errors.js';
 import type { BlockKeyList } from './hash.js';
 import { INDEX_SCRIPT, LAYOUT_VERSION } from './redis-script.js';
@@ -28,7 +35,12 @@ import {
 export interface RedisBackendOptions {
   /** `redis://[user:password@]host:port[/db]` (or `rediss://` for TLS). Default `redis://127.0.0.1:6379`. */
   readonly url?: string;
-  /** Prefix of every Redis key; indexes with different prefixes are independent. Default `kvwire:`. */
+  /** Redis Cluster: some of its nodes (`redis://host:port` or `host:port`); the client finds the rest. */
+  readonly nodes?: readonly string[];
+  /**
+   * Prefix of every Redis key; indexes with different prefixes are independent. Default `kvwire:`
+   * (`{kvwire}:` on a cluster, where the prefix must hold a hash tag `{...}`).
+   */
   readonly prefix?: string;
   /** Deadline to connect, in ms. Default 2,000. */
   readonly connectTimeoutMs?: number;
@@ -60,45 +72,100 @@ function redacted(url: string): string {
 /** See the module documentation. */
 export class RedisBackend implements IndexBackend {
   /** Always `'redis'`. */
-  readonly kind = 'redis' as const;
+  readonly kind: 'redis' | 'redis-cluster';
   private sha = '';
   private closed = false;
 
   private constructor(
-    private readonly client: RedisClient,
+    private readonly client: Redis | Cluster,
     private readonly url: string,
     private readonly prefix: string,
     private readonly limits: BackendLimits,
-  ) {}
+    cluster: boolean,
+  ) {
+    this.kind = cluster ? 'redis-cluster' : 'redis';
+    // A cluster routes a script by its first key: name one key of the index's slot.
+    this.keys = cluster ? [1, `${prefix}meta`] : [0];
+  }
+
+  private readonly keys: (string | number)[];
 
   /**
    * Connects, loads the script and checks that an index already under this prefix was made with
    * the same settings.
    *
+   * @param cluster - Redis Cluster (`options.nodes`) rather than one server (`options.url`).
    * @throws KvwireError `ERR_KVWIRE_BACKEND_UNAVAILABLE` when Redis cannot be reached in time;
-   *   `ERR_KVWIRE_INCOMPATIBLE` when the prefix holds an index with other settings.
+   *   `ERR_KVWIRE_INCOMPATIBLE` when the prefix holds an index with other settings;
+   *   `ERR_KVWIRE_INVALID_ARGUMENT` on a cluster prefix without a hash tag or no nodes.
    */
-  static async connect(options: RedisBackendOptions, settings: SharedSettings): Promise<RedisBackend> {
-    const url = options.url ?? 'redis://127.0.0.1:6379';
+  static async connect(
+    options: RedisBackendOptions,
+    cluster: boolean,
+    settings: SharedSettings,
+  ): Promise<RedisBackend> {
     const connectTimeout = options.connectTimeoutMs ?? 2_000;
     const commandTimeout = options.commandTimeoutMs ?? 2_000;
-    const { Redis } = await import('ioredis');
+    const prefix = options.prefix ?? (cluster ? '{kvwire}:' : 'kvwire:');
+    const ioredis = await import('ioredis');
     let lastError: unknown;
     let connecting = true;
-    const client = new Redis(url, {
-      lazyConnect: true,
-      connectTimeout,
-      commandTimeout,
-      maxRetriesPerRequest: 0,
-      enableOfflineQueue: false,
-      // No retries while connecting (an unreachable Redis is reported at once); afterwards,
-      // reconnect in the background with a capped back-off.
-      retryStrategy: (times: number) => (connecting ? null : Math.min(times * 100, 2_000)),
-    });
+    // No retries while connecting (an unreachable Redis is reported at once); afterwards,
+    // reconnect in the background with a capped back-off.
+    const retryStrategy = (times: number): number | null => (connecting ? null : Math.min(times * 100, 2_000));
+    let client: Redis | Cluster;
+    let url: string;
+    if (cluster) {
+      if (!/\{[^{}]+\}/.test(prefix)) {
+        throw new KvwireError(
+          ErrorCode.INVALID_ARGUMENT,
+          `redis.prefix '${prefix}' has no hash tag: on Redis Cluster every key of an index must share one slot; use a prefix like '{kvwire}:'`,
+          { field: 'redis.prefix' },
+        );
+      }
+      const nodes = options.nodes ?? [];
+      if (nodes.length === 0) {
+        throw new KvwireError(
+          ErrorCode.INVALID_ARGUMENT,
+          'redis.nodes is empty: name at least one node of the cluster, e.g. redis://10.0.0.5:7000',
+          { field: 'redis.nodes' },
+        );
+      }
+      url = nodes.join(',');
+      const startup = nodes.map((n) => {
+        const u = new URL(n.includes('://') ? n : `redis://${n}`);
+        return { host: u.hostname, port: Number(u.port || 6379) };
+      });
+      const first = new URL(nodes[0]!.includes('://') ? nodes[0]! : `redis://${nodes[0]!}`);
+      client = new ioredis.Cluster(startup, {
+        lazyConnect: true,
+        enableOfflineQueue: false,
+        clusterRetryStrategy: retryStrategy,
+        slotsRefreshTimeout: connectTimeout,
+        redisOptions: {
+          connectTimeout,
+          commandTimeout,
+          maxRetriesPerRequest: 0,
+          ...(first.username !== '' ? { username: decodeURIComponent(first.username) } : {}),
+          ...(first.password !== '' ? { password: decodeURIComponent(first.password) } : {}),
+          ...(first.protocol === 'rediss:' ? { tls: {} } : {}),
+        },
+      });
+    } else {
+      url = options.url ?? 'redis://127.0.0.1:6379';
+      client = new ioredis.Redis(url, {
+        lazyConnect: true,
+        connectTimeout,
+        commandTimeout,
+        maxRetriesPerRequest: 0,
+        enableOfflineQueue: false,
+        retryStrategy,
+      });
+    }
     client.on('error', (e: unknown) => {
       lastError = e;
     });
-    const backend = new RedisBackend(client, url, options.prefix ?? 'kvwire:', settings);
+    const backend = new RedisBackend(client, url, prefix, settings, cluster);
     let timer: NodeJS.Timeout | undefined;
     try {
       await Promise.race([
@@ -108,12 +175,14 @@ export class RedisBackend implements IndexBackend {
         }),
       ]);
       connecting = false;
-      backend.sha = String(await client.script('LOAD', INDEX_SCRIPT));
+      // On a cluster the script is loaded on the slot's master by EVAL at the first NOSCRIPT.
+      if (!cluster) backend.sha = String(await (client as Redis).script('LOAD', INDEX_SCRIPT));
+      else backend.sha = createHash('sha1').update(INDEX_SCRIPT).digest('hex');
     } catch (e) {
       client.disconnect();
       throw new KvwireError(
         ErrorCode.BACKEND_UNAVAILABLE,
-        `could not connect to Redis at ${redacted(url)} (${describeError(lastError ?? e)}): start redis-server there, fix the url, or use backend: 'memory'`,
+        `could not connect to Redis${cluster ? ' Cluster' : ''} at ${redacted(url)} (${describeError(lastError ?? e)}): start redis-server there, fix the ${cluster ? 'nodes' : 'url'}, or use backend: 'memory'`,
         { engineStatus: describeError(lastError ?? e) },
         { cause: e },
       );
@@ -153,11 +222,25 @@ export class RedisBackend implements IndexBackend {
     if (this.closed) throw new KvwireError(ErrorCode.CLOSED, `the index is closed: cannot ${what}`);
     try {
       try {
-        return await this.client.evalsha(this.sha, 0, cmd, this.prefix, ...args);
+        return await (this.client.evalsha as (...a: unknown[]) => Promise<unknown>).call(
+          this.client,
+          this.sha,
+          ...this.keys,
+          cmd,
+          this.prefix,
+          ...args,
+        );
       } catch (e) {
         if (!String((e as Error)?.message).startsWith('NOSCRIPT')) throw e;
-        this.sha = String(await this.client.script('LOAD', INDEX_SCRIPT));
-        return await this.client.evalsha(this.sha, 0, cmd, this.prefix, ...args);
+        // Redis restarted, or (cluster) this slot's master has not seen the script: EVAL loads it there.
+        return await (this.client.eval as (...a: unknown[]) => Promise<unknown>).call(
+          this.client,
+          INDEX_SCRIPT,
+          ...this.keys,
+          cmd,
+          this.prefix,
+          ...args,
+        );
       }
     } catch (e) {
       if (e instanceof KvwireError) throw e;

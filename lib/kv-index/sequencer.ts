@@ -77,9 +77,10 @@ export class EventSequencer {
   /**
    * Applies `ops` for `worker` now, or buffers them until their turn (see the module docs).
    * The backend call is issued before this returns its promise, so calls keep their order.
+   * With `force`, a batch beyond a gap applies at once (its sender knows the gap cannot be filled).
    */
-  async submit(worker: string, seq: number | undefined, ops: readonly IndexOp[]): Promise<SubmitResult> {
-    const outcome = await this.apply(worker, seq, false, ops);
+  async submit(worker: string, seq: number | undefined, ops: readonly IndexOp[], force = false): Promise<SubmitResult> {
+    const outcome = await this.apply(worker, seq, force, ops);
     if (outcome.status === 'duplicate') {
       this.options.onBatch('duplicate');
       return { status: 'duplicate' };

@@ -20,7 +20,7 @@ export function tiersOf(mask: number): Tier[] {
 }
 
 /** Which storage an index uses. */
-export type BackendKind = 'memory' | 'redis';
+export type BackendKind = 'memory' | 'redis' | 'redis-cluster';
 
 /** One change to the index, as applied by a backend. */
 export type IndexOp =

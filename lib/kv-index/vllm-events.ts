@@ -220,7 +220,10 @@ export class VllmEventTranslator {
       parent = p.key;
     }
     if (usable === 0) return { events: [], unresolved: 0, ignored: hashes.length };
-    const keys = this.hasher.chain(parent, tokens.slice(0, usable * this.hasher.blockSize));
+    const keys = this.hasher.chain(
+      parent,
+      usable === hashes.length ? tokens : tokens.slice(0, usable * this.hasher.blockSize),
+    );
     for (let i = 0; i < usable; i++) {
       const id = hashes[i]!;
       const old = map.get(id);

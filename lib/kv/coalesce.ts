@@ -15,7 +15,7 @@
  *
  * @packageDocumentation
  */
-import type { BlockAddressing, BlockCopyPlan, BlockDescriptors, PairedDescriptors } from './descriptors.js';
+import type { BlockAddressing, BlockCopyPlan, BlockDescriptors, PairedDescriptors } from './block-descriptors.js';
 
 /**
  * Columns of a descriptor list under construction, carved out of one ArrayBuffer. Single-side

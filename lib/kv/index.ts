@@ -24,7 +24,7 @@ export {
   type DescriptorList,
   type DescriptorOptions,
   type PairedDescriptors,
-} from './descriptors.js';
+} from './block-descriptors.js';
 export {
   KV_ARENA_LABEL,
   KvLayout,

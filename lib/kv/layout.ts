@@ -21,7 +21,7 @@
  *
  * @packageDocumentation
  */
-import { ErrorCode, KvwireError, fmtBytes } from '../errors.js';
+import { ErrorCode, KvwireError, formatCount } from '../errors.js';
 import { emitBlockDescriptors } from './coalesce.js';
 import { dtypeBytes, type KvDtype } from './dtype.js';
 import { kvHeadsOfRank, type KvHeadRange } from './heads.js';
@@ -32,7 +32,7 @@ import {
   type BlockAddressing,
   type BlockDescriptors,
   type DescriptorOptions,
-} from './descriptors.js';
+} from './block-descriptors.js';
 
 /** Order of a block's dimensions: `'HND'` = [heads, tokens, headDim]; `'NHD'` = [tokens, heads, headDim]. */
 export type KvOrder = 'HND' | 'NHD';
@@ -246,7 +246,7 @@ export class KvLayout {
     if (!Number.isSafeInteger(cursor)) {
       throw new KvwireError(
         ErrorCode.INVALID_ARGUMENT,
-        `this layout needs ${fmtBytes(cursor)} bytes, more than offsets can address exactly (2^53); lower numBlocks`,
+        `this layout needs ${formatCount(cursor)} bytes, more than offsets can address exactly (2^53); lower numBlocks`,
         { field: 'numBlocks' },
       );
     }

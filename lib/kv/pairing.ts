@@ -10,7 +10,7 @@
 import { ErrorCode, KvwireError } from '../errors.js';
 import { emitPairedDescriptors } from './coalesce.js';
 import { compatibilityFields, firstDifferingField } from './compat.js';
-import { blockIdArray, type Addressing, type BlockCopyPlan, type PairedDescriptors } from './descriptors.js';
+import { blockIdArray, type Addressing, type BlockCopyPlan, type PairedDescriptors } from './block-descriptors.js';
 import { KvLayout } from './layout.js';
 
 /** Options of {@link pairBlockDescriptors} and tensor-parallel reads. */

@@ -25,7 +25,7 @@
  */
 import { ErrorCode, KvwireError } from '../errors.js';
 import { emitPairedDescriptors } from './coalesce.js';
-import { blockIdArray, validateBlockIds, type BlockCopyPlan, type PairedDescriptors } from './descriptors.js';
+import { blockIdArray, validateBlockIds, type BlockCopyPlan, type PairedDescriptors } from './block-descriptors.js';
 import { ranksHoldingHead } from './heads.js';
 import { KvLayout, type KvLayoutOptions } from './layout.js';
 import { isMla } from './model.js';

@@ -9,8 +9,8 @@ import {
   parsePerftestFinal,
   perftestIterations,
   runPerftest,
-} from '../../lib/bench/baselines.js';
-import type { BenchReportJson } from '../../lib/bench/schema.js';
+} from '../../bench/transfer/baselines.js';
+import type { BenchReportJson } from '../../bench/transfer/schema.js';
 import { hasUcx, runCli } from './helpers.js';
 
 // A captured ucx_perftest client output (UCX 1.13.1, ucp_put_bw over tcp, 64 KiB).

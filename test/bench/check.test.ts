@@ -1,6 +1,6 @@
 import { describe, expect, it, vi } from 'vitest';
-import { main } from '../../lib/cli/bench.js';
-import type { BenchReportJson } from '../../lib/bench/schema.js';
+import { main } from '../../bench/transfer/command.js';
+import type { BenchReportJson } from '../../bench/transfer/schema.js';
 import { runCli } from './helpers.js';
 
 describe('kvwire bench --check', () => {

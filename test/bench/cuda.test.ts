@@ -5,10 +5,9 @@
 import { FAKE_CUDA } from '../cuda/fake-driver.js';
 
 import { describe, expect, it } from 'vitest';
-import { parseBenchArgs, UsageError } from '../../lib/bench/options.js';
-import { BENCH_JSON_SCHEMA } from '../../lib/bench/schema.js';
-import type { BenchReportJson } from '../../lib/bench/schema.js';
-import { validateJson } from '../../lib/bench/validate.js';
+import { parseBenchArgs, UsageError } from '../../bench/transfer/options.js';
+import { benchReportErrors } from '../../bench/transfer/schema.js';
+import type { BenchReportJson } from '../../bench/transfer/schema.js';
 import { hasUcx, runCli } from './helpers.js';
 
 describe('kvwire bench --memory cuda', () => {
@@ -36,7 +35,7 @@ describe('kvwire bench --memory cuda', () => {
     ]);
     expect(() => parseBenchArgs(['--memory', 'vram'])).toThrow(UsageError);
     expect(() => parseBenchArgs(['--initiator-memory', 'gpu'])).toThrow(
-      /--initiator-memory must be allocate, register, cuda/,
+      /--initiator-memory must be allocate, register or cuda/,
     );
     expect(() => parseBenchArgs(['--cuda-path', 'nvlink'])).toThrow(/--cuda-path must be auto, ipc, staging or ucx/);
     expect(() => parseBenchArgs(['--staging-buffers', '0'])).toThrow(UsageError);
@@ -73,7 +72,7 @@ describe('kvwire bench --memory cuda', () => {
     ]);
     expect(r.code, r.stderr).toBe(0);
     const doc = JSON.parse(r.stdout) as BenchReportJson;
-    expect(validateJson(doc, BENCH_JSON_SCHEMA)).toEqual([]);
+    expect(benchReportErrors(doc)).toEqual([]);
     expect(doc.sweep!.transports[0]!.cudaPath).toBe(path);
     expect(doc.sweep!.rows).toHaveLength(2 * 2 * 2);
     for (const row of doc.sweep!.rows) {

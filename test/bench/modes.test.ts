@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { scatteredBlockIds } from '../../lib/bench/model.js';
-import { runRegister } from '../../lib/bench/register.js';
-import { runIdle } from '../../lib/bench/idle.js';
-import { SILENT_PROGRESS } from '../../lib/bench/progress.js';
-import type { BenchReportJson } from '../../lib/bench/schema.js';
+import { scatteredBlockIds } from '../../bench/transfer/model.js';
+import { runRegister } from '../../bench/transfer/register.js';
+import { runIdle } from '../../bench/transfer/idle.js';
+import { SILENT_PROGRESS } from '../../bench/transfer/progress.js';
+import type { BenchReportJson } from '../../bench/transfer/schema.js';
 import { hasUcx, runCli } from './helpers.js';
 
 describe('kvwire bench modes', () => {

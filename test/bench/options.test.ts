@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_BATCHES, DEFAULT_SIZES, parseBenchArgs, UsageError } from '../../lib/bench/options.js';
-import { fmtSize, parseByteList, parseBytes } from '../../lib/bench/units.js';
+import { DEFAULT_BATCHES, DEFAULT_SIZES, parseBenchArgs, UsageError } from '../../bench/transfer/options.js';
+import { fmtSize, parseByteList, parseBytes } from '../../bench/transfer/units.js';
 
 describe('bench options', () => {
   it('defaults to the issue grid: READ and WRITE, 4 KiB to 16 MiB, batches 1, 16 and 64', () => {

@@ -2,9 +2,9 @@ import { readFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { BenchReportJson } from '../../lib/bench/schema.js';
-import { renderPlot } from '../../lib/bench/plot.js';
-import { runCli } from './helpers.js';
+import type { BenchReportJson } from '../../bench/transfer/schema.js';
+import { renderPlot } from '../../bench/transfer/plot.js';
+import { hasUcx, runCli } from './helpers.js';
 
 describe('kvwire bench output', () => {
   it('prints a table per op with the nixlbench columns, and writes a plot and a Markdown report', async () => {
@@ -51,7 +51,9 @@ describe('kvwire bench output', () => {
     expect(plot.startsWith('<?xml')).toBe(true);
     expect(plot).toContain('<svg xmlns="http://www.w3.org/2000/svg"');
     expect(plot.match(/<polyline /g)).toHaveLength(2); // READ and WRITE over loopback, batch 16
-    expect(plot).toContain('READ loopback (kvwire)');
+    expect(plot).toContain('READ (kvwire)');
+    expect(plot).toMatch(/font-weight="bold">loopback</); // one panel, named by its transport
+    expect(plot.match(/class="spread"/g)!.length).toBeGreaterThanOrEqual(6); // a whisker per point
     expect(plot).toContain('block size (bytes per descriptor, log2 scale)');
     expect(plot).toContain('batch 16');
     expect(plot.trim().endsWith('</svg>')).toBe(true);
@@ -67,7 +69,7 @@ describe('kvwire bench output', () => {
     const bad = await runCli(['--sizes', 'lots']);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/kvwire bench: --sizes 'lots' is not a byte size/);
-    expect(bad.stderr).toMatch(/usage: kvwire bench/);
+    expect(bad.stderr).toContain("(see 'kvwire bench --help')");
     expect(bad.stdout).toBe('');
     const help = await runCli(['--help']);
     expect(help.code).toBe(0);
@@ -75,6 +77,18 @@ describe('kvwire bench output', () => {
     const wrongEngine = await runCli(['--engine', 'loopback', '--transports', 'tcp']);
     expect(wrongEngine.code).toBe(2);
     expect(wrongEngine.stderr).toMatch(/needs --engine ucx/);
+    // Output paths are checked before the run starts, not after it.
+    const badPlot = await runCli(['--engine', 'loopback', '--plot', join(tmpdir(), 'kvwire-no-such-dir', 'p.svg')]);
+    expect(badPlot.code).toBe(2);
+    expect(badPlot.stderr).toMatch(/^kvwire bench: --plot .*: the folder .*kvwire-no-such-dir does not exist/);
+    expect(badPlot.stdout).toBe('');
+  });
+
+  it.runIf(hasUcx)('reports a bad transport name as such, and UCX prints nothing of its own', async () => {
+    const typo = await runCli(['--transports', 'tpc', '--sizes', '4K', '--batches', '1', '--iters', '1']);
+    expect(typo.code).toBe(2);
+    expect(typo.stderr).toMatch(/^kvwire bench: --transports: unknown transport 'tpc'/);
+    expect(typo.stderr).not.toMatch(/UCX\s+(ERROR|WARN)|No such device/);
   });
 
   it('skips rows that need more memory than --max-region, and says so', async () => {
@@ -102,8 +116,8 @@ describe('kvwire bench output', () => {
     expect(doc.notices.some((n) => /2 row\(s\) skipped/.test(n))).toBe(true);
   });
 
-  it('draws a plot with no rows without failing', () => {
-    const svg = renderPlot({
+  it('draws a plot with no rows without failing, and says on the image when the machine was busy', () => {
+    const report = {
       schema: 'kvwire-bench/1',
       kvwire: '0',
       command: 'kvwire bench',
@@ -149,8 +163,12 @@ describe('kvwire bench output', () => {
       register: null,
       idle: null,
       targets: [],
-    });
+    } as const;
+    const svg = renderPlot(report);
     expect(svg).toContain('no rows to plot');
+    expect(svg).not.toContain('Machine busy');
+    const busy = renderPlot({ ...report, machine: { ...report.machine, cpus: 2, loadAvg1: 3.5 } });
+    expect(busy).toContain('Machine busy: load average 3.5 on 2 CPUs when the run started.');
   });
 });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { BytePattern, ENTRY_STRIDE, regionSalt, TILE_BYTES } from '../../lib/bench/pattern.js';
+import { BytePattern, ENTRY_STRIDE, regionSalt, TILE_BYTES } from '../../bench/transfer/pattern.js';
 
 describe('bench byte pattern', () => {
   const p = new BytePattern();

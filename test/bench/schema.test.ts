@@ -1,7 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { BENCH_JSON_SCHEMA, BENCH_SCHEMA_VERSION } from '../../lib/bench/schema.js';
-import type { BenchReportJson } from '../../lib/bench/schema.js';
-import { validateJson } from '../../lib/bench/validate.js';
+import {
+  BENCH_JSON_PARTS,
+  BENCH_JSON_SCHEMA,
+  BENCH_SCHEMA_VERSION,
+  benchReportErrors,
+} from '../../bench/transfer/schema.js';
+import type { BenchReportJson } from '../../bench/transfer/schema.js';
 import { hasUcx, runCli } from './helpers.js';
 
 function parse(stdout: string): BenchReportJson {
@@ -34,7 +38,7 @@ describe('kvwire bench --json', () => {
     ]);
     expect(r.code, r.stderr).toBe(0);
     const doc = parse(r.stdout);
-    expect(validateJson(doc, BENCH_JSON_SCHEMA)).toEqual([]);
+    expect(benchReportErrors(doc)).toEqual([]);
     expect(doc.schema).toBe(BENCH_SCHEMA_VERSION);
     expect(doc.sweep!.rows).toHaveLength(2 * 2 * 2);
     for (const row of doc.sweep!.rows) {
@@ -52,7 +56,7 @@ describe('kvwire bench --json', () => {
     const r = await runCli(['--sizes', '64K', '--batches', '1,4', '--iters', '20', '--check', '--baseline', '--json']);
     expect(r.code, r.stderr).toBe(0);
     const doc = parse(r.stdout);
-    expect(validateJson(doc, BENCH_JSON_SCHEMA)).toEqual([]);
+    expect(benchReportErrors(doc)).toEqual([]);
     expect(doc.settings.engine).toBe('ucx');
     for (const t of doc.sweep!.transports) {
       expect(t.status).toBe('ok');
@@ -62,16 +66,25 @@ describe('kvwire bench --json', () => {
     expect(doc.sweep!.memcpy[0]!.gbps).toBeGreaterThan(0);
   });
 
-  it('rejects documents that do not match', () => {
+  it('rejects documents that do not match, saying where and why', () => {
     const good = { avg: 1, p50: 1, p99: 1, min: 1, max: 1 };
-    const dist = { $ref: '#/$defs/distribution', $defs: BENCH_JSON_SCHEMA.$defs };
-    expect(validateJson(good, dist)).toEqual([]);
-    expect(validateJson({ ...good, p50: 'fast' }, dist)).toEqual(['$.p50: expected number, got string']);
-    expect(validateJson({ avg: 1, p50: 1, p99: 1, min: 1 }, dist)).toEqual(["$: missing required property 'max'"]);
-    expect(validateJson({ ...good, extra: 1 }, dist)).toEqual(["$: unexpected property 'extra'"]);
+    const dist = BENCH_JSON_PARTS.Distribution;
+    expect(benchReportErrors(good, dist)).toEqual([]);
+    expect(benchReportErrors({ ...good, p50: 'fast' }, dist)).toEqual(['/p50: Expected number']);
+    expect(benchReportErrors({ ...good, p50: NaN }, dist)).toEqual(['/p50: Expected number']);
+    expect(benchReportErrors({ avg: 1, p50: 1, p99: 1, min: 1 }, dist)).toContain('/max: Expected required property');
+    expect(benchReportErrors({ ...good, extra: 1 }, dist)).toEqual(['/extra: Unexpected property']);
     expect(
-      validateJson({ schema: 'kvwire-bench/0' }, BENCH_JSON_SCHEMA).some((e) => e.startsWith('$.schema: expected')),
+      benchReportErrors({ schema: 'kvwire-bench/0' }).some((e) => e.startsWith("/schema: Expected 'kvwire-bench/1'")),
     ).toBe(true);
-    expect(validateJson(null, BENCH_JSON_SCHEMA)).toEqual(['$: expected object, got null']);
+    expect(benchReportErrors(null)).toEqual(['/: Expected object']);
+  });
+
+  it('is a JSON Schema document (draft 2020-12) that a JSON Schema reader can take as it is', () => {
+    const json = JSON.parse(JSON.stringify(BENCH_JSON_SCHEMA)) as Record<string, unknown>;
+    expect(json['$schema']).toBe('https://json-schema.org/draft/2020-12/schema');
+    expect(json['type']).toBe('object');
+    expect(json['additionalProperties']).toBe(false);
+    expect((json['required'] as string[]).sort()).toEqual(Object.keys(json['properties'] as object).sort());
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { percentile, Samples, summarize } from '../../lib/bench/stats.js';
+import { percentile, Samples, summarize } from '../../bench/stats.js';
 
 describe('bench stats', () => {
   it('takes nearest-rank percentiles', () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import type { SweepJson, SweepRowJson, TransportJson } from '../../lib/bench/schema.js';
-import { EMPTY_DISTRIBUTION } from '../../lib/bench/stats.js';
-import { evaluateTargets } from '../../lib/bench/targets.js';
+import type { SweepJson, SweepRowJson, TransportJson } from '../../bench/transfer/schema.js';
+import { EMPTY_DISTRIBUTION } from '../../bench/stats.js';
+import { evaluateTargets } from '../../bench/transfer/targets.js';
 
 function row(
   transport: string,

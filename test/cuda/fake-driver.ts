@@ -51,6 +51,7 @@ function build(): { path?: string; reason?: string } {
       // The toolkit is here, so the fake must build: a failure fails the tests, never skips them.
       throw new Error(
         `building the fake CUDA driver failed: ${(e as { stderr?: Buffer }).stderr?.toString() ?? (e as Error).message}`,
+        { cause: e },
       );
     }
     renameSync(tmp, out); // atomic: test files building it at once never load half a library

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { demoWorkload } from '../../lib/demo/workload.js';
-import { blockHashes } from '../../lib/demo/content.js';
+import { blockHashes } from '../../lib/engine/runtimes/synthetic/content.js';
 
 describe('demo workload', () => {
   it('is deterministic for a seed, with lengths in range and distinct ids', () => {

@@ -2,7 +2,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KvwireError } from '../../lib/errors.js';
 import { KvIndex, type KvIndexOptions } from '../../lib/kv-index/index.js';
-import { freePort, startRedisServer, type RedisServerHandle } from '../../lib/kv-index/redis-server.js';
+import { freePort, startRedisServer, type RedisServerHandle } from '../../tools/redis-server.js';
 import { createRegistry } from '../../lib/metrics.js';
 import { describeBehaviour, tokens } from './behaviour.js';
 import { describeProperties } from './properties.js';

@@ -6,7 +6,7 @@ import { createRegistry } from '../../lib/metrics.js';
 import { DecodeCoordinator, type HandshakeOutcome, type KvTransferParams } from '../../lib/pd/index.js';
 import { secretKey, signRequest } from '../../lib/pd/handshake-auth.js';
 import { buildHandshakeRequest, pdCompatibilityFields } from '../../lib/pd/handshake.js';
-import { FakeDecodeEngine } from '../../lib/demo/fake-decode.js';
+import { FakeDecodeEngine } from '../../lib/engine/runtimes/synthetic/fake-decode.js';
 import { SECRET, SMALL, loopbackAgents, pair, prompt, type Pair } from './helpers.js';
 
 interface Reply {

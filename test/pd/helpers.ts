@@ -5,8 +5,8 @@
 import { createRegistry, type MetricsRegistry } from '../../lib/metrics.js';
 import type { ModelShape } from '../../lib/kv/index.js';
 import { Agent } from '../../lib/transport/index.js';
-import { FakePrefillEngine, type FakePrefillOptions } from '../../lib/demo/fake-engine.js';
-import { FakeDecodeEngine, type FakeDecodeOptions } from '../../lib/demo/fake-decode.js';
+import { FakePrefillEngine, type FakePrefillOptions } from '../../lib/engine/runtimes/synthetic/fake-engine.js';
+import { FakeDecodeEngine, type FakeDecodeOptions } from '../../lib/engine/runtimes/synthetic/fake-decode.js';
 
 /** A small GQA model: 2 layers, 4 KV heads of 16 bf16 elements (4 KiB per 16-token block and tensor). */
 export const SMALL: ModelShape = { name: 'small', attention: 'mha', layers: 2, kvHeads: 4, headDim: 16, dtype: 'bf16' };

@@ -1,0 +1,74 @@
+import { describe, expect, it } from 'vitest';
+import { ErrorCode } from '../../lib/errors.js';
+import { KvLayout } from '../../lib/kv/index.js';
+import { buildStateFile, parseStateFile, rowBytesOf, scatterRows } from '../../lib/engine/runtimes/llama/state-file.js';
+
+// llama.cpp's sequence state file <-> kvwire blocks: rows land by position, round trips are exact.
+const layout = new KvLayout({
+  model: { layers: 2, kvHeads: 2, headDim: 16, dtype: 'fp16' },
+  numBlocks: 8,
+  kv: 'split',
+  order: 'NHD',
+});
+const views = () => layout.tensors.map(() => new Uint8Array(layout.numBlocks * layout.blockBytes));
+const row = rowBytesOf(layout);
+
+function fill(v: Uint8Array[], blockIds: number[], n: number): void {
+  v.forEach((t, ti) => {
+    for (let p = 0; p < n; p++) {
+      const at = blockIds[Math.floor(p / 16)]! * layout.blockBytes + (p % 16) * row;
+      for (let i = 0; i < row; i++) t[at + i] = (ti * 31 + p * 7 + i) & 0xff;
+    }
+  });
+}
+
+describe('llama.cpp sequence state files', () => {
+  it('builds a file that parses back to the same tokens and rows', () => {
+    const src = views();
+    fill(src, [3, 5, 1], 40);
+    const tokens = Array.from({ length: 40 }, (_, i) => i + 100);
+    const file = buildStateFile(tokens, 4, layout, src, [3, 5, 1]);
+    const st = parseStateFile(file, 2, row);
+    expect([...st.tokens]).toEqual(tokens);
+    expect(st.nStream).toBe(4);
+    expect([...st.positions]).toEqual(tokens.map((_, i) => i));
+    const dst = views();
+    expect(scatterRows(file, st, layout, dst, [6, 0, 2], 0, 40)).toBe(40);
+    for (let t = 0; t < src.length; t++) {
+      for (let p = 0; p < 40; p++) {
+        const a = [3, 5, 1][Math.floor(p / 16)]! * layout.blockBytes + (p % 16) * row;
+        const b = [6, 0, 2][Math.floor(p / 16)]! * layout.blockBytes + (p % 16) * row;
+        expect(Buffer.from(dst[t]!.subarray(b, b + row)).equals(Buffer.from(src[t]!.subarray(a, a + row)))).toBe(true);
+      }
+    }
+  });
+
+  it('places rows by position, skips rows outside the range, and zero rows are zeros', () => {
+    const src = views();
+    fill(src, [0, 1], 20);
+    const file = buildStateFile(
+      Array.from({ length: 20 }, () => 7),
+      1,
+      layout,
+      src,
+      [0, 1],
+    );
+    const st = parseStateFile(file, 2, row);
+    expect(scatterRows(file, st, layout, views(), [4, 5], 16, 20)).toBe(4);
+    const zero = parseStateFile(buildStateFile([1, 2, 3], 1, layout, src, [0], true), 2, row);
+    expect(zero.k.length).toBe(2);
+  });
+
+  it('refuses other formats, truncation and other models with typed errors', () => {
+    const file = buildStateFile([1, 2, 3], 2, layout, views(), [0]);
+    expect(() => parseStateFile(file.subarray(0, file.length - 5), 2, row)).toThrow(
+      expect.objectContaining({ code: ErrorCode.CORRUPTED }),
+    );
+    expect(() => parseStateFile(file, 3, row)).toThrow(expect.objectContaining({ code: ErrorCode.INCOMPATIBLE }));
+    expect(() => parseStateFile(file, 2, row * 2)).toThrow(/f16 rows of/);
+    const other = Buffer.from(file);
+    other.writeUInt32LE(0x12345678, 0);
+    expect(() => parseStateFile(other, 2, row)).toThrow(/magic/);
+    expect(() => buildStateFile(Array(40).fill(1), 1, layout, views(), [0])).toThrow(/need 3 blocks/);
+  });
+});
