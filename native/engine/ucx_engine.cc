@@ -698,6 +698,7 @@ void UcxEngine::ShutdownOnThread() {
   // 3. Say goodbye, so peers fail their transfers at once instead of at their deadlines, then
   //    retire every endpoint: flushed where the peer is healthy (the goodbye gets out), closed by
   //    force (the only close after which UCX frees an endpoint its peer connected to).
+  draining_ = true;
   for (auto& [id, ob] : outbound_) {
     if (ob->ep == nullptr) continue;
     bool healthy = ob->state == Outbound::State::kConnected || ob->state == Outbound::State::kAttaching;

@@ -469,6 +469,7 @@ class UcxEngine {
   uint32_t active_ = 0;             // operations in flight (busy-poll while > 0)
   std::vector<void*> closing_;      // endpoint close requests in flight (freed when done)
   std::unordered_set<void*> live_;  // operation requests in flight (see Track)
+  bool draining_ = false;           // shutdown retired every endpoint: incoming messages are dropped
   bool leaked_ = false;             // shutdown could not finish: UCX is left allocated
   // Endpoints being retired (RetireEp): flushing, then closed by force.
   struct Retiring {

@@ -27,6 +27,10 @@ const H* HeaderAs(const void* header, size_t len) {
 
 void UcxEngine::SendControl(ucp_ep_h ep, uint16_t amId, const void* hdr, size_t hdrLen, const void* data,
                             size_t dataLen, std::function<void(ucs_status_t)> done) {
+  if (ep == nullptr) {  // retired already (a message handled while shutting down): nobody to tell
+    if (done) done(UCS_ERR_NOT_CONNECTED);
+    return;
+  }
   auto* b = new ControlBlock{this, std::string(), std::move(done)};
   b->buf.reserve(hdrLen + dataLen);
   b->buf.append(static_cast<const char*>(hdr), hdrLen);
@@ -60,6 +64,9 @@ uint32_t UcxEngine::DataFlags(bool peerErrors, size_t len) const {
 
 ucs_status_t UcxEngine::OnAm(uint16_t id, const void* header, size_t headerLen, void* data, size_t len,
                              const ucp_am_recv_param_t* param) {
+  // Shutting down, every endpoint retired: messages still arriving (a peer's goodbye) act on
+  // nothing (UCX drops a rendezvous descriptor not received).
+  if (draining_) return UCS_OK;
   bool rndv = (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0;
   // Data messages: handled here, where a rendezvous descriptor can still be received in place.
   // Each handler checks the route before anything else.
@@ -105,6 +112,7 @@ ucs_status_t UcxEngine::OnAm(uint16_t id, const void* header, size_t headerLen, 
   std::string body(static_cast<const char*>(data), data != nullptr ? len : 0);
   // Handled after progress returns: they create endpoints and send answers.
   deferred_.push_back([this, id, hdr = std::move(hdr), body = std::move(body)] {
+    if (draining_) return;  // received before shutdown retired the endpoints, run after: moot
     const auto* d = reinterpret_cast<const uint8_t*>(body.data());
     switch (id) {
       case wire::kHello:

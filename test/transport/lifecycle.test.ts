@@ -197,3 +197,40 @@ describe.each(['tcp', 'sm'])('connect and disconnect cycles over %s', (tls) => {
     }
   });
 });
+
+// Both ends closing at once (every process of a deployment stopped together): the target's engine
+// handled the initiator's goodbye after it had retired its own endpoints and sent on a null
+// endpoint (SIGSEGV in ucp_am_send_nbx, seen when P/D engines were stopped together).
+describe.each(['tcp', 'sm'])('both ends closing at once over %s', (tls) => {
+  it('exits cleanly, whichever goodbye arrives first (12 rounds)', { timeout: 300_000 }, async () => {
+    for (let round = 0; round < 12; round++) {
+      const c = new Child('transport-target.js');
+      const agent = await Agent.create({ name: 'closer', transports: tls });
+      const m = await c.request(
+        {
+          cmd: 'init',
+          engineOpts: { name: 'closed', transports: tls },
+          regions: [{ label: 'kv', size: 1 << 20, access: 'read', seed: 4 }],
+        },
+        'metadata',
+      );
+      const peers = [];
+      for (let i = 0; i < 4; i++) peers.push(await agent.connect(Uint8Array.from(m.metadata as number[])));
+      const dst = agent.register(Buffer.alloc(1 << 20), { label: 'dst' });
+      const reads = peers.map((p) =>
+        agent.read(
+          p,
+          [{ region: dst, offset: 0, length: 1 << 20 }],
+          [{ region: p.region('kv'), offset: 0, length: 1 << 20 }],
+        ),
+      );
+      // Stagger the two closes a little differently every round.
+      c.send({ cmd: 'exit' });
+      await new Promise((r) => setTimeout(r, round % 4));
+      await agent.close();
+      await Promise.allSettled(reads.map((r) => r.done));
+      const { code, signal } = await c.exited;
+      expect({ round, code, signal, stderr: c.stderr.slice(-2000) }).toMatchObject({ round, code: 0, signal: null });
+    }
+  });
+});
