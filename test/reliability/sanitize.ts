@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { packageRoot } from '../../lib/native.js';
 import { Proc } from './fixtures/process.js';
+import { triage } from './tsan-triage.js';
 
 const run = promisify(execFile);
 const root = packageRoot();
@@ -24,35 +25,8 @@ export interface SanitizerReport {
   summary: string;
   /** The first lines of the report, for the assertion message. */
   text: string;
-  /**
-   * 'ucx' when every frame of both racing accesses lies in UCX's own libraries (with libc and the
-   * sanitizer runtime): a race inside UCX, between UCX's threads, that no kvwire code takes part in
-   * (UCX is stripped, so tsan.supp cannot name its functions). Such reports are counted, not failed.
-   */
-  internal?: 'ucx';
-}
-
-/** Libraries whose frames may appear in a UCX-internal race (UCX's own, libc, the runtime). */
-const UCX_INTERNAL = /^(libucs|libucp|libuct|libucm|libtsan|libc|libpthread|ld-linux)[.-]/;
-const UCX_LIB = /^(libucs|libucp|libuct|libucm)[.-]/;
-
-/** The libraries of the frames of a report's racing accesses (not of its thread-creation stacks). */
-function accessModules(block: string): string[] {
-  const out: string[] = [];
-  let inAccess = false;
-  for (const line of block.split('\n')) {
-    if (/^ {2}(Previous )?(atomic )?(Read|Write|read|write) of size/.test(line)) inAccess = true;
-    else if (!line.startsWith('    ')) inAccess = false;
-    const m = inAccess ? line.match(/\(([^()\s+]+)\+0x[0-9a-f]+\)\s*$/) : null;
-    if (m !== null) out.push(m[1]!);
-  }
-  return out;
-}
-
-/** True for a ThreadSanitizer race whose accesses are all inside UCX (see {@link SanitizerReport.internal}). */
-export function insideUcx(block: string): boolean {
-  const modules = accessModules(block);
-  return modules.length > 0 && modules.every((m) => UCX_INTERNAL.test(m)) && modules.some((m) => UCX_LIB.test(m));
+  /** Why the report is counted and not failed (tsan-triage.ts); absent: it fails the run. */
+  triage?: 'ucx' | 'published-memory';
 }
 
 /** A package copy that loads the sanitized addon, with its environment. */
@@ -114,13 +88,12 @@ export function takeReports(p: SanitizedPackage): SanitizerReport[] {
       );
       if (head === null) continue;
       const summary = block.match(/^SUMMARY: .*$/m)?.[0] ?? head[0];
-      const internal =
-        head[0].startsWith('WARNING: ThreadSanitizer: data race') && insideUcx(block) ? 'ucx' : undefined;
+      const why = triage(block);
       out.push({
         pid,
         summary,
         text: block.trim().split('\n').slice(0, 40).join('\n'),
-        ...(internal ? { internal } : {}),
+        ...(why ? { triage: why } : {}),
       });
     }
   }
