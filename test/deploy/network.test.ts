@@ -78,6 +78,7 @@ const ucxRange = prefillEngine.container
   .env!.find((e) => e.name === 'UCX_TCP_PORT_RANGE')!
   .value!.split('-')
   .map(Number);
+const eppMetrics = portOf(flagValue(epp.args, '--metrics-listen')!);
 const redisPort = specOf<ServiceSpec>(manifestNamed(manifests, 'Service', 'kvwire-redis').object).ports[0]!.port;
 
 /** [from, to pod, port, why] for every connection the deployment makes. */
@@ -107,6 +108,7 @@ const needed: [Source, Record<string, string>, number, string][] = [
   [MONITORING, pod('decode'), portOf(flagValue(decodeEngine.args, '--listen')!), 'Prometheus -> engine'],
   [MONITORING, pod('decode'), portOf(flagValue(sidecar.args, '--listen')!), 'Prometheus -> sidecar'],
   [MONITORING, pod('prefill'), portOf(flagValue(prefillEngine.args, '--listen')!), 'Prometheus -> engine'],
+  [MONITORING, pod('epp'), eppMetrics, 'Prometheus -> picker'],
 ];
 
 /** Connections nothing in the deployment makes: each would widen what a compromised pod reaches. */
@@ -127,6 +129,7 @@ const refused: [Source, Record<string, string>, number, string][] = [
   ],
   [ELSEWHERE, pod('decode'), ucxRange[0]!, 'another namespace -> UCX'],
   [role('decode'), REDIS, redisPort, 'decode -> index'],
+  [GATEWAY, pod('epp'), eppMetrics, 'Envoy -> picker metrics'],
   [role('prefill'), pod('prefill'), ucxRange[0]!, 'prefill -> prefill UCX'],
   [role('decode'), pod('prefill'), ucxRange[1]! + 1, 'decode -> a port past the UCX range'],
 ];

@@ -248,7 +248,7 @@ describe('wiring between the manifests', () => {
     }
   });
 
-  it('scrapes every kvwire pod that serves metrics: the PodMonitor selects exactly those by label and port name', () => {
+  it('scrapes every kvwire pod: the PodMonitor selects exactly those with metrics, by label and port name', () => {
     const monitor = specOf<PodMonitorSpec>(manifestNamed(manifests, 'PodMonitor', 'kvwire').object);
     const [expr] = monitor.selector.matchExpressions;
     const scrapedPorts = new Set(monitor.podMetricsEndpoints.map((e) => e.port));
@@ -262,14 +262,18 @@ describe('wiring between the manifests', () => {
       }
     }
     expect([...withMetrics].sort()).toEqual([...expr!.values].sort());
-    // kvwire epp serves no /metrics over HTTP yet (docs/deploy.md): the day it does, this says so.
-    expect(withMetrics.has('epp')).toBe(false);
     const portNames = new Set(containers.flatMap((c) => (c.container.ports ?? []).map((p) => p.name)));
     for (const e of monitor.podMetricsEndpoints) expect(portNames, `PodMonitor port ${e.port}`).toContain(e.port);
-    // Every kvwire pod is labelled, so a PodMonitor can find it.
+    // Every kvwire pod is labelled and has a scraped port: none is left out.
     for (const c of containers) {
       const pod = podSpecsOf(c.manifest.object).find((p) => p.spec === c.pod)!;
-      expect(pod.labels[expr!.key], `${c.manifest.file} ${c.where} has no ${expr!.key} label`).toBeDefined();
+      const component = pod.labels[expr!.key];
+      expect(component, `${c.manifest.file} ${c.where} has no ${expr!.key} label`).toBeDefined();
+      expect(withMetrics, `${c.manifest.file} ${c.where}: kvwire ${c.command} is not scraped`).toContain(component);
+    }
+    for (const e of byCommand('epp')) {
+      const port = portOf(flagValue(e.args, '--metrics-listen')!);
+      expect(e.container.ports!.find((p) => p.name === 'metrics')?.containerPort, e.manifest.file).toBe(port);
     }
   });
 });
