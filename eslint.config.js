@@ -46,7 +46,6 @@ export default tseslint.config(
       'lib/engine/**/*.ts',
       'bench/scheduler/**/*.ts',
       'test/kv-index/**/*.ts',
-      'test/reliability/**/*.ts',
       'test/scheduler/**/*.ts',
     ],
     rules: {

@@ -13,12 +13,8 @@ const TARGETS = [
   { target: 'descriptors-ucx', inputs: scale(1_000, 10_000), seed: 0xde5d },
 ];
 
-/**
- * Targets that throw untyped errors today: finding F8 (issue 10, defect 7: descriptor lists with
- * null entries, a missing region, `{ signal: {} }` throw TypeError). Expected to fail until the data
- * plane's fix lands on main.
- */
-const UNTYPED_TODAY = new Set(['descriptors-loopback', 'descriptors-ucx']);
+/** Targets that throw untyped errors today (none since the fix of finding F8, issue 10 defect 7). */
+const UNTYPED_TODAY = new Set<string>();
 
 /**
  * Targets with inputs that hang today: finding F9 (a handshake answer whose compatibility fields
