@@ -9,6 +9,8 @@ import { packageRoot } from '../lib/native.js';
 import { capabilities } from '../lib/transport/capabilities.js';
 
 const root = packageRoot();
+const EXPORTS = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { exports: Record<string, unknown> })
+  .exports;
 
 function runExample(name: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -64,7 +66,9 @@ describe('examples', () => {
     for (const doc of docs) {
       const text = readFileSync(join(root, doc), 'utf8');
       for (const m of text.matchAll(/^import .* from '([^']+)';$/gm)) {
-        expect(`${doc}: ${m[1]}`).toBe(`${doc}: ${m[1]!.startsWith('node:') ? m[1] : 'kvwire'}`);
+        // 'kvwire', or one of the subpaths package.json exports ('kvwire/engine').
+        const ok = m[1]!.startsWith('node:') || m[1] === 'kvwire' || `./${m[1]!.slice('kvwire/'.length)}` in EXPORTS;
+        expect(`${doc}: ${m[1]}`).toBe(`${doc}: ${ok ? m[1] : 'kvwire'}`);
       }
     }
   });

@@ -82,7 +82,12 @@ interface Flags {
   concurrency: number;
 }
 
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
+/** The median (the mean of the middle two for an even count). */
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[m]! : Math.round(((s[m - 1]! + s[m]!) / 2) * 10) / 10;
+}
 
 function medianPick(rs: PickBenchResult[]): PickBenchResult {
   return {
@@ -92,6 +97,8 @@ function medianPick(rs: PickBenchResult[]): PickBenchResult {
     scoreP50Us: median(rs.map((r) => r.scoreP50Us)),
     scoreP99Us: median(rs.map((r) => r.scoreP99Us)),
     ownerHits: rs.reduce((a, r) => a + r.ownerHits, 0),
+    spinP50Us: median(rs.map((r) => r.spinP50Us)),
+    spinP99Us: median(rs.map((r) => r.spinP99Us)),
     gcCount: rs.reduce((a, r) => a + r.gcCount, 0),
     gcMaxMs: Math.max(...rs.map((r) => r.gcMaxMs)),
     returning: rs.reduce((a, r) => a + r.returning, 0),
@@ -102,7 +109,7 @@ function medianPick(rs: PickBenchResult[]): PickBenchResult {
 function markdown(picks: PickBenchResult[], ingests: IngestBenchResult[], f: Flags, load: number[]): string {
   const rows = picks.map(
     (p) =>
-      `| ${p.backend} | ${p.pods.toLocaleString('en-US')} | ${p.keys.toLocaleString('en-US')} | ${p.pickP50Us} | ${p.pickP99Us} | ${p.scoreP50Us} | ${p.scoreP99Us} | ${p.ownerHits}/${p.returning} | ${p.gcCount} / ${p.gcMaxMs} | ${p.loadSeconds} |`,
+      `| ${p.backend} | ${p.pods.toLocaleString('en-US')} | ${p.keys.toLocaleString('en-US')} | ${p.pickP50Us} | ${p.pickP99Us} | ${p.scoreP50Us} | ${p.scoreP99Us} | ${p.ownerHits}/${p.returning} | ${p.gcCount} / ${p.gcMaxMs} | ${p.spinP50Us} / ${p.spinP99Us} | ${p.loadSeconds} |`,
   );
   const ing = ingests.map(
     (r) =>
@@ -111,7 +118,7 @@ function markdown(picks: PickBenchResult[], ingests: IngestBenchResult[], f: Fla
   return [
     '# Scheduler benchmark (`kvwire bench-router`)',
     '',
-    `Command: \`kvwire bench-router --pods ${f.pods} --blocks ${f.blocks} --redis-blocks ${f.redisBlocks} --queries ${f.queries} --backends ${f.backends.join(',')} --ingest-batches ${f.ingestBatches} --rounds ${f.rounds}\``,
+    `Command: \`kvwire bench-router --pods ${f.pods} --blocks ${f.blocks} --redis-blocks ${f.redisBlocks} --queries ${f.queries} --backends ${f.backends.join(',')} --ingest-batches ${f.ingestBatches} --rounds ${f.rounds} --parts ${f.parts.join(',')}${f.parts.includes('routing') ? ` --engines ${f.engines} --engine-model ${f.engineModel} --engine-blocks ${f.engineBlocks} --systems ${f.systems} --system-words ${f.systemWords} --routing-requests ${f.routingRequests} --concurrency ${f.concurrency}` : ''}\``,
     `Machine: shared with other agents' builds and tests (load average ${load.map((x) => x.toFixed(1)).join(' / ')} at the end); medians over ${f.rounds} interleaved rounds.`,
     '',
     ...(picks.length === 0
@@ -119,10 +126,10 @@ function markdown(picks: PickBenchResult[], ingests: IngestBenchResult[], f: Fla
       : [
           '## Pick latency, 4,096-token prompts (256 blocks)',
           '',
-          '`schedule` is the whole decision (hashing, index lookup, four scorers over every pod, P/D decider); `score` the index lookup alone. Owner hits: returning conversations sent to the pod that holds them.',
+          '`schedule` is the whole decision (hashing, index lookup, four scorers over every pod, P/D decider); `score` the index lookup alone. Owner hits: returning conversations sent to the pod that holds them. GCs: collections during the queries and the longest pause. Noise: a 300 µs busy loop timed between the queries, the same way; its p99 is what the machine adds (preemption by other processes), not the scheduler.',
           '',
-          '| backend | pods | blocks indexed | schedule p50 µs | schedule p99 µs | score p50 µs | score p99 µs | owner hits | GCs / longest ms | load s |',
-          '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+          '| backend | pods | blocks indexed | schedule p50 µs | schedule p99 µs | score p50 µs | score p99 µs | owner hits | GCs / longest ms | noise: 300 µs spin p50 / p99 µs | load s |',
+          '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
           ...rows,
           '',
         ]),

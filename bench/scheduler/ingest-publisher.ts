@@ -34,7 +34,6 @@ const payloads: Uint8Array[] = [];
 for (let b = 0; b < batches; b++) {
   const events = [];
   for (let e = 0; e < 16; e++) {
-    let parent: number | null = null;
     const hashes: number[] = [];
     const tokens: number[] = [];
     for (let k = 0; k < 16; k++) {
@@ -44,14 +43,13 @@ for (let b = 0; b < batches; b++) {
     events.push({
       type: 'BlockStored',
       block_hashes: hashes,
-      parent_block_hash: parent,
+      parent_block_hash: null, // each event starts its own chain
       token_ids: tokens,
       block_size: BS,
       lora_id: null,
       medium: 'GPU',
       lora_name: null,
     });
-    parent = hashes[15]!;
   }
   payloads.push(encode({ ts: Date.now() / 1000, events, data_parallel_rank: 0 }));
 }

@@ -46,6 +46,12 @@ export interface PickBenchResult {
   /** `KvIndex.score()` alone over the same candidates, µs (for context). */
   readonly scoreP50Us: number;
   readonly scoreP99Us: number;
+  /**
+   * The machine's own noise, measured between the queries: a busy loop of {@link SPIN_US} µs timed
+   * like a query. Its p99 far above its length means the process was preempted (a shared machine).
+   */
+  readonly spinP50Us: number;
+  readonly spinP99Us: number;
   /** Garbage collections during the queries, and the longest pause, ms (to tell GC from a busy machine in p99). */
   readonly gcCount: number;
   readonly gcMaxMs: number;
@@ -53,6 +59,9 @@ export interface PickBenchResult {
   readonly ownerHits: number;
   readonly returning: number;
 }
+
+/** Length of the busy loop that measures the machine's noise, µs (about a pick's median). */
+export const SPIN_US = 300;
 
 const PROMPT_BLOCKS = 256;
 const SHARED_BLOCKS = 64;
@@ -133,6 +142,7 @@ export async function benchPick(o: PickBenchOptions): Promise<PickBenchResult> {
     const scheduler = new Scheduler({ index, endpoints: source, registry, pdThreshold: 256 });
     const picks: number[] = [];
     const scores: number[] = [];
+    const spins: number[] = [];
     let ownerHits = 0,
       returning = 0;
     const names = pods;
@@ -150,10 +160,15 @@ export async function benchPick(o: PickBenchOptions): Promise<PickBenchResult> {
       const b = performance.now();
       await index.score(prompt, names);
       const e = performance.now();
+      while (performance.now() - e < SPIN_US / 1000) {
+        // spin: the noise baseline
+      }
+      const f = performance.now();
       if (q === warm - 1) gcObserver.observe({ entryTypes: ['gc'] });
       if (q < warm) continue;
       picks.push((b - a) * 1000);
       scores.push((e - b) * 1000);
+      spins.push((f - e) * 1000);
       if (back) {
         returning++;
         if (d.decode.name === owner(c)) ownerHits++;
@@ -163,6 +178,7 @@ export async function benchPick(o: PickBenchOptions): Promise<PickBenchResult> {
     gcObserver.disconnect();
     picks.sort((x, y) => x - y);
     scores.sort((x, y) => x - y);
+    spins.sort((x, y) => x - y);
     const r1 = (x: number): number => Math.round(x * 10) / 10;
     return {
       backend: index.backend,
@@ -175,6 +191,8 @@ export async function benchPick(o: PickBenchOptions): Promise<PickBenchResult> {
       pickP99Us: r1(pct(picks, 0.99)),
       scoreP50Us: r1(pct(scores, 0.5)),
       scoreP99Us: r1(pct(scores, 0.99)),
+      spinP50Us: r1(pct(spins, 0.5)),
+      spinP99Us: r1(pct(spins, 0.99)),
       gcCount: gcs.length,
       gcMaxMs: r1(Math.max(0, ...gcs)),
       ownerHits,

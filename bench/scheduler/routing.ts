@@ -14,6 +14,8 @@
  * @packageDocumentation
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRegistry } from '../../lib/metrics.js';
 import { startRouter, type Router } from '../../lib/scheduler/router/router.js';
@@ -30,14 +32,25 @@ export interface EngineHandle {
   readonly child: ChildProcess;
 }
 
-const BIN = fileURLToPath(new URL('../../../bin/kvwire.js', import.meta.url));
+/** bin/kvwire.js, from bench/scheduler (tests run the source) or dist/bench/scheduler. */
+function kvwireBin(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++, dir = dirname(dir))
+    if (existsSync(join(dir, 'bin', 'kvwire.js'))) return join(dir, 'bin', 'kvwire.js');
+  throw new Error(`bin/kvwire.js not found above ${fileURLToPath(import.meta.url)}`);
+}
 
 /** Starts `kvwire engine` (role both) and waits for its ready line. */
-export async function startEngineProcess(pod: string, model: string, numBlocks: number): Promise<EngineHandle> {
+export async function startEngineProcess(
+  pod: string,
+  model: string,
+  numBlocks: number,
+  role: 'both' | 'prefill' | 'decode' = 'both',
+): Promise<EngineHandle> {
   const args = [
     'engine',
     '--role',
-    'both',
+    role,
     '--model',
     model,
     '--listen',
@@ -51,7 +64,7 @@ export async function startEngineProcess(pod: string, model: string, numBlocks: 
     '--num-blocks',
     String(numBlocks),
   ];
-  const child = spawn(process.execPath, [BIN, ...args], {
+  const child = spawn(process.execPath, [kvwireBin(), ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, KVWIRE_KV_SECRET: 'kvwire-bench-secret-0123456789abcdef' },
   });

@@ -50,7 +50,11 @@ export interface ConcurrencyResult {
   readonly decodeOnlyThroughputRatio: number;
   /** P/D path minus both legs called directly (direct decode + direct prefill), µs. */
   readonly pdOverhead: { p50: number; p99: number };
-  /** P/D throughput / direct decode throughput. */
+  /**
+   * P/D throughput against a client that runs both legs itself at the same concurrency: each of
+   * its requests takes a prefill and a decode round trip, so it completes
+   * 1 / (1/prefill rps + 1/decode rps) requests per second.
+   */
   readonly pdThroughputRatio: number;
   /** The sidecar's own time per request from its histogram (bucket bounds, µs), per path. */
   readonly ownOverhead: { decodeOnly: { p50: number; p99: number }; pd: { p50: number; p99: number } };
@@ -65,6 +69,8 @@ export interface SidecarBenchReport {
 }
 
 const here = dirname(fileURLToPath(import.meta.url));
+/** The compiled children (this module also runs from its TypeScript source, under vitest). */
+const childDir = here.includes(join('dist', 'bench')) ? here : join(here, '..', '..', 'dist', 'bench', 'sidecar');
 
 interface Child {
   readonly process: ChildProcess;
@@ -73,7 +79,7 @@ interface Child {
 
 function startChild(script: string, args: string[]): Promise<Child> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(here, script), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [join(childDir, script), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     child.stdout!.setEncoding('utf8');
     child.stdout!.on('data', (c: string) => {
@@ -199,7 +205,7 @@ export async function runSidecarBench(options: SidecarBenchOptions): Promise<Sid
           p50: m((r) => r.arms.pd.p50 - r.arms.direct.p50 - r.arms.prefill.p50),
           p99: m((r) => r.arms.pd.p99 - r.arms.direct.p99 - r.arms.prefill.p99),
         },
-        pdThroughputRatio: m((r) => r.arms.pd.rps / r.arms.direct.rps),
+        pdThroughputRatio: m((r) => r.arms.pd.rps * (1 / r.arms.direct.rps + 1 / r.arms.prefill.rps)),
         ownOverhead: {
           decodeOnly: { p50: m((r) => r.own.decodeOnly.p50), p99: m((r) => r.own.decodeOnly.p99) },
           pd: { p50: m((r) => r.own.pd.p50), p99: m((r) => r.own.pd.p99) },
@@ -222,14 +228,16 @@ export function renderMarkdown(report: SidecarBenchReport): string {
     `wrk, ${o.seconds} s per run, ${o.rounds} rounds interleaved, fake workers' service time ${o.serviceMs} ms; medians over rounds.`,
     `Load average (1/5/15 min) at start ${report.loadAverage.start.map((v) => v.toFixed(1)).join('/')}, at end ${report.loadAverage.end.map((v) => v.toFixed(1)).join('/')} on ${report.cores} cores (a machine shared with other jobs: compare within a row, not across runs).`,
     '',
-    '| concurrency | path | direct p50 / p99 | via sidecar p50 / p99 | added p50 / p99 | sidecar own time p50 / p99 (histogram bucket) | throughput direct / sidecar | ratio |',
-    '|---|---|---|---|---|---|---|---|',
+    '| concurrency | path | direct p50 / p99 | via sidecar p50 / p99 | added p50 / p99 | sidecar own time p50 / p99 (histogram bucket) | throughput direct / via sidecar | ratio | CPU per request: worker / sidecar |',
+    '|---|---|---|---|---|---|---|---|---|',
   ];
   for (const r of report.results) {
     const a = r.arms;
+    const twoLegs = 1 / (1 / a.direct.rps + 1 / a.prefill.rps);
+    const cpu = (v: number) => `${v.toFixed(0)} µs`;
     lines.push(
-      `| ${r.connections} | decode-only | ${us(a.direct.p50)} / ${us(a.direct.p99)} | ${us(a.sidecar.p50)} / ${us(a.sidecar.p99)} | ${us(r.decodeOnlyOverhead.p50)} / ${us(r.decodeOnlyOverhead.p99)} | ≤ ${us(r.ownOverhead.decodeOnly.p50)} / ≤ ${us(r.ownOverhead.decodeOnly.p99)} | ${a.direct.rps.toFixed(0)} / ${a.sidecar.rps.toFixed(0)} req/s | ${r.decodeOnlyThroughputRatio.toFixed(2)}x |`,
-      `| ${r.connections} | P/D | ${us(a.direct.p50 + a.prefill.p50)} / ${us(a.direct.p99 + a.prefill.p99)} (prefill + decode) | ${us(a.pd.p50)} / ${us(a.pd.p99)} | ${us(r.pdOverhead.p50)} / ${us(r.pdOverhead.p99)} | ≤ ${us(r.ownOverhead.pd.p50)} / ≤ ${us(r.ownOverhead.pd.p99)} | ${a.direct.rps.toFixed(0)} / ${a.pd.rps.toFixed(0)} req/s | ${r.pdThroughputRatio.toFixed(2)}x |`,
+      `| ${r.connections} | decode-only | ${us(a.direct.p50)} / ${us(a.direct.p99)} | ${us(a.sidecar.p50)} / ${us(a.sidecar.p99)} | ${us(r.decodeOnlyOverhead.p50)} / ${us(r.decodeOnlyOverhead.p99)} | ≤ ${us(r.ownOverhead.decodeOnly.p50)} / ≤ ${us(r.ownOverhead.decodeOnly.p99)} | ${a.direct.rps.toFixed(0)} / ${a.sidecar.rps.toFixed(0)} req/s | ${r.decodeOnlyThroughputRatio.toFixed(2)}x | ${cpu(a.direct.cpuPerRequest)} / ${cpu(a.sidecar.cpuPerRequest)} |`,
+      `| ${r.connections} | P/D | ${us(a.direct.p50 + a.prefill.p50)} / ${us(a.direct.p99 + a.prefill.p99)} (both legs) | ${us(a.pd.p50)} / ${us(a.pd.p99)} | ${us(r.pdOverhead.p50)} / ${us(r.pdOverhead.p99)} | ≤ ${us(r.ownOverhead.pd.p50)} / ≤ ${us(r.ownOverhead.pd.p99)} | ${twoLegs.toFixed(0)} (both legs) / ${a.pd.rps.toFixed(0)} req/s | ${r.pdThroughputRatio.toFixed(2)}x | ${cpu(a.direct.cpuPerRequest + a.prefill.cpuPerRequest)} / ${cpu(a.pd.cpuPerRequest)} |`,
     );
   }
   const errors = report.results.reduce((s, r) => s + Object.values(r.arms).reduce((t, a) => t + a.errors, 0), 0);

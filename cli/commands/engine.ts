@@ -40,6 +40,7 @@ interface EngineFlags {
   maxBodyBytes?: number;
   drainTimeoutMs: number;
   debugDiscardPulledKv?: boolean;
+  quiet?: boolean;
 }
 
 /** The flag behind each library option, for the library's INVALID_ARGUMENT errors. */
@@ -129,6 +130,7 @@ SIGTERM drains the requests in flight (--drain-timeout-ms), frees every lease an
     .option('--lease-ms <n>', 'how long a prefill holds KV for its decode (default 480000)', positive)
     .option('--max-body-bytes <n>', 'largest request body (default 2 MiB)', positive)
     .option('--drain-timeout-ms <n>', 'on SIGTERM, wait this long for requests in flight', integer(0), 10_000)
+    .option('--quiet', 'no request log on stderr (one line per request, x-request-id first)')
     .option('--debug-discard-pulled-kv', 'load zeros instead of the pulled KV (a negative control for tests)')
     .run(async (f: EngineFlags) => {
       const envRole =
@@ -181,6 +183,7 @@ SIGTERM drains the requests in flight (--drain-timeout-ms), frees every lease an
           ...opt('leaseMs', f.leaseMs),
           ...opt('maxBodyBytes', f.maxBodyBytes),
           discardLoadedKv: f.debugDiscardPulledKv === true,
+          ...(f.quiet === true ? {} : { log: (line: string) => console.error(`kvwire engine: ${line}`) }),
         });
       } catch (e) {
         const listen = listenError(e, '--listen', show(f.listen));

@@ -20,15 +20,23 @@ import {
 
 interface EppFlags extends SchedulingFlags {
   listen: { host: string; port: number };
+  metricsListen?: { host: string; port: number };
 }
 
 /** Declares `kvwire epp`. */
 export function command(): KvwireCommand {
-  const cmd = kvwireCommand('epp').addOption(
-    new Option('--listen <host:port>', 'address of the gRPC server (port 0: any free port)')
-      .argParser(hostPort)
-      .default({ host: '127.0.0.1', port: 9002 }, '127.0.0.1:9002'),
-  );
+  const cmd = kvwireCommand('epp')
+    .addOption(
+      new Option('--listen <host:port>', 'address of the gRPC server (port 0: any free port)')
+        .argParser(hostPort)
+        .default({ host: '127.0.0.1', port: 9002 }, '127.0.0.1:9002'),
+    )
+    .addOption(
+      new Option(
+        '--metrics-listen <host:port>',
+        'also serve GET /metrics and GET /health over HTTP there (default: not served)',
+      ).argParser(hostPort),
+    );
   addSchedulingFlags(cmd).addHelpText(
     'after',
     `
@@ -42,7 +50,13 @@ it disaggregates, and honours envoy.lb.subset_hint. No endpoint: 503; shedding: 
     const address = `${f.listen.host}:${f.listen.port}`;
     let options: EppOptions;
     try {
-      options = { ...schedulingOptions(f), host: f.listen.host, port: f.listen.port, explain: f.explain };
+      options = {
+        ...schedulingOptions(f),
+        host: f.listen.host,
+        port: f.listen.port,
+        explain: f.explain,
+        ...(f.metricsListen !== undefined ? { metrics: f.metricsListen } : {}),
+      };
     } catch (e) {
       throw asUsageError(e, SCHEDULING_FLAG_NAMES);
     }
@@ -50,10 +64,13 @@ it disaggregates, and honours envoy.lb.subset_hint. No endpoint: 503; shedding: 
     try {
       epp = await startEpp(options);
     } catch (e) {
-      throw asUsageError(listenError(e, '--listen', address), SCHEDULING_FLAG_NAMES);
+      const metricsAddress = f.metricsListen !== undefined ? `${f.metricsListen.host}:${f.metricsListen.port}` : '';
+      const flag =
+        (e as { details?: { field?: unknown } }).details?.field === 'metrics' ? '--metrics-listen' : '--listen';
+      throw asUsageError(listenError(e, flag, flag === '--listen' ? address : metricsAddress), SCHEDULING_FLAG_NAMES);
     }
     process.stdout.write(
-      `kvwire-epp-ready ${JSON.stringify({ address: epp.address, endpoints: epp.service.pool.specs.length })}\n`,
+      `kvwire-epp-ready ${JSON.stringify({ address: epp.address, metrics: epp.metricsUrl ?? null, endpoints: epp.service.pool.specs.length })}\n`,
     );
     const signal = await untilSignal();
     process.stderr.write(`kvwire epp: ${signal}, stopping\n`);

@@ -67,6 +67,8 @@ export interface EngineServerOptions {
   readonly leaseMs?: number;
   /** Largest request body; default 2 MiB. */
   readonly maxBodyBytes?: number;
+  /** Request log (one line per generation request, x-request-id first); default none. */
+  readonly log?: (line: string) => void;
   /** Model cache folder. */
   readonly modelCacheDir?: string;
   /** Metrics registry; default a fresh one. */
@@ -200,7 +202,12 @@ export async function createEngineServer(o: EngineServerOptions): Promise<Engine
     throw e;
   }
   http.attach(
-    createApiHandler({ engine, registry, ...(o.maxBodyBytes === undefined ? {} : { maxBodyBytes: o.maxBodyBytes }) }),
+    createApiHandler({
+      engine,
+      registry,
+      ...(o.maxBodyBytes === undefined ? {} : { maxBodyBytes: o.maxBodyBytes }),
+      ...(o.log === undefined ? {} : { log: o.log }),
+    }),
   );
   let closing: Promise<void> | undefined;
   return {

@@ -7,7 +7,7 @@
  * @packageDocumentation
  */
 import client from 'prom-client';
-import { LATENCY_BUCKETS_S, counter, gauge, histogram, type MetricsRegistry } from '../metrics.js';
+import { LATENCY_BUCKETS_S, counter, histogram, type MetricsRegistry } from '../metrics.js';
 
 const REQUEST_BUCKETS_S = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160];
 

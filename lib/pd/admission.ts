@@ -8,6 +8,7 @@
  * @packageDocumentation
  */
 import { ErrorCode, KvwireError } from '../errors.js';
+import { describeValue } from '../util/describe-value.js';
 
 /** The limits of an {@link Admission}. */
 export interface AdmissionLimits {
@@ -53,7 +54,7 @@ export class Admission {
         (!Number.isSafeInteger(v) && v !== Infinity) ||
         (k === 'maxConcurrentRequests' && !Number.isSafeInteger(v))
       ) {
-        throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `${k} must be a positive integer, got ${String(v)}`, {
+        throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `${k} must be a positive integer, got ${describeValue(v)}`, {
           field: k,
         });
       }

@@ -5,6 +5,7 @@
  * @packageDocumentation
  */
 import { ErrorCode, KvwireError, fmtBytes } from '../errors.js';
+import { describeValue } from '../util/describe-value.js';
 import { KvLayout, type Addressing } from '../kv/index.js';
 import { Agent, type Access, type HostMemory, type Region } from '../transport/index.js';
 
@@ -38,6 +39,21 @@ export interface RegisterKvCacheOptions {
  *   buffers or one is smaller than its region; the agent's own errors otherwise.
  */
 export function registerKvCache(agent: Agent, layout: KvLayout, options: RegisterKvCacheOptions = {}): KvCacheRank {
+  if (!(agent instanceof Agent)) {
+    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `agent must be an Agent, not ${describeValue(agent)}`, {
+      field: 'agent',
+    });
+  }
+  if (!(layout instanceof KvLayout)) {
+    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `layout must be a KvLayout, not ${describeValue(layout)}`, {
+      field: 'layout',
+    });
+  }
+  if (options === null || typeof options !== 'object') {
+    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `options must be an object, not ${describeValue(options)}`, {
+      field: 'options',
+    });
+  }
   const addressing = options.addressing ?? 'tensor';
   const specs = layout.regions(addressing);
   const memory = options.memory;

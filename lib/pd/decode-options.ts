@@ -4,6 +4,7 @@
  * @packageDocumentation
  */
 import { ErrorCode, KvwireError } from '../errors.js';
+import { describeValue } from '../util/describe-value.js';
 import type { MetricsRegistry } from '../metrics.js';
 import type { TransportCategory } from '../transport/index.js';
 import type { KvCacheRank } from './cache.js';
@@ -153,9 +154,13 @@ function num(v: unknown, field: string, def: number, min: number, max: number): 
     v > max ||
     (field !== 'maxInFlightBytes' && !Number.isInteger(v))
   ) {
-    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `${field} must be a number in ${min}..${max}, got ${String(v)}`, {
-      field,
-    });
+    throw new KvwireError(
+      ErrorCode.INVALID_ARGUMENT,
+      `${field} must be a number in ${min}..${max}, got ${describeValue(v)}`,
+      {
+        field,
+      },
+    );
   }
   return v;
 }
@@ -175,9 +180,13 @@ export function checkOptions(o: DecodeCoordinatorOptions): CheckedDecodeOptions 
   }
   const policy = o.policy ?? 'fail';
   if (policy !== 'fail' && policy !== 'recompute') {
-    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `policy must be 'fail' or 'recompute', got ${String(policy)}`, {
-      field: 'policy',
-    });
+    throw new KvwireError(
+      ErrorCode.INVALID_ARGUMENT,
+      `policy must be 'fail' or 'recompute', got ${describeValue(policy)}`,
+      {
+        field: 'policy',
+      },
+    );
   }
   if (
     o.allocator !== undefined &&

@@ -14,6 +14,7 @@ import { safeEmit } from '../util/safe-emit.js';
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { ErrorCode, KvwireError } from '../errors.js';
+import { describeValue } from '../util/describe-value.js';
 import { validateBlockIds, type KvCompatibilityFields } from '../kv/index.js';
 import type { MetricsRegistry } from '../metrics.js';
 import type { Region, Transfer, TransportCategory } from '../transport/index.js';
@@ -55,7 +56,7 @@ function asKvwireError(e: unknown): KvwireError {
   if (e instanceof KvwireError) return e;
   return new KvwireError(
     ErrorCode.TRANSPORT,
-    `unexpected error: ${(e as Error)?.message ?? String(e)}`,
+    `unexpected error: ${(e as Error)?.message ?? describeValue(e)}`,
     {},
     { cause: e },
   );
@@ -206,7 +207,7 @@ export class DecodeCoordinator extends EventEmitter {
     if (!Number.isSafeInteger(cached) || cached < 0 || cached > n) {
       throw new KvwireError(
         ErrorCode.INVALID_ARGUMENT,
-        `cachedPrefixBlocks must be an integer in 0..${n} (the request has ${n} blocks), got ${String(cached)}`,
+        `cachedPrefixBlocks must be an integer in 0..${n} (the request has ${n} blocks), got ${describeValue(cached)}`,
         { field: 'cachedPrefixBlocks' },
       );
     }
@@ -227,9 +228,13 @@ export class DecodeCoordinator extends EventEmitter {
     }
     const policy = request.policy ?? this.policy;
     if (policy !== 'fail' && policy !== 'recompute') {
-      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `policy must be 'fail' or 'recompute', got ${String(policy)}`, {
-        field: 'policy',
-      });
+      throw new KvwireError(
+        ErrorCode.INVALID_ARGUMENT,
+        `policy must be 'fail' or 'recompute', got ${describeValue(policy)}`,
+        {
+          field: 'policy',
+        },
+      );
     }
     if (this.#allowPrefill !== undefined && !this.#allowPrefill(params.remote_host, params.remote_port)) {
       const e = new KvwireError(
@@ -240,6 +245,15 @@ export class DecodeCoordinator extends EventEmitter {
       return this.#outcome(requestId, e, policy);
     }
     const timeoutMs = checkPullTimeout(request.timeoutMs, this.#timeoutMs);
+    if (request.signal !== undefined && !(request.signal instanceof AbortSignal)) {
+      throw new KvwireError(
+        ErrorCode.INVALID_ARGUMENT,
+        `signal must be an AbortSignal, not ${describeValue(request.signal)}`,
+        {
+          field: 'signal',
+        },
+      );
+    }
     const scope = new PullScope(request.signal, timeoutMs, `request '${requestId}'`);
     this.#scopes.add(scope);
     try {

@@ -16,6 +16,7 @@
  */
 import { randomInt } from 'node:crypto';
 import { ErrorCode, KvwireError } from '../errors.js';
+import { describeValue } from '../util/describe-value.js';
 import { MAX_LEASE_TOKEN } from './params.js';
 import { FREE_REASON_STATE, LeaseSlotState, type FreeReason } from './protocol.js';
 
@@ -50,7 +51,7 @@ export class LeaseTable {
     if (!Number.isSafeInteger(slots) || slots < 1 || slots > 2 ** 24) {
       throw new KvwireError(
         ErrorCode.INVALID_ARGUMENT,
-        `maxLeases must be an integer in 1..${2 ** 24}, got ${String(slots)}`,
+        `maxLeases must be an integer in 1..${2 ** 24}, got ${describeValue(slots)}`,
         { field: 'maxLeases' },
       );
     }

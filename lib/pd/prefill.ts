@@ -15,6 +15,7 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import { ErrorCode, KvwireError } from '../errors.js';
+import { describeValue } from '../util/describe-value.js';
 import { compatHash, validateBlockIds } from '../kv/index.js';
 import type { MetricsRegistry } from '../metrics.js';
 import type { Notification, Region } from '../transport/index.js';
@@ -98,7 +99,7 @@ function checkMs(v: unknown, field: string): number {
   if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0 || v > MAX_TIMER_MS) {
     throw new KvwireError(
       ErrorCode.INVALID_ARGUMENT,
-      `${field} must be a positive number of milliseconds up to ${MAX_TIMER_MS}, got ${String(v)}`,
+      `${field} must be a positive number of milliseconds up to ${MAX_TIMER_MS}, got ${describeValue(v)}`,
       { field },
     );
   }
@@ -266,6 +267,15 @@ export class PrefillCoordinator extends EventEmitter {
       );
     }
     const leaseMs = request.leaseMs === undefined ? this.leaseMs : checkMs(request.leaseMs, 'leaseMs');
+    if (request.signal !== undefined && !(request.signal instanceof AbortSignal)) {
+      throw new KvwireError(
+        ErrorCode.INVALID_ARGUMENT,
+        `signal must be an AbortSignal, not ${describeValue(request.signal)}`,
+        {
+          field: 'signal',
+        },
+      );
+    }
     const lease = this.#book.hold(requestId, Array.from(ids), leaseMs, request.signal);
     this.#metrics.held(this.#book.size);
     safeEmit(this, 'blocks-held', {

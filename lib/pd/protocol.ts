@@ -13,6 +13,8 @@
  *
  * @packageDocumentation
  */
+import { ErrorCode, KvwireError } from '../errors.js';
+import { describeValue } from '../util/describe-value.js';
 import { MAX_ID_BYTES, MAX_LEASE_TOKEN } from './params.js';
 
 /** Version of the P/D protocol: part of the compatibility hash, so mismatched peers refuse each other. */
@@ -76,6 +78,23 @@ export interface LeaseMessage {
 
 /** Encodes a {@link LeaseMessage} as the notification bytes' text. */
 export function encodeLeaseMessage(m: LeaseMessage): string {
+  if (
+    m === null ||
+    typeof m !== 'object' ||
+    (m.kind !== 'done' && m.kind !== 'abort') ||
+    typeof m.requestId !== 'string'
+  ) {
+    throw new KvwireError(
+      ErrorCode.INVALID_ARGUMENT,
+      `a lease message is { kind: 'done' | 'abort', requestId, token }, not ${describeValue(m)}`,
+    );
+  }
+  if (!Number.isSafeInteger(m.token) || m.token <= 0 || m.token >= MAX_LEASE_TOKEN) {
+    throw new KvwireError(
+      ErrorCode.INVALID_ARGUMENT,
+      `a lease token is an integer in [1, 2^48), not ${describeValue(m.token)}`,
+    );
+  }
   return JSON.stringify({ kvwire: m.kind, req: m.requestId, lease: m.token });
 }
 
@@ -84,6 +103,12 @@ export function encodeLeaseMessage(m: LeaseMessage): string {
  * (other users of the agent send their own notifications; those are left alone).
  */
 export function decodeLeaseMessage(bytes: Uint8Array): LeaseMessage | undefined {
+  if (!(bytes instanceof Uint8Array)) {
+    throw new KvwireError(
+      ErrorCode.INVALID_ARGUMENT,
+      `notification bytes must be a Uint8Array, not ${describeValue(bytes)}`,
+    );
+  }
   // Cheap filter before JSON.parse: ours start with '{"kvwire":'.
   if (bytes.byteLength < 12 || bytes.byteLength > MAX_ID_BYTES * 6 + 128 || bytes[0] !== 0x7b || bytes[2] !== 0x6b)
     return undefined;

@@ -12,6 +12,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ErrorCode, KvwireError } from '../errors.js';
+import { describeValue } from '../util/describe-value.js';
 import { SIGNATURE_HEADER } from './handshake-auth.js';
 import { HANDSHAKE_PATH } from './protocol.js';
 
@@ -78,7 +79,7 @@ export class SideChannel {
     if (!Number.isInteger(port) || port < 0 || port > 65535) {
       throw new KvwireError(
         ErrorCode.INVALID_ARGUMENT,
-        `side channel port must be an integer in 0..65535 (0: any free port), got ${String(port)}`,
+        `side channel port must be an integer in 0..65535 (0: any free port), got ${describeValue(port)}`,
         { field: 'port' },
       );
     }

@@ -15,6 +15,8 @@ import type { PromptInput } from './request.js';
 export interface PromptTokenizerOptions {
   /** Prompts remembered. Default 4,096. */
   readonly cacheEntries?: number;
+  /** Token ids remembered over all prompts (4 bytes each). Default 8,388,608 (32 MiB). */
+  readonly cacheTokens?: number;
   /** Deadline of one `/tokenize` call, in ms. Default 2,000. */
   readonly timeoutMs?: number;
   /** Called with `hit`, `miss` or `error` for each call (metrics). */
@@ -26,11 +28,14 @@ export class PromptTokenizer {
   private readonly cache = new Map<string, Uint32Array>();
   private readonly pending = new Map<string, Promise<Uint32Array>>();
   private readonly max: number;
+  private readonly maxTokens: number;
+  private tokens = 0;
   private readonly timeoutMs: number;
 
   /** @param options - cache size, deadline, metrics hook. */
   constructor(private readonly options: PromptTokenizerOptions = {}) {
     this.max = options.cacheEntries ?? 4_096;
+    this.maxTokens = options.cacheTokens ?? 8 * 1024 * 1024;
     this.timeoutMs = options.timeoutMs ?? 2_000;
   }
 
@@ -97,7 +102,13 @@ export class PromptTokenizer {
         }
         const tokens = Uint32Array.from(t as number[]);
         this.cache.set(body, tokens);
-        if (this.cache.size > this.max) this.cache.delete(this.cache.keys().next().value!);
+        this.tokens += tokens.length;
+        // Both bounds: a few huge prompts must not hold gigabytes.
+        while (this.cache.size > this.max || (this.tokens > this.maxTokens && this.cache.size > 1)) {
+          const [k, v] = this.cache.entries().next().value!;
+          this.cache.delete(k);
+          this.tokens -= v.length;
+        }
         return tokens;
       } catch (e) {
         errors.push(`${url}/tokenize failed: ${(e as Error).message}`);

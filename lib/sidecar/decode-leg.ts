@@ -40,8 +40,8 @@ export interface DecodeLeg {
   readonly client: ClientLink;
   /** The client's response. */
   readonly res: ServerResponse;
-  /** Cached tokens to add to the answer's usage (0: relay unchanged). */
-  readonly extraCachedTokens: number;
+  /** The prefill's cached prompt tokens, to report in the answer's usage (undefined: relay it unchanged). */
+  readonly prefillCachedTokens: number | undefined;
   /** Set as `x-request-id` on the answer when the worker did not echo one. */
   readonly requestId: string | undefined;
   /** Called when the worker's answer starts (time to first byte). */
@@ -157,7 +157,7 @@ export function runDecodeLeg(leg: DecodeLeg): Promise<DecodeOutcome> {
       }
       const outcome: DecodeOutcome = status >= 200 && status < 300 ? 'ok' : 'error_status';
       const contentType = up.headers['content-type'] ?? '';
-      const merge = leg.extraCachedTokens > 0 && outcome === 'ok';
+      const merge = leg.prefillCachedTokens !== undefined && outcome === 'ok';
       const sse = contentType.includes('text/event-stream');
 
       const broken = (): void => {
@@ -180,7 +180,7 @@ export function runDecodeLeg(leg: DecodeLeg): Promise<DecodeOutcome> {
         collect(up, status, headers, outcome, merge);
         return;
       }
-      const merger = merge && sse ? new SseUsageMerger(leg.extraCachedTokens) : undefined;
+      const merger = merge && sse ? new SseUsageMerger(leg.prefillCachedTokens!) : undefined;
       if (merger !== undefined) delete headers['content-length'];
       res.writeHead(status, headers);
       // Tokens must not wait for the first chunk to carry the headers out.
@@ -237,7 +237,7 @@ export function runDecodeLeg(leg: DecodeLeg): Promise<DecodeOutcome> {
       up.on('end', () => {
         if (!streaming) {
           const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
-          const merged = merge ? (mergeUsageIntoJson(body, leg.extraCachedTokens) ?? body) : body;
+          const merged = merge ? (mergeUsageIntoJson(body, leg.prefillCachedTokens!) ?? body) : body;
           headers['content-length'] = merged.length;
           res.writeHead(status, headers);
           res.end(merged);

@@ -66,32 +66,37 @@ export function isJsonObject(value: unknown): value is JsonObject {
 }
 
 /**
- * `usage.prompt_tokens_details.cached_tokens` of a response, or 0 when absent or not a
- * non-negative integer (a worker that does not report it contributes nothing).
+ * `usage.prompt_tokens_details.cached_tokens` of a response, or undefined when absent or not a
+ * non-negative integer.
  */
-export function cachedTokensOf(response: JsonObject): number {
+export function cachedTokensOf(response: JsonObject): number | undefined {
   const usage = response.usage;
-  if (!isJsonObject(usage)) return 0;
+  if (!isJsonObject(usage)) return undefined;
   const details = usage.prompt_tokens_details;
-  if (!isJsonObject(details)) return 0;
+  if (!isJsonObject(details)) return undefined;
   const n = details.cached_tokens;
-  return typeof n === 'number' && Number.isSafeInteger(n) && n >= 0 ? n : 0;
+  return typeof n === 'number' && Number.isSafeInteger(n) && n >= 0 ? n : undefined;
 }
 
 /**
- * Adds `extra` cached tokens to a `usage` object in place (creating `prompt_tokens_details` when
- * missing). Returns false when `usage` is not an object (nothing to add to).
+ * Sets `usage.prompt_tokens_details.cached_tokens` in place (creating `prompt_tokens_details`
+ * when missing). Returns false when `usage` is not an object (no usage to merge into).
+ *
+ * Why set, not add: the decode worker counts the prompt tokens whose KV it received from the
+ * prefill as cached (vLLM does the same: tokens a KV connector loads are "computed" tokens), so
+ * its figure is nearly the whole prompt on every P/D request; adding the prefill's figure would
+ * count the prefill's cache hits twice (measured with kvwire engines: 128 + 134 = 262 cached
+ * tokens for a 135-token prompt). The prefill's figure is what the client is owed: the prompt
+ * tokens neither worker computed, as a single worker reports them.
  */
-export function addCachedTokens(usage: unknown, extra: number): boolean {
+export function setCachedTokens(usage: unknown, cached: number): boolean {
   if (!isJsonObject(usage)) return false;
   let details = usage.prompt_tokens_details;
   if (!isJsonObject(details)) {
     details = {};
     usage.prompt_tokens_details = details;
   }
-  const d = details as JsonObject;
-  const current = typeof d.cached_tokens === 'number' && Number.isFinite(d.cached_tokens) ? d.cached_tokens : 0;
-  d.cached_tokens = current + extra;
+  (details as JsonObject).cached_tokens = cached;
   return true;
 }
 

@@ -79,18 +79,27 @@ function count(x: Exchange, route: SidecarRoute, outcome: RequestOutcome): void 
   x.ctx.metrics.requests.inc({ route, outcome });
 }
 
-/** Sends `body` to the decode worker and relays the answer; counts the request. */
-async function toDecode(
-  x: Exchange,
-  route: SidecarRoute,
-  headers: OutgoingHttpHeaders,
-  body: Buffer | IncomingMessage | undefined,
-  extraCachedTokens: number,
-  requestId: string | undefined,
-  prefillSeconds: number,
-  fallback: boolean,
-): Promise<void> {
+/** What {@link toDecode} sends. */
+interface DecodeRequest {
+  readonly route: SidecarRoute;
+  readonly headers: OutgoingHttpHeaders;
+  /** Bytes, the client's request to stream through, or none. */
+  readonly body: Buffer | IncomingMessage | undefined;
+  /** The prefill's cached tokens, for the answer's usage (P/D only). */
+  readonly prefillCachedTokens?: number | undefined;
+  /** Set on the answer when the worker did not echo one. */
+  readonly requestId?: string;
+  /** Time spent in the prefill leg (not the sidecar's own). */
+  readonly prefillSeconds?: number;
+  /** A decode-only run after the prefill failed. */
+  readonly fallback?: boolean;
+}
+
+/** Sends the request to the decode worker and relays the answer; counts the request. */
+async function toDecode(x: Exchange, d: DecodeRequest): Promise<void> {
   const { ctx } = x;
+  const { route, headers, body, prefillCachedTokens, requestId } = d;
+  const prefillSeconds = d.prefillSeconds ?? 0;
   const sent = performance.now();
   ctx.metrics.overheadSeconds.observe({ route }, Math.max(0, (sent - x.arrived) / 1000 - prefillSeconds));
   const outcome = await runDecodeLeg({
@@ -103,7 +112,7 @@ async function toDecode(
     timeoutMs: ctx.options.decodeTimeoutMs,
     client: x.client,
     res: x.res,
-    extraCachedTokens,
+    prefillCachedTokens,
     requestId,
     onResponse: () => ctx.metrics.decodeFirstByteSeconds.observe({ route }, (performance.now() - sent) / 1000),
   });
@@ -112,7 +121,7 @@ async function toDecode(
       `decode leg ${outcome} (${x.req.method} ${x.req.url}${requestId === undefined ? '' : `, x-request-id ${requestId}`})`,
     );
   }
-  count(x, route, decodeOutcomeToRequest(outcome, fallback));
+  count(x, route, decodeOutcomeToRequest(outcome, d.fallback === true));
 }
 
 /**
@@ -133,7 +142,7 @@ async function relayToDecode(x: Exchange): Promise<void> {
   const length = req.headers['content-length'];
   const hasBody = length !== undefined ? length !== '0' : req.headers['transfer-encoding'] !== undefined;
   if (!hasBody || !isJsonBody(req.headers['content-type'])) {
-    await toDecode(x, 'passthrough', endToEndHeaders(req.headers), hasBody ? req : undefined, 0, undefined, 0, false);
+    await toDecode(x, { route: 'passthrough', headers: endToEndHeaders(req.headers), body: hasBody ? req : undefined });
     return;
   }
   const raw = await readRouteBody(x, 'passthrough');
@@ -144,7 +153,7 @@ async function relayToDecode(x: Exchange): Promise<void> {
   headers['content-length'] = body.length;
   const id = req.headers[REQUEST_ID_HEADER];
   if (typeof id === 'string') headers[REQUEST_ID_HEADER] = id;
-  await toDecode(x, 'passthrough', headers, body, 0, undefined, 0, false);
+  await toDecode(x, { route: 'passthrough', headers, body });
 }
 
 /**
@@ -206,7 +215,7 @@ async function decodeOnly(x: Exchange, requestId: string): Promise<void> {
   const headers = endToEndHeaders(x.req.headers, SET_ON_DECODE_ONLY);
   headers[REQUEST_ID_HEADER] = requestId;
   headers['content-length'] = body.length;
-  await toDecode(x, 'decode_only', headers, body, 0, requestId, 0, false);
+  await toDecode(x, { route: 'decode_only', headers, body, requestId });
 }
 
 function prefillEndpoint(ctx: SidecarContext, target: CheckedTarget): LegEndpoint {
@@ -318,22 +327,26 @@ async function prefillThenDecode(x: Exchange, api: OpenAiApi, requestId: string,
       // Decode-only: the client's request as sent, minus any kv_transfer_params of its own.
       const { [KV_TRANSFER_PARAMS]: _dropped, ...rest } = original;
       const body = Buffer.from(JSON.stringify(rest));
-      await toDecode(
-        x,
-        'decode_only',
-        legHeaders(x.req, requestId, body.length),
+      await toDecode(x, {
+        route: 'decode_only',
+        headers: legHeaders(x.req, requestId, body.length),
         body,
-        0,
         requestId,
         prefillSeconds,
-        true,
-      );
+        fallback: true,
+      });
       return;
     }
     case 'ok': {
       const body = Buffer.from(JSON.stringify(decodeRequestBody(original, result.kvTransferParams)));
-      const extra = cachedTokensOf(result.response);
-      await toDecode(x, 'pd', legHeaders(x.req, requestId, body.length), body, extra, requestId, prefillSeconds, false);
+      await toDecode(x, {
+        route: 'pd',
+        headers: legHeaders(x.req, requestId, body.length),
+        body,
+        prefillCachedTokens: cachedTokensOf(result.response),
+        requestId,
+        prefillSeconds,
+      });
       return;
     }
   }

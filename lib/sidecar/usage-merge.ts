@@ -1,26 +1,27 @@
 /**
- * Adds the prefill's `cached_tokens` to the decode response's `usage`, in a JSON body or in an SSE
- * stream (the chunk that carries `usage`, with `stream_options.include_usage`).
+ * Merges the prefill's `cached_tokens` into the decode response's `usage`, in a JSON body or in an
+ * SSE stream (the chunk that carries `usage`, with `stream_options.include_usage`).
  *
- * The client sees one response; the prompt tokens the prefill found in its prefix cache are part of
- * that response's cost, so they are reported in its usage like any other cached prompt token.
+ * The client sees one response; the prompt tokens the prefill found in its prefix cache are the
+ * prompt tokens this request did not compute, so they are the response's cached tokens (see
+ * {@link setCachedTokens} for why the decode worker's own figure is replaced, not added to).
  *
  * @packageDocumentation
  */
-import { addCachedTokens, isJsonObject } from './nixlv2.js';
+import { isJsonObject, setCachedTokens } from './nixlv2.js';
 
 /**
- * The JSON body with `extra` added to `usage.prompt_tokens_details.cached_tokens`, or undefined
+ * The JSON body with `usage.prompt_tokens_details.cached_tokens` set to `cached`, or undefined
  * when the body is not a JSON object with a `usage` object (then it goes on unchanged).
  */
-export function mergeUsageIntoJson(body: Buffer, extra: number): Buffer | undefined {
+export function mergeUsageIntoJson(body: Buffer, cached: number): Buffer | undefined {
   let parsed: unknown;
   try {
     parsed = JSON.parse(body.toString('utf8'));
   } catch {
     return undefined;
   }
-  if (!isJsonObject(parsed) || !addCachedTokens(parsed.usage, extra)) return undefined;
+  if (!isJsonObject(parsed) || !setCachedTokens(parsed.usage, cached)) return undefined;
   return Buffer.from(JSON.stringify(parsed));
 }
 
@@ -41,8 +42,8 @@ const NEWLINE = 0x0a;
 export class SseUsageMerger {
   private pending: Buffer | undefined;
 
-  /** @param extra - cached tokens to add to the usage chunk. */
-  constructor(private readonly extra: number) {}
+  /** @param cached - the cached tokens the usage chunk reports. */
+  constructor(private readonly cached: number) {}
 
   /** Takes a chunk from the worker; returns the bytes to send to the client now (maybe empty). */
   push(chunk: Buffer): Buffer {
@@ -78,7 +79,7 @@ export class SseUsageMerger {
       } catch {
         continue;
       }
-      if (isJsonObject(parsed) && addCachedTokens(parsed.usage, this.extra)) {
+      if (isJsonObject(parsed) && setCachedTokens(parsed.usage, this.cached)) {
         lines[i] = `data: ${JSON.stringify(parsed)}${cr}`;
       }
     }

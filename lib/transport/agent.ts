@@ -6,13 +6,18 @@
  */
 import { safeEmit } from '../util/safe-emit.js';
 import { EventEmitter } from 'node:events';
+import { totalmem } from 'node:os';
+import { markAsUntransferable } from 'node:worker_threads';
+import { describeValue } from '../util/describe-value.js';
 import { ErrorCode, KvwireError } from '../errors.js';
 import { flattenDescriptors, selectRows } from './descriptors.js';
 import type { FlatDescriptors } from './descriptors.js';
 import type { Engine, EngineConnection, EngineListener, EngineTiming } from './engine.js';
 import { checkCudaMemory, cuda, CudaAllocation, isCudaMemory } from './cuda.js';
 import type { CudaMemory } from './cuda.js';
-import { checkCudaOptions, forcedCudaPathProblem } from './cuda-options.js';
+import { forcedCudaPathProblem } from './cuda-options.js';
+import { checkAgentOptions, checkTimeout } from './agent-options.js';
+import { booleanOption, invalid, optionsObject, signalOption } from './arguments.js';
 import { processIdentity } from './identity.js';
 import { LoopbackEngine } from './loopback.js';
 import type { LoopbackFaults } from './loopback.js';
@@ -41,7 +46,6 @@ import type {
 
 const ACCESS = new Set<Access>(['read', 'write', 'readwrite', 'none']);
 const MAX_NOTIFY = 1 << 20;
-const MAX_TIMEOUT = 2 ** 31 - 1;
 let agentCounter = 0;
 
 function allIndices(n: number): Uint32Array {
@@ -50,18 +54,52 @@ function allIndices(n: number): Uint32Array {
   return all;
 }
 
+/**
+ * Makes the memory under `m` impossible to detach for good. Hazard guarded: registered memory
+ * used after it was freed. The Region keeps the ArrayBuffer object alive, but transferring it
+ * (`structuredClone(ab, { transfer: [ab] })`, `port.postMessage(ab, [ab])`) would move its
+ * backing store to a new object that is collected, and freed, on its own; a peer's READ then read
+ * freed memory (a crash, or someone else's bytes). Marked untransferable, a transfer copies the
+ * bytes instead and the registered ones stay where they are, owned by the object the Region holds.
+ */
+function pinMemory(m: ArrayBuffer | ArrayBufferView): void {
+  markAsUntransferable(ArrayBuffer.isView(m) ? m.buffer : m);
+}
+
 function nowNs(): number {
   return Number(process.hrtime.bigint());
 }
 
-function checkTimeout(ms: unknown, what: string): number {
-  if (typeof ms !== 'number' || !Number.isFinite(ms) || ms <= 0 || ms > MAX_TIMEOUT) {
-    throw new KvwireError(
-      ErrorCode.INVALID_ARGUMENT,
-      `${what} must be a positive number of milliseconds up to ${MAX_TIMEOUT}, not ${String(ms)}`,
-    );
+/** Transfer options after checking: notify as bytes, a real AbortSignal, coalesce as a boolean. */
+interface CheckedTransferOptions {
+  readonly timeoutMs: number | undefined;
+  readonly notify: Uint8Array | null;
+  readonly signal: AbortSignal | undefined;
+  readonly coalesce: boolean;
+}
+
+function checkTransferOptions(options: TransferOptions | undefined): CheckedTransferOptions {
+  const o = optionsObject(options, 'transfer options');
+  const timeoutMs = o.timeoutMs === undefined ? undefined : checkTimeout(o.timeoutMs, 'timeoutMs');
+  let notify: Uint8Array | null = null;
+  if (o.notify !== undefined) {
+    notify = typeof o.notify === 'string' ? Buffer.from(o.notify, 'utf8') : o.notify;
+    if (!(notify instanceof Uint8Array)) invalid('notify', 'a string or a Uint8Array', o.notify);
+    if (notify.byteLength > MAX_NOTIFY) {
+      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `a notification holds at most ${MAX_NOTIFY} bytes`);
+    }
   }
-  return Math.ceil(ms);
+  const signal = signalOption(o.signal);
+  const coalesce = booleanOption(o.coalesce, 'coalesce') ?? true;
+  return { timeoutMs, notify, signal, coalesce };
+}
+
+/** The descriptor count of columns input (0 for an array: no scratch array is needed for it). */
+function columnsCount(input: unknown): number {
+  if (Array.isArray(input) || input === null || typeof input !== 'object') return 0;
+  const c = input as { count?: unknown; region?: unknown };
+  if (typeof c.count === 'number' && Number.isSafeInteger(c.count) && c.count >= 0) return c.count;
+  return c.region instanceof Uint32Array ? c.region.length : 0;
 }
 
 /** True when the transports string lets UCX use shared memory. */
@@ -117,22 +155,13 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
     return new Agent(opts);
   }
 
-  private constructor(opts: AgentOptions) {
+  private constructor(input: AgentOptions) {
     super();
-    const choice = opts.engine ?? 'auto';
-    if (choice !== 'auto' && choice !== 'ucx' && choice !== 'loopback') {
-      throw new KvwireError(
-        ErrorCode.INVALID_ARGUMENT,
-        `engine must be 'auto', 'ucx' or 'loopback', not ${String(choice)}`,
-      );
-    }
+    const opts = checkAgentOptions(input);
+    const choice = opts.engine;
     this.name = opts.name ?? `kvwire-${process.pid}-${++agentCounter}`;
-    if (typeof this.name !== 'string' || this.name.length === 0 || Buffer.byteLength(this.name) > 1024) {
-      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'name must be a non-empty string of at most 1024 bytes');
-    }
-    this.defaultTimeoutMs = checkTimeout(opts.defaultTimeoutMs ?? 30_000, 'defaultTimeoutMs');
-    this.#keepAlive = opts.keepAlive === true;
-    checkCudaOptions(opts.cuda);
+    this.defaultTimeoutMs = opts.defaultTimeoutMs;
+    this.#keepAlive = opts.keepAlive;
     this.#cudaPath = opts.cuda?.path ?? 'auto';
     this.#hub = new NotificationHub((d) => this.#adjustPending(d));
     const listener = this.#listener();
@@ -191,8 +220,9 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
    * `access` says what remote peers may do with it (default 'none': usable only as the local side
    * of this agent's transfers, and not exported).
    */
-  register(memory: HostMemory | CudaMemory, opts: { access?: Access; label?: string } = {}): Region {
+  register(memory: HostMemory | CudaMemory, options: { access?: Access; label?: string } = {}): Region {
     this.#assertOpen();
+    const opts = optionsObject(options, 'register options');
     const access = this.#checkAccess(opts.access);
     let bytes: Uint8Array;
     if (memory instanceof ArrayBuffer) bytes = new Uint8Array(memory);
@@ -208,6 +238,7 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
     if (bytes.byteLength === 0)
       throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'cannot register an empty (or detached) buffer');
     const { id, label } = this.#newRegionName(opts.label);
+    pinMemory(bytes);
     const { base, key } = this.#engine.register(id, label, bytes, access);
     return this.#addRegion(new Region(this, id, label, access, bytes, memory), base, key);
   }
@@ -240,25 +271,28 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
    * deregistration. Its contents are unspecified until written (fresh pages are zero, but UCX may
    * fall back to the heap).
    */
-  allocate(length: number, opts: { access?: Access; label?: string } = {}): Region {
+  allocate(length: number, options: { access?: Access; label?: string } = {}): Region {
     this.#assertOpen();
+    const opts = optionsObject(options, 'allocate options');
     const access = this.#checkAccess(opts.access);
-    if (!Number.isSafeInteger(length) || length <= 0) {
-      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `length must be a positive integer, not ${String(length)}`);
+    if (!Number.isSafeInteger(length) || length <= 0) invalid('length', 'a positive integer', length);
+    // Far beyond the machine's memory, UCX falls back from shared memory to mapping it anyway and
+    // the process dies when the pages are touched: refuse up front instead.
+    if (length > totalmem()) {
+      throw new KvwireError(
+        ErrorCode.CAPACITY,
+        `cannot allocate ${length.toLocaleString('en-US')} bytes: this machine has ${totalmem().toLocaleString('en-US')} bytes of memory`,
+      );
     }
     const { id, label } = this.#newRegionName(opts.label);
     const { base, key, memory } = this.#engine.allocate(id, label, length, access);
+    pinMemory(memory);
     return this.#addRegion(new Region(this, id, label, access, new Uint8Array(memory), memory), base, key);
   }
 
   #checkAccess(access: Access | undefined): Access {
     const a = access ?? 'none';
-    if (!ACCESS.has(a)) {
-      throw new KvwireError(
-        ErrorCode.INVALID_ARGUMENT,
-        `access must be 'read', 'write', 'readwrite' or 'none', not ${String(a)}`,
-      );
-    }
+    if (!ACCESS.has(a)) invalid('access', "'read', 'write', 'readwrite' or 'none'", a);
     return a;
   }
 
@@ -291,6 +325,7 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
 
   /** Deregisters a region (same as `region.deregister()`). */
   deregister(region: Region): void {
+    if (!(region instanceof Region) || region.owner !== this) invalid('region', 'a Region of this agent', region);
     region.deregister();
   }
 
@@ -344,9 +379,11 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
   }
 
   /** Connects to the agent that produced `metadata`. Resolves once the peer answered the handshake. */
-  connect(metadata: Uint8Array, opts: ConnectOptions = {}): Promise<Peer> {
+  connect(metadata: Uint8Array, options: ConnectOptions = {}): Promise<Peer> {
     try {
       this.#assertOpen();
+      const given = optionsObject(options, 'connect options');
+      const opts = { timeoutMs: given.timeoutMs, signal: signalOption(given.signal) };
       const d = decodeMetadata(metadata);
       if (d.engine !== this.engine) {
         throw new KvwireError(
@@ -455,18 +492,17 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
     peer: Peer,
     local: DescriptorInput<Region>,
     remote: DescriptorInput<RemoteRegion>,
-    opts: TransferOptions,
+    options: TransferOptions,
   ): Transfer {
     const startNs = nowNs();
     this.#assertPeer(peer);
+    const opts = checkTransferOptions(options);
     // The flat list lives only until the engine takes it (both engines copy it in post()), so one
     // scratch array serves every call: no 650 KB allocation (and its garbage) per 16k-descriptor READ.
-    const n = Array.isArray(local)
-      ? 0
-      : ((local as { count?: number; region: Uint32Array }).count ?? (local as { region: Uint32Array }).region.length);
+    const n = columnsCount(local);
     if (n * 5 > this.#scratch.length && n <= 1 << 24)
       this.#scratch = new Float64Array(2 ** Math.ceil(Math.log2(n * 5)));
-    const flat = flattenDescriptors(op, this, peer, peer.name, local, remote, opts.coalesce !== false, this.#scratch);
+    const flat = flattenDescriptors(op, this, peer, peer.name, local, remote, opts.coalesce, this.#scratch);
     return this.#post(op, peer, flat, opts, startNs);
   }
 
@@ -492,11 +528,12 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
     p: PreparedTransfer,
     op: TransferOp,
     indices: ArrayLike<number> | undefined,
-    opts: TransferOptions,
+    options: TransferOptions,
   ): Transfer {
     const startNs = nowNs();
     const peer = p.peer as Peer;
     this.#assertPeer(peer);
+    const opts = checkTransferOptions(options);
     for (const r of p.localRegions) {
       if (!r.registered)
         throw new KvwireError(
@@ -518,7 +555,7 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
         );
       }
     }
-    const coalesce = opts.coalesce !== false;
+    const coalesce = opts.coalesce;
     let flat: FlatDescriptors;
     if (indices === undefined) {
       // The whole list: coalesced once, reused by every post (engines never modify it).
@@ -526,21 +563,17 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
         ? (p.allCoalesced ??= selectRows(p.flat, allIndices(p.length), true))
         : { flat: p.flat, count: p.length, bytes: p.bytes, given: p.length };
     } else {
+      if (!Array.isArray(indices) && !ArrayBuffer.isView(indices)) {
+        invalid('indices', 'an array (or typed array) of descriptor indices', indices);
+      }
       flat = selectRows(p.flat, indices, coalesce);
     }
     return this.#post(op, peer, flat, opts, startNs);
   }
 
-  #post(op: TransferOp, peer: Peer, flat: FlatDescriptors, opts: TransferOptions, startNs: number): Transfer {
-    const timeoutMs = checkTimeout(opts.timeoutMs ?? this.defaultTimeoutMs, 'timeoutMs');
-    let notify: Uint8Array | null = null;
-    if (opts.notify !== undefined) {
-      notify = typeof opts.notify === 'string' ? Buffer.from(opts.notify, 'utf8') : opts.notify;
-      if (!(notify instanceof Uint8Array))
-        throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'notify must be a string or a Uint8Array');
-      if (notify.byteLength > MAX_NOTIFY)
-        throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `a notification holds at most ${MAX_NOTIFY} bytes`);
-    }
+  #post(op: TransferOp, peer: Peer, flat: FlatDescriptors, opts: CheckedTransferOptions, startNs: number): Transfer {
+    const timeoutMs = opts.timeoutMs ?? this.defaultTimeoutMs;
+    const notify = opts.notify;
     if (opts.signal?.aborted)
       throw new KvwireError(ErrorCode.CANCELLED, 'the transfer was aborted before it was posted');
     const id = this.#nextTransfer++;
@@ -602,6 +635,14 @@ export class Agent extends EventEmitter implements RegionOwner, TransferHost, Pr
           : match instanceof RegExp
             ? (n: Notification) => match.test(n.message.toString('utf8'))
             : match;
+    if (typeof test !== 'function') {
+      return Promise.reject(
+        new KvwireError(
+          ErrorCode.INVALID_ARGUMENT,
+          `match must be a string, a RegExp or a predicate function, not ${describeValue(match)}`,
+        ),
+      );
+    }
     return this.#hub.wait(test, opts);
   }
 

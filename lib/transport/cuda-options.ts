@@ -4,7 +4,7 @@
  *
  * @packageDocumentation
  */
-import { ErrorCode, KvwireError } from '../errors.js';
+import { invalid } from './arguments.js';
 import { capabilities } from './capabilities.js';
 import { processIdentity } from './identity.js';
 import type { AgentDescription } from './metadata.js';
@@ -15,30 +15,15 @@ const PATHS = new Set(['auto', 'ucx', 'ipc', 'staging']);
 /** Throws INVALID_ARGUMENT for a malformed `cuda` option. */
 export function checkCudaOptions(c: AgentOptions['cuda']): void {
   if (c === undefined) return;
-  if (c === null || typeof c !== 'object')
-    throw new KvwireError(
-      ErrorCode.INVALID_ARGUMENT,
-      'cuda must be an object { path, stagingChunkBytes, stagingBuffers }',
-    );
-  if (c.path !== undefined && !PATHS.has(c.path)) {
-    throw new KvwireError(
-      ErrorCode.INVALID_ARGUMENT,
-      `cuda.path must be 'auto', 'ucx', 'ipc' or 'staging', not ${String(c.path)}`,
-    );
-  }
+  if (c === null || typeof c !== 'object') invalid('cuda', 'an object { path, stagingChunkBytes, stagingBuffers }', c);
+  if (c.path !== undefined && !PATHS.has(c.path)) invalid('cuda.path', "'auto', 'ucx', 'ipc' or 'staging'", c.path);
   const chunk = c.stagingChunkBytes;
   if (chunk !== undefined && (!Number.isSafeInteger(chunk) || chunk < 4096 || chunk > 1 << 30)) {
-    throw new KvwireError(
-      ErrorCode.INVALID_ARGUMENT,
-      `cuda.stagingChunkBytes must be an integer from 4096 to ${1 << 30}, not ${String(chunk)}`,
-    );
+    invalid('cuda.stagingChunkBytes', `an integer from 4096 to ${1 << 30}`, chunk);
   }
   const n = c.stagingBuffers;
   if (n !== undefined && (!Number.isSafeInteger(n) || n < 1 || n > 64)) {
-    throw new KvwireError(
-      ErrorCode.INVALID_ARGUMENT,
-      `cuda.stagingBuffers must be an integer from 1 to 64, not ${String(n)}`,
-    );
+    invalid('cuda.stagingBuffers', 'an integer from 1 to 64', n);
   }
 }
 

@@ -10,6 +10,7 @@
  * @packageDocumentation
  */
 import { ErrorCode, KvwireError, fmtBytes } from '../errors.js';
+import { describeValue } from '../util/describe-value.js';
 import { loadNative, nativeLoadError } from '../native.js';
 import type { NativeCuda } from '../native.js';
 import { fromNativeError } from './native-errors.js';
@@ -139,19 +140,19 @@ export function checkCudaMemory(m: CudaMemory): void {
   if (!Number.isSafeInteger(m.device) || m.device < 0) {
     throw new KvwireError(
       ErrorCode.INVALID_ARGUMENT,
-      `device must be a non-negative integer (the CUDA device ordinal), not ${String(m.device)}`,
+      `device must be a non-negative integer (the CUDA device ordinal), not ${describeValue(m.device)}`,
     );
   }
   if (typeof m.pointer !== 'bigint' || m.pointer <= 0n || m.pointer >= 1n << 64n) {
     throw new KvwireError(
       ErrorCode.INVALID_ARGUMENT,
-      `pointer must be a device address as a positive bigint (e.g. BigInt(tensor.data_ptr())), not ${String(m.pointer)}`,
+      `pointer must be a device address as a positive bigint (e.g. BigInt(tensor.data_ptr())), not ${describeValue(m.pointer)}`,
     );
   }
   if (!Number.isSafeInteger(m.length) || m.length <= 0) {
     throw new KvwireError(
       ErrorCode.INVALID_ARGUMENT,
-      `length must be a positive integer number of bytes, not ${String(m.length)}`,
+      `length must be a positive integer number of bytes, not ${describeValue(m.length)}`,
     );
   }
   if (m instanceof CudaAllocation && m.freed)
@@ -204,10 +205,16 @@ export const cuda = {
   /** Allocates `bytes` of device memory on `device` (cuMemAlloc). */
   alloc(device: number, bytes: number): CudaAllocation {
     if (!Number.isSafeInteger(bytes) || bytes <= 0) {
-      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `bytes must be a positive integer, not ${String(bytes)}`);
+      throw new KvwireError(
+        ErrorCode.INVALID_ARGUMENT,
+        `bytes must be a positive integer, not ${describeValue(bytes)}`,
+      );
     }
     if (!Number.isSafeInteger(device) || device < 0) {
-      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `device must be a non-negative integer, not ${String(device)}`);
+      throw new KvwireError(
+        ErrorCode.INVALID_ARGUMENT,
+        `device must be a non-negative integer, not ${describeValue(device)}`,
+      );
     }
     return new CudaAllocation(
       device,
@@ -242,7 +249,7 @@ export const cuda = {
   /** Sets `length` bytes from `offset` to `value` (synchronous). */
   memset(dst: CudaMemory, value: number, offset = 0, length = dst.length - offset): void {
     if (!Number.isInteger(value) || value < 0 || value > 255) {
-      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `value must be a byte (0..255), not ${String(value)}`);
+      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `value must be a byte (0..255), not ${describeValue(value)}`);
     }
     const p = range(dst, offset, length, 'memset');
     if (length > 0) call((c) => c.memset(dst.device, p, value, length));

@@ -9,6 +9,8 @@
  * @packageDocumentation
  */
 import { ErrorCode, KvwireError, fmtBytes } from '../errors.js';
+import { describeValue } from '../util/describe-value.js';
+import { invalid } from './arguments.js';
 import { Region, RemoteRegion } from './region.js';
 import type { DescriptorColumns, DescriptorInput, TransferOp } from './types.js';
 
@@ -38,11 +40,19 @@ interface Columns<R> {
 function columnsOf<R>(input: DescriptorInput<R>, side: string): Columns<R> {
   if (Array.isArray(input)) {
     const arr = input as readonly { region: R; offset: number; length: number }[];
+    // Checked as it is read: a hole, null or a number in the list is a typed error, not a TypeError.
+    const at = (i: number) => {
+      const d = arr[i];
+      if (d === null || typeof d !== 'object') {
+        invalid(`${side} descriptor ${i}`, 'an object { region, offset, length }', d, { index: i });
+      }
+      return d;
+    };
     return {
       n: arr.length,
-      region: (i) => arr[i]!.region,
-      offset: (i) => arr[i]!.offset,
-      length: (i) => arr[i]!.length,
+      region: (i) => at(i).region,
+      offset: (i) => at(i).offset,
+      length: (i) => at(i).length,
     };
   }
   const c = input as DescriptorColumns<R>;
@@ -58,6 +68,9 @@ function columnsOf<R>(input: DescriptorInput<R>, side: string): Columns<R> {
       ErrorCode.INVALID_ARGUMENT,
       `${side} descriptors must be an array of { region, offset, length } or columns { regions, region: Uint32Array, offset: Float64Array, length: Float64Array }`,
     );
+  }
+  if (c.count !== undefined && (typeof c.count !== 'number' || !Number.isSafeInteger(c.count) || c.count < 0)) {
+    invalid(`${side} descriptor columns' count`, 'a non-negative integer', c.count);
   }
   const n = c.count ?? c.region.length;
   if (n > c.region.length || n > c.offset.length || n > c.length.length) {
@@ -91,14 +104,18 @@ function checkRange(
   if (!Number.isSafeInteger(offset) || offset < 0) {
     throw new KvwireError(
       ErrorCode.INVALID_ARGUMENT,
-      `descriptor ${i}: ${side} offset ${offset} is not a non-negative integer`,
+      `descriptor ${i}: ${side} offset ${describeValue(offset)} is not a non-negative integer`,
       { index: i },
     );
   }
   if (!Number.isSafeInteger(length) || length <= 0) {
-    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `descriptor ${i}: length ${length} is not a positive integer`, {
-      index: i,
-    });
+    throw new KvwireError(
+      ErrorCode.INVALID_ARGUMENT,
+      `descriptor ${i}: length ${describeValue(length)} is not a positive integer`,
+      {
+        index: i,
+      },
+    );
   }
   if (offset + length > regionLength) {
     throw new KvwireError(
@@ -155,8 +172,9 @@ export function flattenDescriptors(
   for (let i = 0; i < local.n; i++) {
     const lr = local.region(i);
     const rr = remote.region(i);
-    if (lr !== lastL) lastL = checkLocalRegion(lr, owner, i);
-    if (rr !== lastR) lastR = checkRemoteRegion(rr, peer, peerName, op, i);
+    // (Checked while undefined too: a descriptor without a region must not pass as "the same region".)
+    if (lr !== lastL || lastL === undefined) lastL = checkLocalRegion(lr, owner, i);
+    if (rr !== lastR || lastR === undefined) lastR = checkRemoteRegion(rr, peer, peerName, op, i);
     const lo = local.offset(i);
     const ro = remote.offset(i);
     const len = local.length(i);
@@ -164,7 +182,7 @@ export function flattenDescriptors(
     if (len !== rlen) {
       throw new KvwireError(
         ErrorCode.INVALID_ARGUMENT,
-        `descriptor ${i}: local length ${len} differs from remote length ${rlen}`,
+        `descriptor ${i}: local length ${describeValue(len)} differs from remote length ${describeValue(rlen)}`,
         { index: i },
       );
     }
@@ -211,6 +229,13 @@ function checkLocalRegion(lr: unknown, owner: object, i: number): Region {
     throw new KvwireError(
       ErrorCode.DEREGISTERED,
       `descriptor ${i}: ${lr} was deregistered; register the memory again`,
+      { index: i },
+    );
+  }
+  if (lr.detached) {
+    throw new KvwireError(
+      ErrorCode.DEREGISTERED,
+      `descriptor ${i}: the memory of ${lr} was detached from its ArrayBuffer after it was registered; deregister it and register live memory`,
       { index: i },
     );
   }
@@ -418,7 +443,7 @@ export function selectRows(flat: Float64Array, indices: ArrayLike<number>, coale
     if (!Number.isInteger(i) || i < 0 || i >= total) {
       throw new KvwireError(
         ErrorCode.OUT_OF_BOUNDS,
-        `index ${i} (position ${k}) is outside the prepared list of ${total} descriptors`,
+        `index ${describeValue(i)} (position ${k}) is outside the prepared list of ${total} descriptors`,
         { index: k },
       );
     }

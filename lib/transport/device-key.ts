@@ -18,6 +18,8 @@
  * @packageDocumentation
  */
 import { ErrorCode, KvwireError } from '../errors.js';
+import { describeValue } from '../util/describe-value.js';
+import { invalid, objectArgument } from './arguments.js';
 
 const MAGIC = 0x4457564b; // "KVWD" read as little-endian u32
 const VERSION = 1;
@@ -48,6 +50,18 @@ function bad(message: string): never {
 
 /** Serializes a device key. */
 export function encodeDeviceKey(k: DeviceKey): Uint8Array {
+  objectArgument(k, 'device key', 'an object { device, stagingChunk, busId, rkey, ipcHandle?, ipcOffset? }');
+  if (!Number.isSafeInteger(k.device) || k.device < 0 || k.device > 0xffff)
+    invalid('device', 'a device ordinal', k.device);
+  if (!Number.isSafeInteger(k.stagingChunk) || k.stagingChunk < 1 || k.stagingChunk > 0xffffffff) {
+    invalid('stagingChunk', 'a positive 32-bit integer', k.stagingChunk);
+  }
+  if (typeof k.busId !== 'string') invalid('busId', 'a string', k.busId);
+  if (!(k.rkey instanceof Uint8Array)) invalid('rkey', 'bytes', k.rkey);
+  if (k.ipcHandle !== undefined && !(k.ipcHandle instanceof Uint8Array)) invalid('ipcHandle', 'bytes', k.ipcHandle);
+  if (k.ipcHandle !== undefined && (!Number.isSafeInteger(k.ipcOffset) || (k.ipcOffset ?? -1) < 0)) {
+    invalid('ipcOffset', 'a non-negative integer', k.ipcOffset);
+  }
   const bus = Buffer.from(k.busId, 'ascii');
   if (bus.length > 255) throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'PCI bus id longer than 255 bytes');
   const ipc = k.ipcHandle !== undefined;
@@ -76,6 +90,7 @@ export function encodeDeviceKey(k: DeviceKey): Uint8Array {
 
 /** Parses a device key, refusing anything truncated, padded or of another version. */
 export function decodeDeviceKey(b: Uint8Array): DeviceKey {
+  if (!(b instanceof Uint8Array)) bad(`expected bytes, not ${describeValue(b)}`);
   const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
   if (b.length < 13) bad(`${b.length} bytes is shorter than its 13-byte header`);
   if (v.getUint32(0, true) !== MAGIC) bad('it does not start with "KVWD"');

@@ -30,6 +30,7 @@
  * @packageDocumentation
  */
 import { ErrorCode, KvwireError } from '../errors.js';
+import { invalid, objectArgument } from './arguments.js';
 import { decodeDeviceKey } from './device-key.js';
 import type { Access, EngineKind } from './types.js';
 
@@ -112,6 +113,16 @@ const dec = new TextDecoder('utf-8', { fatal: true });
 
 /** Serializes an agent description. */
 export function encodeMetadata(d: Omit<AgentDescription, 'version'>): Uint8Array {
+  objectArgument(d, 'description', 'an agent description { engine, name, pid, pidStart, hostId, address, regions }');
+  const shape = d as { regions: unknown; address: unknown; name: unknown; hostId: unknown };
+  if (
+    !Array.isArray(shape.regions) ||
+    !(shape.address instanceof Uint8Array) ||
+    typeof shape.name !== 'string' ||
+    typeof shape.hostId !== 'string'
+  ) {
+    invalid('description', 'an agent description { engine, name, pid, pidStart, hostId, address, regions }', d);
+  }
   const name = enc.encode(d.name);
   const host = enc.encode(d.hostId);
   const labels = d.regions.map((r) => enc.encode(r.label));

@@ -12,7 +12,8 @@ import { accessBits } from './metadata.js';
 import type { AgentDescription } from './metadata.js';
 import type { CudaMemory } from './cuda.js';
 import { decodeDeviceKey, encodeDeviceKey } from './device-key.js';
-import type { Access, AgentOptions, CudaPath, HostMemory, TransportCategory } from './types.js';
+import type { CheckedAgentOptions } from './agent-options.js';
+import type { Access, CudaPath, HostMemory, TransportCategory } from './types.js';
 
 const CATEGORIES = new Set<TransportCategory>(['sm', 'tcp', 'rdma', 'self', 'cuda', 'unknown']);
 const CUDA_PATHS = new Set<CudaPath>(['ucx', 'ipc', 'staging']);
@@ -29,20 +30,6 @@ export function ucxUnavailableReason(): string | undefined {
   return undefined;
 }
 
-/** Tuning values are non-negative integers (the native side stores them unsigned). */
-function checkTuning(tuning: AgentOptions['tuning']): void {
-  if (tuning === undefined) return;
-  for (const [key, value] of Object.entries(tuning)) {
-    if (value === undefined) continue;
-    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
-      throw new KvwireError(
-        ErrorCode.INVALID_ARGUMENT,
-        `tuning.${key} must be a non-negative integer, not ${String(value)}`,
-      );
-    }
-  }
-}
-
 /** The UCX engine. */
 export class NativeEngine implements Engine {
   readonly kind = 'ucx' as const;
@@ -51,7 +38,7 @@ export class NativeEngine implements Engine {
   readonly #agent: NativeAgent;
   readonly #listener: EngineListener;
 
-  constructor(name: string, listener: EngineListener, opts: AgentOptions) {
+  constructor(name: string, listener: EngineListener, opts: CheckedAgentOptions) {
     const reason = ucxUnavailableReason();
     const native = loadNative();
     if (reason !== undefined || native === undefined) {
@@ -61,14 +48,12 @@ export class NativeEngine implements Engine {
       );
     }
     this.#listener = listener;
-    checkTuning(opts.tuning);
-    const tls = Array.isArray(opts.transports) ? opts.transports.join(',') : (opts.transports as string | undefined);
     try {
       this.#agent = new native.NativeAgent(
         {
           name,
-          transports: tls ?? '',
-          protocol: opts.protocol ?? 'auto',
+          transports: opts.transports ?? '',
+          protocol: opts.protocol,
           ...(opts.tuning?.spinUs !== undefined ? { spinUs: opts.tuning.spinUs } : {}),
           ...(opts.tuning?.rndvThreshold !== undefined ? { rndvThreshold: opts.tuning.rndvThreshold } : {}),
           ...(opts.tuning?.windowOps !== undefined ? { windowOps: opts.tuning.windowOps } : {}),

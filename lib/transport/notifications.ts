@@ -5,6 +5,9 @@
  * @packageDocumentation
  */
 import { ErrorCode, KvwireError } from '../errors.js';
+import { checkTimeout } from './agent-options.js';
+import { integerOption, optionsObject, signalOption } from './arguments.js';
+import { describeValue } from '../util/describe-value.js';
 import type { Notification } from './types.js';
 
 /** Options of {@link NotificationHub.iterate}. */
@@ -93,10 +96,12 @@ export class NotificationHub {
   }
 
   /** An async iterator over notifications arriving from now on. */
-  iterate(opts: NotificationIteratorOptions = {}): AsyncIterableIterator<Notification> {
-    const c: Consumer = { queue: [], max: opts.maxBuffered ?? 65536, wake: undefined, overflow: false };
+  iterate(options: NotificationIteratorOptions = {}): AsyncIterableIterator<Notification> {
+    const opts = optionsObject(options, 'notifications options');
+    const max = integerOption(opts.maxBuffered, 'maxBuffered', 1, 2 ** 31 - 1) ?? 65536;
+    const signal = signalOption(opts.signal);
+    const c: Consumer = { queue: [], max, wake: undefined, overflow: false };
     if (!this.#closed) this.#consumers.add(c);
-    const signal = opts.signal;
     const hub = this;
     let done = this.#closed;
     const finish = () => {
@@ -149,9 +154,40 @@ export class NotificationHub {
    * The first notification matching `match`, looking first at the recent history (so one that
    * arrived just before the wait began is not missed), then waiting.
    */
-  wait(match: (n: Notification) => boolean, opts: WaitOptions = {}): Promise<Notification> {
+  wait(test: (n: Notification) => boolean, options: WaitOptions = {}): Promise<Notification> {
+    let opts: { timeoutMs: number | undefined; signal: AbortSignal | undefined };
+    try {
+      const o = optionsObject(options, 'wait options');
+      opts = {
+        timeoutMs: o.timeoutMs === undefined ? undefined : checkTimeout(o.timeoutMs, 'timeoutMs'),
+        signal: signalOption(o.signal),
+      };
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    // A predicate that throws fails its own wait (on a later microtask), never the delivery of
+    // notifications to other consumers; the notification it threw on is not consumed.
+    let failure: KvwireError | undefined;
+    let entry: Wait | undefined;
+    const match = (n: Notification): boolean => {
+      try {
+        return test(n) === true;
+      } catch (e) {
+        if (failure === undefined) {
+          failure = new KvwireError(
+            ErrorCode.INVALID_ARGUMENT,
+            `the notification predicate threw: ${(e as Error)?.message ?? describeValue(e)}`,
+            {},
+            { cause: e },
+          );
+          queueMicrotask(() => entry?.settle(undefined, failure));
+        }
+        return false;
+      }
+    };
     for (let i = this.#history.length - 1; i >= 0; i--) {
       const n = this.#history[i]!;
+      if (failure !== undefined) return Promise.reject(failure);
       if (match(n)) {
         this.#history.splice(i, 1); // consumed: a second wait for the same thing waits anew
         return Promise.resolve(n);
@@ -164,14 +200,14 @@ export class NotificationHub {
     return new Promise<Notification>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
       const settle = (n: Notification | undefined, error: KvwireError | undefined) => {
-        if (!this.#waits.delete(entry)) return; // settled already
+        if (!this.#waits.delete(entry!)) return; // settled already
         if (timer !== undefined) clearTimeout(timer);
         opts.signal?.removeEventListener('abort', onAbort);
         this.#setWaiting(-1);
         if (error !== undefined) reject(error);
         else resolve(n!);
       };
-      const entry: Wait = { match, settle };
+      entry = { match, settle };
       const onAbort = () =>
         settle(undefined, new KvwireError(ErrorCode.CANCELLED, 'the wait for a notification was aborted'));
       this.#waits.add(entry);

@@ -7,6 +7,7 @@ import { EventEmitter } from 'node:events';
 import { ErrorCode, KvwireError } from '../errors.js';
 import type { EngineConnection } from './engine.js';
 import type { AgentDescription } from './metadata.js';
+import { invalid } from './arguments.js';
 import { RemoteRegion } from './region.js';
 import type { CudaPath, TransportCategory } from './types.js';
 
@@ -81,6 +82,7 @@ export class Peer extends EventEmitter {
 
   /** The peer's region with this label. Throws `ERR_KVWIRE_UNKNOWN_REGION` naming the labels it has. */
   region(label: string): RemoteRegion {
+    if (typeof label !== 'string') invalid('label', 'a string', label);
     const r = this.#byLabel.get(label);
     if (r === undefined) {
       const have = [...this.#byLabel.keys()];

@@ -82,6 +82,14 @@ export class Region {
     return this.#bytes;
   }
 
+  /**
+   * True when host memory was detached under the registration (by a path kvwire cannot prevent,
+   * e.g. another addon calling napi_detach_arraybuffer): it must not be used any more. @internal
+   */
+  get detached(): boolean {
+    return this.#bytes !== undefined && this.#bytes.byteLength !== this.length;
+  }
+
   /** The agent that registered it. @internal */
   get owner(): RegionOwner {
     return this.#owner;

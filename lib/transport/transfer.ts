@@ -5,6 +5,7 @@
  * @packageDocumentation
  */
 import { ErrorCode, KvwireError } from '../errors.js';
+import { describeValue } from '../util/describe-value.js';
 import type { EngineTiming } from './engine.js';
 import type { TransferOp, TransferOptions, TransferStats, TransferStatus, TransportCategory } from './types.js';
 
@@ -216,7 +217,7 @@ export class PreparedTransfer {
   /** Posts `op` on the descriptors at `indices` (all when omitted). */
   post(op: TransferOp, indices?: ArrayLike<number>, opts: TransferOptions = {}): Transfer {
     if (op !== 'read' && op !== 'write') {
-      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `op must be 'read' or 'write', not ${String(op)}`);
+      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `op must be 'read' or 'write', not ${describeValue(op)}`);
     }
     return this.#host.postPrepared(this, op, indices, opts);
   }

@@ -62,26 +62,29 @@ export interface AgentOptions {
     /** Staging buffers per direction (default 4; 1 .. 64): copies and the wire overlap across them. */
     stagingBuffers?: number;
   };
-  /** Tuning of the native engine (advanced). */
+  /**
+   * Tuning of the native engine (advanced). Every value is an integer in its documented range, and
+   * an unknown key is refused (`ERR_KVWIRE_INVALID_ARGUMENT`): nothing is clamped or ignored.
+   */
   tuning?: {
-    /** Busy-poll this long (µs) after the last activity before sleeping. Default 100. */
+    /** Busy-poll this long (µs) after the last activity before sleeping. Default 100; 0 .. 1 000 000. */
     spinUs?: number;
-    /** Active-message payloads at least this large go by rendezvous. Default 16 KiB. */
+    /** Active-message payloads at least this large go by rendezvous. Default 16 KiB; 0 .. 1 GiB. */
     rndvThreshold?: number;
-    /** Active-message operations in flight per transfer. Default 256. */
+    /** Active-message operations in flight per transfer. Default 256; 1 .. 65 536. */
     windowOps?: number;
     /**
      * Active-message protocol (tcp): runs of descriptors shorter than this many bytes travel
      * packed in one message, copied out and scattered on arrival (fewer, larger messages).
-     * Default 128 KiB; 0 sends every descriptor alone.
+     * Default 128 KiB; 0 sends every descriptor alone; at most 32 MiB.
      */
     batchBelow?: number;
-    /** Largest packed message, in bytes (default 1 MiB; at most 32 MiB). */
+    /** Largest packed message, in bytes (default 1 MiB; 1 .. 32 MiB). */
     batchBytes?: number;
     /**
      * Transfers of at most this many bytes to shared memory a same-host peer allocated
      * (`agent.allocate()`) are copied by the calling thread: no thread hand-off, done at once.
-     * Default 256 KiB; 0 disables.
+     * Default 256 KiB; 0 disables; at most 1 GiB.
      */
     inlineBytes?: number;
   };

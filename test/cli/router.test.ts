@@ -77,9 +77,9 @@ describe('kvwire router / kvwire epp (CLI)', () => {
   it('epp: serves ext_proc from flags and stops on SIGTERM', async () => {
     const d0 = await new FakeEngine('d0').start();
     engines.push(d0);
-    const r = run(['epp', '--listen', '127.0.0.1:0', '--decode', d0.url]);
+    const r = run(['epp', '--listen', '127.0.0.1:0', '--decode', d0.url, '--metrics-listen', '127.0.0.1:0']);
     children.push(r.child);
-    const { address } = (await r.ready) as { address: string };
+    const { address, metrics } = (await r.ready) as { address: string; metrics: string };
     const c = envoyClient(address);
     const x = exchange(c);
     const body = Buffer.from(JSON.stringify({ model: 'm', prompt: 'hi' }));
@@ -88,6 +88,11 @@ describe('kvwire router / kvwire epp (CLI)', () => {
     expect(setHeadersOf((await x.next(2))[0])['x-gateway-destination-endpoint']).toBe(`127.0.0.1:${d0.port}`);
     await x.finish();
     c.close();
+    const scraped = await (await fetch(`${metrics}/metrics`)).text();
+    expect(scraped).toMatch(
+      /kvwire_scheduler_decisions_total\{decision="decode_only",reason="uncached_below_threshold"\} 1/,
+    );
+    expect((await fetch(`${metrics}/health`)).status).toBe(200);
     r.child.kill('SIGTERM');
     expect((await r.exit).code).toBe(0);
   }, 30_000);

@@ -138,7 +138,7 @@ describe('kvwire sidecar as a process', () => {
     expect(r.status).toBe(200);
     expect(
       (r.json!.usage as { prompt_tokens_details: { cached_tokens: number } }).prompt_tokens_details.cached_tokens,
-    ).toBe(6);
+    ).toBe(5);
     expect(decode.received.at(-1)!.headers['x-request-id']).toBe(prefill.received.at(-1)!.headers['x-request-id']);
     const refused = await request(url, {
       path: '/v1/completions',

@@ -2,7 +2,7 @@ import { Gateway } from '@kubernetes-models/gateway-api/gateway.networking.k8s.i
 import { GatewayClass } from '@kubernetes-models/gateway-api/gateway.networking.k8s.io/v1/GatewayClass';
 import { HTTPRoute } from '@kubernetes-models/gateway-api/gateway.networking.k8s.io/v1/HTTPRoute';
 import { describe, expect, it } from 'vitest';
-import { changed, DELETE, loadManifests, manifestNamed } from './manifests.js';
+import { changed, DELETE, loadManifests, manifestNamed, specOf, type HttpRouteSpec } from './manifests.js';
 
 const manifests = loadManifests();
 const gatewayClass = manifestNamed(manifests, 'GatewayClass', 'envoy-gateway').object;
@@ -10,8 +10,8 @@ const gateway = manifestNamed(manifests, 'Gateway', 'kvwire-gateway').object;
 const route = manifestNamed(manifests, 'HTTPRoute', 'llama').object;
 
 /** Builds the model from the YAML object and calls its validate(), as the brief asks. */
-function validate(Model: new (data: any) => { validate(): void }, object: unknown): void {
-  new Model(object).validate();
+function validate(Model: new (data: never) => { validate(): void }, object: unknown): void {
+  new Model(object as never).validate();
 }
 
 describe('Gateway API objects, checked with @kubernetes-models/gateway-api (Gateway API v1.0)', () => {
@@ -55,17 +55,17 @@ describe('Gateway API objects, checked with @kubernetes-models/gateway-api (Gate
   });
 
   it('links route -> Gateway -> GatewayClass, and route -> InferencePool, all defined under deploy/', () => {
-    const ref = (route['spec'] as any).parentRefs[0];
+    const ref = specOf<HttpRouteSpec>(route).parentRefs[0];
     expect(ref).toMatchObject({ group: 'gateway.networking.k8s.io', kind: 'Gateway', name: gateway.metadata.name });
-    expect((gateway['spec'] as any).gatewayClassName).toBe(gatewayClass.metadata.name);
-    const backend = (route['spec'] as any).rules[0].backendRefs[0];
+    expect(specOf<{ gatewayClassName: string }>(gateway).gatewayClassName).toBe(gatewayClass.metadata.name);
+    const backend = specOf<HttpRouteSpec>(route).rules[0]!.backendRefs[0]!;
     expect(backend).toMatchObject({ group: 'inference.networking.k8s.io', kind: 'InferencePool' });
     const pool = manifestNamed(manifests, 'InferencePool', backend.name).object;
     expect(pool.metadata.namespace).toBe(route.metadata.namespace);
   });
 
   it('routes the OpenAI API paths the engines and sidecars serve', () => {
-    const paths = (route['spec'] as any).rules.flatMap((r: any) => r.matches.map((m: any) => m.path.value));
+    const paths = specOf<HttpRouteSpec>(route).rules.flatMap((r) => r.matches.map((m) => m.path.value));
     expect(paths).toEqual(expect.arrayContaining(['/v1/completions', '/v1/chat/completions']));
   });
 });

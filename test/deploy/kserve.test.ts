@@ -1,5 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { changed, DELETE, loadManifests, manifestNamed } from './manifests.js';
+import {
+  changed,
+  DELETE,
+  loadManifests,
+  manifestNamed,
+  specOf,
+  type InferenceServiceSpec,
+  type KubeObject,
+  type LlmInferenceServiceSpec,
+} from './manifests.js';
 import { schemaAjv, schemaValidator } from './validators.js';
 
 const manifests = loadManifests();
@@ -25,7 +34,8 @@ describe('KServe InferenceService (serving.kserve.io/v1beta1): the seed two', ()
   });
 
   it('has the sidecar beside the engine in the decode predictor, and none in the prefill one', () => {
-    const names = (o: any): string[] => o.spec.predictor.containers.map((c: { name: string }) => c.name);
+    const names = (o: KubeObject): string[] =>
+      (specOf<InferenceServiceSpec>(o).predictor.containers ?? []).map((c) => c.name);
     expect(names(decode)).toEqual(['kserve-container', 'routing-sidecar']);
     expect(names(prefill)).toEqual(['kserve-container']);
   });
@@ -92,11 +102,11 @@ describe('KServe LLMInferenceService (serving.kserve.io/v1alpha2): prefill, rout
   });
 
   it('has the prefill, router and scheduler sections, and the sidecar in the decode template', () => {
-    const spec = llm['spec'] as any;
-    expect(spec.prefill.template.containers[0].args[0]).toBe('engine');
-    expect(spec.router.scheduler.template.containers[0].args[0]).toBe('epp');
-    expect(spec.router.scheduler.pool.spec.targetPorts).toEqual([{ number: 8000 }]);
-    expect(spec.template.initContainers[0]).toMatchObject({
+    const spec = specOf<LlmInferenceServiceSpec>(llm);
+    expect(spec.prefill?.template?.containers?.[0]?.args?.[0]).toBe('engine');
+    expect(spec.router?.scheduler?.template?.containers?.[0]?.args?.[0]).toBe('epp');
+    expect(spec.router?.scheduler?.pool?.spec.targetPorts).toEqual([{ number: 8000 }]);
+    expect(spec.template?.initContainers?.[0]).toMatchObject({
       restartPolicy: 'Always',
       args: expect.arrayContaining(['sidecar']),
     });

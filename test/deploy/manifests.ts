@@ -42,6 +42,7 @@ export interface ContainerSpec {
   livenessProbe?: ProbeSpec;
   startupProbe?: ProbeSpec;
   volumeMounts?: { name: string; mountPath: string }[];
+  resources?: { requests?: Record<string, string | number>; limits?: Record<string, string | number> };
 }
 
 /** A probe, as far as these tests read it. */
@@ -57,6 +58,77 @@ export interface PodSpecLike {
   containers?: ContainerSpec[];
   initContainers?: ContainerSpec[];
   volumes?: { name: string; secret?: { secretName?: string }; configMap?: { name?: string } }[];
+}
+
+/** A label selector with matchLabels. */
+export interface LabelSelector {
+  matchLabels?: Record<string, string>;
+}
+
+/** The InferencePool spec (also KServe's scheduler pool spec). */
+export interface InferencePoolSpec {
+  selector: { matchLabels: Record<string, string> };
+  targetPorts: { number: number }[];
+  endpointPickerRef: { name: string; kind?: string; port: { number: number }; failureMode?: string };
+}
+
+/** A Service spec, as far as these tests read it. */
+export interface ServiceSpec {
+  selector: Record<string, string>;
+  ports: { name?: string; port: number; targetPort?: number | string }[];
+}
+
+/** A Deployment spec, as far as these tests read it. */
+export interface DeploymentSpec {
+  template: { metadata?: { labels?: Record<string, string> }; spec: PodSpecLike };
+}
+
+/** An InferenceService (v1beta1) spec, as far as these tests read it. */
+export interface InferenceServiceSpec {
+  predictor: PodSpecLike & { labels?: Record<string, string> };
+}
+
+/** An LLMInferenceService (v1alpha2) spec, as far as these tests read it. */
+export interface LlmInferenceServiceSpec {
+  labels?: Record<string, string>;
+  template?: PodSpecLike;
+  prefill?: { labels?: Record<string, string>; template?: PodSpecLike };
+  router?: {
+    gateway?: { refs: { name: string; namespace?: string }[] };
+    scheduler?: { labels?: Record<string, string>; template?: PodSpecLike; pool?: { spec: InferencePoolSpec } };
+  };
+}
+
+/** An HTTPRoute spec, as far as these tests read it. */
+export interface HttpRouteSpec {
+  parentRefs: { group?: string; kind?: string; name: string }[];
+  rules: {
+    matches: { path: { type: string; value: string } }[];
+    backendRefs: { group?: string; kind?: string; name: string }[];
+  }[];
+}
+
+/** A NetworkPolicy ingress rule. */
+export interface IngressRule {
+  from?: { podSelector?: LabelSelector; namespaceSelector?: LabelSelector }[];
+  ports?: { port?: number; endPort?: number; protocol?: string }[];
+}
+
+/** A NetworkPolicy spec, as far as these tests read it. */
+export interface NetworkPolicySpec {
+  podSelector: LabelSelector;
+  ingress: IngressRule[];
+}
+
+/** A PodMonitor spec, as far as these tests read it. */
+export interface PodMonitorSpec {
+  selector: { matchExpressions: { key: string; operator: string; values: string[] }[] };
+  podMetricsEndpoints: { port: string; path: string }[];
+}
+
+/** An object's spec, typed as the caller knows its kind to be. */
+export function specOf<T>(object: KubeObject): T {
+  return object['spec'] as T;
 }
 
 function yamlFiles(dir: string): string[] {
@@ -102,27 +174,24 @@ export function describeManifest(m: Manifest): string {
 
 /** The pod specs an object carries, with where they are (KServe and apps/v1 kinds). */
 export function podSpecsOf(object: KubeObject): { where: string; spec: PodSpecLike; labels: Record<string, string> }[] {
-  const spec = object['spec'] as Record<string, any> | undefined;
-  if (spec === undefined) return [];
   switch (object.kind) {
     case 'Deployment':
-    case 'StatefulSet':
-      return [
-        { where: 'spec.template.spec', spec: spec['template'].spec, labels: spec['template'].metadata?.labels ?? {} },
-      ];
-    case 'InferenceService':
-      return [{ where: 'spec.predictor', spec: spec['predictor'], labels: spec['predictor'].labels ?? {} }];
+    case 'StatefulSet': {
+      const { template } = specOf<DeploymentSpec>(object);
+      return [{ where: 'spec.template.spec', spec: template.spec, labels: template.metadata?.labels ?? {} }];
+    }
+    case 'InferenceService': {
+      const { predictor } = specOf<InferenceServiceSpec>(object);
+      return [{ where: 'spec.predictor', spec: predictor, labels: predictor.labels ?? {} }];
+    }
     case 'LLMInferenceService': {
+      const spec = specOf<LlmInferenceServiceSpec>(object);
       const out = [];
-      if (spec['template'] !== undefined)
-        out.push({ where: 'spec.template', spec: spec['template'], labels: spec['labels'] ?? {} });
-      if (spec['prefill']?.template !== undefined)
-        out.push({
-          where: 'spec.prefill.template',
-          spec: spec['prefill'].template,
-          labels: spec['prefill'].labels ?? {},
-        });
-      const scheduler = spec['router']?.scheduler;
+      if (spec.template !== undefined)
+        out.push({ where: 'spec.template', spec: spec.template, labels: spec.labels ?? {} });
+      if (spec.prefill?.template !== undefined)
+        out.push({ where: 'spec.prefill.template', spec: spec.prefill.template, labels: spec.prefill.labels ?? {} });
+      const scheduler = spec.router?.scheduler;
       if (scheduler?.template !== undefined)
         out.push({ where: 'spec.router.scheduler.template', spec: scheduler.template, labels: scheduler.labels ?? {} });
       return out;
@@ -184,19 +253,21 @@ export const DELETE: unique symbol = Symbol('delete');
  * path must exist up to its last step, so a test cannot break nothing by a typo in its path.
  */
 export function changed<T>(object: T, path: readonly (string | number)[], value: unknown): T {
-  const copy = structuredClone(object) as any;
-  let node = copy;
+  type Node = Record<string | number, unknown>;
+  const copy = structuredClone(object);
+  let node = copy as unknown as Node;
   for (const step of path.slice(0, -1)) {
-    if (node === null || typeof node !== 'object' || !(step in node))
+    const next = node[step];
+    if (next === null || typeof next !== 'object')
       throw new Error(`changed(): no ${String(step)} on the path ${path.join('.')}`);
-    node = node[step];
+    node = next as Node;
   }
   const last = path.at(-1)!;
   if (value === DELETE) {
     if (!(last in node)) throw new Error(`changed(): nothing to delete at ${path.join('.')}`);
     delete node[last];
   } else node[last] = value;
-  return copy as T;
+  return copy;
 }
 
 /** The one manifest of this kind and name (throws when there is not exactly one). */

@@ -3,7 +3,17 @@
 // policy selects takes only what one of their ingress rules allows), on the project's own pods.
 import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy';
 import { describe, expect, it } from 'vitest';
-import { changed, flagValue, kvwireContainers, loadManifests, manifestNamed, type KubeObject } from './manifests.js';
+import {
+  changed,
+  flagValue,
+  kvwireContainers,
+  loadManifests,
+  manifestNamed,
+  specOf,
+  type KubeObject,
+  type NetworkPolicySpec,
+  type ServiceSpec,
+} from './manifests.js';
 
 const manifests = loadManifests();
 const policies = manifests.filter((m) => m.object.kind === 'NetworkPolicy').map((m) => m.object);
@@ -12,24 +22,16 @@ const containers = kvwireContainers(manifests);
 /** A connection's source: a pod of the namespace (its labels), or any pod of another namespace. */
 type Source = { labels: Record<string, string> } | { namespace: string };
 
-interface Rule {
-  from?: {
-    podSelector?: { matchLabels?: Record<string, string> };
-    namespaceSelector?: { matchLabels?: Record<string, string> };
-  }[];
-  ports?: { port?: number; endPort?: number; protocol?: string }[];
-}
-
 function matches(selector: Record<string, string> | undefined, labels: Record<string, string>): boolean {
   return Object.entries(selector ?? {}).every(([k, v]) => labels[k] === v);
 }
 
 /** Does the set of policies let `source` reach `port` of a pod labelled `target`? */
 function allowed(all: readonly KubeObject[], source: Source, target: Record<string, string>, port: number): boolean {
-  const selecting = all.filter((p) => matches((p['spec'] as any).podSelector.matchLabels, target));
+  const selecting = all.filter((p) => matches(specOf<NetworkPolicySpec>(p).podSelector.matchLabels, target));
   if (selecting.length === 0) return true; // not isolated
   return selecting.some((p) =>
-    ((p['spec'] as any).ingress as Rule[]).some((rule) => {
+    specOf<NetworkPolicySpec>(p).ingress.some((rule) => {
       const fromOk = (rule.from ?? [{}]).some((peer) => {
         if (peer.namespaceSelector !== undefined) {
           // Only kubernetes.io/metadata.name selectors are written here; another namespace's pods.
@@ -76,8 +78,7 @@ const ucxRange = prefillEngine.container
   .env!.find((e) => e.name === 'UCX_TCP_PORT_RANGE')!
   .value!.split('-')
   .map(Number);
-const redisPort = (manifestNamed(manifests, 'Service', 'kvwire-redis').object['spec'] as any).ports[0].port;
-const eppMetrics = portOf(flagValue(epp.args, '--metrics-listen')!);
+const redisPort = specOf<ServiceSpec>(manifestNamed(manifests, 'Service', 'kvwire-redis').object).ports[0]!.port;
 
 /** [from, to pod, port, why] for every connection the deployment makes. */
 const needed: [Source, Record<string, string>, number, string][] = [
@@ -106,7 +107,6 @@ const needed: [Source, Record<string, string>, number, string][] = [
   [MONITORING, pod('decode'), portOf(flagValue(decodeEngine.args, '--listen')!), 'Prometheus -> engine'],
   [MONITORING, pod('decode'), portOf(flagValue(sidecar.args, '--listen')!), 'Prometheus -> sidecar'],
   [MONITORING, pod('prefill'), portOf(flagValue(prefillEngine.args, '--listen')!), 'Prometheus -> engine'],
-  [MONITORING, pod('epp'), eppMetrics, 'Prometheus -> picker'],
 ];
 
 /** Connections nothing in the deployment makes: each would widen what a compromised pod reaches. */
@@ -135,7 +135,7 @@ describe('NetworkPolicies (deploy/network)', () => {
   it('isolate every kvwire pod and Redis', () => {
     for (const target of [pod('decode'), pod('prefill'), pod('epp'), REDIS]) {
       expect(
-        policies.some((p) => matches((p['spec'] as any).podSelector.matchLabels, target)),
+        policies.some((p) => matches(specOf<NetworkPolicySpec>(p).podSelector.matchLabels, target)),
         JSON.stringify(target),
       ).toBe(true);
     }

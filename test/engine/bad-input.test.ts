@@ -1,7 +1,7 @@
 import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEngine, type EngineProcess } from '../fixtures/engine-process.js';
-import { metric, post } from './helpers.js';
+import { metric, post, type ApiAnswer } from './helpers.js';
 
 // Malformed requests get 4xx with OpenAI's error JSON and the worker keeps serving; a client that
 // goes away mid-stream frees its sequence; a full queue answers 429 with Retry-After.
@@ -101,7 +101,7 @@ describe('bad input', () => {
   });
   afterAll(async () => expect(await engine.stop()).toBe(0));
 
-  const expectOpenAiError = (r: { status: number; body: any }, status: number): void => {
+  const expectOpenAiError = (r: { status: number; body: ApiAnswer }, status: number): void => {
     expect(r.status).toBe(status);
     expect(r.body).toMatchObject({ error: { message: expect.any(String), type: expect.any(String), code: status } });
     expect(r.body.error).toHaveProperty('param');
@@ -136,12 +136,12 @@ describe('bad input', () => {
       body: latin1,
     });
     expect(r.status).toBe(400);
-    expect(((await r.json()) as any).error.message).toMatch(/UTF-8/);
+    expect(((await r.json()) as ApiAnswer).error.message).toMatch(/UTF-8/);
     expectOpenAiError(await post(`${engine.url}/v1/completions`, { ...ok, model: 'other' }), 404);
     expectOpenAiError(await post(`${engine.url}/v1/nothing`, ok), 404);
     const get = await fetch(`${engine.url}/v1/completions`);
     expect(get.status).toBe(405);
-    expect(((await get.json()) as any).error.code).toBe(405);
+    expect(((await get.json()) as ApiAnswer).error.code).toBe(405);
     const text = await fetch(`${engine.url}/v1/completions`, {
       method: 'POST',
       headers: { 'content-type': 'text/plain' },
@@ -155,6 +155,24 @@ describe('bad input', () => {
     const big = JSON.stringify({ ...ok, prompt: 'x'.repeat(10 * 1024 * 1024) });
     const r = await post(`${engine.url}/v1/completions`, big);
     expectOpenAiError(r, 413);
+    expect((await post(`${engine.url}/v1/completions`, ok)).status).toBe(200);
+    // Streamed in chunks, with no content-length: refused once past the limit, answered after the body.
+    const chunk = new TextEncoder().encode('x'.repeat(64 * 1024));
+    let sent = 0;
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (sent++ < 64) controller.enqueue(chunk);
+        else controller.close();
+      },
+    });
+    const chunked = await fetch(`${engine.url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body,
+      duplex: 'half',
+    } as RequestInit);
+    expect(chunked.status).toBe(413);
+    expect(((await chunked.json()) as ApiAnswer).error.code).toBe(413);
     expect((await post(`${engine.url}/v1/completions`, ok)).status).toBe(200);
   });
 

@@ -1,12 +1,40 @@
 /** Helpers of the engine tests: HTTP calls, metric reads, prompts. */
 import { mulberry32 } from '../../lib/util/mulberry32.js';
 
+/**
+ * What the tests read from the engine's JSON answers (completions, errors, /tokenize, P/D fields).
+ * A field a given answer lacks is undefined at run time, and the test reading it fails.
+ */
+export interface ApiAnswer {
+  id: string;
+  object: string;
+  choices: {
+    index: number;
+    text: string;
+    token_ids: number[];
+    finish_reason: string | null;
+    message: { role: string; content: string };
+  }[];
+  usage: {
+    prompt_tokens: number;
+    completion_tokens: number;
+    total_tokens: number;
+    prompt_tokens_details: { cached_tokens: number };
+  };
+  kv_transfer_params: { do_remote_prefill: boolean; remote_block_ids: number[]; [field: string]: unknown };
+  prompt_token_ids: number[];
+  error: { message: string; type: string; param: string | null; code: number };
+  count: number;
+  max_model_len: number;
+  tokens: number[];
+}
+
 /** POSTs JSON, returns status, headers and parsed body (text when not JSON). */
 export async function post(
   url: string,
   body: unknown,
   headers: Record<string, string> = {},
-): Promise<{ status: number; headers: Headers; body: any }> {
+): Promise<{ status: number; headers: Headers; body: ApiAnswer }> {
   const r = await fetch(url, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...headers },
@@ -19,7 +47,7 @@ export async function post(
   } catch {
     // not JSON
   }
-  return { status: r.status, headers: r.headers, body: parsed };
+  return { status: r.status, headers: r.headers, body: parsed as ApiAnswer };
 }
 
 /** The value of one metric series from /metrics (sum over label sets matching `labels`). */

@@ -6,10 +6,13 @@ import { startEngine, type EngineProcess } from '../fixtures/engine-process.js';
 import { post } from './helpers.js';
 
 // KV events in vLLM's wire format, decoded by a test subscriber; a gap filled from the replay socket.
+/** An event as decoded, map form (the array-form test casts). */
+type MapEvent = Record<string, unknown> & { type: string; block_hashes: number[] };
+
 interface Frame {
   topic: string;
   seq: number;
-  batch: [number, any[], number];
+  batch: [number, MapEvent[], number];
 }
 
 async function next(sub: Subscriber, timeoutMs = 20_000): Promise<Frame> {
@@ -110,16 +113,16 @@ describe('KV events (map form)', () => {
     dealer.connect(engine.kvEventsReplay!);
     const start = Buffer.alloc(8);
     await dealer.send([Buffer.alloc(0), start]);
-    const replayed: { seq: number; batch: any }[] = [];
+    const replayed: { seq: number; batch: Frame['batch'] }[] = [];
     for (;;) {
       const [, seq, payload] = await dealer.receive();
       const s = Number(seq!.readBigInt64BE(0));
       if (s === -1) break;
-      replayed.push({ seq: s, batch: decode(payload!) });
+      replayed.push({ seq: s, batch: decode(payload!) as Frame['batch'] });
     }
     dealer.close();
     expect(replayed[0]!.seq).toBe(0);
-    const first = replayed[0]!.batch[1].find((e: any) => e.type === 'BlockStored');
+    const first = replayed[0]!.batch[1].find((e) => e.type === 'BlockStored')!;
     const tokensA = await tokenize(engine.url, PROMPT_A);
     expect(first.block_hashes[0]).toBe(eventHash(blockHashes(tokensA, 16)[0]!.key));
     expect(replayed.map((r) => r.seq)).toContain(f.seq);
@@ -132,11 +135,11 @@ describe('KV events (map form)', () => {
         max_tokens: 2,
       });
     }
-    let removed: any;
+    let removed: MapEvent | undefined;
     for (let i = 0; i < 10 && removed === undefined; i++)
       removed = (await next(sub)).batch[1].find((e) => e.type === 'BlockRemoved');
     expect(removed).toMatchObject({ type: 'BlockRemoved', medium: 'GPU' });
-    expect(removed.block_hashes.length).toBeGreaterThan(0);
+    expect(removed?.block_hashes.length).toBeGreaterThan(0);
     sub.close();
   });
 });
@@ -151,16 +154,16 @@ describe('KV events (array form)', () => {
     sub.connect(engine.kvEvents!);
     sub.subscribe();
     const { frame: f } = await firstFrame(sub, engine.url, (i) => `${i} ${PROMPT_A}`);
-    const ev = f.batch[1][0];
+    const ev = f.batch[1][0] as unknown as unknown[];
     expect(ev[0]).toBe('BlockStored');
     const [, hashes, parent, tokens, blockSize, loraId, medium] = ev;
     expect(parent).toBeNull();
-    expect(tokens).toHaveLength(hashes.length * 16);
+    expect(tokens).toHaveLength((hashes as number[]).length * 16);
     expect([blockSize, loraId, medium]).toEqual([16, null, 'GPU']);
     expect(await engine.stop()).toBe(0);
     let cleared = false;
     for (let i = 0; i < 5 && !cleared; i++)
-      cleared = (await next(sub, 5_000)).batch[1].some((e) => e[0] === 'AllBlocksCleared');
+      cleared = (await next(sub, 5_000)).batch[1].some((e) => (e as unknown as unknown[])[0] === 'AllBlocksCleared');
     expect(cleared).toBe(true);
     sub.close();
   });

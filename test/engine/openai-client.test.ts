@@ -94,16 +94,31 @@ describe('the openai client', () => {
     expect(streamed).toBe(content);
     expect(finish).toBe('length');
     // /tokenize with the same messages gives the prompt the chat completion counted.
-    const tok: any = await (
+    const tok = (await (
       await fetch(`${engine.url}/tokenize`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ model: 'tiny', messages }),
       })
-    ).json();
+    ).json()) as { count: number; max_model_len: number; tokens: number[] };
     expect(tok.count).toBe(r.usage?.prompt_tokens);
     expect(tok.max_model_len).toBe(4096);
     expect(tok.tokens[0]).toBe(1);
+  });
+
+  it('x-request-id is echoed, names the response and is logged', async () => {
+    const r = await fetch(`${engine.url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-request-id': 'trace-me-123' },
+      body: JSON.stringify({ model: 'tiny', prompt: 'log me', max_tokens: 2 }),
+    });
+    expect(r.headers.get('x-request-id')).toBe('trace-me-123');
+    expect(((await r.json()) as { id: string }).id).toBe('cmpl-trace-me-123');
+    for (let i = 0; i < 50 && !engine.stderr().includes('trace-me-123'); i++)
+      await new Promise((res) => setTimeout(res, 20));
+    expect(engine.stderr()).toMatch(
+      /kvwire engine: trace-me-123 completion length prompt=\d+ cached=\d+ completion=2 /,
+    );
   });
 
   it('an unknown model is a NotFoundError, as the client sees it', async () => {

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEngine, type EngineProcess } from '../fixtures/engine-process.js';
-import { metric, post, prompts } from './helpers.js';
+import { metric, post, prompts, type ApiAnswer } from './helpers.js';
 
 // Greedy output through a prefill worker and a decode worker (separate processes, KV pulled over
 // UCX) equals a single --role both worker's, token for token; a decode that ignores the pulled KV
@@ -8,7 +8,7 @@ import { metric, post, prompts } from './helpers.js';
 const PROMPTS = prompts(50);
 const MAX_TOKENS = 12;
 
-async function complete(url: string, prompt: string, extra: Record<string, unknown> = {}): Promise<any> {
+async function complete(url: string, prompt: string, extra: Record<string, unknown> = {}): Promise<ApiAnswer> {
   const r = await post(`${url}/v1/completions`, {
     model: 'tiny',
     prompt,
@@ -21,7 +21,7 @@ async function complete(url: string, prompt: string, extra: Record<string, unkno
   return r.body;
 }
 
-async function disaggregated(prefill: string, decode: string, prompt: string): Promise<any> {
+async function disaggregated(prefill: string, decode: string, prompt: string): Promise<ApiAnswer> {
   const p = await complete(prefill, prompt, {
     max_tokens: 1,
     stream: false,

@@ -5,7 +5,6 @@ import { decodeVllmBatch, parseTopic, readSeq } from '../../lib/kv-index/vllm-wi
 import { createRegistry } from '../../lib/metrics.js';
 import { FakeVllmPublisher, allCleared, blockRemoved, blockStored, seqBytes, type Shape } from './vllm-publisher.js';
 
-const BS = 16;
 const tokens = (n: number, seed = 1): number[] => Array.from({ length: n }, (_, i) => (seed * 1009 + i * 7) % 32_000);
 
 async function until(what: string, pred: () => boolean | Promise<boolean>, ms = 20_000): Promise<void> {

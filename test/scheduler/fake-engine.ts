@@ -72,7 +72,7 @@ export class FakeEngine {
   async cache(tokens: number[]): Promise<void> {
     if (this.publisher === undefined) return;
     const full = Math.floor(tokens.length / this.blockSize);
-    let parent: number | null = null;
+    const parent: number | null = null;
     const hashes: number[] = [];
     for (let i = 0; i < full; i++) {
       const key = tokens.slice(0, (i + 1) * this.blockSize).join(',');

@@ -133,20 +133,27 @@ export function prefillParams(requestId: string, port: number): Record<string, u
   };
 }
 
-/** A prefill answer: one token, the kv_transfer_params, usage with `cachedTokens`. */
-export function prefillAnswer(cachedTokens: number, sideChannelPort = 5600): Answer {
+/**
+ * A prefill answer: one token, the kv_transfer_params, and usage with `cachedTokens` (no usage at
+ * all when undefined, as a worker that does not report it).
+ */
+export function prefillAnswer(cachedTokens: number | undefined, sideChannelPort = 5600): Answer {
   return (req, res) => {
     const id = String(req.headers['x-request-id'] ?? 'none');
     sendJson(res, 200, {
       id: `cmpl-${id}`,
       object: req.path.includes('chat') ? 'chat.completion' : 'text_completion',
       choices: [{ index: 0, text: 'x', finish_reason: 'length' }],
-      usage: {
-        prompt_tokens: 12,
-        completion_tokens: 1,
-        total_tokens: 13,
-        prompt_tokens_details: { cached_tokens: cachedTokens },
-      },
+      ...(cachedTokens === undefined
+        ? {}
+        : {
+            usage: {
+              prompt_tokens: 12,
+              completion_tokens: 1,
+              total_tokens: 13,
+              prompt_tokens_details: { cached_tokens: cachedTokens },
+            },
+          }),
       kv_transfer_params: prefillParams(id, sideChannelPort),
     });
   };

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import {
-  addCachedTokens,
   cachedTokensOf,
   decodeRequestBody,
   prefillRequestBody,
+  setCachedTokens,
   withoutClientKvParams,
 } from '../../lib/sidecar/nixlv2.js';
 
@@ -62,17 +62,17 @@ describe('usage', () => {
       { usage: { prompt_tokens_details: { cached_tokens: '5' } } },
       { usage: { prompt_tokens_details: { cached_tokens: 1.5 } } },
     ]) {
-      expect(cachedTokensOf(r as Record<string, unknown>)).toBe(0);
+      expect(cachedTokensOf(r as Record<string, unknown>)).toBeUndefined();
     }
   });
 
-  it('adds to usage, creating prompt_tokens_details when missing', () => {
+  it('sets usage cached tokens, creating prompt_tokens_details when missing', () => {
     const u: Record<string, unknown> = { prompt_tokens: 3 };
-    expect(addCachedTokens(u, 4)).toBe(true);
+    expect(setCachedTokens(u, 4)).toBe(true);
     expect(u).toEqual({ prompt_tokens: 3, prompt_tokens_details: { cached_tokens: 4 } });
-    expect(addCachedTokens(u, 1)).toBe(true);
-    expect(u.prompt_tokens_details).toEqual({ cached_tokens: 5 });
-    expect(addCachedTokens(null, 1)).toBe(false);
+    expect(setCachedTokens(u, 1)).toBe(true);
+    expect(u.prompt_tokens_details).toEqual({ cached_tokens: 1 });
+    expect(setCachedTokens(null, 1)).toBe(false);
   });
 });
 

@@ -80,9 +80,10 @@ describe('the nixlv2 flow (prefill leg, then decode leg)', () => {
     expect(d.headers.authorization).toBe('Bearer t0k');
     expect(d.headers['x-prefiller-host-port']).toBeUndefined();
 
-    // The prefill's 7 cached tokens are added to the decode's own 2.
-    const usage = r.json!.usage as { prompt_tokens_details: { cached_tokens: number } };
-    expect(usage.prompt_tokens_details.cached_tokens).toBe(9);
+    // The prefill's 7 cached tokens replace the decode's own 2 (which count what it received).
+    const usage = r.json!.usage as { prompt_tokens: number; prompt_tokens_details: { cached_tokens: number } };
+    expect(usage.prompt_tokens_details.cached_tokens).toBe(7);
+    expect(usage.prompt_tokens).toBe(12);
     expect((r.json!.choices as { text: string }[])[0]!.text).toBe('Hello, world');
     expect(r.headers['x-request-id']).toBe('req-42');
   });
@@ -158,7 +159,7 @@ describe('the nixlv2 flow (prefill leg, then decode leg)', () => {
       prompt_tokens: 12,
       completion_tokens: 3,
       total_tokens: 15,
-      prompt_tokens_details: { cached_tokens: 8 },
+      prompt_tokens_details: { cached_tokens: 7 },
     });
 
     const p = prefill.received[0]!.json!;
@@ -173,8 +174,17 @@ describe('the nixlv2 flow (prefill leg, then decode leg)', () => {
     expect(d.stream_options).toEqual({ include_usage: true });
   });
 
-  it('passes a stream through byte for byte when the prefill reports no cached tokens', async () => {
+  it("reports the prefill's 0 cached tokens, and passes a stream through byte for byte when the prefill reports no usage", async () => {
     prefill.answer = prefillAnswer(0);
+    const zero = await request(sidecar.url, {
+      path: '/v1/completions',
+      headers: { 'x-prefiller-host-port': prefill.hostPort },
+      body: JSON.stringify({ ...completion, stream: false }),
+    });
+    expect((zero.json!.usage as { prompt_tokens_details: unknown }).prompt_tokens_details).toEqual({
+      cached_tokens: 0,
+    });
+    prefill.answer = prefillAnswer(undefined);
     let sent = '';
     decode.answer = (_req, res) => {
       res.writeHead(200, { 'content-type': 'text/event-stream' });

@@ -2,14 +2,14 @@ import { describe, expect, it } from 'vitest';
 import { mergeUsageIntoJson, SseUsageMerger } from '../../lib/sidecar/usage-merge.js';
 
 describe('JSON bodies', () => {
-  it('adds to usage.prompt_tokens_details.cached_tokens', () => {
+  it('sets usage.prompt_tokens_details.cached_tokens', () => {
     const out = mergeUsageIntoJson(
       Buffer.from('{"id":"x","usage":{"prompt_tokens":10,"prompt_tokens_details":{"cached_tokens":2}}}'),
       5,
     );
     expect(JSON.parse(out!.toString())).toEqual({
       id: 'x',
-      usage: { prompt_tokens: 10, prompt_tokens_details: { cached_tokens: 7 } },
+      usage: { prompt_tokens: 10, prompt_tokens_details: { cached_tokens: 5 } },
     });
   });
 
@@ -37,7 +37,7 @@ describe('SSE streams', () => {
   it('rewrites only the usage chunk, however the stream is cut into chunks', () => {
     const expected = stream.replace(
       '"usage": {"prompt_tokens":10,"prompt_tokens_details":{"cached_tokens":1}}',
-      '"usage":{"prompt_tokens":10,"prompt_tokens_details":{"cached_tokens":4}}',
+      '"usage":{"prompt_tokens":10,"prompt_tokens_details":{"cached_tokens":3}}',
     );
     const bytes = Buffer.from(stream);
     for (let size = 1; size <= bytes.length; size += 7) {

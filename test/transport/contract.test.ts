@@ -403,7 +403,7 @@ describe('UCX engine tuning', () => {
   it.each([-1, 1.5, Number.NaN, '64K'])('refuses tuning.batchBelow %s with ERR_KVWIRE_INVALID_ARGUMENT', async (v) => {
     await expect(Agent.create({ engine: 'ucx', tuning: { batchBelow: v as number } })).rejects.toMatchObject({
       code: ErrorCode.INVALID_ARGUMENT,
-      message: expect.stringMatching(/tuning\.batchBelow must be a non-negative integer/),
+      message: expect.stringMatching(/tuning\.batchBelow must be an integer from 0 to 33,554,432/),
     });
   });
 });

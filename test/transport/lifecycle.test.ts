@@ -1,10 +1,12 @@
 // Lifetimes: agents in worker threads (per-environment state), a worker terminated with transfers
 // in flight, agents dropped without close() and collected.
+import { setFlagsFromString } from 'node:v8';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
-import { Agent } from '../../lib/index.js';
-import { fillPattern } from '../fixtures/pattern.js';
+import { Agent, ErrorCode } from '../../lib/index.js';
+import { fillPattern, sha256 } from '../fixtures/pattern.js';
 import { Child } from './child.js';
+import { expectCode } from './helpers.js';
 
 const WORKER = new URL('../../dist/test/fixtures/worker-agent.js', import.meta.url);
 const SIZE = 4 << 20;
@@ -74,5 +76,74 @@ describe.each(['tcp', 'sm'])('agent lifetimes over %s', (tls) => {
     expect(c.stderr).not.toMatch(/Segmentation|Assertion|terminate called/);
     expect(signal).toBeNull();
     expect(code).toBe(0);
+  });
+});
+
+// Registered memory must outlive anything JavaScript does to the ArrayBuffer it came in: a
+// transfer list used to move the backing store to a clone that was collected and freed, and a
+// peer's READ then crashed the target (SIGSEGV) or returned someone else's bytes.
+describe.each(['tcp', 'sm'])('registered ArrayBuffer whose owner tries to detach it, over %s', (tls) => {
+  it('stays registered, whole and readable by a peer: the transfer copies instead of detaching', async () => {
+    const size = 8 << 20;
+    const c = new Child('transport-target.js', [], {}, ['--expose-gc']);
+    const agent = await Agent.create({ name: 'reader', transports: tls });
+    try {
+      const m = await c.request(
+        {
+          cmd: 'init',
+          engineOpts: { name: 'detach-target', transports: tls },
+          regions: [{ label: 'ab', size, access: 'read', seed: 77, arrayBuffer: true }],
+        },
+        'metadata',
+      );
+      const peer = await agent.connect(Uint8Array.from(m.metadata as number[]));
+      const detached = await c.request({ cmd: 'detach', label: 'ab' }, 'detached');
+      expect(detached.byteLength).toBe(size); // never detached
+      const dst = agent.register(Buffer.alloc(size), { label: 'dst' });
+      for (let round = 0; round < 3; round++) {
+        dst.bytes.fill(0);
+        await agent.read(
+          peer,
+          [{ region: dst, offset: 0, length: size }],
+          [{ region: peer.region('ab'), offset: 0, length: size }],
+        ).done;
+        expect(sha256(dst.bytes)).toBe(sha256(fillPattern(Buffer.alloc(size), 77)));
+      }
+      expect((await c.request({ cmd: 'hash', label: 'ab' }, 'hash')).sha).toBe(sha256(dst.bytes));
+    } finally {
+      await agent.close();
+      c.kill();
+      const { signal } = await c.exited;
+      expect(c.stderr).not.toMatch(/Segmentation|Assertion|terminate called/);
+      expect(signal).toBe('SIGKILL'); // killed by us, not by a fault
+    }
+  });
+
+  it('refuses local transfers from memory detached under it by a path kvwire cannot block', async () => {
+    const agent = await Agent.create({ name: 'local', transports: tls });
+    const other = await Agent.create({ name: 'other', transports: tls });
+    try {
+      other.register(Buffer.alloc(4096), { access: 'readwrite', label: 'kv' });
+      const peer = await agent.connect(other.metadata());
+      const ab = new ArrayBuffer(4096);
+      const region = agent.register(ab, { label: 'src' });
+      // What another addon's napi_detach_arraybuffer would do (V8's own detach ignores the mark).
+      setFlagsFromString('--allow-natives-syntax');
+      new Function('ab', '%ArrayBufferDetach(ab)')(ab);
+      expect(ab.byteLength).toBe(0);
+      expectCode(
+        () =>
+          agent.write(
+            peer,
+            [{ region, offset: 0, length: 4096 }],
+            [{ region: peer.region('kv'), offset: 0, length: 4096 }],
+          ),
+        ErrorCode.DEREGISTERED,
+        /was detached/,
+      );
+    } finally {
+      await agent.close();
+      await other.close();
+    }
   });
 });

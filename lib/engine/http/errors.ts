@@ -28,6 +28,7 @@ const TYPES: Record<number, string> = {
   400: 'BadRequestError',
   404: 'NotFoundError',
   405: 'MethodNotAllowedError',
+  408: 'RequestTimeoutError',
   413: 'RequestEntityTooLargeError',
   415: 'UnsupportedMediaTypeError',
   429: 'TooManyRequestsError',

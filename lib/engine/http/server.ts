@@ -23,6 +23,8 @@ export interface ApiServerOptions {
   readonly registry: MetricsRegistry;
   /** Largest request body; default 2 MiB. */
   readonly maxBodyBytes?: number;
+  /** One line per finished or failed generation request (x-request-id first); default none. */
+  readonly log?: (line: string) => void;
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
@@ -30,13 +32,26 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
 async function readBody(req: IncomingMessage, limit: number): Promise<unknown> {
   const declared = Number(req.headers['content-length'] ?? NaN);
   if (declared > limit) throw new ApiError(413, `the request body has ${declared} bytes; the limit is ${limit}`);
+  // Not `for await`: leaving that loop early destroys the socket, and the client would see a reset
+  // instead of the 413. Past the limit, chunks are dropped until the body ends.
   const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const c of req as AsyncIterable<Buffer>) {
-    size += c.length;
-    if (size > limit) throw new ApiError(413, `the request body exceeds the limit of ${limit} bytes`);
-    chunks.push(c);
-  }
+  const size = await new Promise<number>((resolve, reject) => {
+    let n = 0;
+    const timer = setTimeout(() => reject(new ApiError(408, 'the request body did not arrive within 60 s')), 60_000);
+    req.on('data', (c: Buffer) => {
+      n += c.length;
+      if (n <= limit) chunks.push(c);
+    });
+    req.once('end', () => {
+      clearTimeout(timer);
+      resolve(n);
+    });
+    req.once('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+  });
+  if (size > limit) throw new ApiError(413, `the request body exceeds the limit of ${limit} bytes`);
   let text: string;
   try {
     text = utf8.decode(Buffer.concat(chunks));
@@ -184,9 +199,15 @@ export function createApiHandler(o: ApiServerOptions): ApiHandler {
         ...(g.kvTransferParams === undefined ? {} : { kvTransferParams: g.kvTransferParams }),
         ...(onToken === undefined ? {} : { onToken }),
       });
+    } catch (e) {
+      o.log?.(`${rid} ${kind} failed: ${(e as Error).message}`);
+      throw e;
     } finally {
       res.off('close', onClose);
     }
+    o.log?.(
+      `${rid} ${kind} ${result.finishReason} prompt=${g.prompt.length} cached=${result.cachedTokens} completion=${result.tokens.length} ttft_ms=${result.ttftMs.toFixed(1)} kv=${result.kvSource}${result.kvTransferParams === undefined ? '' : ` held_blocks=${result.kvTransferParams.remote_block_ids.length}`}`,
+    );
     if (result.finishReason === 'abort') {
       res.destroy();
       return;
@@ -323,13 +344,33 @@ export function createApiHandler(o: ApiServerOptions): ApiHandler {
   }
 
   return (req, res) => {
-    route(req, res).catch((e) => {
-      // A refused body may still be arriving: answer, and close the connection after it.
+    route(req, res).catch(async (e) => {
       if (!req.complete) {
+        // A refused body may still be arriving. Read and drop it (bounded) before answering: a
+        // client still uploading when the connection closes sees a reset, not our answer.
         res.setHeader('connection', 'close');
-        req.resume();
+        await drain(req, 64 * 1024 * 1024, 10_000);
       }
       sendError(res, e);
     });
   };
+}
+
+/** Reads and drops the rest of a request body: at most `maxBytes`, for at most `ms`. */
+function drain(req: IncomingMessage, maxBytes: number, ms: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    let dropped = 0;
+    const done = (): void => {
+      clearTimeout(timer);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    req.on('data', (c: Buffer) => {
+      dropped += c.length;
+      if (dropped > maxBytes) done(); // answer anyway; closing the connection resets the rest
+    });
+    req.once('end', done);
+    req.once('close', done);
+    req.resume();
+  });
 }

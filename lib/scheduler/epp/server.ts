@@ -16,6 +16,8 @@ import {
   type ServerWritableStream,
   type sendUnaryData,
 } from '@grpc/grpc-js';
+import { createServer, type Server as HttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { ErrorCode, KvwireError } from '../../errors.js';
 import { SchedulingService, type SchedulingServiceOptions } from '../service.js';
 import type { ProcessingRequest, ProcessingResponse } from './messages.js';
@@ -36,6 +38,11 @@ export interface EppOptions extends SchedulingServiceOptions {
   readonly names?: Partial<EppWireNames>;
   /** A running service to use instead of creating one (the caller closes it). */
   readonly service?: SchedulingService;
+  /**
+   * Also serve `GET /metrics` (Prometheus text) and `GET /health` over HTTP on this address (the
+   * gRPC port cannot answer HTTP/1.1 scrapes). Port 0: any free port. Default: not served.
+   */
+  readonly metrics?: { readonly host: string; readonly port: number };
 }
 
 /** A running endpoint picker. */
@@ -50,6 +57,8 @@ export interface Epp {
   readonly service: SchedulingService;
   /** Streams in progress. */
   readonly activeStreams: () => number;
+  /** `http://host:port` of the metrics listener, when one was asked for. */
+  readonly metricsUrl: string | undefined;
   /** Stops the server (in-flight streams are cancelled) and the service. */
   close(): Promise<void>;
 }
@@ -162,13 +171,59 @@ export async function startEpp(options: EppOptions): Promise<Epp> {
       { cause: Object.assign(new Error((e as Error).message), errno !== undefined ? { code: errno } : {}) },
     );
   }
+  let metricsServer: HttpServer | undefined;
+  let metricsUrl: string | undefined;
+  if (options.metrics !== undefined) {
+    const m = options.metrics;
+    metricsServer = createServer((req, res) => {
+      void (async () => {
+        const path = new URL(req.url ?? '/', 'http://x').pathname;
+        if (req.method === 'GET' && path === '/metrics') {
+          const text = await service.registry.metrics();
+          res.writeHead(200, { 'content-type': service.registry.contentType });
+          res.end(text);
+        } else if (req.method === 'GET' && path === '/health') {
+          const ok = service.decodeCandidates().length > 0;
+          res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' });
+          res.end(ok ? 'ok\n' : 'no healthy decode endpoint\n');
+        } else {
+          res.writeHead(404, { 'content-type': 'text/plain' });
+          res.end('GET /metrics or /health\n');
+        }
+      })().catch(() => res.destroy());
+    });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        metricsServer!.once('error', reject);
+        metricsServer!.listen(m.port, m.host, () => resolve());
+      });
+    } catch (e) {
+      server.forceShutdown();
+      if (options.service === undefined) await service.close();
+      throw new KvwireError(
+        ErrorCode.INVALID_ARGUMENT,
+        `cannot serve metrics on ${m.host}:${m.port}: ${(e as Error).message}`,
+        { field: 'metrics' },
+        { cause: e },
+      );
+    }
+    const mh = m.host.includes(':') ? `[${m.host}]` : m.host;
+    metricsUrl = `http://${mh}:${(metricsServer.address() as AddressInfo).port}`;
+  }
   return {
     server,
+    metricsUrl,
     address: `${bindHost}:${port}`,
     port,
     service,
     activeStreams: () => active,
     async close() {
+      if (metricsServer !== undefined) {
+        await new Promise<void>((resolve) => {
+          metricsServer!.close(() => resolve());
+          metricsServer!.closeAllConnections();
+        });
+      }
       await new Promise<void>((resolve) => {
         const t = setTimeout(() => {
           server.forceShutdown();
