@@ -74,6 +74,8 @@ export interface DrillSummary {
   readonly routedToDeadForSeconds: number | null;
   /** Requests that failed after the kill. */
   readonly failedAfter: number;
+  /** True when the router's health checks had marked it unhealthy by the end of the requests. */
+  readonly ejected: boolean;
   /** True when nothing failed and every output matched. */
   readonly recovered: boolean;
 }
@@ -274,6 +276,9 @@ function drillOf(f: RunFacts, records: readonly RequestRecord[], problems: reado
     fallbackReasons: Object.fromEntries(reasons),
     routedToDeadForSeconds: lastToDead === undefined ? null : Math.max(0, (lastToDead - kill.atMs) / 1000),
     failedAfter,
+    ejected:
+      f.metrics.some((m) => m.role === 'router') &&
+      sumOf(f.metrics, ['router'], 'kvwire_scheduler_endpoint_healthy', { endpoint: kill.killed.name }) === 0,
     recovered: failedAfter === 0 && matchedAll && problems.length === 0,
   };
 }

@@ -183,15 +183,7 @@ export function handoffPlot(records: readonly RequestRecord[], averageGbps: numb
     'handoff-plot',
     frame,
     'KV hand-off throughput, one point per pull',
-    axes(
-      frame,
-      x,
-      y,
-      { x: 'seconds since the first request', y: 'GB/s of the pull' },
-      { y: (v) => v.toFixed(v < 1 ? 2 : 1) },
-    ) +
-      points +
-      avg,
+    axes(frame, x, y, { x: 'seconds since the first request', y: 'GB/s of the pull' }) + points + avg,
   );
 }
 

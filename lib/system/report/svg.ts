@@ -69,6 +69,13 @@ export interface Frame {
   readonly bottom: number;
 }
 
+/** Formats ticks with as many decimals as their step needs (0.005 stays 0.005, not 0.01). */
+function byStep(ticks: readonly number[]): (v: number) => string {
+  const step = ticks.length > 1 ? ticks[1]! - ticks[0]! : 1;
+  const decimals = Math.max(0, Math.min(6, -Math.floor(Math.log10(step) + 1e-9)));
+  return (v) => v.toFixed(decimals);
+}
+
 /** x and y axes with ticks, grid lines and labels. */
 export function axes(
   frame: Frame,
@@ -78,8 +85,8 @@ export function axes(
   format: { readonly x?: (v: number) => string; readonly y?: (v: number) => string } = {},
 ): string {
   const { width, height, left, right, top, bottom } = frame;
-  const fx = format.x ?? ((v: number) => String(v));
-  const fy = format.y ?? ((v: number) => String(v));
+  const fx = format.x ?? byStep(x.ticks());
+  const fy = format.y ?? byStep(y.ticks());
   const x0 = left;
   const x1 = width - right;
   const y0 = height - bottom;
