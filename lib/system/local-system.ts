@@ -44,7 +44,12 @@ export interface LocalSystemOptions {
   readonly routerListen?: { readonly host: string; readonly port: number };
   /** The router's `--pd-threshold` (uncached prompt tokens); default the router's (256). */
   readonly pdThreshold?: number;
-  /** Requests each engine computes at once; default 4. */
+  /**
+   * Requests each engine computes at once; default 1 for llama, 4 for synthetic. llama.cpp's CPU
+   * kernels round differently when several sequences share a batch, and the generated models'
+   * close logits turn that into different greedy tokens now and then (1 request in 30 at 4), so
+   * the llama engines compute one request at a time and every output can match the reference.
+   */
   readonly maxBatchSize?: number;
   /** Longest prompt + completion; default 2048. */
   readonly maxModelLen?: number;
@@ -256,7 +261,7 @@ export async function startLocalSystem(o: LocalSystemOptions = {}): Promise<Loca
     '--pod-name',
     pod,
     '--max-batch-size',
-    String(o.maxBatchSize ?? 4),
+    String(o.maxBatchSize ?? (runtime === 'llama' ? 1 : 4)),
     '--max-model-len',
     String(o.maxModelLen ?? 2048),
     ...(o.numBlocks !== undefined
