@@ -88,15 +88,34 @@ export interface PullTiming {
   readonly blocks: number;
   /** Duration, ms. */
   readonly ms: number;
+  /** The READs themselves, ms. */
+  readonly transferMs?: number;
+  /** Waiting for pull capacity, ms. */
+  readonly queueMs?: number;
+  /** The handshake this pull paid, ms. */
+  readonly handshakeMs?: number;
+  /** UCX transport (`sm`, `tcp`, ...). */
+  readonly transport?: string;
 }
 
 /** The `decode-kv-pull` entry of a request. */
 export function pullOf(r: RequestRecord): PullTiming | undefined {
   const e = r.timing.find((x) => x.name === 'decode-kv-pull');
   if (e === undefined || e.dur === undefined) return undefined;
-  const bytes = Number(e.params['bytes']);
-  const blocks = Number(e.params['blocks']);
-  return { bytes: Number.isFinite(bytes) ? bytes : 0, blocks: Number.isFinite(blocks) ? blocks : 0, ms: e.dur };
+  const num = (k: string): number | undefined => {
+    const v = Number(e.params[k]);
+    return e.params[k] !== undefined && Number.isFinite(v) ? v : undefined;
+  };
+  const [transferMs, queueMs, handshakeMs] = [num('transfer'), num('queue'), num('handshake')];
+  return {
+    bytes: num('bytes') ?? 0,
+    blocks: num('blocks') ?? 0,
+    ms: e.dur,
+    ...(transferMs === undefined ? {} : { transferMs }),
+    ...(queueMs === undefined ? {} : { queueMs }),
+    ...(handshakeMs === undefined ? {} : { handshakeMs }),
+    ...(e.params['transport'] === undefined ? {} : { transport: e.params['transport'] }),
+  };
 }
 
 /** A segment of a request's timeline, ms from the request's start. */

@@ -8,6 +8,7 @@
  */
 import { setMaxListeners } from 'node:events';
 import { writeFile } from 'node:fs/promises';
+import { loadavg } from 'node:os';
 import { ErrorCode, KvwireError } from '../errors.js';
 import { driveWorkload, type RequestRecord } from './client.js';
 import { describeExit } from './component.js';
@@ -131,6 +132,7 @@ export async function runSystemDemo(o: SystemDemoOptions = {}): Promise<SystemDe
       },
     });
     if (aborted()) throw new KvwireError(ErrorCode.CANCELLED, 'the demo was stopped');
+    const loadAverage = loadavg()[0]!;
     const metrics = await scrapeAll(system);
     const reference = system.reference!;
     log(`checking every output against the single worker (${reference.url}) ...`);
@@ -155,6 +157,7 @@ export async function runSystemDemo(o: SystemDemoOptions = {}): Promise<SystemDe
       checks,
       metrics,
       copyGbps: measureCopyGbps(),
+      loadAverage,
       ...(kill === undefined ? {} : { kill }),
       problems,
     });

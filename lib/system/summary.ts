@@ -13,8 +13,11 @@ import { summarize, type Distribution } from '../util/stats.js';
 import type { RequestRecord } from './client.js';
 import type { KilledComponent } from './local-system.js';
 import { sumBy, sumOf, type ScrapedMetrics } from './metrics-scrape.js';
+export { mb } from './handoff-summary.js';
+export type { HandoffSummary } from './handoff-summary.js';
+import { handoffOf, type HandoffSummary } from './handoff-summary.js';
 import type { ReferenceCheck } from './reference.js';
-import { parseDecision, pathOf, pullOf, type RequestPath } from './request-path.js';
+import { parseDecision, pathOf, type RequestPath } from './request-path.js';
 
 /** Decisions of one kind and reason. */
 export interface DecisionCount {
@@ -24,36 +27,6 @@ export interface DecisionCount {
   readonly reason: string;
   /** Requests. */
   readonly count: number;
-}
-
-/** The KV hand-offs of the run. */
-export interface HandoffSummary {
-  /** Pulls that completed (decode engines' `kvwire_pd_transfer_latency_seconds_count`). */
-  readonly handoffs: number;
-  /** Bytes READ from prefill workers. */
-  readonly bytes: number;
-  /** Summed time of the pulls, s. */
-  readonly transferSeconds: number;
-  /** bytes / transferSeconds / 1e9: the speed of one hand-off while it runs. */
-  readonly gbpsPerHandoff: number;
-  /** Mean bytes per hand-off. */
-  readonly bytesPerHandoff: number;
-  /** Mean pull time, ms. */
-  readonly msPerHandoff: number;
-  /** KV bytes per block (bytes / blocks READ). */
-  readonly bytesPerBlock: number;
-  /** Side-channel handshakes and their mean time, ms. */
-  readonly handshakes: number;
-  /** Mean handshake, ms. */
-  readonly msPerHandshake: number;
-  /** Mean time to copy a request's KV out of the runtime into blocks on the prefill, ms. */
-  readonly msStore: number;
-  /** Mean time to load pulled blocks into the runtime on the decode, ms. */
-  readonly msLoad: number;
-  /** This machine's memory copy speed measured in the same run, GB/s (the ceiling on one host). */
-  readonly copyGbps: number;
-  /** Why the figure is what it is, one sentence each. */
-  readonly why: readonly string[];
 }
 
 /** The fault drill's outcome. */
@@ -128,79 +101,12 @@ export interface RunFacts {
   readonly metrics: readonly ScrapedMetrics[];
   /** Memory copy speed measured in this run, GB/s. */
   readonly copyGbps: number;
+  /** The machine's 1-minute load average at the end of the requests. */
+  readonly loadAverage?: number;
   /** The drill's kill, if any, with the number of requests done at that moment and ms since start. */
   readonly kill?: { readonly killed: KilledComponent; readonly afterRequests: number; readonly atMs: number };
   /** Other problems found (components that exited unexpectedly). */
   readonly problems?: readonly string[];
-}
-
-const GB = 1e9;
-
-function handoffOf(f: RunFacts): HandoffSummary {
-  const m = f.metrics;
-  const handoffs = sumOf(m, ['decode'], 'kvwire_pd_transfer_latency_seconds_count');
-  const transferSeconds = sumOf(m, ['decode'], 'kvwire_pd_transfer_latency_seconds_sum');
-  const bytes = sumOf(m, ['decode'], 'kvwire_pd_transfer_bytes_total');
-  const blocks = sumOf(m, ['decode'], 'kvwire_pd_blocks_total', { source: 'remote' });
-  const handshakes = sumOf(m, ['decode'], 'kvwire_pd_handshake_latency_seconds_count');
-  const handshakeSeconds = sumOf(m, ['decode'], 'kvwire_pd_handshake_latency_seconds_sum');
-  const stage = (roles: ('decode' | 'prefill')[], s: string): number => {
-    const n = sumOf(m, roles, 'kvwire_engine_kv_handoff_seconds_count', { stage: s });
-    return n > 0 ? (1000 * sumOf(m, roles, 'kvwire_engine_kv_handoff_seconds_sum', { stage: s })) / n : 0;
-  };
-  const msStore = stage(['prefill'], 'store');
-  const msLoad = stage(['decode'], 'load');
-  const gbps = transferSeconds > 0 ? bytes / transferSeconds / GB : 0;
-  const perHandoff = handoffs > 0 ? bytes / handoffs : 0;
-  const msPer = handoffs > 0 ? (1000 * transferSeconds) / handoffs : 0;
-  const bytesPerBlock = blocks > 0 ? bytes / blocks : 0;
-  const why: string[] = [];
-  if (handoffs === 0) {
-    why.push('No KV was handed off: every request ran decode-only (short uncached parts, or no prefill worker).');
-  } else {
-    why.push(
-      `Each hand-off moved ${mb(perHandoff)} on average (${formatInt(bytesPerBlock)} bytes per 16-token block of this model), in ${msPer.toFixed(1)} ms: ${gbps.toFixed(2)} GB/s while it ran, against ${f.copyGbps.toFixed(1)} GB/s for a plain memory copy on this machine in the same run (${((100 * gbps) / Math.max(f.copyGbps, 1e-9)).toFixed(0)}%).`,
-    );
-    const fixedMs = msPer - perHandoff / (f.copyGbps * GB) / 1e-3;
-    if (perHandoff < 64 * 1024 * 1024)
-      why.push(
-        `At ${mb(perHandoff)} per request the bytes are the small part: a copy at memory speed would take ${((1000 * perHandoff) / (f.copyGbps * GB)).toFixed(2)} ms, so about ${Math.max(0, fixedMs).toFixed(1)} ms of each pull is per-pull cost (waiting for a pull slot, posting the READs, the completion crossing into JavaScript, the done notification to the prefill, and on a busy machine the scheduler), which no faster wire removes.`,
-      );
-    if (handshakes > 0)
-      why.push(
-        `${handshakes} side-channel handshake(s) (once per decode-prefill pair, ${((1000 * handshakeSeconds) / handshakes).toFixed(1)} ms each) are paid by the first pull of each pair only.`,
-      );
-    if (msStore > 0 || msLoad > 0)
-      why.push(
-        `Outside the transfer but inside the hand-off: llama.cpp has no in-memory KV API, so the prefill writes the sequence state to a file on tmpfs and copies its rows into registered blocks (${msStore.toFixed(1)} ms per request) and the decode rebuilds the file and loads it (${msLoad.toFixed(1)} ms): ${((msStore + msLoad) / Math.max(msPer, 1e-9)).toFixed(1)}x the transfer itself.`,
-      );
-  }
-  return {
-    handoffs,
-    bytes,
-    transferSeconds,
-    gbpsPerHandoff: gbps,
-    bytesPerHandoff: perHandoff,
-    msPerHandoff: msPer,
-    bytesPerBlock,
-    handshakes,
-    msPerHandshake: handshakes > 0 ? (1000 * handshakeSeconds) / handshakes : 0,
-    msStore,
-    msLoad,
-    copyGbps: f.copyGbps,
-    why,
-  };
-}
-
-/** `1.23 MB` (decimal, as GB/s is). */
-export function mb(bytes: number): string {
-  if (bytes >= 1e9) return `${(bytes / 1e9).toFixed(2)} GB`;
-  if (bytes >= 1e6) return `${(bytes / 1e6).toFixed(2)} MB`;
-  return `${(bytes / 1e3).toFixed(1)} kB`;
-}
-
-function formatInt(n: number): string {
-  return Math.round(n).toLocaleString('en-US');
 }
 
 /** Builds the summary. */
@@ -243,7 +149,7 @@ export function summarizeRun(f: RunFacts): DemoSummary {
     wallSeconds,
     paths,
     decisions: [...decisions.values()].sort((a, b) => b.count - a.count),
-    handoff: handoffOf(f),
+    handoff: handoffOf(f.records, f.metrics, f.copyGbps, f.loadAverage ?? 0),
     prefixCache: { promptTokens, cachedTokens, hitRate: promptTokens > 0 ? cachedTokens / promptTokens : 0 },
     reference: { matched, checked: records.length, by: byKinds.join(', ') || 'nothing compared' },
     ...(drill === undefined ? {} : { drill }),

@@ -27,11 +27,13 @@ describe('the Server-Timing header value', () => {
         pullBlocks: 2,
         transport: 'sm',
         handshakeMs: 30,
+        transferMs: 2.25,
+        pullQueueMs: 0,
         loadMs: 2,
         computeMs: 1,
       }),
     ).toBe(
-      'decode-queue;dur=0, decode-kv-pull;dur=4.5;bytes=8192;blocks=2;transport=sm;handshake=30, decode-kv-load;dur=2, decode-compute;dur=1',
+      'decode-queue;dur=0, decode-kv-pull;dur=4.5;bytes=8192;blocks=2;transfer=2.25;transport=sm;handshake=30, decode-kv-load;dur=2, decode-compute;dur=1',
     );
     expect(serverTimingHeader({ mode: 'decode', pullMs: 9, recompute: 'ERR_KVWIRE_PEER_LOST', computeMs: 5 })).toBe(
       'decode-kv-pull;dur=9, decode-recompute;desc="ERR_KVWIRE_PEER_LOST", decode-compute;dur=5',

@@ -4,8 +4,9 @@
  * prefill engine's entries and the decode engine's in one header without a clash:
  *
  * - prefill (`do_remote_decode`): `prefill-queue`, `prefill-compute`, `prefill-kv-store`
- * - decode (`do_remote_prefill`): `decode-queue`, `decode-kv-pull;dur=..;bytes=N;blocks=N;transport=sm`
- *   (`handshake=<ms>` when this pull paid one), `decode-kv-load`, `decode-compute`, and
+ * - decode (`do_remote_prefill`): `decode-queue`,
+ *   `decode-kv-pull;dur=..;bytes=N;blocks=N;transfer=<ms of the READs>;transport=sm` (`queue=<ms>`
+ *   when it waited for pull capacity, `handshake=<ms>` when it paid one), `decode-kv-load`, `decode-compute`, and
  *   `decode-recompute;desc="<error code>"` when the pull failed and the prompt was computed here
  * - plain: `queue`, `kv-load` (prefix-cache hit), `compute`
  *
@@ -26,6 +27,8 @@ export function serverTimingHeader(t: RequestTiming): string | undefined {
   if (t.pullMs !== undefined) {
     let pull = `${p}kv-pull;dur=${ms(t.pullMs)}`;
     if (t.pullBytes !== undefined) pull += `;bytes=${t.pullBytes};blocks=${t.pullBlocks ?? 0}`;
+    if (t.transferMs !== undefined) pull += `;transfer=${ms(t.transferMs)}`;
+    if (t.pullQueueMs !== undefined && t.pullQueueMs > 0) pull += `;queue=${ms(t.pullQueueMs)}`;
     if (t.transport !== undefined) pull += `;transport=${t.transport}`;
     if (t.handshakeMs !== undefined && t.handshakeMs > 0) pull += `;handshake=${ms(t.handshakeMs)}`;
     out.push(pull);

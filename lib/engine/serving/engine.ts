@@ -392,6 +392,8 @@ export class Engine {
           timing.pullBytes = r.bytes;
           timing.pullBlocks = r.blocksRead;
           timing.handshakeMs = r.timings.handshakeMs;
+          timing.pullQueueMs = r.timings.queueMs;
+          timing.transferMs = r.timings.transferMs;
           timing.transport = r.transport;
         }
         return r.localBlockIds;

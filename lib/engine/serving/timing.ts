@@ -20,6 +20,10 @@ export interface RequestTiming {
   pullBlocks?: number;
   /** Decode: the first pull from that prefill paid a handshake of this long. */
   handshakeMs?: number;
+  /** Decode: waiting for pull capacity (lib/pd's in-flight limits). */
+  pullQueueMs?: number;
+  /** Decode: the READs themselves, with the lease fence (bytes / this = the wire's speed). */
+  transferMs?: number;
   /** Decode: how the bytes travelled (`sm`, `tcp`, ...). */
   transport?: string;
   /** Loading cached or pulled KV into the runtime. */
