@@ -41,7 +41,8 @@ export const COMMANDS = {
     load: () => import('./sidecar.js'),
   },
   demo: {
-    summary: 'P/D hand-off end to end: a prefill and a decode process over UCX, every byte verified',
+    summary:
+      'the whole P/D serving path on this machine (npm start): router, sidecars, prefill and decode workers; every output checked, HTML report',
     load: () => import('./demo.js'),
   },
   router: {

@@ -44,6 +44,8 @@ export interface DecodeLeg {
   readonly prefillCachedTokens: number | undefined;
   /** Set as `x-request-id` on the answer when the worker did not echo one. */
   readonly requestId: string | undefined;
+  /** `Server-Timing` entries to add after the worker's own (the prefill leg's, on the P/D route). */
+  readonly serverTiming?: string;
   /** Called when the worker's answer starts (time to first byte). */
   readonly onResponse?: (status: number) => void;
 }
@@ -154,6 +156,10 @@ export function runDecodeLeg(leg: DecodeLeg): Promise<DecodeOutcome> {
       const headers = endToEndHeaders(up.headers);
       if (leg.requestId !== undefined && headers[REQUEST_ID_HEADER] === undefined) {
         headers[REQUEST_ID_HEADER] = leg.requestId;
+      }
+      if (leg.serverTiming !== undefined) {
+        const own = headers['server-timing'];
+        headers['server-timing'] = [...(own === undefined ? [] : [String(own)]), leg.serverTiming].join(', ');
       }
       const outcome: DecodeOutcome = status >= 200 && status < 300 ? 'ok' : 'error_status';
       const contentType = up.headers['content-type'] ?? '';

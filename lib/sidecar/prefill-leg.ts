@@ -33,6 +33,8 @@ export type PrefillResult =
       readonly kvTransferParams: JsonObject;
       /** Attempts made (1 + retries). */
       readonly attempts: number;
+      /** The prefill worker's `Server-Timing` header, if it sent one (passed on to the client). */
+      readonly serverTiming?: string;
     }
   | {
       /** The prefill refused the request (4xx): the client gets that answer as it is. */
@@ -190,7 +192,14 @@ export async function runPrefillLeg(leg: PrefillLeg): Promise<PrefillResult> {
           const ok = parseSuccess(a.body);
           if (typeof ok === 'string')
             return { kind: 'failed', reason: 'bad_response', message: `${ok} (${target})`, attempts };
-          return { kind: 'ok', response: ok.response, kvTransferParams: ok.params, attempts };
+          const timing = a.headers['server-timing'];
+          return {
+            kind: 'ok',
+            response: ok.response,
+            kvTransferParams: ok.params,
+            attempts,
+            ...(typeof timing === 'string' ? { serverTiming: timing } : {}),
+          };
         }
         if (a.status >= 400 && a.status < 500)
           return { kind: 'rejected', status: a.status, headers: a.headers, body: a.body };

@@ -93,6 +93,8 @@ interface DecodeRequest {
   readonly prefillSeconds?: number;
   /** A decode-only run after the prefill failed. */
   readonly fallback?: boolean;
+  /** `Server-Timing` entries for the answer (the prefill leg's). */
+  readonly serverTiming?: string;
 }
 
 /** Sends the request to the decode worker and relays the answer; counts the request. */
@@ -114,6 +116,7 @@ async function toDecode(x: Exchange, d: DecodeRequest): Promise<void> {
     res: x.res,
     prefillCachedTokens,
     requestId,
+    ...(d.serverTiming === undefined ? {} : { serverTiming: d.serverTiming }),
     onResponse: () => ctx.metrics.decodeFirstByteSeconds.observe({ route }, (performance.now() - sent) / 1000),
   });
   if (outcome === 'unreachable' || outcome === 'timeout' || outcome === 'broken') {
@@ -296,6 +299,9 @@ async function prefillThenDecode(x: Exchange, api: OpenAiApi, requestId: string,
     onRetry: (why) => metrics.prefillRetries.inc({ reason: why }),
   });
   const prefillSeconds = (performance.now() - started) / 1000;
+  // The client learns where the time went (W3C Server-Timing): the whole prefill leg, retries
+  // included, then the prefill worker's own entries or why the request ran decode-only.
+  const legTiming = `sidecar-prefill;dur=${Number((prefillSeconds * 1000).toFixed(2))}`;
   metrics.prefillSeconds.observe({ outcome: result.kind === 'failed' ? result.reason : result.kind }, prefillSeconds);
 
   switch (result.kind) {
@@ -334,6 +340,7 @@ async function prefillThenDecode(x: Exchange, api: OpenAiApi, requestId: string,
         requestId,
         prefillSeconds,
         fallback: true,
+        serverTiming: `${legTiming}, sidecar-fallback;desc="${result.reason}"`,
       });
       return;
     }
@@ -346,6 +353,7 @@ async function prefillThenDecode(x: Exchange, api: OpenAiApi, requestId: string,
         prefillCachedTokens: cachedTokensOf(result.response),
         requestId,
         prefillSeconds,
+        serverTiming: result.serverTiming === undefined ? legTiming : `${legTiming}, ${result.serverTiming}`,
       });
       return;
     }

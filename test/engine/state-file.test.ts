@@ -1,3 +1,6 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ErrorCode } from '../../lib/errors.js';
 import { KvLayout } from '../../lib/kv/index.js';
@@ -71,4 +74,46 @@ describe('llama.cpp sequence state files', () => {
     expect(() => parseStateFile(other, 2, row)).toThrow(/magic/);
     expect(() => buildStateFile(Array(40).fill(1), 1, layout, views(), [0])).toThrow(/need 3 blocks/);
   });
+});
+
+describe("llama.cpp's own state files (node-llama-cpp 3.21.1, the tiny model)", () => {
+  // What the engine builds from blocks must be byte for byte what llama.cpp wrote, with flash
+  // attention (V rows per token) and without it (V element-major, the engine's default).
+  for (const flashAttention of [false, true]) {
+    it(`round-trips through blocks to the same bytes (flash attention ${flashAttention ? 'on' : 'off'})`, async () => {
+      const { getLlama, LlamaLogLevel } = await import('node-llama-cpp');
+      const { ensureModelFile } = await import('../../lib/engine/model/catalog.js');
+      const { generatedModel } = await import('../../lib/engine/model/catalog.js');
+      const { headDim } = await import('../../lib/engine/model/generate.js');
+      const spec = generatedModel('tiny').spec;
+      const llama = await getLlama({ gpu: false, build: 'never', skipDownload: true, logLevel: LlamaLogLevel.error });
+      const model = await llama.loadModel({ modelPath: await ensureModelFile('tiny'), gpuLayers: 0 });
+      const context = await model.createContext({ contextSize: 256, sequences: 2, flashAttention, threads: 1 });
+      const dir = mkdtempSync(join(tmpdir(), 'kvwire-state-'));
+      try {
+        const seq = context.getSequence();
+        const tokens = [1, ...model.tokenize('The quick brown fox jumps over the lazy dog, twice and again.', false)];
+        await seq.evaluateWithoutGeneratingNewTokens(tokens.slice(0, 40));
+        await seq.saveStateToFile(join(dir, 's.bin'));
+        const original = readFileSync(join(dir, 's.bin'));
+        const real = new KvLayout({
+          model: { layers: spec.layers, kvHeads: spec.kvHeads, headDim: headDim(spec), dtype: 'fp16' },
+          numBlocks: 4,
+          kv: 'split',
+          order: 'NHD',
+        });
+        const st = parseStateFile(original, spec.layers, rowBytesOf(real));
+        expect(st.vTrans).toBe(!flashAttention);
+        const blocks = real.tensors.map(() => new Uint8Array(real.numBlocks * real.blockBytes));
+        expect(scatterRows(original, st, real, blocks, [2, 0, 3], 0, 40)).toBe(40);
+        const rebuilt = buildStateFile(tokens.slice(0, 40), st, real, blocks, [2, 0, 3]);
+        expect(Buffer.compare(rebuilt, original)).toBe(0);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+        await context.dispose();
+        await model.dispose();
+        await llama.dispose();
+      }
+    }, 60_000);
+  }
 });

@@ -5,9 +5,9 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCode, KvwireError } from '../../lib/errors.js';
 import type { ModelShape } from '../../lib/kv/index.js';
-import { runDemo } from '../../lib/demo/run.js';
-import { WorkerHandle } from '../../lib/demo/worker-handle.js';
-import type { DecodeSummary, DrainSummary, WorkerConfig } from '../../lib/demo/worker.js';
+import { runPdPair } from '../fixtures/pd-pair/run.js';
+import { WorkerHandle } from '../fixtures/pd-pair/worker-handle.js';
+import type { DecodeSummary, DrainSummary, WorkerConfig } from '../fixtures/pd-pair/worker.js';
 import { ucxUnavailableReason } from '../../lib/transport/native-engine.js';
 
 const WORKER = new URL('../../dist/test/fixtures/pd-worker.js', import.meta.url);
@@ -25,7 +25,7 @@ if (noUcx !== undefined) console.log(`two-process tests skipped: ${noUcx}`);
 
 describe.skipIf(noUcx !== undefined)('P/D across two processes over UCX', () => {
   it('moves 100 requests of mixed lengths with shared prefixes, every byte verified, every block back', async () => {
-    const r = await runDemo({
+    const r = await runPdPair({
       requests: 100,
       concurrency: 4,
       model: MODEL,
@@ -55,7 +55,7 @@ describe.skipIf(noUcx !== undefined)('P/D across two processes over UCX', () => 
   }, 240_000);
 
   it('reads across tensor-parallel sizes: prefill TP 2 into decode TP 1, byte-exact', async () => {
-    const r = await runDemo({
+    const r = await runPdPair({
       requests: 12,
       concurrency: 2,
       model: MODEL,

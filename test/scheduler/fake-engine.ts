@@ -34,6 +34,8 @@ export class FakeEngine {
   /** Resolves a streaming answer's second chunk; the test sets it to hold the stream open. */
   holdStream: Promise<void> | undefined;
   publisher: FakeVllmPublisher | undefined;
+  /** A Server-Timing header its completions answer with (as kvwire engines and sidecars do). */
+  serverTiming: string | undefined;
   private hash = 1;
   private readonly parents = new Map<string, number>();
 
@@ -106,9 +108,9 @@ export class FakeEngine {
     res: import('node:http').ServerResponse,
   ): Promise<void> {
     const path = new URL(url, 'http://x').pathname;
-    const json = (status: number, doc: unknown): void => {
+    const json = (status: number, doc: unknown, extra: Record<string, string> = {}): void => {
       const t = JSON.stringify(doc);
-      res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(t) });
+      res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(t), ...extra });
       res.end(t);
     };
     if (path === '/health') {
@@ -147,14 +149,18 @@ export class FakeEngine {
         res.write(`data: ${JSON.stringify({ choices: [{ text: `${this.name}-2` }] })}\n\n`);
         res.end('data: [DONE]\n\n');
       } else {
-        json(200, {
-          id: 'cmpl-1',
-          object: 'text_completion',
-          model: body.model,
-          served_by: this.name,
-          choices: [{ index: 0, text: 'ok' }],
-          usage: { prompt_tokens: tokens.length, completion_tokens: 1 },
-        });
+        json(
+          200,
+          {
+            id: 'cmpl-1',
+            object: 'text_completion',
+            model: body.model,
+            served_by: this.name,
+            choices: [{ index: 0, text: 'ok' }],
+            usage: { prompt_tokens: tokens.length, completion_tokens: 1 },
+          },
+          this.serverTiming === undefined ? {} : { 'server-timing': this.serverTiming },
+        );
       }
       await this.cache(tokens);
       return;

@@ -148,6 +148,18 @@ describe('kvwire router (HTTP gateway)', () => {
     expect(rest).toContain('[DONE]');
   });
 
+  it("puts its own time first in the answer's Server-Timing, before the upstream's entries", async () => {
+    const d0 = await engine('d0');
+    await start({ endpoints: [{ role: 'decode', url: d0.url }] });
+    let r = await post('/v1/completions', { model: 'm', prompt: 'hello', max_tokens: 1 });
+    expect(r.headers.get('server-timing')).toMatch(/^router;dur=\d+(\.\d+)?$/);
+    d0.serverTiming = 'sidecar-prefill;dur=12, decode-kv-pull;dur=3;bytes=4096';
+    r = await post('/v1/completions', { model: 'm', prompt: 'hello', max_tokens: 1 });
+    expect(r.headers.get('server-timing')).toMatch(
+      /^router;dur=\d+(\.\d+)?, sidecar-prefill;dur=12, decode-kv-pull;dur=3;bytes=4096$/,
+    );
+  });
+
   it('answers bad requests with OpenAI error JSON and keeps serving', async () => {
     const d0 = await engine('d0');
     await start({ endpoints: [{ role: 'decode', url: d0.url, models: ['m'] }], maxBodyBytes: 1024 });

@@ -12,7 +12,9 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { MetricsRegistry } from '../../metrics.js';
 import type { Engine, EngineResult } from '../serving/engine.js';
+import type { RequestTiming } from '../serving/timing.js';
 import { ApiError, errorBody, toApiError } from './errors.js';
+import { serverTimingHeader } from './server-timing.js';
 import { parseGenerationRequest, parseTokenizeRequest, type GenerationRequest } from './requests.js';
 
 /** Options of {@link createApiServer}. */
@@ -147,29 +149,48 @@ export function createApiHandler(o: ApiServerOptions): ApiHandler {
     let sent = '';
     const textOf = (tokens: readonly number[]): string => cutAtStop(runtime.detokenize(tokens), g.stop);
     const generated: number[] = [];
+    // return_token_ids on a stream (vLLM's): each chunk carries the ids generated since the last
+    // one (text held back still has its ids sent with the chunk that shows it), the first chunk
+    // the prompt's ids.
+    let unsentIds: number[] = [];
+    let promptIdsSent = false;
     const chunk = (choice: Record<string, unknown>, extra: Record<string, unknown> = {}): void => {
+      if (g.returnTokenIds) {
+        choice = { ...choice, token_ids: unsentIds };
+        unsentIds = [];
+      }
       const body = {
         id,
         object: kind === 'chat' ? 'chat.completion.chunk' : 'text_completion',
         created,
         model,
         choices: [choice],
+        ...(g.returnTokenIds && !promptIdsSent ? { prompt_token_ids: g.prompt } : {}),
         ...extra,
       };
+      promptIdsSent = true;
       res.write(`data: ${JSON.stringify(body)}\n\n`);
+    };
+    const timing: RequestTiming = {};
+    const timingHeader = (): Record<string, string> => {
+      const v = serverTimingHeader(timing);
+      return v === undefined ? {} : { 'server-timing': v };
     };
     const onToken = g.stream
       ? (t: number): void => {
           if (!res.headersSent) {
+            // Written at the first token: every engine stage before it is timed by now.
             res.writeHead(200, {
               'content-type': 'text/event-stream',
               'cache-control': 'no-cache',
               'x-request-id': rid,
+              ...timingHeader(),
             });
             if (kind === 'chat')
               chunk({ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null });
           }
           generated.push(t);
+          unsentIds.push(t);
           let text = textOf(generated);
           // Hold back a trailing replacement character: a multi-byte character may be incomplete.
           if (text.endsWith('\ufffd')) text = text.slice(0, -1);
@@ -198,6 +219,7 @@ export function createApiHandler(o: ApiServerOptions): ApiHandler {
           : {}),
         ...(g.kvTransferParams === undefined ? {} : { kvTransferParams: g.kvTransferParams }),
         ...(onToken === undefined ? {} : { onToken }),
+        timing,
       });
     } catch (e) {
       o.log?.(`${rid} ${kind} failed: ${(e as Error).message}`);
@@ -216,7 +238,12 @@ export function createApiHandler(o: ApiServerOptions): ApiHandler {
     const text = textOf(result.tokens);
     if (g.stream) {
       if (!res.headersSent)
-        res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', 'x-request-id': rid });
+        res.writeHead(200, {
+          'content-type': 'text/event-stream',
+          'cache-control': 'no-cache',
+          'x-request-id': rid,
+          ...timingHeader(),
+        });
       const rest = text.startsWith(sent) ? text.slice(sent.length) : '';
       chunk(
         kind === 'chat'
@@ -266,7 +293,7 @@ export function createApiHandler(o: ApiServerOptions): ApiHandler {
       ...(g.returnTokenIds ? { prompt_token_ids: g.prompt } : {}),
       kv_transfer_params: result.kvTransferParams ?? null,
     };
-    sendJson(res, 200, JSON.stringify(body), { 'x-request-id': rid });
+    sendJson(res, 200, JSON.stringify(body), { 'x-request-id': rid, ...timingHeader() });
   }
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {

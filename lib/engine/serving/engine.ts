@@ -31,6 +31,7 @@ import { blockHashes } from '../kv/block-hashes.js';
 import { EngineMetrics } from '../metrics.js';
 import type { Runtime, RuntimeSequence, Sampling } from '../runtimes/types.js';
 import { Slots } from './slots.js';
+import type { RequestTiming } from './timing.js';
 
 /** Which requests an engine takes. */
 export type EngineRole = 'prefill' | 'decode' | 'both';
@@ -92,6 +93,8 @@ export interface EngineRequest {
   readonly signal: AbortSignal;
   /** Each generated token, as soon as it exists. */
   readonly onToken?: (token: number) => void;
+  /** Filled in as the request runs (queue, pull, load, compute, store), for Server-Timing. */
+  readonly timing?: RequestTiming;
 }
 
 /** What a request produced. */
@@ -250,6 +253,10 @@ export class Engine {
       throw e;
     }
     this.metrics.running(this.slots.running);
+    if (req.timing !== undefined) {
+      req.timing.mode = mode;
+      req.timing.queueMs = performance.now() - started;
+    }
     const seq = this.runtime.openSequence();
     const owned: number[] = [];
     try {
@@ -326,22 +333,32 @@ export class Engine {
     let first: number;
     const computeStart = performance.now();
     let pulled: readonly number[] | undefined;
+    const timing = req.timing;
     if (mode === 'decode') pulled = await this.#pull(req, remote!, prefixIds.length, signal);
     if (pulled !== undefined) {
       owned.push(...pulled);
       const all = [...prefixIds, ...pulled];
       const t = performance.now();
       await seq.loadKv(prompt, n - 1, all);
-      this.metrics.handoff.observe({ ...this.metrics.labels, stage: 'load' }, (performance.now() - t) / 1000);
+      const loaded = performance.now();
+      this.metrics.handoff.observe({ ...this.metrics.labels, stage: 'load' }, (loaded - t) / 1000);
+      if (timing !== undefined) timing.loadMs = loaded - t;
       this.cache.publish(hashes, all, prompt, prefixIds.length);
       cachedTokens = n - 1;
       kvSource = 'pulled';
       first = await seq.computePrompt(prompt, n - 1, req.sampling, signal);
+      if (timing !== undefined) timing.computeMs = performance.now() - loaded;
     } else {
       if (mode === 'decode') kvSource = 'recomputed';
+      const t = performance.now();
       if (prefixIds.length > 0) await seq.loadKv(prompt, prefixIds.length * B, prefixIds);
       else await seq.reset();
+      const loaded = performance.now();
       first = await seq.computePrompt(prompt, prefixIds.length * B, req.sampling, signal);
+      if (timing !== undefined) {
+        if (prefixIds.length > 0) timing.loadMs = loaded - t;
+        timing.computeMs = performance.now() - loaded;
+      }
     }
     const ttftMs = performance.now() - started;
     this.metrics.prefillTime.observe(this.metrics.labels, (performance.now() - computeStart) / 1000);
@@ -363,6 +380,8 @@ export class Engine {
     signal: AbortSignal,
   ): Promise<readonly number[] | undefined> {
     const decode = this.decode!;
+    const timing = req.timing;
+    const t = performance.now();
     try {
       const r = await decode.pull({
         requestId: `${req.requestId}#${++requestCounter}`,
@@ -370,11 +389,27 @@ export class Engine {
         cachedPrefixBlocks: cached,
         signal,
       });
-      if (r.status === 'ready') return r.localBlockIds;
+      if (timing !== undefined) timing.pullMs = performance.now() - t;
+      if (r.status === 'ready') {
+        if (timing !== undefined) {
+          timing.pullBytes = r.bytes;
+          timing.pullBlocks = r.blocksRead;
+          timing.handshakeMs = r.timings.handshakeMs;
+          timing.pullQueueMs = r.timings.queueMs;
+          timing.transferMs = r.timings.transferMs;
+          timing.transport = r.transport;
+        }
+        return r.localBlockIds;
+      }
+      if (timing !== undefined) timing.recompute = r.reason.code;
       this.#loadFailed(r.reason);
       return undefined;
     } catch (e) {
       if (!(e instanceof KvwireError) || e.code === ErrorCode.CANCELLED || e.code === ErrorCode.CLOSED) throw e;
+      if (timing !== undefined) {
+        timing.pullMs = performance.now() - t;
+        timing.recompute = e.code;
+      }
       this.#loadFailed(e);
       return undefined;
     }
@@ -408,7 +443,9 @@ export class Engine {
     const all = [...prefixIds, ...fresh];
     const t = performance.now();
     await seq.storeKv(req.prompt, prefixIds.length, all);
-    this.metrics.handoff.observe({ ...this.metrics.labels, stage: 'store' }, (performance.now() - t) / 1000);
+    const storeMs = performance.now() - t;
+    this.metrics.handoff.observe({ ...this.metrics.labels, stage: 'store' }, storeMs / 1000);
+    if (req.timing !== undefined) req.timing.storeMs = storeMs;
     this.cache.publish(hashes, all, req.prompt, prefixIds.length);
     // The lease takes its own ownership of every block; the request's goes in `run`'s finally.
     this.cache.retain(all);

@@ -126,7 +126,12 @@ export function forward(req: IncomingMessage, res: ServerResponse, o: ForwardOpt
       clearTimeout(deadline);
       answered = true;
       ur.setTimeout(o.idleTimeoutMs, () => ur.destroy(new Error(`no data for ${o.idleTimeoutMs} ms`)));
-      res.writeHead(ur.statusCode ?? 502, { ...endToEnd(ur.headers), ...o.responseHeaders });
+      const headers = { ...endToEnd(ur.headers), ...o.responseHeaders };
+      // Server-Timing accumulates along the path: ours first, then the upstream's own entries.
+      const upstreamTiming = ur.headers['server-timing'];
+      if (o.responseHeaders['server-timing'] !== undefined && upstreamTiming !== undefined)
+        headers['server-timing'] = `${o.responseHeaders['server-timing']}, ${upstreamTiming}`;
+      res.writeHead(ur.statusCode ?? 502, headers);
       res.flushHeaders();
       ur.on('data', (chunk: Buffer) => {
         // Backpressure: pause the upstream while the client's socket is full.

@@ -127,6 +127,7 @@ export async function startRouter(options: RouterOptions): Promise<Router> {
   const models = (): string[] => [...new Set(service.pool.specs.flatMap((s) => s.models))];
 
   const infer = async (req: IncomingMessage, res: ServerResponse, path: string): Promise<void> => {
+    const arrived = performance.now();
     let body: Buffer;
     try {
       body = await readBody(req, limit);
@@ -163,6 +164,9 @@ export async function startRouter(options: RouterOptions): Promise<Router> {
       const responseHeaders: Record<string, string> = {
         [SESSION_HEADER]: sessionToken(d.decode.name),
         'x-request-id': id,
+        // W3C Server-Timing: the router's share (body, tokens, decision); forward() puts it before
+        // the entries of the sidecar and engines.
+        'server-timing': `router;dur=${Number((performance.now() - arrived).toFixed(2))}`,
       };
       if (explainMode === 'always' || (explainMode === 'on-request' && headers[EXPLAIN_REQUEST_HEADER] === '1'))
         responseHeaders[EXPLAIN_HEADER] = d.explanation;

@@ -4,8 +4,9 @@
  *
  * One llama.cpp context with one sequence per slot; node-llama-cpp batches the evaluations of
  * concurrent sequences into shared `llama_decode` calls (the prefill worker's batching). Flash
- * attention is on, so V rows are stored per token like K rows (see `state-file.ts`). A sequence's
- * KV enters and leaves through state files on tmpfs (`/dev/shm` when present).
+ * attention is off by default (see {@link LlamaRuntimeOptions.flashAttention}), so llama.cpp stores
+ * V transposed; `state-file.ts` turns it into per-token rows like K. A sequence's KV enters and
+ * leaves through state files on tmpfs (`/dev/shm` when present).
  *
  * @packageDocumentation
  */
@@ -20,7 +21,15 @@ import type { ModelShape } from '../../../kv/index.js';
 import { ensureModelFile, generatedModel } from '../../model/catalog.js';
 import { headDim } from '../../model/generate.js';
 import type { KvBlockViews, Runtime, RuntimeSequence, Sampling } from '../types.js';
-import { buildStateFile, checkRowLayout, parseStateFile, rowBytesOf, scatterRows, StateScratch } from './state-file.js';
+import {
+  buildStateFile,
+  checkRowLayout,
+  parseStateFile,
+  rowBytesOf,
+  scatterRows,
+  StateScratch,
+  type StateFormat,
+} from './state-file.js';
 
 type NodeLlamaCpp = typeof import('node-llama-cpp');
 
@@ -50,6 +59,13 @@ export interface LlamaRuntimeOptions {
   readonly cacheDir?: string;
   /** Load zero rows instead of the blocks' KV (negative control for tests only). */
   readonly discardLoadedKv?: boolean;
+  /**
+   * llama.cpp's flash attention; default off. With it on, a token's greedy result depends on how
+   * the prompt was split into evaluation batches (a prefix-cache hit splits it differently from a
+   * cold prompt), so a --role both worker and a P/D pair disagree in the last bits and, with a
+   * random model's close logits, in the tokens. Off, every split gives the same bits.
+   */
+  readonly flashAttention?: boolean;
 }
 
 /** Creates the llama runtime (generates the model on first use). */
@@ -70,7 +86,7 @@ export async function createLlamaRuntime(o: LlamaRuntimeOptions): Promise<Runtim
     contextSize: maxModelLen,
     sequences: o.slots,
     batchSize: Math.min(512, maxModelLen),
-    flashAttention: true,
+    flashAttention: o.flashAttention ?? false,
     threads: o.threads ?? 1,
   });
   return new LlamaRuntime(llama, model, context, o, maxModelLen);
@@ -96,7 +112,7 @@ class LlamaRuntime implements Runtime {
   readonly #free: LlamaContextSequence[] = [];
   readonly #discard: boolean;
   #views: KvBlockViews | undefined;
-  #nStream = 0;
+  #format: StateFormat = { nStream: 0, vTrans: false };
   readonly #scratch = new StateScratch();
 
   constructor(llama: Llama, model: LlamaModel, context: LlamaContext, o: LlamaRuntimeOptions, maxModelLen: number) {
@@ -143,7 +159,7 @@ class LlamaRuntime implements Runtime {
     try {
       await seq.saveStateToFile(path);
       const parsed = parseStateFile(await readFile(path), this.shape.layers, rowBytesOf(views.layout));
-      this.#nStream = parsed.nStream;
+      this.#format = { nStream: parsed.nStream, vTrans: parsed.vTrans };
     } finally {
       await unlink(path).catch(() => undefined);
       await seq.clearHistory();
@@ -158,7 +174,7 @@ class LlamaRuntime implements Runtime {
         'no free llama sequence (the engine admitted more requests than slots)',
       );
     }
-    return new LlamaSequence(seq, this.#views, this.#nStream, this.#discard, this.#scratch, (s) => this.#free.push(s));
+    return new LlamaSequence(seq, this.#views, this.#format, this.#discard, this.#scratch, (s) => this.#free.push(s));
   }
 
   async close(): Promise<void> {
@@ -180,7 +196,7 @@ function toLlamaSampling(s: Sampling): { temperature: number; topK: number; topP
 class LlamaSequence implements RuntimeSequence {
   readonly #seq: LlamaContextSequence;
   readonly #views: KvBlockViews;
-  readonly #nStream: number;
+  readonly #format: StateFormat;
   readonly #discard: boolean;
   readonly #scratch: StateScratch;
   readonly #giveBack: (s: LlamaContextSequence) => void;
@@ -190,7 +206,7 @@ class LlamaSequence implements RuntimeSequence {
   constructor(
     seq: LlamaContextSequence,
     views: KvBlockViews,
-    nStream: number,
+    format: StateFormat,
     discard: boolean,
     scratch: StateScratch,
     giveBack: (s: LlamaContextSequence) => void,
@@ -198,7 +214,7 @@ class LlamaSequence implements RuntimeSequence {
     this.#scratch = scratch;
     this.#seq = seq;
     this.#views = views;
-    this.#nStream = nStream;
+    this.#format = format;
     this.#discard = discard;
     this.#giveBack = giveBack;
   }
@@ -211,7 +227,7 @@ class LlamaSequence implements RuntimeSequence {
     }
     const file = buildStateFile(
       prompt.slice(0, count),
-      this.#nStream,
+      this.#format,
       this.#views.layout,
       this.#views.tensors,
       blockIds,

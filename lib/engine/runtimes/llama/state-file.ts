@@ -12,13 +12,17 @@
  * u32 n_stream                                  (the context's KV streams: one per sequence)
  * per stream: u32 cell_count; when > 0:
  *   per cell: i32 pos, u32 n_seq_id (1), i32 seq_id
- *   u32 v_trans (0 with flash attention), u32 n_layer
+ *   u32 v_trans (1 without flash attention, 0 with it), u32 n_layer
  *   per layer: i32 k_type (1 = f16), u64 k_row_bytes, k rows (cell order)
- *   per layer: i32 v_type, u64 v_row_bytes, v rows (cell order)
+ *   v_trans 0, per layer: i32 v_type, u64 v_row_bytes, v rows (cell order)
+ *   v_trans 1, per layer: i32 v_type, u32 element bytes (2), u32 n_embd_v (kv_heads × head_dim),
+ *              then element-major: for each of the n_embd_v elements, its value in every cell (cell order)
  * ```
  * A K or V row is one token's `kv_heads × head_dim` f16 values, head-major: exactly one token of
  * a kvwire block in NHD order (`KvLayout { kv: 'split', order: 'NHD' }`), so block `b` of tensor
- * `kv-L{l}-K` holds the K rows of tokens `16b .. 16b+15` of layer `l`, back to back. Cells are
+ * `kv-L{l}-K` holds the K rows of tokens `16b .. 16b+15` of layer `l`, back to back. Transposed V
+ * (llama.cpp without flash attention, the engine's default: see runtime.ts) is gathered into the
+ * same rows and scattered back, so blocks have one layout whatever the context does. Cells are
  * placed by their `pos`, not their order in the file (llama.cpp reuses free cells anywhere).
  *
  * @packageDocumentation
@@ -40,6 +44,8 @@ export interface ParsedState {
   readonly positions: Int32Array;
   /** Bytes of one row (K and V alike). */
   readonly rowBytes: number;
+  /** V stored element-major (llama.cpp without flash attention). */
+  readonly vTrans: boolean;
   /** Byte offset of layer l's first K row (`k[l]`) and V row (`v[l]`) in the file. */
   readonly k: readonly number[];
   /** See `k`. */
@@ -49,7 +55,7 @@ export interface ParsedState {
 function unsupported(msg: string): KvwireError {
   return new KvwireError(
     ErrorCode.INCOMPATIBLE,
-    `llama.cpp sequence state: ${msg}; kvwire reads the format of node-llama-cpp 3.21.1 with flash attention and an f16 KV cache`,
+    `llama.cpp sequence state: ${msg}; kvwire reads the format of node-llama-cpp 3.21.1 with an f16 KV cache`,
   );
 }
 
@@ -103,7 +109,9 @@ export function parseStateFile(buf: Buffer, layers: number, rowBytes: number): P
       if (buf.readUInt32LE(o + 4) !== 1) throw unsupported(`cell ${c} belongs to several sequences`);
       o += 12;
     }
-    if (u32() !== 0) throw unsupported('V is transposed (flash attention off)');
+    const vTransFlag = u32();
+    if (vTransFlag > 1) throw unsupported(`v_trans is ${vTransFlag}`);
+    const vTrans = vTransFlag === 1;
     const nLayer = u32();
     if (nLayer !== layers) throw unsupported(`${nLayer} layers, the model has ${layers}`);
     const k: number[] = [];
@@ -111,20 +119,30 @@ export function parseStateFile(buf: Buffer, layers: number, rowBytes: number): P
     for (const list of [k, v]) {
       for (let l = 0; l < layers; l++) {
         const type = u32();
-        const row = u64();
-        if (type !== F16 || row !== rowBytes) {
-          throw unsupported(`layer ${l} rows are type ${type} of ${row} bytes, expected f16 rows of ${rowBytes}`);
+        if (list === v && vTrans) {
+          const elementBytes = u32();
+          const nEmbd = u32();
+          if (type !== F16 || elementBytes !== 2 || nEmbd * 2 !== rowBytes) {
+            throw unsupported(
+              `layer ${l} V is type ${type}, ${elementBytes}-byte elements, ${nEmbd} per cell; expected f16, ${rowBytes / 2} per cell`,
+            );
+          }
+        } else {
+          const row = u64();
+          if (type !== F16 || row !== rowBytes) {
+            throw unsupported(`layer ${l} rows are type ${type} of ${row} bytes, expected f16 rows of ${rowBytes}`);
+          }
         }
-        need(cells * row);
+        need(cells * rowBytes);
         list.push(o);
-        o += cells * row;
+        o += cells * rowBytes;
       }
     }
-    parsed = { positions, rowBytes, k, v };
+    parsed = { positions, rowBytes, vTrans, k, v };
   }
   if (o !== buf.length) throw unsupported(`${buf.length - o} bytes after the last stream`);
   return parsed === undefined
-    ? { tokens, nStream, positions: new Int32Array(0), rowBytes, k: [], v: [] }
+    ? { tokens, nStream, positions: new Int32Array(0), rowBytes, vTrans: false, k: [], v: [] }
     : { tokens, nStream, ...parsed };
 }
 
@@ -200,13 +218,77 @@ export function scatterRows(
     for (let l = 0; l < state.k.length; l++) {
       const k = state.k[l]! + c * row;
       kT[l]!.set(file.subarray(k, k + bytes), at);
-      const v = state.v[l]! + c * row;
-      vT[l]!.set(file.subarray(v, v + bytes), at);
+      if (state.vTrans) gatherRows(file, state.v[l]!, pos.length, c, run, row, vT[l]!, at);
+      else {
+        const v = state.v[l]! + c * row;
+        vT[l]!.set(file.subarray(v, v + bytes), at);
+      }
     }
     copied += run;
     c += run;
   }
   return copied;
+}
+
+/**
+ * 16-bit view of `bytes` bytes of `b` from `at`. f16 data sits at even offsets of the files and
+ * blocks kvwire makes; an odd one (a caller's own buffer) is refused rather than misread.
+ */
+function u16(b: Uint8Array, at: number, bytes: number): Uint16Array {
+  if ((b.byteOffset + at) % 2 !== 0)
+    throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `f16 data at an odd byte offset (${b.byteOffset + at})`);
+  return new Uint16Array(b.buffer, b.byteOffset + at, bytes / 2);
+}
+
+/**
+ * Transposed V: copies cells `c .. c+run` (of `cells`, element-major from `from` in `file`) into
+ * `run` token rows at `at` in `dest`.
+ */
+function gatherRows(
+  file: Uint8Array,
+  from: number,
+  cells: number,
+  c: number,
+  run: number,
+  row: number,
+  dest: Uint8Array,
+  at: number,
+): void {
+  const n = row / 2;
+  const src = u16(file, from, cells * row);
+  const out = u16(dest, at, run * row);
+  for (let j = 0; j < n; j++) {
+    const base = j * cells + c;
+    for (let r = 0; r < run; r++) out[r * n + j] = src[base + r]!;
+  }
+}
+
+/** Transposed V: writes `count` token rows from `src` at `at` as element-major columns `p ..` of `total` cells. */
+function scatterColumns(
+  src: Uint8Array,
+  at: number,
+  count: number,
+  row: number,
+  out: Uint8Array,
+  from: number,
+  total: number,
+  p: number,
+): void {
+  const n = row / 2;
+  const rows = u16(src, at, count * row);
+  const dst = u16(out, from, total * row);
+  for (let j = 0; j < n; j++) {
+    const base = j * total + p;
+    for (let r = 0; r < count; r++) dst[base + r] = rows[r * n + j]!;
+  }
+}
+
+/** The file layout a context reads: its KV stream count and whether V is transposed. */
+export interface StateFormat {
+  /** Streams in the context (one per sequence unless llama.cpp unifies them). */
+  readonly nStream: number;
+  /** V element-major (flash attention off). */
+  readonly vTrans: boolean;
 }
 
 /**
@@ -218,13 +300,14 @@ export function scatterRows(
  */
 export function buildStateFile(
   tokens: readonly number[],
-  nStream: number,
+  format: number | StateFormat,
   layout: KvLayout,
   views: readonly Uint8Array[],
   blockIds: readonly number[],
   zeroRows = false,
   scratch?: StateScratch,
 ): Buffer {
+  const { nStream, vTrans } = typeof format === 'number' ? { nStream: format, vTrans: false } : format;
   const n = tokens.length;
   const layers = layout.model.layers;
   const row = rowBytesOf(layout);
@@ -257,24 +340,33 @@ export function buildStateFile(
       out.writeInt32LE(0, o + 8);
       o += 12;
     }
-    u32(0); // v_trans
+    u32(vTrans ? 1 : 0);
     u32(layers);
     for (const part of ['K', 'V'] as const) {
       for (let l = 0; l < layers; l++) {
         u32(F16);
-        out.writeBigUInt64LE(BigInt(row), o);
-        o += 8;
-        const view = views[tensorIndex(layout, l, part)]!;
-        // One copy per block: its rows are contiguous in NHD order.
-        for (let p = 0; p < n; p += B) {
-          const rows = Math.min(B, n - p);
-          if (zeroRows) out.fill(0, o, o + rows * row);
-          else {
-            const at = blockIds[p / B]! * layout.blockBytes;
-            out.set(view.subarray(at, at + rows * row), o);
-          }
-          o += rows * row;
+        const transposed = part === 'V' && vTrans;
+        if (transposed) {
+          u32(2);
+          u32(row / 2);
+        } else {
+          out.writeBigUInt64LE(BigInt(row), o);
+          o += 8;
         }
+        const view = views[tensorIndex(layout, l, part)]!;
+        if (zeroRows) out.fill(0, o, o + n * row);
+        else if (transposed) {
+          for (let p = 0; p < n; p += B)
+            scatterColumns(view, blockIds[p / B]! * layout.blockBytes, Math.min(B, n - p), row, out, o, n, p);
+        } else {
+          // One copy per block: its rows are contiguous in NHD order.
+          for (let p = 0; p < n; p += B) {
+            const rows = Math.min(B, n - p);
+            const at = blockIds[p / B]! * layout.blockBytes;
+            out.set(view.subarray(at, at + rows * row), o + p * row);
+          }
+        }
+        o += n * row;
       }
     }
   }
