@@ -1,3 +1,4 @@
+import type { Token } from 'node-llama-cpp';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -92,7 +93,11 @@ describe("llama.cpp's own state files (node-llama-cpp 3.21.1, the tiny model)", 
       const dir = mkdtempSync(join(tmpdir(), 'kvwire-state-'));
       try {
         const seq = context.getSequence();
-        const tokens = [1, ...model.tokenize('The quick brown fox jumps over the lazy dog, twice and again.', false)];
+        // Token ids are branded in node-llama-cpp's types; 1 is the generated vocabulary's BOS.
+        const tokens = [
+          1 as Token,
+          ...model.tokenize('The quick brown fox jumps over the lazy dog, twice and again.', false),
+        ];
         await seq.evaluateWithoutGeneratingNewTokens(tokens.slice(0, 40));
         await seq.saveStateToFile(join(dir, 's.bin'));
         const original = readFileSync(join(dir, 's.bin'));
