@@ -146,7 +146,14 @@ void UcxEngine::HandleHelloAck(const wire::HelloAckHdr& h, const uint8_t* data, 
   // reuse) over shared memory, and this agent willing to use it.
   ob.oneSided = (h.flags & wire::kAckOneSided) != 0 && ob.sameHost && ob.pidfd.valid() &&
                 (ob.lanes.category == "sm" || ob.lanes.category == "self") && opts_.protocol != "am";
-  ob.cma = ob.oneSided && ob.lanes.detail.find("cma/") != std::string::npos;
+  // Cross-memory attach is this engine's own system call (process_vm_*), not a UCX lane: it is
+  // offered when both agents' UCX has cma configured (UCX_TLS), whichever lanes UCX chose (an
+  // endpoint with peer error handling uses posix shared memory alone).
+  const auto* peerAddress = reinterpret_cast<const uint8_t*>(ob.info->address.data());
+  const auto* ownAddress = reinterpret_cast<const uint8_t*>(address_.data());
+  ob.cma = ob.oneSided && (ob.lanes.detail.find("cma/") != std::string::npos ||
+                           (OffersTransport(peerAddress, ob.info->address.size(), "cma") &&
+                            OffersTransport(ownAddress, address_.size(), "cma")));
   if (ob.keyIndex >= 0) {
     wire::AuthHdr auth{};
     auth.route = ob.RouteOut();
