@@ -159,32 +159,40 @@ void UcxEngine::OnEpError(EpOwner* owner, ucs_status_t status) {
 void UcxEngine::RetireEp(ucp_ep_h ep, EpOwner* owner, bool flush, uint32_t graceMs) {
   (void)owner;  // kept in owners_ for the worker's lifetime
   if (ep == nullptr) return;
+  for (const Retiring& r : retiring_) {
+    if (r.ep == ep) return;  // retired already: a second close would act on a destroyed endpoint
+  }
   Retiring r{ep, nullptr, DeadlineFrom(NowNs(), graceMs)};
   if (flush) {
     ucp_request_param_t p{};
     void* req = ucp_ep_flush_nbx(ep, &p);
     if (UCS_PTR_IS_PTR(req)) r.flush = req;
   }
+  // Closed by the engine loop (ProgressRetiring), never here: closing an endpoint by force
+  // completes its requests at once, running their callbacks, and a caller in the middle of ending
+  // a connection (e.g. DoDisconnect, before it forgets the Outbound) would see them re-enter it
+  // and retire the same endpoint twice (a SIGSEGV in UCX, seen after a partition).
   retiring_.push_back(r);
-  ProgressRetiring(NowNs());
 }
 
 void UcxEngine::ProgressRetiring(uint64_t now) {
-  for (size_t i = 0; i < retiring_.size();) {
-    Retiring& r = retiring_[i];
+  // Callbacks run by a forced close may retire more endpoints: they land in retiring_ for the
+  // next pass, never in the list being walked.
+  std::vector<Retiring> work;
+  work.swap(retiring_);
+  for (Retiring& r : work) {
     if (r.flush != nullptr && ucp_request_check_status(r.flush) == UCS_INPROGRESS && now < r.deadlineNs) {
-      ++i;
+      retiring_.push_back(r);
       continue;
     }
     if (r.flush != nullptr) ucp_request_free(r.flush);
     // FORCE: the only close after which UCX 1.13 destroys an endpoint its peer connected to.
+    // (Refused for an endpoint without peer error handling: see CreateEp.)
     ucp_request_param_t p{};
     p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
     p.flags = UCP_EP_CLOSE_FLAG_FORCE;
     void* req = ucp_ep_close_nbx(r.ep, &p);
     if (UCS_PTR_IS_PTR(req)) closing_.push_back(req);
-    retiring_[i] = retiring_.back();
-    retiring_.pop_back();
   }
   for (auto it = closing_.begin(); it != closing_.end();) {
     if (ucp_request_check_status(*it) != UCS_INPROGRESS) {

@@ -490,6 +490,10 @@ void UcxEngine::Run() {
       if (n == 0) break;
     }
     RunDeferred();
+    if (!retiring_.empty() || !closing_.empty()) {  // endpoints retired since the last turn
+      ProgressRetiring(NowNs());
+      RunDeferred();
+    }
     if (cuda_ && cuda_->busy()) {  // CUDA copies in flight: poll their events every turn
       work += cuda_->Poll() + 1;
       RunDeferred();

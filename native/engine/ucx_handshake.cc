@@ -98,10 +98,13 @@ void UcxEngine::SendHello(Outbound& ob) {
   uint32_t peerId = ob.id;
   SendControl(ob.ep, wire::kHello, &h, sizeof h, data.data(), data.size(), [this, peerId](ucs_status_t st) {
     if (st == UCS_OK) return;
-    auto it = outbound_.find(peerId);
-    if (it != outbound_.end()) {
-      OutboundLost(*it->second, code::kPeerUnreachable, "sending the handshake failed: " + UcsMessage(st));
-    }
+    // Possibly inside UCX (a forced close completes the send at once): the connection ends later.
+    deferred_.push_back([this, peerId, st] {
+      auto it = outbound_.find(peerId);
+      if (it != outbound_.end()) {
+        OutboundLost(*it->second, code::kPeerUnreachable, "sending the handshake failed: " + UcsMessage(st));
+      }
+    });
   });
 }
 
