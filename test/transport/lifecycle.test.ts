@@ -25,22 +25,31 @@ describe('region release', () => {
 });
 
 describe.each(['tcp', 'sm'])('agent lifetimes over %s', (tls) => {
-  it('runs an agent in a worker thread that moves bytes to the main thread', async () => {
+  // Under load (a 2-core machine at load 10, several agents' engine threads spinning) a worker
+  // thread starts, compiles and connects slowly: this once hit the default 60 s test timeout.
+  // Every step inside the worker has its own deadline (a typed failure arrives as 'error'), the
+  // exit is awaited from the start (it can come right after the message), and the test allows
+  // far more than the steps' deadlines.
+  it('runs an agent in a worker thread that moves bytes to the main thread', { timeout: 240_000 }, async () => {
     const main = await Agent.create({ name: 'main-thread', transports: tls });
-    const src = fillPattern(Buffer.alloc(SIZE), 5);
-    main.register(src, { access: 'readwrite', label: 'kv' });
-    const w = new Worker(WORKER, {
-      workerData: { metadata: main.metadata(), transports: tls, size: SIZE, mode: 'finish' },
-    });
-    const msg = await new Promise<{ sum: number }>((resolve, reject) => {
-      w.once('message', resolve);
-      w.once('error', reject);
-    });
-    let sum = 0;
-    for (const b of src) sum = (sum + b) % 65521;
-    expect(msg.sum).toBe(sum);
-    expect(await new Promise((r) => w.once('exit', r))).toBe(0);
-    await main.close();
+    try {
+      const src = fillPattern(Buffer.alloc(SIZE), 5);
+      main.register(src, { access: 'readwrite', label: 'kv' });
+      const w = new Worker(WORKER, {
+        workerData: { metadata: main.metadata(), transports: tls, size: SIZE, mode: 'finish', timeoutMs: 60_000 },
+      });
+      const exited = new Promise<number>((r) => w.once('exit', r));
+      const msg = await new Promise<{ sum: number }>((resolve, reject) => {
+        w.once('message', resolve);
+        w.once('error', reject);
+      });
+      let sum = 0;
+      for (const b of src) sum = (sum + b) % 65521;
+      expect(msg.sum).toBe(sum);
+      expect(await exited).toBe(0);
+    } finally {
+      await main.close();
+    }
   });
 
   it('survives terminating a worker thread whose agent has transfers in flight', async () => {
