@@ -1,0 +1,259 @@
+/**
+ * Lease heartbeats (lib/pd/heartbeat.ts, lib/pd/lease-keeper.ts): a pull that heartbeats keeps its
+ * prefill lease past the base lease; without heartbeats the same pull loses it; forged, stale,
+ * replayed or malformed heartbeats extend nothing and get typed refusals; a lease found gone ends
+ * the pull early.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { ErrorCode, KvwireError } from '../../lib/errors.js';
+import type { BlocksFreedEvent, HeartbeatOutcome, HeartbeatSentEvent, KvTransferParams } from '../../lib/pd/index.js';
+import { DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_LEASE_EXTENSION_MS, DEFAULT_LEASE_MS } from '../../lib/pd/index.js';
+import { secretKey, signRequest, verifyResponse } from '../../lib/pd/handshake-auth.js';
+import { buildHeartbeat, parseHeartbeat, parseHeartbeatAnswer } from '../../lib/pd/heartbeat.js';
+import { HEARTBEAT_PATH } from '../../lib/pd/protocol.js';
+import { postHandshake, type SideChannelReply } from '../../lib/pd/side-channel-client.js';
+import { SECRET, metricValue, pair, prompt, until, type Pair } from './helpers.js';
+
+const KEY = secretKey(SECRET);
+
+/** POSTs a heartbeat body to the prefill's side channel, signed with `key` (or the given header). */
+function post(params: KvTransferParams, body: Buffer, signature = signRequest(KEY, body, 'heartbeat')) {
+  return postHandshake({
+    host: params.remote_host,
+    port: params.remote_port,
+    path: HEARTBEAT_PATH,
+    body,
+    signature,
+    timeoutMs: 10_000,
+  });
+}
+
+function heartbeatFor(params: KvTransferParams, token = params.remote_lease_token, prefill = params.remote_engine_id) {
+  return buildHeartbeat('decode-x', prefill, [{ requestId: params.remote_request_id, token }]);
+}
+
+/** The wire JSON of a heartbeat request (for tests that alter fields). */
+function wire(body: Buffer, change: Record<string, unknown> = {}): Buffer {
+  const h = parseHeartbeat(body);
+  const leases = h.leases.map((l) => ({ req: l.requestId, lease: l.token }));
+  return Buffer.from(JSON.stringify({ ...h, leases, ...change }));
+}
+
+function answer(reply: SideChannelReply, nonce: string): (number | null)[] {
+  expect(verifyResponse(KEY, nonce, reply.body, reply.signature, 'heartbeat')).toBe(true);
+  return [...parseHeartbeatAnswer(reply.body, 1).expiresInMs];
+}
+
+describe('lease heartbeats', () => {
+  let p: Pair | undefined;
+  afterEach(async () => {
+    await p?.close();
+    p = undefined;
+  });
+
+  it('defaults: a 30 s lease, extended by 30 s per heartbeat, heartbeats every 5 s', async () => {
+    expect([DEFAULT_LEASE_MS, DEFAULT_LEASE_EXTENSION_MS, DEFAULT_HEARTBEAT_INTERVAL_MS]).toEqual([
+      30_000, 30_000, 5_000,
+    ]);
+    p = await pair();
+    expect(p.prefill.coordinator.leaseMs).toBe(30_000);
+    expect(p.prefill.coordinator.leaseExtensionMs).toBe(30_000);
+    const params = p.prefill.prefill({ id: 'r1', tokens: prompt(20) });
+    const lease = p.prefill.coordinator.lease('r1')!;
+    expect(lease.expiresAt - lease.heldAt).toBe(30_000);
+    expect(params.remote_lease_token).toBe(lease.token);
+  });
+
+  it('a slow pull that heartbeats is not cut off past its base lease; without heartbeats it is', async () => {
+    // Every READ of the decode agent takes 1.2 s: block reads, then the fence, ~2.4 s in all,
+    // six base leases of 400 ms.
+    p = await pair({ prefill: { leaseMs: 400, leaseExtensionMs: 400 }, decode: { heartbeatIntervalMs: 50 } });
+    p.decodeAgents[0]!.faults!.set({ delayMs: 1200 });
+    const extended: HeartbeatOutcome[] = [];
+    p.prefill.coordinator.on('heartbeat', (o: HeartbeatOutcome) => extended.push(o));
+    const req = { id: 'slow', tokens: prompt(40) };
+    const params = p.prefill.prefill(req);
+    const r = await p.decode.decode(req, params);
+    expect(r.status).toBe('ready');
+    expect(r.verifiedBytes).toBe(3 * p.decode.ranks[0]!.layout.bytesPerBlock);
+    const freed = p.prefill.freed;
+    await until(() => p!.prefill.coordinator.leases === 0, 'the done notification');
+    expect(freed.notified).toBe(3);
+    expect(freed.expired).toBe(0);
+    expect(extended.length).toBeGreaterThan(0);
+    expect(extended.every((o) => o.status === 200 && o.decodeEngineId === 'decode-0')).toBe(true);
+    expect(await metricValue(p.registry, 'kvwire_pd_lease_extensions_total')).toBeGreaterThan(0);
+    expect(await metricValue(p.registry, 'kvwire_pd_lease_heartbeats_received_total', { result: 'accepted' })).toBe(
+      extended.length,
+    );
+    expect(await metricValue(p.registry, 'kvwire_pd_lease_heartbeats_sent_total', { result: 'ok' })).toBeGreaterThan(0);
+    expect(await metricValue(p.registry, 'kvwire_pd_lease_expirations_total')).toBe(0);
+    expect(await metricValue(p.registry, 'kvwire_pd_leases_kept_alive')).toBe(0);
+    await p.close();
+
+    // The control: the same pull with heartbeats off loses its lease at the base lease.
+    p = await pair({ prefill: { leaseMs: 400, leaseExtensionMs: 400 }, decode: { heartbeatIntervalMs: 0 } });
+    p.decodeAgents[0]!.faults!.set({ delayMs: 1200 });
+    const e = await p.decode.decode(req, p.prefill.prefill(req)).catch((x: unknown) => x);
+    expect(KvwireError.is(e, ErrorCode.LEASE_EXPIRED)).toBe(true);
+    expect(p.prefill.freed.expired).toBe(3);
+  });
+
+  it('keepLeaseAlive holds a queued request past its base lease, and lets go when stopped', async () => {
+    p = await pair({ prefill: { leaseMs: 300, leaseExtensionMs: 300 }, decode: { heartbeatIntervalMs: 40 } });
+    const expired: BlocksFreedEvent[] = [];
+    p.prefill.coordinator.on('lease-expired', (e: BlocksFreedEvent) => expired.push(e));
+    const req = { id: 'queued', tokens: prompt(20) };
+    const params = p.prefill.prefill(req);
+    const c = p.decode.coordinator;
+    const stop = c.keepLeaseAlive(params);
+    expect(c.leasesKeptAlive).toBe(1);
+    expect(await metricValue(p.registry, 'kvwire_pd_leases_kept_alive')).toBe(1);
+    const heldAt = p.prefill.coordinator.lease('queued')!.heldAt;
+    // Wait well past the base lease (by the lease's own clock), still held.
+    await until(() => p!.prefill.coordinator.lease('queued')!.expiresAt - heldAt > 1500, 'heartbeats', 20_000);
+    expect(expired).toEqual([]);
+    // The queued request finally pulls: its bytes are good.
+    const r = await p.decode.decode(req, params);
+    expect(r.status).toBe('ready');
+    stop();
+    stop(); // idempotent
+    expect(c.leasesKeptAlive).toBe(0);
+
+    // A lease nobody keeps alive expires at its base lease.
+    const other = { id: 'abandoned', tokens: prompt(20, 4000) };
+    const stopOther = c.keepLeaseAlive(p.prefill.prefill(other));
+    stopOther();
+    await until(() => expired.length === 1, 'the abandoned lease to expire', 20_000);
+    expect(expired[0]).toMatchObject({ requestId: 'abandoned', reason: 'expired' });
+  });
+
+  it('a lease found gone ends a queued pull at once (LEASE_EXPIRED) and tells keepLeaseAlive', async () => {
+    p = await pair({ decode: { heartbeatIntervalMs: 30, maxConcurrentRequests: 1 } });
+    p.decodeAgents[0]!.faults!.set({ delayMs: 30_000 });
+    const blocker = { id: 'blocker', tokens: prompt(20) };
+    const blocking = p.decode.decode(blocker, p.prefill.prefill(blocker)).catch((x: unknown) => x);
+    await until(() => p!.decode.coordinator.activeRequests === 1, 'the first pull to hold the only slot');
+    const req = { id: 'victim', tokens: prompt(20, 3000) };
+    const params = p.prefill.prefill(req);
+    const lost: KvwireError[] = [];
+    p.decode.coordinator.keepLeaseAlive(params, (e) => lost.push(e));
+    const queued = p.decode.decode(req, params).catch((x: unknown) => x);
+    await until(() => p!.decode.coordinator.queueDepth === 1, 'the second pull to queue');
+    p.prefill.coordinator.release('victim'); // the prefill gives the request up
+    const e = await queued;
+    expect(KvwireError.is(e, ErrorCode.LEASE_EXPIRED)).toBe(true);
+    expect((e as Error).message).toMatch(/no longer holds/);
+    await until(() => lost.length === 1, 'keepLeaseAlive to hear of it');
+    expect(lost[0]!.code).toBe(ErrorCode.LEASE_EXPIRED);
+    expect(await metricValue(p.registry, 'kvwire_pd_leases_lost_total')).toBe(2);
+    p.decodeAgents[0]!.faults!.set({ delayMs: 0 });
+    await p.decode.coordinator.close();
+    expect(KvwireError.is(await blocking, ErrorCode.CLOSED)).toBe(true);
+  });
+
+  it('forged, stale, replayed, malformed and mistargeted heartbeats extend nothing and are refused typed', async () => {
+    p = await pair({ prefill: { leaseMs: 60_000 } });
+    const outcomes: HeartbeatOutcome[] = [];
+    p.prefill.coordinator.on('heartbeat', (o: HeartbeatOutcome) => outcomes.push(o));
+    const params = p.prefill.prefill({ id: 'r1', tokens: prompt(20) });
+    const before = p.prefill.coordinator.lease('r1')!.expiresAt;
+    const lease = () => p!.prefill.coordinator.lease('r1')!.expiresAt;
+
+    // Another secret: 401, empty body.
+    let hb = heartbeatFor(params);
+    let reply = await post(
+      params,
+      hb.body,
+      signRequest(secretKey('another-secret-0123456789abcdef'), hb.body, 'heartbeat'),
+    );
+    expect([reply.status, reply.body.byteLength]).toEqual([401, 0]);
+    // A handshake signature over the same bytes is not a heartbeat signature.
+    reply = await post(params, hb.body, signRequest(KEY, hb.body, 'handshake'));
+    expect(reply.status).toBe(401);
+    // No signature at all; a garbage one.
+    reply = await post(params, hb.body, '');
+    expect(reply.status).toBe(401);
+    reply = await post(params, hb.body, `v1=${'0'.repeat(64)}`);
+    expect(reply.status).toBe(401);
+    // Signed but malformed: 400, empty body.
+    for (const bad of [
+      Buffer.from('{'),
+      Buffer.from('[]'),
+      Buffer.from('{"v":1}'),
+      wire(hb.body, { leases: [{ req: 'r1', lease: -1 }] }),
+      wire(hb.body, { leases: [] }),
+    ]) {
+      reply = await post(params, bad);
+      expect([reply.status, reply.body.byteLength]).toEqual([400, 0]);
+    }
+    // Stale: a timestamp outside the clock-skew window (60 s).
+    const stale = wire(hb.body, { ts: Date.now() - 10 * 60_000 });
+    reply = await post(params, stale);
+    expect(reply.status).toBe(401);
+    expect(lease()).toBe(before);
+
+    // A genuine one works once; its replay is refused.
+    hb = heartbeatFor(params);
+    reply = await post(params, hb.body);
+    expect(reply.status).toBe(200);
+    expect(answer(reply, hb.nonce)[0]).toBeGreaterThan(59_000);
+    reply = await post(params, hb.body);
+    expect([reply.status, reply.body.byteLength]).toEqual([401, 0]);
+
+    // Authenticated, but another lease token (a stale heartbeat about an earlier lease) or another
+    // prefill engine id: answered, null, nothing extended.
+    const t = lease();
+    hb = heartbeatFor(params, params.remote_lease_token === 1 ? 2 : params.remote_lease_token - 1);
+    expect(answer(await post(params, hb.body), hb.nonce)).toEqual([null]);
+    hb = heartbeatFor(params, params.remote_lease_token, 'prefill-other');
+    expect(answer(await post(params, hb.body), hb.nonce)).toEqual([null]);
+    expect(lease()).toBe(t);
+
+    expect(outcomes.map((o) => o.refused ?? o.status)).toEqual([
+      'unauthorized',
+      'unauthorized',
+      'unauthorized',
+      'unauthorized',
+      'malformed',
+      'malformed',
+      'malformed',
+      'malformed',
+      'malformed',
+      'replayed',
+      200,
+      'replayed',
+      200,
+      200,
+    ]);
+    const m = (result: string) => metricValue(p!.registry, 'kvwire_pd_lease_heartbeats_received_total', { result });
+    expect([await m('unauthorized'), await m('malformed'), await m('replayed'), await m('accepted')]).toEqual([
+      4, 5, 2, 3,
+    ]);
+    expect(await metricValue(p.registry, 'kvwire_pd_lease_extensions_refused_total')).toBe(2);
+    expect(p.prefill.coordinator.leases).toBe(1); // nothing crashed, nothing freed
+  });
+
+  it('a decode worker whose heartbeats are refused counts them and carries on', async () => {
+    p = await pair({ decode: { heartbeatIntervalMs: 30, secret: 'another-secret-0123456789abcdef' } });
+    const sent: HeartbeatSentEvent[] = [];
+    p.decode.coordinator.on('heartbeat', (e: HeartbeatSentEvent) => sent.push(e));
+    const params = p.prefill.prefill({ id: 'r1', tokens: prompt(20) });
+    const stop = p.decode.coordinator.keepLeaseAlive(params);
+    await until(() => sent.length >= 2, 'two heartbeats');
+    expect(sent[0]).toMatchObject({ prefill: 'prefill-0', result: 'unauthorized', leases: 1, lost: 0 });
+    expect(sent[0]!.error?.code).toBe(ErrorCode.UNAUTHORIZED);
+    // A side channel that is gone: unreachable, counted, no crash.
+    await p.prefill.coordinator.close();
+    sent.length = 0;
+    await until(() => sent.length >= 1, 'a heartbeat to a closed side channel');
+    expect(sent[0]!.result).toBe('unreachable');
+    stop();
+    expect(
+      await metricValue(p.registry, 'kvwire_pd_lease_heartbeats_sent_total', { result: 'unauthorized' }),
+    ).toBeGreaterThan(0);
+    expect(() => p!.decode.coordinator.keepLeaseAlive({ do_remote_prefill: true })).toThrow(
+      expect.objectContaining({ code: ErrorCode.INVALID_ARGUMENT }),
+    );
+  });
+});
