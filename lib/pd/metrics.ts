@@ -166,6 +166,7 @@ export class PdMetrics {
     // Start the gauges at zero so they are exported before the first request.
     this.#inflight.set({ engine: engineId }, 0);
     this.#queue.set({ engine: engineId }, 0);
+    this.#keptAlive.set({ engine: engineId }, 0);
   }
 
   /** A completed pull. */
