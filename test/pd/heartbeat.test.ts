@@ -4,11 +4,13 @@
  * replayed or malformed heartbeats extend nothing and get typed refusals; a lease found gone ends
  * the pull early.
  */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ErrorCode, KvwireError } from '../../lib/errors.js';
 import type { BlocksFreedEvent, HeartbeatOutcome, HeartbeatSentEvent, KvTransferParams } from '../../lib/pd/index.js';
 import { DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_LEASE_EXTENSION_MS, DEFAULT_LEASE_MS } from '../../lib/pd/index.js';
-import { secretKey, signRequest, verifyResponse } from '../../lib/pd/handshake-auth.js';
+import { secretKey, signRequest, signResponse, verifyResponse } from '../../lib/pd/handshake-auth.js';
 import { buildHeartbeat, parseHeartbeat, parseHeartbeatAnswer } from '../../lib/pd/heartbeat.js';
 import { HEARTBEAT_PATH } from '../../lib/pd/protocol.js';
 import { postHandshake, type SideChannelReply } from '../../lib/pd/side-channel-client.js';
@@ -232,6 +234,56 @@ describe('lease heartbeats', () => {
     ]);
     expect(await metricValue(p.registry, 'kvwire_pd_lease_extensions_refused_total')).toBe(2);
     expect(p.prefill.coordinator.leases).toBe(1); // nothing crashed, nothing freed
+  });
+
+  it('forged, malformed or missing heartbeat answers are typed results, and give no lease up', async () => {
+    // A "prefill side channel" that answers heartbeats as the test says: unsigned, signed but
+    // malformed, signed with another secret, or never.
+    let mode: 'unsigned' | 'malformed' | 'foreign' | 'hang' = 'unsigned';
+    const server: Server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        if (mode === 'hang') return;
+        const nonce = (JSON.parse(Buffer.concat(chunks).toString()) as { nonce: string }).nonce;
+        const gone = Buffer.from(JSON.stringify({ v: 1, engineId: 'prefill-0', expiresInMs: [null] }));
+        const body = mode === 'malformed' ? Buffer.from('{"v":1}') : gone;
+        const key = mode === 'foreign' ? secretKey('another-secret-0123456789abcdef') : KEY;
+        const headers: Record<string, string> = { 'content-type': 'application/json' };
+        if (mode !== 'unsigned') headers['x-kvwire-signature'] = signResponse(key, nonce, body, 'heartbeat');
+        res.writeHead(200, headers);
+        res.end(body);
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      p = await pair({ decode: { heartbeatIntervalMs: 20 } });
+      const sent: HeartbeatSentEvent[] = [];
+      p.decode.coordinator.on('heartbeat', (e: HeartbeatSentEvent) => sent.push(e));
+      const real = p.prefill.prefill({ id: 'r1', tokens: prompt(20) });
+      const params = { ...real, remote_port: (server.address() as AddressInfo).port };
+      const lost: KvwireError[] = [];
+      const stop = p.decode.coordinator.keepLeaseAlive(params, (e) => lost.push(e));
+      const expect1 = async (m: typeof mode, result: string, code: string) => {
+        mode = m;
+        sent.length = 0;
+        await until(() => sent.some((e) => e.result === result), `a '${result}' heartbeat (${m})`, 20_000);
+        const e = sent.find((x) => x.result === result)!;
+        expect({ m, code: e.error?.code, lost: e.lost }).toEqual({ m, code, lost: 0 });
+      };
+      await expect1('unsigned', 'unauthorized', ErrorCode.UNAUTHORIZED);
+      await expect1('foreign', 'unauthorized', ErrorCode.UNAUTHORIZED);
+      await expect1('malformed', 'bad_answer', ErrorCode.BAD_METADATA);
+      await expect1('hang', 'timeout', ErrorCode.TIMEOUT);
+      // Not one forged "gone" was believed: the lease is still tracked, nothing was given up.
+      expect(lost).toEqual([]);
+      expect(p.decode.coordinator.leasesKeptAlive).toBe(1);
+      expect(await metricValue(p.registry, 'kvwire_pd_leases_lost_total')).toBe(0);
+      stop();
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
   });
 
   it('a decode worker whose heartbeats are refused counts them and carries on', async () => {
