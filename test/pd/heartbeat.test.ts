@@ -11,7 +11,13 @@ import { ErrorCode, KvwireError } from '../../lib/errors.js';
 import type { BlocksFreedEvent, HeartbeatOutcome, HeartbeatSentEvent, KvTransferParams } from '../../lib/pd/index.js';
 import { DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_LEASE_EXTENSION_MS, DEFAULT_LEASE_MS } from '../../lib/pd/index.js';
 import { secretKey, signRequest, signResponse, verifyResponse } from '../../lib/pd/handshake-auth.js';
-import { buildHeartbeat, parseHeartbeat, parseHeartbeatAnswer } from '../../lib/pd/heartbeat.js';
+import {
+  buildHeartbeat,
+  parseHeartbeat,
+  parseHeartbeatAnswer,
+  prefillHeartbeatHandler,
+} from '../../lib/pd/heartbeat.js';
+import { NonceWindow } from '../../lib/pd/handshake-auth.js';
 import { HEARTBEAT_PATH } from '../../lib/pd/protocol.js';
 import { postHandshake, type SideChannelReply } from '../../lib/pd/side-channel-client.js';
 import { SECRET, metricValue, pair, prompt, until, type Pair } from './helpers.js';
@@ -307,5 +313,103 @@ describe('lease heartbeats', () => {
     expect(() => p!.decode.coordinator.keepLeaseAlive({ do_remote_prefill: true })).toThrow(
       expect.objectContaining({ code: ErrorCode.INVALID_ARGUMENT }),
     );
+  });
+
+  it('never crashes on mutated heartbeats or answers: typed refusals, and only an exact token extends', () => {
+    // Seeded mutations of a genuine heartbeat, each signed (so it passes the signature and reaches
+    // the parser), fed to the prefill's handler; and of a genuine answer, fed to the decode's parser.
+    let x = 0x9e3779b9;
+    const rnd = (n: number) => {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      return (x >>> 0) % n;
+    };
+    const held = { requestId: 'req-1', token: 123_456_789 };
+    const extended: string[] = [];
+    const handler = prefillHeartbeatHandler(
+      KEY,
+      new NonceWindow(60_000),
+      {
+        engineId: 'prefill-0',
+        extend: (requestId, token) => {
+          if (requestId !== held.requestId || token !== held.token) return undefined;
+          extended.push(`${requestId}/${token}`);
+          return 1000;
+        },
+      },
+      () => {},
+    );
+    const junk = [null, -1, 0, 1.5, 2 ** 48, 2 ** 53, '', 'x'.repeat(2000), [], {}, true, '\u0000', 1e300];
+    const statuses = new Map<number, number>();
+    for (let i = 0; i < 3000; i++) {
+      const { body } = buildHeartbeat('decode-0', 'prefill-0', [
+        held,
+        { requestId: `other-${i}`, token: 1 + rnd(1000) },
+      ]);
+      const v = JSON.parse(body.toString()) as Record<string, unknown> & { leases: Record<string, unknown>[] };
+      let bytes: Buffer;
+      switch (rnd(5)) {
+        case 4: {
+          // Well formed, but a near-miss: another token for the held id, another engine, repeats.
+          const r = rnd(3);
+          if (r === 0) v.leases[0]!.lease = held.token + 1 + rnd(5);
+          else if (r === 1) v.prefill = 'prefill-1';
+          else v.leases.push(v.leases[0]!, { req: held.requestId.toUpperCase(), lease: held.token });
+          bytes = Buffer.from(JSON.stringify(v));
+          break;
+        }
+        case 0: {
+          const keys = ['v', 'engineId', 'nonce', 'ts', 'prefill', 'leases'];
+          v[keys[rnd(keys.length)]!] = junk[rnd(junk.length)];
+          bytes = Buffer.from(JSON.stringify(v));
+          break;
+        }
+        case 1: {
+          const l = v.leases[rnd(2)]!;
+          l[rnd(2) === 0 ? 'req' : 'lease'] = junk[rnd(junk.length)];
+          if (rnd(3) === 0) v.leases.push(junk[rnd(junk.length)] as Record<string, unknown>);
+          bytes = Buffer.from(JSON.stringify(v));
+          break;
+        }
+        case 2: {
+          bytes = Buffer.from(body);
+          for (let k = 1 + rnd(4); k > 0; k--) bytes[rnd(bytes.length)] = rnd(256);
+          break;
+        }
+        default:
+          bytes = body.subarray(0, rnd(body.length));
+      }
+      const before = extended.length;
+      const a = handler({ body: bytes, signature: signRequest(KEY, bytes, 'heartbeat'), remoteAddress: undefined });
+      statuses.set(a.status, (statuses.get(a.status) ?? 0) + 1);
+      expect([200, 400, 401]).toContain(a.status);
+      if (a.status !== 200) {
+        expect(a.body).toBeUndefined();
+        expect(extended.length).toBe(before);
+      } else {
+        expect(parseHeartbeatAnswer(a.body!, parseHeartbeat(bytes).leases.length).engineId).toBe('prefill-0');
+      }
+      // The same bytes signed for a handshake extend nothing.
+      const n = extended.length;
+      expect(handler({ body: bytes, signature: signRequest(KEY, bytes), remoteAddress: undefined }).status).toBe(401);
+      expect(extended.length).toBe(n);
+    }
+    expect(statuses.get(400)).toBeGreaterThan(100);
+    expect(statuses.get(200)).toBeGreaterThan(400);
+    // Only the held lease's exact (request id, token) ever extended.
+    expect(new Set(extended)).toEqual(new Set([`${held.requestId}/${held.token}`]));
+
+    const answerBody = Buffer.from(JSON.stringify({ v: 1, engineId: 'prefill-0', expiresInMs: [1000, null] }));
+    for (let i = 0; i < 3000; i++) {
+      const b = Buffer.from(answerBody);
+      for (let k = 1 + rnd(4); k > 0; k--) b[rnd(b.length)] = rnd(256);
+      try {
+        const a = parseHeartbeatAnswer(b.subarray(0, rnd(b.length + 1)), 2);
+        expect(a.expiresInMs).toHaveLength(2);
+      } catch (e) {
+        expect(e).toBeInstanceOf(KvwireError);
+      }
+    }
   });
 });
