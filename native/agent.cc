@@ -473,7 +473,6 @@ Napi::Value Agent::Post(const Napi::CallbackInfo& info) {
   // through dozens of regions, so a last-used cache alone would miss on every descriptor).
   std::vector<LocalRegion*> localById;
   std::vector<const RemoteRegion*> remoteById;
-  bool allMapped = true;
   for (size_t i = 0; i < n; ++i) {
     const double* e = d + i * 5;
     for (int k = 0; k < 5; ++k) {
@@ -524,7 +523,6 @@ Napi::Value Agent::Post(const Napi::CallbackInfo& info) {
                                  roff,
                                  remote->base + roff,
                                  mapped != nullptr ? mapped + roff : nullptr};
-    if (mapped == nullptr) allMapped = false;
     if (local->onDevice() || remote->device >= 0) {  // device memory: never touched by host code here
       req->descs[i].localDevice = static_cast<int16_t>(local->device());
       req->descs[i].remoteDevice = static_cast<int16_t>(remote->device);
@@ -533,13 +531,9 @@ Napi::Value Agent::Post(const Napi::CallbackInfo& info) {
     }
     req->bytes += len;
   }
-  // Small transfers to memory mapped here (shared memory the peer allocated) are copied right now,
-  // on this thread: two thread wake-ups cost more than the copy. A notification needs the engine.
-  if (allMapped && !req->cuda && !req->hasNotify && req->bytes <= engine_->inlineBytes() && !peer->lost.load()) {
-    for (const ResolvedDesc& rd : req->descs) {
-      if (req->op == Op::kWrite) std::memcpy(rd.remoteMapped, rd.local, rd.length);
-      else std::memcpy(rd.local, rd.remoteMapped, rd.length);
-    }
+  // Small transfers the engine can move without its thread are copied right now, on this thread
+  // (native/engine/inline_copy.cc): two thread wake-ups cost more than the copy.
+  if (engine_->TryInlineCopy(*req, *peer)) {
     for (auto& r : req->regions) r->Release();
     return Napi::Boolean::New(env, true);
   }
