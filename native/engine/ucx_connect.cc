@@ -247,8 +247,8 @@ void UcxEngine::DoAttach(uint32_t peerId) {
   }
   EngineEvent e{EngineEvent::Kind::kConnected};
   e.id = ob.id;
-  e.text = ob.lanes.category + "|" + ob.lanes.detail + "|" + (ob.oneSided ? "rma" : "am") + "|" +
-           cuda::PathName(ob.cuda->path);
+  e.connection =
+      ConnectionInfo{ob.lanes.category, ob.lanes.detail, ob.oneSided ? "rma" : "am", cuda::PathName(ob.cuda->path)};
   Emit(std::move(e));
 }
 
