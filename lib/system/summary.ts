@@ -101,6 +101,8 @@ export interface RunFacts {
   readonly metrics: readonly ScrapedMetrics[];
   /** Memory copy speed measured in this run, GB/s. */
   readonly copyGbps: number;
+  /** Copy speed into memory touched for the first time, GB/s (page faults included). */
+  readonly freshCopyGbps?: number;
   /** The machine's 1-minute load average at the end of the requests. */
   readonly loadAverage?: number;
   /** The drill's kill, if any, with the number of requests done at that moment and ms since start. */
@@ -149,7 +151,12 @@ export function summarizeRun(f: RunFacts): DemoSummary {
     wallSeconds,
     paths,
     decisions: [...decisions.values()].sort((a, b) => b.count - a.count),
-    handoff: handoffOf(f.records, f.metrics, f.copyGbps, f.loadAverage ?? 0),
+    handoff: handoffOf(f.records, f.metrics, {
+      copyGbps: f.copyGbps,
+      ...(f.freshCopyGbps === undefined ? {} : { freshCopyGbps: f.freshCopyGbps }),
+      loadAverage: f.loadAverage ?? 0,
+      runtime: f.runtime,
+    }),
     prefixCache: { promptTokens, cachedTokens, hitRate: promptTokens > 0 ? cachedTokens / promptTokens : 0 },
     reference: { matched, checked: records.length, by: byKinds.join(', ') || 'nothing compared' },
     ...(drill === undefined ? {} : { drill }),

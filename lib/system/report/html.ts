@@ -104,7 +104,7 @@ ${table(summaryRows(s))}
 <h2>Where the time went, per request</h2>
 <figure>${stagesPlot(d.records)}<figcaption>From each request's own start: the router's decision, the sidecar's prefill leg (inside it, thinner: the prefill engine's queue, compute and KV store), the decode engine's queue, the KV transfer (UCX READ), loading the KV into llama.cpp and computing the last prompt token, then streaming as the client saw it. Gaps are HTTP and proxying.</figcaption></figure>
 <div class="grid2">
-<figure>${handoffPlot(d.records, s.handoff.gbpsPerHandoff)}<figcaption>One point per KV pull (bytes READ / pull time, from the decode engines' Server-Timing).</figcaption></figure>
+<figure>${handoffPlot(d.records, s.handoff.gbpsPerHandoff)}<figcaption>One point per KV pull: bytes READ / time of the READs (from the decode engines' Server-Timing; each point's title gives the whole pull's time too).</figcaption></figure>
 <figure>${cachePlot(d.records)}<figcaption>Dots: cached share of each request's prompt (usage.prompt_tokens_details.cached_tokens), coloured by path. Line: the running hit rate.</figcaption></figure>
 </div>
 <h2>Why the hand-off speed is what it is</h2>
