@@ -48,7 +48,7 @@ export function summaryRows(s: DemoSummary): [string, string][] {
       ['fault drill', `SIGKILL ${d.killed.name} after ${d.afterRequests} requests (${d.atSecond.toFixed(1)} s)`],
       [
         'drill: recovery',
-        `${d.fellBack} fell back to decode-only, ${d.recomputed} recomputed after a failed pull, ${d.failedAfter} failed; ${d.routedToDeadForSeconds === null ? 'no request routed to it afterwards' : `router stopped sending to it within ${d.routedToDeadForSeconds.toFixed(1)} s`}${d.ejected ? ', ejected by its health checks' : ''}`,
+        `${d.fellBack} fell back to decode-only, ${d.recomputed} recomputed after a failed pull, ${d.failedAfter} failed; ${d.inFlightAtKill} in flight through it at the kill; ${d.routedToDeadForSeconds === null ? 'the router sent it nothing afterwards' : `the router still sent it requests for ${d.routedToDeadForSeconds.toFixed(1)} s`}${d.ejected ? ', ejected by its health checks' : ''}`,
       ],
     );
   }

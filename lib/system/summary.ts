@@ -43,7 +43,9 @@ export interface DrillSummary {
   readonly recomputed: number;
   /** The sidecars' fallbacks by reason (their counters). */
   readonly fallbackReasons: Readonly<Record<string, number>>;
-  /** Seconds from the kill to the last request the router still sent to the killed worker, or null. */
+  /** Requests routed to the killed worker that were in flight when it died. */
+  readonly inFlightAtKill: number;
+  /** Seconds from the kill to the last request the router still sent to the killed worker, or null when it sent none. */
   readonly routedToDeadForSeconds: number | null;
   /** Requests that failed after the kill. */
   readonly failedAfter: number;
@@ -169,7 +171,10 @@ function drillOf(f: RunFacts, records: readonly RequestRecord[], problems: reado
   const kill = f.kill!;
   const after = records.filter((r) => (r.end ?? r.start) >= kill.atMs);
   const toDead = after.filter((r) => parseDecision(r.decision)?.prefill === kill.killed.name);
-  const lastToDead = toDead.length > 0 ? Math.max(...toDead.map((r) => r.start)) : undefined;
+  // Requests already on their way through it when it died, and those the router sent it afterwards.
+  const inFlightAtKill = toDead.filter((r) => r.start < kill.atMs).length;
+  const sentAfter = toDead.filter((r) => r.start >= kill.atMs);
+  const lastToDead = sentAfter.length > 0 ? Math.max(...sentAfter.map((r) => r.start)) : undefined;
   const reasons = sumBy(f.metrics, ['sidecar'], 'kvwire_sidecar_decode_only_fallbacks_total', 'reason');
   const failedAfter = after.filter((r) => r.error !== undefined).length;
   const matchedAll = f.checks.length === records.length && f.checks.every((c) => c.matched);
@@ -187,7 +192,8 @@ function drillOf(f: RunFacts, records: readonly RequestRecord[], problems: reado
       sumOf(f.metrics, ['decode'], 'kvwire_engine_kv_load_failures_total'),
     ),
     fallbackReasons: Object.fromEntries(reasons),
-    routedToDeadForSeconds: lastToDead === undefined ? null : Math.max(0, (lastToDead - kill.atMs) / 1000),
+    inFlightAtKill,
+    routedToDeadForSeconds: lastToDead === undefined ? null : (lastToDead - kill.atMs) / 1000,
     failedAfter,
     ejected:
       f.metrics.some((m) => m.role === 'router') &&
