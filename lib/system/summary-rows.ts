@@ -42,6 +42,19 @@ export function summaryRows(s: DemoSummary): [string, string][] {
     'prefix-cache hit rate',
     `${pct(s.prefixCache.hitRate)} (${s.prefixCache.cachedTokens} of ${s.prefixCache.promptTokens} prompt tokens)`,
   ]);
+  const k = s.kvIndex;
+  const listed = (o: Readonly<Record<string, number>>): string =>
+    Object.entries(o)
+      .sort((a, b) => b[1] - a[1])
+      .map(([name, n]) => `${name} ${n}`)
+      .join(', ') || 'none';
+  rows.push(
+    [
+      "KV events into the router's index",
+      `${k.batches} batches over ZMQ (${listed(k.events)}), ${k.keys} blocks indexed at the end`,
+    ],
+    ['router picks won by', listed(k.picksWonBy)],
+  );
   if (s.drill !== undefined) {
     const d = s.drill;
     rows.push(

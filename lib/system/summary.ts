@@ -79,6 +79,17 @@ export interface DemoSummary {
   readonly handoff: HandoffSummary;
   /** Prompt tokens, cached prompt tokens and their ratio, as the answers' usage reported them. */
   readonly prefixCache: { readonly promptTokens: number; readonly cachedTokens: number; readonly hitRate: number };
+  /** The decode engines' KV events as the router's index applied them, and what won the router's picks. */
+  readonly kvIndex: {
+    /** Event batches applied (ZMQ, vLLM's format). */
+    readonly batches: number;
+    /** Events applied, by type (`stored`, `removed`, `cleared`). */
+    readonly events: Readonly<Record<string, number>>;
+    /** Block keys the index held at the end. */
+    readonly keys: number;
+    /** The router's picks by the scorer that decided them (`prefix-cache`, `session-affinity`, `load`, `tie`). */
+    readonly picksWonBy: Readonly<Record<string, number>>;
+  };
   /** The token-for-token check. */
   readonly reference: { readonly matched: number; readonly checked: number; readonly by: string };
   /** The drill, when one ran. */
@@ -160,6 +171,12 @@ export function summarizeRun(f: RunFacts): DemoSummary {
       runtime: f.runtime,
     }),
     prefixCache: { promptTokens, cachedTokens, hitRate: promptTokens > 0 ? cachedTokens / promptTokens : 0 },
+    kvIndex: {
+      batches: sumOf(f.metrics, ['router'], 'kvwire_index_event_batches_total', { status: 'applied' }),
+      events: Object.fromEntries(sumBy(f.metrics, ['router'], 'kvwire_index_events_total', 'type')),
+      keys: sumOf(f.metrics, ['router'], 'kvwire_index_keys'),
+      picksWonBy: Object.fromEntries(sumBy(f.metrics, ['router'], 'kvwire_scheduler_picks_total', 'won_by')),
+    },
     reference: { matched, checked: records.length, by: byKinds.join(', ') || 'nothing compared' },
     ...(drill === undefined ? {} : { drill }),
     problems,

@@ -49,6 +49,8 @@ function expectComplete(s: DemoSummary, requests: number): void {
   expect(s.handoff.bytes).toBeGreaterThan(0);
   expect(s.decisions.map((d) => d.kind).sort()).toEqual(['decode_only', 'disaggregated']);
   expect(s.prefixCache.hitRate).toBeGreaterThan(0);
+  expect(s.kvIndex.events['stored']).toBeGreaterThan(0);
+  expect(s.kvIndex.picksWonBy['prefix-cache']).toBeGreaterThan(0);
   expect(s.ok).toBe(true);
 }
 

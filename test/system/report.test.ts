@@ -50,6 +50,11 @@ describe('the demo run behind the report', () => {
     expect(s.handoff.bytes).toBeGreaterThan(0);
     expect(s.handoff.bytes % s.handoff.bytesPerBlock).toBe(0);
     expect(s.prefixCache.hitRate).toBeGreaterThan(0);
+    // The decode engines' KV events reached the router's index over ZMQ, and it picked every request.
+    expect(s.kvIndex.batches).toBeGreaterThan(0);
+    expect(s.kvIndex.events['stored']).toBeGreaterThan(0);
+    expect(s.kvIndex.keys).toBeGreaterThan(0);
+    expect(Object.values(s.kvIndex.picksWonBy).reduce((a, b) => a + b, 0)).toBe(REQUESTS);
     const d = s.drill!;
     expect(d.killed.name).toBe('prefill-1');
     expect(d.afterRequests).toBe(6);
