@@ -9,6 +9,7 @@ import type { MetricsRegistry } from '../metrics.js';
 import type { TransportCategory } from '../transport/index.js';
 import type { KvCacheRank } from './cache.js';
 import type { SharedSecret } from './handshake-auth.js';
+import { DEFAULT_HEARTBEAT_INTERVAL_MS } from './protocol.js';
 
 /** What to do when a pull fails: reject (`'fail'`), or tell the caller to prefill locally (`'recompute'`). */
 export type FailurePolicy = 'fail' | 'recompute';
@@ -54,6 +55,13 @@ export interface DecodeCoordinatorOptions {
    * any more), and then after this many milliseconds more. Default 0.
    */
   readonly quarantineMs?: number;
+  /**
+   * Interval of the lease heartbeats this worker sends to each prefill while pulls from it are
+   * pending (and while requests tracked with `keepLeaseAlive` wait); default 5000 ms
+   * ({@link DEFAULT_HEARTBEAT_INTERVAL_MS}); 0 sends none (the prefill's leases then last only
+   * their base duration). Keep it well under the prefill's `leaseMs` and `leaseExtensionMs`.
+   */
+  readonly heartbeatIntervalMs?: number;
   /** Refuses prefill side channels (SSRF guard): return false to refuse `host:port`. Default: allow all. */
   readonly allowPrefill?: (host: string, port: number) => boolean;
   /** Metrics registry; default prom-client's global one. */
@@ -139,6 +147,8 @@ export interface CheckedDecodeOptions {
   readonly handshakeTimeoutMs: number;
   /** Extra wait after quiescence (undefined: 0). */
   readonly quarantineMs: number | undefined;
+  /** Heartbeat interval (0: none). */
+  readonly heartbeatIntervalMs: number;
 }
 
 /**
@@ -217,5 +227,6 @@ export function checkOptions(o: DecodeCoordinatorOptions): CheckedDecodeOptions 
     timeoutMs: num(o.timeoutMs, 'timeoutMs', 60_000, 1, maxMs),
     handshakeTimeoutMs: num(o.handshakeTimeoutMs, 'handshakeTimeoutMs', 10_000, 1, maxMs),
     quarantineMs: o.quarantineMs === undefined ? undefined : num(o.quarantineMs, 'quarantineMs', 0, 0, maxMs),
+    heartbeatIntervalMs: num(o.heartbeatIntervalMs, 'heartbeatIntervalMs', DEFAULT_HEARTBEAT_INTERVAL_MS, 0, maxMs),
   };
 }

@@ -2,6 +2,7 @@
 // goodbyes, peer loss, retiring endpoints, and liveness of same-host peers. The handshake itself is
 // in ucx_handshake.cc, the messages' dispatch in ucx_messages.cc.
 #ifdef KVWIRE_HAVE_UCX
+#include <fcntl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -265,10 +266,19 @@ void UcxEngine::DoAttach(uint32_t peerId) {
   }
   ob.state = Outbound::State::kConnected;
   if (ob.oneSided) MapRemoteRegions(ob);
+  if (ob.cma && ob.pidfd.valid() && !ob.info->cmaInline.load(std::memory_order_relaxed)) {
+    // Small transfers by cross-memory attach may now run on the calling thread: it gets its own
+    // pidfd to check the peer is alive (the pid is the peer's only while its process lives).
+    int fd = fcntl(ob.pidfd.get(), F_DUPFD_CLOEXEC, 0);
+    if (fd >= 0) {
+      ob.info->cmaPidfd.reset(fd);
+      ob.info->cmaInline.store(true, std::memory_order_release);
+    }
+  }
   EngineEvent e{EngineEvent::Kind::kConnected};
   e.id = ob.id;
-  e.text = ob.lanes.category + "|" + ob.lanes.detail + "|" + (ob.oneSided ? "rma" : "am") + "|" +
-           cuda::PathName(ob.cuda->path);
+  e.connection =
+      ConnectionInfo{ob.lanes.category, ob.lanes.detail, ob.oneSided ? "rma" : "am", cuda::PathName(ob.cuda->path)};
   Emit(std::move(e));
 }
 

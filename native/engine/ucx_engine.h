@@ -175,6 +175,12 @@ class UcxEngine {
   // Validates and enqueues. On rejection returns false with an error code and message.
   bool Post(std::unique_ptr<TransferRequest> req);
   uint64_t inlineBytes() const { return opts_.inlineBytes; }
+  // Moves a small host-memory transfer on the calling thread, when every descriptor can go
+  // one-sided without the engine thread (shared memory mapped here, or a same-host peer's memory by
+  // cross-memory attach) and the transfer is at most inlineBytes (the budget that bounds how long
+  // the JS thread is kept: bench/RESULTS.md). True: done, nothing to post (the caller releases the
+  // regions). False: nothing is known to have moved; post it (the engine reports any error).
+  bool TryInlineCopy(const TransferRequest& req, const PeerInfo& peer) const;
   uint64_t stagingChunkBytes() const { return opts_.cuda.chunkBytes; }
   void Cancel(uint64_t transferId, const char* code);
   void Notify(uint32_t peerId, std::string message, uint64_t token);

@@ -168,7 +168,7 @@ void UcxEngine::HandleHelloAck(const wire::HelloAckHdr& h, const uint8_t* data, 
   ob.state = Outbound::State::kAttaching;
   EngineEvent e{EngineEvent::Kind::kHandshaked};
   e.id = ob.id;
-  e.text = ob.lanes.category + "|" + ob.lanes.detail + "|" + (ob.oneSided ? "rma" : "am");
+  e.connection = ConnectionInfo{ob.lanes.category, ob.lanes.detail, ob.oneSided ? "rma" : "am", ""};
   e.bytes.assign(data, data + len);
   e.aux = ob.oneSided ? 1 : 0;
   Emit(std::move(e));
