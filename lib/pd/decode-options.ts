@@ -50,9 +50,9 @@ export interface DecodeCoordinatorOptions {
   /** Deadline of a handshake with a new prefill engine (side channel and connects); default 10 000 ms. */
   readonly handshakeTimeoutMs?: number;
   /**
-   * How long local blocks of a pull whose transfers failed or were cancelled stay out of the
-   * allocator, so that operations already handed to the transport cannot land in a reused block.
-   * Default 1000 ms with UCX, 0 with the loopback engine (which never completes a cancelled copy).
+   * Local blocks of a pull whose transfers failed or were cancelled go back to the allocator once
+   * every one of those transfers has quiesced (`Transfer.quiesced`: no operation can land in them
+   * any more), and then after this many milliseconds more. Default 0.
    */
   readonly quarantineMs?: number;
   /**
@@ -145,7 +145,7 @@ export interface CheckedDecodeOptions {
   readonly timeoutMs: number;
   /** Handshake deadline. */
   readonly handshakeTimeoutMs: number;
-  /** Quarantine, or undefined for the engine-dependent default. */
+  /** Extra wait after quiescence (undefined: 0). */
   readonly quarantineMs: number | undefined;
   /** Heartbeat interval (0: none). */
   readonly heartbeatIntervalMs: number;

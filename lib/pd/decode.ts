@@ -90,7 +90,8 @@ export class DecodeCoordinator extends EventEmitter {
   readonly #allowPrefill: ((host: string, port: number) => boolean) | undefined;
   readonly #keeper: LeaseKeeper | undefined;
   readonly #scopes = new Set<PullScope>();
-  readonly #quarantined = new Map<NodeJS.Timeout, () => void>();
+  /** Blocks of failed pulls waiting for their transfers to quiesce: release functions. */
+  readonly #quarantined = new Map<symbol, () => void>();
   readonly #closing = new AbortController();
   #inTransfer = 0;
   #closed = false;
@@ -116,7 +117,7 @@ export class DecodeCoordinator extends EventEmitter {
     this.#allocator = options.allocator;
     this.#timeoutMs = o.timeoutMs;
     this.#handshakeTimeoutMs = o.handshakeTimeoutMs;
-    this.#quarantineMs = o.quarantineMs ?? (this.#ranks.every((r) => r.agent.engine === 'loopback') ? 0 : 1000);
+    this.#quarantineMs = o.quarantineMs ?? 0;
     this.#allowPrefill = options.allowPrefill;
     this.#compat = pdCompatibilityFields(this.#ranks[0]!.layout);
     this.#bytesPerBlock = this.#ranks.reduce((s, r) => s + r.layout.bytesPerBlock, 0);
@@ -193,7 +194,7 @@ export class DecodeCoordinator extends EventEmitter {
     return this.#admission.inFlightBytes;
   }
 
-  /** Local blocks of failed pulls waiting out the quarantine before going back to the allocator. */
+  /** Failed pulls whose local blocks wait for their transfers to quiesce before going back to the allocator. */
   get quarantinedRequests(): number {
     return this.#quarantined.size;
   }
@@ -411,7 +412,7 @@ export class DecodeCoordinator extends EventEmitter {
           { cause: error },
         );
       }
-      const posted = cancelPending(transfers, error.message);
+      cancelPending(transfers, error.message);
       if (engine !== undefined) {
         // Tell the prefill to free now rather than at lease expiry (best effort: the peer may be gone).
         if (engine.fence.peer.state === 'connected') {
@@ -428,7 +429,7 @@ export class DecodeCoordinator extends EventEmitter {
         if (INVALIDATING.has(error.code) && (error.code !== ErrorCode.TIMEOUT || transferring))
           this.#engines.invalidate(engine);
       }
-      if (localIds !== undefined && given === undefined) this.#free(requestId, localIds, posted);
+      if (localIds !== undefined && given === undefined) this.#free(requestId, localIds, transfers);
       throw error;
     } finally {
       if (transferring) this.#metrics.inflight(--this.#inTransfer);
@@ -463,22 +464,36 @@ export class DecodeCoordinator extends EventEmitter {
     return ids;
   }
 
-  // After a failed transfer, operations already handed to the transport may still land in these
-  // blocks (the transport has no "quiesced" signal); they go back to the allocator only after the
-  // quarantine, so a new request never receives a stale late write.
-  #free(requestId: string, ids: number[], posted: boolean): void {
+  // After a failed or cancelled transfer, operations already handed to the transport may still
+  // land in these blocks: they go back to the allocator only once every transfer of the pull has
+  // quiesced (the transport bounds that: a peer's death or a deadline ends what it had in flight),
+  // plus `quarantineMs` if asked, so a new request never receives a stale late write.
+  #free(requestId: string, ids: number[], transfers: readonly Transfer[]): void {
     const allocator = this.#allocator!;
-    const release = () => allocator.free(requestId, ids);
-    if (!posted || this.#quarantineMs === 0) {
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      allocator.free(requestId, ids);
+    };
+    if (transfers.length === 0) {
       release();
       return;
     }
-    const timer = setTimeout(() => {
-      this.#quarantined.delete(timer);
-      release();
-    }, this.#quarantineMs);
-    timer.unref();
-    this.#quarantined.set(timer, release);
+    const key = Symbol(requestId);
+    this.#quarantined.set(key, release);
+    void Promise.all(transfers.map((t) => t.quiesced)).then(() => {
+      if (!this.#quarantined.has(key)) return; // close() released them already
+      const done = () => {
+        this.#quarantined.delete(key);
+        release();
+      };
+      if (this.#quarantineMs === 0) {
+        done();
+        return;
+      }
+      setTimeout(done, this.#quarantineMs).unref();
+    });
   }
 
   /**
@@ -496,11 +511,9 @@ export class DecodeCoordinator extends EventEmitter {
     for (const s of this.#scopes) s.abort(closed);
     // Let the aborted pulls unwind (cancel, abort notifications, frees) before disconnecting.
     await new Promise((r) => setImmediate(r));
-    for (const [timer, release] of this.#quarantined) {
-      clearTimeout(timer);
-      release();
-    }
+    const waiting = [...this.#quarantined.values()];
     this.#quarantined.clear();
+    for (const release of waiting) release();
     this.#engines.clear();
     try {
       this.#scratch.region.deregister();
