@@ -9,7 +9,7 @@
 // Skipped, saying why, where namespaces cannot be made (not root, no iproute2).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Attempt, FaultOutcome, PartitionReport } from './fixtures/partition.js';
-import { record, runScenario, why } from './harness.js';
+import { FULL, record, runScenario, why } from './harness.js';
 import { makePair, netnsUnavailable, removePair } from './netns.js';
 import type { NetnsPair } from './netns.js';
 
@@ -19,19 +19,26 @@ const LATE_MS = 1_500;
 type Fault = 'link-down' | 'blackhole' | 'loss' | 'slow';
 type Check = 'scenario' | 'deadlines' | 'quiesced' | 'connect' | 'reconnect' | 'sequence';
 const SEQUENCE = 'link-down, blackhole, slow in turn';
+/** The CI part runs the silent loss alone and the sequence (every fault once); the full run each alone too. */
 const SCENARIOS: { name: string; faults: Fault[] }[] = [
-  { name: 'link-down', faults: ['link-down'] },
-  { name: 'blackhole', faults: ['blackhole'] },
   { name: 'loss', faults: ['loss'] },
-  { name: 'slow', faults: ['slow'] },
   { name: SEQUENCE, faults: ['link-down', 'blackhole', 'slow'] },
+  ...(FULL
+    ? [
+        { name: 'link-down', faults: ['link-down'] as Fault[] },
+        { name: 'blackhole', faults: ['blackhole'] as Fault[] },
+        { name: 'slow', faults: ['slow'] as Fault[] },
+      ]
+    : []),
 ];
 
 /**
  * What fails today on main, by scenario and check, with the finding in
  * /work/wt/notes/findings-reliability.md; expected to fail until fixed on main.
- * F12: over a silent 100% loss the initiator dies with SIGSEGV in the engine's ProgressRetiring (no
- *   report: every check of that scenario fails).
+ * F12 (over a silent 100% loss the initiator died with SIGSEGV in the engine's ProgressRetiring) is
+ *   fixed on main: that scenario's checks are plain tests but one:
+ * F7: connect() during a silent 100% loss settles at the agent's backstop (deadline + 2 s), not at
+ *   its deadline.
  * F6 (issue 10, defect 8): a long-lived initiator that went through link down and blackhole routes
  *   stops working: a new connection's READ times out (before the defect-4 fix: "Request canceled"),
  *   at the blackhole's baseline or after it, and a READ that timed out on the slow link afterwards is
@@ -41,7 +48,7 @@ const SCENARIOS: { name: string; faults: Fault[] }[] = [
 const FAILS_TODAY: Record<string, Check[]> = {
   'link-down': [],
   blackhole: [],
-  loss: ['scenario', 'deadlines', 'quiesced', 'connect', 'reconnect'],
+  loss: ['connect'],
   slow: [],
   [SEQUENCE]: ['sequence'],
 };
@@ -125,8 +132,7 @@ describe.each(SCENARIOS)('partitions between two network namespaces: $name', ({ 
     expect(stuck, JSON.stringify(stuck, null, 1)).toEqual([]);
   });
 
-  // Finding F7 (connect() during a silent partition settled at the agent's backstop, deadline + 2 s)
-  // is checked here for the loss fault, which F12 crashes first today.
+  // Finding F7: over the silent loss, connect() settles at the agent's backstop (deadline + 2 s).
   test('connect')('fails connect() during it with a typed error at its deadline', async (ctx) => {
     if (unavailable !== undefined) ctx.skip();
     const fs = await run(name, faults);
