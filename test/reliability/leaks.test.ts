@@ -61,13 +61,12 @@ describe('the growth projection', () => {
 
 /**
  * Cases that leak today, with the finding in /work/wt/notes/findings-reliability.md; expected to
- * fail until the data plane's fixes land on main.
- * F4 (issue 10, defect 5, peer.disconnect() over tcp leaked file descriptors on both sides) is
- * fixed on main: its case runs as a plain test.
- * F5: connections over shared memory leak resident memory: ~28 KB per connect/disconnect cycle on
- * the initiator, ~16 KB per inbound connection on the target (connect/close cycles too).
+ * fail until the data plane's fixes land on main. None now: F4 (issue 10, defect 5: peer.disconnect()
+ * over tcp leaked file descriptors on both sides) and F5 / F13 (connections over shared memory
+ * leaked resident memory and System V segments: ~16-28 KB and one segment per cycle) are fixed on
+ * main; their cases run as plain tests.
  */
-const LEAKS_TODAY = new Set(['disconnect sm', 'close sm']);
+const LEAKS_TODAY = new Set<string>();
 
 describe.each(['tcp', 'sm'] as const)('leaks over %s', (tls) => {
   for (const c of CASES) {

@@ -17,7 +17,7 @@ import { record, runScenario, scale, why } from './harness.js';
 
 const run = promisify(execFile);
 const root = packageRoot();
-const RUNS = scale(500_000, 10_000_000);
+const RUNS = scale(200_000, 10_000_000);
 const SEED = 1010;
 
 interface NativeTarget {

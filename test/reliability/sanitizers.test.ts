@@ -25,6 +25,7 @@ const ALL: Scenario[] = [
     name: 'soak over tcp',
     fixture: 'soak.js',
     args: { tls: 'tcp', transfers: scale(300, 2_000), seed: 1, maxBytes: 64 << 10, timeoutMs: 300_000 },
+    fullOnly: true,
   },
   {
     name: 'soak over sm',
@@ -53,6 +54,7 @@ const ALL: Scenario[] = [
     fixture: 'leaks.js',
     args: { tls: 'tcp', kind: 'disconnect', cycles: scale(50, 500), warmup: 10 },
     execArgv: ['--expose-gc'],
+    fullOnly: true,
   },
   {
     name: 'connect/close cycles over sm',
