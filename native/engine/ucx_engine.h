@@ -231,6 +231,8 @@ class UcxEngine {
   void DoConnect(uint32_t peerId, std::shared_ptr<PeerInfo> info, uint32_t timeoutMs);
   void DoAttach(uint32_t peerId);
   ucp_ep_h CreateEp(const std::string& address, bool sameHost, EpOwner* owner, LaneInfo* lanes, std::string* error);
+  // Whether posix shared memory offers peer error handling to this process (see CreateEp).
+  static bool PosixPeerErrorsFromEnv();
   LaneInfo DescribeLanes(ucp_ep_h ep);
   void MapRemoteRegions(Outbound& ob);
   EpOwner* NewOwner(bool outbound, uint32_t id);
@@ -428,7 +430,8 @@ class UcxEngine {
   std::shared_ptr<ContextRef> ctxRef_;
   ucp_worker_h worker_ = nullptr;
   std::string address_;
-  AddressRules addressRules_;  // what a peer's worker address may hold (address_check.h)
+  AddressRules addressRules_;     // what a peer's worker address may hold (address_check.h)
+  bool posixPeerErrors_ = false;  // endpoints over posix shared memory can have peer error handling
   int workerFd_ = -1;
   UniqueFd epoll_;
   Wakeup wakeup_;
