@@ -9,6 +9,7 @@
  *
  * @packageDocumentation
  */
+import { cpus } from 'node:os';
 import type { RequestRecord } from './client.js';
 import { sumOf, type ScrapedMetrics } from './metrics-scrape.js';
 import { pullOf } from './request-path.js';
@@ -25,8 +26,12 @@ export interface HandoffSummary {
   readonly gbpsPerHandoff: number;
   /** Mean bytes per hand-off. */
   readonly bytesPerHandoff: number;
-  /** Mean pull time, ms. */
+  /** Mean time of a hand-off's READs (post to the last byte in place), ms. */
   readonly msPerHandoff: number;
+  /** Mean time of a whole pull (the decode's request to the blocks in place: handshake, queue, READs, done), ms. */
+  readonly msPerPull: number;
+  /** Descriptors posted per hand-off after coalescing. */
+  readonly descriptorsPerHandoff: number;
   /** KV bytes per block (bytes / blocks READ). */
   readonly bytesPerBlock: number;
   /** Per pull, mean ms: the READs themselves, handshakes (spread over all pulls), waiting for capacity. */
@@ -45,6 +50,8 @@ export interface HandoffSummary {
   readonly msLoad: number;
   /** This machine's memory copy speed measured in the same run, GB/s. */
   readonly copyGbps: number;
+  /** The same into memory touched for the first time (page faults included), GB/s; 0 when not measured. */
+  readonly freshCopyGbps: number;
   /** The machine's load average at the end of the requests. */
   readonly loadAverage: number;
   /** Why the figure is what it is, one sentence each. */
@@ -66,9 +73,19 @@ const int = (n: number): string => Math.round(n).toLocaleString('en-US');
 export function handoffOf(
   records: readonly RequestRecord[],
   metrics: readonly ScrapedMetrics[],
-  copyGbps: number,
-  loadAverage: number,
+  machine: {
+    /** Warm memory copy speed, GB/s. */
+    readonly copyGbps: number;
+    /** Copy into freshly mapped memory, GB/s (0: not measured). */
+    readonly freshCopyGbps?: number;
+    /** 1-minute load average at the end of the requests. */
+    readonly loadAverage: number;
+    /** `llama` or `synthetic`: what the engines do around the pull. */
+    readonly runtime: string;
+  },
 ): HandoffSummary {
+  const { copyGbps, loadAverage, runtime } = machine;
+  const freshCopyGbps = machine.freshCopyGbps ?? 0;
   const m = metrics;
   const handoffs = sumOf(m, ['decode'], 'kvwire_pd_transfer_latency_seconds_count');
   const transferSeconds = sumOf(m, ['decode'], 'kvwire_pd_transfer_latency_seconds_sum');
@@ -96,26 +113,38 @@ export function handoffOf(
   const msPer = handoffs > 0 ? (1000 * transferSeconds) / handoffs : 0;
   const bytesPerBlock = blocks > 0 ? bytes / blocks : 0;
   const copyMs = (1000 * perHandoff) / (copyGbps * GB);
+  const msPerPull = mean((p) => p.ms);
+  const posted = sumOf(m, ['decode'], 'kvwire_pd_descriptors_total', { stage: 'posted' });
+  const descriptorsPerHandoff = handoffs > 0 ? posted / handoffs : 0;
   const why: string[] = [];
   if (handoffs === 0) {
     why.push('No KV was handed off: every request ran decode-only (short uncached parts, or no prefill worker).');
   } else {
+    const via = transports.length > 0 ? ` over UCX ${transports.join('/')}` : '';
     why.push(
-      `Each hand-off moved ${mb(perHandoff)} on average (${int(bytesPerBlock)} bytes per 16-token block of this model) in ${msPer.toFixed(1)} ms from the decode's request to the blocks in place: ${gbps.toFixed(2)} GB/s. A plain memory copy of that size takes ${copyMs.toFixed(2)} ms on this machine (${copyGbps.toFixed(1)} GB/s, measured in the same run).`,
+      `Each hand-off READ ${mb(perHandoff)} on average (${int(bytesPerBlock)} bytes per 16-token block of this model, ${int(descriptorsPerHandoff)} descriptors posted after coalescing)${via} in ${msPer.toFixed(1)} ms, from posting the READs to the last byte in place: ${gbps.toFixed(2)} GB/s, ${((100 * gbps) / Math.max(copyGbps, 1e-9)).toFixed(0)}% of a plain memory copy on this machine (${copyGbps.toFixed(1)} GB/s measured in the same run; ${copyMs.toFixed(2)} ms for that size).`,
     );
-    if (readMs > 0) {
-      const rest = Math.max(0, msPer - reads - breakdownMs.handshake - breakdownMs.queue);
+    if (freshCopyGbps > 0 && transports.every((t) => t === 'sm'))
       why.push(
-        `Of the ${msPer.toFixed(1)} ms, the READs themselves (over UCX ${transports.join('/')}) took ${reads.toFixed(1)} ms: ${readGbps.toFixed(2)} GB/s, ${((100 * readGbps) / Math.max(copyGbps, 1e-9)).toFixed(0)}% of memory speed; handshakes ${breakdownMs.handshake.toFixed(1)} ms per pull on average (${handshakes}, ${handshakes > 0 ? ((1000 * handshakeSeconds) / handshakes).toFixed(1) : '0'} ms each, once per decode-prefill pair); waiting for pull capacity ${breakdownMs.queue.toFixed(1)} ms; the remaining ${rest.toFixed(1)} ms is taking blocks, the lease fence and the done notification to the prefill, and every process waiting for a CPU (load average ${loadAverage.toFixed(1)} on ${2} cores${loadAverage > 2 ? ': the machine is shared and busy' : ''}).`,
+        `Over shared memory a READ is a copy into the decode's KV-cache blocks, and in a run this short most blocks are used for the first time: every 4 KiB page faults in on the way. A copy into memory touched for the first time runs at ${freshCopyGbps.toFixed(2)} GB/s on this machine (measured in the same run): the READs reach ${((100 * gbps) / freshCopyGbps).toFixed(0)}% of that.`,
+      );
+    if (pulls.length > 0) {
+      const rest = Math.max(0, msPerPull - reads - breakdownMs.handshake - breakdownMs.queue);
+      why.push(
+        `The whole pull, from the decode's request to the blocks in place, took ${msPerPull.toFixed(1)} ms on average: the READs ${reads.toFixed(1)} ms, handshakes ${breakdownMs.handshake.toFixed(1)} ms (${handshakes} of them, ${handshakes > 0 ? ((1000 * handshakeSeconds) / handshakes).toFixed(1) : '0'} ms each, once per decode-prefill pair, spread over the pulls), waiting for pull capacity ${breakdownMs.queue.toFixed(1)} ms, and ${rest.toFixed(1)} ms taking blocks, the lease fence and the done notification to the prefill. Every process also waits for a CPU: load average ${loadAverage.toFixed(1)} on ${cpus().length} cores${loadAverage > cpus().length ? ' (the machine is shared and busy)' : ''}.`,
       );
     }
     if (perHandoff < 64e6)
       why.push(
-        `At ${mb(perHandoff)} per request the fixed costs of a pull outweigh the bytes; the throughput of the data plane shows with bigger KV (--runtime synthetic --model llama-3-8b: 2 MiB per block) and in kvwire bench.`,
+        `At ${mb(perHandoff)} per request the fixed costs of a pull (per descriptor, per message, the event loop of two busy processes) outweigh the bytes; the throughput of the data plane shows with bigger KV (--runtime synthetic --model llama-3-8b: 2 MiB per block) and in kvwire bench.`,
       );
-    if (msStore > 0 || msLoad > 0)
+    if ((msStore > 0 || msLoad > 0) && runtime === 'llama')
       why.push(
-        `Outside the pull but inside the hand-off: llama.cpp has no in-memory KV API, so the prefill writes the sequence state to a file on tmpfs and copies its rows into registered blocks (${msStore.toFixed(1)} ms per request) and the decode rebuilds the file and loads it (${msLoad.toFixed(1)} ms): ${((msStore + msLoad) / Math.max(msPer, 1e-9)).toFixed(1)}x the pull.`,
+        `Outside the pull but inside the hand-off: llama.cpp has no in-memory KV API, so the prefill writes the sequence state to a file on tmpfs and copies its rows into registered blocks (${msStore.toFixed(1)} ms per request) and the decode rebuilds the file and loads it (${msLoad.toFixed(1)} ms): ${((msStore + msLoad) / Math.max(msPerPull, msPer, 1e-9)).toFixed(1)}x the pull.`,
+      );
+    else if (msStore > 0 || msLoad > 0)
+      why.push(
+        `Outside the pull but inside the hand-off: the synthetic prefill writes every KV byte as a function of its token and position (${msStore.toFixed(1)} ms per request) and the decode checks every byte it pulled (${msLoad.toFixed(1)} ms).`,
       );
   }
   return {
@@ -125,6 +154,8 @@ export function handoffOf(
     gbpsPerHandoff: gbps,
     bytesPerHandoff: perHandoff,
     msPerHandoff: msPer,
+    msPerPull,
+    descriptorsPerHandoff,
     bytesPerBlock,
     breakdownMs,
     readGbps,
@@ -134,6 +165,7 @@ export function handoffOf(
     msStore,
     msLoad,
     copyGbps,
+    freshCopyGbps,
     loadAverage,
     why,
   };

@@ -9,7 +9,7 @@ export { driveWorkload, loadOpenAi } from './client.js';
 export type { ChatMessage, DriveOptions, RequestRecord } from './client.js';
 export { Component, describeExit, packageRoot } from './component.js';
 export type { ComponentCommand, ComponentExit, ComponentSpec } from './component.js';
-export { measureCopyGbps } from './copy-speed.js';
+export { measureCopyGbps, measureCopySpeeds, measureFreshCopyGbps, type CopySpeeds } from './copy-speed.js';
 export { defaultModel, LocalSystem, startLocalSystem, unexpectedExits } from './local-system.js';
 export type {
   ComponentRole,

@@ -141,10 +141,9 @@ const dur = (t: readonly ServerTimingEntry[], name: string): number => t.find((e
 export function stagesOf(r: RequestRecord): Stage[] {
   const t = r.timing;
   const out: Stage[] = [];
-  let at = 0;
   const router = dur(t, 'router');
   if (router > 0) out.push({ name: 'router', lane: 'router', start: 0, dur: router });
-  at = router;
+  let at = router;
   const leg = dur(t, 'sidecar-prefill');
   if (leg > 0) {
     out.push({ name: 'prefill leg', lane: 'sidecar', start: at, dur: leg });

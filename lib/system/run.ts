@@ -12,7 +12,7 @@ import { loadavg } from 'node:os';
 import { ErrorCode, KvwireError } from '../errors.js';
 import { driveWorkload, type RequestRecord } from './client.js';
 import { describeExit } from './component.js';
-import { measureCopyGbps } from './copy-speed.js';
+import { measureCopySpeeds } from './copy-speed.js';
 import {
   startLocalSystem,
   unexpectedExits,
@@ -150,13 +150,15 @@ export async function runSystemDemo(o: SystemDemoOptions = {}): Promise<SystemDe
     log('stopping ...');
     await system.stop();
     stopped = true;
+    const copy = measureCopySpeeds();
     const summary = summarizeRun({
       runtime: system.runtime,
       model: system.model,
       records,
       checks,
       metrics,
-      copyGbps: measureCopyGbps(),
+      copyGbps: copy.warm,
+      freshCopyGbps: copy.fresh,
       loadAverage,
       ...(kill === undefined ? {} : { kill }),
       problems,

@@ -30,25 +30,38 @@ export function summaryRows(s: DemoSummary): [string, string][] {
     ['KV moved / hand-offs', `${mb(h.bytes)} in ${h.handoffs} hand-offs (${mb(h.bytesPerHandoff)} each)`],
     [
       'GB/s per hand-off',
-      `${h.gbpsPerHandoff.toFixed(2)} (${h.msPerHandoff.toFixed(1)} ms per pull; memory copy here ${h.copyGbps.toFixed(1)} GB/s)`,
+      `${h.gbpsPerHandoff.toFixed(2)} (READs ${h.msPerHandoff.toFixed(1)} ms of a ${h.msPerPull.toFixed(1)} ms pull; memory copy here ${h.copyGbps.toFixed(1)} GB/s, ${h.freshCopyGbps.toFixed(2)} into fresh pages)`,
     ],
   );
   if (h.msStore > 0 || h.msLoad > 0)
     rows.push([
-      'KV store / load through llama.cpp',
+      s.runtime === 'llama' ? 'KV store / load through llama.cpp' : 'KV written / checked (synthetic)',
       `${h.msStore.toFixed(1)} ms / ${h.msLoad.toFixed(1)} ms per request`,
     ]);
   rows.push([
     'prefix-cache hit rate',
     `${pct(s.prefixCache.hitRate)} (${s.prefixCache.cachedTokens} of ${s.prefixCache.promptTokens} prompt tokens)`,
   ]);
+  const k = s.kvIndex;
+  const listed = (o: Readonly<Record<string, number>>): string =>
+    Object.entries(o)
+      .sort((a, b) => b[1] - a[1])
+      .map(([name, n]) => `${name} ${n}`)
+      .join(', ') || 'none';
+  rows.push(
+    [
+      "KV events into the router's index",
+      `${k.batches} batches over ZMQ (${listed(k.events)}), ${k.keys} blocks indexed at the end`,
+    ],
+    ['router picks won by', listed(k.picksWonBy)],
+  );
   if (s.drill !== undefined) {
     const d = s.drill;
     rows.push(
       ['fault drill', `SIGKILL ${d.killed.name} after ${d.afterRequests} requests (${d.atSecond.toFixed(1)} s)`],
       [
         'drill: recovery',
-        `${d.fellBack} fell back to decode-only, ${d.recomputed} recomputed after a failed pull, ${d.failedAfter} failed; ${d.routedToDeadForSeconds === null ? 'no request routed to it afterwards' : `router stopped sending to it within ${d.routedToDeadForSeconds.toFixed(1)} s`}${d.ejected ? ', ejected by its health checks' : ''}`,
+        `${d.fellBack} fell back to decode-only, ${d.recomputed} recomputed after a failed pull, ${d.failedAfter} failed; ${d.inFlightAtKill} in flight through it at the kill; ${d.routedToDeadForSeconds === null ? 'the router sent it nothing afterwards' : `the router still sent it requests for ${d.routedToDeadForSeconds.toFixed(1)} s`}${d.ejected ? ', ejected by its health checks' : ''}`,
       ],
     );
   }

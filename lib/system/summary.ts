@@ -43,7 +43,9 @@ export interface DrillSummary {
   readonly recomputed: number;
   /** The sidecars' fallbacks by reason (their counters). */
   readonly fallbackReasons: Readonly<Record<string, number>>;
-  /** Seconds from the kill to the last request the router still sent to the killed worker, or null. */
+  /** Requests routed to the killed worker that were in flight when it died. */
+  readonly inFlightAtKill: number;
+  /** Seconds from the kill to the last request the router still sent to the killed worker, or null when it sent none. */
   readonly routedToDeadForSeconds: number | null;
   /** Requests that failed after the kill. */
   readonly failedAfter: number;
@@ -77,6 +79,17 @@ export interface DemoSummary {
   readonly handoff: HandoffSummary;
   /** Prompt tokens, cached prompt tokens and their ratio, as the answers' usage reported them. */
   readonly prefixCache: { readonly promptTokens: number; readonly cachedTokens: number; readonly hitRate: number };
+  /** The decode engines' KV events as the router's index applied them, and what won the router's picks. */
+  readonly kvIndex: {
+    /** Event batches applied (ZMQ, vLLM's format). */
+    readonly batches: number;
+    /** Events applied, by type (`stored`, `removed`, `cleared`). */
+    readonly events: Readonly<Record<string, number>>;
+    /** Block keys the index held at the end. */
+    readonly keys: number;
+    /** The router's picks by the scorer that decided them (`prefix-cache`, `session-affinity`, `load`, `tie`). */
+    readonly picksWonBy: Readonly<Record<string, number>>;
+  };
   /** The token-for-token check. */
   readonly reference: { readonly matched: number; readonly checked: number; readonly by: string };
   /** The drill, when one ran. */
@@ -101,6 +114,8 @@ export interface RunFacts {
   readonly metrics: readonly ScrapedMetrics[];
   /** Memory copy speed measured in this run, GB/s. */
   readonly copyGbps: number;
+  /** Copy speed into memory touched for the first time, GB/s (page faults included). */
+  readonly freshCopyGbps?: number;
   /** The machine's 1-minute load average at the end of the requests. */
   readonly loadAverage?: number;
   /** The drill's kill, if any, with the number of requests done at that moment and ms since start. */
@@ -149,8 +164,19 @@ export function summarizeRun(f: RunFacts): DemoSummary {
     wallSeconds,
     paths,
     decisions: [...decisions.values()].sort((a, b) => b.count - a.count),
-    handoff: handoffOf(f.records, f.metrics, f.copyGbps, f.loadAverage ?? 0),
+    handoff: handoffOf(f.records, f.metrics, {
+      copyGbps: f.copyGbps,
+      ...(f.freshCopyGbps === undefined ? {} : { freshCopyGbps: f.freshCopyGbps }),
+      loadAverage: f.loadAverage ?? 0,
+      runtime: f.runtime,
+    }),
     prefixCache: { promptTokens, cachedTokens, hitRate: promptTokens > 0 ? cachedTokens / promptTokens : 0 },
+    kvIndex: {
+      batches: sumOf(f.metrics, ['router'], 'kvwire_index_event_batches_total', { status: 'applied' }),
+      events: Object.fromEntries(sumBy(f.metrics, ['router'], 'kvwire_index_events_total', 'type')),
+      keys: sumOf(f.metrics, ['router'], 'kvwire_index_keys'),
+      picksWonBy: Object.fromEntries(sumBy(f.metrics, ['router'], 'kvwire_scheduler_picks_total', 'won_by')),
+    },
     reference: { matched, checked: records.length, by: byKinds.join(', ') || 'nothing compared' },
     ...(drill === undefined ? {} : { drill }),
     problems,
@@ -162,7 +188,10 @@ function drillOf(f: RunFacts, records: readonly RequestRecord[], problems: reado
   const kill = f.kill!;
   const after = records.filter((r) => (r.end ?? r.start) >= kill.atMs);
   const toDead = after.filter((r) => parseDecision(r.decision)?.prefill === kill.killed.name);
-  const lastToDead = toDead.length > 0 ? Math.max(...toDead.map((r) => r.start)) : undefined;
+  // Requests already on their way through it when it died, and those the router sent it afterwards.
+  const inFlightAtKill = toDead.filter((r) => r.start < kill.atMs).length;
+  const sentAfter = toDead.filter((r) => r.start >= kill.atMs);
+  const lastToDead = sentAfter.length > 0 ? Math.max(...sentAfter.map((r) => r.start)) : undefined;
   const reasons = sumBy(f.metrics, ['sidecar'], 'kvwire_sidecar_decode_only_fallbacks_total', 'reason');
   const failedAfter = after.filter((r) => r.error !== undefined).length;
   const matchedAll = f.checks.length === records.length && f.checks.every((c) => c.matched);
@@ -180,7 +209,8 @@ function drillOf(f: RunFacts, records: readonly RequestRecord[], problems: reado
       sumOf(f.metrics, ['decode'], 'kvwire_engine_kv_load_failures_total'),
     ),
     fallbackReasons: Object.fromEntries(reasons),
-    routedToDeadForSeconds: lastToDead === undefined ? null : Math.max(0, (lastToDead - kill.atMs) / 1000),
+    inFlightAtKill,
+    routedToDeadForSeconds: lastToDead === undefined ? null : (lastToDead - kill.atMs) / 1000,
     failedAfter,
     ejected:
       f.metrics.some((m) => m.role === 'router') &&

@@ -48,9 +48,8 @@ describe.skipIf(!existsSync(PROMETHEUS))('Prometheus scraping every component', 
   /** Polls a query until `ok` holds for its result (scrapes run every second; the machine is busy). */
   const until = async (promql: string, ok: (r: Sample[]) => boolean, ms = 90_000): Promise<Sample[]> => {
     const end = Date.now() + ms;
-    let last: Sample[] = [];
     for (;;) {
-      last = await query(promql).catch(() => []);
+      const last = await query(promql).catch((): Sample[] => []);
       if (ok(last)) return last;
       if (Date.now() > end) throw new Error(`${promql} never held; last result ${JSON.stringify(last)}`);
       await new Promise((r) => setTimeout(r, 500));

@@ -11,7 +11,10 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { chromium, type BrowserContext } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { compareWithReference } from '../../lib/system/reference.js';
 import { runSystemDemo, type SystemDemoResult } from '../../lib/system/run.js';
+import { verdictLine } from '../../lib/system/summary-rows.js';
+import { summarizeRun } from '../../lib/system/summary.js';
 import { decodePng, inkPixels } from './png.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -47,6 +50,11 @@ describe('the demo run behind the report', () => {
     expect(s.handoff.bytes).toBeGreaterThan(0);
     expect(s.handoff.bytes % s.handoff.bytesPerBlock).toBe(0);
     expect(s.prefixCache.hitRate).toBeGreaterThan(0);
+    // The decode engines' KV events reached the router's index over ZMQ, and it picked every request.
+    expect(s.kvIndex.batches).toBeGreaterThan(0);
+    expect(s.kvIndex.events['stored']).toBeGreaterThan(0);
+    expect(s.kvIndex.keys).toBeGreaterThan(0);
+    expect(Object.values(s.kvIndex.picksWonBy).reduce((a, b) => a + b, 0)).toBe(REQUESTS);
     const d = s.drill!;
     expect(d.killed.name).toBe('prefill-1');
     expect(d.afterRequests).toBe(6);
@@ -60,6 +68,39 @@ describe('the demo run behind the report', () => {
     );
     // What the killed worker had in /dev/shm is gone with it.
     for (const files of result.sharedMemory.values()) for (const f of files) expect(existsSync(f), f).toBe(false);
+  });
+
+  it('fails, with the request named, when one token differs from the reference or a request failed', () => {
+    // Negative control on the run's own data: the reference's answers as checked, one P/D output changed.
+    const victim = result.records.find((r) => (r.tokenIds?.length ?? 0) > 2)!;
+    const changed = { ...victim, tokenIds: victim.tokenIds!.map((t, i) => (i === 2 ? t + 1 : t)) };
+    const refIds = result.checks.find((c) => c.id === victim.id)!.referenceTokenIds!;
+    const check = compareWithReference(changed, { choices: [{ message: { content: '' }, token_ids: [...refIds] }] });
+    expect(check.matched).toBe(false);
+    expect(check.detail).toMatch(/^token 2 differs/);
+    const facts = {
+      runtime: result.summary.runtime,
+      model: result.summary.model,
+      metrics: result.metrics,
+      copyGbps: 10,
+    };
+    const mismatched = summarizeRun({
+      ...facts,
+      records: result.records.map((r) => (r.id === victim.id ? changed : r)),
+      checks: result.checks.map((c) => (c.id === victim.id ? check : c)),
+    });
+    expect(mismatched.ok).toBe(false);
+    expect(verdictLine(mismatched)).toBe(
+      `${REQUESTS - 1}/${REQUESTS} outputs matched the single-worker reference, token for token`,
+    );
+    expect(mismatched.problems.join('\n')).toContain(victim.id);
+    const failed = summarizeRun({
+      ...facts,
+      records: result.records.map((r) => (r.id === victim.id ? { ...r, error: 'HTTP 503' } : r)),
+      checks: result.checks,
+    });
+    expect(failed.ok).toBe(false);
+    expect(failed.requests).toEqual({ total: REQUESTS, ok: REQUESTS - 1, failed: 1 });
   });
 
   it('is one self-contained file: no script, no external asset', () => {

@@ -49,7 +49,7 @@ h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bott
 .verdict.ok{background:#e3f4e8;color:#1d5e33}.verdict.bad{background:#fbe3e3;color:#8a1c1c}
 table{border-collapse:collapse;margin:6px 0}td,th{text-align:left;padding:3px 12px 3px 0;vertical-align:top}
 th{font-weight:600;color:#444}td.v{font-variant-numeric:tabular-nums}
-.grid2{display:flex;flex-wrap:wrap;gap:16px}.grid2 figure{margin:0}
+.grid2{display:flex;flex-wrap:wrap;gap:16px}.grid2 figure{margin:0}.grid2 h3{font-size:16px;margin:18px 0 8px}
 figure{margin:8px 0}figcaption{color:#555;font-size:13px;max-width:880px}
 svg.plot{background:#fff;border:1px solid #e4e4e4;border-radius:4px}
 svg .grid{stroke:#eee}svg .axis,svg .tickmark{stroke:#888}svg .tick{font-size:11px;fill:#444}svg .label{font-size:12px;fill:#222}
@@ -79,7 +79,7 @@ export function renderReport(d: ReportData): string {
     drill === undefined
       ? ''
       : `<h2>Fault drill</h2>
-<p>${esc(drill.killed.name)} (pid ${drill.killed.pid}) was killed with SIGKILL after ${drill.afterRequests} requests had finished, ${drill.atSecond.toFixed(1)} s into the run (the red line above). ${drill.recovered ? 'The run recovered: ' : 'The run did NOT recover: '}${drill.fellBack} request(s) that were routed to it ran decode-only after the sidecar's prefill leg failed, ${drill.recomputed} decode(s) recomputed the prompt after their KV pull failed, ${drill.failedAfter} request(s) failed afterwards. ${drill.routedToDeadForSeconds === null ? 'The router sent nothing to it after the kill.' : `The router sent its last request to it ${drill.routedToDeadForSeconds.toFixed(1)} s after the kill.`} ${drill.ejected ? "The router's health checks ejected it." : "The router's health checks had not ejected it yet when the requests ended."}</p>
+<p>${esc(drill.killed.name)} (pid ${drill.killed.pid}) was killed with SIGKILL after ${drill.afterRequests} requests had finished, ${drill.atSecond.toFixed(1)} s into the run (the red line above). ${drill.recovered ? 'The run recovered: ' : 'The run did NOT recover: '}${drill.fellBack} request(s) that were routed to it ran decode-only after the sidecar's prefill leg failed, ${drill.recomputed} decode(s) recomputed the prompt after their KV pull failed, ${drill.failedAfter} request(s) failed afterwards. ${drill.inFlightAtKill} request(s) routed to it were in flight when it died. ${drill.routedToDeadForSeconds === null ? 'The router sent nothing to it after the kill.' : `The router sent its last request to it ${drill.routedToDeadForSeconds.toFixed(1)} s after the kill.`} ${drill.ejected ? "The router's health checks ejected it." : "The router's health checks had not ejected it yet when the requests ended."}</p>
 ${Object.keys(drill.fallbackReasons).length > 0 ? table(Object.entries(drill.fallbackReasons).map(([k, v]) => [`sidecar fallbacks: ${k}`, String(v)])) : ''}`;
   const problems =
     s.problems.length === 0
@@ -104,8 +104,8 @@ ${table(summaryRows(s))}
 <h2>Where the time went, per request</h2>
 <figure>${stagesPlot(d.records)}<figcaption>From each request's own start: the router's decision, the sidecar's prefill leg (inside it, thinner: the prefill engine's queue, compute and KV store), the decode engine's queue, the KV transfer (UCX READ), loading the KV into llama.cpp and computing the last prompt token, then streaming as the client saw it. Gaps are HTTP and proxying.</figcaption></figure>
 <div class="grid2">
-<figure>${handoffPlot(d.records, s.handoff.gbpsPerHandoff)}<figcaption>One point per KV pull (bytes READ / pull time, from the decode engines' Server-Timing).</figcaption></figure>
-<figure>${cachePlot(d.records)}<figcaption>Dots: cached share of each request's prompt (usage.prompt_tokens_details.cached_tokens), coloured by path. Line: the running hit rate.</figcaption></figure>
+<figure><h3>KV hand-off throughput</h3>${handoffPlot(d.records, s.handoff.gbpsPerHandoff)}<figcaption>One point per KV pull: bytes READ / time of the READs (from the decode engines' Server-Timing; each point's title gives the whole pull's time too).</figcaption></figure>
+<figure><h3>Prefix-cache hits over the run</h3>${cachePlot(d.records)}<figcaption>Dots: cached share of each request's prompt (usage.prompt_tokens_details.cached_tokens), coloured by path. Line: the running hit rate.</figcaption></figure>
 </div>
 <h2>Why the hand-off speed is what it is</h2>
 <ul>${s.handoff.why.map((w) => `<li>${esc(w)}</li>`).join('')}</ul>
