@@ -15,7 +15,11 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { existsSync } from 'node:fs';
 
-/** Options the native engine understands. */
+/**
+ * Options the native engine understands: exactly the keys of `KVWIRE_AGENT_OPTIONS` in
+ * native/agent.h (the addon refuses any other; test/transport/native-contract.test.ts compares
+ * {@link NATIVE_AGENT_OPTION_KEYS} with the addon's list).
+ */
 export interface NativeAgentOptions {
   /** Agent name (UCX context name, and what peers see as `from`). */
   name: string;
@@ -27,30 +31,75 @@ export interface NativeAgentOptions {
   directAccess?: boolean;
   /** Keys derived from the shared secrets (lib/transport/auth.ts), the signing key first. */
   auth?: { keys: { id: Uint8Array; key: Uint8Array }[] };
-  /** Busy-poll this long (µs) after the last activity while operations are in flight. */
+  /** Busy-poll this long (µs) after the last activity before sleeping. */
   spinUs?: number;
   /** Active-message payloads at least this large use rendezvous (received in place). */
   rndvThreshold?: number;
   /** Active-message operations in flight per transfer. */
   windowOps?: number;
-  /** Transfers to mapped shared memory up to this many bytes are copied by the calling thread. */
+  /** One-sided transfers (mapped shared memory, cross-memory attach) up to this many bytes are copied by the calling thread. */
   inlineBytes?: number;
+  /** Active messages: runs of descriptors shorter than this travel packed (0: each alone). */
+  batchBelow?: number;
+  /** Largest packed message, in bytes. */
+  batchBytes?: number;
   /** CUDA path and staging pipeline. */
   cuda?: { path?: string; stagingChunkBytes?: number; stagingBuffers?: number };
 }
 
-/** Numeric event kinds, in the order of `EngineEvent::Kind` in native/engine/types.h. */
-export const enum NativeEventKind {
-  TransferDone = 0,
-  Connected = 1,
-  Notification = 2,
-  PeerLost = 3,
-  NotifyDone = 4,
-  RegionRevoked = 5,
-  Warning = 6,
-  RegionReleased = 7,
-  TransferQuiesced = 8,
-  Handshaked = 9,
+/** Every key of {@link NativeAgentOptions}, in the order of native/agent.h's list. */
+export const NATIVE_AGENT_OPTION_KEYS = [
+  'name',
+  'transports',
+  'protocol',
+  'directAccess',
+  'auth',
+  'spinUs',
+  'rndvThreshold',
+  'windowOps',
+  'inlineBytes',
+  'batchBelow',
+  'batchBytes',
+  'cuda',
+] as const satisfies readonly (keyof NativeAgentOptions)[];
+
+// Compile-time half of the parity check: a key added to NativeAgentOptions but not to the list
+// above makes this line fail to compile.
+const optionKeysComplete: Exclude<keyof NativeAgentOptions, (typeof NATIVE_AGENT_OPTION_KEYS)[number]> extends never
+  ? true
+  : never = true;
+void optionKeysComplete;
+
+/**
+ * Numeric event kinds: the names and numbers of `KVWIRE_EVENT_KINDS` in native/engine/types.h
+ * (the addon exports its list as `contract.eventKinds`; the parity test compares the two).
+ */
+export const NativeEventKind = Object.freeze({
+  TransferDone: 0,
+  Connected: 1,
+  Notification: 2,
+  PeerLost: 3,
+  NotifyDone: 4,
+  RegionRevoked: 5,
+  Warning: 6,
+  RegionReleased: 7,
+  TransferQuiesced: 8,
+  Handshaked: 9,
+} as const);
+
+/** One of {@link NativeEventKind}'s numbers. */
+export type NativeEventKind = (typeof NativeEventKind)[keyof typeof NativeEventKind];
+
+/** What the engine learned about a connection (Connected on success, Handshaked). */
+export interface NativeConnection {
+  /** UCX's transport category: 'sm', 'tcp', 'rdma', 'self', 'cuda' or 'unknown'. */
+  transport: string;
+  /** The lanes UCX chose, e.g. 'sysv/memory+cma/memory'. */
+  lanes: string;
+  /** 'rma' when one-sided access was granted, else 'am'. */
+  protocol: string;
+  /** The CUDA path, when one applies ('ucx', 'ipc' or 'staging'). */
+  cudaPath?: string;
 }
 
 /** One event from the engine thread. */
@@ -61,10 +110,20 @@ export interface NativeEvent {
   code?: string;
   text?: string;
   bytes?: Buffer;
+  connection?: NativeConnection;
   startNs?: number;
   postedNs?: number;
   doneNs?: number;
-  bytesMoved?: number;
+}
+
+/** The lists the native/TypeScript contract is made of, as the addon has them (native/agent.cc ContractObject). */
+export interface NativeContract {
+  /** Event kind name → number (KVWIRE_EVENT_KINDS). */
+  eventKinds: Record<string, number>;
+  /** Every error code the addon can report (KVWIRE_ERROR_CODES). */
+  errorCodes: string[];
+  /** Every option key the NativeAgent constructor accepts (KVWIRE_AGENT_OPTIONS). */
+  agentOptions: string[];
 }
 
 /** A remote region as the native engine needs it. */
@@ -205,6 +264,8 @@ export interface NativeAddon {
   monotonicNs(): number;
   cuda: NativeCuda;
   hasUcx: boolean;
+  /** The contract lists as the addon has them (compared with this file by the parity test). */
+  contract: NativeContract;
 }
 
 let cached: NativeAddon | null | undefined;

@@ -106,22 +106,32 @@ Agent::Agent(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Agent>(info) {
   }
 #ifdef KVWIRE_HAVE_UCX
   Napi::Object o = info[0].As<Napi::Object>();
+  Napi::Array keys = o.GetPropertyNames();
+  for (uint32_t i = 0; i < keys.Length(); ++i) {
+    std::string key = StringOf(keys.Get(i));
+    if (!IsAgentOption(key)) {
+      ThrowCode(env, code::kInvalidArgument,
+                "NativeAgent: unknown option '" + key + "' (lib/native.ts and native/agent.h disagree)");
+    }
+  }
   EngineOptions opts;
-  opts.name = StringOf(o.Get("name"));
-  opts.transports = StringOf(o.Get("transports"));
-  std::string protocol = StringOf(o.Get("protocol"));
+  opts.name = StringOf(o.Get(KVWIRE_OPTION("name")));
+  opts.transports = StringOf(o.Get(KVWIRE_OPTION("transports")));
+  std::string protocol = StringOf(o.Get(KVWIRE_OPTION("protocol")));
   if (!protocol.empty()) opts.protocol = protocol;
-  opts.spinUs = static_cast<uint32_t>(NumberOf(o, "spinUs", opts.spinUs));
-  opts.busySpinUs = static_cast<uint32_t>(NumberOf(o, "busySpinUs", opts.busySpinUs));
-  opts.rndvThreshold = static_cast<uint64_t>(NumberOf(o, "rndvThreshold", static_cast<double>(opts.rndvThreshold)));
-  opts.windowOps = std::max<uint32_t>(1, static_cast<uint32_t>(NumberOf(o, "windowOps", opts.windowOps)));
-  opts.windowBytes = static_cast<uint64_t>(NumberOf(o, "windowBytes", static_cast<double>(opts.windowBytes)));
-  opts.inlineBytes = static_cast<uint64_t>(NumberOf(o, "inlineBytes", static_cast<double>(opts.inlineBytes)));
-  opts.batchBelow = static_cast<uint64_t>(NumberOf(o, "batchBelow", static_cast<double>(opts.batchBelow)));
-  opts.batchBytes =
-      std::clamp<uint64_t>(static_cast<uint64_t>(NumberOf(o, "batchBytes", static_cast<double>(opts.batchBytes))), 1,
-                           32ull << 20);  // the target accepts packed messages up to 64 MiB
-  if (o.Get("cuda").IsObject()) {
+  opts.spinUs = static_cast<uint32_t>(NumberOf(o, KVWIRE_OPTION("spinUs"), opts.spinUs));
+  opts.rndvThreshold =
+      static_cast<uint64_t>(NumberOf(o, KVWIRE_OPTION("rndvThreshold"), static_cast<double>(opts.rndvThreshold)));
+  opts.windowOps =
+      std::max<uint32_t>(1, static_cast<uint32_t>(NumberOf(o, KVWIRE_OPTION("windowOps"), opts.windowOps)));
+  opts.inlineBytes =
+      static_cast<uint64_t>(NumberOf(o, KVWIRE_OPTION("inlineBytes"), static_cast<double>(opts.inlineBytes)));
+  opts.batchBelow =
+      static_cast<uint64_t>(NumberOf(o, KVWIRE_OPTION("batchBelow"), static_cast<double>(opts.batchBelow)));
+  opts.batchBytes = std::clamp<uint64_t>(
+      static_cast<uint64_t>(NumberOf(o, KVWIRE_OPTION("batchBytes"), static_cast<double>(opts.batchBytes))), 1,
+      32ull << 20);  // the target accepts packed messages up to 64 MiB
+  if (o.Get(KVWIRE_OPTION("cuda")).IsObject()) {
     Napi::Object c = o.Get("cuda").As<Napi::Object>();
     std::string path = StringOf(c.Get("path"));
     if (!path.empty()) opts.cuda.path = path;
@@ -131,7 +141,7 @@ Agent::Agent(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Agent>(info) {
   }
   // auth: { keys: [{ id: 8 bytes, key: 32 bytes }, ...] }, derived from the secrets in TypeScript
   // (lib/transport/auth.ts); the first signs. directAccess: false refuses one-sided access to all.
-  if (o.Get("auth").IsObject()) {
+  if (o.Get(KVWIRE_OPTION("auth")).IsObject()) {
     Napi::Value keys = o.Get("auth").As<Napi::Object>().Get("keys");
     std::vector<AuthKey> list;
     if (keys.IsArray()) {
@@ -152,7 +162,8 @@ Agent::Agent(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Agent>(info) {
     if (list.empty()) ThrowCode(env, code::kInvalidArgument, "auth needs at least one key");
     opts.auth = AuthKeys(std::move(list));
   }
-  if (o.Get("directAccess").IsBoolean()) opts.directAccess = o.Get("directAccess").As<Napi::Boolean>().Value();
+  if (o.Get(KVWIRE_OPTION("directAccess")).IsBoolean())
+    opts.directAccess = o.Get("directAccess").As<Napi::Boolean>().Value();
   opts.hostId = HostId();
   opts.pidStart = ProcessStartTime(static_cast<uint32_t>(getpid()));
 
@@ -473,7 +484,6 @@ Napi::Value Agent::Post(const Napi::CallbackInfo& info) {
   // through dozens of regions, so a last-used cache alone would miss on every descriptor).
   std::vector<LocalRegion*> localById;
   std::vector<const RemoteRegion*> remoteById;
-  bool allMapped = true;
   for (size_t i = 0; i < n; ++i) {
     const double* e = d + i * 5;
     for (int k = 0; k < 5; ++k) {
@@ -524,7 +534,6 @@ Napi::Value Agent::Post(const Napi::CallbackInfo& info) {
                                  roff,
                                  remote->base + roff,
                                  mapped != nullptr ? mapped + roff : nullptr};
-    if (mapped == nullptr) allMapped = false;
     if (local->onDevice() || remote->device >= 0) {  // device memory: never touched by host code here
       req->descs[i].localDevice = static_cast<int16_t>(local->device());
       req->descs[i].remoteDevice = static_cast<int16_t>(remote->device);
@@ -533,13 +542,9 @@ Napi::Value Agent::Post(const Napi::CallbackInfo& info) {
     }
     req->bytes += len;
   }
-  // Small transfers to memory mapped here (shared memory the peer allocated) are copied right now,
-  // on this thread: two thread wake-ups cost more than the copy. A notification needs the engine.
-  if (allMapped && !req->cuda && !req->hasNotify && req->bytes <= engine_->inlineBytes() && !peer->lost.load()) {
-    for (const ResolvedDesc& rd : req->descs) {
-      if (req->op == Op::kWrite) std::memcpy(rd.remoteMapped, rd.local, rd.length);
-      else std::memcpy(rd.local, rd.remoteMapped, rd.length);
-    }
+  // Small transfers the engine can move without its thread are copied right now, on this thread
+  // (native/engine/inline_copy.cc): two thread wake-ups cost more than the copy.
+  if (engine_->TryInlineCopy(*req, *peer)) {
     for (auto& r : req->regions) r->Release();
     return Napi::Boolean::New(env, true);
   }
@@ -622,15 +627,42 @@ Napi::Array Agent::EventsToJs(Napi::Env env, std::vector<EngineEvent>& events) {
     if (e.kind == EngineEvent::Kind::kNotification || e.kind == EngineEvent::Kind::kHandshaked) {
       o.Set("bytes", Napi::Buffer<uint8_t>::Copy(env, e.bytes.data(), e.bytes.size()));
     }
+    if ((e.kind == EngineEvent::Kind::kConnected && e.code.empty()) || e.kind == EngineEvent::Kind::kHandshaked) {
+      Napi::Object c = Napi::Object::New(env);
+      c.Set("transport", e.connection.transport);
+      c.Set("lanes", e.connection.lanes);
+      c.Set("protocol", e.connection.protocol);
+      if (!e.connection.cudaPath.empty()) c.Set("cudaPath", e.connection.cudaPath);
+      o.Set("connection", c);
+    }
     if (e.kind == EngineEvent::Kind::kTransferDone) {
       o.Set("startNs", static_cast<double>(e.startNs));
       o.Set("postedNs", static_cast<double>(e.postedNs));
       o.Set("doneNs", static_cast<double>(e.doneNs));
-      o.Set("bytesMoved", static_cast<double>(e.bytesMoved));
     }
     out.Set(static_cast<uint32_t>(i), o);
   }
   return out;
+}
+
+Napi::Object ContractObject(Napi::Env env) {
+  Napi::Object contract = Napi::Object::New(env);
+  Napi::Object kinds = Napi::Object::New(env);
+#define KVWIRE_KIND_ENTRY(name) kinds.Set(#name, static_cast<double>(EngineEvent::Kind::k##name));
+  KVWIRE_EVENT_KINDS(KVWIRE_KIND_ENTRY)
+#undef KVWIRE_KIND_ENTRY
+  contract.Set("eventKinds", kinds);
+  Napi::Array codes = Napi::Array::New(env);
+#define KVWIRE_CODE_ENTRY(name, suffix) codes.Set(codes.Length(), Napi::String::New(env, code::name));
+  KVWIRE_ERROR_CODES(KVWIRE_CODE_ENTRY)
+#undef KVWIRE_CODE_ENTRY
+  contract.Set("errorCodes", codes);
+  Napi::Array options = Napi::Array::New(env);
+  for (std::string_view n : kAgentOptionNames) {
+    options.Set(options.Length(), Napi::String::New(env, n.data(), n.size()));
+  }
+  contract.Set("agentOptions", options);
+  return contract;
 }
 
 }  // namespace kvwire

@@ -17,13 +17,48 @@
 #include <napi.h>
 
 #include <memory>
+#include <string_view>
 
 #include "engine/types.h"
 #ifdef KVWIRE_HAVE_UCX
 #include "engine/ucx_engine.h"
 #endif
 
+// The options `new NativeAgent(options, onEvents)` reads: lib/native.ts NativeAgentOptions has
+// exactly these keys (test/transport/native-contract.test.ts compares the lists), and the
+// constructor refuses any other, so an option one side adds and the other ignores cannot go
+// unnoticed. Read them with KVWIRE_OPTION("name"): it does not compile for a name not listed.
+#define KVWIRE_AGENT_OPTIONS(X) \
+  X(name)                       \
+  X(transports)                 \
+  X(protocol)                   \
+  X(directAccess)               \
+  X(auth)                       \
+  X(spinUs)                     \
+  X(rndvThreshold)              \
+  X(windowOps)                  \
+  X(inlineBytes)                \
+  X(batchBelow)                 \
+  X(batchBytes)                 \
+  X(cuda)
+
 namespace kvwire {
+
+#define KVWIRE_OPTION_NAME(n) #n,
+inline constexpr std::string_view kAgentOptionNames[] = {KVWIRE_AGENT_OPTIONS(KVWIRE_OPTION_NAME)};
+#undef KVWIRE_OPTION_NAME
+
+constexpr bool IsAgentOption(std::string_view key) {
+  for (std::string_view n : kAgentOptionNames) {
+    if (n == key) return true;
+  }
+  return false;
+}
+
+#define KVWIRE_OPTION(n) ([] { static_assert(::kvwire::IsAgentOption(n), "not in KVWIRE_AGENT_OPTIONS: " n); }(), n)
+
+// The contract lists (event kinds, error codes, agent options) as one JS object, for the parity test.
+Napi::Object ContractObject(Napi::Env env);
 
 class Agent : public Napi::ObjectWrap<Agent> {
  public:

@@ -44,7 +44,8 @@ export function renderMarkdown(r: BenchReportJson, plotFile?: string): string {
   o.push(fence(r.command));
   const s = r.settings;
   o.push(
-    `Engine ${s.engine}; transports ${s.transports.join(', ')}; ${s.inflight} transfer(s) in flight; ` +
+    `Engine ${s.engine}; transports ${s.transports.join(', ')}; memory ${memoryKinds(s.initiatorMemory, s.targetMemory)}; ` +
+      `${s.inflight} transfer(s) in flight; ` +
       `${s.iters !== null ? `${s.iters} iterations per row` : s.durationS !== null ? `${s.durationS} s per row` : `about ${fmtBinary(s.budgetBytes)} per row (5..1000 iterations)`}, ` +
       `rows capped at ${s.rowCapS} s; regions up to ${fmtBinary(s.maxRegionBytes)} per side; ${s.check ? 'every byte verified (--check)' : 'bytes not verified'}.`,
   );
@@ -75,4 +76,11 @@ export function renderMarkdown(r: BenchReportJson, plotFile?: string): string {
     o.push(r.notices.map((n) => `- ${n}`).join('\n'));
   }
   return `${o.join('\n\n')}\n`;
+}
+
+/** The memory kinds of a run, as a phrase: one kind for both sides, or each side's. */
+function memoryKinds(initiator: string, target: string): string {
+  const name = (m: string) =>
+    m === 'allocate' ? 'agent.allocate()' : m === 'register' ? 'agent.register(Buffer)' : 'CUDA device memory';
+  return initiator === target ? name(initiator) : `initiator ${name(initiator)}, target ${name(target)}`;
 }

@@ -45,6 +45,8 @@ function sweepSection(
     'iters',
     'GB/s',
     'lat avg',
+    'lat p50',
+    'lat p99',
     'prep p50',
     'prep p99',
     'post p50',
@@ -66,6 +68,8 @@ function sweepSection(
       String(r.iterations),
       v(r.gbps),
       v(r.latencyUs.avg),
+      v(r.latencyUs.p50),
+      v(r.latencyUs.p99),
       v(r.prepUs.p50),
       v(r.prepUs.p99),
       v(r.postUs.p50),
@@ -90,7 +94,7 @@ function sweepSection(
 
 /** The legend printed under sweep tables. */
 export const SWEEP_LEGEND =
-  "GB/s = 10^9 bytes/s over the row's wall time; times in µs per transfer (prep: JS validation and marshalling; " +
+  "GB/s = 10^9 bytes/s over the row's wall time; times in µs per transfer (lat: post call to completion; prep: JS validation and marshalling; " +
   'post: handing the descriptors to the engine; compl: last post to completion). ' +
   'Baselines in GB/s at the same block size: put_bw/am_bw/get = ucx_perftest ucp_put_bw/ucp_am_bw/ucp_get, memcpy = one core; ' +
   'x put = ours / put_bw, x best = ours / max(put_bw, am_bw), x get = ours / get. ' +

@@ -37,6 +37,8 @@ interface EngineFlags {
   kvEventsReplayEndpoint?: string;
   kvEventsFormat?: 'map' | 'array';
   leaseMs?: number;
+  leaseExtensionMs?: number;
+  leaseHeartbeatMs?: number;
   maxBodyBytes?: number;
   drainTimeoutMs: number;
   debugDiscardPulledKv?: boolean;
@@ -49,7 +51,13 @@ const FLAGS = {
   numBlocks: '--num-blocks',
   secret: '--kv-secret-file (or KVWIRE_KV_SECRET)',
   listen: '--listen',
+  leaseMs: '--lease-ms (or KVWIRE_LEASE_MS)',
+  leaseExtensionMs: '--lease-extension-ms (or KVWIRE_LEASE_EXTENSION_MS)',
+  heartbeatIntervalMs: '--lease-heartbeat-ms (or KVWIRE_LEASE_HEARTBEAT_MS)',
 };
+
+/** Longest timer Node.js keeps (about 24.8 days): lease and heartbeat settings are checked against it. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 function show(a: { host: string; port: number }): string {
   return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
@@ -58,6 +66,7 @@ function show(a: { host: string; port: number }): string {
 /** Declares `kvwire engine`. */
 export function command(): Command {
   const positive = integer(1);
+  const timerMs = integer(1, MAX_TIMER_MS);
   return kvwireCommand('engine')
     .addHelpText(
       'after',
@@ -127,7 +136,27 @@ SIGTERM drains the requests in flight (--drain-timeout-ms), frees every lease an
         oneOf(['map', 'array'] as const),
       ),
     )
-    .option('--lease-ms <n>', 'how long a prefill holds KV for its decode (default 480000)', positive)
+    .addOption(
+      new Option(
+        '--lease-ms <n>',
+        'prefill: how long KV stays held for a decode that sends no heartbeat (default 30000)',
+      )
+        .argParser(timerMs)
+        .env('KVWIRE_LEASE_MS'),
+    )
+    .addOption(
+      new Option('--lease-extension-ms <n>', 'prefill: how far each decode heartbeat extends a lease (default 30000)')
+        .argParser(timerMs)
+        .env('KVWIRE_LEASE_EXTENSION_MS'),
+    )
+    .addOption(
+      new Option(
+        '--lease-heartbeat-ms <n>',
+        'decode: heartbeat interval that keeps the prefill lease of a queued or pending pull alive (default 5000; 0: none)',
+      )
+        .argParser(integer(0, MAX_TIMER_MS))
+        .env('KVWIRE_LEASE_HEARTBEAT_MS'),
+    )
     .option('--max-body-bytes <n>', 'largest request body (default 2 MiB)', positive)
     .option('--drain-timeout-ms <n>', 'on SIGTERM, wait this long for requests in flight', integer(0), 10_000)
     .option('--quiet', 'no request log on stderr (one line per request, x-request-id first)')
@@ -181,6 +210,8 @@ SIGTERM drains the requests in flight (--drain-timeout-ms), frees every lease an
           ...opt('kvEventsReplayEndpoint', f.kvEventsReplayEndpoint),
           ...opt('kvEventsFormat', f.kvEventsFormat),
           ...opt('leaseMs', f.leaseMs),
+          ...opt('leaseExtensionMs', f.leaseExtensionMs),
+          ...opt('leaseHeartbeatMs', f.leaseHeartbeatMs),
           ...opt('maxBodyBytes', f.maxBodyBytes),
           discardLoadedKv: f.debugDiscardPulledKv === true,
           ...(f.quiet === true ? {} : { log: (line: string) => console.error(`kvwire engine: ${line}`) }),

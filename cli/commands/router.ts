@@ -41,8 +41,8 @@ GET /health, GET /metrics and POST /v1/kv-events are the router's own.
 
 Example:
   kvwire router --listen 0.0.0.0:8080 --model llama \\
-    --decode http://10.0.0.5:8000 --kv-events tcp://10.0.0.5:5557 --kv-replay tcp://10.0.0.5:5558 \\
-    --decode http://10.0.0.6:8000 --kv-events tcp://10.0.0.6:5557 --kv-replay tcp://10.0.0.6:5558 \\
+    --decode http://10.0.0.5:8000 --kv-events tcp://10.0.0.5:5557 --kv-replay tcp://10.0.0.5:5558 --pod decode-0 \\
+    --decode http://10.0.0.6:8000 --kv-events tcp://10.0.0.6:5557 --kv-replay tcp://10.0.0.6:5558 --pod decode-1 \\
     --prefill http://10.0.0.9:8200`,
   );
   return cmd.run(async (f: RouterFlags) => {

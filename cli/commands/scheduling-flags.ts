@@ -19,6 +19,7 @@ export interface SchedulingFlags {
   sidecar?: string[];
   kvEvents?: string[];
   kvReplay?: string[];
+  pod?: string[];
   model?: string[];
   endpoints?: string;
   pdThreshold: number;
@@ -66,6 +67,12 @@ export function addSchedulingFlags(cmd: KvwireCommand): KvwireCommand {
       ),
     )
     .addOption(many('--kv-replay <tcp://host:port>', 'the replay socket of the decode worker in the same position'))
+    .addOption(
+      many(
+        '--pod <name>',
+        "the pod name in the KV events topic kv@<pod>@<model> of the decode worker in the same position (kvwire engine's --pod-name, by default <hostname>-<port>); default: the endpoint's host:port",
+      ),
+    )
     .addOption(many('--model <name>', 'a model the flag-given endpoints serve; repeatable (default: any)'))
     .addOption(
       new Option(
@@ -154,6 +161,7 @@ export function schedulingOptions(f: SchedulingFlags): SchedulingServiceOptions 
     ['--sidecar', f.sidecar],
     ['--kv-events', f.kvEvents],
     ['--kv-replay', f.kvReplay],
+    ['--pod', f.pod],
   ] as const) {
     if ((v?.length ?? 0) > decodes.length)
       throw new UsageError(
@@ -162,10 +170,14 @@ export function schedulingOptions(f: SchedulingFlags): SchedulingServiceOptions 
   }
   if (
     f.endpoints !== undefined &&
-    (f.model !== undefined || f.sidecar !== undefined || f.kvEvents !== undefined || f.kvReplay !== undefined)
+    (f.model !== undefined ||
+      f.sidecar !== undefined ||
+      f.kvEvents !== undefined ||
+      f.kvReplay !== undefined ||
+      f.pod !== undefined)
   ) {
     throw new UsageError(
-      '--model, --sidecar, --kv-events and --kv-replay go with --decode; with --endpoints FILE write them in the file',
+      '--model, --sidecar, --kv-events, --kv-replay and --pod go with --decode; with --endpoints FILE write them in the file',
     );
   }
   const models = f.model ?? [];
@@ -177,6 +189,7 @@ export function schedulingOptions(f: SchedulingFlags): SchedulingServiceOptions 
       ...(f.sidecar?.[i] !== undefined ? { sidecar: f.sidecar[i] } : {}),
       ...(f.kvEvents?.[i] !== undefined ? { kvEvents: f.kvEvents[i] } : {}),
       ...(f.kvReplay?.[i] !== undefined ? { kvReplay: f.kvReplay[i] } : {}),
+      ...(f.pod?.[i] !== undefined ? { pod: f.pod[i] } : {}),
     })),
     ...(f.prefill ?? []).map((url) => ({ role: 'prefill', url, models })),
   ];

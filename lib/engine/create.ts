@@ -63,8 +63,12 @@ export interface EngineServerOptions {
   readonly kvEventsReplayEndpoint?: string;
   /** KV events encoding; default 'map'. */
   readonly kvEventsFormat?: KvEventsFormat;
-  /** Lease duration (ms). */
+  /** Base lease (ms) of blocks a prefill holds for its decode; default lib/pd's 30 s. */
   readonly leaseMs?: number;
+  /** How far each decode heartbeat extends a lease (ms); default lib/pd's 30 s. */
+  readonly leaseExtensionMs?: number;
+  /** Interval of a decode's lease heartbeats (ms; 0: none); default lib/pd's 5 s. */
+  readonly leaseHeartbeatMs?: number;
   /** Largest request body; default 2 MiB. */
   readonly maxBodyBytes?: number;
   /** Request log (one line per generation request, x-request-id first); default none. */
@@ -192,6 +196,8 @@ export async function createEngineServer(o: EngineServerOptions): Promise<Engine
       ...(o.transports === undefined ? {} : { transports: o.transports }),
       ...(o.transportEngine === undefined ? {} : { transportEngine: o.transportEngine }),
       ...(o.leaseMs === undefined ? {} : { leaseMs: o.leaseMs }),
+      ...(o.leaseExtensionMs === undefined ? {} : { leaseExtensionMs: o.leaseExtensionMs }),
+      ...(o.leaseHeartbeatMs === undefined ? {} : { leaseHeartbeatMs: o.leaseHeartbeatMs }),
       ...(events === undefined ? {} : { events }),
       registry,
     });

@@ -9,6 +9,7 @@ import type { MetricsRegistry } from '../metrics.js';
 import type { TransportCategory } from '../transport/index.js';
 import type { KvCacheRank } from './cache.js';
 import type { SharedSecret } from './handshake-auth.js';
+import { DEFAULT_HEARTBEAT_INTERVAL_MS } from './protocol.js';
 
 /** What to do when a pull fails: reject (`'fail'`), or tell the caller to prefill locally (`'recompute'`). */
 export type FailurePolicy = 'fail' | 'recompute';
@@ -49,11 +50,18 @@ export interface DecodeCoordinatorOptions {
   /** Deadline of a handshake with a new prefill engine (side channel and connects); default 10 000 ms. */
   readonly handshakeTimeoutMs?: number;
   /**
-   * How long local blocks of a pull whose transfers failed or were cancelled stay out of the
-   * allocator, so that operations already handed to the transport cannot land in a reused block.
-   * Default 1000 ms with UCX, 0 with the loopback engine (which never completes a cancelled copy).
+   * Local blocks of a pull whose transfers failed or were cancelled go back to the allocator once
+   * every one of those transfers has quiesced (`Transfer.quiesced`: no operation can land in them
+   * any more), and then after this many milliseconds more. Default 0.
    */
   readonly quarantineMs?: number;
+  /**
+   * Interval of the lease heartbeats this worker sends to each prefill while pulls from it are
+   * pending (and while requests tracked with `keepLeaseAlive` wait); default 5000 ms
+   * ({@link DEFAULT_HEARTBEAT_INTERVAL_MS}); 0 sends none (the prefill's leases then last only
+   * their base duration). Keep it well under the prefill's `leaseMs` and `leaseExtensionMs`.
+   */
+  readonly heartbeatIntervalMs?: number;
   /** Refuses prefill side channels (SSRF guard): return false to refuse `host:port`. Default: allow all. */
   readonly allowPrefill?: (host: string, port: number) => boolean;
   /** Metrics registry; default prom-client's global one. */
@@ -137,8 +145,10 @@ export interface CheckedDecodeOptions {
   readonly timeoutMs: number;
   /** Handshake deadline. */
   readonly handshakeTimeoutMs: number;
-  /** Quarantine, or undefined for the engine-dependent default. */
+  /** Extra wait after quiescence (undefined: 0). */
   readonly quarantineMs: number | undefined;
+  /** Heartbeat interval (0: none). */
+  readonly heartbeatIntervalMs: number;
 }
 
 /**
@@ -217,5 +227,6 @@ export function checkOptions(o: DecodeCoordinatorOptions): CheckedDecodeOptions 
     timeoutMs: num(o.timeoutMs, 'timeoutMs', 60_000, 1, maxMs),
     handshakeTimeoutMs: num(o.handshakeTimeoutMs, 'handshakeTimeoutMs', 10_000, 1, maxMs),
     quarantineMs: o.quarantineMs === undefined ? undefined : num(o.quarantineMs, 'quarantineMs', 0, 0, maxMs),
+    heartbeatIntervalMs: num(o.heartbeatIntervalMs, 'heartbeatIntervalMs', DEFAULT_HEARTBEAT_INTERVAL_MS, 0, maxMs),
   };
 }

@@ -5,7 +5,9 @@
  * prefill engine (once per engine, shared, redone after a failure), wait for transfer capacity
  * (FIFO), get local blocks from the engine's allocator, READ only the blocks not already held (a
  * prefix hit of `cachedPrefixBlocks`), check the lease fence, and — riding on the fence — notify
- * the prefill side that it may free them. On failure everything is released on both sides and the
+ * the prefill side that it may free them. While a pull is pending, its prefill lease is kept alive
+ * with heartbeats (`lease-keeper.ts`); engines that queue a request before pulling keep its lease
+ * alive with `keepLeaseAlive`. On failure everything is released on both sides and the
  * request's failure policy decides: reject (`'fail'`) or resolve `{ status: 'recompute' }`.
  *
  * @packageDocumentation
@@ -24,6 +26,7 @@ import { requestHandshake } from './decode-handshake.js';
 import { cancelPending, checkFence, postBlockReads, postFence } from './decode-reads.js';
 import { secretKey, type SharedSecret } from './handshake-auth.js';
 import { pdCompatibilityFields } from './handshake.js';
+import { LeaseKeeper, type HeartbeatSentEvent } from './lease-keeper.js';
 import { PdMetrics } from './metrics.js';
 import { checkId, parseKvTransferParams, type KvTransferParams } from './params.js';
 import { LEASE_SLOT_BYTES, encodeLeaseMessage } from './protocol.js';
@@ -64,7 +67,8 @@ function asKvwireError(e: unknown): KvwireError {
 
 /**
  * The decode side of the P/D hand-off. Events: `'handshake'` (`{ engineId, instance, ms }`) after
- * each new handshake; `'failure'` (`{ requestId, error }`) for each failed pull.
+ * each new handshake; `'failure'` (`{ requestId, error }`) for each failed pull; `'heartbeat'`
+ * ({@link HeartbeatSentEvent}) after each lease heartbeat sent to a prefill.
  */
 export class DecodeCoordinator extends EventEmitter {
   /** This engine's id. */
@@ -84,8 +88,10 @@ export class DecodeCoordinator extends EventEmitter {
   readonly #handshakeTimeoutMs: number;
   readonly #quarantineMs: number;
   readonly #allowPrefill: ((host: string, port: number) => boolean) | undefined;
+  readonly #keeper: LeaseKeeper | undefined;
   readonly #scopes = new Set<PullScope>();
-  readonly #quarantined = new Map<NodeJS.Timeout, () => void>();
+  /** Blocks of failed pulls waiting for their transfers to quiesce: release functions. */
+  readonly #quarantined = new Map<symbol, () => void>();
   readonly #closing = new AbortController();
   #inTransfer = 0;
   #closed = false;
@@ -111,7 +117,7 @@ export class DecodeCoordinator extends EventEmitter {
     this.#allocator = options.allocator;
     this.#timeoutMs = o.timeoutMs;
     this.#handshakeTimeoutMs = o.handshakeTimeoutMs;
-    this.#quarantineMs = o.quarantineMs ?? (this.#ranks.every((r) => r.agent.engine === 'loopback') ? 0 : 1000);
+    this.#quarantineMs = o.quarantineMs ?? 0;
     this.#allowPrefill = options.allowPrefill;
     this.#compat = pdCompatibilityFields(this.#ranks[0]!.layout);
     this.#bytesPerBlock = this.#ranks.reduce((s, r) => s + r.layout.bytesPerBlock, 0);
@@ -131,6 +137,46 @@ export class DecodeCoordinator extends EventEmitter {
       region: this.#ranks[0]!.agent.register(words, { label: `kvwire-fence-${randomBytes(6).toString('hex')}` }),
     };
     this.#engines = new RemoteEngineCache((params, key) => this.#handshake(params, key));
+    if (o.heartbeatIntervalMs > 0) {
+      this.#keeper = new LeaseKeeper({
+        engineId: this.engineId,
+        key: this.#key,
+        intervalMs: o.heartbeatIntervalMs,
+        onResult: (e: HeartbeatSentEvent) => {
+          this.#metrics.heartbeatSent(e.result, e.lost);
+          safeEmit(this, 'heartbeat', e);
+        },
+        onTracked: (n) => this.#metrics.keptAlive(n),
+      });
+    }
+  }
+
+  /**
+   * Keeps the prefill lease of a request alive (heartbeats, see docs/pd.md) until the returned
+   * function is called — for engines that queue a request before they `pull()` it (a pull keeps
+   * its own lease alive while it runs; both may overlap). `onLost` is called (at most once) when a
+   * heartbeat's answer says the prefill no longer holds the blocks: pulling them would fail, so
+   * prefill locally. Does nothing (returns a no-op) when heartbeats are off, the coordinator is
+   * closed, or `allowPrefill` refuses the side channel.
+   *
+   * @throws KvwireError `ERR_KVWIRE_INVALID_ARGUMENT` for bad `kv_transfer_params` (naming the field).
+   */
+  keepLeaseAlive(kvTransferParams: unknown, onLost?: (error: KvwireError) => void): () => void {
+    const params = parseKvTransferParams(kvTransferParams);
+    if (onLost !== undefined && typeof onLost !== 'function') {
+      throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `onLost must be a function, not ${describeValue(onLost)}`, {
+        field: 'onLost',
+      });
+    }
+    if (this.#closed || this.#keeper === undefined) return () => {};
+    if (this.#allowPrefill !== undefined && !this.#allowPrefill(params.remote_host, params.remote_port))
+      return () => {};
+    return this.#keeper.track(params, onLost);
+  }
+
+  /** Prefill leases kept alive by heartbeats now (pending pulls and `keepLeaseAlive` requests). */
+  get leasesKeptAlive(): number {
+    return this.#keeper?.tracked ?? 0;
   }
 
   /** Pulls waiting for transfer capacity. */
@@ -148,7 +194,7 @@ export class DecodeCoordinator extends EventEmitter {
     return this.#admission.inFlightBytes;
   }
 
-  /** Local blocks of failed pulls waiting out the quarantine before going back to the allocator. */
+  /** Failed pulls whose local blocks wait for their transfers to quiesce before going back to the allocator. */
   get quarantinedRequests(): number {
     return this.#quarantined.size;
   }
@@ -257,11 +303,27 @@ export class DecodeCoordinator extends EventEmitter {
     }
     const scope = new PullScope(request.signal, timeoutMs, `request '${requestId}'`);
     this.#scopes.add(scope);
+    // Heartbeats keep the prefill's lease alive while the pull waits (handshake, queue, allocator),
+    // reads and fences; a lease found gone before the fence ends the pull at once (LEASE_EXPIRED)
+    // instead of after reading blocks that are gone.
+    const lease = { fencing: false };
+    const untrack =
+      this.#keeper?.track(params, (e) => {
+        if (!lease.fencing) scope.abort(e);
+      }) ?? (() => {});
     try {
-      return await this.#run(requestId, params, cached, given === undefined ? undefined : Array.from(given), scope);
+      return await this.#run(
+        requestId,
+        params,
+        cached,
+        given === undefined ? undefined : Array.from(given),
+        scope,
+        lease,
+      );
     } catch (e) {
       return this.#outcome(requestId, asKvwireError(e), policy);
     } finally {
+      untrack();
       scope.dispose();
       this.#scopes.delete(scope);
     }
@@ -280,6 +342,7 @@ export class DecodeCoordinator extends EventEmitter {
     cached: number,
     given: number[] | undefined,
     scope: PullScope,
+    lease: { fencing: boolean },
   ): Promise<PullResult> {
     const t0 = performance.now();
     let engine: RemoteEngine | undefined;
@@ -313,6 +376,10 @@ export class DecodeCoordinator extends EventEmitter {
         const stats = await Promise.all(transfers.map((t) => t.done));
         transport = stats[0]!.transport;
       }
+      // The fence carries 'done': the prefill frees the lease when it lands, so a heartbeat answer
+      // from now on may say "not held" about a pull that succeeded; the fence alone decides. (The
+      // heartbeats go on until the fence completes: a slow fence must not outlive the lease.)
+      lease.fencing = true;
       const fence = postFence(engine, this.#ranks, this.#scratch.region, ticket.slot, params, {
         timeoutMs: scope.remainingMs(),
         signal: scope.signal,
@@ -345,7 +412,7 @@ export class DecodeCoordinator extends EventEmitter {
           { cause: error },
         );
       }
-      const posted = cancelPending(transfers, error.message);
+      cancelPending(transfers, error.message);
       if (engine !== undefined) {
         // Tell the prefill to free now rather than at lease expiry (best effort: the peer may be gone).
         if (engine.fence.peer.state === 'connected') {
@@ -362,7 +429,7 @@ export class DecodeCoordinator extends EventEmitter {
         if (INVALIDATING.has(error.code) && (error.code !== ErrorCode.TIMEOUT || transferring))
           this.#engines.invalidate(engine);
       }
-      if (localIds !== undefined && given === undefined) this.#free(requestId, localIds, posted);
+      if (localIds !== undefined && given === undefined) this.#free(requestId, localIds, transfers);
       throw error;
     } finally {
       if (transferring) this.#metrics.inflight(--this.#inTransfer);
@@ -397,22 +464,36 @@ export class DecodeCoordinator extends EventEmitter {
     return ids;
   }
 
-  // After a failed transfer, operations already handed to the transport may still land in these
-  // blocks (the transport has no "quiesced" signal); they go back to the allocator only after the
-  // quarantine, so a new request never receives a stale late write.
-  #free(requestId: string, ids: number[], posted: boolean): void {
+  // After a failed or cancelled transfer, operations already handed to the transport may still
+  // land in these blocks: they go back to the allocator only once every transfer of the pull has
+  // quiesced (the transport bounds that: a peer's death or a deadline ends what it had in flight),
+  // plus `quarantineMs` if asked, so a new request never receives a stale late write.
+  #free(requestId: string, ids: number[], transfers: readonly Transfer[]): void {
     const allocator = this.#allocator!;
-    const release = () => allocator.free(requestId, ids);
-    if (!posted || this.#quarantineMs === 0) {
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      allocator.free(requestId, ids);
+    };
+    if (transfers.length === 0) {
       release();
       return;
     }
-    const timer = setTimeout(() => {
-      this.#quarantined.delete(timer);
-      release();
-    }, this.#quarantineMs);
-    timer.unref();
-    this.#quarantined.set(timer, release);
+    const key = Symbol(requestId);
+    this.#quarantined.set(key, release);
+    void Promise.all(transfers.map((t) => t.quiesced)).then(() => {
+      if (!this.#quarantined.has(key)) return; // close() released them already
+      const done = () => {
+        this.#quarantined.delete(key);
+        release();
+      };
+      if (this.#quarantineMs === 0) {
+        done();
+        return;
+      }
+      setTimeout(done, this.#quarantineMs).unref();
+    });
   }
 
   /**
@@ -425,15 +506,14 @@ export class DecodeCoordinator extends EventEmitter {
     this.#closed = true;
     const closed = new KvwireError(ErrorCode.CLOSED, 'the decode coordinator was closed');
     this.#closing.abort(closed);
+    this.#keeper?.close();
     this.#admission.rejectAll(closed);
     for (const s of this.#scopes) s.abort(closed);
     // Let the aborted pulls unwind (cancel, abort notifications, frees) before disconnecting.
     await new Promise((r) => setImmediate(r));
-    for (const [timer, release] of this.#quarantined) {
-      clearTimeout(timer);
-      release();
-    }
+    const waiting = [...this.#quarantined.values()];
     this.#quarantined.clear();
+    for (const release of waiting) release();
     this.#engines.clear();
     try {
       this.#scratch.region.deregister();

@@ -22,8 +22,20 @@ export type SharedSecret = string | Uint8Array;
 /** Header that carries the signature, as `v1=<64 hex digits>`. */
 export const SIGNATURE_HEADER = 'x-kvwire-signature';
 
-const REQUEST_DOMAIN = 'kvwire-handshake-request-v1\n';
-const RESPONSE_DOMAIN = 'kvwire-handshake-response-v1\n';
+/**
+ * What a signed side-channel message is: the handshake, or a lease heartbeat (`heartbeat.ts`).
+ * Each kind signs under its own domain, so a handshake signature is never valid for a heartbeat.
+ */
+export type SignedMessageKind = 'handshake' | 'heartbeat';
+
+const REQUEST_DOMAIN: Readonly<Record<SignedMessageKind, string>> = {
+  handshake: 'kvwire-handshake-request-v1\n',
+  heartbeat: 'kvwire-heartbeat-request-v1\n',
+};
+const RESPONSE_DOMAIN: Readonly<Record<SignedMessageKind, string>> = {
+  handshake: 'kvwire-handshake-response-v1\n',
+  heartbeat: 'kvwire-heartbeat-response-v1\n',
+};
 const MIN_SECRET_BYTES = 16;
 
 /**
@@ -65,29 +77,40 @@ function verify(expected: Buffer, header: string | string[] | undefined): boolea
   return timingSafeEqual(expected, Buffer.from(hex, 'hex'));
 }
 
-/** The signature header value of a handshake request with body `body`. */
-export function signRequest(key: Buffer, body: Uint8Array): string {
-  return `v1=${mac(key, REQUEST_DOMAIN, body).toString('hex')}`;
+/** The signature header value of a request of `kind` (default a handshake) with body `body`. */
+export function signRequest(key: Buffer, body: Uint8Array, kind: SignedMessageKind = 'handshake'): string {
+  return `v1=${mac(key, REQUEST_DOMAIN[kind], body).toString('hex')}`;
 }
 
-/** True when `header` is a valid signature of request body `body` (constant-time). */
-export function verifyRequest(key: Buffer, body: Uint8Array, header: string | string[] | undefined): boolean {
-  return verify(mac(key, REQUEST_DOMAIN, body), header);
+/** True when `header` is a valid signature of request body `body` of `kind` (constant-time). */
+export function verifyRequest(
+  key: Buffer,
+  body: Uint8Array,
+  header: string | string[] | undefined,
+  kind: SignedMessageKind = 'handshake',
+): boolean {
+  return verify(mac(key, REQUEST_DOMAIN[kind], body), header);
 }
 
-/** The signature header value of an answer with body `body` to the request with nonce `nonce`. */
-export function signResponse(key: Buffer, nonce: string, body: Uint8Array): string {
-  return `v1=${mac(key, RESPONSE_DOMAIN, nonce, '\n', body).toString('hex')}`;
+/** The signature header value of an answer with body `body` to the request of `kind` with nonce `nonce`. */
+export function signResponse(
+  key: Buffer,
+  nonce: string,
+  body: Uint8Array,
+  kind: SignedMessageKind = 'handshake',
+): string {
+  return `v1=${mac(key, RESPONSE_DOMAIN[kind], nonce, '\n', body).toString('hex')}`;
 }
 
-/** True when `header` is a valid signature of answer `body` to the request with nonce `nonce`. */
+/** True when `header` is a valid signature of answer `body` to the request of `kind` with nonce `nonce`. */
 export function verifyResponse(
   key: Buffer,
   nonce: string,
   body: Uint8Array,
   header: string | string[] | undefined,
+  kind: SignedMessageKind = 'handshake',
 ): boolean {
-  return verify(mac(key, RESPONSE_DOMAIN, nonce, '\n', body), header);
+  return verify(mac(key, RESPONSE_DOMAIN[kind], nonce, '\n', body), header);
 }
 
 /**

@@ -1,6 +1,7 @@
 /**
  * lib/pd — the prefill/decode coordinators: `kv_transfer_params`, an authenticated handshake with
- * a compatibility check, block leases with expiry, pulls that read only the missing blocks,
+ * a compatibility check, block leases with a short expiry that the decode side's heartbeats
+ * extend while its pull is pending, pulls that read only the missing blocks,
  * notifications, failure policy, backpressure and metrics. See docs/pd.md.
  *
  * @packageDocumentation
@@ -26,11 +27,16 @@ export {
 export { parseKvTransferParams, type KvTransferParams } from './params.js';
 export type { BlockLease } from './lease.js';
 export type { HandshakeOutcome } from './prefill-handshake.js';
+export type { HeartbeatOutcome } from './heartbeat.js';
+export type { HeartbeatResult, HeartbeatSentEvent } from './lease-keeper.js';
 export type { SharedSecret } from './handshake-auth.js';
 export { failureReason, type PullFailureReason } from './metrics.js';
 export {
+  DEFAULT_HEARTBEAT_INTERVAL_MS,
+  DEFAULT_LEASE_EXTENSION_MS,
   DEFAULT_LEASE_MS,
   HANDSHAKE_PATH,
+  HEARTBEAT_PATH,
   LEASE_TABLE_LABEL,
   LeaseSlotState,
   PD_PROTOCOL_VERSION,

@@ -12,6 +12,11 @@
  * Ending a lease is idempotent: the first reason wins; a timer, a notification and a cancellation
  * racing each other free the blocks exactly once.
  *
+ * A lease can be extended (the decode side's heartbeats, see `heartbeat.ts`): its deadline moves
+ * to at least `now + extension`, never earlier. The expiry timer is not re-armed per extension
+ * (heartbeats arrive every few seconds for every pending lease); when it fires before the current
+ * deadline it re-arms for what is left.
+ *
  * @packageDocumentation
  */
 import { randomInt } from 'node:crypto';
@@ -32,7 +37,7 @@ export interface BlockLease {
   readonly token: number;
   /** When it was taken (ms since the epoch). */
   readonly heldAt: number;
-  /** When it expires (ms since the epoch). */
+  /** When it expires (ms since the epoch); heartbeats move it later (see {@link LeaseBook.extend}). */
   readonly expiresAt: number;
 }
 
@@ -91,6 +96,10 @@ export class LeaseTable {
 
 interface LeaseEntry {
   lease: BlockLease;
+  /** The deadline on the monotonic clock (`performance.now()`): wall-clock steps move no lease. */
+  deadline: number;
+  /** The deadline the timer was armed for: when it fires with the deadline unchanged, the lease expires. */
+  armed: number;
   timer: NodeJS.Timeout;
   detach: (() => void) | undefined;
 }
@@ -154,16 +163,61 @@ export class LeaseBook {
       heldAt: now,
       expiresAt: now + leaseMs,
     });
-    const timer = setTimeout(() => this.end(requestId, 'expired', lease.token), leaseMs);
-    timer.unref(); // a held lease must not keep a process alive that is otherwise done
     let detach: (() => void) | undefined;
     if (signal !== undefined) {
       const onAbort = () => this.end(requestId, 'cancelled', lease.token);
       signal.addEventListener('abort', onAbort, { once: true });
       detach = () => signal.removeEventListener('abort', onAbort);
     }
-    this.#byRequest.set(requestId, { lease, timer, detach });
+    const deadline = performance.now() + leaseMs;
+    const entry: LeaseEntry = {
+      lease,
+      deadline,
+      armed: deadline,
+      timer: this.#expiry(requestId, lease.token, leaseMs),
+      detach,
+    };
+    this.#byRequest.set(requestId, entry);
     return lease;
+  }
+
+  #expiry(requestId: string, token: number, ms: number): NodeJS.Timeout {
+    const timer = setTimeout(() => {
+      const e = this.#byRequest.get(requestId);
+      if (e === undefined || e.lease.token !== token) return;
+      // Extended since the timer was armed: wait for what is left of the new deadline.
+      const left = e.deadline === e.armed ? 0 : e.deadline - performance.now();
+      if (left >= 1) {
+        e.armed = e.deadline;
+        e.timer = this.#expiry(requestId, token, left);
+      } else this.end(requestId, 'expired', token);
+    }, ms);
+    timer.unref(); // a held lease must not keep a process alive that is otherwise done
+    return timer;
+  }
+
+  /**
+   * Extends the lease of `requestId` if its token is `token`: it then expires no earlier than
+   * `extensionMs` from now (an extension never shortens a lease). Returns the lease with its new
+   * `expiresAt`, or undefined when no lease with that token is held (ended, or another token: a
+   * stale or forged heartbeat extends nothing).
+   */
+  extend(requestId: string, token: number, extensionMs: number): BlockLease | undefined {
+    const e = this.#byRequest.get(requestId);
+    if (e === undefined || e.lease.token !== token) return undefined;
+    const now = performance.now();
+    if (now + extensionMs > e.deadline) {
+      const expiresAt = e.lease.expiresAt + Math.ceil(now + extensionMs - e.deadline);
+      e.deadline = now + extensionMs;
+      e.lease = Object.freeze({ ...e.lease, expiresAt });
+    }
+    return e.lease;
+  }
+
+  /** Milliseconds left before the lease of `requestId` expires, or undefined when none is held. */
+  remainingMs(requestId: string): number | undefined {
+    const e = this.#byRequest.get(requestId);
+    return e === undefined ? undefined : Math.max(0, e.deadline - performance.now());
   }
 
   /**

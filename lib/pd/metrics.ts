@@ -8,6 +8,8 @@
 import type client from 'prom-client';
 import { ErrorCode } from '../errors.js';
 import { LATENCY_BUCKETS_S, counter, defaultRegistry, gauge, histogram, type MetricsRegistry } from '../metrics.js';
+import type { HeartbeatOutcome } from './heartbeat.js';
+import type { HeartbeatResult } from './lease-keeper.js';
 import type { FreeReason } from './protocol.js';
 
 /** Why a pull failed, as the `reason` label of `kvwire_pd_transfer_failures_total` spells it. */
@@ -68,6 +70,12 @@ export class PdMetrics {
   readonly #leases: client.Gauge<'engine'>;
   readonly #descriptors: client.Counter<'engine' | 'stage'>;
   readonly #blocks: client.Counter<'engine' | 'source'>;
+  readonly #extensions: client.Counter<'engine'>;
+  readonly #notHeld: client.Counter<'engine'>;
+  readonly #received: client.Counter<'engine' | 'result'>;
+  readonly #sent: client.Counter<'engine' | 'result'>;
+  readonly #keptAlive: client.Gauge<'engine'>;
+  readonly #lost: client.Counter<'engine'>;
 
   /** @param registry - where to register (default: prom-client's global registry). */
   constructor(engineId: string, registry: MetricsRegistry = defaultRegistry()) {
@@ -119,9 +127,46 @@ export class PdMetrics {
       'Blocks of pulled requests, read from the prefill (source="remote") or already held (source="cached")',
       ['engine', 'source'] as const,
     );
+    this.#extensions = counter(
+      registry,
+      'kvwire_pd_lease_extensions_total',
+      'Prefill block leases extended by a decode worker heartbeat',
+      e,
+    );
+    this.#notHeld = counter(
+      registry,
+      'kvwire_pd_lease_extensions_refused_total',
+      'Leases named by authenticated heartbeats that were not held (ended already, or another token): nothing extended',
+      e,
+    );
+    this.#received = counter(
+      registry,
+      'kvwire_pd_lease_heartbeats_received_total',
+      'Lease heartbeats received by a prefill side channel, by result (accepted, unauthorized, malformed, replayed)',
+      ['engine', 'result'] as const,
+    );
+    this.#sent = counter(
+      registry,
+      'kvwire_pd_lease_heartbeats_sent_total',
+      'Lease heartbeats sent by a decode worker, by result (ok, unauthorized, unreachable, timeout, refused, bad_answer)',
+      ['engine', 'result'] as const,
+    );
+    this.#keptAlive = gauge(
+      registry,
+      'kvwire_pd_leases_kept_alive',
+      'Prefill leases a decode worker keeps alive with heartbeats (its pending pulls and queued requests)',
+      e,
+    );
+    this.#lost = counter(
+      registry,
+      'kvwire_pd_leases_lost_total',
+      'Pending pulls given up because a heartbeat answer said the prefill no longer held their lease',
+      e,
+    );
     // Start the gauges at zero so they are exported before the first request.
     this.#inflight.set({ engine: engineId }, 0);
     this.#queue.set({ engine: engineId }, 0);
+    this.#keptAlive.set({ engine: engineId }, 0);
   }
 
   /** A completed pull. */
@@ -168,6 +213,26 @@ export class PdMetrics {
     if (reason === 'expired') this.#expirations.inc(l);
     this.#freed.inc({ ...l, reason }, blocks);
     this.#leases.set(l, held);
+  }
+
+  /** A heartbeat arrived at the prefill side channel. */
+  heartbeatReceived(o: HeartbeatOutcome): void {
+    const l = { engine: this.#engine };
+    this.#received.inc({ ...l, result: o.refused ?? 'accepted' });
+    if (o.extended > 0) this.#extensions.inc(l, o.extended);
+    if (o.unknown > 0) this.#notHeld.inc(l, o.unknown);
+  }
+
+  /** A heartbeat was sent by the decode side; `lost` of its leases were not held any more. */
+  heartbeatSent(result: HeartbeatResult, lost: number): void {
+    const l = { engine: this.#engine };
+    this.#sent.inc({ ...l, result });
+    if (lost > 0) this.#lost.inc(l, lost);
+  }
+
+  /** Leases the decode side keeps alive. */
+  keptAlive(n: number): void {
+    this.#keptAlive.set({ engine: this.#engine }, n);
   }
 
   /** A lease began. */

@@ -3,10 +3,11 @@
  *
  * After the engine computed a request's KV into its registered cache, `hold()` puts the blocks
  * under a lease and returns the `kv_transfer_params` the decode side needs. The coordinator serves
- * the handshake on its side channel, listens for the decode side's notifications on every rank
+ * the handshake and the decode side's lease heartbeats on its side channel, listens for the decode side's notifications on every rank
  * agent, and hands the blocks back to the engine (`onFree`, `'blocks-freed'`) exactly once: when
- * the decode side says it read them, when it gives up, when the lease expires, or when the request
- * is cancelled here.
+ * the decode side says it read them, when it gives up, when the lease expires (short by default:
+ * the decode side extends it with heartbeats while its pull is pending), or when the request is
+ * cancelled here.
  *
  * @packageDocumentation
  */
@@ -26,7 +27,14 @@ import { LeaseBook, LeaseTable, type BlockLease } from './lease.js';
 import { PdMetrics } from './metrics.js';
 import { MAX_BLOCKS_PER_REQUEST, checkId, type KvTransferParams } from './params.js';
 import { prefillHandshakeHandler, type HandshakeOutcome } from './prefill-handshake.js';
-import { DEFAULT_LEASE_MS, LEASE_TABLE_LABEL, decodeLeaseMessage, type FreeReason } from './protocol.js';
+import { prefillHeartbeatHandler, type HeartbeatOutcome } from './heartbeat.js';
+import {
+  DEFAULT_LEASE_EXTENSION_MS,
+  DEFAULT_LEASE_MS,
+  LEASE_TABLE_LABEL,
+  decodeLeaseMessage,
+  type FreeReason,
+} from './protocol.js';
 import { SideChannel } from './side-channel.js';
 
 /** Options of {@link PrefillCoordinator.create}. */
@@ -48,8 +56,17 @@ export interface PrefillCoordinatorOptions {
   readonly port?: number;
   /** Host decode workers use to reach the side channel (`remote_host`); default `host`, or the host name when bound to all addresses. */
   readonly advertiseHost?: string;
-  /** Lease duration; default 480 000 ms (vLLM's `VLLM_NIXL_ABORT_REQUEST_TIMEOUT`). */
+  /**
+   * Base lease duration: how long blocks stay held when no heartbeat arrives; default 30 000 ms
+   * ({@link DEFAULT_LEASE_MS}). (vLLM's old fixed lease, `VLLM_NIXL_ABORT_REQUEST_TIMEOUT`, was 480 s.)
+   */
   readonly leaseMs?: number;
+  /**
+   * How far each decode heartbeat extends a held lease: it then expires no earlier than this long
+   * after the heartbeat; default 30 000 ms ({@link DEFAULT_LEASE_EXTENSION_MS}). Must exceed the
+   * decode workers' `heartbeatIntervalMs` with room for a lost heartbeat or two.
+   */
+  readonly leaseExtensionMs?: number;
   /** Most leases held at once (lease table slots); default 16 384. */
   readonly maxLeases?: number;
   /** Accepted clock difference between the two hosts for handshakes; default 60 000 ms. */
@@ -114,7 +131,8 @@ function checkMs(v: unknown, field: string): number {
 /**
  * The prefill side of the P/D hand-off. Events: `'blocks-held'` ({@link BlocksHeldEvent}),
  * `'blocks-freed'` ({@link BlocksFreedEvent}), `'lease-expired'` (the same, for expirations
- * only), `'handshake'` ({@link HandshakeOutcome}).
+ * only), `'handshake'` ({@link HandshakeOutcome}), `'heartbeat'` ({@link HeartbeatOutcome}: each
+ * heartbeat request, accepted or refused).
  */
 export class PrefillCoordinator extends EventEmitter {
   /** This engine's id. */
@@ -125,8 +143,10 @@ export class PrefillCoordinator extends EventEmitter {
   readonly host: string;
   /** The side channel's port (`remote_port`). */
   readonly port: number;
-  /** Default lease duration. */
+  /** Default base lease duration. */
   readonly leaseMs: number;
+  /** How far each heartbeat extends a lease. */
+  readonly leaseExtensionMs: number;
   readonly #ranks: readonly KvCacheRank[];
   readonly #numBlocks: number;
   readonly #book: LeaseBook;
@@ -156,6 +176,7 @@ export class PrefillCoordinator extends EventEmitter {
     validateRanks(options.ranks, true);
     checkRankAuth(options.ranks, options.unauthenticatedAgents);
     const leaseMs = checkMs(options.leaseMs ?? DEFAULT_LEASE_MS, 'leaseMs');
+    const leaseExtensionMs = checkMs(options.leaseExtensionMs ?? DEFAULT_LEASE_EXTENSION_MS, 'leaseExtensionMs');
     const skew = checkMs(options.maxClockSkewMs ?? 60_000, 'maxClockSkewMs');
     const table = new LeaseTable(options.maxLeases ?? 16_384);
     const ranks = [...options.ranks];
@@ -171,13 +192,26 @@ export class PrefillCoordinator extends EventEmitter {
     const compat = pdCompatibilityFields(layout);
     let coordinator: PrefillCoordinator | undefined;
     let channel: SideChannel;
+    const window = new NonceWindow(skew);
     try {
       channel = await SideChannel.listen({
+        heartbeat: prefillHeartbeatHandler(
+          key,
+          window,
+          {
+            engineId,
+            extend: (requestId, token) =>
+              coordinator === undefined ? undefined : coordinator.#extend(requestId, token, leaseExtensionMs),
+          },
+          (o) => {
+            if (coordinator !== undefined) coordinator.#heartbeat(o);
+          },
+        ),
         ...(options.host === undefined ? {} : { host: options.host }),
         ...(options.port === undefined ? {} : { port: options.port }),
         handler: prefillHandshakeHandler(
           key,
-          new NonceWindow(skew),
+          window,
           {
             engineId,
             instance: randomBytes(8).toString('hex'),
@@ -203,7 +237,10 @@ export class PrefillCoordinator extends EventEmitter {
     }
     const bound = channel.host;
     const advertise = options.advertiseHost ?? (bound === '0.0.0.0' || bound === '::' ? hostname() : bound);
-    coordinator = new PrefillCoordinator(engineId, ranks, table, leaseRegions, channel, advertise, leaseMs, options);
+    coordinator = new PrefillCoordinator(engineId, ranks, table, leaseRegions, channel, advertise, leaseMs, {
+      ...options,
+      leaseExtensionMs,
+    });
     return coordinator;
   }
 
@@ -227,6 +264,7 @@ export class PrefillCoordinator extends EventEmitter {
     this.host = host;
     this.port = channel.port;
     this.leaseMs = leaseMs;
+    this.leaseExtensionMs = options.leaseExtensionMs ?? DEFAULT_LEASE_EXTENSION_MS;
     this.#onFree = options.onFree;
     this.#metrics = new PdMetrics(engineId, options.registry);
     this.#book = new LeaseBook(table, (lease, reason) => this.#freed(lease, reason));
@@ -311,6 +349,17 @@ export class PrefillCoordinator extends EventEmitter {
    */
   release(requestId: string): boolean {
     return this.#book.end(requestId, 'cancelled') !== undefined;
+  }
+
+  // A heartbeat named this lease: extend it if it is held with this token (else nothing happens).
+  #extend(requestId: string, token: number, extensionMs: number): number | undefined {
+    if (this.#closed || this.#book.extend(requestId, token, extensionMs) === undefined) return undefined;
+    return this.#book.remainingMs(requestId);
+  }
+
+  #heartbeat(o: HeartbeatOutcome): void {
+    this.#metrics.heartbeatReceived(o);
+    safeEmit(this, 'heartbeat', o);
   }
 
   #freed(lease: BlockLease, reason: FreeReason): void {

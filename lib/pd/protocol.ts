@@ -29,8 +29,26 @@ export const LEASE_TABLE_LABEL = 'kvwire-leases';
 /** Bytes per lease table slot: two float64s, the token and the {@link LeaseSlotState}. */
 export const LEASE_SLOT_BYTES = 16;
 
-/** Default lease: 480 s, vLLM's `VLLM_NIXL_ABORT_REQUEST_TIMEOUT`. */
-export const DEFAULT_LEASE_MS = 480_000;
+/** HTTP path of lease heartbeats on the prefill's side channel (see `heartbeat.ts`). */
+export const HEARTBEAT_PATH = '/kvwire/v1/heartbeat';
+
+/**
+ * Default base lease: 30 s. A lease the decode side keeps alive with heartbeats lasts as long as
+ * its pull is pending; one nobody heartbeats (its decode worker died) frees its blocks 30 s after
+ * the hold, where vLLM's old fixed `VLLM_NIXL_ABORT_REQUEST_TIMEOUT` (480 s) stranded them for
+ * eight minutes. vLLM's NixlConnector moved to the same scheme (a short initial lease, extended by
+ * the decode side's heartbeats).
+ */
+export const DEFAULT_LEASE_MS = 30_000;
+
+/** Default extension of a lease by each heartbeat: it then expires this long after the heartbeat. */
+export const DEFAULT_LEASE_EXTENSION_MS = 30_000;
+
+/**
+ * Default interval of the decode side's heartbeats: six chances per default lease, so a lost or
+ * late heartbeat or two never lets a lease lapse under a pull that is still pending.
+ */
+export const DEFAULT_HEARTBEAT_INTERVAL_MS = 5_000;
 
 /**
  * State word of a lease table slot. A slot keeps the token and final state of its last lease

@@ -22,8 +22,12 @@ export interface SideChannelReply {
   readonly signature: string | undefined;
 }
 
-/** A handshake call. */
+/** A handshake (or heartbeat) call. */
 export interface SideChannelCall {
+  /** The path; default the handshake's. */
+  readonly path?: string;
+  /** What the call is, for messages; default 'handshake'. */
+  readonly what?: string;
   /** The side channel's host. */
   readonly host: string;
   /** The side channel's port. */
@@ -47,6 +51,7 @@ export interface SideChannelCall {
  */
 export function postHandshake(call: SideChannelCall): Promise<SideChannelReply> {
   const where = `${call.host.includes(':') ? `[${call.host}]` : call.host}:${call.port}`;
+  const what = call.what ?? 'handshake';
   return new Promise<SideChannelReply>((resolve, reject) => {
     let settled = false;
     const finish = (e: KvwireError | undefined, reply?: SideChannelReply) => {
@@ -65,7 +70,7 @@ export function postHandshake(call: SideChannelCall): Promise<SideChannelReply> 
         host: call.host,
         port: call.port,
         method: 'POST',
-        path: HANDSHAKE_PATH,
+        path: call.path ?? HANDSHAKE_PATH,
         agent: false,
         headers: {
           'content-type': 'application/json',
@@ -88,12 +93,12 @@ export function postHandshake(call: SideChannelCall): Promise<SideChannelReply> 
         finish(
           new KvwireError(
             ErrorCode.TIMEOUT,
-            `the handshake with the prefill side channel at ${where} did not finish within ${call.timeoutMs} ms; check that the prefill worker is up and reachable, or raise handshakeTimeoutMs`,
+            `the ${what} with the prefill side channel at ${where} did not finish within ${call.timeoutMs} ms; check that the prefill worker is up and reachable${what === 'handshake' ? ', or raise handshakeTimeoutMs' : ''}`,
           ),
         ),
       call.timeoutMs,
     );
-    const onAbort = () => finish(new KvwireError(ErrorCode.CANCELLED, `the handshake with ${where} was aborted`));
+    const onAbort = () => finish(new KvwireError(ErrorCode.CANCELLED, `the ${what} with ${where} was aborted`));
     if (call.signal?.aborted) {
       onAbort();
       return;

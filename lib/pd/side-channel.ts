@@ -1,6 +1,7 @@
 /**
- * The prefill's side channel: a small HTTP server (node:http) that answers one thing, the
- * handshake at `POST /kvwire/v1/handshake`. Its address is what `kv_transfer_params` calls
+ * The prefill's side channel: a small HTTP server (node:http) that answers two things, the
+ * handshake at `POST /kvwire/v1/handshake` and lease heartbeats at `POST /kvwire/v1/heartbeat`
+ * (one handler per path, both signed the same way). Its address is what `kv_transfer_params` calls
  * `remote_host`/`remote_port`, as vLLM's NixlConnector side channel.
  *
  * Hardened for a port that anything on the network can reach: bounded header and body sizes,
@@ -14,7 +15,7 @@ import type { AddressInfo } from 'node:net';
 import { ErrorCode, KvwireError } from '../errors.js';
 import { describeValue } from '../util/describe-value.js';
 import { SIGNATURE_HEADER } from './handshake-auth.js';
-import { HANDSHAKE_PATH } from './protocol.js';
+import { HANDSHAKE_PATH, HEARTBEAT_PATH } from './protocol.js';
 
 /** Largest handshake request body accepted. */
 export const MAX_HANDSHAKE_REQUEST_BYTES = 64 * 1024;
@@ -48,8 +49,10 @@ export interface SideChannelOptions {
   readonly host?: string;
   /** Port; default 0 (any free port). */
   readonly port?: number;
-  /** Answers handshakes. */
+  /** Answers handshakes (`POST` {@link HANDSHAKE_PATH}). */
   readonly handler: SideChannelHandler;
+  /** Answers lease heartbeats (`POST` {@link HEARTBEAT_PATH}); without it that path is a 404 too. */
+  readonly heartbeat?: SideChannelHandler;
 }
 
 /** A listening side channel. */
@@ -89,7 +92,9 @@ export class SideChannel {
       keepAliveTimeout: 2_000,
       maxHeaderSize: 8192,
     });
-    server.on('request', (req: IncomingMessage, res: ServerResponse) => serve(req, res, options.handler));
+    const routes = new Map<string, SideChannelHandler>([[HANDSHAKE_PATH, options.handler]]);
+    if (options.heartbeat !== undefined) routes.set(HEARTBEAT_PATH, options.heartbeat);
+    server.on('request', (req: IncomingMessage, res: ServerResponse) => serve(req, res, routes));
     server.on('clientError', (_e, socket) => socket.destroy());
     await new Promise<void>((resolve, reject) => {
       const onError = (e: NodeJS.ErrnoException) => {
@@ -133,9 +138,9 @@ function answer(res: ServerResponse, a: SideChannelAnswer): void {
   res.end(a.body);
 }
 
-function serve(req: IncomingMessage, res: ServerResponse, handler: SideChannelHandler): void {
-  const path = (req.url ?? '').split('?')[0];
-  if (path !== HANDSHAKE_PATH) {
+function serve(req: IncomingMessage, res: ServerResponse, routes: ReadonlyMap<string, SideChannelHandler>): void {
+  const handler = routes.get((req.url ?? '').split('?')[0]!);
+  if (handler === undefined) {
     req.resume();
     answer(res, { status: 404 });
     return;

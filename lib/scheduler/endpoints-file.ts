@@ -14,7 +14,7 @@
  *
  * @packageDocumentation
  */
-import { readFileSync, unwatchFile, watchFile } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { ErrorCode, KvwireError } from '../errors.js';
 import { checkEndpoints, type EndpointInput, type EndpointSpec } from './endpoint.js';
@@ -72,7 +72,10 @@ export interface EndpointsFileWatch {
 
 /**
  * Calls `onChange` with the checked endpoints whenever the file's content changes, `onError` when a
- * changed file does not check. Polls the file's status (robust to editors that replace the file).
+ * changed file does not check. Reads the file on a timer and compares its content (robust to editors
+ * that replace the file). Not `fs.watchFile`: its first stat runs on the libuv thread pool after the
+ * call returns, so a write that lands before that stat (a busy pool) becomes the baseline and is never
+ * reported (seen under load: the router kept the old endpoints for good).
  */
 export function watchEndpointsFile(
   path: string,
@@ -101,6 +104,7 @@ export function watchEndpointsFile(
       onError(e as KvwireError);
     }
   };
-  watchFile(path, { interval: intervalMs, persistent: false }, listener);
-  return { close: () => unwatchFile(path, listener) };
+  const timer = setInterval(listener, intervalMs);
+  timer.unref();
+  return { close: () => clearInterval(timer) };
 }

@@ -148,6 +148,16 @@ export class SchedulingService {
         this.log(`KV events of ${s.name}: ${(e as Error).message}`);
       }
     };
+    // A topic naming another pod drops every message of that stream: say so once per endpoint, with
+    // the pod the engine uses (the usual cause: the endpoint's pod not given, so it defaults to its name).
+    const misnamed = new Set<string>();
+    this.kvEvents?.on('batch', (worker, _seq, outcome) => {
+      if (outcome !== 'unknown_pod' || misnamed.has(worker)) return;
+      misnamed.add(worker);
+      this.log(
+        `KV events of ${worker} are dropped: ${this.kvEvents?.stats(worker)?.lastError ?? 'their topic names another pod'}; give the endpoint the engine's pod name (--pod, or pod: in the endpoints file)`,
+      );
+    });
     for (const s of initial) {
       subscribe(s);
       scheduler.metrics.healthy.set({ endpoint: s.name, role: s.role }, 1);

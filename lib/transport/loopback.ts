@@ -14,6 +14,7 @@
 import { randomBytes } from 'node:crypto';
 import { ErrorCode, KvwireError, fmtBytes } from '../errors.js';
 import type { ErrorCodeString } from '../errors.js';
+import { nowNs } from '../util/clock.js';
 import type { Engine, EngineListener } from './engine.js';
 import { encodeGrant } from './grant.js';
 import { accessBits } from './metadata.js';
@@ -64,10 +65,6 @@ interface PendingTransfer {
   peerId: number;
   timers: NodeJS.Timeout[];
   regions: number[];
-}
-
-function nowNs(): number {
-  return Number(process.hrtime.bigint());
 }
 
 function viewOf(memory: HostMemory): Uint8Array {
@@ -154,7 +151,8 @@ export class LoopbackEngine implements Engine {
     return 0;
   }
 
-  connect(peerId: number, d: AgentDescription, timeoutMs: number): void {
+  // No deadline to enforce: a loopback connect completes or fails on the next turn of the event loop.
+  connect(peerId: number, d: AgentDescription, _timeoutMs: number): void {
     const target = registry.get(Buffer.from(d.address).toString('hex'));
     setImmediate(() => {
       if (this.#closed) return;

@@ -102,12 +102,14 @@ export class NativeEngine implements Engine {
         case NativeEventKind.Connected: {
           let conn: EngineConnection | undefined;
           if (error === undefined) {
-            const [category, lanes, protocol, cudaPath] = (e.text ?? '').split('|');
+            const c = e.connection;
             conn = {
-              transport: CATEGORIES.has(category as TransportCategory) ? (category as TransportCategory) : 'unknown',
-              lanes: lanes ?? '',
-              protocol: protocol === 'rma' ? 'rma' : 'am',
-              ...(CUDA_PATHS.has(cudaPath as CudaPath) ? { cudaPath: cudaPath as CudaPath } : {}),
+              transport: CATEGORIES.has(c?.transport as TransportCategory)
+                ? (c?.transport as TransportCategory)
+                : 'unknown',
+              lanes: c?.lanes ?? '',
+              protocol: c?.protocol === 'rma' ? 'rma' : 'am',
+              ...(CUDA_PATHS.has(c?.cudaPath as CudaPath) ? { cudaPath: c?.cudaPath as CudaPath } : {}),
             };
           }
           l.connected(e.id, error, conn);

@@ -38,6 +38,23 @@ interface Wait {
   settle: (n: Notification | undefined, error: KvwireError | undefined) => void;
 }
 
+/**
+ * The test of `waitForNotification(match)`: a string equal to the message text, a RegExp tested on
+ * it, a predicate, or anything (no match given).
+ */
+export function notificationMatcher(
+  match: string | RegExp | ((n: Notification) => boolean) | undefined,
+): (n: Notification) => boolean {
+  if (match === undefined) return () => true;
+  if (typeof match === 'string') return (n) => n.message.toString('utf8') === match;
+  if (match instanceof RegExp) return (n) => match.test(n.message.toString('utf8'));
+  if (typeof match === 'function') return match;
+  throw new KvwireError(
+    ErrorCode.INVALID_ARGUMENT,
+    `match must be a string, a RegExp or a predicate function, not ${describeValue(match)}`,
+  );
+}
+
 /** Fans notifications out to iterators and waits. @internal */
 export class NotificationHub {
   readonly #consumers = new Set<Consumer>();
@@ -45,7 +62,6 @@ export class NotificationHub {
   readonly #history: Notification[] = [];
   readonly #historySize: number;
   #closed = false;
-  #waiting = 0;
   readonly #onWaiting: (delta: number) => void;
 
   /** `onWaiting(+1/-1)` tracks consumers blocked on a notification (they keep the process alive). */
@@ -90,11 +106,6 @@ export class NotificationHub {
     this.#consumers.clear();
   }
 
-  #setWaiting(delta: number): void {
-    this.#waiting += delta;
-    this.#onWaiting(delta);
-  }
-
   /** An async iterator over notifications arriving from now on. */
   iterate(options: NotificationIteratorOptions = {}): AsyncIterableIterator<Notification> {
     const opts = optionsObject(options, 'notifications options');
@@ -102,11 +113,10 @@ export class NotificationHub {
     const signal = signalOption(opts.signal);
     const c: Consumer = { queue: [], max, wake: undefined, overflow: false };
     if (!this.#closed) this.#consumers.add(c);
-    const hub = this;
     let done = this.#closed;
     const finish = () => {
       done = true;
-      hub.#consumers.delete(c);
+      this.#consumers.delete(c);
       const wake = c.wake;
       c.wake = undefined;
       wake?.();
@@ -116,7 +126,7 @@ export class NotificationHub {
       [Symbol.asyncIterator]() {
         return it;
       },
-      async next(): Promise<IteratorResult<Notification>> {
+      next: async (): Promise<IteratorResult<Notification>> => {
         for (;;) {
           if (c.overflow) {
             finish();
@@ -127,24 +137,24 @@ export class NotificationHub {
           }
           const n = c.queue.shift();
           if (n !== undefined) return { value: n, done: false };
-          if (done || hub.#closed) {
+          if (done || this.#closed) {
             finish();
             return { value: undefined, done: true };
           }
-          hub.#setWaiting(1);
+          this.#onWaiting(1);
           try {
             await new Promise<void>((resolve) => {
               c.wake = resolve;
             });
           } finally {
-            hub.#setWaiting(-1);
+            this.#onWaiting(-1);
           }
         }
       },
-      async return(): Promise<IteratorResult<Notification>> {
+      return: (): Promise<IteratorResult<Notification>> => {
         finish();
         signal?.removeEventListener('abort', finish);
-        return { value: undefined, done: true };
+        return Promise.resolve({ value: undefined, done: true });
       },
     };
     return it;
@@ -203,7 +213,7 @@ export class NotificationHub {
         if (!this.#waits.delete(entry!)) return; // settled already
         if (timer !== undefined) clearTimeout(timer);
         opts.signal?.removeEventListener('abort', onAbort);
-        this.#setWaiting(-1);
+        this.#onWaiting(-1);
         if (error !== undefined) reject(error);
         else resolve(n!);
       };
@@ -211,7 +221,7 @@ export class NotificationHub {
       const onAbort = () =>
         settle(undefined, new KvwireError(ErrorCode.CANCELLED, 'the wait for a notification was aborted'));
       this.#waits.add(entry);
-      this.#setWaiting(1);
+      this.#onWaiting(1);
       if (opts.timeoutMs !== undefined) {
         timer = setTimeout(
           () =>

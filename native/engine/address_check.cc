@@ -205,6 +205,17 @@ bool OffersSharedMemory(const uint8_t* data, size_t len) {
   return false;
 }
 
+bool OffersTransport(const uint8_t* data, size_t len, const char* tl) {
+  std::vector<AddressEntry> entries;
+  std::string why;
+  if (!ParseWorkerAddress(data, len, &entries, &why)) return false;
+  uint16_t csum = TlNameChecksum(tl);
+  for (const AddressEntry& e : entries) {
+    if (e.tlNameCsum == csum) return true;
+  }
+  return false;
+}
+
 AddressRules RulesFromOwnAddress(const uint8_t* data, size_t len) {
   AddressRules rules;
   std::vector<AddressEntry> entries;

@@ -54,6 +54,9 @@ uint16_t TlNameChecksum(const char* name);
 // memory (posix, sysv, xpmem, knem shared memory; self: the same process).
 bool OffersSharedMemory(const uint8_t* data, size_t len);
 
+// True when a well-formed address offers transport `tl` (a UCX transport name, e.g. "cma").
+bool OffersTransport(const uint8_t* data, size_t len, const char* tl);
+
 // Checks a peer's address: well formed, and (with `rules`) transports known here at the lengths
 // used here. `why` says what is wrong.
 bool CheckWorkerAddress(const uint8_t* data, size_t len, std::string* why, const AddressRules* rules = nullptr);

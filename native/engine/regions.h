@@ -16,6 +16,7 @@
 #include <unordered_map>
 
 #include "engine/types.h"
+#include "util/unique_fd.h"
 
 namespace kvwire {
 
@@ -180,6 +181,12 @@ struct PeerInfo {
   uint64_t pidStart = 0;
   std::string hostId;
   std::atomic<bool> lost{false};  // set by the engine thread when the peer is lost
+  // Cross-memory attach from the calling thread (native/engine/inline_copy.cc): the engine thread
+  // fills cmaPidfd (its own descriptor, a duplicate of the liveness watch's: the watch may close
+  // its copy at any time) and then sets cmaInline, once, when the peer is connected with one-sided
+  // access by cma. Never changed afterwards; closed with the PeerInfo.
+  UniqueFd cmaPidfd;
+  std::atomic<bool> cmaInline{false};
   std::unordered_map<uint32_t, std::unique_ptr<RemoteRegion>> regions;
   const RemoteRegion* Find(uint32_t id) const {
     auto it = regions.find(id);

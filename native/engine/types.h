@@ -31,24 +31,34 @@ inline const char* AccessName(Access a) {
 
 enum class Op : uint8_t { kRead = 0, kWrite = 1 };
 
-// Stable error codes, spelled exactly as lib/errors.ts spells them.
+// The native/TypeScript contract has one source per list, here: the addon exports each list
+// (`contract` in native/addon.cc) and test/transport/native-contract.test.ts compares it with
+// lib/native.ts and lib/errors.ts, so neither side can drift from the other unnoticed.
+
+// Stable error codes (name, suffix): code::kName is "ERR_KVWIRE_<suffix>", exactly as lib/errors.ts
+// spells it.
+#define KVWIRE_ERROR_CODES(X)           \
+  X(kOutOfBounds, OUT_OF_BOUNDS)        \
+  X(kAccessDenied, ACCESS_DENIED)       \
+  X(kBadMetadata, BAD_METADATA)         \
+  X(kTimeout, TIMEOUT)                  \
+  X(kPeerLost, PEER_LOST)               \
+  X(kPeerUnreachable, PEER_UNREACHABLE) \
+  X(kClosed, CLOSED)                    \
+  X(kUnsupported, UNSUPPORTED)          \
+  X(kInvalidArgument, INVALID_ARGUMENT) \
+  X(kDeregistered, DEREGISTERED)        \
+  X(kUnknownRegion, UNKNOWN_REGION)     \
+  X(kRegionBusy, REGION_BUSY)           \
+  X(kCancelled, CANCELLED)              \
+  X(kTransport, TRANSPORT)              \
+  X(kCapacity, CAPACITY)                \
+  X(kUnauthorized, UNAUTHORIZED)
+
 namespace code {
-inline constexpr const char* kOutOfBounds = "ERR_KVWIRE_OUT_OF_BOUNDS";
-inline constexpr const char* kAccessDenied = "ERR_KVWIRE_ACCESS_DENIED";
-inline constexpr const char* kBadMetadata = "ERR_KVWIRE_BAD_METADATA";
-inline constexpr const char* kTimeout = "ERR_KVWIRE_TIMEOUT";
-inline constexpr const char* kPeerLost = "ERR_KVWIRE_PEER_LOST";
-inline constexpr const char* kPeerUnreachable = "ERR_KVWIRE_PEER_UNREACHABLE";
-inline constexpr const char* kClosed = "ERR_KVWIRE_CLOSED";
-inline constexpr const char* kUnsupported = "ERR_KVWIRE_UNSUPPORTED";
-inline constexpr const char* kInvalidArgument = "ERR_KVWIRE_INVALID_ARGUMENT";
-inline constexpr const char* kDeregistered = "ERR_KVWIRE_DEREGISTERED";
-inline constexpr const char* kUnknownRegion = "ERR_KVWIRE_UNKNOWN_REGION";
-inline constexpr const char* kRegionBusy = "ERR_KVWIRE_REGION_BUSY";
-inline constexpr const char* kCancelled = "ERR_KVWIRE_CANCELLED";
-inline constexpr const char* kTransport = "ERR_KVWIRE_TRANSPORT";
-inline constexpr const char* kCapacity = "ERR_KVWIRE_CAPACITY";
-inline constexpr const char* kUnauthorized = "ERR_KVWIRE_UNAUTHORIZED";
+#define KVWIRE_DEFINE_CODE(name, suffix) inline constexpr const char* name = "ERR_KVWIRE_" #suffix;
+KVWIRE_ERROR_CODES(KVWIRE_DEFINE_CODE)
+#undef KVWIRE_DEFINE_CODE
 }  // namespace code
 
 // Wire status numbers for the codes a target can answer with (AM replies carry a number).
@@ -67,31 +77,57 @@ enum class WireStatus : int32_t {
 
 const char* WireStatusCode(WireStatus s);
 
+// The kinds of event from the engine thread to the JS thread, in the order of their numbers
+// (lib/native.ts NativeEventKind has the same names and numbers; add new kinds at the end).
+//   TransferDone      id = transfer id; code empty on success; aux = operations still in flight
+//   Connected         id = peer id; code empty on success; connection = what UCX chose
+//   Notification      text = sender name; bytes = message
+//   PeerLost          id = peer id (outbound); text = reason
+//   NotifyDone        id = notify token; code empty on success
+//   RegionRevoked     id = peer id; aux = remote region id
+//   Warning           text = message (e.g. transport fell back to tcp)
+//   RegionReleased    id = local region id: no operation can touch its memory any more
+//   TransferQuiesced  id = transfer id: its last operation finished (after TransferDone)
+//   Handshaked        id = peer id; bytes = the target's grant; aux = 1 when one-sided access was
+//                     granted; connection = what UCX chose. Attach (or disconnect) follows.
+#define KVWIRE_EVENT_KINDS(X) \
+  X(TransferDone)             \
+  X(Connected)                \
+  X(Notification)             \
+  X(PeerLost)                 \
+  X(NotifyDone)               \
+  X(RegionRevoked)            \
+  X(Warning)                  \
+  X(RegionReleased)           \
+  X(TransferQuiesced)         \
+  X(Handshaked)
+
+// What the engine learned about a connection (Connected, Handshaked): the transport category
+// ("sm", "tcp", ...), UCX's lanes, "rma" or "am", and the CUDA path ("" when none applies).
+struct ConnectionInfo {
+  std::string transport;
+  std::string lanes;
+  std::string protocol;
+  std::string cudaPath;
+};
+
 // One event from the engine thread to the JS thread.
 struct EngineEvent {
   enum class Kind : uint8_t {
-    kTransferDone,      // id = transfer id; code empty on success; aux = operations still in flight
-    kConnected,         // id = peer id; code empty on success; text = transport summary
-    kNotification,      // text = sender name; bytes = message
-    kPeerLost,          // id = peer id (outbound) ; text = reason
-    kNotifyDone,        // id = notify token; code empty on success
-    kRegionRevoked,     // id = peer id; aux = remote region id
-    kWarning,           // text = message (e.g. transport fell back to tcp)
-    kRegionReleased,    // id = local region id: no operation can touch its memory any more
-    kTransferQuiesced,  // id = transfer id: its last operation finished (after kTransferDone)
-    kHandshaked,        // id = peer id; bytes = the target's grant; aux = 1 when one-sided access
-                        // was granted; text = transport summary. Attach (or disconnect) follows.
+#define KVWIRE_DEFINE_KIND(name) k##name,
+    KVWIRE_EVENT_KINDS(KVWIRE_DEFINE_KIND)
+#undef KVWIRE_DEFINE_KIND
   };
   Kind kind;
   uint64_t id = 0;
   uint64_t aux = 0;
   std::string code;  // error code, empty on success
-  std::string text;  // message / name / transport
+  std::string text;  // message / name
   std::vector<uint8_t> bytes;
+  ConnectionInfo connection;  // Connected (on success) and Handshaked
   // Telemetry for kTransferDone (monotonic ns): when the engine thread began posting, when the
   // last operation was handed to the transport, when the transfer completed.
   uint64_t startNs = 0, postedNs = 0, doneNs = 0;
-  uint64_t bytesMoved = 0;
 };
 
 }  // namespace kvwire

@@ -2,10 +2,13 @@
 // goodbyes, peer loss, retiring endpoints, and liveness of same-host peers. The handshake itself is
 // in ucx_handshake.cc, the messages' dispatch in ucx_messages.cc.
 #ifdef KVWIRE_HAVE_UCX
+#include <fcntl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <set>
 
@@ -25,6 +28,16 @@ bool IsRdmaTransport(const std::string& tl) {
 }
 
 }  // namespace
+
+bool UcxEngine::PosixPeerErrorsFromEnv() {
+  // Unset: kvwire turns it on (Init). Set: UCX reads it as a boolean (y, yes, on or 1).
+  const char* v = getenv("UCX_POSIX_ERROR_HANDLING");
+  if (v == nullptr) v = getenv("UCX_SYSV_ERROR_HANDLING");
+  if (v == nullptr) return true;
+  std::string s(v);
+  for (char& c : s) c = static_cast<char>(tolower(static_cast<unsigned char>(c)));
+  return s == "y" || s == "yes" || s == "on" || s == "1";
+}
 
 // ---------------------------------------------------------------------------------------------
 // Endpoints
@@ -89,22 +102,32 @@ ucp_ep_h UcxEngine::CreateEp(const std::string& address, bool sameHost, EpOwner*
     return *st == UCS_OK ? ep : nullptr;
   };
   ucs_status_t st = UCS_OK;
-  // Shared memory refuses endpoints with peer error handling (UCX 1.13): a peer on this host that
-  // offers shared memory gets an endpoint without it (its death is seen through its pidfd, and
-  // data to it always goes eager: DataFlags). Every other endpoint (tcp, on this host too) has
-  // peer error handling: only then does UCX 1.13 track its rendezvous operations, so that closing
-  // the endpoint by force ends them (a transfer whose peer died or hung must quiesce).
-  // Decided from the address, never by trying: an endpoint created and closed again leaves the
-  // peer's UCX an endpoint (and a socket) of its own that nothing ever closes.
-  bool shm = sameHost && OffersSharedMemory(reinterpret_cast<const uint8_t*>(address.data()), address.size());
-  ucp_ep_h ep = make(shm ? UCP_ERR_HANDLING_MODE_NONE : UCP_ERR_HANDLING_MODE_PEER, &st);
+  // Every endpoint has peer error handling where UCX offers it: only then does UCX 1.13 end the
+  // operations in flight on it when it is closed by force (a transfer whose peer died or hung must
+  // quiesce: its memory may be reused or deregistered). UCX refuses a forced close of an endpoint
+  // without it (ucp_ep_close_nbx: invalid parameter), and cannot cancel a send that waits for
+  // room in a dead or stopped peer's shared-memory FIFO, so such a send would pin the caller's
+  // memory until the worker is destroyed (and the worker cannot be destroyed under it).
+  // Shared memory has it through posix with UCX_POSIX_ERROR_HANDLING=y, which kvwire sets unless
+  // the environment says otherwise (Init); sysv never has it. When a same-host peer can be reached by shared
+  // memory only without it (the setting was turned off on either side, or sysv only), the
+  // endpoint goes without: its death is then seen through its pidfd, data to it always goes eager
+  // (DataFlags), and a transfer cut by a death or a hang over it may never quiesce.
+  // A refused endpoint is refused by the local lane selection, before anything reaches the peer:
+  // trying again without error handling leaves the peer nothing behind.
+  // (Not tried where this process turned it off: UCX would log an error for every such peer.)
+  const bool shm = sameHost && OffersSharedMemory(reinterpret_cast<const uint8_t*>(address.data()), address.size());
+  const bool tryPeer = !shm || posixPeerErrors_;
+  ucp_ep_h ep = make(tryPeer ? UCP_ERR_HANDLING_MODE_PEER : UCP_ERR_HANDLING_MODE_NONE, &st);
+  bool peerErrors = tryPeer && ep != nullptr;
+  if (ep == nullptr && tryPeer && shm) ep = make(UCP_ERR_HANDLING_MODE_NONE, &st);
   if (ep == nullptr) {
     *error = "UCX could not create an endpoint: " + UcsMessage(st) + " (transports: " + transportsConfigured() +
              (sameHost ? ")" : "; the peer is on another host, so shared memory cannot reach it)");
     return nullptr;
   }
   *lanes = DescribeLanes(ep);
-  lanes->peerErrors = !shm;
+  lanes->peerErrors = peerErrors;
   return ep;
 }
 UcxEngine::EpOwner* UcxEngine::NewOwner(bool outbound, uint32_t id) {
@@ -137,32 +160,40 @@ void UcxEngine::OnEpError(EpOwner* owner, ucs_status_t status) {
 void UcxEngine::RetireEp(ucp_ep_h ep, EpOwner* owner, bool flush, uint32_t graceMs) {
   (void)owner;  // kept in owners_ for the worker's lifetime
   if (ep == nullptr) return;
+  for (const Retiring& r : retiring_) {
+    if (r.ep == ep) return;  // retired already: a second close would act on a destroyed endpoint
+  }
   Retiring r{ep, nullptr, DeadlineFrom(NowNs(), graceMs)};
   if (flush) {
     ucp_request_param_t p{};
     void* req = ucp_ep_flush_nbx(ep, &p);
     if (UCS_PTR_IS_PTR(req)) r.flush = req;
   }
+  // Closed by the engine loop (ProgressRetiring), never here: closing an endpoint by force
+  // completes its requests at once, running their callbacks, and a caller in the middle of ending
+  // a connection (e.g. DoDisconnect, before it forgets the Outbound) would see them re-enter it
+  // and retire the same endpoint twice (a SIGSEGV in UCX, seen after a partition).
   retiring_.push_back(r);
-  ProgressRetiring(NowNs());
 }
 
 void UcxEngine::ProgressRetiring(uint64_t now) {
-  for (size_t i = 0; i < retiring_.size();) {
-    Retiring& r = retiring_[i];
+  // Callbacks run by a forced close may retire more endpoints: they land in retiring_ for the
+  // next pass, never in the list being walked.
+  std::vector<Retiring> work;
+  work.swap(retiring_);
+  for (Retiring& r : work) {
     if (r.flush != nullptr && ucp_request_check_status(r.flush) == UCS_INPROGRESS && now < r.deadlineNs) {
-      ++i;
+      retiring_.push_back(r);
       continue;
     }
     if (r.flush != nullptr) ucp_request_free(r.flush);
     // FORCE: the only close after which UCX 1.13 destroys an endpoint its peer connected to.
+    // (Refused for an endpoint without peer error handling: see CreateEp.)
     ucp_request_param_t p{};
     p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
     p.flags = UCP_EP_CLOSE_FLAG_FORCE;
     void* req = ucp_ep_close_nbx(r.ep, &p);
     if (UCS_PTR_IS_PTR(req)) closing_.push_back(req);
-    retiring_[i] = retiring_.back();
-    retiring_.pop_back();
   }
   for (auto it = closing_.begin(); it != closing_.end();) {
     if (ucp_request_check_status(*it) != UCS_INPROGRESS) {
@@ -235,10 +266,19 @@ void UcxEngine::DoAttach(uint32_t peerId) {
   }
   ob.state = Outbound::State::kConnected;
   if (ob.oneSided) MapRemoteRegions(ob);
+  if (ob.cma && ob.pidfd.valid() && !ob.info->cmaInline.load(std::memory_order_relaxed)) {
+    // Small transfers by cross-memory attach may now run on the calling thread: it gets its own
+    // pidfd to check the peer is alive (the pid is the peer's only while its process lives).
+    int fd = fcntl(ob.pidfd.get(), F_DUPFD_CLOEXEC, 0);
+    if (fd >= 0) {
+      ob.info->cmaPidfd.reset(fd);
+      ob.info->cmaInline.store(true, std::memory_order_release);
+    }
+  }
   EngineEvent e{EngineEvent::Kind::kConnected};
   e.id = ob.id;
-  e.text = ob.lanes.category + "|" + ob.lanes.detail + "|" + (ob.oneSided ? "rma" : "am") + "|" +
-           cuda::PathName(ob.cuda->path);
+  e.connection =
+      ConnectionInfo{ob.lanes.category, ob.lanes.detail, ob.oneSided ? "rma" : "am", cuda::PathName(ob.cuda->path)};
   Emit(std::move(e));
 }
 

@@ -3,6 +3,7 @@
 #ifdef KVWIRE_HAVE_UCX
 #include "engine/ucx_engine.h"
 
+#include <sched.h>
 #include <sys/epoll.h>
 
 #include <algorithm>
@@ -54,6 +55,23 @@ std::unique_ptr<UcxEngine> UcxEngine::Create(const EngineOptions& opts, EventSin
   return e;
 }
 
+namespace {
+// Whether a UCX_TLS value may select a shared-memory transport: "all", an exclusion list ("^..."),
+// or a list naming sm, shm, mm, posix or sysv.
+bool MayUseSharedMemory(const std::string& tls) {
+  if (tls.empty() || tls[0] == '^') return true;
+  size_t start = 0;
+  while (start <= tls.size()) {
+    size_t end = tls.find(',', start);
+    if (end == std::string::npos) end = tls.size();
+    std::string tl = tls.substr(start, end - start);
+    if (tl == "all" || tl == "sm" || tl == "shm" || tl == "mm" || tl == "posix" || tl == "sysv") return true;
+    start = end + 1;
+  }
+  return false;
+}
+}  // namespace
+
 std::string UcxEngine::transportsConfigured() const {
   if (!opts_.transports.empty()) return opts_.transports;
   const char* env = getenv("UCX_TLS");
@@ -79,6 +97,15 @@ bool UcxEngine::Init(std::string* error) {
                " (use names UCX knows: tcp, sm, posix, sysv, cma, rc, ud, dc, cuda_ipc, all)";
       return false;
     }
+  }
+  // Peer error handling over posix shared memory (CreateEp says why), unless the environment
+  // decides (UCX_POSIX_ERROR_HANDLING): given to UCX here rather than through the environment, so
+  // that UCX does not warn about an unused variable where posix is not among the transports.
+  // (Only where shared memory is among the transports: UCX warns about a setting no transport took.)
+  posixPeerErrors_ = PosixPeerErrorsFromEnv();
+  if (getenv("UCX_POSIX_ERROR_HANDLING") == nullptr && getenv("UCX_SYSV_ERROR_HANDLING") == nullptr &&
+      MayUseSharedMemory(transportsConfigured()) && ucp_config_modify(config, "MM_ERROR_HANDLING", "y") != UCS_OK) {
+    posixPeerErrors_ = false;
   }
   ucp_params_t params{};
   params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_MT_WORKERS_SHARED | UCP_PARAM_FIELD_NAME;
@@ -464,6 +491,10 @@ void UcxEngine::Run() {
       if (n == 0) break;
     }
     RunDeferred();
+    if (!retiring_.empty() || !closing_.empty()) {  // endpoints retired since the last turn
+      ProgressRetiring(NowNs());
+      RunDeferred();
+    }
     if (cuda_ && cuda_->busy()) {  // CUDA copies in flight: poll their events every turn
       work += cuda_->Poll() + 1;
       RunDeferred();
@@ -484,6 +515,12 @@ void UcxEngine::Run() {
     bool spin = now - lastActivityNs_ < spinNs || !deferred_.empty() || !touched_.empty();
     int timeoutMs = 0;
     if (spin) {
+      // Found nothing: give the core away for a moment. On a machine with few cores the thread
+      // that would produce our next event (the peer's engine, this process's JS thread) often
+      // waits for this very core; without the yield it waited for our time slice to end, and a
+      // 4 KiB round trip over tcp took ~250 µs instead of ~45 µs (2 shared cores, bench/RESULTS.md).
+      // With an idle core sched_yield returns at once: spinning stays spinning.
+      if (work == 0 && !commands) sched_yield();
       if (now - lastFdPollNs_ < 1000000ull) continue;
     } else {
       ucs_status_t st = ucp_worker_arm(worker_);

@@ -175,6 +175,12 @@ class UcxEngine {
   // Validates and enqueues. On rejection returns false with an error code and message.
   bool Post(std::unique_ptr<TransferRequest> req);
   uint64_t inlineBytes() const { return opts_.inlineBytes; }
+  // Moves a small host-memory transfer on the calling thread, when every descriptor can go
+  // one-sided without the engine thread (shared memory mapped here, or a same-host peer's memory by
+  // cross-memory attach) and the transfer is at most inlineBytes (the budget that bounds how long
+  // the JS thread is kept: bench/RESULTS.md). True: done, nothing to post (the caller releases the
+  // regions). False: nothing is known to have moved; post it (the engine reports any error).
+  bool TryInlineCopy(const TransferRequest& req, const PeerInfo& peer) const;
   uint64_t stagingChunkBytes() const { return opts_.cuda.chunkBytes; }
   void Cancel(uint64_t transferId, const char* code);
   void Notify(uint32_t peerId, std::string message, uint64_t token);
@@ -225,6 +231,8 @@ class UcxEngine {
   void DoConnect(uint32_t peerId, std::shared_ptr<PeerInfo> info, uint32_t timeoutMs);
   void DoAttach(uint32_t peerId);
   ucp_ep_h CreateEp(const std::string& address, bool sameHost, EpOwner* owner, LaneInfo* lanes, std::string* error);
+  // Whether posix shared memory offers peer error handling to this process (see CreateEp).
+  static bool PosixPeerErrorsFromEnv();
   LaneInfo DescribeLanes(ucp_ep_h ep);
   void MapRemoteRegions(Outbound& ob);
   EpOwner* NewOwner(bool outbound, uint32_t id);
@@ -422,7 +430,8 @@ class UcxEngine {
   std::shared_ptr<ContextRef> ctxRef_;
   ucp_worker_h worker_ = nullptr;
   std::string address_;
-  AddressRules addressRules_;  // what a peer's worker address may hold (address_check.h)
+  AddressRules addressRules_;     // what a peer's worker address may hold (address_check.h)
+  bool posixPeerErrors_ = false;  // endpoints over posix shared memory can have peer error handling
   int workerFd_ = -1;
   UniqueFd epoll_;
   Wakeup wakeup_;

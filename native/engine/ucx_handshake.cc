@@ -98,10 +98,13 @@ void UcxEngine::SendHello(Outbound& ob) {
   uint32_t peerId = ob.id;
   SendControl(ob.ep, wire::kHello, &h, sizeof h, data.data(), data.size(), [this, peerId](ucs_status_t st) {
     if (st == UCS_OK) return;
-    auto it = outbound_.find(peerId);
-    if (it != outbound_.end()) {
-      OutboundLost(*it->second, code::kPeerUnreachable, "sending the handshake failed: " + UcsMessage(st));
-    }
+    // Possibly inside UCX (a forced close completes the send at once): the connection ends later.
+    deferred_.push_back([this, peerId, st] {
+      auto it = outbound_.find(peerId);
+      if (it != outbound_.end()) {
+        OutboundLost(*it->second, code::kPeerUnreachable, "sending the handshake failed: " + UcsMessage(st));
+      }
+    });
   });
 }
 
@@ -146,7 +149,14 @@ void UcxEngine::HandleHelloAck(const wire::HelloAckHdr& h, const uint8_t* data, 
   // reuse) over shared memory, and this agent willing to use it.
   ob.oneSided = (h.flags & wire::kAckOneSided) != 0 && ob.sameHost && ob.pidfd.valid() &&
                 (ob.lanes.category == "sm" || ob.lanes.category == "self") && opts_.protocol != "am";
-  ob.cma = ob.oneSided && ob.lanes.detail.find("cma/") != std::string::npos;
+  // Cross-memory attach is this engine's own system call (process_vm_*), not a UCX lane: it is
+  // offered when both agents' UCX has cma configured (UCX_TLS), whichever lanes UCX chose (an
+  // endpoint with peer error handling uses posix shared memory alone).
+  const auto* peerAddress = reinterpret_cast<const uint8_t*>(ob.info->address.data());
+  const auto* ownAddress = reinterpret_cast<const uint8_t*>(address_.data());
+  ob.cma = ob.oneSided && (ob.lanes.detail.find("cma/") != std::string::npos ||
+                           (OffersTransport(peerAddress, ob.info->address.size(), "cma") &&
+                            OffersTransport(ownAddress, address_.size(), "cma")));
   if (ob.keyIndex >= 0) {
     wire::AuthHdr auth{};
     auth.route = ob.RouteOut();
@@ -158,7 +168,7 @@ void UcxEngine::HandleHelloAck(const wire::HelloAckHdr& h, const uint8_t* data, 
   ob.state = Outbound::State::kAttaching;
   EngineEvent e{EngineEvent::Kind::kHandshaked};
   e.id = ob.id;
-  e.text = ob.lanes.category + "|" + ob.lanes.detail + "|" + (ob.oneSided ? "rma" : "am");
+  e.connection = ConnectionInfo{ob.lanes.category, ob.lanes.detail, ob.oneSided ? "rma" : "am", ""};
   e.bytes.assign(data, data + len);
   e.aux = ob.oneSided ? 1 : 0;
   Emit(std::move(e));

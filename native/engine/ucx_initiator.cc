@@ -343,7 +343,6 @@ void UcxEngine::FinishXfer(Xfer& x, const std::string& c, const std::string& msg
   e.startNs = x.startNs;
   e.postedNs = x.postedNs != 0 ? x.postedNs : x.startNs;
   e.doneNs = NowNs();
-  e.bytesMoved = c.empty() ? x.req->bytes : 0;
   e.aux = x.inflight;  // > 0: a kTransferQuiesced follows when the last of them finishes
   auto it = outbound_.find(x.req->peerId);
   if (it != outbound_.end()) it->second->xfers.erase(x.req->id);

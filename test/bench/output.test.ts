@@ -35,6 +35,8 @@ describe('kvwire bench output', () => {
       'iters',
       'GB/s',
       'lat avg',
+      'lat p50',
+      'lat p99',
       'prep p50',
       'prep p99',
       'post p50',

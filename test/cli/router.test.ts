@@ -74,6 +74,61 @@ describe('kvwire router / kvwire epp (CLI)', () => {
     expect((await r.exit).code).toBe(0);
   }, 30_000);
 
+  it("router from flags: --pod names the engine's events pod; without it the events are dropped, and it says so", async () => {
+    // kvwire engine names its events topic kv@<pod>@<model> with its own pod name (by default
+    // <hostname>-<port>), not the endpoint's host:port; the fake engine uses its name ('pod-a').
+    const d0 = await new FakeEngine('pod-a').start(true);
+    const d1 = await new FakeEngine('pod-b').start(true);
+    engines.push(d0, d1);
+    const system = 'You are an assistant who knows every river of Europe by heart. '.repeat(8);
+    const endpoint = (e: FakeEngine, pod: boolean) => [
+      '--decode',
+      e.url,
+      '--kv-events',
+      e.publisher!.endpoint,
+      '--kv-replay',
+      e.publisher!.replayEndpoint,
+      ...(pod ? ['--pod', e.name] : []),
+    ];
+    const ask = async (url: string) => {
+      await d0.cache(d0.promptTokens({ prompt: system }));
+      const res = await fetch(`${url}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'm', prompt: `${system} Which is longest?` }),
+      });
+      expect(res.status).toBe(200);
+      return res.headers.get('x-kvwire-decision') ?? '';
+    };
+    const common = ['router', '--listen', '127.0.0.1:0', '--explain', 'always', '--pd-threshold', '100000'];
+    const named = run([...common, ...endpoint(d0, true), ...endpoint(d1, true)]);
+    children.push(named.child);
+    const { url } = (await named.ready) as { url: string };
+    const end = Date.now() + 30_000;
+    let decision = await ask(url);
+    while (!/won_by=prefix-cache/.test(decision) && Date.now() < end) {
+      await new Promise((r) => setTimeout(r, 100));
+      decision = await ask(url);
+    }
+    expect(decision).toMatch(new RegExp(`^decode=127\\.0\\.0\\.1:${d0.port} .*won_by=prefix-cache`));
+    named.child.kill('SIGTERM');
+    expect((await named.exit).code).toBe(0);
+
+    const unnamed = run([...common, ...endpoint(d0, false), ...endpoint(d1, false)]);
+    children.push(unnamed.child);
+    const u = ((await unnamed.ready) as { url: string }).url;
+    let stderr = '';
+    unnamed.child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
+    while (!/KV events of 127\.0\.0\.1:\d+ are dropped/.test(stderr) && Date.now() < end + 30_000) {
+      expect(await ask(u)).not.toMatch(/won_by=prefix-cache/);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(stderr).toMatch(/topic names pod 'pod-a'.*--pod, or pod: in the endpoints file/);
+    expect(stderr.match(/are dropped/g)).toHaveLength(1); // once per endpoint, not per message
+    unnamed.child.kill('SIGTERM');
+    expect((await unnamed.exit).code).toBe(0);
+  }, 90_000);
+
   it('epp: serves ext_proc from flags and stops on SIGTERM', async () => {
     const d0 = await new FakeEngine('d0').start();
     engines.push(d0);
@@ -127,6 +182,11 @@ describe('kvwire router / kvwire epp (CLI)', () => {
         /--listen 127\.0\.0\.1:\d+: the port is in use/,
       ],
       [['epp', '--endpoints', '/nonexistent/endpoints.yaml'], /cannot read the --endpoints file \/nonexistent/],
+      [
+        ['router', '--decode', 'http://127.0.0.1:1', '--pod', 'a', '--pod', 'b'],
+        /--pod is given 2 times for 1 --decode/,
+      ],
+      [['router', '--decode', 'http://127.0.0.1:1', '--pod', 'a@b'], /pod name of the KV events topic/],
     ];
     for (const [args, msg] of cases) {
       const r = run(args);

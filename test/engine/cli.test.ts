@@ -49,6 +49,18 @@ describe('kvwire engine', () => {
       /no generated model named "gpt-5"/,
     );
     expect((await run(['--help'])).stdout).toMatch(/--kv-load-failure-policy/);
+    // The lease settings (docs/pd.md, "Leases, heartbeats and the lease fence"): flags and environment, checked.
+    const help = (await run(['--help'])).stdout;
+    for (const f of ['--lease-ms', '--lease-extension-ms', '--lease-heartbeat-ms']) expect(help).toContain(f);
+    const lease = await run(['--listen', '127.0.0.1:0'], { KVWIRE_LEASE_MS: 'soon' });
+    expect(lease.code).toBe(2);
+    expect(lease.stderr).toMatch(/KVWIRE_LEASE_MS/);
+    const beat = await run(['--listen', '127.0.0.1:0', '--lease-heartbeat-ms', '-5']);
+    expect(beat.code).toBe(2);
+    expect(beat.stderr).toMatch(/--lease-heartbeat-ms must be an integer from 0 to/);
+    const huge = await run(['--listen', '127.0.0.1:0', '--lease-extension-ms', '99999999999']);
+    expect(huge.code).toBe(2);
+    expect(huge.stderr).toMatch(/--lease-extension-ms must be an integer from 1 to/);
   });
 
   it('PREFILL_MODE, MODEL_NAME and ENABLE_KV_TRANSFER from the environment; flags win', async () => {

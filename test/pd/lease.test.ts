@@ -96,6 +96,45 @@ describe('lease book', () => {
     b.endAll('closed');
   });
 
+  it('extends a held lease to at least now + extension, never shorter, and expires at the new deadline', () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date', 'performance'] });
+    const { b, ended } = book();
+    const l = b.hold('r1', [1, 2], 30_000);
+    vi.advanceTimersByTime(20_000);
+    const x = b.extend('r1', l.token, 30_000)!;
+    expect(x.expiresAt).toBe(l.heldAt + 50_000);
+    expect(b.get('r1')!.expiresAt).toBe(l.heldAt + 50_000);
+    expect(b.remainingMs('r1')).toBe(30_000);
+    // A shorter extension moves nothing.
+    expect(b.extend('r1', l.token, 1_000)!.expiresAt).toBe(l.heldAt + 50_000);
+    // The base deadline passes: still held (the timer re-arms for what is left).
+    vi.advanceTimersByTime(29_999);
+    expect(ended).toEqual([]);
+    expect(b.remainingMs('r1')).toBe(1);
+    vi.advanceTimersByTime(1);
+    expect(ended.map((e) => [e.lease.requestId, e.reason, e.lease.expiresAt])).toEqual([
+      ['r1', 'expired', l.heldAt + 50_000],
+    ]);
+    expect(vi.getTimerCount()).toBe(0);
+    expect(b.extend('r1', l.token, 30_000)).toBeUndefined();
+    expect(b.remainingMs('r1')).toBeUndefined();
+  });
+
+  it('extends nothing for another token, or a lease that ended (stale heartbeats)', () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date', 'performance'] });
+    const { b, ended } = book();
+    const first = b.hold('r1', [1], 1000);
+    b.end('r1', 'notified', first.token);
+    expect(b.extend('r1', first.token, 60_000)).toBeUndefined();
+    const second = b.hold('r1', [2], 1000);
+    expect(b.extend('r1', first.token, 60_000)).toBeUndefined();
+    vi.advanceTimersByTime(1000);
+    expect(ended.map((e) => [e.lease.token, e.reason])).toEqual([
+      [first.token, 'notified'],
+      [second.token, 'expired'],
+    ]);
+  });
+
   it('rejects a bad slot count', () => {
     for (const n of [0, -1, 1.5, 2 ** 25]) expect(() => new LeaseTable(n)).toThrow(KvwireError);
   });

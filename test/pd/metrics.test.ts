@@ -16,6 +16,12 @@ const NAMES = [
   'kvwire_pd_leases_held',
   'kvwire_pd_descriptors_total',
   'kvwire_pd_blocks_total',
+  'kvwire_pd_lease_extensions_total',
+  'kvwire_pd_lease_extensions_refused_total',
+  'kvwire_pd_lease_heartbeats_received_total',
+  'kvwire_pd_lease_heartbeats_sent_total',
+  'kvwire_pd_leases_kept_alive',
+  'kvwire_pd_leases_lost_total',
 ];
 
 describe('P/D metrics', () => {
@@ -45,6 +51,7 @@ describe('P/D metrics', () => {
     ).toBe(6);
     expect(await metricValue(p.registry, 'kvwire_pd_leases_held', { engine: 'prefill-0' })).toBe(0);
     expect(await metricValue(p.registry, 'kvwire_pd_inflight_transfers', { engine: 'decode-0' })).toBe(0);
+    expect(text).toContain('kvwire_pd_leases_kept_alive{engine="decode-0"} 0');
     expect(await metricValue(p.registry, 'kvwire_pd_descriptors_total', { stage: 'uncoalesced' })).toBeGreaterThan(
       await metricValue(p.registry, 'kvwire_pd_descriptors_total', { stage: 'posted' }),
     );

@@ -13,9 +13,18 @@ const DEADLINE_MS = 3_000;
 const LATE_MS = 1_500;
 const FAULTS = ['link-down', 'blackhole', 'loss', 'slow'] as const;
 
+/**
+ * Finding F12 (/work/wt/notes/findings-reliability.md): on main the initiator dies with SIGSEGV in
+ * the engine's ProgressRetiring when it disconnects the old peer after the silent-loss fault, so the
+ * scenario ends without a report and every test below fails. Expected to fail until the data
+ * plane's fix is on main; then the tests that hold run as plain tests again.
+ */
+const CRASHES_TODAY = true;
+const held = CRASHES_TODAY ? it.fails : it;
+
 let unavailable: string | undefined;
 let pair: NetnsPair | undefined;
-let report: PartitionReport | undefined;
+let scenario: Promise<PartitionReport> | undefined;
 
 beforeAll(async () => {
   unavailable = await netnsUnavailable();
@@ -30,18 +39,20 @@ afterAll(async () => {
   if (pair !== undefined) await removePair(pair);
 });
 
-async function run(): Promise<PartitionReport> {
-  if (report !== undefined) return report;
-  const r = await runScenario<PartitionReport>(
-    'partition.js',
-    { a: pair!.a, b: pair!.b, faults: FAULTS, deadlineMs: DEADLINE_MS, quiesceBoundMs: 5_000 },
-    600_000,
-    { netns: pair!.a.ns, env: { UCX_TLS: 'tcp', UCX_NET_DEVICES: pair!.a.dev } },
-  );
-  expect(r.report, why(r)).toBeDefined();
-  report = r.report!;
-  record('partitions', report);
-  return report;
+/** The scenario, run once for every test (a crash is not retried: it fails each test the same way). */
+function run(): Promise<PartitionReport> {
+  scenario ??= (async () => {
+    const r = await runScenario<PartitionReport>(
+      'partition.js',
+      { a: pair!.a, b: pair!.b, faults: FAULTS, deadlineMs: DEADLINE_MS, quiesceBoundMs: 5_000 },
+      600_000,
+      { netns: pair!.a.ns, env: { UCX_TLS: 'tcp', UCX_NET_DEVICES: pair!.a.dev } },
+    );
+    if (r.report === undefined) throw new Error(`the partition scenario ended without a report: ${why(r)}`);
+    record('partitions', r.report);
+    return r.report;
+  })();
+  return scenario;
 }
 
 function transfersDuring(r: PartitionReport): (Attempt & { fault: string })[] {
@@ -49,26 +60,32 @@ function transfersDuring(r: PartitionReport): (Attempt & { fault: string })[] {
 }
 
 describe('partitions between two network namespaces', () => {
-  it('runs every fault: a genuine READ works before it, and it is made as asked (netem, or said why not)', async (ctx) => {
-    if (unavailable !== undefined) ctx.skip();
-    const r = await run();
-    expect(r.faults.map((f) => f.fault)).toEqual([...FAULTS]);
-    for (const f of r.faults) expect(f.how.length).toBeGreaterThan(0);
-    expect(r.faults[0]!.baselineOk).toBe(true);
-  });
+  held(
+    'runs every fault: a genuine READ works before it, and it is made as asked (netem, or said why not)',
+    async (ctx) => {
+      if (unavailable !== undefined) ctx.skip();
+      const r = await run();
+      expect(r.faults.map((f) => f.fault)).toEqual([...FAULTS]);
+      for (const f of r.faults) expect(f.how.length).toBeGreaterThan(0);
+      expect(r.faults[0]!.baselineOk).toBe(true);
+    },
+  );
 
-  it('fails transfers cut by a fault with a typed error at their deadline; a small READ crosses the slow link intact', async (ctx) => {
-    if (unavailable !== undefined) ctx.skip();
-    const r = await run();
-    for (const t of transfersDuring(r)) {
-      if (t.deadlineMs === DEADLINE_MS) {
-        expect(t.outcome, JSON.stringify(t)).toMatch(/^ERR_KVWIRE_(TIMEOUT|PEER_LOST)$/);
-        expect(t.elapsedMs, JSON.stringify(t)).toBeLessThan(DEADLINE_MS + LATE_MS);
-      } else {
-        expect(t, 'the small READ over the slow link').toMatchObject({ outcome: 'done', intact: true });
+  held(
+    'fails transfers cut by a fault with a typed error at their deadline; a small READ crosses the slow link intact',
+    async (ctx) => {
+      if (unavailable !== undefined) ctx.skip();
+      const r = await run();
+      for (const t of transfersDuring(r)) {
+        if (t.deadlineMs === DEADLINE_MS) {
+          expect(t.outcome, JSON.stringify(t)).toMatch(/^ERR_KVWIRE_(TIMEOUT|PEER_LOST)$/);
+          expect(t.elapsedMs, JSON.stringify(t)).toBeLessThan(DEADLINE_MS + LATE_MS);
+        } else {
+          expect(t, 'the small READ over the slow link').toMatchObject({ outcome: 'done', intact: true });
+        }
       }
-    }
-  });
+    },
+  );
 
   // Finding F7: during a silent partition (100% loss), connect() settles only at the agent's
   // backstop, deadline + 2 s, not at its deadline. Expected to fail until fixed on main.
@@ -83,9 +100,9 @@ describe('partitions between two network namespaces', () => {
     }
   });
 
-  // Finding F3 (issue 10, defect 4): a WRITE that timed out during a partition never quiesces while
-  // the partition lasts. Expected to fail until the data plane's fix lands on main.
-  it.fails('resolves quiesced for every transfer while the fault lasts', async (ctx) => {
+  // Finding F3 (issue 10, defect 4; fixed on main): a WRITE that timed out during a partition never
+  // quiesced while the partition lasted.
+  held('resolves quiesced for every transfer while the fault lasts', async (ctx) => {
     if (unavailable !== undefined) ctx.skip();
     const r = await run();
     const stuck = transfersDuring(r).filter((t) => !t.quiesced);

@@ -59,8 +59,9 @@ describe.each(['tcp', 'sm'] as const)('peer death over %s', (tls) => {
       expect(t.outcome, JSON.stringify(t)).toMatch(/^(done|ERR_KVWIRE_[A-Z_]+)$/);
       if (t.outcome !== 'done') expect(t.settledAfterKillMs, JSON.stringify(t)).toBeLessThan(TIMEOUT_MS + 2_000);
     }
-    // The kill must cut transfers for this to test anything.
-    expect(r.transfers.filter((t) => t.outcome !== 'done').length).toBeGreaterThan(r.transfers.length / 4);
+    // The kill must cut transfers for this to test anything (the random points cut about half over
+    // tcp, a third over shared memory, fewer on a loaded machine).
+    expect(r.transfers.filter((t) => t.outcome !== 'done').length).toBeGreaterThan(r.transfers.length / 8);
   });
 
   it('keeps connecting the long-lived agent to every new target, and a fresh peer works at the end', async () => {
@@ -69,18 +70,14 @@ describe.each(['tcp', 'sm'] as const)('peer death over %s', (tls) => {
     expect(r.freshPeerOk).toBe(true);
   });
 
-  // Finding F3 (issue 10, defect 4): after a peer dies, `quiesced` never resolves for transfers the
-  // engine had posted, their regions stay busy, and close() waits 1 s, then leaves UCX operations
-  // allocated. Expected to fail until the data plane's fix lands on main.
-  it.fails(
-    'resolves quiesced for every transfer, deregisters every region, closes at once with nothing left',
-    async () => {
-      const r = await run();
-      const stuck = r.transfers.filter((t) => !t.quiesced);
-      expect(stuck.length, JSON.stringify(stuck.slice(0, 5))).toBe(0);
-      expect(r.deregisterFailures).toEqual([]);
-      expect(r.deregistered).toBe(ROUNDS - r.connectFailures.length);
-      expect(r.warnings).toEqual([]);
-    },
-  );
+  // Finding F3 (issue 10, defect 4), fixed on main by the data plane: after a peer died, quiesced never
+  // resolved, regions stayed busy and close() left UCX operations allocated.
+  it('resolves quiesced for every transfer, deregisters every region, closes at once with nothing left', async () => {
+    const r = await run();
+    const stuck = r.transfers.filter((t) => !t.quiesced);
+    expect(stuck.length, JSON.stringify(stuck.slice(0, 5))).toBe(0);
+    expect(r.deregisterFailures).toEqual([]);
+    expect(r.deregistered).toBe(ROUNDS - r.connectFailures.length);
+    expect(r.warnings).toEqual([]);
+  });
 });

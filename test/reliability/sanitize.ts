@@ -11,6 +11,7 @@ import { promisify } from 'node:util';
 import { packageRoot } from '../../lib/native.js';
 import { Proc } from './fixtures/process.js';
 import { triage } from './tsan-triage.js';
+import type { Triage } from './tsan-triage.js';
 
 const run = promisify(execFile);
 const root = packageRoot();
@@ -26,7 +27,7 @@ export interface SanitizerReport {
   /** The first lines of the report, for the assertion message. */
   text: string;
   /** Why the report is counted and not failed (tsan-triage.ts); absent: it fails the run. */
-  triage?: 'ucx' | 'published-memory';
+  triage?: Exclude<Triage, undefined>;
 }
 
 /** A package copy that loads the sanitized addon, with its environment. */

@@ -32,6 +32,28 @@ const PUBLISHED = `WARNING: ThreadSanitizer: data race (pid=28410)
     #1 node::NodeArrayBufferAllocator::Allocate(unsigned long) <null> (node+0xbbe4d0)
 `;
 
+// Seen in CI (the TSan run of connect/disconnect cycles over tcp): V8's garbage collector, wholly
+// inside the node binary.
+const INSIDE_NODE = `WARNING: ThreadSanitizer: data race (pid=28338)
+  Write of size 1 at 0x7b140001c4d8 by thread T4:
+    #0 pthread_mutex_destroy ../../../../src/libsanitizer/tsan/tsan_interceptors_posix.cpp:1312 (libtsan.so+0x42191)
+    #1 v8::internal::(anonymous namespace)::ParallelClearingJob::~ParallelClearingJob() <null> (node+0x1122244)
+
+  Previous atomic read of size 1 at 0x7b140001c4d8 by main thread (mutexes: write M300750600956543056, write M295684205994608928):
+    #0 pthread_mutex_lock ../../../../src/libsanitizer/sanitizer_common/sanitizer_common_interceptors.inc:4324 (libtsan.so+0x558e1)
+    #1 v8::internal::(anonymous namespace)::ParallelClearingJob::GetMaxConcurrency(unsigned long) const <null> (node+0x11224ab)
+
+  Location is heap block of size 72 at 0x7b140001c4d0 allocated by main thread:
+    #0 operator new(unsigned long) ../../../../src/libsanitizer/tsan/tsan_new_delete.cpp:64 (libtsan.so+0x87323)
+    #1 v8::internal::MarkCompactCollector::ClearNonLiveReferences() <null> (node+0x113e720)
+
+  Thread T4 (tid=28343, running) created by main thread at:
+    #0 pthread_create ../../../../src/libsanitizer/tsan/tsan_interceptors_posix.cpp:1001 (libtsan.so+0x5e686)
+    #1 uv_thread_create_ex ../deps/uv/src/unix/thread.c:172 (node+0x18baa4b)
+
+SUMMARY: ThreadSanitizer: data race (/usr/bin/node+0x1122244) in v8::internal::(anonymous namespace)::ParallelClearingJob::~ParallelClearingJob()
+`;
+
 describe('ThreadSanitizer report triage', () => {
   it('counts a race between UCX threads inside UCX', () => {
     expect(triage(INSIDE_UCX)).toBe('ucx');
@@ -48,6 +70,23 @@ describe('ThreadSanitizer report triage', () => {
     );
     expect(deeper).toContain('libucs.so.0+0x335f3');
     expect(triage(deeper)).toBe('published-memory');
+  });
+
+  it("counts a race between Node's own threads wholly inside the node binary (V8's GC)", () => {
+    expect(triage(INSIDE_NODE)).toBe('node');
+  });
+
+  it('fails a Node race with a kvwire or UCX frame on either side', () => {
+    const kvwire = '#2 kvwire::Agent::Register(Napi::CallbackInfo const&) native/agent.cc:1 (kvwire.node+0x1234)';
+    const withKvwire = INSIDE_NODE.replace('(node+0x11224ab)\n', `(node+0x11224ab)\n    ${kvwire}\n`);
+    expect(withKvwire).toContain('kvwire.node+0x1234');
+    expect(triage(withKvwire)).toBeUndefined();
+    expect(
+      triage(
+        INSIDE_NODE.replace('(node+0x1122244)\n', '(node+0x1122244)\n    #2 <null> <null> (libucp.so.0+0x67ad3)\n'),
+      ),
+    ).toBeUndefined();
+    expect(triage(INSIDE_NODE.replace('(node+0x11224ab)', '(libfoo.so+0x11224ab)'))).toBeUndefined();
   });
 
   it('fails anything with a kvwire frame, another Node frame, or no second access', () => {

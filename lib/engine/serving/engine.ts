@@ -65,8 +65,12 @@ export interface EngineOptions {
   readonly transportEngine?: 'auto' | 'ucx' | 'loopback';
   /** UCX transports (UCX_TLS syntax), e.g. 'tcp' or 'sm'. */
   readonly transports?: string;
-  /** Lease duration (ms) of held blocks; default lib/pd's. */
+  /** Base lease (ms) of held blocks (prefill): how long they stay held without heartbeats; default lib/pd's 30 s. */
   readonly leaseMs?: number;
+  /** How far each decode heartbeat extends a lease (ms, prefill); default lib/pd's 30 s. */
+  readonly leaseExtensionMs?: number;
+  /** Interval of lease heartbeats while a pull is queued or pending (ms, decode; 0: none); default lib/pd's 5 s. */
+  readonly leaseHeartbeatMs?: number;
   /** KV event publisher (the engine closes it). */
   readonly events?: KvEventPublisher;
   /** Metrics registry. */
@@ -196,6 +200,7 @@ export class Engine {
           port: o.sideChannel?.port ?? 0,
           ...(o.sideChannel?.advertiseHost === undefined ? {} : { advertiseHost: o.sideChannel.advertiseHost }),
           ...(o.leaseMs === undefined ? {} : { leaseMs: o.leaseMs }),
+          ...(o.leaseExtensionMs === undefined ? {} : { leaseExtensionMs: o.leaseExtensionMs }),
           registry: o.registry,
           onFree: (e) => cache.release(e.blockIds),
         });
@@ -206,6 +211,7 @@ export class Engine {
           ranks: [rank],
           secret: requireSecret(o.secret),
           policy: 'fail', // the engine applies --kv-load-failure-policy itself (counts, then recomputes)
+          ...(o.leaseHeartbeatMs === undefined ? {} : { heartbeatIntervalMs: o.leaseHeartbeatMs }),
           registry: o.registry,
           allocator: {
             allocate: (_id, n) => cache.allocate(n),
@@ -243,9 +249,15 @@ export class Engine {
     req.signal.addEventListener('abort', onAbort, { once: true });
     this.#inFlight.add(abort);
     const started = performance.now();
+    // A decode request waiting for a slot keeps the prefill's lease alive (heartbeats), as vLLM's
+    // decode does for requests in its waiting queue; if the prefill lets the blocks go meanwhile,
+    // the request recomputes (or fails) without pulling.
+    const lease: { lost?: KvwireError; stop: () => void } = { stop: () => {} };
+    if (remote !== undefined) lease.stop = this.decode!.keepLeaseAlive(remote, (e) => (lease.lost = e));
     try {
       await this.slots.acquire(abort.signal);
     } catch (e) {
+      lease.stop();
       this.#inFlight.delete(abort);
       req.signal.removeEventListener('abort', onAbort);
       if ((e as KvwireError).code === ErrorCode.CAPACITY)
@@ -260,8 +272,9 @@ export class Engine {
     const seq = this.runtime.openSequence();
     const owned: number[] = [];
     try {
-      return await this.#runInSlot(req, mode, remote, seq, owned, abort.signal, started);
+      return await this.#runInSlot(req, mode, remote, seq, owned, abort.signal, started, lease);
     } finally {
+      lease.stop();
       if (owned.length > 0) this.cache.release(owned);
       await seq.close().catch(() => undefined);
       this.slots.release();
@@ -318,6 +331,7 @@ export class Engine {
     owned: number[],
     signal: AbortSignal,
     started: number,
+    lease: { lost?: KvwireError; stop: () => void },
   ): Promise<EngineResult> {
     const B = this.cache.blockTokens;
     const prompt = req.prompt;
@@ -334,7 +348,7 @@ export class Engine {
     const computeStart = performance.now();
     let pulled: readonly number[] | undefined;
     const timing = req.timing;
-    if (mode === 'decode') pulled = await this.#pull(req, remote!, prefixIds.length, signal);
+    if (mode === 'decode') pulled = await this.#pull(req, remote!, prefixIds.length, signal, lease);
     if (pulled !== undefined) {
       owned.push(...pulled);
       const all = [...prefixIds, ...pulled];
@@ -378,11 +392,15 @@ export class Engine {
     params: KvTransferParams,
     cached: number,
     signal: AbortSignal,
+    lease: { lost?: KvwireError; stop: () => void },
   ): Promise<readonly number[] | undefined> {
     const decode = this.decode!;
     const timing = req.timing;
     const t = performance.now();
     try {
+      // The pull keeps the lease alive itself from here on.
+      lease.stop();
+      if (lease.lost !== undefined) throw lease.lost;
       const r = await decode.pull({
         requestId: `${req.requestId}#${++requestCounter}`,
         kvTransferParams: params,

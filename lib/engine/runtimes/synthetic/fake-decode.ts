@@ -28,6 +28,8 @@ export interface FakeDecodeOptions extends FakeEngineOptions {
   readonly handshakeTimeoutMs?: number;
   /** Quarantine of blocks of failed pulls (ms). */
   readonly quarantineMs?: number;
+  /** Interval of lease heartbeats to prefills (ms; 0: none). */
+  readonly heartbeatIntervalMs?: number;
   /** Tokens to generate per request; default 8. */
   readonly generate?: number;
 }
@@ -99,6 +101,7 @@ export class FakeDecodeEngine {
         ...opt('timeoutMs'),
         ...opt('handshakeTimeoutMs'),
         ...opt('quarantineMs'),
+        ...opt('heartbeatIntervalMs'),
         ...opt('registry'),
         allocator: {
           allocate: (_id, count) => {

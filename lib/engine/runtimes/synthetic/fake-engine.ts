@@ -89,8 +89,10 @@ export function releaseCacheRanks(ranks: readonly KvCacheRank[]): void {
 
 /** Options of {@link FakePrefillEngine.create}. */
 export interface FakePrefillOptions extends FakeEngineOptions {
-  /** Lease duration (ms). */
+  /** Base lease duration (ms). */
   readonly leaseMs?: number;
+  /** Extension of a lease by each heartbeat (ms). */
+  readonly leaseExtensionMs?: number;
   /** Side channel bind address. */
   readonly host?: string;
   /** Side channel port. */
@@ -127,6 +129,7 @@ export class FakePrefillEngine {
         ranks,
         secret: o.secret,
         ...(o.leaseMs === undefined ? {} : { leaseMs: o.leaseMs }),
+        ...(o.leaseExtensionMs === undefined ? {} : { leaseExtensionMs: o.leaseExtensionMs }),
         ...(o.host === undefined ? {} : { host: o.host }),
         ...(o.port === undefined ? {} : { port: o.port }),
         ...(o.registry === undefined ? {} : { registry: o.registry }),

@@ -1,0 +1,150 @@
+// Small transfers moved by the calling thread (native/engine/inline_copy.cc), between two
+// processes: a same-host peer's registered memory by cross-memory attach and its allocated memory
+// mapped here, over shared memory; over tcp the same calls go through the engine thread. Every
+// byte is checked; what must not go inline (over the budget, a peer that exited) goes the engine
+// way and reports what happened.
+import { afterEach, describe, expect, it } from 'vitest';
+import { Agent, ErrorCode, KvwireError } from '../../lib/index.js';
+import type { Peer, Region } from '../../lib/index.js';
+import { fillPattern, sha256 } from '../fixtures/pattern.js';
+import { Child } from './child.js';
+
+const SIZE = 1 << 20;
+const SEEDS = { kv: 7, al: 9 } as const;
+
+describe.each(['tcp', 'sm'])('small transfers over %s', (tls) => {
+  let child: Child | undefined;
+  let agent: Agent | undefined;
+
+  afterEach(async () => {
+    await agent?.close();
+    agent = undefined;
+    if (child !== undefined) {
+      child.proc.kill('SIGKILL');
+      await child.exited;
+      child = undefined;
+    }
+  });
+
+  async function start(tuning?: {
+    inlineBytes?: number;
+  }): Promise<{ peer: Peer; c: Child; local: Region; mem: Buffer }> {
+    const c = new Child('transport-target.js');
+    child = c;
+    const m = await c.request(
+      {
+        cmd: 'init',
+        engineOpts: { name: 'inline-target', transports: tls },
+        regions: [
+          { label: 'kv', size: SIZE, access: 'readwrite', seed: SEEDS.kv },
+          { label: 'al', size: SIZE, access: 'readwrite', seed: SEEDS.al, allocate: true },
+        ],
+      },
+      'metadata',
+    );
+    agent = await Agent.create({ name: 'inline-parent', transports: tls, ...(tuning ? { tuning } : {}) });
+    const peer = await agent.connect(Uint8Array.from(m.metadata as number[]));
+    expect(peer.transport).toBe(tls);
+    const mem = Buffer.alloc(SIZE, 0xee);
+    const local = agent.register(mem, { label: 'dst' });
+    return { peer, c, local, mem };
+  }
+
+  /** `n` blocks of `len` bytes, scattered: block i of the local side is block n-1-i remotely. */
+  function blocks(n: number, len: number) {
+    return Array.from({ length: n }, (_, i) => ({ l: i * (len + 64), r: (n - 1 - i) * (len + 128) + 5 }));
+  }
+
+  it.each(['kv', 'al'] as const)(
+    'READs 4 KiB and 64 x 4 KiB of %s: every byte right, done before the call returns over sm only',
+    async (label) => {
+      const { peer, local, mem } = await start();
+      const expected = fillPattern(Buffer.alloc(SIZE), SEEDS[label]);
+      // One descriptor of 4 KiB.
+      const one = agent!.read(
+        peer,
+        [{ region: local, offset: 100, length: 4096 }],
+        [{ region: peer.region(label), offset: 12_345, length: 4096 }],
+      );
+      // Over sm the bytes are in place when read() returns; over tcp the engine thread moves them.
+      expect(one.status).toBe(tls === 'sm' ? 'done' : 'pending');
+      await one.done;
+      expect(mem.subarray(100, 100 + 4096).equals(expected.subarray(12_345, 12_345 + 4096))).toBe(true);
+      // 64 scattered descriptors of 4 KiB: 256 KiB, exactly the default inline budget.
+      const b = blocks(64, 4096);
+      const many = agent!.read(
+        peer,
+        b.map((x) => ({ region: local, offset: x.l, length: 4096 })),
+        b.map((x) => ({ region: peer.region(label), offset: x.r, length: 4096 })),
+        { coalesce: false },
+      );
+      expect(many.status).toBe(tls === 'sm' ? 'done' : 'pending');
+      const stats = await many.done;
+      expect(stats.descriptors).toBe(64);
+      for (const x of b) {
+        expect(mem.subarray(x.l, x.l + 4096).equals(expected.subarray(x.r, x.r + 4096))).toBe(true);
+      }
+    },
+  );
+
+  it.each(['kv', 'al'] as const)('WRITEs 64 x 1 KiB into %s: the target holds exactly those bytes', async (label) => {
+    const { peer, c, local, mem } = await start();
+    fillPattern(mem, 1234);
+    const remote = fillPattern(Buffer.alloc(SIZE), SEEDS[label]);
+    const b = blocks(64, 1024);
+    const t = agent!.write(
+      peer,
+      b.map((x) => ({ region: local, offset: x.l, length: 1024 })),
+      b.map((x) => ({ region: peer.region(label), offset: x.r, length: 1024 })),
+      { coalesce: false },
+    );
+    expect(t.status).toBe(tls === 'sm' ? 'done' : 'pending');
+    await t.done;
+    for (const x of b) mem.copy(remote, x.r, x.l, x.l + 1024);
+    expect((await c.request({ cmd: 'hash', label }, 'hash')).sha).toBe(sha256(remote));
+  });
+
+  it('goes through the engine thread above tuning.inlineBytes, with the same bytes', async () => {
+    const { peer, local, mem } = await start({ inlineBytes: 1024 });
+    const expected = fillPattern(Buffer.alloc(SIZE), SEEDS.kv);
+    const t = agent!.read(
+      peer,
+      [{ region: local, offset: 0, length: 4096 }],
+      [{ region: peer.region('kv'), offset: 777, length: 4096 }],
+    );
+    expect(t.status).toBe('pending');
+    await t.done;
+    expect(mem.subarray(0, 4096).equals(expected.subarray(777, 777 + 4096))).toBe(true);
+    // Within the budget it is inline again (over sm).
+    const small = agent!.read(
+      peer,
+      [{ region: local, offset: 0, length: 512 }],
+      [{ region: peer.region('kv'), offset: 0, length: 512 }],
+    );
+    expect(small.status).toBe(tls === 'sm' ? 'done' : 'pending');
+    await small.done;
+  });
+
+  it('fails a small READ with ERR_KVWIRE_PEER_LOST once the peer process is gone, never moving stale bytes', async () => {
+    const { peer, c, local, mem } = await start();
+    mem.fill(0xee, 0, 4096);
+    c.kill('SIGKILL');
+    await c.exited;
+    let err: unknown;
+    try {
+      // The engine may not have noticed the death yet (then read() returns and the transfer
+      // fails), or it has (then read() throws): either way PEER_LOST, and nothing was copied.
+      await agent!.read(
+        peer,
+        [{ region: local, offset: 0, length: 4096 }],
+        [{ region: peer.region('kv'), offset: 0, length: 4096 }],
+        { timeoutMs: 30_000 },
+      ).done;
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(KvwireError);
+    expect((err as KvwireError).code).toBe(ErrorCode.PEER_LOST);
+    expect(mem.subarray(0, 4096).every((v) => v === 0xee)).toBe(true);
+  });
+});
