@@ -1,5 +1,6 @@
 #include "util/sha256.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace kvwire {
@@ -101,7 +102,9 @@ HmacSha256::HmacSha256(const std::string& key) {
     Digest d = s.Final();
     std::memcpy(k, d.data(), d.size());
   } else {
-    std::memcpy(k, key.data(), key.size());
+    // A key is bytes, not a string: std::copy (clang-tidy reads memcpy from a std::string's data()
+    // as a string copy that drops its terminator).
+    std::copy(key.begin(), key.end(), k);
   }
   uint8_t innerPad[64];
   for (int i = 0; i < 64; ++i) {
