@@ -20,11 +20,14 @@ import {
   type LocalSystem,
   type LocalSystemOptions,
 } from './local-system.js';
-import { scrapeAll, type ScrapedMetrics } from './metrics-scrape.js';
+import { scrapeAll, sumOf, type ScrapedMetrics } from './metrics-scrape.js';
 import { checkAgainstReference, type ReferenceCheck } from './reference.js';
 import { renderReport, type ReportComponent } from './report/html.js';
 import { summarizeRun, type DemoSummary } from './summary.js';
 import { demoWorkload, type WorkloadOptions } from './workload.js';
+
+/** How long the fault drill waits, after the workload, for the router to eject the killed worker. */
+const EJECT_WAIT_MS = 20_000;
 
 /** Options of {@link runSystemDemo}. */
 export interface SystemDemoOptions extends Omit<LocalSystemOptions, 'reference' | 'signal' | 'log'> {
@@ -133,7 +136,16 @@ export async function runSystemDemo(o: SystemDemoOptions = {}): Promise<SystemDe
     });
     if (aborted()) throw new KvwireError(ErrorCode.CANCELLED, 'the demo was stopped');
     const loadAverage = loadavg()[0]!;
-    const metrics = await scrapeAll(system);
+    let metrics = await scrapeAll(system);
+    // The drill shows the recovery: the router's health checks eject the killed worker within a few
+    // intervals; on a busy machine a short run can end before they do, so wait for it (bounded).
+    for (const until = performance.now() + EJECT_WAIT_MS; kill !== undefined && performance.now() < until;) {
+      const ejected =
+        sumOf(metrics, ['router'], 'kvwire_scheduler_endpoint_healthy', { endpoint: kill.killed.name }) === 0;
+      if (ejected || aborted()) break;
+      await new Promise((r) => setTimeout(r, 250));
+      metrics = await scrapeAll(system);
+    }
     const reference = system.reference!;
     log(`checking every output against the single worker (${reference.url}) ...`);
     const checks = await checkAgainstReference({
