@@ -113,18 +113,3 @@ export class KvwireError extends Error {
     return new KvwireError(c, message, details);
   }
 }
-
-/**
- * Formats an integer (a byte count, an offset, a block id) with thousands separators, as error
- * messages quote them: `8,388,608`.
- */
-export function formatCount(n: number | bigint): string {
-  return n.toLocaleString('en-US');
-}
-
-/**
- * The former name of {@link formatCount}, kept while lib/pd and lib/transport move to it.
- *
- * @deprecated Use {@link formatCount}.
- */
-export const fmtBytes = formatCount;

@@ -8,7 +8,9 @@
 // Lifetime hazards guarded:
 //  - process exit or worker_threads termination with transfers in flight: an environment cleanup
 //    hook closes the engine (joins its thread, frees UCX) before the environment goes away;
-//  - a garbage-collected agent that was never closed: the destructor closes it the same way;
+//  - an agent that was never closed: it is never collected while its environment lives (tsfn_
+//    holds the JS callback, which holds the agent): close() is required; the cleanup hook closes
+//    it at exit (test/transport/lifecycle.test.ts "never collects agents dropped without close()");
 //  - a foreign object passed as `this`: the class is type-tagged, unwrap checks the tag;
 //  - a call interrupted by worker.terminate(): node-addon-api cannot throw into a terminating
 //    environment, and without NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS (binding.gyp, CMakeLists)

@@ -11,7 +11,8 @@
  *
  * @packageDocumentation
  */
-import { ErrorCode, KvwireError, formatCount } from '../errors.js';
+import { ErrorCode, KvwireError } from '../errors.js';
+import { formatCount } from '../util/format.js';
 
 /** A flat list of `count` descriptors: element i is (`region[i]`, `offset[i]`, `length[i]`). */
 export interface DescriptorList {

@@ -13,6 +13,10 @@
  * Allocation: one ArrayBuffer per list plus a few small arrays per call; never an object per
  * descriptor.
  *
+ * The rule is the transport's (appendRow in lib/transport/descriptors.ts, which coalesces flat rows
+ * as a list is posted); here it is applied to block ids, before any row exists, so that a KV list
+ * reaches the transport coalesced already and can be posted with `coalesce: false`.
+ *
  * @packageDocumentation
  */
 import type { BlockAddressing, BlockCopyPlan, BlockDescriptors, PairedDescriptors } from './block-descriptors.js';

@@ -21,7 +21,7 @@
  *
  * @packageDocumentation
  */
-import { ErrorCode, KvwireError, formatCount } from '../errors.js';
+import { ErrorCode, KvwireError } from '../errors.js';
 import { emitBlockDescriptors } from './coalesce.js';
 import { dtypeBytes, type KvDtype } from './dtype.js';
 import { kvHeadsOfRank, type KvHeadRange } from './heads.js';
@@ -33,6 +33,7 @@ import {
   type BlockDescriptors,
   type DescriptorOptions,
 } from './block-descriptors.js';
+import { formatCount } from '../util/format.js';
 
 /** Order of a block's dimensions: `'HND'` = [heads, tokens, headDim]; `'NHD'` = [tokens, heads, headDim]. */
 export type KvOrder = 'HND' | 'NHD';

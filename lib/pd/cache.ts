@@ -4,10 +4,11 @@
  *
  * @packageDocumentation
  */
-import { ErrorCode, KvwireError, fmtBytes } from '../errors.js';
+import { ErrorCode, KvwireError } from '../errors.js';
 import { describeValue } from '../util/describe-value.js';
 import { KvLayout, type Addressing } from '../kv/index.js';
 import { Agent, type Access, type HostMemory, type Region } from '../transport/index.js';
+import { formatCount } from '../util/format.js';
 
 /** One rank's registered KV cache. */
 export interface KvCacheRank {
@@ -77,7 +78,7 @@ export function registerKvCache(agent: Agent, layout: KvLayout, options: Registe
       if (m.byteLength < spec.bytes) {
         throw new KvwireError(
           ErrorCode.INVALID_ARGUMENT,
-          `memory[${i}] has ${fmtBytes(m.byteLength)} bytes but ${spec.label} needs ${fmtBytes(spec.bytes)}`,
+          `memory[${i}] has ${formatCount(m.byteLength)} bytes but ${spec.label} needs ${formatCount(spec.bytes)}`,
           { field: 'memory', index: i },
         );
       }
@@ -185,7 +186,7 @@ export function validateRanks(ranks: readonly KvCacheRank[], needRemoteRead: boo
       if (region.length < spec.bytes) {
         throw new KvwireError(
           ErrorCode.INVALID_ARGUMENT,
-          `${where}.regions[${i}] (${region}) is smaller than ${spec.label} (${fmtBytes(spec.bytes)} bytes)`,
+          `${where}.regions[${i}] (${region}) is smaller than ${spec.label} (${formatCount(spec.bytes)} bytes)`,
           { field: 'regions', index: i },
         );
       }

@@ -26,7 +26,7 @@ import { pdCompatibilityFields } from './handshake.js';
 import { LeaseBook, LeaseTable, type BlockLease } from './lease.js';
 import { PdMetrics } from './metrics.js';
 import { MAX_BLOCKS_PER_REQUEST, checkId, type KvTransferParams } from './params.js';
-import { prefillHandshakeHandler, type HandshakeOutcome } from './prefill-handshake.js';
+import { prefillHandshakeHandler } from './prefill-handshake.js';
 import { prefillHeartbeatHandler, type HeartbeatOutcome } from './heartbeat.js';
 import {
   DEFAULT_LEASE_EXTENSION_MS,
@@ -190,7 +190,9 @@ export class PrefillCoordinator extends EventEmitter {
     }
     const layout = ranks[0]!.layout;
     const compat = pdCompatibilityFields(layout);
-    let coordinator: PrefillCoordinator | undefined;
+    // The side channel's handlers reach the coordinator once it exists (it needs the channel's
+    // address first); a request that arrives before then is answered without it.
+    const created: { coordinator?: PrefillCoordinator } = {};
     let channel: SideChannel;
     const window = new NonceWindow(skew);
     try {
@@ -200,11 +202,14 @@ export class PrefillCoordinator extends EventEmitter {
           window,
           {
             engineId,
-            extend: (requestId, token) =>
-              coordinator === undefined ? undefined : coordinator.#extend(requestId, token, leaseExtensionMs),
+            extend: (requestId, token) => {
+              const c = created.coordinator;
+              return c === undefined ? undefined : c.#extend(requestId, token, leaseExtensionMs);
+            },
           },
           (o) => {
-            if (coordinator !== undefined) coordinator.#heartbeat(o);
+            const c = created.coordinator;
+            if (c !== undefined) c.#heartbeat(o);
           },
         ),
         ...(options.host === undefined ? {} : { host: options.host }),
@@ -227,7 +232,8 @@ export class PrefillCoordinator extends EventEmitter {
             metadata: () => ranks.map((r) => r.agent.metadata()),
           },
           (o) => {
-            if (coordinator !== undefined) safeEmit(coordinator, 'handshake', o);
+            const c = created.coordinator;
+            if (c !== undefined) safeEmit(c, 'handshake', o);
           },
         ),
       });
@@ -237,10 +243,11 @@ export class PrefillCoordinator extends EventEmitter {
     }
     const bound = channel.host;
     const advertise = options.advertiseHost ?? (bound === '0.0.0.0' || bound === '::' ? hostname() : bound);
-    coordinator = new PrefillCoordinator(engineId, ranks, table, leaseRegions, channel, advertise, leaseMs, {
+    const coordinator = new PrefillCoordinator(engineId, ranks, table, leaseRegions, channel, advertise, leaseMs, {
       ...options,
       leaseExtensionMs,
     });
+    created.coordinator = coordinator;
     return coordinator;
   }
 

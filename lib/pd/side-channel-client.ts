@@ -5,9 +5,10 @@
  * @packageDocumentation
  */
 import { request } from 'node:http';
-import { ErrorCode, KvwireError, fmtBytes } from '../errors.js';
+import { ErrorCode, KvwireError } from '../errors.js';
 import { SIGNATURE_HEADER } from './handshake-auth.js';
 import { HANDSHAKE_PATH } from './protocol.js';
+import { formatCount } from '../util/format.js';
 
 /** Largest handshake answer accepted (metadata of many regions and ranks). */
 export const MAX_HANDSHAKE_ANSWER_BYTES = 16 * 1024 * 1024;
@@ -123,7 +124,7 @@ export function postHandshake(call: SideChannelCall): Promise<SideChannelReply> 
           finish(
             new KvwireError(
               ErrorCode.BAD_METADATA,
-              `the side channel at ${where} answered more than ${fmtBytes(MAX_HANDSHAKE_ANSWER_BYTES)} bytes; it is not a kvwire prefill side channel`,
+              `the side channel at ${where} answered more than ${formatCount(MAX_HANDSHAKE_ANSWER_BYTES)} bytes; it is not a kvwire prefill side channel`,
             ),
           );
           return;

@@ -58,6 +58,12 @@ let agentCounter = 0;
  *
  * Events: `'notification'` ({@link Notification}), `'peer-lost'` (peer, error), `'warning'`
  * (message: e.g. a peer reached over tcp although shared memory was allowed), `'close'`.
+ *
+ * `close()` is required: an agent is never garbage-collected while its process (or worker thread)
+ * lives, even when nothing references it any more (the engine's event callback holds it), so an
+ * agent dropped without `close()` keeps its memory registered, its engine thread and its
+ * connections until the process exits or the worker terminates; then an environment cleanup hook
+ * closes it, and the process still exits cleanly.
  */
 export class Agent extends EventEmitter implements RegionOwner, PreparedHost, PeerHost {
   /** This agent's name, as peers see it. */

@@ -8,6 +8,7 @@
  */
 import { ErrorCode, KvwireError } from '../errors.js';
 import { describeValue } from '../util/describe-value.js';
+import { formatCount } from '../util/format.js';
 
 /** Throws `ERR_KVWIRE_INVALID_ARGUMENT` saying `what` must be `expected`, quoting `value`. */
 export function invalid(what: string, expected: string, value: unknown, details: Record<string, unknown> = {}): never {
@@ -62,7 +63,7 @@ export function choiceOption<C extends string>(value: unknown, what: string, all
 export function integerOption(value: unknown, what: string, min: number, max: number): number | undefined {
   if (value === undefined) return undefined;
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
-    invalid(what, `an integer from ${min.toLocaleString('en-US')} to ${max.toLocaleString('en-US')}`, value);
+    invalid(what, `an integer from ${formatCount(min)} to ${formatCount(max)}`, value);
   }
   return value;
 }

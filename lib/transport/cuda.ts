@@ -9,11 +9,12 @@
  *
  * @packageDocumentation
  */
-import { ErrorCode, KvwireError, fmtBytes } from '../errors.js';
+import { ErrorCode, KvwireError } from '../errors.js';
 import { describeValue } from '../util/describe-value.js';
 import { loadNative, nativeLoadError } from '../native.js';
 import type { NativeCuda } from '../native.js';
 import { fromNativeError } from './native-errors.js';
+import { formatCount } from '../util/format.js';
 
 /**
  * Device memory to register: `length` bytes at device address `pointer` on CUDA device `device`
@@ -126,7 +127,7 @@ export class CudaAllocation implements CudaMemory {
 
   /** A short description for messages. */
   toString(): string {
-    return `CUDA allocation of ${fmtBytes(this.length)} bytes on device ${this.device}`;
+    return `CUDA allocation of ${formatCount(this.length)} bytes on device ${this.device}`;
   }
 }
 
@@ -170,7 +171,7 @@ function range(m: CudaMemory, offset: number, length: number, what: string): big
   ) {
     throw new KvwireError(
       ErrorCode.OUT_OF_BOUNDS,
-      `${what} of ${fmtBytes(length)} bytes at offset ${fmtBytes(offset)} reaches past the ${fmtBytes(m.length)} bytes of the device memory`,
+      `${what} of ${formatCount(length)} bytes at offset ${formatCount(offset)} reaches past the ${formatCount(m.length)} bytes of the device memory`,
     );
   }
   return m.pointer + BigInt(offset);

@@ -5,7 +5,8 @@
  * `timeoutMs` passes (on its own thread, where it can also withdraw the operations it posted), and
  * the loopback engine does the same with a timer. The agent arms a backstop a grace period later:
  * it settles the operation only if the engine could not (an engine thread that is stuck or starved),
- * so that no promise the agent handed out can stay pending for ever.
+ * so that no promise the agent handed out can stay pending for ever. A wait for a notification has
+ * no engine behind it: its own timer is its deadline (lib/transport/notifications.ts).
  *
  * @packageDocumentation
  */

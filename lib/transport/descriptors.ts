@@ -1,6 +1,6 @@
 /**
- * Descriptor lists: validation against registered regions, flattening into the stride-5
- * Float64Array the engines take, and coalescing of contiguous runs.
+ * Descriptor lists: validation against registered regions, flattening into the Float64Array of
+ * {@link STRIDE} numbers per descriptor the engines take, and coalescing of contiguous runs.
  *
  * Both engines receive only lists that passed {@link flattenDescriptors}: this is where every
  * offset and length is checked against its region before anything is posted, with messages that
@@ -8,11 +8,12 @@
  *
  * @packageDocumentation
  */
-import { ErrorCode, KvwireError, fmtBytes } from '../errors.js';
+import { ErrorCode, KvwireError } from '../errors.js';
 import { describeValue } from '../util/describe-value.js';
 import { invalid } from './arguments.js';
 import { Region, RemoteRegion } from './region.js';
 import type { DescriptorColumns, DescriptorInput, TransferOp } from './types.js';
+import { formatCount } from '../util/format.js';
 
 /** Stride of the flat layout: local region, local offset, remote region, remote offset, length. */
 export const STRIDE = 5;
@@ -27,6 +28,45 @@ export interface FlatDescriptors {
   readonly bytes: number;
   /** Descriptors as given (before coalescing). */
   readonly given: number;
+}
+
+/**
+ * Appends the row (local region, local offset, remote region, remote offset, length) to `flat`,
+ * which holds `rows` rows, and returns the new row count. With `coalesce`, a row that starts where
+ * the last one ended, in the same regions, on both sides at once, extends the last one instead.
+ * The one implementation of the coalescing rule for flat lists (every path of this file appends
+ * through it); lib/kv/coalesce.ts applies the same rule to block ids before rows exist.
+ */
+function appendRow(
+  flat: Float64Array,
+  rows: number,
+  localRegion: number,
+  localOffset: number,
+  remoteRegion: number,
+  remoteOffset: number,
+  length: number,
+  coalesce: boolean,
+): number {
+  if (coalesce && rows > 0) {
+    const p = (rows - 1) * STRIDE;
+    const last = flat[p + 4]!;
+    if (
+      flat[p] === localRegion &&
+      flat[p + 1]! + last === localOffset &&
+      flat[p + 2] === remoteRegion &&
+      flat[p + 3]! + last === remoteOffset
+    ) {
+      flat[p + 4] = last + length;
+      return rows;
+    }
+  }
+  const q = rows * STRIDE;
+  flat[q] = localRegion;
+  flat[q + 1] = localOffset;
+  flat[q + 2] = remoteRegion;
+  flat[q + 3] = remoteOffset;
+  flat[q + 4] = length;
+  return rows + 1;
 }
 
 /** Column view of either input form, so one loop handles both. */
@@ -120,7 +160,7 @@ function checkRange(
   if (offset + length > regionLength) {
     throw new KvwireError(
       ErrorCode.OUT_OF_BOUNDS,
-      `descriptor ${i} reaches byte ${fmtBytes(offset + length)} of ${what()} which has ${fmtBytes(regionLength)} bytes; ` +
+      `descriptor ${i} reaches byte ${formatCount(offset + length)} of ${what()} which has ${formatCount(regionLength)} bytes; ` +
         'shorten it or register a larger region',
       { index: i },
     );
@@ -189,25 +229,7 @@ export function flattenDescriptors(
     checkRange('local', i, lo, len, lastL.length, () => `local ${lastL}`);
     checkRange('remote', i, ro, len, lastR.length, () => `${lastR} of peer '${peerName}'`);
     bytes += len;
-    if (coalesce && rows > 0) {
-      const p = (rows - 1) * STRIDE;
-      if (
-        flat[p] === lastL.id &&
-        flat[p + 1]! + flat[p + 4]! === lo &&
-        flat[p + 2] === lastR.id &&
-        flat[p + 3]! + flat[p + 4]! === ro
-      ) {
-        flat[p + 4] = flat[p + 4]! + len;
-        continue;
-      }
-    }
-    const q = rows * STRIDE;
-    flat[q] = lastL.id;
-    flat[q + 1] = lo;
-    flat[q + 2] = lastR.id;
-    flat[q + 3] = ro;
-    flat[q + 4] = len;
-    rows++;
+    rows = appendRow(flat, rows, lastL.id, lo, lastR.id, ro, len, coalesce);
   }
   return {
     flat: rows * STRIDE === flat.length ? flat : flat.slice(0, rows * STRIDE),
@@ -406,23 +428,7 @@ function flattenLoop(
     ) {
       return -(i + 1);
     }
-    const lid = lId[li]!;
-    const rid = rId[ri]!;
-    if (coalesce && rows > 0) {
-      const p = (rows - 1) * 5;
-      const plen = flat[p + 4]!;
-      if (flat[p] === lid && flat[p + 1]! + plen === lo && flat[p + 2] === rid && flat[p + 3]! + plen === ro) {
-        flat[p + 4] = plen + len;
-        continue;
-      }
-    }
-    const q = rows * 5;
-    flat[q] = lid;
-    flat[q + 1] = lo;
-    flat[q + 2] = rid;
-    flat[q + 3] = ro;
-    flat[q + 4] = len;
-    rows++;
+    rows = appendRow(flat, rows, lId[li]!, lo, rId[ri]!, ro, len, coalesce);
   }
   return rows;
 }
@@ -450,25 +456,7 @@ export function selectRows(flat: Float64Array, indices: ArrayLike<number>, coale
     const s = i * STRIDE;
     const len = flat[s + 4]!;
     bytes += len;
-    if (coalesce && rows > 0) {
-      const p = (rows - 1) * STRIDE;
-      if (
-        out[p] === flat[s] &&
-        out[p + 1]! + out[p + 4]! === flat[s + 1] &&
-        out[p + 2] === flat[s + 2] &&
-        out[p + 3]! + out[p + 4]! === flat[s + 3]
-      ) {
-        out[p + 4] = out[p + 4]! + len;
-        continue;
-      }
-    }
-    const q = rows * STRIDE;
-    out[q] = flat[s]!;
-    out[q + 1] = flat[s + 1]!;
-    out[q + 2] = flat[s + 2]!;
-    out[q + 3] = flat[s + 3]!;
-    out[q + 4] = len;
-    rows++;
+    rows = appendRow(out, rows, flat[s]!, flat[s + 1]!, flat[s + 2]!, flat[s + 3]!, len, coalesce);
   }
   return { flat: rows === n ? out : out.slice(0, rows * STRIDE), count: rows, bytes, given: n };
 }

@@ -22,6 +22,7 @@
 import { ErrorCode, KvwireError } from '../errors.js';
 import { accessFromBits } from './metadata.js';
 import type { AgentDescription, RegionDescription } from './metadata.js';
+import { formatCount } from '../util/format.js';
 
 const MAGIC = 0x4757564b; // "KVWG"
 const VERSION = 1;
@@ -206,8 +207,8 @@ export function checkGrant(d: AgentDescription, grant: Grant): CheckedRegions {
     if (access !== r.access || g.length !== r.length || g.memory !== memory || g.label !== r.label) {
       throw new KvwireError(
         ErrorCode.BAD_METADATA,
-        `bad metadata: it says region ${r.id} is '${r.label}', ${r.length.toLocaleString('en-US')} bytes of ${memory} memory with ${r.access} access, ` +
-          `but '${d.name}' serves '${g.label}', ${g.length.toLocaleString('en-US')} bytes of ${g.memory} memory with ${access} access; ` +
+        `bad metadata: it says region ${r.id} is '${r.label}', ${formatCount(r.length)} bytes of ${memory} memory with ${r.access} access, ` +
+          `but '${d.name}' serves '${g.label}', ${formatCount(g.length)} bytes of ${g.memory} memory with ${access} access; ` +
           'the metadata was altered or is stale: fetch it again from the agent',
       );
     }

@@ -12,14 +12,16 @@
  * @packageDocumentation
  */
 import { randomBytes } from 'node:crypto';
-import { ErrorCode, KvwireError, fmtBytes } from '../errors.js';
+import { ErrorCode, KvwireError } from '../errors.js';
 import type { ErrorCodeString } from '../errors.js';
 import { nowNs } from '../util/clock.js';
 import type { Engine, EngineListener } from './engine.js';
+import { STRIDE } from './descriptors.js';
 import { encodeGrant } from './grant.js';
 import { accessBits } from './metadata.js';
 import type { AgentDescription } from './metadata.js';
 import type { Access, HostMemory } from './types.js';
+import { formatCount } from '../util/format.js';
 
 /** Faults the loopback engine injects into the transfers and notifications of its agent. */
 export interface LoopbackFaultSpec {
@@ -221,12 +223,12 @@ export class LoopbackEngine implements Engine {
     const startNs = nowNs();
     // Local side, checked again as the native engine does.
     const regionIds = new Set<number>();
-    for (let i = 0; i < descs.length; i += 5) {
+    for (let i = 0; i < descs.length; i += STRIDE) {
       const r = this.#regions.get(descs[i]!);
       if (r === undefined)
-        throw new KvwireError(ErrorCode.DEREGISTERED, `descriptor ${i / 5}: local region was deregistered`);
+        throw new KvwireError(ErrorCode.DEREGISTERED, `descriptor ${i / STRIDE}: local region was deregistered`);
       if (descs[i + 1]! + descs[i + 4]! > r.bytes.byteLength)
-        throw new KvwireError(ErrorCode.OUT_OF_BOUNDS, `descriptor ${i / 5} is out of bounds`);
+        throw new KvwireError(ErrorCode.OUT_OF_BOUNDS, `descriptor ${i / STRIDE} is out of bounds`);
       regionIds.add(descs[i]!);
     }
     const t: PendingTransfer = { id, peerId, timers: [], regions: [...regionIds] };
@@ -239,7 +241,7 @@ export class LoopbackEngine implements Engine {
           t,
           new KvwireError(
             ErrorCode.TIMEOUT,
-            `transfer ${id} (${descs.length / 5} descriptors) did not complete within ${timeoutMs} ms; the peer may be overloaded or gone: raise timeoutMs or check the peer`,
+            `transfer ${id} (${descs.length / STRIDE} descriptors) did not complete within ${timeoutMs} ms; the peer may be overloaded or gone: raise timeoutMs or check the peer`,
           ),
         );
       }, timeoutMs),
@@ -289,9 +291,9 @@ export class LoopbackEngine implements Engine {
     corrupt: boolean,
   ): KvwireError | undefined {
     const need: Access = op === 1 ? 'write' : 'read';
-    for (let i = 0; i < descs.length; i += 5) {
+    for (let i = 0; i < descs.length; i += STRIDE) {
       const r = this.#regions.get(descs[i + 2]!);
-      const index = i / 5;
+      const index = i / STRIDE;
       if (r === undefined) {
         return new KvwireError(
           ErrorCode.DEREGISTERED,
@@ -309,12 +311,12 @@ export class LoopbackEngine implements Engine {
       if (descs[i + 3]! + descs[i + 4]! > r.bytes.byteLength) {
         return new KvwireError(
           ErrorCode.OUT_OF_BOUNDS,
-          `the target refused descriptor ${index}: it reaches byte ${fmtBytes(descs[i + 3]! + descs[i + 4]!)} of region '${r.label}' which has ${fmtBytes(r.bytes.byteLength)} bytes`,
+          `the target refused descriptor ${index}: it reaches byte ${formatCount(descs[i + 3]! + descs[i + 4]!)} of region '${r.label}' which has ${formatCount(r.bytes.byteLength)} bytes`,
           { index },
         );
       }
     }
-    for (let i = 0; i < descs.length; i += 5) {
+    for (let i = 0; i < descs.length; i += STRIDE) {
       const local = initiatorRegions.get(descs[i]!)!.bytes;
       const remote = this.#regions.get(descs[i + 2]!)!.bytes;
       const lo = descs[i + 1]!;

@@ -7,6 +7,7 @@
 import { ErrorCode, KvwireError } from '../errors.js';
 import { checkTimeout } from './agent-options.js';
 import { integerOption, optionsObject, signalOption } from './arguments.js';
+import { armDeadline } from './deadline.js';
 import { describeValue } from '../util/describe-value.js';
 import type { Notification } from './types.js';
 
@@ -208,31 +209,29 @@ export class NotificationHub {
       return Promise.reject(new KvwireError(ErrorCode.CANCELLED, 'the wait for a notification was aborted'));
     }
     return new Promise<Notification>((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
+      // The wait's own deadline (no engine enforces this one); its timer holds the process open.
+      const disarm = armDeadline({
+        afterMs: opts.timeoutMs,
+        onTimeout: () =>
+          settle(
+            undefined,
+            new KvwireError(ErrorCode.TIMEOUT, `no matching notification arrived within ${opts.timeoutMs} ms`),
+          ),
+        signal: opts.signal,
+        onAbort: () =>
+          settle(undefined, new KvwireError(ErrorCode.CANCELLED, 'the wait for a notification was aborted')),
+        holdsProcess: true,
+      });
       const settle = (n: Notification | undefined, error: KvwireError | undefined) => {
         if (!this.#waits.delete(entry!)) return; // settled already
-        if (timer !== undefined) clearTimeout(timer);
-        opts.signal?.removeEventListener('abort', onAbort);
+        disarm();
         this.#onWaiting(-1);
         if (error !== undefined) reject(error);
         else resolve(n!);
       };
       entry = { match, settle };
-      const onAbort = () =>
-        settle(undefined, new KvwireError(ErrorCode.CANCELLED, 'the wait for a notification was aborted'));
       this.#waits.add(entry);
       this.#onWaiting(1);
-      if (opts.timeoutMs !== undefined) {
-        timer = setTimeout(
-          () =>
-            settle(
-              undefined,
-              new KvwireError(ErrorCode.TIMEOUT, `no matching notification arrived within ${opts.timeoutMs} ms`),
-            ),
-          opts.timeoutMs,
-        );
-      }
-      opts.signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
 

@@ -13,6 +13,7 @@ import type { CudaMemory } from './cuda.js';
 import type { RegionDescription } from './metadata.js';
 import type { Region } from './region.js';
 import type { Access, HostMemory } from './types.js';
+import { formatCount } from '../util/format.js';
 
 const ACCESS = new Set<Access>(['read', 'write', 'readwrite', 'none']);
 
@@ -51,7 +52,7 @@ export function checkAllocationLength(length: number): void {
   if (length > totalmem()) {
     throw new KvwireError(
       ErrorCode.CAPACITY,
-      `cannot allocate ${length.toLocaleString('en-US')} bytes: this machine has ${totalmem().toLocaleString('en-US')} bytes of memory`,
+      `cannot allocate ${formatCount(length)} bytes: this machine has ${formatCount(totalmem())} bytes of memory`,
     );
   }
 }

@@ -6,6 +6,7 @@
 import { ErrorCode, KvwireError } from '../errors.js';
 import type { CudaMemory } from './cuda.js';
 import type { Access, MemoryKind } from './types.js';
+import { formatCount } from '../util/format.js';
 
 /** Internal hooks a Region needs from its agent. */
 export interface RegionOwner {
@@ -127,7 +128,7 @@ export class Region {
 
   /** A short description for messages: `region 'kv' (1,048,576 bytes)`. */
   toString(): string {
-    return `region '${this.label}' (${this.length.toLocaleString('en-US')} bytes${this.kind === 'cuda' ? ` on CUDA device ${this.device}` : ''})`;
+    return `region '${this.label}' (${formatCount(this.length)} bytes${this.kind === 'cuda' ? ` on CUDA device ${this.device}` : ''})`;
   }
 }
 
@@ -169,6 +170,6 @@ export class RemoteRegion {
 
   /** A short description for messages. */
   toString(): string {
-    return `remote region '${this.label}' (${this.length.toLocaleString('en-US')} bytes)`;
+    return `remote region '${this.label}' (${formatCount(this.length)} bytes)`;
   }
 }

@@ -6,6 +6,8 @@
  */
 import { ErrorCode, KvwireError } from '../errors.js';
 import { describeValue } from '../util/describe-value.js';
+import { STRIDE } from './descriptors.js';
+import type { FlatDescriptors } from './descriptors.js';
 import type { EngineTiming } from './engine.js';
 import type { TransferOp, TransferOptions, TransferStats, TransferStatus, TransportCategory } from './types.js';
 
@@ -176,10 +178,10 @@ export class PreparedTransfer {
   readonly bytes: number;
   /** The peer it was prepared for. */
   readonly peer: object;
-  /** @internal validated rows, stride 5, as given (not coalesced: indices refer to them). */
+  /** @internal validated rows ({@link STRIDE} numbers each), as given (not coalesced: indices refer to them). */
   readonly flat: Float64Array;
   /** @internal the whole list, coalesced, computed at the first post of all of it. */
-  allCoalesced: import('./descriptors.js').FlatDescriptors | undefined;
+  allCoalesced: FlatDescriptors | undefined;
   /** @internal the distinct regions it names, re-checked (cheaply) at each post. */
   readonly localRegions: readonly { registered: boolean; toString(): string }[];
   /** @internal */
@@ -198,7 +200,7 @@ export class PreparedTransfer {
     this.#host = host;
     this.peer = peer;
     this.flat = flat;
-    this.length = flat.length / 5;
+    this.length = flat.length / STRIDE;
     this.bytes = bytes;
     this.localRegions = localRegions;
     this.remoteRegions = remoteRegions;

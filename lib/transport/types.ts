@@ -104,9 +104,11 @@ export interface AgentOptions {
     /** Largest packed message, in bytes (default 1 MiB; 1 .. 32 MiB). */
     batchBytes?: number;
     /**
-     * Transfers of at most this many bytes to shared memory a same-host peer allocated
-     * (`agent.allocate()`) are copied by the calling thread: no thread hand-off, done at once.
-     * Default 256 KiB; 0 disables; at most 1 GiB.
+     * Transfers of at most this many bytes that go one-sided to a same-host peer granted it
+     * (shared memory it allocated with `agent.allocate()`, mapped here; or memory it registered
+     * with `agent.register()`, by cross-memory attach) are copied by the calling thread: no
+     * thread hand-off, done when `read()`/`write()` returns. It bounds how long such a call
+     * holds the event loop. Default 256 KiB; 0 disables; at most 1 GiB.
      */
     inlineBytes?: number;
   };

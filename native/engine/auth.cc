@@ -25,7 +25,10 @@ Digest Mac(const std::string& key, const char* domain, std::initializer_list<std
 bool ReplayWindow::Admit(const uint8_t* nonce, size_t len, uint64_t tsMs, uint64_t nowMs) {
   uint64_t skew = tsMs > nowMs ? tsMs - nowMs : nowMs - tsMs;
   if (skew > windowMs_) return false;
-  while (!order_.empty() && (order_.front().second <= nowMs || order_.size() >= max_)) {
+  // Forgotten only once strictly past its window: a timestamp exactly windowMs_ old still passes
+  // the skew check above, so its nonce must still be remembered then (a replay at that very
+  // millisecond was admitted: reliability finding F11).
+  while (!order_.empty() && (order_.front().second < nowMs || order_.size() >= max_)) {
     seen_.erase(order_.front().first);
     order_.pop_front();
   }

@@ -73,7 +73,7 @@ struct TransferRequest {
   bool hasNotify = false;
   uint32_t timeoutMs = 0;
   uint64_t bytes = 0;
-  bool cuda = false;      // a descriptor touches device memory: native/cuda/engine_*.cc moves it
+  bool cuda = false;      // a descriptor touches device memory: native/engine/cuda_*.cc moves it
   bool forceAm = false;   // remote device memory the target stages: active messages, never RMA
   uint64_t parentId = 0;  // a staging stage's sub-transfer: reports to its parent, not to JS
 };
@@ -158,7 +158,7 @@ class UcxEngine {
   // The keys a device region is granted with (built in TypeScript just after registerDevice).
   bool SetGrantKeys(uint32_t id, std::string trusted, std::string restricted);
   RegionTable& regions() { return regions_; }
-  // Registers validated device memory (native/cuda/engine_memory.cc): with UCX when UCX moves
+  // Registers validated device memory (native/engine/cuda_memory.cc): with UCX when UCX moves
   // device memory itself, else for the CUDA IPC and staging paths only.
   bool RegisterDevice(uint32_t id, const std::string& label, const cuda::DeviceRange& range, Access access,
                       std::string* rkey, std::string* error);
@@ -385,7 +385,7 @@ class UcxEngine {
   void RevokeRegion(uint32_t regionId);
   void SweepTargetState(uint64_t now);
 
-  // ---- CUDA device memory (native/cuda/engine_*.cc) ----
+  // ---- CUDA device memory (native/engine/cuda_*.cc) ----
   struct StagedRecv;
   void InitCuda();
   // At connect: picks the peer's CUDA path and opens its IPC handles. False: the forced path is impossible.

@@ -3,7 +3,7 @@
 #ifdef KVWIRE_HAVE_UCX
 #include <unordered_set>
 
-#include "cuda/engine_state.h"
+#include "engine/cuda_state.h"
 #include "engine/ucx_engine.h"
 #include "util/clock.h"
 

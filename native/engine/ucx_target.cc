@@ -123,7 +123,7 @@ ucs_status_t UcxEngine::HandleWrite(const wire::WriteHdr& h, void* data, size_t 
     st = WireStatus::kInvalid;
     msg = "descriptor " + std::to_string(h.index) + " carries " + Num(len) + " bytes but claims " + Num(h.length);
   }
-  if (st == WireStatus::kOk && region->onDevice()) {  // device memory: staged (native/cuda/engine_target.cc)
+  if (st == WireStatus::kOk && region->onDevice()) {  // device memory: staged (native/engine/cuda_target.cc)
     st = CheckStagedWrite(*region, len, h.index, &msg);
     if (st != WireStatus::kOk) region->Release();
   }

@@ -58,7 +58,7 @@ describe.runIf(FULL)('the long runs of kvwire demo', () => {
   it('npm start: the llama runtime, the larger generated model, 100 requests, every output matched', async () => {
     const report = join(dir, 'default.html');
     const r = await demo(['--report', report]);
-    expect(r.code, r.stderr).toBe(0);
+    expect(r.code, `${JSON.stringify(r.summary.problems)}\n${r.stderr}`).toBe(0);
     expect(r.summary.runtime).toBe('llama');
     expect(r.summary.model).toBe('small');
     expectComplete(r.summary, 100);
@@ -72,7 +72,7 @@ describe.runIf(FULL)('the long runs of kvwire demo', () => {
   it('the fault drill: a prefill worker SIGKILLed after 40 requests, the run recovers, every output matched', async () => {
     const report = join(dir, 'drill.html');
     const r = await demo(['--kill-prefill-after', '40', '--report', report]);
-    expect(r.code, r.stderr).toBe(0);
+    expect(r.code, `${JSON.stringify(r.summary.problems)}\n${r.stderr}`).toBe(0);
     expectComplete(r.summary, 100);
     const d = r.summary.drill!;
     expect(d.killed.name).toBe('prefill-1');
@@ -85,7 +85,7 @@ describe.runIf(FULL)('the long runs of kvwire demo', () => {
   it('the synthetic runtime at data-plane scale: Llama-3-8B, 2 MiB blocks, every byte and output checked', async () => {
     const report = join(dir, 'synthetic.html');
     const r = await demo(['--runtime', 'synthetic', '--model', 'llama-3-8b', '--report', report]);
-    expect(r.code, r.stderr).toBe(0);
+    expect(r.code, `${JSON.stringify(r.summary.problems)}\n${r.stderr}`).toBe(0);
     expect(r.summary.runtime).toBe('synthetic');
     expectComplete(r.summary, 100);
     // 32 layers x K and V x 16 tokens x 8 KV heads x 128 x bf16.

@@ -1,5 +1,5 @@
 // Lifetimes: agents in worker threads (per-environment state), a worker terminated with transfers
-// in flight, agents dropped without close() and collected.
+// in flight, agents dropped without close() (never collected; closed at exit).
 import { readdirSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { Worker } from 'node:worker_threads';
@@ -25,22 +25,31 @@ describe('region release', () => {
 });
 
 describe.each(['tcp', 'sm'])('agent lifetimes over %s', (tls) => {
-  it('runs an agent in a worker thread that moves bytes to the main thread', async () => {
+  // Under load (a 2-core machine at load 10, several agents' engine threads spinning) a worker
+  // thread starts, compiles and connects slowly: this once hit the default 60 s test timeout.
+  // Every step inside the worker has its own deadline (a typed failure arrives as 'error'), the
+  // exit is awaited from the start (it can come right after the message), and the test allows
+  // far more than the steps' deadlines.
+  it('runs an agent in a worker thread that moves bytes to the main thread', { timeout: 240_000 }, async () => {
     const main = await Agent.create({ name: 'main-thread', transports: tls });
-    const src = fillPattern(Buffer.alloc(SIZE), 5);
-    main.register(src, { access: 'readwrite', label: 'kv' });
-    const w = new Worker(WORKER, {
-      workerData: { metadata: main.metadata(), transports: tls, size: SIZE, mode: 'finish' },
-    });
-    const msg = await new Promise<{ sum: number }>((resolve, reject) => {
-      w.once('message', resolve);
-      w.once('error', reject);
-    });
-    let sum = 0;
-    for (const b of src) sum = (sum + b) % 65521;
-    expect(msg.sum).toBe(sum);
-    expect(await new Promise((r) => w.once('exit', r))).toBe(0);
-    await main.close();
+    try {
+      const src = fillPattern(Buffer.alloc(SIZE), 5);
+      main.register(src, { access: 'readwrite', label: 'kv' });
+      const w = new Worker(WORKER, {
+        workerData: { metadata: main.metadata(), transports: tls, size: SIZE, mode: 'finish', timeoutMs: 60_000 },
+      });
+      const exited = new Promise<number>((r) => w.once('exit', r));
+      const msg = await new Promise<{ sum: number }>((resolve, reject) => {
+        w.once('message', resolve);
+        w.once('error', reject);
+      });
+      let sum = 0;
+      for (const b of src) sum = (sum + b) % 65521;
+      expect(msg.sum).toBe(sum);
+      expect(await exited).toBe(0);
+    } finally {
+      await main.close();
+    }
   });
 
   it('survives terminating a worker thread whose agent has transfers in flight', async () => {
@@ -70,13 +79,28 @@ describe.each(['tcp', 'sm'])('agent lifetimes over %s', (tls) => {
     await main.close();
   });
 
-  it('frees agents dropped without close() when they are collected, and exits cleanly', async () => {
-    const c = new Child('gc-agent.js', [tls], {}, ['--expose-gc']);
-    await c.next('gc-done');
-    const { code, signal } = await c.exited;
-    expect(c.stderr).not.toMatch(/Segmentation|Assertion|terminate called/);
-    expect(signal).toBeNull();
-    expect(code).toBe(0);
+  it('never collects agents dropped without close() (close() is required); at exit they are closed and the process exits cleanly', async () => {
+    await expectDroppedAgentsKeptUntilExit(tls);
+  });
+});
+
+// What Agent's TSDoc, the README and docs/transport.md promise: an agent is freed by close(), or
+// at exit by the environment's cleanup hook, never by the garbage collector. If this starts
+// failing because agents ARE collected, the docs must say so (and the destructor then closes them).
+async function expectDroppedAgentsKeptUntilExit(which: string): Promise<void> {
+  const c = new Child('gc-agent.js', [which], {}, ['--expose-gc']);
+  const report = await c.next('gc-done');
+  expect(report.controlCollected).toBe(true); // collections ran and finalizers were delivered
+  expect(report.agentsCollected).toBe(0);
+  const { code, signal } = await c.exited;
+  expect(c.stderr).not.toMatch(/Segmentation|Assertion|terminate called/);
+  expect(signal).toBeNull();
+  expect(code).toBe(0);
+}
+
+describe('agent lifetimes on the loopback engine', () => {
+  it('never collects agents dropped without close() (close() is required); the process exits cleanly', async () => {
+    await expectDroppedAgentsKeptUntilExit('loopback');
   });
 });
 

@@ -7,6 +7,7 @@
 // before), `quiesced` must resolve within a bound, the local region must deregister, the agent must
 // go on connecting to new peers (defect 8: after 17 deaths over shared memory an agent once could
 // not), and close() must leave no UCX operation allocated (it warns when it does).
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { Agent, ErrorCode, KvwireError } from '../../lib/index.js';
 import type { AgentOptions, Peer, Transfer } from '../../lib/index.js';
@@ -44,6 +45,16 @@ async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** Resolves once process `pid` is stopped (state T in /proc/<pid>/stat). */
+async function stopped(pid: number): Promise<void> {
+  for (let i = 0; i < 1000; i++) {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('T')) return;
+    await new Promise((res) => setTimeout(res, 10));
+  }
+  throw new Error(`process ${pid} did not stop within 10 s of SIGSTOP`);
 }
 
 /** A target process with one region `kv` filled from `seed`, and its metadata. */
@@ -165,7 +176,10 @@ describe.each([...VARIANTS, { v: 'sm-am' as const, deaths: 0 }])(
           const peer = await agent.connect(metadata, { timeoutMs: 20_000 });
           const local = agent.register(Buffer.alloc(SIZE), { label: 'local' });
           // Stopped, not dead: its sockets and shared memory stay, its pid stays, nothing answers.
+          // kill() returns before the kernel has stopped it: on a loaded machine it served the
+          // transfers first (seen once), so wait until it is stopped.
           c.kill('SIGSTOP');
+          await stopped(c.proc.pid!);
           const ts = postFour(agent, peer, local, 1_500);
           const outcomes = await Promise.all(
             ts.map((t) =>

@@ -1,5 +1,5 @@
 // Engine-thread CUDA state of a connection (PeerCuda) and of a transfer (XferCuda), kept by
-// UcxEngine's Outbound and Xfer and used by native/cuda/engine_*.cc only.
+// UcxEngine's Outbound and Xfer and used by native/engine/cuda_*.cc only.
 #pragma once
 #include <cstdint>
 #include <memory>

@@ -9,7 +9,7 @@
 //   WRITE: device -> buffer (stream, event) -> sub-transfer WRITE -> buffer free
 //   READ:  sub-transfer READ into the buffer -> buffer -> device (stream, event) -> buffer free
 // Pieces of remote device memory are at most the peer's chunk (it stages them into its own
-// buffers; native/cuda/engine_target.cc) and always go by active messages.
+// buffers; native/engine/cuda_target.cc) and always go by active messages.
 // The transfer has landed when every stage is done; its notification is sent after that.
 #ifdef KVWIRE_HAVE_UCX
 #include <algorithm>
