@@ -28,8 +28,9 @@ interface NativeTarget {
   /** Seeds the corpus with genuine inputs from real agents. */
   corpus?: string;
   /**
-   * Fails today, with the finding: F11 (/work/wt/notes/findings-reliability.md): ReplayWindow admits
-   * a replayed hello exactly windowMs after the first. Expected to fail until the fix is on main.
+   * Fails today, with the finding in /work/wt/notes/findings-reliability.md; expected to fail until
+   * the fix is on main. None now: F11 (the replay window admitted a hello replayed exactly windowMs
+   * after the first) is fixed on main (26f666f).
    */
   failsToday?: string;
 }
@@ -45,7 +46,6 @@ const TARGETS: NativeTarget[] = [
     name: 'the handshake authentication',
     sources: ['native/engine/auth.cc', 'native/util/sha256.cc'],
     harness: 'test/reliability/fuzz-native/auth_fuzzer.cc',
-    failsToday: 'F11',
   },
 ];
 

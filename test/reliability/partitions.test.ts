@@ -53,6 +53,14 @@ const FAILS_TODAY: Record<string, Check[]> = {
   [SEQUENCE]: ['sequence'],
 };
 
+/**
+ * Checks that fail only now and then today, and so can be neither plain nor `it.fails`: they accept
+ * the finding's typed failure (and still fail on anything else). F6: after the silent loss alone, a
+ * new connection's first READ timed out in 1 of 6 runs on main 7eb6776 (the sequence, where F6
+ * shows every time, is its `it.fails` check).
+ */
+const INTERMITTENT_TODAY: Record<string, Check[]> = { loss: ['reconnect'] };
+
 let unavailable: string | undefined;
 let pair: NetnsPair | undefined;
 
@@ -152,9 +160,13 @@ describe.each(SCENARIOS)('partitions between two network namespaces: $name', ({ 
       if (name === SEQUENCE) return; // the sequence's own check
       const fs = await run(name, faults);
       for (const f of fs) {
+        expect(f.oldPeerAfter, f.fault).toMatch(/^(done|ERR_KVWIRE_[A-Z_]+ )/);
+        if (INTERMITTENT_TODAY[name]?.includes('reconnect') === true && f.reconnect !== 'done') {
+          expect(f.reconnect, `${f.fault} (F6, intermittent)`).toMatch(/^ERR_KVWIRE_TIMEOUT /);
+          continue;
+        }
         expect(f.reconnect, `${f.fault}: ${f.reconnect}`).toBe('done');
         expect(f.reconnectIntact, f.fault).toBe(true);
-        expect(f.oldPeerAfter, f.fault).toMatch(/^(done|ERR_KVWIRE_[A-Z_]+ )/);
       }
     },
   );
