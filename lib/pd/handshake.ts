@@ -126,6 +126,15 @@ function int(v: unknown, field: string, min: number, max: number): number {
  *
  * @throws KvwireError `ERR_KVWIRE_BAD_METADATA` naming the first missing or mistyped field.
  */
+/**
+ * Bounds on the numeric compatibility fields a peer may send. A layout is built per layer from these
+ * (prefillLayouts), so an authenticated but hostile or buggy peer claiming 2^31 layers made the decode
+ * side build tensors for minutes (reliability finding F9); the largest models have a few hundred
+ * layers and dimensions far below 2^20.
+ */
+const MAX_LAYERS = 4096;
+const MAX_COMPAT_NUMBER = 1 << 20;
+
 export function parseCompatFields(v: unknown): KvCompatibilityFields {
   if (v === null || typeof v !== 'object')
     throw malformed('compat must be an object of compatibility fields', 'compat');
@@ -138,6 +147,10 @@ export function parseCompatFields(v: unknown): KvCompatibilityFields {
       isString ? typeof x !== 'string' || x.length > 256 : typeof x !== 'number' || !Number.isSafeInteger(x) || x < 0
     ) {
       throw malformed(`compat.${k} is missing or has the wrong type`, k);
+    }
+    const limit = k === 'layers' ? MAX_LAYERS : MAX_COMPAT_NUMBER;
+    if (!isString && (x as number) > limit) {
+      throw malformed(`compat.${k} is ${String(x)}, more than any model has (at most ${limit})`, k);
     }
     out[k] = x;
   }

@@ -5,7 +5,7 @@ import { ErrorCode, KvwireError } from '../../lib/errors.js';
 import { createRegistry } from '../../lib/metrics.js';
 import { DecodeCoordinator, type HandshakeOutcome, type KvTransferParams } from '../../lib/pd/index.js';
 import { secretKey, signRequest } from '../../lib/pd/handshake-auth.js';
-import { buildHandshakeRequest, pdCompatibilityFields } from '../../lib/pd/handshake.js';
+import { buildHandshakeRequest, parseCompatFields, pdCompatibilityFields } from '../../lib/pd/handshake.js';
 import { FakeDecodeEngine } from '../../lib/engine/runtimes/synthetic/fake-decode.js';
 import { SECRET, SMALL, loopbackAgents, pair, prompt, type Pair } from './helpers.js';
 
@@ -289,5 +289,43 @@ describe('handshake', () => {
       code: ErrorCode.INVALID_ARGUMENT,
       details: { field: 'secret' },
     });
+  });
+});
+
+describe('compatibility fields from a peer', () => {
+  const genuine = (): Record<string, unknown> => ({
+    protocolVersion: 1,
+    model: 'm',
+    attention: 'mha',
+    layers: 32,
+    kvHeads: 8,
+    headDim: 128,
+    kvLoraRank: 0,
+    qkRopeHeadDim: 0,
+    dtype: 'fp16',
+    kv: 'kv',
+    order: 'layer-major',
+    blockTokens: 16,
+  });
+
+  it('accepts real model dimensions', () => {
+    expect(parseCompatFields(genuine()).layers).toBe(32);
+  });
+
+  it.each([
+    ['layers', 2 ** 31],
+    ['layers', 4097],
+    ['kvHeads', 2 ** 21],
+    ['blockTokens', 2 ** 40],
+  ])('refuses %s = %d at once, typed (finding F9: 2^31 layers hung the decode side)', (field, value) => {
+    let error: unknown;
+    try {
+      parseCompatFields({ ...genuine(), [field]: value });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(KvwireError);
+    expect((error as KvwireError).code).toBe(ErrorCode.BAD_METADATA);
+    expect((error as KvwireError).message).toContain(field);
   });
 });

@@ -19,11 +19,11 @@ const TARGETS = [
 const UNTYPED_TODAY = new Set<string>();
 
 /**
- * Targets with inputs that hang today: finding F9 (a handshake answer whose compatibility fields
- * claim 2^31 layers makes prefillLayouts() build 2^31 layers' tensors). Expected to fail until fixed
- * on main.
+ * Targets with inputs that hang today (none since finding F9 was fixed: a handshake answer whose
+ * compatibility fields claimed 2^31 layers made prefillLayouts() build 2^31 layers' tensors; the
+ * fields are bounded in parseCompatFields now).
  */
-const HANGS_TODAY = new Set(['handshake']);
+const HANGS_TODAY = new Set<string>();
 
 function summary(s: FuzzSummary): Record<string, unknown> {
   const count = (p: (k: string) => boolean) => Object.entries(s.outcomes).reduce((n, [k, v]) => n + (p(k) ? v : 0), 0);
