@@ -2,6 +2,7 @@ import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ErrorCode, KvwireError } from '../../lib/errors.js';
+import { KvLayout, compatibilityFields, kvPreset } from '../../lib/kv/index.js';
 import { createRegistry } from '../../lib/metrics.js';
 import { DecodeCoordinator, type HandshakeOutcome, type KvTransferParams } from '../../lib/pd/index.js';
 import { secretKey, signRequest } from '../../lib/pd/handshake-auth.js';
@@ -294,18 +295,7 @@ describe('handshake', () => {
 
 describe('compatibility fields from a peer', () => {
   const genuine = (): Record<string, unknown> => ({
-    protocolVersion: 1,
-    model: 'm',
-    attention: 'mha',
-    layers: 32,
-    kvHeads: 8,
-    headDim: 128,
-    kvLoraRank: 0,
-    qkRopeHeadDim: 0,
-    dtype: 'fp16',
-    kv: 'kv',
-    order: 'layer-major',
-    blockTokens: 16,
+    ...compatibilityFields(new KvLayout({ model: kvPreset('llama-3-8b'), numBlocks: 4 })),
   });
 
   it('accepts real model dimensions', () => {
