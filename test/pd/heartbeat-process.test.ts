@@ -5,6 +5,7 @@
  * lease and reads them intact; a decode worker SIGKILLed with its pull pending strands the
  * prefill's blocks for about one lease, not minutes.
  */
+import '../transport/tcp-zero-copy-off.js';
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';

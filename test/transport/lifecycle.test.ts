@@ -1,5 +1,6 @@
 // Lifetimes: agents in worker threads (per-environment state), a worker terminated with transfers
 // in flight, agents dropped without close() (never collected; closed at exit).
+import './tcp-zero-copy-off.js';
 import { readdirSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { Worker } from 'node:worker_threads';

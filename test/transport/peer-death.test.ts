@@ -7,6 +7,7 @@
 // before), `quiesced` must resolve within a bound, the local region must deregister, the agent must
 // go on connecting to new peers (defect 8: after 17 deaths over shared memory an agent once could
 // not), and close() must leave no UCX operation allocated (it warns when it does).
+import './tcp-zero-copy-off.js';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { Agent, ErrorCode, KvwireError } from '../../lib/index.js';
