@@ -12,6 +12,25 @@ import { startEpp, type Epp } from '../../lib/scheduler/epp/server.js';
 import { startRouter, type Router } from '../../lib/scheduler/router/router.js';
 import { bodyMessage, envoyClient, exchange, headersMessage, setHeadersOf } from './envoy-client.js';
 
+/** The prompt's token ids as the engine at `url` hashes them (its vLLM-shaped /tokenize). */
+async function tokenize(url: string, prompt: string): Promise<number[]> {
+  const r = await fetch(`${url}/tokenize`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ prompt }),
+  });
+  return ((await r.json()) as { tokens: number[] }).tokens;
+}
+
+/** Whether the index holds all but at most the last full 16-token block of `tokens` for `owner`. */
+async function holdsPrefix(
+  index: Router['service']['index'],
+  tokens: readonly number[],
+  owner: string,
+): Promise<boolean> {
+  return ((await index.score(tokens, [owner])).get(owner) ?? 0) >= Math.floor(tokens.length / 16) - 1;
+}
+
 async function until(what: string, pred: () => boolean | Promise<boolean>, ms = 60_000): Promise<void> {
   const end = Date.now() + ms;
   while (!(await pred())) {
@@ -114,41 +133,21 @@ describe.skipIf(!hasEngine)('router and epp with kvwire engine workers', () => {
     const first = await complete(`${system}Question: what is a KV cache?`);
     const owner = /^decode=(decode-\d) /.exec(first.decision)![1]!;
     // The owner's engine published BlockStored for the prompt's blocks; the router's index has them.
-    const tokens = (await (
-      await fetch(`${engines[0]!.url}/tokenize`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ prompt: system }),
-      })
-    ).json()) as { tokens: number[] };
-    await until(
-      'the owner in the index',
-      async () =>
-        ((await router.service.index.score(tokens.tokens, [owner])).get(owner) ?? 0) >=
-        Math.floor(tokens.tokens.length / 16) - 1,
-    );
+    const tokens = await tokenize(engines[0]!.url, system);
+    await until('the owner in the index', async () => holdsPrefix(router.service.index, tokens, owner));
     for (let i = 0; i < 3; i++) {
       const { doc, decision } = await complete(`${system}Question ${i}: why route by prefix?`);
       expect(decision).toMatch(new RegExp(`^decode=${owner} .*won_by=prefix-cache`));
       expect(doc.usage.prompt_tokens_details?.cached_tokens ?? 0).toBeGreaterThanOrEqual(
-        Math.floor(tokens.tokens.length / 16 - 1) * 16,
+        Math.floor(tokens.length / 16 - 1) * 16,
       );
     }
   }, 180_000);
 
   it("epp: answers the owner's address for a prompt on the cached system prompt", async () => {
-    const tokens = (await (
-      await fetch(`${engines[0]!.url}/tokenize`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ prompt: system }),
-      })
-    ).json()) as { tokens: number[] };
-    await until(
-      'the epp index to learn the prefix',
-      async () => (await epp.service.index.score(tokens.tokens)).size > 0,
-    );
-    const holders = await epp.service.index.score(tokens.tokens);
+    const tokens = await tokenize(engines[0]!.url, system);
+    await until('the epp index to learn the prefix', async () => (await epp.service.index.score(tokens)).size > 0);
+    const holders = await epp.service.index.score(tokens);
     const owner = [...holders.entries()].sort((a, b) => b[1] - a[1])[0]![0];
     const ownerUrl = new URL(engines[Number(owner.split('-')[1])]!.url);
     const body = Buffer.from(
@@ -205,20 +204,9 @@ describe.skipIf(!hasEngine)('router and epp with kvwire engine workers', () => {
       expect(first.decision).toMatch(/pd=disaggregated reason=uncached_at_least_threshold/);
       expect(first.decision).toMatch(new RegExp(`prefill=prefill-0`));
       const owner = /^decode=(decode-\d) /.exec(first.decision)![1]!;
-      const tokens = (await (
-        await fetch(`${engines[0]!.url}/tokenize`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ prompt: shared }),
-        })
-      ).json()) as { tokens: number[] };
+      const tokens = await tokenize(engines[0]!.url, shared);
       // The decode worker announced the blocks it pulled from the prefill worker.
-      await until(
-        'the pulled prefix in the index',
-        async () =>
-          ((await pd.service.index.score(tokens.tokens, [owner])).get(owner) ?? 0) >=
-          Math.floor(tokens.tokens.length / 16) - 1,
-      );
+      await until('the pulled prefix in the index', async () => holdsPrefix(pd.service.index, tokens, owner));
       const next = await ask(`${shared}Second question?`);
       expect(next.decision).toMatch(new RegExp(`^decode=${owner} .*won_by=prefix-cache`));
       expect(next.decision).toMatch(/pd=decode_only reason=uncached_below_threshold/);
