@@ -202,27 +202,14 @@ export class NativeEngine implements Engine {
     this.#agent.attach(
       peerId,
       d.regions.map((r) => {
-        const base = r.base ?? 0n;
         const key = r.key ?? empty;
-        if (r.memory !== 'cuda') return { id: r.id, base, length: r.length, access: accessBits(r.access), rkey: key };
-        if (key.length === 0) {
-          // Revoked since the metadata was taken: named, never reachable.
-          return {
-            id: r.id,
-            base,
-            length: r.length,
-            access: accessBits(r.access),
-            rkey: empty,
-            device: 0,
-            stagingChunk: 0,
-          };
-        }
+        const common = { id: r.id, base: r.base ?? 0n, length: r.length, access: accessBits(r.access) };
+        if (r.memory !== 'cuda') return { ...common, rkey: key };
+        // Revoked since the metadata was taken: named, never reachable.
+        if (key.length === 0) return { ...common, rkey: empty, device: 0, stagingChunk: 0 };
         const k = decodeDeviceKey(key);
         return {
-          id: r.id,
-          base,
-          length: r.length,
-          access: accessBits(r.access),
+          ...common,
           rkey: empty,
           device: k.device,
           ipcOffset: k.ipcOffset,
