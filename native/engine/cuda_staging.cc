@@ -113,7 +113,7 @@ void UcxEngine::PumpStaging(Xfer& x, Outbound& ob) {
               xx.completed += s2.count;
             }
             bool freed = false;
-            ReleaseBufferIfIdle(cuda_.get(), *xx.cuda, s2, xx.finished || !xx.cuda->errorCode.empty(), &freed);
+            ReleaseBufferIfIdle(cuda_.get(), *xx.cuda, s2, xx.Finished() || !xx.cuda->errorCode.empty(), &freed);
             if (freed) TouchStagingWaiters();
             Touch(xx);
           },
@@ -188,11 +188,11 @@ bool UcxEngine::StartStage(Xfer& x, uint32_t k) {
             xx.cuda->errorCode = code::kTransport;
             xx.cuda->errorText = "copying device memory into a staging buffer failed: " + err;
           }
-        } else if (!xx.finished) {
+        } else if (!xx.Finished()) {
           s2.state = cuda::Stage::State::kCopied;
         }
         bool freed = false;
-        ReleaseBufferIfIdle(cuda_.get(), *xx.cuda, s2, xx.finished || !xx.cuda->errorCode.empty(), &freed);
+        ReleaseBufferIfIdle(cuda_.get(), *xx.cuda, s2, xx.Finished() || !xx.cuda->errorCode.empty(), &freed);
         if (freed) TouchStagingWaiters();
         Touch(xx);
       },
@@ -257,7 +257,7 @@ void UcxEngine::OnChildFinished(Xfer& child, const std::string& c, const std::st
   if (si == s.childStage.end()) return;
   cuda::Stage& st = s.stages[si->second];
   if (!c.empty()) {
-    if (s.errorCode.empty() && !p.finished) {
+    if (s.errorCode.empty() && !p.Finished()) {
       s.errorCode = c;
       s.errorText = msg;
     }
@@ -283,14 +283,14 @@ void UcxEngine::OnChildReaped(Xfer& child) {
   st.childAlive = false;
   p.inflight--;
   bool freed = false;
-  ReleaseBufferIfIdle(cuda_.get(), s, st, p.finished || !s.errorCode.empty(), &freed);
+  ReleaseBufferIfIdle(cuda_.get(), s, st, p.Finished() || !s.errorCode.empty(), &freed);
   if (freed) TouchStagingWaiters();
   Touch(p);
 }
 
 void UcxEngine::TouchStagingWaiters() {
   for (auto& [id, x] : xfers_) {
-    if (x->cuda && x->cuda->waitingForBuffer && !x->finished) Touch(*x);
+    if (x->cuda && x->cuda->waitingForBuffer && !x->Finished()) Touch(*x);
   }
 }
 

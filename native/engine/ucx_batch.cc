@@ -292,7 +292,7 @@ ucs_status_t UcxEngine::HandleReadDataBatch(const wire::ReadDataBatchHdr& h, voi
   Xfer& x = *xp;
   // Only descriptors this READ asked for, each once, host memory only, and exactly their bytes.
   const size_t n = x.got.size();
-  if (x.finished || x.rma || x.cuda || x.req->op != Op::kRead || h.count == 0 || h.first >= n ||
+  if (x.Finished() || x.rma || x.cuda || x.req->op != Op::kRead || h.count == 0 || h.first >= n ||
       h.count > n - h.first) {
     return UCS_OK;
   }
@@ -336,7 +336,7 @@ void UcxEngine::ReadBatchRecvCb(void* req, ucs_status_t st, size_t, void* ud) {
   Xfer& x = *pr->xfer;  // alive: its inflight count includes this receive
   pr->engine->Untrack(req);
   // A cancelled or failed READ leaves its destination undefined: no need to fill it now.
-  if (st == UCS_OK && !x.finished) pr->engine->ScatterReadBatch(x, pr->first, pr->count, pr->buf.data());
+  if (st == UCS_OK && !x.Finished()) pr->engine->ScatterReadBatch(x, pr->first, pr->count, pr->buf.data());
   pr->engine->OnXferOp(x, st, true, pr->count);
   delete pr;
 }

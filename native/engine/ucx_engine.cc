@@ -580,7 +580,7 @@ void UcxEngine::CheckDeadlines(uint64_t now) {
   uint64_t next = UINT64_MAX;
   std::vector<uint64_t> expired;
   for (auto& [id, x] : xfers_) {
-    if (x->finished) continue;
+    if (x->Finished()) continue;
     if (x->deadlineNs <= now) {
       expired.push_back(id);
     } else {
@@ -602,7 +602,7 @@ void UcxEngine::CheckDeadlines(uint64_t now) {
   // operation on it (quiesced then resolves, and the memory can be deregistered).
   std::vector<uint32_t> stuckPeers;
   for (auto& [id, x] : xfers_) {
-    if (x->finished && x->inflight > 0 && x->deadlineNs + kQuiesceGraceMs * 1000000ull <= now) {
+    if (x->Finished() && x->inflight > 0 && x->deadlineNs + kQuiesceGraceMs * 1000000ull <= now) {
       stuckPeers.push_back(x->req->peerId);
     } else if (x->inflight > 0) {
       next = std::min<uint64_t>(next, x->deadlineNs + kQuiesceGraceMs * 1000000ull);
@@ -774,7 +774,7 @@ void UcxEngine::ShutdownOnThread() {
       r->Release();
     }
     x->req->regions.clear();
-    if (x->quiesceOwed) {
+    if (x->QuiesceOwed()) {
       EngineEvent e{EngineEvent::Kind::kTransferQuiesced};
       e.id = id;
       Emit(std::move(e));

@@ -63,6 +63,9 @@ struct ResolvedDesc {
   int16_t remoteDevice = -1;  // the peer's CUDA device of the remote bytes, -1 for host memory
 };
 
+// Where a transfer this agent initiated is in its life (ucx_internal.h, at UcxEngine::Xfer).
+enum class XferPhase : uint8_t;
+
 struct TransferRequest {
   uint64_t id = 0;
   Op op = Op::kRead;
@@ -286,6 +289,8 @@ class UcxEngine {
   // flight until its callback, or failed (false: the transfer fails on the next pass).
   bool TrackXferOp(Xfer& x, void* request, uint32_t count);
   void Touch(Xfer& x);
+  // Moves `x` to phase `to` when its life allows it (ucx_internal.h); an illegal move is refused.
+  void MoveXfer(Xfer& x, XferPhase to);
   // Operations a transfer keeps in flight: windowBytes worth of its average descriptor, between
   // 2 and windowOps. Too many concurrent rendezvous slow tcp down; too few leave the pipe idle.
   uint32_t WindowFor(uint64_t bytes, size_t count) const {
@@ -302,8 +307,9 @@ class UcxEngine {
   void ProcessTouched();
   void StartTransfer(std::unique_ptr<TransferRequest> req);
   void PumpXfer(Xfer& x);
-  // One-sided: memcpy into the peer's shared memory mapped here, or cross-memory attach.
-  void PostOneSided(Xfer& x, Outbound& ob);
+  // One-sided: memcpy into the peer's shared memory mapped here, or cross-memory attach. False:
+  // the peer's process is gone; it was declared lost, and `x` failed and was reaped with it.
+  bool PostOneSided(Xfer& x, Outbound& ob);
   // AM flags of a data message of `len` bytes: rendezvous above the threshold, except on endpoints
   // without peer error handling (shared memory), where data always goes eager: a rendezvous send
   // to a process that died is never completed or cancelled there by UCX 1.13, and its transfer
@@ -316,6 +322,7 @@ class UcxEngine {
   void MaybeFinishXfer(Xfer& x);
   void SendTransferNotify(Xfer& x);
   void FinishXfer(Xfer& x, const std::string& code, const std::string& msg);
+  // Destroys transfer `id` once it is finished with nothing in flight (else leaves it).
   void ReapXfer(uint64_t id);
   void CancelXfer(uint64_t id, const char* code, const std::string& msg);
   // The transfer a target's message names: its route must be the connection's, and the transfer

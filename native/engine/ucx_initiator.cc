@@ -4,7 +4,10 @@
 #include <poll.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "engine/cma.h"
@@ -18,7 +21,67 @@ bool IsPeerFailure(ucs_status_t st) {
   return st == UCS_ERR_CONNECTION_RESET || st == UCS_ERR_ENDPOINT_TIMEOUT || st == UCS_ERR_UNREACHABLE ||
          st == UCS_ERR_REJECTED || st == UCS_ERR_CANCELED;
 }
+
+using Phase = XferPhase;
+
+const char* PhaseName(Phase p) {
+  switch (p) {
+    case Phase::kPosting:
+      return "posting";
+    case Phase::kAwaitingTarget:
+      return "awaiting-target";
+    case Phase::kReceiving:
+      return "receiving";
+    case Phase::kNotifying:
+      return "notifying";
+    case Phase::kLanded:
+      return "landed";
+    case Phase::kFinished:
+      return "finished";
+    case Phase::kDraining:
+      return "draining";
+  }
+  return "unknown";
+}
+
+// The legal moves of a transfer's life (the diagram at UcxEngine::Xfer, ucx_internal.h).
+bool XferMoveAllowed(Phase from, Phase to) {
+  if (to == Phase::kFinished || to == Phase::kDraining) return from != Phase::kFinished && from != Phase::kDraining;
+  switch (from) {
+    case Phase::kPosting:
+      return to == Phase::kAwaitingTarget || to == Phase::kNotifying || to == Phase::kLanded;
+    case Phase::kAwaitingTarget:
+      return to == Phase::kReceiving || to == Phase::kLanded;
+    case Phase::kReceiving:
+      return to == Phase::kNotifying || to == Phase::kLanded;
+    case Phase::kNotifying:
+      return to == Phase::kLanded;
+    default:
+      return false;
+  }
+}
 }  // namespace
+
+void UcxEngine::MoveXfer(Xfer& x, Xfer::Phase to) {
+  if (XferMoveAllowed(x.phase, to)) {
+    x.phase = to;
+    return;
+  }
+  // An engine defect. Refused (a finished transfer never comes back to life; a stuck one still
+  // ends at its deadline), said once per process, and fatal in a build with KVWIRE_CHECK_STATES.
+  std::string what = std::string("internal error: transfer ") + std::to_string(x.req->id) + " cannot move from " +
+                     PhaseName(x.phase) + " to " + PhaseName(to) + "; please report it";
+#ifdef KVWIRE_CHECK_STATES
+  fprintf(stderr, "kvwire: %s\n", what.c_str());
+  abort();
+#else
+  static std::atomic<bool> reported{false};
+  if (reported.exchange(true)) return;
+  EngineEvent w{EngineEvent::Kind::kWarning};
+  w.text = std::move(what);
+  Emit(std::move(w));
+#endif
+}
 
 void UcxEngine::XferSendCb(void* req, ucs_status_t st, void* ud) {
   auto* x = static_cast<Xfer*>(ud);
@@ -76,7 +139,7 @@ void UcxEngine::ProcessTouched() {
       if (it == xfers_.end()) continue;
       Xfer& x = *it->second;
       x.touched = false;
-      if (!x.finished && x.opError != UCS_OK) {
+      if (!x.Finished() && x.opError != UCS_OK) {
         auto ob = outbound_.find(x.req->peerId);
         if (ob != outbound_.end() && ob->second->state == Outbound::State::kLost) {
           FinishXfer(x, ob->second->lostCode,
@@ -87,8 +150,8 @@ void UcxEngine::ProcessTouched() {
               "the transport failed an operation of transfer " + std::to_string(id) + ": " + UcsMessage(x.opError));
         }
       }
-      if (!x.finished) PumpXfer(x);
-      if (x.finished && x.inflight == 0) ReapXfer(id);
+      if (!x.Finished()) PumpXfer(x);  // may end `x` (its peer lost): only `id` is used after
+      ReapXfer(id);
     }
   }
 }
@@ -144,12 +207,12 @@ void UcxEngine::StartTransfer(std::unique_ptr<TransferRequest> req) {
       }
     }
   }
-  PumpXfer(x);
-  if (x.finished && x.inflight == 0) ReapXfer(id);
+  PumpXfer(x);  // may end `x` (its peer lost): only `id` is used after
+  ReapXfer(id);
 }
 
 void UcxEngine::PumpXfer(Xfer& x) {
-  if (x.finished) return;
+  if (x.Finished()) return;
   // "Posted" is when the first operation goes to the transport (as nixlbench's post time): what
   // follows (copies, flow control, the wire) is the transfer itself.
   if (x.postedNs == 0) x.postedNs = NowNs();
@@ -159,19 +222,21 @@ void UcxEngine::PumpXfer(Xfer& x) {
     return;
   }
   Outbound& ob = *it->second;
-  if (x.cuda) {
-    PumpCudaXfer(x, ob);
-  } else if (x.rma) {
-    PostOneSided(x, ob);
-  } else if (x.req->op == Op::kWrite) {
-    PostAmWrite(x, ob);
-  } else if (!x.reqSent) {
-    PostReadRequest(x, ob);
+  if (x.phase == Phase::kPosting) {
+    if (x.cuda) {
+      PumpCudaXfer(x, ob);
+    } else if (x.rma) {
+      if (!PostOneSided(x, ob)) return;  // the peer was lost, and `x` reaped with it
+    } else if (x.req->op == Op::kWrite) {
+      PostAmWrite(x, ob);
+    } else {
+      PostReadRequest(x, ob);
+    }
   }
   MaybeFinishXfer(x);
 }
 
-void UcxEngine::PostOneSided(Xfer& x, Outbound& ob) {
+bool UcxEngine::PostOneSided(Xfer& x, Outbound& ob) {
   // Copied by this thread, a few MiB at a time (a large descriptor in pieces): between pieces the
   // deadline is checked (a copy is fast, but a transfer of gigabytes must still end at its
   // deadline, as any other does).
@@ -180,7 +245,7 @@ void UcxEngine::PostOneSided(Xfer& x, Outbound& ob) {
   const bool write = x.req->op == Op::kWrite;
   std::vector<CmaRange> cma;
   while (x.next < n) {
-    if (NowNs() > x.deadlineNs) return;  // CheckDeadlines fails it with ERR_KVWIRE_TIMEOUT
+    if (NowNs() > x.deadlineNs) return true;  // CheckDeadlines fails it with ERR_KVWIRE_TIMEOUT
     uint64_t piece = 0;
     uint32_t finished = 0;
     cma.clear();
@@ -208,12 +273,12 @@ void UcxEngine::PostOneSided(Xfer& x, Outbound& ob) {
       pollfd pf{ob.pidfd.get(), POLLIN, 0};
       if (!ob.pidfd.valid() || poll(&pf, 1, 0) != 0) {
         OutboundLost(ob, code::kPeerLost, "its process (pid " + std::to_string(ob.info->pid) + ") exited");
-        return;
+        return false;
       }
       int err = CmaCopy(static_cast<pid_t>(ob.info->pid), write, cma.data(), cma.size());
       if (err == ESRCH) {
         OutboundLost(ob, code::kPeerLost, "its process (pid " + std::to_string(ob.info->pid) + ") exited");
-        return;
+        return false;
       }
       if (err != 0) {
         FinishXfer(
@@ -221,11 +286,12 @@ void UcxEngine::PostOneSided(Xfer& x, Outbound& ob) {
             std::string("cross-memory attach to '") + ob.info->name + "' failed: " + strerror(err) +
                 (err == EFAULT ? " (the peer's memory is no longer mapped: it deregistered the region)"
                                : " (the kernel refused; check ptrace restrictions, or connect with protocol 'am')"));
-        return;
+        return true;
       }
     }
     x.completed += finished;
   }
+  return true;
 }
 void UcxEngine::PostAmWrite(Xfer& x, Outbound& ob) {
   size_t n = x.req->descs.size();
@@ -256,11 +322,11 @@ void UcxEngine::PostAmWrite(Xfer& x, Outbound& ob) {
     x.next++;
     if (!TrackXferOp(x, r, 1)) return;
   }
-  if (x.next == n && !x.finSent) {
+  if (x.next == n) {
     // Every descriptor is posted: tell the target how many to expect (it arrives after their
     // headers on this endpoint). The target confirms once every one has landed, and only then
     // delivers the notification. Sent now, not after the local completions, to save a round trip.
-    x.finSent = true;
+    MoveXfer(x, Phase::kAwaitingTarget);
     wire::WriteFinHdr h{ob.RouteOut(), static_cast<uint32_t>(n), static_cast<uint32_t>(x.req->hasNotify), x.req->id};
     SendControl(ob.ep, wire::kWriteFin, &h, sizeof h, x.req->notify.data(), x.req->notify.size(),
                 FailXferIfUnsent(x.req->id));
@@ -279,40 +345,34 @@ std::function<void(ucs_status_t)> UcxEngine::FailXferIfUnsent(uint64_t id) {
 }
 
 void UcxEngine::PostReadRequest(Xfer& x, Outbound& ob) {
-  x.reqSent = true;
+  MoveXfer(x, Phase::kAwaitingTarget);
   wire::ReadReqHdr h{ob.RouteOut(), static_cast<uint32_t>(x.items.size()), x.req->timeoutMs, x.req->id};
   SendControl(ob.ep, wire::kReadReq, &h, sizeof h, x.items.data(), x.items.size() * sizeof(wire::ReadItem),
               FailXferIfUnsent(x.req->id));
 }
 
 void UcxEngine::MaybeFinishXfer(Xfer& x) {
-  if (x.finished) return;
-  size_t n = x.req->descs.size();
-  bool landed;
-  if (x.cuda) {
-    landed = CudaLanded(x);
-  } else if (x.rma) {
-    landed = x.completed == n;  // copied by this thread (memcpy or process_vm_*): in place once done
-  } else if (x.req->op == Op::kWrite) {
-    landed = x.ackReceived;  // the notification rode in the FIN: delivered by the target
-    if (landed) {
-      FinishXfer(x, "", "");
+  const size_t n = x.req->descs.size();
+  bool landed = false;
+  if (x.phase == Phase::kPosting) {
+    // Moved by this side alone: one-sided copies (memcpy or process_vm_*, in place once done) or
+    // CUDA copies. Transfers by active messages leave kPosting on the target's word.
+    landed = x.cuda ? CudaLanded(x) : x.rma && x.completed == n;
+  } else if (x.phase == Phase::kReceiving) {
+    landed = x.gotCount == n;  // the target pushed everything: wait for the last bytes to arrive
+  }
+  if (landed) {
+    if (x.req->hasNotify) {
+      SendTransferNotify(x);  // after the bytes, so the peer learns of them only once they are there
       return;
     }
-  } else {
-    landed = x.finReceived && x.gotCount == n;
+    MoveXfer(x, Phase::kLanded);
   }
-  if (!landed) return;
-  if (x.req->hasNotify && !x.notifyPosted) {
-    SendTransferNotify(x);
-    return;
-  }
-  if (x.req->hasNotify && !x.notifyDone) return;
-  FinishXfer(x, "", "");
+  if (x.phase == Phase::kLanded) FinishXfer(x, "", "");
 }
 
 void UcxEngine::SendTransferNotify(Xfer& x) {
-  x.notifyPosted = true;
+  MoveXfer(x, Phase::kNotifying);
   auto it = outbound_.find(x.req->peerId);
   if (it == outbound_.end() || it->second->ep == nullptr) {
     FinishXfer(x, code::kClosed, "the peer was disconnected before the notification could be sent");
@@ -325,7 +385,7 @@ void UcxEngine::SendTransferNotify(Xfer& x) {
                 auto xi = xfers_.find(id);
                 if (xi == xfers_.end()) return;
                 if (st == UCS_OK) {
-                  xi->second->notifyDone = true;
+                  if (xi->second->phase == Phase::kNotifying) MoveXfer(*xi->second, Phase::kLanded);
                 } else if (xi->second->opError == UCS_OK) {
                   xi->second->opError = st;
                 }
@@ -334,8 +394,8 @@ void UcxEngine::SendTransferNotify(Xfer& x) {
 }
 
 void UcxEngine::FinishXfer(Xfer& x, const std::string& c, const std::string& msg) {
-  if (x.finished) return;
-  x.finished = true;
+  if (x.Finished()) return;
+  MoveXfer(x, x.inflight > 0 ? Phase::kDraining : Phase::kFinished);
   EngineEvent e{EngineEvent::Kind::kTransferDone};
   e.id = x.req->id;
   e.code = c;
@@ -350,7 +410,6 @@ void UcxEngine::FinishXfer(Xfer& x, const std::string& c, const std::string& msg
     OnChildFinished(x, c, msg);  // a staging sub-transfer reports to its transfer, not to JS
     return;
   }
-  x.quiesceOwed = x.inflight > 0;
   Emit(std::move(e));
   if (x.cuda) OnCudaXferFinished(x);
 }
@@ -359,10 +418,10 @@ void UcxEngine::ReapXfer(uint64_t id) {
   auto it = xfers_.find(id);
   if (it == xfers_.end()) return;
   Xfer& x = *it->second;
-  if (x.inflight != 0) return;
+  if (!x.Finished() || x.inflight != 0) return;
   if (x.req->parentId != 0) {
     OnChildReaped(x);
-  } else if (x.quiesceOwed) {
+  } else if (x.QuiesceOwed()) {
     EngineEvent e{EngineEvent::Kind::kTransferQuiesced};
     e.id = id;
     Emit(std::move(e));
@@ -396,8 +455,9 @@ void UcxEngine::CancelXfer(uint64_t id, const char* c, const std::string& msg) {
   auto it = xfers_.find(id);
   if (it == xfers_.end()) return;
   Xfer& x = *it->second;
-  if (x.finished) return;
-  if (!x.rma && x.req->op == Op::kRead && x.reqSent) {
+  if (x.Finished()) return;
+  // An AM READ past kPosting sent its request: the target is serving it, tell it to stop.
+  if (!x.rma && !x.cuda && x.req->op == Op::kRead && x.phase != Phase::kPosting) {
     auto ob = outbound_.find(x.req->peerId);
     if (ob != outbound_.end() && ob->second->state == Outbound::State::kConnected) {
       wire::ReadCancelHdr h{ob->second->RouteOut(), id};
@@ -418,10 +478,12 @@ void UcxEngine::HandleWriteAck(const wire::StatusHdr& h, const uint8_t* data, si
 // anything else fails it with the target's reason.
 void UcxEngine::HandleStatus(const wire::StatusHdr& h, const uint8_t* data, size_t len, const char* what) {
   Xfer* xp = XferFor(h.route, h.xferId);
-  if (xp == nullptr || xp->finished) return;
+  if (xp == nullptr || xp->Finished()) return;
   Xfer& x = *xp;
   if (h.status == static_cast<int32_t>(WireStatus::kOk)) {
-    (x.req->op == Op::kWrite ? x.ackReceived : x.finReceived) = true;
+    // Only the answer to this side's FIN (WRITE) or request (READ) counts; any other is dropped.
+    if (x.phase != Phase::kAwaitingTarget) return;
+    MoveXfer(x, x.req->op == Op::kWrite ? Phase::kLanded : Phase::kReceiving);
     Touch(x);
     return;
   }
@@ -437,7 +499,7 @@ ucs_status_t UcxEngine::HandleReadData(const wire::ReadDataHdr& h, void* data, s
   if (xp == nullptr) return UCS_OK;  // not ours, or finished and reaped: drop the bytes
   Xfer& x = *xp;
   // Only bytes the transfer asked for, of exactly the length asked, and each index once.
-  if (x.finished || x.rma || x.req->op != Op::kRead || h.index >= x.got.size() || x.got[h.index] != 0 ||
+  if (x.Finished() || x.rma || x.req->op != Op::kRead || h.index >= x.got.size() || x.got[h.index] != 0 ||
       len != x.req->descs[h.index].length) {
     return UCS_OK;
   }

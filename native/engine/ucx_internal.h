@@ -97,28 +97,45 @@ struct UcxEngine::Inbound {
 };
 
 // A transfer this agent initiated.
+//
+// Life (XferPhase; every move goes through UcxEngine::MoveXfer, and XferMoveAllowed in
+// ucx_initiator.cc lists the legal ones):
+//   kPosting -> kAwaitingTarget     AM: WRITE sent every descriptor and its FIN; READ sent its request
+//   kAwaitingTarget -> kReceiving   READ: the target's FIN said every byte was pushed
+//   kAwaitingTarget -> kLanded      WRITE: the target's ack (landed, and the notification that rode
+//                                   in the FIN delivered)
+//   kPosting | kReceiving -> landed one-sided or CUDA copies done, or a READ's data all in: then
+//                                   kNotifying (a notification to send) -> kLanded once sent,
+//                                   or kLanded at once
+//   kLanded -> kFinished            success reported
+//   any of the above -> kFinished   failed, cancelled, timed out, or its peer was lost
+// kFinished means reported (to JavaScript; a staging sub-transfer to its parent) with nothing in
+// flight: the Xfer is reaped (destroyed) at once. It is kDraining instead when UCX operations or
+// CUDA copies are still in flight: reaped when the last one ends, and a top-level transfer then
+// reports kTransferQuiesced.
+enum class XferPhase : uint8_t { kPosting, kAwaitingTarget, kReceiving, kNotifying, kLanded, kFinished, kDraining };
 struct UcxEngine::Xfer {
+  using Phase = XferPhase;
   UcxEngine* engine = nullptr;
   std::unique_ptr<TransferRequest> req;
-  bool rma = false;
+  Phase phase = Phase::kPosting;
+  bool rma = false;               // the path: one-sided (memcpy, cross-memory attach), else AM or CUDA
+  bool touched = false;           // in touched_, for ProcessTouched (not a phase: any phase may be queued)
+  ucs_status_t opError = UCS_OK;  // first failed operation, turned into an error after progress
   uint64_t deadlineNs = 0, startNs = 0, postedNs = 0;
   uint32_t next = 0;       // next descriptor to post
   uint64_t partDone = 0;   // one-sided copies: bytes of descriptor `next` already copied
   uint32_t inflight = 0;   // UCX requests outstanding that point at this Xfer
   uint32_t completed = 0;  // descriptors completed locally
-  bool flushPosted = false, flushDone = false;
-  bool finSent = false, ackReceived = false;
-  bool reqSent = false, finReceived = false;
-  bool notifyPosted = false, notifyDone = false;
-  bool finished = false;          // reported to JS; the struct lives on until inflight == 0
-  bool touched = false;           // queued for ProcessTouched
-  bool quiesceOwed = false;       // finished with operations in flight: report when they are done
-  ucs_status_t opError = UCS_OK;  // first failed operation, turned into an error after progress
   std::vector<wire::WriteHdr> whdrs;
   std::vector<wire::ReadItem> items;
   std::vector<uint8_t> got;
   uint32_t gotCount = 0;
   std::shared_ptr<cuda::XferCuda> cuda;  // CUDA IPC or staging state (null for host transfers)
+
+  bool Finished() const { return phase == Phase::kFinished || phase == Phase::kDraining; }
+  // Finished with operations in flight, and reported to JavaScript: kTransferQuiesced is owed.
+  bool QuiesceOwed() const { return phase == Phase::kDraining && req->parentId == 0; }
 };
 
 // A READ this agent serves for an inbound peer, by pushing the bytes back.
