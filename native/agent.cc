@@ -439,8 +439,8 @@ Napi::Value Agent::Disconnect(const Napi::CallbackInfo& info) {
 }
 
 // post(xferId, op, peerId, descs: Float64Array (stride 5), notify: Uint8Array | null, timeoutMs)
-// -> true when the transfer completed here and now (small, to mapped shared memory), false when
-// it was handed to the engine thread. Throws (with a code) when any descriptor fails the checks.
+// -> true when the transfer completed here and now (small, one-sided), false when it was handed to
+// the engine thread. Throws (with a code) when the engine refuses it (UcxEngine::Submit).
 Napi::Value Agent::Post(const Napi::CallbackInfo& info) {
   KVWIRE_REQUIRE_OPEN(info);
   Napi::Env env = info.Env();
@@ -453,103 +453,37 @@ Napi::Value Agent::Post(const Napi::CallbackInfo& info) {
   if (ta.TypedArrayType() != napi_float64_array || ta.ElementLength() % 5 != 0 || ta.ElementLength() == 0) {
     ThrowCode(env, code::kInvalidArgument, "descriptors must be a non-empty Float64Array of stride 5");
   }
-  const double* d = info[3].As<Napi::Float64Array>().Data();
-  size_t n = ta.ElementLength() / 5;
-  auto req = std::make_unique<TransferRequest>();
-  req->id = static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value());
-  req->op = info[1].As<Napi::Number>().Uint32Value() == 1 ? Op::kWrite : Op::kRead;
-  req->peerId = info[2].As<Napi::Number>().Uint32Value();
-  req->timeoutMs = info[5].As<Napi::Number>().Uint32Value();
+  TransferOrder order;
   if (!info[4].IsNull() && !info[4].IsUndefined()) {
     uint8_t* nd = nullptr;
-    size_t nl = 0;
-    if (!MemoryOf(info[4], &nd, &nl)) ThrowCode(env, code::kInvalidArgument, "notify must be bytes");
-    if (nl > wire::kMaxNotifyBytes) ThrowCode(env, code::kInvalidArgument, "notification larger than 1 MiB");
-    req->notify.assign(reinterpret_cast<const char*>(nd), nl);
-    req->hasNotify = true;
+    if (!MemoryOf(info[4], &nd, &order.notifyLength)) ThrowCode(env, code::kInvalidArgument, "notify must be bytes");
+    order.notify = nd;
+    order.hasNotify = true;
   }
-  std::shared_ptr<PeerInfo> peer = engine_->peerInfo(req->peerId);
-  if (!peer) ThrowCode(env, code::kClosed, "the peer is disconnected");
-  Access need = req->op == Op::kWrite ? kAccessWrite : kAccessRead;
-  req->descs.resize(n);
-  auto fail = [&](const char* c, const std::string& m) {
-    for (auto& r : req->regions) r->Release();
-    req->regions.clear();
-    ThrowCode(env, c, m);
-  };
-  uint32_t lastLocal = UINT32_MAX, lastRemote = UINT32_MAX;
-  LocalRegion* local = nullptr;
-  const RemoteRegion* remote = nullptr;
-  // Region ids are small, dense integers: index them directly (descriptors of a KV layout cycle
-  // through dozens of regions, so a last-used cache alone would miss on every descriptor).
-  std::vector<LocalRegion*> localById;
-  std::vector<const RemoteRegion*> remoteById;
+  const double* d = info[3].As<Napi::Float64Array>().Data();
+  const size_t n = ta.ElementLength() / 5;
+  // Reused by every post of this thread: converting a list allocates nothing once it has grown.
+  thread_local std::vector<DescriptorRef> descs;
+  descs.resize(n);
   for (size_t i = 0; i < n; ++i) {
     const double* e = d + i * 5;
     for (int k = 0; k < 5; ++k) {
-      if (!IsIndex(e[k])) fail(code::kInvalidArgument, "descriptor " + std::to_string(i) + " has a non-integer field");
-    }
-    uint32_t lid = static_cast<uint32_t>(e[0]), rid = static_cast<uint32_t>(e[2]);
-    uint64_t loff = static_cast<uint64_t>(e[1]), roff = static_cast<uint64_t>(e[3]), len = static_cast<uint64_t>(e[4]);
-    if (lid != lastLocal) {
-      local = lid < localById.size() ? localById[lid] : nullptr;
-      if (local == nullptr) {
-        LocalRegionPtr r = engine_->regions().Acquire(lid);
-        if (!r) fail(code::kDeregistered, "descriptor " + std::to_string(i) + ": local region was deregistered");
-        local = r.get();
-        req->regions.push_back(std::move(r));
-        if (lid < (1u << 20)) {
-          if (localById.size() <= lid) localById.resize(lid + 1, nullptr);
-          localById[lid] = local;
-        }
+      if (!IsIndex(e[k])) {
+        ThrowCode(env, code::kInvalidArgument, "descriptor " + std::to_string(i) + " has a non-integer field");
       }
-      lastLocal = lid;
     }
-    if (rid != lastRemote) {
-      remote = rid < remoteById.size() ? remoteById[rid] : nullptr;
-      if (remote == nullptr) {
-        remote = peer->Find(rid);
-        if (remote == nullptr)
-          fail(code::kUnknownRegion, "descriptor " + std::to_string(i) + ": unknown remote region");
-        if (rid < (1u << 20)) {
-          if (remoteById.size() <= rid) remoteById.resize(rid + 1, nullptr);
-          remoteById[rid] = remote;
-        }
-      }
-      lastRemote = rid;
-    }
-    if (remote->revoked.load(std::memory_order_relaxed)) {
-      fail(code::kDeregistered, "descriptor " + std::to_string(i) + ": the peer deregistered the remote region");
-    }
-    if ((remote->access & need) != need)
-      fail(code::kAccessDenied, "descriptor " + std::to_string(i) + ": access denied");
-    if (len == 0 || !local->Contains(loff, len) || roff > remote->length || len > remote->length - roff) {
-      fail(code::kOutOfBounds, "descriptor " + std::to_string(i) + " is out of bounds");
-    }
-    uint8_t* mapped = remote->mapped.load(std::memory_order_acquire);
-    req->descs[i] = ResolvedDesc{local->base() + loff,
-                                 local->memh(),
-                                 len,
-                                 rid,
-                                 roff,
-                                 remote->base + roff,
-                                 mapped != nullptr ? mapped + roff : nullptr};
-    if (local->onDevice() || remote->device >= 0) {  // device memory: never touched by host code here
-      req->descs[i].localDevice = static_cast<int16_t>(local->device());
-      req->descs[i].remoteDevice = static_cast<int16_t>(remote->device);
-      if (remote->device >= 0) req->descs[i].remoteMapped = nullptr;
-      req->cuda = true;
-    }
-    req->bytes += len;
+    descs[i] = DescriptorRef{static_cast<uint32_t>(e[0]), static_cast<uint64_t>(e[1]), static_cast<uint32_t>(e[2]),
+                             static_cast<uint64_t>(e[3]), static_cast<uint64_t>(e[4])};
   }
-  // Small transfers the engine can move without its thread are copied right now, on this thread
-  // (native/engine/inline_copy.cc): two thread wake-ups cost more than the copy.
-  if (engine_->TryInlineCopy(*req, *peer)) {
-    for (auto& r : req->regions) r->Release();
-    return Napi::Boolean::New(env, true);
-  }
-  engine_->Post(std::move(req));
-  return Napi::Boolean::New(env, false);
+  order.id = static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value());
+  order.op = info[1].As<Napi::Number>().Uint32Value() == 1 ? Op::kWrite : Op::kRead;
+  order.peerId = info[2].As<Napi::Number>().Uint32Value();
+  order.timeoutMs = info[5].As<Napi::Number>().Uint32Value();
+  order.descs = descs.data();
+  order.count = n;
+  SubmitResult r = engine_->Submit(order);
+  if (r.code != nullptr) ThrowCode(env, r.code, r.message);
+  return Napi::Boolean::New(env, r.completed);
 #else
   return env.Undefined();
 #endif

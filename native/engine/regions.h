@@ -181,7 +181,7 @@ struct PeerInfo {
   uint64_t pidStart = 0;
   std::string hostId;
   std::atomic<bool> lost{false};  // set by the engine thread when the peer is lost
-  // Cross-memory attach from the calling thread (native/engine/inline_copy.cc): the engine thread
+  // Cross-memory attach from the calling thread (native/engine/submit.cc): the engine thread
   // fills cmaPidfd (its own descriptor, a duplicate of the liveness watch's: the watch may close
   // its copy at any time) and then sets cmaInline, once, when the peer is connected with one-sided
   // access by cma. Never changed afterwards; closed with the PeerInfo.

@@ -423,14 +423,6 @@ std::shared_ptr<PeerInfo> UcxEngine::peerInfo(uint32_t peerId) {
   return it == peerInfos_.end() ? nullptr : it->second;
 }
 
-bool UcxEngine::Post(std::unique_ptr<TransferRequest> req) {
-  for (auto& r : req->regions) localUse(r->id(), +1);
-  Command c{Command::Kind::kPost};
-  c.req = std::move(req);
-  Enqueue(std::move(c));
-  return true;
-}
-
 void UcxEngine::Cancel(uint64_t transferId, const char* code) {
   Command c{Command::Kind::kCancel};
   c.id = transferId;

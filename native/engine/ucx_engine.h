@@ -81,6 +81,37 @@ struct TransferRequest {
   uint64_t parentId = 0;  // a staging stage's sub-transfer: reports to its parent, not to JS
 };
 
+// A descriptor as the caller names it: regions by id, offsets and length, nothing checked yet.
+struct DescriptorRef {
+  uint32_t localRegion;
+  uint64_t localOffset;
+  uint32_t remoteRegion;
+  uint64_t remoteOffset;
+  uint64_t length;
+};
+
+// A transfer as the caller asks for it (UcxEngine::Submit). Borrowed for the call only.
+struct TransferOrder {
+  uint64_t id = 0;
+  Op op = Op::kRead;
+  uint32_t peerId = 0;
+  uint32_t timeoutMs = 0;
+  const DescriptorRef* descs = nullptr;
+  size_t count = 0;
+  bool hasNotify = false;
+  const uint8_t* notify = nullptr;  // the notification's bytes (hasNotify)
+  size_t notifyLength = 0;
+};
+
+// What UcxEngine::Submit did with a transfer: refused it (`code` set, `message` says why), moved it
+// on the calling thread (`completed`: done, no event follows), or queued it for the engine thread
+// (kTransferDone follows).
+struct SubmitResult {
+  const char* code = nullptr;
+  std::string message;
+  bool completed = false;
+};
+
 struct EngineOptions {
   std::string name;
   std::string transports;             // UCX_TLS value; empty: UCX_TLS from the environment, else UCX's default
@@ -175,15 +206,11 @@ class UcxEngine {
   void Attach(uint32_t peerId);
   void Disconnect(uint32_t peerId);
   std::shared_ptr<PeerInfo> peerInfo(uint32_t peerId);
-  // Validates and enqueues. On rejection returns false with an error code and message.
-  bool Post(std::unique_ptr<TransferRequest> req);
+  // Starts a transfer (native/engine/submit.cc): checks every descriptor against the regions and
+  // the peer's grant, then moves it right here when it is small and one-sided (it completed), else
+  // queues it for the engine thread. A refused transfer moves nothing and holds nothing.
+  SubmitResult Submit(const TransferOrder& order);
   uint64_t inlineBytes() const { return opts_.inlineBytes; }
-  // Moves a small host-memory transfer on the calling thread, when every descriptor can go
-  // one-sided without the engine thread (shared memory mapped here, or a same-host peer's memory by
-  // cross-memory attach) and the transfer is at most inlineBytes (the budget that bounds how long
-  // the JS thread is kept: bench/RESULTS.md). True: done, nothing to post (the caller releases the
-  // regions). False: nothing is known to have moved; post it (the engine reports any error).
-  bool TryInlineCopy(const TransferRequest& req, const PeerInfo& peer) const;
   uint64_t stagingChunkBytes() const { return opts_.cuda.chunkBytes; }
   void Cancel(uint64_t transferId, const char* code);
   void Notify(uint32_t peerId, std::string message, uint64_t token);
@@ -228,6 +255,15 @@ class UcxEngine {
     ucp_request_free(req);
   }
   void localUse(uint32_t regionId, int delta);
+  // Submit's parts (submit.cc). Resolve: the order's descriptors to addresses, acquiring the local
+  // regions into `req`; returns an error code (and `why`) for the first descriptor that fails.
+  const char* Resolve(const TransferOrder& order, const PeerInfo& peer, TransferRequest* req, std::string* why);
+  // Moves a small host-memory transfer on the calling thread, when every descriptor can go
+  // one-sided without the engine thread (shared memory mapped here, or a same-host peer's memory by
+  // cross-memory attach) and the transfer is at most inlineBytes (the budget that bounds how long
+  // the JS thread is kept: bench/RESULTS.md). True: done, nothing to post (the caller releases the
+  // regions). False: nothing is known to have moved; post it (the engine reports any error).
+  bool TryInlineCopy(const TransferRequest& req, const PeerInfo& peer) const;
   uint32_t localUsers(uint32_t regionId);
 
   // Connections (ucx_connect.cc): endpoints, attach, goodbyes, loss, liveness.

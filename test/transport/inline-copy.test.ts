@@ -1,4 +1,4 @@
-// Small transfers moved by the calling thread (native/engine/inline_copy.cc), between two
+// Small transfers moved by the calling thread (native/engine/submit.cc), between two
 // processes: a same-host peer's registered memory by cross-memory attach and its allocated memory
 // mapped here, over shared memory; over tcp the same calls go through the engine thread. Every
 // byte is checked; what must not go inline (over the budget, a peer that exited) goes the engine

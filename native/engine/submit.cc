@@ -1,0 +1,183 @@
+// UcxEngine::Submit: a transfer from the thread that posts it (the JavaScript thread), before the
+// engine thread sees it: checked, resolved to addresses, and then either moved right here (small,
+// one-sided) or queued for the engine thread.
+//
+// The checks repeat lib/transport's on purpose: the addon is callable on its own, and a region may
+// be deregistered (here or by the peer) between those checks and this call. A refused transfer
+// moves no byte and holds nothing.
+//
+// The inline copy (TryInlineCopy): handing a transfer to the engine thread costs two thread
+// wake-ups (the post, then the completion back to JavaScript), tens of microseconds on a busy
+// machine, far more than copying 4 KiB. Where every descriptor can go one-sided with no engine
+// state (shared memory the peer allocated, mapped here; or, for the peer's registered memory,
+// cross-memory attach), a transfer of at most inlineBytes is copied right here and reported
+// complete at once.
+//
+// Hazards guarded:
+//  - pid reuse: process_vm_* address a pid; the peer's pidfd (a duplicate owned by its PeerInfo)
+//    is polled first: it turns readable when the process exits, before the pid can be reused;
+//  - blocking the event loop: bounded by inlineBytes (default 256 KiB: tens of µs, measured in
+//    bench/RESULTS.md); larger transfers go to the engine thread;
+//  - errors: nothing is reported from the inline copy. Any failure (the peer exited, a range is
+//    unmapped, the kernel refuses) returns false and the engine thread runs the transfer again and
+//    reports the error with its full explanation, as for any other transfer.
+#ifdef KVWIRE_HAVE_UCX
+#include <poll.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "engine/cma.h"
+#include "engine/ucx_internal.h"
+
+namespace kvwire {
+
+SubmitResult UcxEngine::Submit(const TransferOrder& order) {
+  SubmitResult out;
+  auto refuse = [&out](const char* c, std::string m) {
+    out.code = c;
+    out.message = std::move(m);
+    return std::move(out);
+  };
+  if (order.notifyLength > wire::kMaxNotifyBytes) {
+    return refuse(code::kInvalidArgument, "notification larger than 1 MiB");
+  }
+  std::shared_ptr<PeerInfo> peer = peerInfo(order.peerId);
+  if (!peer) return refuse(code::kClosed, "the peer is disconnected");
+  auto req = std::make_unique<TransferRequest>();
+  req->id = order.id;
+  req->op = order.op;
+  req->peerId = order.peerId;
+  req->timeoutMs = order.timeoutMs;
+  req->hasNotify = order.hasNotify;
+  std::string why;
+  if (const char* c = Resolve(order, *peer, req.get(), &why)) {
+    for (auto& r : req->regions) r->Release();
+    return refuse(c, std::move(why));
+  }
+  // Small transfers this thread can move without the engine thread are copied right now.
+  if (TryInlineCopy(*req, *peer)) {
+    for (auto& r : req->regions) r->Release();
+    out.completed = true;
+    return out;
+  }
+  if (order.hasNotify) req->notify.assign(reinterpret_cast<const char*>(order.notify), order.notifyLength);
+  for (auto& r : req->regions) localUse(r->id(), +1);
+  Command c{Command::Kind::kPost};
+  c.req = std::move(req);
+  Enqueue(std::move(c));
+  return out;
+}
+
+const char* UcxEngine::Resolve(const TransferOrder& order, const PeerInfo& peer, TransferRequest* req,
+                               std::string* why) {
+  const Access need = order.op == Op::kWrite ? kAccessWrite : kAccessRead;
+  req->descs.resize(order.count);
+  uint32_t lastLocal = UINT32_MAX, lastRemote = UINT32_MAX;
+  LocalRegion* local = nullptr;
+  const RemoteRegion* remote = nullptr;
+  // Region ids are small, dense integers: index them directly (descriptors of a KV layout cycle
+  // through dozens of regions, so a last-used cache alone would miss on every descriptor).
+  std::vector<LocalRegion*> localById;
+  std::vector<const RemoteRegion*> remoteById;
+  auto fail = [why](const char* c, size_t i, const char* what) {
+    *why = "descriptor " + std::to_string(i) + what;
+    return c;
+  };
+  for (size_t i = 0; i < order.count; ++i) {
+    const DescriptorRef& e = order.descs[i];
+    const uint32_t lid = e.localRegion, rid = e.remoteRegion;
+    if (lid != lastLocal) {
+      local = lid < localById.size() ? localById[lid] : nullptr;
+      if (local == nullptr) {
+        LocalRegionPtr r = regions_.Acquire(lid);
+        if (!r) return fail(code::kDeregistered, i, ": local region was deregistered");
+        local = r.get();
+        req->regions.push_back(std::move(r));
+        if (lid < (1u << 20)) {
+          if (localById.size() <= lid) localById.resize(lid + 1, nullptr);
+          localById[lid] = local;
+        }
+      }
+      lastLocal = lid;
+    }
+    if (rid != lastRemote) {
+      remote = rid < remoteById.size() ? remoteById[rid] : nullptr;
+      if (remote == nullptr) {
+        remote = peer.Find(rid);
+        if (remote == nullptr) return fail(code::kUnknownRegion, i, ": unknown remote region");
+        if (rid < (1u << 20)) {
+          if (remoteById.size() <= rid) remoteById.resize(rid + 1, nullptr);
+          remoteById[rid] = remote;
+        }
+      }
+      lastRemote = rid;
+    }
+    if (remote->revoked.load(std::memory_order_relaxed)) {
+      return fail(code::kDeregistered, i, ": the peer deregistered the remote region");
+    }
+    if ((remote->access & need) != need) return fail(code::kAccessDenied, i, ": access denied");
+    const uint64_t loff = e.localOffset, roff = e.remoteOffset, len = e.length;
+    if (len == 0 || !local->Contains(loff, len) || roff > remote->length || len > remote->length - roff) {
+      return fail(code::kOutOfBounds, i, " is out of bounds");
+    }
+    uint8_t* mapped = remote->mapped.load(std::memory_order_acquire);
+    ResolvedDesc& d = req->descs[i];
+    d = ResolvedDesc{local->base() + loff,
+                     local->memh(),
+                     len,
+                     rid,
+                     roff,
+                     remote->base + roff,
+                     mapped != nullptr ? mapped + roff : nullptr};
+    if (local->onDevice() || remote->device >= 0) {  // device memory: never touched by host code here
+      d.localDevice = static_cast<int16_t>(local->device());
+      d.remoteDevice = static_cast<int16_t>(remote->device);
+      if (remote->device >= 0) d.remoteMapped = nullptr;
+      req->cuda = true;
+    }
+    req->bytes += len;
+  }
+  return nullptr;
+}
+
+bool UcxEngine::TryInlineCopy(const TransferRequest& req, const PeerInfo& peer) const {
+  if (req.cuda || req.forceAm || req.hasNotify || req.bytes > opts_.inlineBytes) return false;
+  if (peer.lost.load(std::memory_order_acquire)) return false;
+  const bool cma = peer.cmaInline.load(std::memory_order_acquire);
+  for (const ResolvedDesc& d : req.descs) {
+    if (d.remoteMapped == nullptr && !cma) return false;
+  }
+  const bool write = req.op == Op::kWrite;
+  // Small lists (the common case) stay on the stack.
+  constexpr size_t kStackRanges = 16;
+  CmaRange stackRanges[kStackRanges];
+  std::vector<CmaRange> heapRanges;
+  CmaRange* ranges = stackRanges;
+  size_t unmapped = 0;
+  for (const ResolvedDesc& d : req.descs) unmapped += d.remoteMapped == nullptr ? 1 : 0;
+  if (unmapped > kStackRanges) {
+    heapRanges.resize(unmapped);
+    ranges = heapRanges.data();
+  }
+  size_t n = 0;
+  for (const ResolvedDesc& d : req.descs) {
+    if (d.remoteMapped != nullptr) continue;
+    ranges[n++] = CmaRange{d.local, d.remoteAddr, d.length};
+  }
+  if (n > 0) {
+    pollfd pf{peer.cmaPidfd.get(), POLLIN, 0};
+    if (!peer.cmaPidfd.valid() || poll(&pf, 1, 0) != 0) return false;  // exited (or cannot tell)
+    if (CmaCopy(static_cast<pid_t>(peer.pid), write, ranges, n) != 0) return false;
+  }
+  for (const ResolvedDesc& d : req.descs) {
+    if (d.remoteMapped == nullptr) continue;
+    if (write) std::memcpy(d.remoteMapped, d.local, d.length);
+    else std::memcpy(d.local, d.remoteMapped, d.length);
+  }
+  return true;
+}
+
+}  // namespace kvwire
+#endif
