@@ -212,7 +212,7 @@ bool UcxEngine::StageServeItem(ServeTask& t, uint32_t i) {
         cuda::BouncePool& pl = cuda_->targetPool();
         ServeTask& task = *serves_.at(key);  // alive: its inflight count includes this copy
         auto ibIt = inbound_.find(task.inboundId);
-        bool gone = ibIt == inbound_.end() || ibIt->second->ep == nullptr || task.cancelled || task.finished;
+        bool gone = ibIt == inbound_.end() || ibIt->second->ep == nullptr || task.cancelled || !task.Serving();
         if (!err.empty() || gone) {
           pl.Free(b);
           task.inflight--;

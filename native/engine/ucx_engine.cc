@@ -643,7 +643,7 @@ void UcxEngine::CheckDeadlines(uint64_t now) {
     if (ib->state == Inbound::State::kAwaitingAuth) next = std::min(next, ib->authDeadlineNs);
   }
   for (auto& [key, t] : serves_) {
-    if (!t->finished) next = std::min(next, t->deadlineNs);
+    if (t->Serving()) next = std::min(next, t->deadlineNs);
   }
   nextDeadlineNs_ = next;
 }

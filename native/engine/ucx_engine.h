@@ -421,7 +421,10 @@ class UcxEngine {
                    const std::string& msg);
   void HandleReadReq(const wire::ReadReqHdr& h, const uint8_t* data, size_t len);
   void PumpServe(ServeTask& t);
+  // Ends serving `t` with a FIN (ok, or an error), unless it was answered already.
   void FinishServe(ServeTask& t, WireStatus st, uint32_t index, const std::string& msg);
+  // Moves `t` to kAnswered (st ok) or kFailed and sends its FIN, unless it was cancelled.
+  void AnswerServe(ServeTask& t, WireStatus st, uint32_t index, const std::string& msg);
   void HandleReadCancel(const wire::ReadCancelHdr& h);
   void HandleNotify(const wire::NotifyHdr& h, const uint8_t* data, size_t len);
   void SendStatus(Inbound& ib, uint16_t amId, uint64_t xferId, WireStatus st, uint32_t index, const std::string& msg);

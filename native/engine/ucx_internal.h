@@ -139,7 +139,16 @@ struct UcxEngine::Xfer {
 };
 
 // A READ this agent serves for an inbound peer, by pushing the bytes back.
+//
+// Life (Phase; FinishServe and AnswerServe move it): kServing (pushing) -> kAnswered (every push
+// posted and the FIN ok sent; pushes may still be in flight) or kFailed (a FIN with the error: a
+// refused or failed push, a deregistered region, the deadline); kAnswered -> kFailed when a push in
+// flight fails after all (its error FIN follows the FIN ok). So one FIN ok at most and one error FIN
+// at most. `cancelled` is not a phase: the initiator gave up or the connection went, in any phase;
+// from then on nothing more is pushed and no FIN is sent. The task is destroyed once it is no
+// longer serving (or cancelled) and nothing of it is in flight.
 struct UcxEngine::ServeTask {
+  enum class Phase : uint8_t { kServing, kAnswered, kFailed };
   UcxEngine* engine = nullptr;
   uint32_t inboundId = 0;
   uint64_t xferId = 0;
@@ -153,10 +162,13 @@ struct UcxEngine::ServeTask {
   std::vector<wire::ReadDataHdr> hdrs;
   uint32_t next = 0, inflight = 0, completed = 0;
   uint64_t deadlineNs = 0;
-  bool cancelled = false, finished = false, errorSent = false;
+  Phase phase = Phase::kServing;
+  bool cancelled = false;
   std::vector<int16_t> itemDevice;  // per item: CUDA device of the bytes, -1 host (empty: all host)
   wire::Route route{};              // the initiator's route, carried by every push
   bool peerErrors = true;           // the endpoint has peer error handling (else pushes go eager)
+
+  bool Serving() const { return phase == Phase::kServing; }
 };
 
 // A packed message's bytes; back to the engine's pool (when they came from it) on destruction.

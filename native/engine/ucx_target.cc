@@ -312,13 +312,11 @@ void UcxEngine::PumpServe(ServeTask& t) {
   if (ibIt == inbound_.end() || ibIt->second->ep == nullptr || ibIt->second->state != Inbound::State::kServing) {
     t.cancelled = true;
   }
-  if (t.opError != UCS_OK && !t.errorSent) {
-    // A push failed (possibly after the FIN went out): tell the initiator, once.
-    t.errorSent = true;
-    t.finished = false;
-    FinishServe(t, WireStatus::kTransport, 0, "serving the READ failed: " + UcsMessage(t.opError));
+  if (t.opError != UCS_OK && t.phase != ServeTask::Phase::kFailed) {
+    // A push failed, possibly after the FIN ok went out: an error FIN (follows it), once.
+    AnswerServe(t, WireStatus::kTransport, 0, "serving the READ failed: " + UcsMessage(t.opError));
   }
-  if (!t.cancelled && !t.finished) {
+  if (!t.cancelled && t.Serving()) {
     ucp_ep_h ep = ibIt->second->ep;
     size_t n = t.items.size();
     const bool pack = opts_.batchBelow > 0 && t.itemDevice.empty();  // host memory only
@@ -365,9 +363,9 @@ void UcxEngine::PumpServe(ServeTask& t) {
     // Staged (device) items are pushed only after their copy to host finishes, so a task with any
     // waits for every push to complete before its FIN.
     const bool staged = !t.itemDevice.empty();
-    if (!t.finished && (staged ? t.completed == n : t.next == n)) FinishServe(t, WireStatus::kOk, 0, "");
+    if (t.Serving() && (staged ? t.completed == n : t.next == n)) FinishServe(t, WireStatus::kOk, 0, "");
   }
-  if ((t.cancelled || t.finished) && t.inflight == 0) {
+  if ((t.cancelled || !t.Serving()) && t.inflight == 0) {
     for (auto& r : t.regions) r->Release();
     t.regions.clear();
     if (ibIt != inbound_.end()) {
@@ -386,8 +384,12 @@ void UcxEngine::PumpServe(ServeTask& t) {
 }
 
 void UcxEngine::FinishServe(ServeTask& t, WireStatus st, uint32_t index, const std::string& msg) {
-  if (t.finished) return;
-  t.finished = true;
+  if (!t.Serving()) return;  // answered already
+  AnswerServe(t, st, index, msg);
+}
+
+void UcxEngine::AnswerServe(ServeTask& t, WireStatus st, uint32_t index, const std::string& msg) {
+  t.phase = st == WireStatus::kOk ? ServeTask::Phase::kAnswered : ServeTask::Phase::kFailed;
   auto ibIt = inbound_.find(t.inboundId);
   if (ibIt == inbound_.end() || ibIt->second->ep == nullptr || t.cancelled) return;
   // Sent after every push completed: rendezvous pushes have landed, eager ones precede it.
@@ -471,7 +473,7 @@ void UcxEngine::SweepTargetState(uint64_t now) {
   }
   std::vector<uint64_t> expired;
   for (auto& [key, t] : serves_) {
-    if (!t->finished && t->deadlineNs <= now) expired.push_back(key);
+    if (t->Serving() && t->deadlineNs <= now) expired.push_back(key);
     // Pushes still in flight long after the deadline: only closing the endpoint ends them.
     if (t->inflight > 0 && t->deadlineNs + kQuiesceGraceMs * 1000000ull <= now) stuck.push_back(t->inboundId);
   }
