@@ -34,11 +34,11 @@
 namespace kvwire {
 
 SubmitResult UcxEngine::Submit(const TransferOrder& order) {
-  SubmitResult out;
-  auto refuse = [&out](const char* c, std::string m) {
-    out.code = c;
-    out.message = std::move(m);
-    return std::move(out);
+  auto refuse = [](const char* c, std::string m) {
+    SubmitResult r;
+    r.code = c;
+    r.message = std::move(m);
+    return r;
   };
   if (order.notifyLength > wire::kMaxNotifyBytes) {
     return refuse(code::kInvalidArgument, "notification larger than 1 MiB");
@@ -57,6 +57,7 @@ SubmitResult UcxEngine::Submit(const TransferOrder& order) {
     return refuse(c, std::move(why));
   }
   // Small transfers this thread can move without the engine thread are copied right now.
+  SubmitResult out;
   if (TryInlineCopy(*req, *peer)) {
     for (auto& r : req->regions) r->Release();
     out.completed = true;
