@@ -79,7 +79,9 @@ const char* UcxEngine::Resolve(const TransferOrder& order, const PeerInfo& peer,
   LocalRegion* local = nullptr;
   const RemoteRegion* remote = nullptr;
   // Region ids are small, dense integers: index them directly (descriptors of a KV layout cycle
-  // through dozens of regions, so a last-used cache alone would miss on every descriptor).
+  // through dozens of regions, so a last-used cache alone would miss on every descriptor). A short
+  // list (the common batch of one) does without: building the index would cost it two allocations.
+  const bool indexIds = order.count > 4;
   std::vector<LocalRegion*> localById;
   std::vector<const RemoteRegion*> remoteById;
   auto fail = [why](const char* c, size_t i, const char* what) {
@@ -96,7 +98,7 @@ const char* UcxEngine::Resolve(const TransferOrder& order, const PeerInfo& peer,
         if (!r) return fail(code::kDeregistered, i, ": local region was deregistered");
         local = r.get();
         req->regions.push_back(std::move(r));
-        if (lid < (1u << 20)) {
+        if (indexIds && lid < (1u << 20)) {
           if (localById.size() <= lid) localById.resize(lid + 1, nullptr);
           localById[lid] = local;
         }
@@ -108,7 +110,7 @@ const char* UcxEngine::Resolve(const TransferOrder& order, const PeerInfo& peer,
       if (remote == nullptr) {
         remote = peer.Find(rid);
         if (remote == nullptr) return fail(code::kUnknownRegion, i, ": unknown remote region");
-        if (rid < (1u << 20)) {
+        if (indexIds && rid < (1u << 20)) {
           if (remoteById.size() <= rid) remoteById.resize(rid + 1, nullptr);
           remoteById[rid] = remote;
         }
