@@ -126,12 +126,13 @@ bool UcxEngine::Init(std::string* error) {
   ucp_worker_params_t wp{};
   wp.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
   wp.thread_mode = UCS_THREAD_MODE_SINGLE;  // only the engine thread touches the worker
-  st = ucp_worker_create(context_, &wp, &worker_);
+  ucp_worker_h worker = nullptr;
+  st = ucp_worker_create(context_, &wp, &worker);
   if (st != UCS_OK) {
-    worker_ = nullptr;
     *error = "creating the UCX worker failed: " + UcsMessage(st);
     return false;
   }
+  worker_.reset(worker);
   ucp_address_t* addr = nullptr;
   size_t addrLen = 0;
   st = ucp_worker_get_address(worker_, &addr, &addrLen);
@@ -670,7 +671,7 @@ std::vector<EngineEvent> UcxEngine::Close() {
       stopping_.store(true, std::memory_order_release);
       wakeup_.Signal();
       thread_.join();
-    } else if (worker_ != nullptr) {
+    } else if (worker_) {
       ShutdownOnThread();  // Init failed before the thread started
     }
     // Regions: release every registration (the memory itself belongs to JS).
@@ -737,21 +738,19 @@ void UcxEngine::ShutdownOnThread() {
   //    force (the only close after which UCX frees an endpoint its peer connected to).
   draining_ = true;
   for (auto& [id, ob] : outbound_) {
-    if (ob->ep == nullptr) continue;
+    if (!ob->ep) continue;
     bool healthy = ob->state == Outbound::State::kConnected || ob->state == Outbound::State::kAttaching;
     if (healthy) {
       wire::ByeHdr h{ob->RouteOut(), 0};
       SendControl(ob->ep, wire::kBye, &h, sizeof h, nullptr, 0);
     }
-    RetireEp(ob->ep, ob->owner, healthy && live_.empty(), 500);
-    ob->ep = nullptr;
+    RetireEp(std::move(ob->ep), healthy && live_.empty(), 500);
   }
   for (auto& [id, ib] : inbound_) {
-    if (ib->ep == nullptr) continue;
+    if (!ib->ep) continue;
     wire::ByeHdr h{ib->RouteOut(), wire::kByeFromTarget};
     SendControl(ib->ep, wire::kBye, &h, sizeof h, nullptr, 0);
-    RetireEp(ib->ep, ib->owner, live_.empty(), 500);
-    ib->ep = nullptr;
+    RetireEp(std::move(ib->ep), live_.empty(), 500);
   }
   // 4. Let the closes and every operation in flight finish (endpoints closed by force complete
   //    their requests with an error).
@@ -786,8 +785,16 @@ void UcxEngine::ShutdownOnThread() {
   ReleaseStagedQueue();
   if (!closing_.empty() || !live_.empty()) {
     // UCX still holds operations we cannot finish: destroying the worker (or cleaning up the
-    // context) now would abort the process inside UCX. Leave them allocated instead.
+    // context, or freeing those requests and endpoints) now would abort the process inside UCX.
+    // Leave them allocated instead: their owners forget them.
     leaked_ = true;
+    for (auto& [req, owned] : live_) (void)owned.release();
+    for (UcpRequest& c : closing_) (void)c.release();
+    for (Retiring& r : retiring_) {
+      (void)r.flush.release();
+      (void)r.ep.release();
+    }
+    (void)worker_.release();
     EngineEvent w{EngineEvent::Kind::kWarning};
     w.text = std::to_string(live_.size() + closing_.size()) +
              " UCX operations did not finish within 1 s of close(); their resources are left allocated";
@@ -797,8 +804,14 @@ void UcxEngine::ShutdownOnThread() {
   }
   if (cuda_) cuda_->Drain();  // copies started while closing (a WRITE still arriving) complete first
   cuda_.reset();              // closes IPC mappings, frees staging buffers (their UCX registrations first)
-  ucp_worker_destroy(worker_);
-  worker_ = nullptr;
+  // Endpoints whose flush outlived the grace period (retired with a longer one before close()):
+  // the worker's destruction destroys them; their flush requests go with the worker's memory.
+  for (Retiring& r : retiring_) {
+    (void)r.flush.release();
+    (void)r.ep.release();
+  }
+  retiring_.clear();
+  worker_.reset();  // every endpoint closed, every request freed: see UcpWorker
 }
 
 }  // namespace kvwire

@@ -42,6 +42,7 @@
 #include "engine/auth.h"
 #include "engine/regions.h"
 #include "engine/types.h"
+#include "engine/ucx_handles.h"
 #include "engine/wire.h"
 #include "cuda/device_memory.h"
 #include "cuda/plane.h"
@@ -219,10 +220,11 @@ class UcxEngine {
   void RunDeferred();
   // Every UCX request in flight, so shutdown can cancel what is left and never destroy a worker
   // (or clean up a context) under an operation still using registered memory.
-  void Track(void* req) { live_.insert(req); }
+  void Track(void* req) { live_.emplace(req, UcpRequest(req)); }
   void Untrack(void* req) {
-    live_.erase(req);
-    ucp_request_free(req);
+    auto it = live_.find(req);
+    if (it != live_.end()) live_.erase(it);  // freed by its owner
+    else UcpRequest{req}.reset();            // never tracked: freed all the same
   }
   void localUse(uint32_t regionId, int delta);
   uint32_t localUsers(uint32_t regionId);
@@ -230,7 +232,7 @@ class UcxEngine {
   // Connections (ucx_connect.cc): endpoints, attach, goodbyes, loss, liveness.
   void DoConnect(uint32_t peerId, std::shared_ptr<PeerInfo> info, uint32_t timeoutMs);
   void DoAttach(uint32_t peerId);
-  ucp_ep_h CreateEp(const std::string& address, bool sameHost, EpOwner* owner, LaneInfo* lanes, std::string* error);
+  UcpEndpoint CreateEp(const std::string& address, bool sameHost, EpOwner* owner, LaneInfo* lanes, std::string* error);
   // Whether posix shared memory offers peer error handling to this process (see CreateEp).
   static bool PosixPeerErrorsFromEnv();
   LaneInfo DescribeLanes(ucp_ep_h ep);
@@ -243,8 +245,10 @@ class UcxEngine {
   // destroyed: a descriptor leaked per connection on each side); and a forced close with
   // operations in flight toward a live peer made UCX on that peer complete them twice (an
   // assertion). So an endpoint is retired: flushed first when `flush` (the peer is alive and
-  // quiet), then closed with FORCE once the flush ended or `graceMs` passed.
-  void RetireEp(ucp_ep_h ep, EpOwner* owner, bool flush, uint32_t graceMs);
+  // quiet), then closed with FORCE once the flush ended or `graceMs` passed. Takes the endpoint
+  // from its owner (which is left empty: an endpoint cannot be retired twice); its EpOwner stays
+  // in owners_ until the worker is destroyed.
+  void RetireEp(UcpEndpoint ep, bool flush, uint32_t graceMs);
   void ProgressRetiring(uint64_t now);
   // The peer is gone (it died, closed its agent, or its operations outlived their deadline): its
   // transfers fail with `code` and the endpoint is closed by force (nothing answers on it).
@@ -428,7 +432,7 @@ class UcxEngine {
   EventSink sink_;
   ucp_context_h context_ = nullptr;
   std::shared_ptr<ContextRef> ctxRef_;
-  ucp_worker_h worker_ = nullptr;
+  UcpWorker worker_;
   std::string address_;
   AddressRules addressRules_;     // what a peer's worker address may hold (address_check.h)
   bool posixPeerErrors_ = false;  // endpoints over posix shared memory can have peer error handling
@@ -475,15 +479,15 @@ class UcxEngine {
   uint64_t lastSweepNs_ = 0;
   uint64_t lastActivityNs_ = 0;
   uint64_t lastFdPollNs_ = 0;
-  uint32_t active_ = 0;             // operations in flight (busy-poll while > 0)
-  std::vector<void*> closing_;      // endpoint close requests in flight (freed when done)
-  std::unordered_set<void*> live_;  // operation requests in flight (see Track)
-  bool draining_ = false;           // shutdown retired every endpoint: incoming messages are dropped
-  bool leaked_ = false;             // shutdown could not finish: UCX is left allocated
+  uint32_t active_ = 0;                         // operations in flight (busy-poll while > 0)
+  std::vector<UcpRequest> closing_;             // endpoint close requests in flight
+  std::unordered_map<void*, UcpRequest> live_;  // operation requests in flight (see Track)
+  bool draining_ = false;                       // shutdown retired every endpoint: incoming messages are dropped
+  bool leaked_ = false;                         // shutdown could not finish: UCX is left allocated
   // Endpoints being retired (RetireEp): flushing, then closed by force.
   struct Retiring {
-    ucp_ep_h ep;
-    void* flush;  // the flush request, null when done or not asked for
+    UcpEndpoint ep;
+    UcpRequest flush;  // empty when done or not asked for
     uint64_t deadlineNs;
   };
   std::vector<Retiring> retiring_;
