@@ -562,7 +562,10 @@ void UcxEngine::Run() {
     if (timeoutMs != 0) lastActivityNs_ = lastFdPollNs_;  // woken up: expect more to follow
   }
   ShutdownOnThread();
-  FlushEvents();
+  FlushEvents();  // the transfers it failed, before their regions' releases
+  ReleaseAfterShutdown();
+  Emit(EngineEvent{EngineEvent::Kind::kClosed});
+  FlushEvents();  // the last use of the sink: nothing else runs on this thread after it
 }
 
 void UcxEngine::RunDeferred() {
@@ -660,6 +663,12 @@ void UcxEngine::CheckDeadlines(uint64_t now) {
 // ---------------------------------------------------------------------------------------------
 // Shutdown
 
+void UcxEngine::BeginClose() {
+  if (closed_ || !thread_.joinable()) return;
+  stopping_.store(true, std::memory_order_release);
+  wakeup_.Signal();
+}
+
 std::vector<EngineEvent> UcxEngine::Close() {
   {
     std::lock_guard lock(eventMu_);
@@ -670,27 +679,32 @@ std::vector<EngineEvent> UcxEngine::Close() {
     if (thread_.joinable()) {
       stopping_.store(true, std::memory_order_release);
       wakeup_.Signal();
-      thread_.join();
-    } else if (worker_) {
-      ShutdownOnThread();  // Init failed before the thread started
+      thread_.join();  // immediate when the thread reported kClosed already (BeginClose)
+    } else {
+      if (worker_) ShutdownOnThread();  // Init failed before the thread started
+      ReleaseAfterShutdown();
     }
-    // Regions: release every registration (the memory itself belongs to JS).
-    std::vector<uint32_t> ids;
-    regions_.ForEach([&](LocalRegion& r) { ids.push_back(r.id()); });
-    for (uint32_t id : ids) {
-      LocalRegionPtr r = regions_.Remove(id);
-      if (r) r->MarkDeregistered();
-    }
-    // The context is cleaned up when its last user lets go: this engine, or memory it
-    // allocated that JavaScript still references. After a failed shutdown it is never cleaned up.
-    if (leaked_ && ctxRef_) new std::shared_ptr<ContextRef>(ctxRef_);  // deliberately leaked
-    ctxRef_.reset();
-    context_ = nullptr;
   }
   std::lock_guard lock(eventMu_);
   std::vector<EngineEvent> out;
   out.swap(undelivered_);
   return out;
+}
+
+void UcxEngine::ReleaseAfterShutdown() {
+  // Regions: release every registration (the memory itself belongs to JS). The JS thread no
+  // longer registers or posts: the agent refuses every call once close() began.
+  std::vector<uint32_t> ids;
+  regions_.ForEach([&](LocalRegion& r) { ids.push_back(r.id()); });
+  for (uint32_t id : ids) {
+    LocalRegionPtr r = regions_.Remove(id);
+    if (r) r->MarkDeregistered();
+  }
+  // The context is cleaned up when its last user lets go: this engine, or memory it
+  // allocated that JavaScript still references. After a failed shutdown it is never cleaned up.
+  if (leaked_ && ctxRef_) new std::shared_ptr<ContextRef>(ctxRef_);  // deliberately leaked
+  ctxRef_.reset();
+  context_ = nullptr;
 }
 
 void UcxEngine::ShutdownOnThread() {

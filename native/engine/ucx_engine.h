@@ -186,8 +186,14 @@ class UcxEngine {
   void Cancel(uint64_t transferId, const char* code);
   void Notify(uint32_t peerId, std::string message, uint64_t token);
 
-  // Fails everything in flight with ERR_KVWIRE_CLOSED, says goodbye to peers, joins the engine
-  // thread and frees UCX. Idempotent. Returns the events the sink could not deliver any more.
+  // Asks the engine thread to close, and returns at once: the thread fails everything in flight
+  // with ERR_KVWIRE_CLOSED, says goodbye to peers, frees UCX (bounded: ShutdownOnThread), then
+  // reports kClosed through the sink as its last event and ends. Close() after that event only
+  // joins a thread that has ended. Idempotent.
+  void BeginClose();
+  // Closes synchronously, on the calling thread (the environment's exit hook, the destructor, a
+  // failed Create): the sink is detached first, the engine thread joined (the whole shutdown, up to
+  // ~1.5 s, is waited for here). Idempotent. Returns the events the sink could not deliver any more.
   std::vector<EngineEvent> Close();
 
  private:
@@ -217,6 +223,9 @@ class UcxEngine {
   void CheckDeadlines(uint64_t now);
   uint64_t NextWakeNs() const;
   void ShutdownOnThread();
+  // After ShutdownOnThread: every registration released, the engine's hold on the context dropped
+  // (on the engine thread, so that close() keeps the JS thread for none of it).
+  void ReleaseAfterShutdown();
   void RunDeferred();
   // Every UCX request in flight, so shutdown can cancel what is left and never destroy a worker
   // (or clean up a context) under an operation still using registered memory.

@@ -1,0 +1,112 @@
+// How long Agent.close() blocks the event loop with transfers in flight (issue 15).
+//
+//   node bench/close-block.mjs [tcp|sm] [rounds] [packageRoot ...]
+//
+// Each round: two agents in this process over one transport, 16 READs of 4 MiB in flight on the
+// initiator, then close() of the initiator and then of the target. For each close it records the
+// synchronous part of the call (what the caller's tick is held for) and the longest event-loop
+// delay seen from the call until its promise settles (perf_hooks.monitorEventLoopDelay, 1 ms
+// resolution). With several package roots (e.g. a copy of an older build), the roots take turns
+// round by round, so that each is measured under the same load (the machine may be shared).
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+import { pathToFileURL } from 'node:url';
+import { resolve } from 'node:path';
+import { setImmediate, setTimeout } from 'node:timers';
+
+const tls = process.argv[2] ?? 'tcp';
+const rounds = Number(process.argv[3] ?? 10);
+const roots = process.argv.length > 4 ? process.argv.slice(4) : ['.'];
+const SIZE = 64 << 20;
+const INFLIGHT = 16;
+const EACH = SIZE / INFLIGHT;
+
+const libs = [];
+for (const root of roots) {
+  libs.push({ root, lib: await import(pathToFileURL(resolve(root, 'dist/lib/index.js')).href), samples: [] });
+}
+
+async function timedClose(agent) {
+  const h = monitorEventLoopDelay({ resolution: 1 });
+  h.enable();
+  await new Promise((r) => setTimeout(r, 5)); // the histogram's timer is running when close() is called
+  const t0 = performance.now();
+  const p = agent.close();
+  const sync = performance.now() - t0;
+  await p;
+  const total = performance.now() - t0;
+  await new Promise((r) => setTimeout(r, 5)); // let the histogram see the last tick
+  h.disable();
+  return { sync, total, maxDelay: h.max / 1e6 };
+}
+
+async function round({ lib }) {
+  const { Agent } = lib;
+  const target = await Agent.create({ name: 'close-target', transports: tls });
+  const initiator = await Agent.create({ name: 'close-initiator', transports: tls });
+  const src = target.register(Buffer.alloc(SIZE, 7), { access: 'read', label: 'kv' });
+  void src;
+  const dst = initiator.register(Buffer.alloc(SIZE));
+  const peer = await initiator.connect(target.metadata());
+  const transfers = [];
+  for (let i = 0; i < INFLIGHT; i++) {
+    transfers.push(
+      initiator.read(
+        peer,
+        [{ region: dst, offset: i * EACH, length: EACH }],
+        [{ region: peer.region('kv'), offset: i * EACH, length: EACH }],
+      ),
+    );
+  }
+  const settled = Promise.allSettled(transfers.map((t) => t.done));
+  await new Promise((r) => setImmediate(r)); // posted: the engine thread has them
+  const a = await timedClose(initiator);
+  const outcomes = await settled;
+  const failed = outcomes.filter((o) => o.status === 'rejected').length;
+  const b = await timedClose(target);
+  return { initiator: a, target: b, failed };
+}
+
+function pct(values, q) {
+  const s = [...values].sort((x, y) => x - y);
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))];
+}
+
+for (let r = 0; r < rounds; r++) {
+  for (const l of libs) l.samples.push(await round(l));
+}
+
+console.log(`close() with ${INFLIGHT} READs of ${EACH >> 20} MiB in flight over ${tls}, ${rounds} rounds (ms)`);
+console.log('package | who | sync p50 | sync max | loop delay p50 | loop delay max | close total p50 | failed');
+for (const l of libs) {
+  for (const who of ['initiator', 'target']) {
+    const s = l.samples.map((x) => x[who]);
+    const f = (v) => v.toFixed(2);
+    console.log(
+      [
+        l.root,
+        who,
+        f(
+          pct(
+            s.map((x) => x.sync),
+            0.5,
+          ),
+        ),
+        f(Math.max(...s.map((x) => x.sync))),
+        f(
+          pct(
+            s.map((x) => x.maxDelay),
+            0.5,
+          ),
+        ),
+        f(Math.max(...s.map((x) => x.maxDelay))),
+        f(
+          pct(
+            s.map((x) => x.total),
+            0.5,
+          ),
+        ),
+        who === 'initiator' ? String(l.samples.reduce((n, x) => n + x.failed, 0)) : '',
+      ].join(' | '),
+    );
+  }
+}
