@@ -1,12 +1,12 @@
 // How long Agent.close() blocks the event loop with transfers in flight (issue 15).
 //
-//   node bench/close-block.mjs [tcp|sm] [rounds] [packageRoot ...]
+//   CLOSE_MIB=64 node bench/close-block.mjs [tcp|sm] [rounds] [packageRoot ...]
 //
-// Each round: two agents in this process over one transport, 16 READs of 4 MiB in flight on the
-// initiator, then close() of the initiator and then of the target. For each close it records the
-// synchronous part of the call (what the caller's tick is held for) and the longest event-loop
-// delay seen from the call until its promise settles (perf_hooks.monitorEventLoopDelay, 1 ms
-// resolution). With several package roots (e.g. a copy of an older build), the roots take turns
+// Each round: two agents in this process over one transport, 16 READs (CLOSE_MIB in all) in
+// flight on the initiator, then close() of the initiator and then of the target. For each close
+// it records the synchronous part of the call (what the caller's tick is held for) and the longest
+// event-loop delay seen until its promise settles (perf_hooks.monitorEventLoopDelay, 1 ms
+// resolution; for the initiator from just before its transfers are posted). With several package roots (e.g. a copy of an older build), the roots take turns
 // round by round, so that each is measured under the same load (the machine may be shared).
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
@@ -16,7 +16,7 @@ import { setImmediate, setTimeout } from 'node:timers';
 const tls = process.argv[2] ?? 'tcp';
 const rounds = Number(process.argv[3] ?? 10);
 const roots = process.argv.length > 4 ? process.argv.slice(4) : ['.'];
-const SIZE = 64 << 20;
+const SIZE = Number(process.env.CLOSE_MIB ?? 64) << 20;
 const INFLIGHT = 16;
 const EACH = SIZE / INFLIGHT;
 
@@ -25,10 +25,15 @@ for (const root of roots) {
   libs.push({ root, lib: await import(pathToFileURL(resolve(root, 'dist/lib/index.js')).href), samples: [] });
 }
 
-async function timedClose(agent) {
+async function delayMonitor() {
   const h = monitorEventLoopDelay({ resolution: 1 });
   h.enable();
-  await new Promise((r) => setTimeout(r, 5)); // the histogram's timer is running when close() is called
+  await new Promise((r) => setTimeout(r, 5)); // its timer is running from here on
+  return h;
+}
+
+async function timedClose(agent, monitor) {
+  const h = monitor ?? (await delayMonitor());
   const t0 = performance.now();
   const p = agent.close();
   const sync = performance.now() - t0;
@@ -47,6 +52,7 @@ async function round({ lib }) {
   void src;
   const dst = initiator.register(Buffer.alloc(SIZE));
   const peer = await initiator.connect(target.metadata());
+  const monitor = await delayMonitor();
   const transfers = [];
   for (let i = 0; i < INFLIGHT; i++) {
     transfers.push(
@@ -59,7 +65,7 @@ async function round({ lib }) {
   }
   const settled = Promise.allSettled(transfers.map((t) => t.done));
   await new Promise((r) => setImmediate(r)); // posted: the engine thread has them
-  const a = await timedClose(initiator);
+  const a = await timedClose(initiator, monitor);
   const outcomes = await settled;
   const failed = outcomes.filter((o) => o.status === 'rejected').length;
   const b = await timedClose(target);
