@@ -1,22 +1,28 @@
 // How long Agent.close() blocks the event loop with transfers in flight (issue 15).
 //
-//   CLOSE_MIB=64 node bench/close-block.mjs [tcp|sm] [rounds] [packageRoot ...]
+//   CLOSE_MIB=64 CLOSE_PEER=local|stopped node bench/close-block.mjs [tcp|sm] [rounds] [packageRoot ...]
 //
 // Each round: two agents in this process over one transport, 16 READs (CLOSE_MIB in all) in
 // flight on the initiator, then close() of the initiator and then of the target. For each close
 // it records the synchronous part of the call (what the caller's tick is held for) and the longest
 // event-loop delay seen until its promise settles (perf_hooks.monitorEventLoopDelay, 1 ms
-// resolution; for the initiator from just before its transfers are posted). With several package roots (e.g. a copy of an older build), the roots take turns
+// resolution; for the initiator from just before its transfers are posted).
+// CLOSE_PEER=stopped: the target is a child process, stopped (SIGSTOP) once the transfers are
+// posted, so that close() cannot flush or hear goodbyes and waits out its grace periods (the case
+// that held the event loop longest before close() became asynchronous). With several package roots (e.g. a copy of an older build), the roots take turns
 // round by round, so that each is measured under the same load (the machine may be shared).
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import { resolve } from 'node:path';
 import { setImmediate, setTimeout } from 'node:timers';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 
 const tls = process.argv[2] ?? 'tcp';
 const rounds = Number(process.argv[3] ?? 10);
 const roots = process.argv.length > 4 ? process.argv.slice(4) : ['.'];
 const SIZE = Number(process.env.CLOSE_MIB ?? 64) << 20;
+const STOPPED = process.env.CLOSE_PEER === 'stopped';
 const INFLIGHT = 16;
 const EACH = SIZE / INFLIGHT;
 
@@ -44,14 +50,34 @@ async function timedClose(agent, monitor) {
   return { sync, total, maxDelay: h.max / 1e6 };
 }
 
-async function round({ lib }) {
+// The target in a child process: prints its metadata (base64), then lives until killed.
+const CHILD = `
+const { Agent } = await import(process.argv[1]);
+const a = await Agent.create({ name: 'close-target', transports: process.argv[2] });
+a.register(Buffer.alloc(Number(process.argv[3]), 7), { access: 'read', label: 'kv' });
+process.stdout.write(Buffer.from(a.metadata()).toString('base64') + '\\n');
+setInterval(() => {}, 1000);
+`;
+
+async function childTarget(root) {
+  const entry = pathToFileURL(resolve(root, 'dist/lib/index.js')).href;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', CHILD, entry, tls, String(SIZE)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  child.stdout.setEncoding('utf8');
+  while (!out.includes('\n')) out += (await once(child.stdout, 'data'))[0];
+  return { child, metadata: Buffer.from(out.trim(), 'base64') };
+}
+
+async function round({ root, lib }) {
   const { Agent } = lib;
-  const target = await Agent.create({ name: 'close-target', transports: tls });
+  const remote = STOPPED ? await childTarget(root) : undefined;
+  const target = STOPPED ? undefined : await Agent.create({ name: 'close-target', transports: tls });
   const initiator = await Agent.create({ name: 'close-initiator', transports: tls });
-  const src = target.register(Buffer.alloc(SIZE, 7), { access: 'read', label: 'kv' });
-  void src;
+  target?.register(Buffer.alloc(SIZE, 7), { access: 'read', label: 'kv' });
   const dst = initiator.register(Buffer.alloc(SIZE));
-  const peer = await initiator.connect(target.metadata());
+  const peer = await initiator.connect(remote?.metadata ?? target.metadata());
   const monitor = await delayMonitor();
   const transfers = [];
   for (let i = 0; i < INFLIGHT; i++) {
@@ -65,9 +91,16 @@ async function round({ lib }) {
   }
   const settled = Promise.allSettled(transfers.map((t) => t.done));
   await new Promise((r) => setImmediate(r)); // posted: the engine thread has them
+  remote?.child.kill('SIGSTOP');
   const a = await timedClose(initiator, monitor);
   const outcomes = await settled;
   const failed = outcomes.filter((o) => o.status === 'rejected').length;
+  if (remote !== undefined) {
+    remote.child.kill('SIGKILL');
+    remote.child.kill('SIGCONT');
+    await once(remote.child, 'exit');
+    return { initiator: a, failed };
+  }
   const b = await timedClose(target);
   return { initiator: a, target: b, failed };
 }
@@ -81,10 +114,12 @@ for (let r = 0; r < rounds; r++) {
   for (const l of libs) l.samples.push(await round(l));
 }
 
-console.log(`close() with ${INFLIGHT} READs of ${EACH >> 20} MiB in flight over ${tls}, ${rounds} rounds (ms)`);
+console.log(
+  `close() with ${INFLIGHT} READs of ${EACH >> 20} MiB in flight over ${tls}${STOPPED ? ' to a stopped peer' : ''}, ${rounds} rounds (ms)`,
+);
 console.log('package | who | sync p50 | sync max | loop delay p50 | loop delay max | close total p50 | failed');
 for (const l of libs) {
-  for (const who of ['initiator', 'target']) {
+  for (const who of STOPPED ? ['initiator'] : ['initiator', 'target']) {
     const s = l.samples.map((x) => x[who]);
     const f = (v) => v.toFixed(2);
     console.log(

@@ -2,11 +2,56 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <unordered_set>
 
 #include "engine/process.h"
 
 namespace kvwire {
+
+namespace {
+
+// Agents whose engine may still run, closed synchronously by exit(). process.exit() on the main
+// thread runs no environment cleanup hook: an engine thread still running then (a close() in
+// progress, an agent never closed) raced libucs's own destructors (ThreadSanitizer: a data race in
+// ucs_async_remove_handler on a lock exit() had destroyed, and the thread never joined). The
+// handler is registered after libucs was loaded, so exit() runs it before libucs's destructors.
+// Worker threads are stopped (their cleanup hooks run) before the main thread's exit().
+// Never destroyed: used during exit().
+std::mutex& OpenAgentsMu() {
+  static auto* mu = new std::mutex;
+  return *mu;
+}
+std::unordered_set<Agent*>& OpenAgents() {
+  static auto* open = new std::unordered_set<Agent*>;
+  return *open;
+}
+
+}  // namespace
+
+void Agent::CloseAllAtExit() {
+  std::lock_guard lock(OpenAgentsMu());
+  for (Agent* a : OpenAgents()) a->CloseEngineAtExit();
+}
+
+void Agent::CloseEngineAtExit() {
+#ifdef KVWIRE_HAVE_UCX
+  if (engine_) (void)engine_->Close();  // joins its thread; JS and N-API are not touched
+#endif
+}
+
+void Agent::TrackOpen(bool open) {
+  static std::once_flag atExit;
+  std::call_once(atExit, [] { std::atexit(&Agent::CloseAllAtExit); });
+  std::lock_guard lock(OpenAgentsMu());
+  if (open) {
+    OpenAgents().insert(this);
+  } else {
+    OpenAgents().erase(this);
+  }
+}
 
 namespace {
 
@@ -201,6 +246,7 @@ Agent::Agent(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Agent>(info) {
   }
   napi_add_env_cleanup_hook(env, reinterpret_cast<void (*)(void*)>(&Agent::CleanupHook), this);
   hookLive_ = true;
+  TrackOpen(true);
 #else
   ThrowCode(env, code::kUnsupported,
             "this build of kvwire has no UCX engine (libucx-dev was not found when it was built); install "
@@ -231,6 +277,7 @@ void Agent::CloseNow() {
   closed_ = true;
 #ifdef KVWIRE_HAVE_UCX
   if (engine_) {
+    TrackOpen(false);  // first: exit() then never closes it at the same time as this thread
     engine_->Close();  // joins the engine thread: waits for its whole shutdown unless it reported Closed
     engine_.reset();
   }

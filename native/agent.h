@@ -97,6 +97,11 @@ class Agent : public Napi::ObjectWrap<Agent> {
   // The engine reported Closed: join its (ended) thread, release the callback, drop the hook.
   void FinishClose();
   void RemoveCleanupHook();
+  // exit() on the main thread runs no cleanup hook: agents still open are closed by an atexit
+  // handler (engine only: N-API cannot be used then). See agent.cc.
+  void TrackOpen(bool open);
+  void CloseEngineAtExit();
+  static void CloseAllAtExit();
   bool closed() const { return closed_; }
   static void CleanupHook(Agent* self);
   static Napi::Array EventsToJs(Napi::Env env, std::vector<EngineEvent>& events);
