@@ -13,7 +13,8 @@
 // Lifetime hazards guarded:
 //  - process exit or worker_threads termination with transfers in flight, or before a close()
 //    in progress reported Closed: an environment cleanup hook closes the engine synchronously
-//    (joins its thread, frees UCX) before the environment goes away;
+//    (joins its thread, frees UCX) before the environment goes away; process.exit() on the main
+//    thread runs no cleanup hook, so an atexit handler does the same there (agent.cc);
 //  - an agent that was never closed: it is never collected while its environment lives (tsfn_
 //    holds the JS callback, which holds the agent): close() is required; the cleanup hook closes
 //    it at exit (test/transport/lifecycle.test.ts "never collects agents dropped without close()");
