@@ -363,7 +363,7 @@ Napi::Value Agent::Allocate(const Napi::CallbackInfo& info) {
 #ifdef KVWIRE_HAVE_UCX
   std::string rkey, error;
   uint8_t* base = nullptr;
-  std::shared_ptr<SharedAllocation> allocation;
+  std::shared_ptr<UcpMemory> allocation;
   if (!engine_->Allocate(info[0].As<Napi::Number>().Uint32Value(), info[1].As<Napi::String>().Utf8Value(),
                          static_cast<uint64_t>(length), static_cast<Access>(access), &rkey, &base, &allocation,
                          &error)) {
@@ -371,10 +371,9 @@ Napi::Value Agent::Allocate(const Napi::CallbackInfo& info) {
   }
   // The ArrayBuffer co-owns the memory: it stays valid as long as JavaScript can reach it, even
   // after the region is deregistered or the agent closed.
-  auto* owner = new std::shared_ptr<SharedAllocation>(std::move(allocation));
+  auto* owner = new std::shared_ptr<UcpMemory>(std::move(allocation));
   Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(
-      env, base, static_cast<size_t>(length), [](Napi::Env, void*, std::shared_ptr<SharedAllocation>* o) { delete o; },
-      owner);
+      env, base, static_cast<size_t>(length), [](Napi::Env, void*, std::shared_ptr<UcpMemory>* o) { delete o; }, owner);
   Napi::Object out = Napi::Object::New(env);
   out.Set("rkey", Napi::Buffer<uint8_t>::Copy(env, reinterpret_cast<const uint8_t*>(rkey.data()), rkey.size()));
   out.Set("base", Napi::BigInt::New(env, static_cast<uint64_t>(reinterpret_cast<uintptr_t>(base))));

@@ -83,16 +83,16 @@ bool UcxEngine::Init(std::string* error) {
     *error = std::string("eventfd failed: ") + strerror(errno);
     return false;
   }
-  ucp_config_t* config = nullptr;
-  ucs_status_t st = ucp_config_read(nullptr, nullptr, &config);
+  ucp_config_t* read = nullptr;
+  ucs_status_t st = ucp_config_read(nullptr, nullptr, &read);
   if (st != UCS_OK) {
     *error = "reading the UCX configuration failed: " + UcsMessage(st) + " (check UCX_* environment variables)";
     return false;
   }
+  UcpConfig config(read);
   if (!opts_.transports.empty()) {
     st = ucp_config_modify(config, "TLS", opts_.transports.c_str());
     if (st != UCS_OK) {
-      ucp_config_release(config);
       *error = "transports '" + opts_.transports + "' rejected by UCX: " + UcsMessage(st) +
                " (use names UCX knows: tcp, sm, posix, sysv, cma, rc, ud, dc, cuda_ipc, all)";
       return false;
@@ -116,7 +116,7 @@ bool UcxEngine::Init(std::string* error) {
   params.mt_workers_shared = 1;  // ucp_mem_map runs on the JS thread while the engine thread progresses
   params.name = opts_.name.c_str();
   st = ucp_init(&params, config, &context_);
-  ucp_config_release(config);
+  config.reset();
   if (st != UCS_OK) {
     context_ = nullptr;
     *error = "UCX initialization failed: " + UcsMessage(st) + " (transports: " + transportsConfigured() + ")";
@@ -275,13 +275,12 @@ bool UcxEngine::Register(uint32_t id, const std::string& label, uint8_t* base, u
     *error = "UCX could not register " + std::to_string(length) + " bytes: " + UcsMessage(st);
     return false;
   }
-  std::shared_ptr<ContextRef> ctx = ctxRef_;
-  return AddRegion(id, label, base, length, access, memh, rkey, error,
-                   [ctx](ucp_mem_h m) { ucp_mem_unmap(ctx->context, m); });
+  auto mem = std::make_shared<UcpMemory>(ctxRef_, memh);  // unmapped when the region is released
+  return AddRegion(id, label, base, length, access, memh, rkey, error, [mem](ucp_mem_h) mutable { mem.reset(); });
 }
 
 bool UcxEngine::Allocate(uint32_t id, const std::string& label, uint64_t length, Access access, std::string* rkey,
-                         uint8_t** base, std::shared_ptr<SharedAllocation>* allocation, std::string* error) {
+                         uint8_t** base, std::shared_ptr<UcpMemory>* allocation, std::string* error) {
   ucp_mem_map_params_t mp{};
   mp.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH | UCP_MEM_MAP_PARAM_FIELD_FLAGS |
                   UCP_MEM_MAP_PARAM_FIELD_PROT;
@@ -295,18 +294,17 @@ bool UcxEngine::Allocate(uint32_t id, const std::string& label, uint64_t length,
     *error = "UCX could not allocate " + std::to_string(length) + " bytes: " + UcsMessage(st);
     return false;
   }
+  // Two owners: the region (until it is released) and the JS ArrayBuffer over the memory (until
+  // it is collected). The memory goes back to UCX when both are done, never before.
+  auto shared = std::make_shared<UcpMemory>(ctxRef_, memh);
   ucp_mem_attr_t attr{};
   attr.field_mask = UCP_MEM_ATTR_FIELD_ADDRESS | UCP_MEM_ATTR_FIELD_LENGTH;
   st = ucp_mem_query(memh, &attr);
   if (st != UCS_OK || attr.address == nullptr || attr.length < length) {
-    ucp_mem_unmap(context_, memh);
     *error = "UCX allocated memory it cannot describe: " + UcsMessage(st);
-    return false;
+    return false;  // unmapped by `shared`
   }
   *base = static_cast<uint8_t*>(attr.address);
-  // Two owners: the region (until it is released) and the JS ArrayBuffer over the memory (until
-  // it is collected). The memory goes back to UCX when both are done, never before.
-  auto shared = std::make_shared<SharedAllocation>(ctxRef_, memh);
   *allocation = shared;
   return AddRegion(
       id, label, *base, length, access, memh, rkey, error, [shared](ucp_mem_h) mutable { shared.reset(); }, -1, true);
@@ -335,8 +333,8 @@ bool UcxEngine::AddRegion(uint32_t id, const std::string& label, uint8_t* base, 
       *error = "UCX could not pack a remote key: " + UcsMessage(st);
       return false;
     }
-    rkey->assign(static_cast<const char*>(buf), size);
-    ucp_rkey_buffer_release(buf);
+    UcpRkeyBuffer packed(buf);
+    rkey->assign(static_cast<const char*>(packed.get()), size);
   }
   UcxEngine* self = this;
   auto region = std::make_shared<LocalRegion>(

@@ -107,27 +107,6 @@ struct LaneInfo {
   bool peerErrors = false;  // created with UCP_ERR_HANDLING_MODE_PEER (UCX reports peer failure)
 };
 
-// Owns the UCX context: cleaned up when the last owner (the engine, or memory it allocated that
-// JavaScript still holds) lets go.
-struct ContextRef {
-  explicit ContextRef(ucp_context_h c) : context(c) {}
-  ~ContextRef() { ucp_cleanup(context); }
-  ContextRef(const ContextRef&) = delete;
-  ContextRef& operator=(const ContextRef&) = delete;
-  ucp_context_h context;
-};
-
-// Memory UCX allocated for a region (ucp_mem_map with ALLOCATE): unmapped when the last owner
-// (the region, the JS ArrayBuffer over it) drops its shared_ptr.
-struct SharedAllocation {
-  SharedAllocation(std::shared_ptr<ContextRef> c, ucp_mem_h m) : ctx(std::move(c)), memh(m) {}
-  ~SharedAllocation() { ucp_mem_unmap(ctx->context, memh); }
-  SharedAllocation(const SharedAllocation&) = delete;
-  SharedAllocation& operator=(const SharedAllocation&) = delete;
-  std::shared_ptr<ContextRef> ctx;
-  ucp_mem_h memh;
-};
-
 class UcxEngine {
  public:
   using EventSink = std::function<void(std::vector<EngineEvent>&&)>;
@@ -152,7 +131,7 @@ class UcxEngine {
   // Allocates `length` bytes with UCX (shared memory where UCX can: same-host peers then map it and
   // move bytes with one memcpy instead of a system call per operation) and registers them.
   bool Allocate(uint32_t id, const std::string& label, uint64_t length, Access access, std::string* rkey,
-                uint8_t** base, std::shared_ptr<SharedAllocation>* allocation, std::string* error);
+                uint8_t** base, std::shared_ptr<UcpMemory>* allocation, std::string* error);
   // Deregisters. Returns false with `busyUsers` set when local transfers still use the region.
   // `released` is emitted (kRegionReleased via the sink) when no operation can touch the memory.
   bool Deregister(uint32_t id, uint32_t* busyUsers, bool* known);

@@ -11,6 +11,7 @@
 #ifdef KVWIRE_HAVE_UCX
 #include <ucp/api/ucp.h>
 
+#include <memory>
 #include <utility>
 
 namespace kvwire {
@@ -53,6 +54,40 @@ struct UcpRkeyDestroy {
 };
 struct UcpRequestFree {
   void operator()(void* r) const { ucp_request_free(r); }
+};
+struct UcpConfigRelease {
+  void operator()(ucp_config_t* c) const { ucp_config_release(c); }
+};
+struct UcpRkeyBufferRelease {
+  void operator()(void* b) const { ucp_rkey_buffer_release(b); }
+};
+
+// The configuration read to create the context (released once the context exists).
+using UcpConfig = UcxOwned<ucp_config_t*, UcpConfigRelease>;
+// A packed remote key (ucp_rkey_pack), released once copied.
+using UcpRkeyBuffer = UcxOwned<void*, UcpRkeyBufferRelease>;
+
+// The UCX context: cleaned up when the last owner lets go (the engine, memory registered or
+// allocated with it that a region or a JS ArrayBuffer still holds). Shared for that reason; after
+// a shutdown that could not finish, the engine leaks one reference on purpose (leaked_).
+struct ContextRef {
+  explicit ContextRef(ucp_context_h c) : context(c) {}
+  ~ContextRef() { ucp_cleanup(context); }
+  ContextRef(const ContextRef&) = delete;
+  ContextRef& operator=(const ContextRef&) = delete;
+  ucp_context_h context;
+};
+
+// Memory mapped with the context (ucp_mem_map: registered, or allocated by UCX): unmapped when
+// the last owner (the region, the JS ArrayBuffer over allocated memory) drops its shared_ptr, and
+// always before the context it holds is cleaned up.
+struct UcpMemory {
+  UcpMemory(std::shared_ptr<ContextRef> c, ucp_mem_h m) : ctx(std::move(c)), memh(m) {}
+  ~UcpMemory() { ucp_mem_unmap(ctx->context, memh); }
+  UcpMemory(const UcpMemory&) = delete;
+  UcpMemory& operator=(const UcpMemory&) = delete;
+  std::shared_ptr<ContextRef> ctx;
+  ucp_mem_h memh;
 };
 
 // The worker. Destroyed only once every endpoint was closed and every request it ran was freed:
