@@ -85,6 +85,7 @@ export const NativeEventKind = Object.freeze({
   RegionReleased: 7,
   TransferQuiesced: 8,
   Handshaked: 9,
+  Closed: 10,
 } as const);
 
 /** One of {@link NativeEventKind}'s numbers. */
@@ -209,8 +210,13 @@ export declare class NativeAgent {
   ): boolean;
   cancel(id: number, code?: string): void;
   notify(peerId: number, message: Uint8Array, token: number): void;
-  /** Closes synchronously; returns the events produced while closing. */
-  close(): NativeEvent[];
+  /**
+   * Starts closing and returns at once: the engine thread fails what is in flight, says goodbye
+   * and frees UCX. True: `Closed` will be its last event (the failed transfers and released
+   * regions come before it); false: it was closed already and no event follows. Every other
+   * call throws `ERR_KVWIRE_CLOSED` from here on.
+   */
+  close(): boolean;
   ref(): void;
   unref(): void;
 }

@@ -2,11 +2,56 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <unordered_set>
 
 #include "engine/process.h"
 
 namespace kvwire {
+
+namespace {
+
+// Agents whose engine may still run, closed synchronously by exit(). process.exit() on the main
+// thread runs no environment cleanup hook: an engine thread still running then (a close() in
+// progress, an agent never closed) raced libucs's own destructors (ThreadSanitizer: a data race in
+// ucs_async_remove_handler on a lock exit() had destroyed, and the thread never joined). The
+// handler is registered after libucs was loaded, so exit() runs it before libucs's destructors.
+// Worker threads are stopped (their cleanup hooks run) before the main thread's exit().
+// Never destroyed: used during exit().
+std::mutex& OpenAgentsMu() {
+  static auto* mu = new std::mutex;
+  return *mu;
+}
+std::unordered_set<Agent*>& OpenAgents() {
+  static auto* open = new std::unordered_set<Agent*>;
+  return *open;
+}
+
+}  // namespace
+
+void Agent::CloseAllAtExit() {
+  std::lock_guard lock(OpenAgentsMu());
+  for (Agent* a : OpenAgents()) a->CloseEngineAtExit();
+}
+
+void Agent::CloseEngineAtExit() {
+#ifdef KVWIRE_HAVE_UCX
+  if (engine_) (void)engine_->Close();  // joins its thread; JS and N-API are not touched
+#endif
+}
+
+void Agent::TrackOpen(bool open) {
+  static std::once_flag atExit;
+  std::call_once(atExit, [] { std::atexit(&Agent::CloseAllAtExit); });
+  std::lock_guard lock(OpenAgentsMu());
+  if (open) {
+    OpenAgents().insert(this);
+  } else {
+    OpenAgents().erase(this);
+  }
+}
 
 namespace {
 
@@ -171,10 +216,15 @@ Agent::Agent(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Agent>(info) {
   tsfnLive_ = true;
   tsfn_.Unref(env);  // an idle agent does not keep the process alive; pending work refs it
   Napi::ThreadSafeFunction tsfn = tsfn_;
-  auto sink = [tsfn](std::vector<EngineEvent>&& events) mutable {
+  Agent* self = this;
+  auto sink = [tsfn, self](std::vector<EngineEvent>&& events) mutable {
+    const bool last = !events.empty() && events.back().kind == EngineEvent::Kind::kClosed;
     auto* batch = new std::vector<EngineEvent>(std::move(events));
-    napi_status st = tsfn.NonBlockingCall(batch, [](Napi::Env env, Napi::Function cb, std::vector<EngineEvent>* b) {
+    auto deliver = [self, last](Napi::Env env, Napi::Function cb, std::vector<EngineEvent>* b) {
       std::unique_ptr<std::vector<EngineEvent>> owned(b);
+      // Null while the environment is torn down (after the cleanup hook closed the agent): the
+      // agent may be gone already, touch nothing. Otherwise `cb` holds the JS engine, which holds
+      // this agent's object: `self` is alive.
       if (env == nullptr || cb.IsEmpty()) return;
       // The TypeScript dispatcher never throws (user listeners' errors are rethrown on a later
       // tick); an exception here means the environment is shutting down: drop the batch.
@@ -182,7 +232,9 @@ Agent::Agent(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Agent>(info) {
         cb.Call({EventsToJs(env, *owned)});
       } catch (const Napi::Error&) {
       }
-    });
+      if (last) self->FinishClose();  // before the close promise's reactions run (microtasks)
+    };
+    napi_status st = tsfn.NonBlockingCall(batch, deliver);
     if (st != napi_ok) delete batch;  // closing: the JS side is gone
   };
   std::string error;
@@ -193,6 +245,8 @@ Agent::Agent(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Agent>(info) {
     ThrowCode(env, code::kUnsupported, "the UCX engine could not start: " + error);
   }
   napi_add_env_cleanup_hook(env, reinterpret_cast<void (*)(void*)>(&Agent::CleanupHook), this);
+  hookLive_ = true;
+  TrackOpen(true);
 #else
   ThrowCode(env, code::kUnsupported,
             "this build of kvwire has no UCX engine (libucx-dev was not found when it was built); install "
@@ -201,24 +255,30 @@ Agent::Agent(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Agent>(info) {
 }
 
 Agent::~Agent() {
-  if (!closed_) {
-    CloseNow();
-    napi_remove_env_cleanup_hook(env_, reinterpret_cast<void (*)(void*)>(&Agent::CleanupHook), this);
-  }
+  CloseNow();
+  RemoveCleanupHook();
 }
 
 void Agent::CleanupHook(Agent* self) {
-  // The environment is going away (process exit, worker termination): stop the engine thread
-  // and free UCX now, while the memory registered from JS is still valid.
+  // The environment is going away (process exit, worker termination, or both while a close()
+  // still waits for its Closed event): stop the engine thread and free UCX now, synchronously,
+  // while the memory registered from JS is still valid. Node removes the hook after running it.
+  self->hookLive_ = false;
   self->CloseNow();
 }
 
+void Agent::RemoveCleanupHook() {
+  if (!hookLive_) return;
+  hookLive_ = false;
+  napi_remove_env_cleanup_hook(env_, reinterpret_cast<void (*)(void*)>(&Agent::CleanupHook), this);
+}
+
 void Agent::CloseNow() {
-  if (closed_) return;
   closed_ = true;
 #ifdef KVWIRE_HAVE_UCX
   if (engine_) {
-    engine_->Close();
+    TrackOpen(false);  // first: exit() then never closes it at the same time as this thread
+    engine_->Close();  // joins the engine thread: waits for its whole shutdown unless it reported Closed
     engine_.reset();
   }
 #endif
@@ -226,6 +286,11 @@ void Agent::CloseNow() {
     tsfnLive_ = false;
     tsfn_.Release();
   }
+}
+
+void Agent::FinishClose() {
+  CloseNow();
+  RemoveCleanupHook();
 }
 
 #define KVWIRE_REQUIRE_OPEN(info) \
@@ -298,7 +363,7 @@ Napi::Value Agent::Allocate(const Napi::CallbackInfo& info) {
 #ifdef KVWIRE_HAVE_UCX
   std::string rkey, error;
   uint8_t* base = nullptr;
-  std::shared_ptr<SharedAllocation> allocation;
+  std::shared_ptr<UcpMemory> allocation;
   if (!engine_->Allocate(info[0].As<Napi::Number>().Uint32Value(), info[1].As<Napi::String>().Utf8Value(),
                          static_cast<uint64_t>(length), static_cast<Access>(access), &rkey, &base, &allocation,
                          &error)) {
@@ -306,10 +371,9 @@ Napi::Value Agent::Allocate(const Napi::CallbackInfo& info) {
   }
   // The ArrayBuffer co-owns the memory: it stays valid as long as JavaScript can reach it, even
   // after the region is deregistered or the agent closed.
-  auto* owner = new std::shared_ptr<SharedAllocation>(std::move(allocation));
+  auto* owner = new std::shared_ptr<UcpMemory>(std::move(allocation));
   Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(
-      env, base, static_cast<size_t>(length), [](Napi::Env, void*, std::shared_ptr<SharedAllocation>* o) { delete o; },
-      owner);
+      env, base, static_cast<size_t>(length), [](Napi::Env, void*, std::shared_ptr<UcpMemory>* o) { delete o; }, owner);
   Napi::Object out = Napi::Object::New(env);
   out.Set("rkey", Napi::Buffer<uint8_t>::Copy(env, reinterpret_cast<const uint8_t*>(rkey.data()), rkey.size()));
   out.Set("base", Napi::BigInt::New(env, static_cast<uint64_t>(reinterpret_cast<uintptr_t>(base))));
@@ -516,18 +580,28 @@ Napi::Value Agent::Notify(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// close() -> the events produced while closing (transfers failed with ERR_KVWIRE_CLOSED, ...)
+// close() -> true: the engine is closing, and Closed will be its last event (the transfers it
+// failed and the regions it released come before it); false: closed already, no event follows.
+// Returns at once: the shutdown runs on the engine thread.
 Napi::Value Agent::Close(const Napi::CallbackInfo& info) {
   CheckTag(info);
   Napi::Env env = info.Env();
-  if (closed_) return Napi::Array::New(env);
-  std::vector<EngineEvent> left;
+  if (closed_) return Napi::Boolean::New(env, false);
+  closed_ = true;  // every other call is refused from here on
 #ifdef KVWIRE_HAVE_UCX
-  if (engine_) left = engine_->Close();
+  if (engine_ && tsfnLive_) {
+    // The Closed event keeps the process alive until it arrives (an idle agent's callback is
+    // unref'd; `await agent.close()` at the end of a script must still see it).
+    if (!refed_) {
+      tsfn_.Ref(env);
+      refed_ = true;
+    }
+    engine_->BeginClose();
+    return Napi::Boolean::New(env, true);
+  }
 #endif
-  CloseNow();
-  napi_remove_env_cleanup_hook(env_, reinterpret_cast<void (*)(void*)>(&Agent::CleanupHook), this);
-  return EventsToJs(env, left);
+  FinishClose();
+  return Napi::Boolean::New(env, false);
 }
 
 Napi::Value Agent::Ref(const Napi::CallbackInfo& info) {

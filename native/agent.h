@@ -5,9 +5,16 @@
 // offset, length) and are resolved and bounds-checked here, again, before anything is posted:
 // TypeScript validated them with friendly messages; this is the last line of defence.
 //
+// Closing: close() asks the engine thread to shut down and returns; the thread reports Closed as
+// its last event, and the agent then joins it (it has ended: immediate) and lets the callback go.
+// The JS thread never waits for the shutdown itself (which flushes, says goodbye and may wait up
+// to ~1.5 s for UCX), except in the cleanup hook below.
+//
 // Lifetime hazards guarded:
-//  - process exit or worker_threads termination with transfers in flight: an environment cleanup
-//    hook closes the engine (joins its thread, frees UCX) before the environment goes away;
+//  - process exit or worker_threads termination with transfers in flight, or before a close()
+//    in progress reported Closed: an environment cleanup hook closes the engine synchronously
+//    (joins its thread, frees UCX) before the environment goes away; process.exit() on the main
+//    thread runs no cleanup hook, so an atexit handler does the same there (agent.cc);
 //  - an agent that was never closed: it is never collected while its environment lives (tsfn_
 //    holds the JS callback, which holds the agent): close() is required; the cleanup hook closes
 //    it at exit (test/transport/lifecycle.test.ts "never collects agents dropped without close()");
@@ -86,7 +93,16 @@ class Agent : public Napi::ObjectWrap<Agent> {
   Napi::Value GetAddress(const Napi::CallbackInfo& info);
   Napi::Value GetTransports(const Napi::CallbackInfo& info);
 
+  // Synchronous close (cleanup hook, destructor, the end of an asynchronous close): idempotent.
   void CloseNow();
+  // The engine reported Closed: join its (ended) thread, release the callback, drop the hook.
+  void FinishClose();
+  void RemoveCleanupHook();
+  // exit() on the main thread runs no cleanup hook: agents still open are closed by an atexit
+  // handler (engine only: N-API cannot be used then). See agent.cc.
+  void TrackOpen(bool open);
+  void CloseEngineAtExit();
+  static void CloseAllAtExit();
   bool closed() const { return closed_; }
   static void CleanupHook(Agent* self);
   static Napi::Array EventsToJs(Napi::Env env, std::vector<EngineEvent>& events);
@@ -97,7 +113,8 @@ class Agent : public Napi::ObjectWrap<Agent> {
   Napi::ThreadSafeFunction tsfn_;
   bool tsfnLive_ = false;
   bool refed_ = false;
-  bool closed_ = false;
+  bool closed_ = false;    // close() was called (or the agent was closed synchronously): calls are refused
+  bool hookLive_ = false;  // the environment cleanup hook is registered
   napi_env env_ = nullptr;
 };
 

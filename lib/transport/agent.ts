@@ -89,6 +89,7 @@ export class Agent extends EventEmitter implements RegionOwner, PreparedHost, Pe
   #nextPeer = 1;
   #nextToken = 1;
   #closed = false;
+  #closing: Promise<void> | undefined;
 
   /** Creates an agent; rejects with `ERR_KVWIRE_INVALID_ARGUMENT` naming a bad option. */
   static create(opts: AgentOptions = {}): Promise<Agent> {
@@ -431,15 +432,27 @@ export class Agent extends EventEmitter implements RegionOwner, PreparedHost, Pe
 
   /**
    * Closes the agent: transfers in flight fail with `ERR_KVWIRE_CLOSED`, peers are told, memory
-   * is deregistered and the engine freed. Idempotent.
+   * is deregistered and the engine freed.
+   *
+   * Asynchronous: from the call on, {@link Agent.closed} is true and every method throws
+   * `ERR_KVWIRE_CLOSED`; the UCX engine shuts down on its own thread (flushing, goodbyes to peers:
+   * up to ~1.5 s when a peer does not answer) while the event loop runs, and the promise resolves
+   * once it has stopped, after every transfer it failed was settled. `'close'` is emitted then.
+   * Idempotent: a second call returns the same promise. An agent whose process exits (or whose
+   * worker thread terminates) before the promise resolves is closed synchronously by the exit hook.
    */
-  async close(): Promise<void> {
-    if (this.#closed) return;
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
     this.#closed = true;
     const closed = new KvwireError(ErrorCode.CLOSED, 'the agent was closed');
     this.#connects.rejectAll(closed);
-    this.#engine.close(); // delivers the transfers it failed, synchronously
-    this.#transfers.closeAll();
+    // Started before anything else is torn down here; the transfers it fails are delivered while
+    // it runs, and before it resolves.
+    const engineClosed = this.#engine.close();
     for (const [token, n] of [...this.#notifies]) {
       this.#notifies.delete(token);
       n.reject(closed);
@@ -447,6 +460,8 @@ export class Agent extends EventEmitter implements RegionOwner, PreparedHost, Pe
     this.#hub.rejectWaits(closed);
     this.#hub.close();
     for (const p of this.#peers.values()) p.markClosed();
+    await engineClosed;
+    this.#transfers.closeAll(); // any the engine did not report
     this.#regions.releaseAll();
     this.#keepAlive.close();
     this.emit('close');

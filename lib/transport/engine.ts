@@ -97,8 +97,12 @@ export interface Engine {
   /** Keep the process alive (pending work) or not. */
   ref(): void;
   unref(): void;
-  /** Closes synchronously; events produced while closing are delivered before it returns. */
-  close(): void;
+  /**
+   * Closes: transfers in flight fail with `ERR_KVWIRE_CLOSED`. Resolves once the engine has
+   * stopped; every event it produced while closing was delivered before. Idempotent (the same
+   * promise). The native engine shuts down on its own thread: the event loop runs meanwhile.
+   */
+  close(): Promise<void>;
 }
 
 /** Creates an engine for an agent. */

@@ -375,14 +375,15 @@ export class LoopbackEngine implements Engine {
 
   unref(): void {}
 
-  close(): void {
-    if (this.#closed) return;
+  close(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
     this.#closed = true;
     for (const t of [...this.#pending.values()]) {
       this.#finish(t, new KvwireError(ErrorCode.CLOSED, 'the agent was closed while this transfer was in flight'));
     }
     this.#loseConnections(`'${this.name}' closed its agent`);
     registry.delete(this.#key);
+    return Promise.resolve();
   }
 
   #kill(): void {

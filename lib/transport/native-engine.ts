@@ -38,6 +38,9 @@ export class NativeEngine implements Engine {
   readonly #agent: NativeAgent;
   readonly #listener: EngineListener;
   readonly #deviceKeys = new Map<number, { trusted: Uint8Array; restricted: Uint8Array }>();
+  /** close()'s promise, and what resolves it (the engine's `Closed` event). */
+  #closing: Promise<void> | undefined;
+  #resolveClosing: (() => void) | undefined;
 
   /** @internal The device key a region is granted with, to a trusted peer or to any other (tests). */
   deviceGrantKey(id: number, trusted: boolean): Uint8Array | undefined {
@@ -132,6 +135,9 @@ export class NativeEngine implements Engine {
           break;
         case NativeEventKind.Warning:
           l.warning(e.text ?? '');
+          break;
+        case NativeEventKind.Closed:
+          this.#resolveClosing?.(); // after the events before it in this batch: they were dispatched above
           break;
       }
     }
@@ -259,7 +265,14 @@ export class NativeEngine implements Engine {
     this.#agent.unref();
   }
 
-  close(): void {
-    this.#dispatch(this.#agent.close());
+  close(): Promise<void> {
+    if (this.#closing !== undefined) return this.#closing;
+    this.#closing = new Promise<void>((resolve) => {
+      this.#resolveClosing = resolve;
+    });
+    // Returns at once: the engine thread shuts down and reports `Closed` (the event loop runs
+    // meanwhile, delivering the transfers it fails). Where no event will follow, resolve now.
+    if (!this.#agent.close()) this.#resolveClosing?.();
+    return this.#closing;
   }
 }

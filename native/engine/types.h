@@ -90,6 +90,8 @@ const char* WireStatusCode(WireStatus s);
 //   TransferQuiesced  id = transfer id: its last operation finished (after TransferDone)
 //   Handshaked        id = peer id; bytes = the target's grant; aux = 1 when one-sided access was
 //                     granted; connection = what UCX chose. Attach (or disconnect) follows.
+//   Closed            the engine's last event, after close(): every transfer it failed, every
+//                     region it released was reported before it; its thread has ended.
 #define KVWIRE_EVENT_KINDS(X) \
   X(TransferDone)             \
   X(Connected)                \
@@ -100,7 +102,8 @@ const char* WireStatusCode(WireStatus s);
   X(Warning)                  \
   X(RegionReleased)           \
   X(TransferQuiesced)         \
-  X(Handshaked)
+  X(Handshaked)               \
+  X(Closed)
 
 // What the engine learned about a connection (Connected, Handshaked): the transport category
 // ("sm", "tcp", ...), UCX's lanes, "rma" or "am", and the CUDA path ("" when none applies).

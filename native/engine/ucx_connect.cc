@@ -6,6 +6,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cstdio>
 #include <cstdlib>
@@ -87,8 +88,8 @@ LaneInfo UcxEngine::DescribeLanes(ucp_ep_h ep) {
   return info;
 }
 
-ucp_ep_h UcxEngine::CreateEp(const std::string& address, bool sameHost, EpOwner* owner, LaneInfo* lanes,
-                             std::string* error) {
+UcpEndpoint UcxEngine::CreateEp(const std::string& address, bool sameHost, EpOwner* owner, LaneInfo* lanes,
+                                std::string* error) {
   auto make = [&](ucp_err_handling_mode_t mode, ucs_status_t* st) -> ucp_ep_h {
     ucp_ep_params_t p{};
     p.field_mask =
@@ -124,11 +125,11 @@ ucp_ep_h UcxEngine::CreateEp(const std::string& address, bool sameHost, EpOwner*
   if (ep == nullptr) {
     *error = "UCX could not create an endpoint: " + UcsMessage(st) + " (transports: " + transportsConfigured() +
              (sameHost ? ")" : "; the peer is on another host, so shared memory cannot reach it)");
-    return nullptr;
+    return UcpEndpoint();
   }
   *lanes = DescribeLanes(ep);
   lanes->peerErrors = peerErrors;
-  return ep;
+  return UcpEndpoint(ep);
 }
 UcxEngine::EpOwner* UcxEngine::NewOwner(bool outbound, uint32_t id) {
   owners_.push_back(
@@ -157,23 +158,17 @@ void UcxEngine::OnEpError(EpOwner* owner, ucs_status_t status) {
   });
 }
 
-void UcxEngine::RetireEp(ucp_ep_h ep, EpOwner* owner, bool flush, uint32_t graceMs) {
-  (void)owner;  // kept in owners_ for the worker's lifetime
-  if (ep == nullptr) return;
-  for (const Retiring& r : retiring_) {
-    if (r.ep == ep) return;  // retired already: a second close would act on a destroyed endpoint
-  }
-  Retiring r{ep, nullptr, DeadlineFrom(NowNs(), graceMs)};
-  if (flush) {
-    ucp_request_param_t p{};
-    void* req = ucp_ep_flush_nbx(ep, &p);
-    if (UCS_PTR_IS_PTR(req)) r.flush = req;
-  }
+void UcxEngine::RetireEp(UcpEndpoint ep, bool flush, uint32_t graceMs) {
+  // An endpoint retired already was taken from its owner then: nothing is left to close twice
+  // (a second close would act on a destroyed endpoint).
+  if (!ep) return;
+  Retiring r{std::move(ep), UcpRequest(), DeadlineFrom(NowNs(), graceMs)};
+  if (flush) r.flush = r.ep.Flush();
   // Closed by the engine loop (ProgressRetiring), never here: closing an endpoint by force
   // completes its requests at once, running their callbacks, and a caller in the middle of ending
   // a connection (e.g. DoDisconnect, before it forgets the Outbound) would see them re-enter it
   // and retire the same endpoint twice (a SIGSEGV in UCX, seen after a partition).
-  retiring_.push_back(r);
+  retiring_.push_back(std::move(r));
 }
 
 void UcxEngine::ProgressRetiring(uint64_t now) {
@@ -182,27 +177,19 @@ void UcxEngine::ProgressRetiring(uint64_t now) {
   std::vector<Retiring> work;
   work.swap(retiring_);
   for (Retiring& r : work) {
-    if (r.flush != nullptr && ucp_request_check_status(r.flush) == UCS_INPROGRESS && now < r.deadlineNs) {
-      retiring_.push_back(r);
+    if (r.flush.inProgress() && now < r.deadlineNs) {
+      retiring_.push_back(std::move(r));
       continue;
     }
-    if (r.flush != nullptr) ucp_request_free(r.flush);
+    r.flush.reset();  // given back before the close
     // FORCE: the only close after which UCX 1.13 destroys an endpoint its peer connected to.
     // (Refused for an endpoint without peer error handling: see CreateEp.)
-    ucp_request_param_t p{};
-    p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-    p.flags = UCP_EP_CLOSE_FLAG_FORCE;
-    void* req = ucp_ep_close_nbx(r.ep, &p);
-    if (UCS_PTR_IS_PTR(req)) closing_.push_back(req);
+    UcpRequest closing = r.ep.CloseByForce();
+    if (closing) closing_.push_back(std::move(closing));
   }
-  for (auto it = closing_.begin(); it != closing_.end();) {
-    if (ucp_request_check_status(*it) != UCS_INPROGRESS) {
-      ucp_request_free(*it);
-      it = closing_.erase(it);
-    } else {
-      ++it;
-    }
-  }
+  // Close requests UCX is done with are freed (by their owner, on erase).
+  closing_.erase(std::remove_if(closing_.begin(), closing_.end(), [](const UcpRequest& c) { return !c.inProgress(); }),
+                 closing_.end());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -243,7 +230,7 @@ void UcxEngine::DoConnect(uint32_t peerId, std::shared_ptr<PeerInfo> info, uint3
   }
   std::string error;
   ob->ep = CreateEp(info->address, ob->sameHost, ob->owner, &ob->lanes, &error);
-  if (ob->ep == nullptr) {
+  if (!ob->ep) {
     if (ob->pidfd.valid()) UnwatchFd(ob->pidfd.get());
     fail(code::kPeerUnreachable, "cannot reach '" + info->name + "': " + error);
     return;
@@ -304,7 +291,7 @@ void UcxEngine::MapRemoteRegions(Outbound& ob) {
 
 ucp_rkey_h UcxEngine::RkeyFor(Outbound& ob, uint32_t regionId, std::string* error) {
   auto it = ob.rkeys.find(regionId);
-  if (it != ob.rkeys.end()) return it->second;
+  if (it != ob.rkeys.end()) return it->second.get();
   const RemoteRegion* rr = ob.info->Find(regionId);
   if (rr == nullptr || rr->rkey.empty()) {
     *error = "remote region " + std::to_string(regionId) + " has no remote key";
@@ -316,7 +303,7 @@ ucp_rkey_h UcxEngine::RkeyFor(Outbound& ob, uint32_t regionId, std::string* erro
     *error = "unpacking the remote key of region " + std::to_string(regionId) + " failed: " + UcsMessage(st);
     return nullptr;
   }
-  ob.rkeys[regionId] = rk;
+  ob.rkeys.emplace(regionId, UcpRkey(rk));
   return rk;
 }
 
@@ -328,8 +315,7 @@ void UcxEngine::OutboundLost(Outbound& ob, const std::string& c, const std::stri
     ob.byeReceived = true;
     std::vector<uint64_t> ids(ob.xfers.begin(), ob.xfers.end());
     for (uint64_t id : ids) CancelXfer(id, code::kClosed, "the peer was disconnected");
-    RetireEp(ob.ep, ob.owner, false, 0);
-    ob.ep = nullptr;
+    RetireEp(std::move(ob.ep), false, 0);
     if (ob.pidfd.valid()) UnwatchFd(ob.pidfd.get());
     outbound_.erase(ob.id);  // `ob` is gone after this line
     return;
@@ -347,8 +333,7 @@ void UcxEngine::OutboundLost(Outbound& ob, const std::string& c, const std::stri
   }
   // Nothing will answer on this endpoint: close it by force, which ends (completes with an error)
   // the operations still in flight on it, so that the transfers they belong to quiesce.
-  RetireEp(ob.ep, ob.owner, false, 0);
-  ob.ep = nullptr;
+  RetireEp(std::move(ob.ep), false, 0);
   EngineEvent e{handshaking ? EngineEvent::Kind::kConnected : EngineEvent::Kind::kPeerLost};
   e.id = ob.id;
   e.code = c;
@@ -366,9 +351,8 @@ void UcxEngine::DoDisconnect(uint32_t peerId) {
     CancelXfer(id, code::kClosed, "the peer was disconnected while this transfer was in flight");
   }
   bool greeted = ob.state == Outbound::State::kConnected || ob.state == Outbound::State::kAttaching;
-  if (!greeted || ob.ep == nullptr) {  // lost, or still connecting: nobody to say goodbye to
-    RetireEp(ob.ep, ob.owner, false, 0);
-    ob.ep = nullptr;
+  if (!greeted || !ob.ep) {  // lost, or still connecting: nobody to say goodbye to
+    RetireEp(std::move(ob.ep), false, 0);
     if (ob.pidfd.valid()) UnwatchFd(ob.pidfd.get());
     outbound_.erase(it);
     return;
@@ -388,8 +372,7 @@ void UcxEngine::MaybeFinishOutboundClose(Outbound& ob) {
   if (ob.state != Outbound::State::kClosing) return;
   bool quiet = ob.liveXfers == 0 && ob.byeReceived;
   if (!quiet && NowNs() < ob.closeDeadlineNs) return;
-  RetireEp(ob.ep, ob.owner, quiet, kCloseGraceMs);
-  ob.ep = nullptr;
+  RetireEp(std::move(ob.ep), quiet, kCloseGraceMs);
   if (ob.pidfd.valid()) UnwatchFd(ob.pidfd.get());
   outbound_.erase(ob.id);  // `ob` is gone after this line
 }
@@ -407,8 +390,7 @@ void UcxEngine::InboundLost(Inbound& ib, const std::string& reason) {
     ib.pidfd.reset();
   }
   // Force: nothing answers on it, and operations in flight on it end (served READs quiesce).
-  RetireEp(ib.ep, ib.owner, false, 0);
-  ib.ep = nullptr;
+  RetireEp(std::move(ib.ep), false, 0);
   uint32_t id = ib.id;
   // Served READs still in flight find the inbound gone and release their regions when their
   // last push ends.
@@ -433,8 +415,7 @@ void UcxEngine::MaybeFinishInboundClose(Inbound& ib) {
   // Quiet (or out of patience): goodbye back, then the endpoint is retired once that is flushed.
   wire::ByeHdr h{ib.RouteOut(), wire::kByeFromTarget | wire::kByeAck};
   SendControl(ib.ep, wire::kBye, &h, sizeof h, nullptr, 0);
-  RetireEp(ib.ep, ib.owner, quiet, kCloseGraceMs);
-  ib.ep = nullptr;
+  RetireEp(std::move(ib.ep), quiet, kCloseGraceMs);
   if (ib.pidfd.valid()) UnwatchFd(ib.pidfd.get());
   for (auto& [xferId, t] : ib.reads) t->cancelled = true;
   inbound_.erase(ib.id);  // `ib` is gone after this line

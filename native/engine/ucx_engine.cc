@@ -83,16 +83,16 @@ bool UcxEngine::Init(std::string* error) {
     *error = std::string("eventfd failed: ") + strerror(errno);
     return false;
   }
-  ucp_config_t* config = nullptr;
-  ucs_status_t st = ucp_config_read(nullptr, nullptr, &config);
+  ucp_config_t* read = nullptr;
+  ucs_status_t st = ucp_config_read(nullptr, nullptr, &read);
   if (st != UCS_OK) {
     *error = "reading the UCX configuration failed: " + UcsMessage(st) + " (check UCX_* environment variables)";
     return false;
   }
+  UcpConfig config(read);
   if (!opts_.transports.empty()) {
     st = ucp_config_modify(config, "TLS", opts_.transports.c_str());
     if (st != UCS_OK) {
-      ucp_config_release(config);
       *error = "transports '" + opts_.transports + "' rejected by UCX: " + UcsMessage(st) +
                " (use names UCX knows: tcp, sm, posix, sysv, cma, rc, ud, dc, cuda_ipc, all)";
       return false;
@@ -116,7 +116,7 @@ bool UcxEngine::Init(std::string* error) {
   params.mt_workers_shared = 1;  // ucp_mem_map runs on the JS thread while the engine thread progresses
   params.name = opts_.name.c_str();
   st = ucp_init(&params, config, &context_);
-  ucp_config_release(config);
+  config.reset();
   if (st != UCS_OK) {
     context_ = nullptr;
     *error = "UCX initialization failed: " + UcsMessage(st) + " (transports: " + transportsConfigured() + ")";
@@ -126,12 +126,13 @@ bool UcxEngine::Init(std::string* error) {
   ucp_worker_params_t wp{};
   wp.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
   wp.thread_mode = UCS_THREAD_MODE_SINGLE;  // only the engine thread touches the worker
-  st = ucp_worker_create(context_, &wp, &worker_);
+  ucp_worker_h worker = nullptr;
+  st = ucp_worker_create(context_, &wp, &worker);
   if (st != UCS_OK) {
-    worker_ = nullptr;
     *error = "creating the UCX worker failed: " + UcsMessage(st);
     return false;
   }
+  worker_.reset(worker);
   ucp_address_t* addr = nullptr;
   size_t addrLen = 0;
   st = ucp_worker_get_address(worker_, &addr, &addrLen);
@@ -274,13 +275,12 @@ bool UcxEngine::Register(uint32_t id, const std::string& label, uint8_t* base, u
     *error = "UCX could not register " + std::to_string(length) + " bytes: " + UcsMessage(st);
     return false;
   }
-  std::shared_ptr<ContextRef> ctx = ctxRef_;
-  return AddRegion(id, label, base, length, access, memh, rkey, error,
-                   [ctx](ucp_mem_h m) { ucp_mem_unmap(ctx->context, m); });
+  auto mem = std::make_shared<UcpMemory>(ctxRef_, memh);  // unmapped when the region is released
+  return AddRegion(id, label, base, length, access, memh, rkey, error, [mem](ucp_mem_h) mutable { mem.reset(); });
 }
 
 bool UcxEngine::Allocate(uint32_t id, const std::string& label, uint64_t length, Access access, std::string* rkey,
-                         uint8_t** base, std::shared_ptr<SharedAllocation>* allocation, std::string* error) {
+                         uint8_t** base, std::shared_ptr<UcpMemory>* allocation, std::string* error) {
   ucp_mem_map_params_t mp{};
   mp.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH | UCP_MEM_MAP_PARAM_FIELD_FLAGS |
                   UCP_MEM_MAP_PARAM_FIELD_PROT;
@@ -294,18 +294,17 @@ bool UcxEngine::Allocate(uint32_t id, const std::string& label, uint64_t length,
     *error = "UCX could not allocate " + std::to_string(length) + " bytes: " + UcsMessage(st);
     return false;
   }
+  // Two owners: the region (until it is released) and the JS ArrayBuffer over the memory (until
+  // it is collected). The memory goes back to UCX when both are done, never before.
+  auto shared = std::make_shared<UcpMemory>(ctxRef_, memh);
   ucp_mem_attr_t attr{};
   attr.field_mask = UCP_MEM_ATTR_FIELD_ADDRESS | UCP_MEM_ATTR_FIELD_LENGTH;
   st = ucp_mem_query(memh, &attr);
   if (st != UCS_OK || attr.address == nullptr || attr.length < length) {
-    ucp_mem_unmap(context_, memh);
     *error = "UCX allocated memory it cannot describe: " + UcsMessage(st);
-    return false;
+    return false;  // unmapped by `shared`
   }
   *base = static_cast<uint8_t*>(attr.address);
-  // Two owners: the region (until it is released) and the JS ArrayBuffer over the memory (until
-  // it is collected). The memory goes back to UCX when both are done, never before.
-  auto shared = std::make_shared<SharedAllocation>(ctxRef_, memh);
   *allocation = shared;
   return AddRegion(
       id, label, *base, length, access, memh, rkey, error, [shared](ucp_mem_h) mutable { shared.reset(); }, -1, true);
@@ -334,8 +333,8 @@ bool UcxEngine::AddRegion(uint32_t id, const std::string& label, uint8_t* base, 
       *error = "UCX could not pack a remote key: " + UcsMessage(st);
       return false;
     }
-    rkey->assign(static_cast<const char*>(buf), size);
-    ucp_rkey_buffer_release(buf);
+    UcpRkeyBuffer packed(buf);
+    rkey->assign(static_cast<const char*>(packed.get()), size);
   }
   UcxEngine* self = this;
   auto region = std::make_shared<LocalRegion>(
@@ -553,7 +552,10 @@ void UcxEngine::Run() {
     if (timeoutMs != 0) lastActivityNs_ = lastFdPollNs_;  // woken up: expect more to follow
   }
   ShutdownOnThread();
-  FlushEvents();
+  FlushEvents();  // the transfers it failed, before their regions' releases
+  ReleaseAfterShutdown();
+  Emit(EngineEvent{EngineEvent::Kind::kClosed});
+  FlushEvents();  // the last use of the sink: nothing else runs on this thread after it
 }
 
 void UcxEngine::RunDeferred() {
@@ -651,6 +653,12 @@ void UcxEngine::CheckDeadlines(uint64_t now) {
 // ---------------------------------------------------------------------------------------------
 // Shutdown
 
+void UcxEngine::BeginClose() {
+  if (closed_ || !thread_.joinable()) return;
+  stopping_.store(true, std::memory_order_release);
+  wakeup_.Signal();
+}
+
 std::vector<EngineEvent> UcxEngine::Close() {
   {
     std::lock_guard lock(eventMu_);
@@ -661,27 +669,32 @@ std::vector<EngineEvent> UcxEngine::Close() {
     if (thread_.joinable()) {
       stopping_.store(true, std::memory_order_release);
       wakeup_.Signal();
-      thread_.join();
-    } else if (worker_ != nullptr) {
-      ShutdownOnThread();  // Init failed before the thread started
+      thread_.join();  // immediate when the thread reported kClosed already (BeginClose)
+    } else {
+      if (worker_) ShutdownOnThread();  // Init failed before the thread started
+      ReleaseAfterShutdown();
     }
-    // Regions: release every registration (the memory itself belongs to JS).
-    std::vector<uint32_t> ids;
-    regions_.ForEach([&](LocalRegion& r) { ids.push_back(r.id()); });
-    for (uint32_t id : ids) {
-      LocalRegionPtr r = regions_.Remove(id);
-      if (r) r->MarkDeregistered();
-    }
-    // The context is cleaned up when its last user lets go: this engine, or memory it
-    // allocated that JavaScript still references. After a failed shutdown it is never cleaned up.
-    if (leaked_ && ctxRef_) new std::shared_ptr<ContextRef>(ctxRef_);  // deliberately leaked
-    ctxRef_.reset();
-    context_ = nullptr;
   }
   std::lock_guard lock(eventMu_);
   std::vector<EngineEvent> out;
   out.swap(undelivered_);
   return out;
+}
+
+void UcxEngine::ReleaseAfterShutdown() {
+  // Regions: release every registration (the memory itself belongs to JS). The JS thread no
+  // longer registers or posts: the agent refuses every call once close() began.
+  std::vector<uint32_t> ids;
+  regions_.ForEach([&](LocalRegion& r) { ids.push_back(r.id()); });
+  for (uint32_t id : ids) {
+    LocalRegionPtr r = regions_.Remove(id);
+    if (r) r->MarkDeregistered();
+  }
+  // The context is cleaned up when its last user lets go: this engine, or memory it
+  // allocated that JavaScript still references. After a failed shutdown it is never cleaned up.
+  if (leaked_ && ctxRef_) new std::shared_ptr<ContextRef>(ctxRef_);  // deliberately leaked
+  ctxRef_.reset();
+  context_ = nullptr;
 }
 
 void UcxEngine::ShutdownOnThread() {
@@ -729,21 +742,19 @@ void UcxEngine::ShutdownOnThread() {
   //    force (the only close after which UCX frees an endpoint its peer connected to).
   draining_ = true;
   for (auto& [id, ob] : outbound_) {
-    if (ob->ep == nullptr) continue;
+    if (!ob->ep) continue;
     bool healthy = ob->state == Outbound::State::kConnected || ob->state == Outbound::State::kAttaching;
     if (healthy) {
       wire::ByeHdr h{ob->RouteOut(), 0};
       SendControl(ob->ep, wire::kBye, &h, sizeof h, nullptr, 0);
     }
-    RetireEp(ob->ep, ob->owner, healthy && live_.empty(), 500);
-    ob->ep = nullptr;
+    RetireEp(std::move(ob->ep), healthy && live_.empty(), 500);
   }
   for (auto& [id, ib] : inbound_) {
-    if (ib->ep == nullptr) continue;
+    if (!ib->ep) continue;
     wire::ByeHdr h{ib->RouteOut(), wire::kByeFromTarget};
     SendControl(ib->ep, wire::kBye, &h, sizeof h, nullptr, 0);
-    RetireEp(ib->ep, ib->owner, live_.empty(), 500);
-    ib->ep = nullptr;
+    RetireEp(std::move(ib->ep), live_.empty(), 500);
   }
   // 4. Let the closes and every operation in flight finish (endpoints closed by force complete
   //    their requests with an error).
@@ -778,8 +789,16 @@ void UcxEngine::ShutdownOnThread() {
   ReleaseStagedQueue();
   if (!closing_.empty() || !live_.empty()) {
     // UCX still holds operations we cannot finish: destroying the worker (or cleaning up the
-    // context) now would abort the process inside UCX. Leave them allocated instead.
+    // context, or freeing those requests and endpoints) now would abort the process inside UCX.
+    // Leave them allocated instead: their owners forget them.
     leaked_ = true;
+    for (auto& [req, owned] : live_) (void)owned.release();
+    for (UcpRequest& c : closing_) (void)c.release();
+    for (Retiring& r : retiring_) {
+      (void)r.flush.release();
+      (void)r.ep.release();
+    }
+    (void)worker_.release();
     EngineEvent w{EngineEvent::Kind::kWarning};
     w.text = std::to_string(live_.size() + closing_.size()) +
              " UCX operations did not finish within 1 s of close(); their resources are left allocated";
@@ -789,8 +808,14 @@ void UcxEngine::ShutdownOnThread() {
   }
   if (cuda_) cuda_->Drain();  // copies started while closing (a WRITE still arriving) complete first
   cuda_.reset();              // closes IPC mappings, frees staging buffers (their UCX registrations first)
-  ucp_worker_destroy(worker_);
-  worker_ = nullptr;
+  // Endpoints whose flush outlived the grace period (retired with a longer one before close()):
+  // the worker's destruction destroys them; their flush requests go with the worker's memory.
+  for (Retiring& r : retiring_) {
+    (void)r.flush.release();
+    (void)r.ep.release();
+  }
+  retiring_.clear();
+  worker_.reset();  // every endpoint closed, every request freed: see UcpWorker
 }
 
 }  // namespace kvwire

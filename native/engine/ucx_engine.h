@@ -42,6 +42,7 @@
 #include "engine/auth.h"
 #include "engine/regions.h"
 #include "engine/types.h"
+#include "engine/ucx_handles.h"
 #include "engine/wire.h"
 #include "cuda/device_memory.h"
 #include "cuda/plane.h"
@@ -140,27 +141,6 @@ struct LaneInfo {
   bool peerErrors = false;  // created with UCP_ERR_HANDLING_MODE_PEER (UCX reports peer failure)
 };
 
-// Owns the UCX context: cleaned up when the last owner (the engine, or memory it allocated that
-// JavaScript still holds) lets go.
-struct ContextRef {
-  explicit ContextRef(ucp_context_h c) : context(c) {}
-  ~ContextRef() { ucp_cleanup(context); }
-  ContextRef(const ContextRef&) = delete;
-  ContextRef& operator=(const ContextRef&) = delete;
-  ucp_context_h context;
-};
-
-// Memory UCX allocated for a region (ucp_mem_map with ALLOCATE): unmapped when the last owner
-// (the region, the JS ArrayBuffer over it) drops its shared_ptr.
-struct SharedAllocation {
-  SharedAllocation(std::shared_ptr<ContextRef> c, ucp_mem_h m) : ctx(std::move(c)), memh(m) {}
-  ~SharedAllocation() { ucp_mem_unmap(ctx->context, memh); }
-  SharedAllocation(const SharedAllocation&) = delete;
-  SharedAllocation& operator=(const SharedAllocation&) = delete;
-  std::shared_ptr<ContextRef> ctx;
-  ucp_mem_h memh;
-};
-
 class UcxEngine {
  public:
   using EventSink = std::function<void(std::vector<EngineEvent>&&)>;
@@ -185,7 +165,7 @@ class UcxEngine {
   // Allocates `length` bytes with UCX (shared memory where UCX can: same-host peers then map it and
   // move bytes with one memcpy instead of a system call per operation) and registers them.
   bool Allocate(uint32_t id, const std::string& label, uint64_t length, Access access, std::string* rkey,
-                uint8_t** base, std::shared_ptr<SharedAllocation>* allocation, std::string* error);
+                uint8_t** base, std::shared_ptr<UcpMemory>* allocation, std::string* error);
   // Deregisters. Returns false with `busyUsers` set when local transfers still use the region.
   // `released` is emitted (kRegionReleased via the sink) when no operation can touch the memory.
   bool Deregister(uint32_t id, uint32_t* busyUsers, bool* known);
@@ -215,8 +195,14 @@ class UcxEngine {
   void Cancel(uint64_t transferId, const char* code);
   void Notify(uint32_t peerId, std::string message, uint64_t token);
 
-  // Fails everything in flight with ERR_KVWIRE_CLOSED, says goodbye to peers, joins the engine
-  // thread and frees UCX. Idempotent. Returns the events the sink could not deliver any more.
+  // Asks the engine thread to close, and returns at once: the thread fails everything in flight
+  // with ERR_KVWIRE_CLOSED, says goodbye to peers, frees UCX (bounded: ShutdownOnThread), then
+  // reports kClosed through the sink as its last event and ends. Close() after that event only
+  // joins a thread that has ended. Idempotent.
+  void BeginClose();
+  // Closes synchronously, on the calling thread (the environment's exit hook, the destructor, a
+  // failed Create): the sink is detached first, the engine thread joined (the whole shutdown, up to
+  // ~1.5 s, is waited for here). Idempotent. Returns the events the sink could not deliver any more.
   std::vector<EngineEvent> Close();
 
  private:
@@ -246,13 +232,17 @@ class UcxEngine {
   void CheckDeadlines(uint64_t now);
   uint64_t NextWakeNs() const;
   void ShutdownOnThread();
+  // After ShutdownOnThread: every registration released, the engine's hold on the context dropped
+  // (on the engine thread, so that close() keeps the JS thread for none of it).
+  void ReleaseAfterShutdown();
   void RunDeferred();
   // Every UCX request in flight, so shutdown can cancel what is left and never destroy a worker
   // (or clean up a context) under an operation still using registered memory.
-  void Track(void* req) { live_.insert(req); }
+  void Track(void* req) { live_.emplace(req, UcpRequest(req)); }
   void Untrack(void* req) {
-    live_.erase(req);
-    ucp_request_free(req);
+    auto it = live_.find(req);
+    if (it != live_.end()) live_.erase(it);  // freed by its owner
+    else UcpRequest{req}.reset();            // never tracked: freed all the same
   }
   void localUse(uint32_t regionId, int delta);
   // Submit's parts (submit.cc). Resolve: the order's descriptors to addresses, acquiring the local
@@ -269,7 +259,7 @@ class UcxEngine {
   // Connections (ucx_connect.cc): endpoints, attach, goodbyes, loss, liveness.
   void DoConnect(uint32_t peerId, std::shared_ptr<PeerInfo> info, uint32_t timeoutMs);
   void DoAttach(uint32_t peerId);
-  ucp_ep_h CreateEp(const std::string& address, bool sameHost, EpOwner* owner, LaneInfo* lanes, std::string* error);
+  UcpEndpoint CreateEp(const std::string& address, bool sameHost, EpOwner* owner, LaneInfo* lanes, std::string* error);
   // Whether posix shared memory offers peer error handling to this process (see CreateEp).
   static bool PosixPeerErrorsFromEnv();
   LaneInfo DescribeLanes(ucp_ep_h ep);
@@ -282,8 +272,10 @@ class UcxEngine {
   // destroyed: a descriptor leaked per connection on each side); and a forced close with
   // operations in flight toward a live peer made UCX on that peer complete them twice (an
   // assertion). So an endpoint is retired: flushed first when `flush` (the peer is alive and
-  // quiet), then closed with FORCE once the flush ended or `graceMs` passed.
-  void RetireEp(ucp_ep_h ep, EpOwner* owner, bool flush, uint32_t graceMs);
+  // quiet), then closed with FORCE once the flush ended or `graceMs` passed. Takes the endpoint
+  // from its owner (which is left empty: an endpoint cannot be retired twice); its EpOwner stays
+  // in owners_ until the worker is destroyed.
+  void RetireEp(UcpEndpoint ep, bool flush, uint32_t graceMs);
   void ProgressRetiring(uint64_t now);
   // The peer is gone (it died, closed its agent, or its operations outlived their deadline): its
   // transfers fail with `code` and the endpoint is closed by force (nothing answers on it).
@@ -474,7 +466,7 @@ class UcxEngine {
   EventSink sink_;
   ucp_context_h context_ = nullptr;
   std::shared_ptr<ContextRef> ctxRef_;
-  ucp_worker_h worker_ = nullptr;
+  UcpWorker worker_;
   std::string address_;
   AddressRules addressRules_;     // what a peer's worker address may hold (address_check.h)
   bool posixPeerErrors_ = false;  // endpoints over posix shared memory can have peer error handling
@@ -521,15 +513,15 @@ class UcxEngine {
   uint64_t lastSweepNs_ = 0;
   uint64_t lastActivityNs_ = 0;
   uint64_t lastFdPollNs_ = 0;
-  uint32_t active_ = 0;             // operations in flight (busy-poll while > 0)
-  std::vector<void*> closing_;      // endpoint close requests in flight (freed when done)
-  std::unordered_set<void*> live_;  // operation requests in flight (see Track)
-  bool draining_ = false;           // shutdown retired every endpoint: incoming messages are dropped
-  bool leaked_ = false;             // shutdown could not finish: UCX is left allocated
+  uint32_t active_ = 0;                         // operations in flight (busy-poll while > 0)
+  std::vector<UcpRequest> closing_;             // endpoint close requests in flight
+  std::unordered_map<void*, UcpRequest> live_;  // operation requests in flight (see Track)
+  bool draining_ = false;                       // shutdown retired every endpoint: incoming messages are dropped
+  bool leaked_ = false;                         // shutdown could not finish: UCX is left allocated
   // Endpoints being retired (RetireEp): flushing, then closed by force.
   struct Retiring {
-    ucp_ep_h ep;
-    void* flush;  // the flush request, null when done or not asked for
+    UcpEndpoint ep;
+    UcpRequest flush;  // empty when done or not asked for
     uint64_t deadlineNs;
   };
   std::vector<Retiring> retiring_;

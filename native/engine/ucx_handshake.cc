@@ -178,11 +178,10 @@ void UcxEngine::Abandon(Outbound& ob, const wire::Route& route) {
   // The target answered and keeps a connection for us until we say goodbye: without this, every
   // handshake given up after its answer (altered metadata, a timeout) would leave the target an
   // endpoint toward this worker, to which it would say goodbye only when it closes.
-  if (ob.ep == nullptr) return;
+  if (!ob.ep) return;
   wire::ByeHdr bye{route, 0};
   SendControl(ob.ep, wire::kBye, &bye, sizeof bye, nullptr, 0);
-  RetireEp(ob.ep, ob.owner, true, kCloseGraceMs);  // flushed: the goodbye gets out first
-  ob.ep = nullptr;
+  RetireEp(std::move(ob.ep), true, kCloseGraceMs);  // flushed: the goodbye gets out first
 }
 
 // ---- Target: a hello, our answer, the initiator's proof ---------------------------------------
@@ -233,8 +232,8 @@ void UcxEngine::HandleHello(const wire::HelloHdr& h, const uint8_t* data, size_t
     // fields of the answer, which every version lays out alike).
     LaneInfo lanes;
     std::string error;
-    ucp_ep_h ep = CreateEp(address, false, NewOwner(false, 0), &lanes, &error);
-    if (ep == nullptr) return;
+    UcpEndpoint ep = CreateEp(address, false, NewOwner(false, 0), &lanes, &error);
+    if (!ep) return;
     wire::HelloAckHdr ack{};
     ack.connId = h.connId;
     ack.status = static_cast<int32_t>(WireStatus::kInvalid);
@@ -242,7 +241,7 @@ void UcxEngine::HandleHello(const wire::HelloHdr& h, const uint8_t* data, size_t
     std::string msg = "it speaks kvwire wire protocol " + std::to_string(wire::kProtocolVersion) + ", this agent " +
                       std::to_string(h.version) + "; run the same kvwire release on both sides";
     SendControl(ep, wire::kHelloAck, &ack, sizeof ack, msg.data(), msg.size());
-    RetireEp(ep, nullptr, true, kCloseGraceMs);
+    RetireEp(std::move(ep), true, kCloseGraceMs);
     return;
   }
   auto ib = std::make_unique<Inbound>();
@@ -266,7 +265,7 @@ void UcxEngine::HandleHello(const wire::HelloHdr& h, const uint8_t* data, size_t
   }
   std::string error;
   ib->ep = CreateEp(address, sameHost, ib->owner, &ib->lanes, &error);
-  if (ib->ep == nullptr) {
+  if (!ib->ep) {
     if (ib->pidfd.valid()) UnwatchFd(ib->pidfd.get());
     EngineEvent w{EngineEvent::Kind::kWarning};
     w.text = "could not answer '" + ib->name + "': " + error;

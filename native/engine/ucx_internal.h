@@ -26,7 +26,7 @@ struct UcxEngine::EpOwner {
 struct UcxEngine::Outbound {
   uint32_t id = 0;
   std::shared_ptr<PeerInfo> info;
-  ucp_ep_h ep = nullptr;
+  UcpEndpoint ep;  // empty once retired (RetireEp)
   EpOwner* owner = nullptr;
   enum class State : uint8_t { kConnecting, kAttaching, kConnected, kClosing, kLost } state = State::kConnecting;
   uint64_t token = 0;                     // ours: the target puts it in every message to us
@@ -40,18 +40,15 @@ struct UcxEngine::Outbound {
   LaneInfo lanes;
   UniqueFd pidfd;
   uint64_t connectDeadlineNs = 0;
-  uint64_t closeDeadlineNs = 0;  // kClosing: torn down at the latest then
-  bool byeReceived = false;      // kClosing: the target said it is quiet
-  std::unordered_map<uint32_t, ucp_rkey_h> rkeys;
-  std::unordered_set<uint64_t> xfers;  // transfers not finished
-  uint32_t liveXfers = 0;              // transfers not reaped (operations may be in flight)
+  uint64_t closeDeadlineNs = 0;                 // kClosing: torn down at the latest then
+  bool byeReceived = false;                     // kClosing: the target said it is quiet
+  std::unordered_map<uint32_t, UcpRkey> rkeys;  // destroyed with the Outbound, before the worker
+  std::unordered_set<uint64_t> xfers;           // transfers not finished
+  uint32_t liveXfers = 0;                       // transfers not reaped (operations may be in flight)
   std::string lostCode, lostReason;
   std::shared_ptr<cuda::PeerCuda> cuda;  // CUDA path and IPC mappings (set when connected)
   wire::Route RouteOut() const { return wire::Route{inboundId, 0, peerToken}; }
   bool Usable() const { return state == State::kConnected; }
-  ~Outbound() {
-    for (auto& [id, rk] : rkeys) ucp_rkey_destroy(rk);
-  }
 };
 
 // A WRITE being received by this agent (target side), keyed by the initiator's transfer id.
@@ -79,7 +76,7 @@ struct UcxEngine::Inbound {
   uint32_t connId = 0;  // the initiator's id for this connection
   std::string name;
   LaneInfo lanes;
-  ucp_ep_h ep = nullptr;  // our endpoint back to the initiator, for answers
+  UcpEndpoint ep;  // our endpoint back to the initiator, for answers; empty once retired
   EpOwner* owner = nullptr;
   UniqueFd pidfd;
   enum class State : uint8_t { kAwaitingAuth, kServing, kClosing } state = State::kAwaitingAuth;

@@ -368,6 +368,55 @@ describe.each(engines)('transport contract: $engine $transports', ({ engine, tra
     await expectRejectCode(initiator.connect(target.metadata()), ErrorCode.CLOSED);
   });
 
+  it('closes asynchronously: refuses calls at once, settles every transfer before it resolves, once', async () => {
+    initiator.faults?.set({ delayMs: 500 });
+    const part = (1 << 20) / 8;
+    const transfers = Array.from({ length: 8 }, (_, i) =>
+      (i % 2 ? initiator.write : initiator.read).call(
+        initiator,
+        peer,
+        [{ region: local, offset: i * part, length: part }],
+        [{ region: peer.region('kv'), offset: i * part, length: part }],
+      ),
+    );
+    let emitted = 0;
+    initiator.on('close', () => emitted++);
+    const closing = initiator.close();
+    expect(initiator.close()).toBe(closing); // a second call: the same promise
+    expect(initiator.closed).toBe(true);
+    expectCode(() => initiator.register(Buffer.alloc(10)), ErrorCode.CLOSED);
+    expectCode(
+      () =>
+        initiator.read(
+          peer,
+          [{ region: local, offset: 0, length: 10 }],
+          [{ region: peer.region('kv'), offset: 0, length: 10 }],
+        ),
+      ErrorCode.CLOSED,
+    );
+    expect(emitted).toBe(0); // 'close' only once the engine has stopped
+    await closing;
+    expect(emitted).toBe(1);
+    for (const t of transfers) {
+      expect(t.status).not.toBe('pending'); // settled before close() resolved
+      if (t.status !== 'done') await expectRejectCode(t.done, ErrorCode.CLOSED);
+    }
+    await initiator.close(); // and after it resolved
+    expect(emitted).toBe(1);
+  });
+
+  it('rejects a connect in progress with ERR_KVWIRE_CLOSED when the agent closes', async () => {
+    const other = await Agent.create({ name: 'other', engine, ...(transports ? { transports } : {}) });
+    try {
+      const connecting = initiator.connect(other.metadata());
+      const closing = initiator.close();
+      await expectRejectCode(connecting, ErrorCode.CLOSED);
+      await closing;
+    } finally {
+      await other.close();
+    }
+  });
+
   it('tells the initiator when the target closes', async () => {
     const lost = new Promise<KvwireError>((resolve) => initiator.once('peer-lost', (_p, e) => resolve(e)));
     await target.close();

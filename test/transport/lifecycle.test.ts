@@ -54,18 +54,19 @@ describe.each(['tcp', 'sm'])('agent lifetimes over %s', (tls) => {
     }
   });
 
-  it('survives terminating a worker thread whose agent has transfers in flight', async () => {
+  it('survives terminating a worker thread whose agent has transfers in flight, or is closing', async () => {
     const main = await Agent.create({ name: 'main-thread', transports: tls });
     main.register(Buffer.alloc(SIZE), { access: 'readwrite', label: 'kv' });
     for (let round = 0; round < 8; round++) {
+      const mode = round % 2 === 0 ? 'busy' : 'closing';
       const w = new Worker(WORKER, {
-        workerData: { metadata: main.metadata(), transports: tls, size: SIZE, mode: 'busy' },
+        workerData: { metadata: main.metadata(), transports: tls, size: SIZE, mode },
       });
       await new Promise((resolve, reject) => {
         w.once('message', resolve);
         w.once('error', reject);
       });
-      await new Promise((r) => setTimeout(r, 50));
+      if (mode === 'busy') await new Promise((r) => setTimeout(r, 50)); // 'closing': at once, mid-close
       await w.terminate();
     }
     // The main thread's agent still works after its peers vanished.
