@@ -188,6 +188,57 @@ describe.each(engines)('transport contract: $engine $transports', ({ engine, tra
     expectCode(() => p.read([1.5]), ErrorCode.OUT_OF_BOUNDS);
   });
 
+  it('posts subsets of changing sizes back to back, coalesced or not, each with its own bytes', async () => {
+    // The rows of each post share one array (lib/transport/descriptors.ts RowScratch): a post must
+    // never see the rows of the one before it, whatever their counts.
+    const l = Array.from({ length: 8 }, (_, i) => ({ region: local, offset: i * 4096, length: 4096 }));
+    const r = Array.from({ length: 8 }, (_, i) => ({
+      region: peer.region('kv'),
+      offset: (i + 3) * 4096,
+      length: 4096,
+    }));
+    const p = initiator.prepare(peer, l, r);
+    const cases: [number[], boolean][] = [
+      [[0, 1, 2, 3, 4, 5, 6, 7], true], // one coalesced row
+      [[5], false],
+      [[7, 2, 3], true], // two rows
+      [[1, 0], false],
+      [[6, 7], true],
+    ];
+    for (const [idx, coalesce] of cases) {
+      dst.fill(0);
+      const t = p.read(idx, { coalesce });
+      const stats = await t.done;
+      expect(t.stats).toBe(stats);
+      await t.quiesced;
+      expect(stats.descriptors).toBe(idx.length);
+      for (let i = 0; i < 8; i++) {
+        const got = dst.subarray(i * 4096, (i + 1) * 4096);
+        const want = idx.includes(i) ? src.subarray((i + 3) * 4096, (i + 4) * 4096) : Buffer.alloc(4096);
+        expect(got.equals(want)).toBe(true);
+      }
+    }
+  });
+
+  it('never lets a failure nobody awaited reach the process; done still rejects when asked later', async () => {
+    const t = initiator.read(
+      peer,
+      [{ region: local, offset: 0, length: 65536 }],
+      [{ region: peer.region('kv'), offset: 0, length: 65536 }],
+    );
+    // Completed inside read() over shared memory; elsewhere still pending, so cancel it untouched.
+    if (t.status === 'pending') {
+      t.cancel('test');
+      expect(t.status).toBe('cancelled');
+      await new Promise((r) => setTimeout(r, 20)); // an unhandled rejection would surface here
+      await expect(t.done).rejects.toMatchObject({ code: ErrorCode.CANCELLED });
+      expect(t.stats).toBeUndefined();
+      await t.quiesced;
+    } else {
+      expect(t.stats).toBeDefined();
+    }
+  });
+
   it('refuses bad descriptors before posting anything', () => {
     const kv = peer.region('kv');
     expectCode(
