@@ -371,19 +371,24 @@ describe.each(engines)('transport contract: $engine $transports', ({ engine, tra
 
   it('cancels a transfer, and an aborted signal cancels it too', async () => {
     initiator.faults?.set({ delayMs: 200 });
-    const big = { region: local, offset: 0, length: 1 << 20 };
-    const kv = { region: peer.region('kv'), offset: 0, length: 1 << 20 };
-    const t = initiator.read(peer, [big], [kv]);
+    // 4 MiB: above the inline budget (tuning.inlineBytes, 1 MiB), so over sm it is still pending
+    // when read() returns (the engine thread moves it) and can be cancelled.
+    const lr = initiator.register(Buffer.alloc(4 << 20), { label: 'big-local' });
+    target.register(Buffer.alloc(4 << 20), { label: 'big-remote', access: 'readwrite' });
+    const p2 = await initiator.connect(target.metadata());
+    const big = { region: lr, offset: 0, length: 4 << 20 };
+    const kv = { region: p2.region('big-remote'), offset: 0, length: 4 << 20 };
+    const t = initiator.read(p2, [big], [kv]);
     t.cancel();
     await expectRejectCode(t.done, ErrorCode.CANCELLED);
     expect(t.status).toBe('cancelled');
     await t.quiesced; // the engine reports when nothing of it runs any more
     const ac = new AbortController();
-    const t2 = initiator.read(peer, [big], [kv], { signal: ac.signal });
+    const t2 = initiator.read(p2, [big], [kv], { signal: ac.signal });
     ac.abort();
     await expectRejectCode(t2.done, ErrorCode.CANCELLED);
     initiator.faults?.clear();
-    await initiator.read(peer, [big], [kv]).done; // still usable
+    await initiator.read(p2, [big], [kv]).done; // still usable
   });
 
   it('times out at the deadline with ERR_KVWIRE_TIMEOUT', async () => {
