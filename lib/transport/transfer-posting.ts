@@ -11,7 +11,7 @@ import { ErrorCode, KvwireError } from '../errors.js';
 import { nowNs } from '../util/clock.js';
 import { invalid } from './arguments.js';
 import { TRANSFER_BACKSTOP_GRACE_MS, armDeadline } from './deadline.js';
-import { STRIDE, flattenDescriptors, selectRows } from './descriptors.js';
+import { RowScratch, STRIDE, flattenDescriptors, selectRows } from './descriptors.js';
 import type { FlatDescriptors } from './descriptors.js';
 import type { Engine, EngineTiming } from './engine.js';
 import type { KeepAlive } from './keep-alive.js';
@@ -21,6 +21,12 @@ import { PreparedTransfer, Transfer } from './transfer.js';
 import type { PreparedHost, TransferHost } from './transfer.js';
 import type { CheckedTransferOptions } from './transfer-options.js';
 import type { DescriptorInput, TransferOp } from './types.js';
+
+/**
+ * The rows of the prepared transfer being posted: one array for every agent of this thread, as
+ * the engines copy a posted list before `post()` returns and nothing posts in between.
+ */
+const ROWS = new RowScratch();
 
 /** Posts an agent's transfers and tracks them until they settle and quiesce. @internal */
 export class TransferPoster implements TransferHost {
@@ -64,7 +70,7 @@ export class TransferPoster implements TransferHost {
   ): FlatDescriptors {
     const n = columnsCount(local);
     if (n * STRIDE > this.#scratch.length && n <= 1 << 24)
-      this.#scratch = new Float64Array(2 ** Math.ceil(Math.log2(n * STRIDE)));
+      this.#scratch = new Float64Array(Math.max(64 * STRIDE, 2 ** Math.ceil(Math.log2(n * STRIDE))));
     return flattenDescriptors(op, owner, peer, peer.name, local, remote, coalesce, this.#scratch);
   }
 
@@ -194,7 +200,7 @@ export function preparedRows(
   if (!Array.isArray(indices) && !ArrayBuffer.isView(indices)) {
     invalid('indices', 'an array (or typed array) of descriptor indices', indices);
   }
-  return selectRows(p.flat, indices, coalesce);
+  return selectRows(p.flat, indices, coalesce, ROWS);
 }
 
 function allIndices(n: number): Uint32Array {

@@ -11,6 +11,9 @@ import type { FlatDescriptors } from './descriptors.js';
 import type { EngineTiming } from './engine.js';
 import type { TransferOp, TransferOptions, TransferStats, TransferStatus, TransportCategory } from './types.js';
 
+/** The quiesced promise of every transfer that was quiet before anyone asked. */
+const QUIET: Promise<void> = Promise.resolve();
+
 /** What a Transfer needs from its agent. @internal */
 export interface TransferHost {
   /** @internal */
@@ -33,20 +36,15 @@ export class Transfer {
   readonly descriptors: number;
   /** Descriptors posted after coalescing. */
   readonly postedDescriptors: number;
-  /** Settles when the transfer completes or fails. */
-  readonly done: Promise<TransferStats>;
-  /**
-   * Resolves once no operation of this transfer can touch its memory any more. For a completed
-   * transfer that is when `done` resolves; after cancel(), a timeout or a failure, operations
-   * already handed to the transport may still be running, and this says when they are not: only
-   * then may the destination memory be reused for something else.
-   */
-  readonly quiesced: Promise<void>;
-  #resolveQuiesced!: () => void;
+  #done: Promise<TransferStats> | undefined;
+  #quiesced: Promise<void> | undefined;
+  #isQuiesced = false;
+  #resolveQuiesced: (() => void) | undefined;
   #status: TransferStatus = 'pending';
   #error: KvwireError | undefined;
-  #resolve!: (s: TransferStats) => void;
-  #reject!: (e: KvwireError) => void;
+  #stats: TransferStats | undefined;
+  #resolve: ((s: TransferStats) => void) | undefined;
+  #reject: ((e: KvwireError) => void) | undefined;
   readonly #host: TransferHost;
   readonly #startNs: number;
   #prepNs = 0;
@@ -73,19 +71,62 @@ export class Transfer {
     this.postedDescriptors = posted;
     this.#startNs = startNs;
     this.#transport = transport;
-    this.done = new Promise<TransferStats>((resolve, reject) => {
-      this.#resolve = resolve;
-      this.#reject = reject;
-    });
-    this.done.catch(() => {}); // observed through status/error when nobody awaits
-    this.quiesced = new Promise<void>((resolve) => {
-      this.#resolveQuiesced = resolve;
-    });
+  }
+
+  /**
+   * Settles when the transfer completes or fails. A rejection nobody awaits never crashes the
+   * process. (Made on first use: a transfer the engine completed inside `read()`/`write()` costs
+   * one resolved promise, not three pending ones and their callbacks, on a path of a few µs.)
+   */
+  get done(): Promise<TransferStats> {
+    if (this.#done === undefined) {
+      if (this.#stats !== undefined) {
+        this.#done = Promise.resolve(this.#stats);
+      } else if (this.#error !== undefined) {
+        this.#done = Promise.reject(this.#error);
+        this.#done.catch(() => {}); // observed through status/error when nobody awaits
+      } else {
+        this.#done = new Promise<TransferStats>((resolve, reject) => {
+          this.#resolve = resolve;
+          this.#reject = reject;
+        });
+        this.#done.catch(() => {}); // observed through status/error when nobody awaits
+      }
+    }
+    return this.#done;
+  }
+
+  /**
+   * Resolves once no operation of this transfer can touch its memory any more. For a completed
+   * transfer that is when `done` resolves; after cancel(), a timeout or a failure, operations
+   * already handed to the transport may still be running, and this says when they are not: only
+   * then may the destination memory be reused for something else.
+   */
+  get quiesced(): Promise<void> {
+    if (this.#quiesced === undefined) {
+      this.#quiesced = this.#isQuiesced
+        ? QUIET
+        : new Promise<void>((resolve) => {
+            this.#resolveQuiesced = resolve;
+          });
+    }
+    return this.#quiesced;
+  }
+
+  /**
+   * The telemetry of a completed transfer (what `done` resolves with), without waiting: undefined
+   * while pending and after a failure. A transfer that `read()`/`write()` completed inline (small,
+   * same host) has it as soon as the call returns.
+   */
+  get stats(): TransferStats | undefined {
+    return this.#stats;
   }
 
   /** @internal */
   markQuiesced(): void {
-    this.#resolveQuiesced();
+    if (this.#isQuiesced) return;
+    this.#isQuiesced = true;
+    this.#resolveQuiesced?.();
   }
 
   /** 'pending', 'done', 'failed' or 'cancelled'. */
@@ -127,7 +168,7 @@ export class Transfer {
     if (error !== undefined) {
       this.#status = error.code === ErrorCode.CANCELLED ? 'cancelled' : 'failed';
       this.#error = error;
-      this.#reject(error);
+      this.#reject?.(error);
       return true;
     }
     const t = timing ?? { startNs: this.#startNs, postedNs: this.#startNs, doneNs: this.#startNs };
@@ -136,7 +177,7 @@ export class Transfer {
     const doneNs = Math.max(t.doneNs, postedAt);
     const durationMs = (doneNs - this.#startNs) / 1e6;
     this.#status = 'done';
-    this.#resolve({
+    this.#stats = {
       op: this.op,
       bytes: this.bytes,
       descriptors: this.descriptors,
@@ -150,7 +191,8 @@ export class Transfer {
       durationMs,
       gbps: durationMs > 0 ? this.bytes / (durationMs * 1e6) : 0,
       transport: this.#transport,
-    });
+    };
+    this.#resolve?.(this.#stats);
     return true;
   }
 }

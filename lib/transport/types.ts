@@ -108,7 +108,8 @@ export interface AgentOptions {
      * (shared memory it allocated with `agent.allocate()`, mapped here; or memory it registered
      * with `agent.register()`, by cross-memory attach) are copied by the calling thread: no
      * thread hand-off, done when `read()`/`write()` returns. It bounds how long such a call
-     * holds the event loop. Default 256 KiB; 0 disables; at most 1 GiB.
+     * holds the event loop: about 66 µs for 1 MiB of registered memory (cross-memory attach) and
+     * 26 µs of allocated memory (memcpy), measured on 2 vCPUs. Default 1 MiB; 0 disables; at most 1 GiB.
      */
     inlineBytes?: number;
   };

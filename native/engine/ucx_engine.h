@@ -124,7 +124,7 @@ struct EngineOptions {
   uint64_t rndvThreshold = 16384;     // AM payloads at least this large go by rendezvous (zero copy)
   uint32_t windowOps = 256;           // AM operations in flight per transfer, at most ...
   uint64_t windowBytes = 4u << 20;    // ... and about this many bytes (a few large, many small)
-  uint64_t inlineBytes = 256 * 1024;  // mapped transfers up to this size are copied by the caller
+  uint64_t inlineBytes = 1ull << 20;  // mapped/cma transfers up to this size: copied by the caller
   // AM protocol (tcp): runs of descriptors shorter than batchBelow travel packed in one message of
   // at most batchBytes, copied out on one side and scattered on the other (0: every descriptor alone).
   uint64_t batchBelow = 128 * 1024;

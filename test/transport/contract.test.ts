@@ -188,6 +188,57 @@ describe.each(engines)('transport contract: $engine $transports', ({ engine, tra
     expectCode(() => p.read([1.5]), ErrorCode.OUT_OF_BOUNDS);
   });
 
+  it('posts subsets of changing sizes back to back, coalesced or not, each with its own bytes', async () => {
+    // The rows of each post share one array (lib/transport/descriptors.ts RowScratch): a post must
+    // never see the rows of the one before it, whatever their counts.
+    const l = Array.from({ length: 8 }, (_, i) => ({ region: local, offset: i * 4096, length: 4096 }));
+    const r = Array.from({ length: 8 }, (_, i) => ({
+      region: peer.region('kv'),
+      offset: (i + 3) * 4096,
+      length: 4096,
+    }));
+    const p = initiator.prepare(peer, l, r);
+    const cases: [number[], boolean][] = [
+      [[0, 1, 2, 3, 4, 5, 6, 7], true], // one coalesced row
+      [[5], false],
+      [[7, 2, 3], true], // two rows
+      [[1, 0], false],
+      [[6, 7], true],
+    ];
+    for (const [idx, coalesce] of cases) {
+      dst.fill(0);
+      const t = p.read(idx, { coalesce });
+      const stats = await t.done;
+      expect(t.stats).toBe(stats);
+      await t.quiesced;
+      expect(stats.descriptors).toBe(idx.length);
+      for (let i = 0; i < 8; i++) {
+        const got = dst.subarray(i * 4096, (i + 1) * 4096);
+        const want = idx.includes(i) ? src.subarray((i + 3) * 4096, (i + 4) * 4096) : Buffer.alloc(4096);
+        expect(got.equals(want)).toBe(true);
+      }
+    }
+  });
+
+  it('never lets a failure nobody awaited reach the process; done still rejects when asked later', async () => {
+    const t = initiator.read(
+      peer,
+      [{ region: local, offset: 0, length: 65536 }],
+      [{ region: peer.region('kv'), offset: 0, length: 65536 }],
+    );
+    // Completed inside read() over shared memory; elsewhere still pending, so cancel it untouched.
+    if (t.status === 'pending') {
+      t.cancel('test');
+      expect(t.status).toBe('cancelled');
+      await new Promise((r) => setTimeout(r, 20)); // an unhandled rejection would surface here
+      await expect(t.done).rejects.toMatchObject({ code: ErrorCode.CANCELLED });
+      expect(t.stats).toBeUndefined();
+      await t.quiesced;
+    } else {
+      expect(t.stats).toBeDefined();
+    }
+  });
+
   it('refuses bad descriptors before posting anything', () => {
     const kv = peer.region('kv');
     expectCode(
@@ -320,19 +371,24 @@ describe.each(engines)('transport contract: $engine $transports', ({ engine, tra
 
   it('cancels a transfer, and an aborted signal cancels it too', async () => {
     initiator.faults?.set({ delayMs: 200 });
-    const big = { region: local, offset: 0, length: 1 << 20 };
-    const kv = { region: peer.region('kv'), offset: 0, length: 1 << 20 };
-    const t = initiator.read(peer, [big], [kv]);
+    // 4 MiB: above the inline budget (tuning.inlineBytes, 1 MiB), so over sm it is still pending
+    // when read() returns (the engine thread moves it) and can be cancelled.
+    const lr = initiator.register(Buffer.alloc(4 << 20), { label: 'big-local' });
+    target.register(Buffer.alloc(4 << 20), { label: 'big-remote', access: 'readwrite' });
+    const p2 = await initiator.connect(target.metadata());
+    const big = { region: lr, offset: 0, length: 4 << 20 };
+    const kv = { region: p2.region('big-remote'), offset: 0, length: 4 << 20 };
+    const t = initiator.read(p2, [big], [kv]);
     t.cancel();
     await expectRejectCode(t.done, ErrorCode.CANCELLED);
     expect(t.status).toBe('cancelled');
     await t.quiesced; // the engine reports when nothing of it runs any more
     const ac = new AbortController();
-    const t2 = initiator.read(peer, [big], [kv], { signal: ac.signal });
+    const t2 = initiator.read(p2, [big], [kv], { signal: ac.signal });
     ac.abort();
     await expectRejectCode(t2.done, ErrorCode.CANCELLED);
     initiator.faults?.clear();
-    await initiator.read(peer, [big], [kv]).done; // still usable
+    await initiator.read(p2, [big], [kv]).done; // still usable
   });
 
   it('times out at the deadline with ERR_KVWIRE_TIMEOUT', async () => {

@@ -70,7 +70,13 @@ describe.each(['tcp', 'sm'])('small transfers over %s', (tls) => {
       );
       // Over sm the bytes are in place when read() returns; over tcp the engine thread moves them.
       expect(one.status).toBe(tls === 'sm' ? 'done' : 'pending');
-      await one.done;
+      // Its telemetry is there at once too (no await needed), the very object done resolves with.
+      const early = one.stats;
+      expect(early === undefined).toBe(tls !== 'sm');
+      const oneStats = await one.done;
+      expect(one.stats).toBe(oneStats);
+      if (early !== undefined) expect(oneStats).toBe(early);
+      await one.quiesced;
       expect(mem.subarray(100, 100 + 4096).equals(expected.subarray(12_345, 12_345 + 4096))).toBe(true);
       // 64 scattered descriptors of 4 KiB: 256 KiB, exactly the default inline budget.
       const b = blocks(64, 4096);
