@@ -15,9 +15,10 @@
 //
 // Hazards guarded:
 //  - pid reuse: process_vm_* address a pid; the peer's pidfd (a duplicate owned by its PeerInfo)
-//    is polled first: it turns readable when the process exits, before the pid can be reused;
-//  - blocking the event loop: bounded by inlineBytes (default 256 KiB: tens of µs, measured in
-//    bench/RESULTS.md); larger transfers go to the engine thread;
+//    is polled first: it turns readable when the process exits, before the pid can be reused
+//    (polling after a READ's copy instead was measured: no gain, 4 KiB p50 3.08-3.17 µs either way);
+//  - blocking the event loop: bounded by inlineBytes (default 1 MiB: up to ~70 µs of registered
+//    memory, measured in bench/RESULTS-nixl.md); larger transfers go to the engine thread;
 //  - errors: nothing is reported from the inline copy. Any failure (the peer exited, a range is
 //    unmapped, the kernel refuses) returns false and the engine thread runs the transfer again and
 //    reports the error with its full explanation, as for any other transfer.
