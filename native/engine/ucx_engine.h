@@ -190,7 +190,6 @@ class UcxEngine {
   // the peer's grant, then moves it right here when it is small and one-sided (it completed), else
   // queues it for the engine thread. A refused transfer moves nothing and holds nothing.
   SubmitResult Submit(const TransferOrder& order);
-  uint64_t inlineBytes() const { return opts_.inlineBytes; }
   uint64_t stagingChunkBytes() const { return opts_.cuda.chunkBytes; }
   void Cancel(uint64_t transferId, const char* code);
   void Notify(uint32_t peerId, std::string message, uint64_t token);
