@@ -81,51 +81,12 @@ void UcxEngine::PumpStaging(Xfer& x, Outbound& ob) {
       StartStageChild(x, k);
     } else if (st.state == cuda::Stage::State::kLanded) {
       // READ: the bytes are in the staging buffer; copy them to the device.
-      std::vector<cuda::CopyOp> ops;
-      uint8_t* buf = cuda_->initiatorPool().data(st.buffer);
-      int device = -1;
-      for (uint32_t j = st.first; j < st.first + st.count; ++j) {
-        const cuda::Piece& p = s.pieces[j];
-        const ResolvedDesc& d = x.req->descs[p.desc];
-        if (device < 0) device = d.localDevice;
-        ops.push_back(
-            {reinterpret_cast<uint64_t>(d.local) + p.offset, reinterpret_cast<uint64_t>(buf + p.bounce), p.length});
-      }
-      uint64_t id = x.req->id;
       std::string error;
-      bool ok = cuda_->Submit(
-          device, ops,
-          [this, id, k](const std::string& err) {
-            auto it = xfers_.find(id);
-            if (it == xfers_.end()) return;
-            Xfer& xx = *it->second;
-            cuda::Stage& s2 = xx.cuda->stages[k];
-            s2.copyPending = false;
-            xx.inflight--;
-            if (!err.empty()) {
-              if (xx.cuda->errorCode.empty()) {
-                xx.cuda->errorCode = code::kTransport;
-                xx.cuda->errorText = "copying staged bytes to the device failed: " + err;
-              }
-            } else {
-              s2.state = cuda::Stage::State::kDone;
-              xx.cuda->stagesDone++;
-              xx.completed += s2.count;
-            }
-            bool freed = false;
-            ReleaseBufferIfIdle(cuda_.get(), *xx.cuda, s2, xx.Finished() || !xx.cuda->errorCode.empty(), &freed);
-            if (freed) TouchStagingWaiters();
-            Touch(xx);
-          },
-          &error);
-      if (!ok) {
+      if (!SubmitStageCopy(x, k, /*toDevice=*/true, &error)) {
         s.errorCode = code::kTransport;
         s.errorText = "queuing the copy of staged bytes to the device failed: " + error;
         return;
       }
-      st.state = cuda::Stage::State::kCopyOut;
-      st.copyPending = true;
-      x.inflight++;
     }
   }
   s.waitingForBuffer = false;
@@ -163,20 +124,35 @@ bool UcxEngine::StartStage(Xfer& x, uint32_t k) {
     return true;
   }
   // WRITE: copy the device bytes into the buffer first.
+  error.clear();
+  if (!SubmitStageCopy(x, k, /*toDevice=*/false, &error)) {
+    pool.Release(b);
+    st.buffer = -1;
+    s.errorCode = code::kTransport;
+    s.errorText = "queuing a copy of device memory into a staging buffer failed: " + error;
+    return false;
+  }
+  return true;
+}
+
+bool UcxEngine::SubmitStageCopy(Xfer& x, uint32_t k, bool toDevice, std::string* error) {
+  cuda::XferCuda& s = *x.cuda;
+  cuda::Stage& st = s.stages[k];
+  uint8_t* buf = cuda_->initiatorPool().data(st.buffer);
   std::vector<cuda::CopyOp> ops;
-  uint8_t* buf = pool.data(b);
   int device = -1;
   for (uint32_t j = st.first; j < st.first + st.count; ++j) {
     const cuda::Piece& p = s.pieces[j];
     const ResolvedDesc& d = x.req->descs[p.desc];
     if (device < 0) device = d.localDevice;
-    ops.push_back(
-        {reinterpret_cast<uint64_t>(buf + p.bounce), reinterpret_cast<uint64_t>(d.local) + p.offset, p.length});
+    uint64_t onDevice = reinterpret_cast<uint64_t>(d.local) + p.offset;
+    uint64_t staged = reinterpret_cast<uint64_t>(buf + p.bounce);
+    ops.push_back(toDevice ? cuda::CopyOp{onDevice, staged, p.length} : cuda::CopyOp{staged, onDevice, p.length});
   }
   uint64_t id = x.req->id;
   bool ok = cuda_->Submit(
       device, ops,
-      [this, id, k](const std::string& err) {
+      [this, id, k, toDevice](const std::string& err) {
         auto it = xfers_.find(id);
         if (it == xfers_.end()) return;
         Xfer& xx = *it->second;
@@ -186,8 +162,14 @@ bool UcxEngine::StartStage(Xfer& x, uint32_t k) {
         if (!err.empty()) {
           if (xx.cuda->errorCode.empty()) {
             xx.cuda->errorCode = code::kTransport;
-            xx.cuda->errorText = "copying device memory into a staging buffer failed: " + err;
+            xx.cuda->errorText = (toDevice ? "copying staged bytes to the device failed: "
+                                           : "copying device memory into a staging buffer failed: ") +
+                                 err;
           }
+        } else if (toDevice) {
+          s2.state = cuda::Stage::State::kDone;
+          xx.cuda->stagesDone++;
+          xx.completed += s2.count;
         } else if (!xx.Finished()) {
           s2.state = cuda::Stage::State::kCopied;
         }
@@ -196,15 +178,9 @@ bool UcxEngine::StartStage(Xfer& x, uint32_t k) {
         if (freed) TouchStagingWaiters();
         Touch(xx);
       },
-      &error);
-  if (!ok) {
-    pool.Release(b);
-    st.buffer = -1;
-    s.errorCode = code::kTransport;
-    s.errorText = "queuing a copy of device memory into a staging buffer failed: " + error;
-    return false;
-  }
-  st.state = cuda::Stage::State::kCopyIn;
+      error);
+  if (!ok) return false;
+  st.state = toDevice ? cuda::Stage::State::kCopyOut : cuda::Stage::State::kCopyIn;
   st.copyPending = true;
   x.inflight++;
   return true;

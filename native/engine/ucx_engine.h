@@ -435,6 +435,11 @@ class UcxEngine {
   void PlanStaging(Xfer& x, Outbound& ob);
   void PumpStaging(Xfer& x, Outbound& ob);
   bool StartStage(Xfer& x, uint32_t stage);
+  // Queues the device copy of a bounced stage: its staging buffer to the device (a READ's landed
+  // bytes) or the device into the buffer (a WRITE's, before the wire). On completion the stage moves
+  // on, or the transfer takes the copy's error; the buffer is released once idle. False: nothing
+  // was queued (*error says why).
+  bool SubmitStageCopy(Xfer& x, uint32_t stage, bool toDevice, std::string* error);
   void StartStageChild(Xfer& x, uint32_t stage);
   void OnChildFinished(Xfer& child, const std::string& code, const std::string& msg);
   void OnChildReaped(Xfer& child);
