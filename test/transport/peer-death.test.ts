@@ -93,6 +93,7 @@ function postFour(agent: Agent, peer: Peer, local: ReturnType<Agent['register']>
 /** A fresh target: connect, READ its whole region, check every byte. */
 async function freshPeerReads(agent: Agent, v: Variant, seed: number): Promise<void> {
   const { c, metadata } = await target(v, `fresh-${seed}`, seed, seed % 2 === 0);
+  let leaving = false;
   try {
     const peer = await agent.connect(metadata, { timeoutMs: 20_000 });
     const local = agent.register(Buffer.alloc(SIZE), { label: `fresh-local-${seed}` });
@@ -105,8 +106,14 @@ async function freshPeerReads(agent: Agent, v: Variant, seed: number): Promise<v
     expect(Buffer.from(local.bytes).equals(fillPattern(Buffer.alloc(SIZE), seed))).toBe(true);
     peer.disconnect();
     local.deregister();
+    // The fresh target leaves on its own: close() lets it finish answering our goodbye. A SIGKILL
+    // right after disconnect() could cut that answer while it is written into this agent's
+    // shared-memory queue, which is defect 8's window (docs/transport.md), not what this checks:
+    // here the next fresh peer failed to connect ('no answer from fresh-101') about once in six runs.
+    c.send({ cmd: 'exit' });
+    leaving = true;
   } finally {
-    c.kill('SIGKILL');
+    if (!leaving || !(await within(c.exited, 20_000))) c.kill('SIGKILL');
     await c.exited;
   }
 }
