@@ -39,6 +39,10 @@ export interface NativeAgentOptions {
   windowOps?: number;
   /** One-sided transfers (mapped shared memory, cross-memory attach) up to this many bytes are copied by the calling thread. */
   inlineBytes?: number;
+  /** The posting thread waits up to this long (µs) for a small queued transfer to complete (0: never). */
+  completionSpinUs?: number;
+  /** Largest transfer (bytes) the posting thread waits for (completionSpinUs). */
+  completionSpinBytes?: number;
   /** Active messages: runs of descriptors shorter than this travel packed (0: each alone). */
   batchBelow?: number;
   /** Largest packed message, in bytes. */
@@ -58,6 +62,8 @@ export const NATIVE_AGENT_OPTION_KEYS = [
   'rndvThreshold',
   'windowOps',
   'inlineBytes',
+  'completionSpinUs',
+  'completionSpinBytes',
   'batchBelow',
   'batchBytes',
   'cuda',

@@ -171,6 +171,10 @@ Agent::Agent(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Agent>(info) {
       std::max<uint32_t>(1, static_cast<uint32_t>(NumberOf(o, KVWIRE_OPTION("windowOps"), opts.windowOps)));
   opts.inlineBytes =
       static_cast<uint64_t>(NumberOf(o, KVWIRE_OPTION("inlineBytes"), static_cast<double>(opts.inlineBytes)));
+  opts.completionSpinUs = static_cast<uint32_t>(std::min<double>(
+      10000, NumberOf(o, KVWIRE_OPTION("completionSpinUs"), static_cast<double>(opts.completionSpinUs))));
+  opts.completionSpinBytes = static_cast<uint64_t>(
+      NumberOf(o, KVWIRE_OPTION("completionSpinBytes"), static_cast<double>(opts.completionSpinBytes)));
   opts.batchBelow =
       static_cast<uint64_t>(NumberOf(o, KVWIRE_OPTION("batchBelow"), static_cast<double>(opts.batchBelow)));
   opts.batchBytes = std::clamp<uint64_t>(

@@ -47,6 +47,8 @@
   X(rndvThreshold)              \
   X(windowOps)                  \
   X(inlineBytes)                \
+  X(completionSpinUs)           \
+  X(completionSpinBytes)        \
   X(batchBelow)                 \
   X(batchBytes)                 \
   X(cuda)

@@ -23,6 +23,8 @@ export const TUNING_LIMITS: Readonly<Record<keyof NonNullable<AgentOptions['tuni
     batchBelow: [0, MAX_BATCH_BYTES],
     batchBytes: [1, MAX_BATCH_BYTES],
     inlineBytes: [0, 1 << 30],
+    completionSpinUs: [0, 10_000],
+    completionSpinBytes: [0, 1 << 30],
   });
 
 /** Longest deadline a timer can hold (ms). */

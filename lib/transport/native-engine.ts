@@ -70,6 +70,10 @@ export class NativeEngine implements Engine {
           ...(opts.tuning?.rndvThreshold !== undefined ? { rndvThreshold: opts.tuning.rndvThreshold } : {}),
           ...(opts.tuning?.windowOps !== undefined ? { windowOps: opts.tuning.windowOps } : {}),
           ...(opts.tuning?.inlineBytes !== undefined ? { inlineBytes: opts.tuning.inlineBytes } : {}),
+          ...(opts.tuning?.completionSpinUs !== undefined ? { completionSpinUs: opts.tuning.completionSpinUs } : {}),
+          ...(opts.tuning?.completionSpinBytes !== undefined
+            ? { completionSpinBytes: opts.tuning.completionSpinBytes }
+            : {}),
           ...(opts.tuning?.batchBelow !== undefined ? { batchBelow: opts.tuning.batchBelow } : {}),
           ...(opts.tuning?.batchBytes !== undefined ? { batchBytes: opts.tuning.batchBytes } : {}),
           ...(opts.cuda !== undefined ? { cuda: { ...opts.cuda } } : {}),

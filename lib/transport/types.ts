@@ -112,6 +112,19 @@ export interface AgentOptions {
      * 26 µs of allocated memory (memcpy), measured on 2 vCPUs. Default 1 MiB; 0 disables; at most 1 GiB.
      */
     inlineBytes?: number;
+    /**
+     * How long (µs) the calling thread may wait in `read()`/`write()` for a transfer that went to
+     * the engine thread (tcp, or above `inlineBytes`) and is at most `completionSpinBytes`: if it
+     * completes meanwhile, the call returns it completed (`transfer.stats` set), without the
+     * completion's trip back through the event loop (a thread wake-up: about 10-15 µs on a VM);
+     * otherwise it completes as usual. It holds the event loop up to this long per such call, and
+     * gives the core away while it waits. After four waits in a row that ended without the
+     * completion, only one transfer in sixteen waits until one pays again. Default 50; 0 never
+     * waits; at most 10,000.
+     */
+    completionSpinUs?: number;
+    /** Largest transfer, in bytes, the calling thread waits for (`completionSpinUs`). Default 16 KiB. */
+    completionSpinBytes?: number;
   };
 }
 

@@ -24,6 +24,7 @@
 //    reports the error with its full explanation, as for any other transfer.
 #ifdef KVWIRE_HAVE_UCX
 #include <poll.h>
+#include <sched.h>
 
 #include <cstring>
 #include <string>
@@ -66,10 +67,48 @@ SubmitResult UcxEngine::Submit(const TransferOrder& order) {
   }
   if (order.hasNotify) req->notify.assign(reinterpret_cast<const char*>(order.notify), order.notifyLength);
   for (auto& r : req->regions) localUse(r->id(), +1);
+  const bool wait = order.id != 0 && WantsCompletionWait(*req);
+  if (wait) claim_.store(order.id, std::memory_order_release);  // before the engine thread can see it
   Command c{Command::Kind::kPost};
   c.req = std::move(req);
   Enqueue(std::move(c));
+  if (wait) out.completed = AwaitCompletion(order.id);
   return out;
+}
+
+bool UcxEngine::WantsCompletionWait(const TransferRequest& req) {
+  if (opts_.completionSpinUs == 0 || req.bytes > opts_.completionSpinBytes || req.cuda) return false;
+  // Waits that keep coming back empty-handed (a slow or loaded peer) only burn this thread: after
+  // four in a row, wait for one transfer in sixteen until a wait pays again.
+  if (spinMisses_ >= 4 && ++spinSkips_ < 16) return false;
+  spinSkips_ = 0;
+  return true;
+}
+
+bool UcxEngine::AwaitCompletion(uint64_t id) {
+  const uint64_t deadline = NowNs() + static_cast<uint64_t>(opts_.completionSpinUs) * 1000ull;
+  for (;;) {
+    if (claim_.load(std::memory_order_acquire) == (id | kClaimDone)) break;
+    if (NowNs() >= deadline) {
+      uint64_t want = id;
+      if (claim_.compare_exchange_strong(want, 0, std::memory_order_acq_rel)) {
+        ++spinMisses_;  // the engine thread reports it as usual
+        return false;
+      }
+      break;  // handed over just now (the only other value the engine thread stores)
+    }
+    // The threads this wait depends on (this agent's engine thread, a same-host peer's) may need
+    // this very core: give it away while waiting (returns at once when nothing else wants it).
+    sched_yield();
+  }
+  claim_.store(0, std::memory_order_relaxed);
+  spinMisses_ = 0;
+  return true;
+}
+
+bool UcxEngine::HandOverCompletion(uint64_t id) {
+  uint64_t want = id;
+  return claim_.compare_exchange_strong(want, id | kClaimDone, std::memory_order_acq_rel);
 }
 
 const char* UcxEngine::Resolve(const TransferOrder& order, const PeerInfo& peer, TransferRequest* req,

@@ -298,6 +298,7 @@ void UcxEngine::PostAmWrite(Xfer& x, Outbound& ob) {
   // Host memory only, never a staging sub-transfer (native/cuda): those go one by one.
   const bool pack = opts_.batchBelow > 0 && !x.req->forceAm && x.req->parentId == 0 && !x.req->cuda;
   const uint32_t window = pack ? PackedWindowFor(x.req->bytes, n) : WindowFor(x.req->bytes, n);
+  bool finSent = false;  // the last descriptor carried the FIN (WriteHdr::finCount): one message fewer
   while (x.next < n && x.next - x.completed < window) {
     uint32_t i = x.next;
     if (pack) {
@@ -310,7 +311,10 @@ void UcxEngine::PostAmWrite(Xfer& x, Outbound& ob) {
     }
     const ResolvedDesc& d = x.req->descs[i];
     wire::WriteHdr& h = x.whdrs[i];  // must stay valid until the send completes
-    h = wire::WriteHdr{ob.RouteOut(), i, x.req->timeoutMs, x.req->id, d.remoteRegion, 0, d.remoteOffset, d.length};
+    finSent = i + 1 == n && !x.req->hasNotify;
+    h = wire::WriteHdr{
+        ob.RouteOut(),  i,       x.req->timeoutMs, x.req->id, d.remoteRegion, finSent ? static_cast<uint32_t>(n) : 0u,
+        d.remoteOffset, d.length};
     ucp_request_param_t p{};
     p.op_attr_mask =
         UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS | UCP_OP_ATTR_FIELD_MEMH;
@@ -327,6 +331,7 @@ void UcxEngine::PostAmWrite(Xfer& x, Outbound& ob) {
     // headers on this endpoint). The target confirms once every one has landed, and only then
     // delivers the notification. Sent now, not after the local completions, to save a round trip.
     MoveXfer(x, Phase::kAwaitingTarget);
+    if (finSent) return;
     wire::WriteFinHdr h{ob.RouteOut(), static_cast<uint32_t>(n), static_cast<uint32_t>(x.req->hasNotify), x.req->id};
     SendControl(ob.ep, wire::kWriteFin, &h, sizeof h, x.req->notify.data(), x.req->notify.size(),
                 FailXferIfUnsent(x.req->id));
@@ -410,6 +415,13 @@ void UcxEngine::FinishXfer(Xfer& x, const std::string& c, const std::string& msg
     OnChildFinished(x, c, msg);  // a staging sub-transfer reports to its transfer, not to JS
     return;
   }
+  if (c.empty() && x.inflight == 0 && !x.cuda && x.req->id != 0 &&
+      claim_.load(std::memory_order_acquire) == x.req->id) {
+    // The posting thread is waiting for this success: ReapXfer hands it over once the regions are
+    // released (a region the caller deregisters next must not be busy), or emits it.
+    x.heldDone = std::make_unique<EngineEvent>(std::move(e));
+    return;
+  }
   Emit(std::move(e));
   if (x.cuda) OnCudaXferFinished(x);
 }
@@ -431,6 +443,7 @@ void UcxEngine::ReapXfer(uint64_t id) {
     r->Release();
   }
   x.req->regions.clear();
+  if (x.heldDone && !HandOverCompletion(id)) Emit(std::move(*x.heldDone));
   uint32_t peerId = x.req->peerId;
   xfers_.erase(it);
   auto ob = outbound_.find(peerId);
@@ -525,6 +538,8 @@ ucs_status_t UcxEngine::HandleReadData(const wire::ReadDataHdr& h, void* data, s
     std::memcpy(dst, data, len);
     x.gotCount++;
   }
+  // The last push standing for the target's ok FIN: as HandleStatus takes an ok kReadFin.
+  if (h.fin != 0 && x.phase == Phase::kAwaitingTarget) MoveXfer(x, Phase::kReceiving);
   Touch(x);
   return UCS_OK;
 }

@@ -129,6 +129,9 @@ struct UcxEngine::Xfer {
   std::vector<uint8_t> got;
   uint32_t gotCount = 0;
   std::shared_ptr<cuda::XferCuda> cuda;  // CUDA IPC or staging state (null for host transfers)
+  // Its success, held back from the event sink while the posting thread waits for it
+  // (UcxEngine::AwaitCompletion): handed over when the Xfer is reaped, else emitted then.
+  std::unique_ptr<EngineEvent> heldDone;
 
   bool Finished() const { return phase == Phase::kFinished || phase == Phase::kDraining; }
   // Finished with operations in flight, and reported to JavaScript: kTransferQuiesced is owed.

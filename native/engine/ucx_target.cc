@@ -106,6 +106,19 @@ UcxEngine::WriteRecord* UcxEngine::WriteRecordFor(const wire::Route& route, uint
 }
 
 ucs_status_t UcxEngine::HandleWrite(const wire::WriteHdr& h, void* data, size_t len, const ucp_am_recv_param_t* param) {
+  ucs_status_t st = LandWrite(h, data, len, param);
+  if (h.finCount != 0) {
+    // The last descriptor stood for the FIN too: handled as a kWriteFin would be (after progress
+    // returns, since it may answer), with no notification.
+    wire::WriteFinHdr fin{h.route, h.finCount, 0, h.xferId};
+    deferred_.push_back([this, fin] {
+      if (!draining_) HandleWriteFin(fin, nullptr, 0);
+    });
+  }
+  return st;
+}
+
+ucs_status_t UcxEngine::LandWrite(const wire::WriteHdr& h, void* data, size_t len, const ucp_am_recv_param_t* param) {
   Inbound* ibp = nullptr;
   WriteRecord* recp = WriteRecordFor(h.route, h.xferId, h.timeoutMs, &ibp);
   if (recp == nullptr) return UCS_OK;  // unknown sender: drop
@@ -188,7 +201,7 @@ void UcxEngine::HandleWriteFin(const wire::WriteFinHdr& h, const uint8_t* data, 
   rec.finReceived = true;
   rec.expected = h.count;
   rec.hasNotify = h.hasNotify != 0;
-  rec.notify.assign(reinterpret_cast<const char*>(data), len);
+  if (len > 0) rec.notify.assign(reinterpret_cast<const char*>(data), len);
   MaybeAckWrite(ib, h.xferId);
 }
 
@@ -268,7 +281,7 @@ void UcxEngine::HandleReadReq(const wire::ReadReqHdr& h, const uint8_t* data, si
     task->bytes += it.length;
     task->addrs[i] = last->base() + it.offset;
     task->memhs[i] = last->memh();
-    task->hdrs[i] = wire::ReadDataHdr{task->route, h.xferId, i};
+    task->hdrs[i] = wire::ReadDataHdr{task->route, h.xferId, i, 0};
   }
   uint32_t bad = 0;
   std::string stagedMsg;
@@ -321,6 +334,7 @@ void UcxEngine::PumpServe(ServeTask& t) {
     size_t n = t.items.size();
     const bool pack = opts_.batchBelow > 0 && t.itemDevice.empty();  // host memory only
     const uint32_t window = pack ? PackedWindowFor(t.bytes, n) : WindowFor(t.bytes, n);
+    bool finSent = false;  // the last push carried the ok FIN (ReadDataHdr::fin): one message fewer
     while (t.next < n && t.next - t.completed < window) {
       if (pack) {
         uint32_t run = PackedRun(t.next, static_cast<uint32_t>(n), window - (t.next - t.completed), t.bytes,
@@ -336,6 +350,8 @@ void UcxEngine::PumpServe(ServeTask& t) {
         continue;
       }
       uint32_t i = t.next++;
+      finSent = i + 1 == n && t.itemDevice.empty();
+      t.hdrs[i].fin = finSent ? 1 : 0;
       ucp_request_param_t p{};
       p.op_attr_mask =
           UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS | UCP_OP_ATTR_FIELD_MEMH;
@@ -363,7 +379,13 @@ void UcxEngine::PumpServe(ServeTask& t) {
     // Staged (device) items are pushed only after their copy to host finishes, so a task with any
     // waits for every push to complete before its FIN.
     const bool staged = !t.itemDevice.empty();
-    if (t.Serving() && (staged ? t.completed == n : t.next == n)) FinishServe(t, WireStatus::kOk, 0, "");
+    if (t.Serving() && (staged ? t.completed == n : t.next == n)) {
+      if (finSent) {
+        t.phase = ServeTask::Phase::kAnswered;  // the last push said it
+      } else {
+        FinishServe(t, WireStatus::kOk, 0, "");
+      }
+    }
   }
   if ((t.cancelled || !t.Serving()) && t.inflight == 0) {
     for (auto& r : t.regions) r->Release();

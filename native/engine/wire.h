@@ -15,7 +15,7 @@ namespace kvwire::wire {
 //    only the two ends know); the handshake is authenticated (kHello MAC, kHelloAck MAC, kAuth) when
 //    the agents share a secret; the target hands out its region table (the grant) in kHelloAck;
 //    kBye with kByeAck closes a connection only once both ends are quiet.
-inline constexpr uint16_t kProtocolVersion = 3;
+inline constexpr uint16_t kProtocolVersion = 4;
 
 enum AmId : uint16_t {
   kHello = 1,           // initiator -> target: who I am, where to answer
@@ -90,7 +90,9 @@ struct WriteHdr {
   uint32_t timeoutMs;  // so the target can forget a transfer whose initiator vanished
   uint64_t xferId;
   uint32_t regionId;
-  uint32_t reserved;
+  // Nonzero: this descriptor is the WRITE's last and stands for its kWriteFin too (a WRITE without
+  // a notification whose last descriptor travels alone): the transfer has finCount descriptors.
+  uint32_t finCount;
   uint64_t offset;
   uint64_t length;
 };
@@ -122,6 +124,9 @@ struct ReadDataHdr {
   Route route;
   uint64_t xferId;
   uint32_t index;
+  // Nonzero: the READ's last push, standing for an ok kReadFin too (its last descriptor travels
+  // alone, from host memory): the initiator completes once every byte is in.
+  uint32_t fin;
 };
 struct ReadCancelHdr {
   Route route;

@@ -3,6 +3,7 @@
 // or a RangeError from deep inside. Exported so the reliability suite can run it too.
 import { randomBytes } from 'node:crypto';
 import { KvwireError } from '../../lib/errors.js';
+import { TUNING_LIMITS } from '../../lib/transport/agent-options.js';
 import { KvLayout } from '../../lib/kv/index.js';
 import {
   DecodeCoordinator,
@@ -92,7 +93,7 @@ export class Sweep {
 }
 
 const AGENT_KEYS = ['name', 'engine', 'transports', 'defaultTimeoutMs', 'protocol', 'keepAlive', 'cuda', 'tuning'];
-const TUNING_KEYS = ['spinUs', 'rndvThreshold', 'windowOps', 'batchBelow', 'batchBytes', 'inlineBytes'];
+const TUNING_KEYS = Object.keys(TUNING_LIMITS); // every documented tuning value
 
 /** Agent.create with every option hostile in turn. */
 export async function sweepAgentCreate(s: Sweep, engine: 'ucx' | 'loopback'): Promise<void> {

@@ -28,6 +28,8 @@ describe.each(['tcp', 'sm'])('small transfers over %s', (tls) => {
     }
   });
 
+  // The calling thread never waits for the engine thread's completions here (tuning.completionSpinUs
+  // 0): what this file checks is which transfers the calling thread moves itself.
   async function start(tuning?: {
     inlineBytes?: number;
   }): Promise<{ peer: Peer; c: Child; local: Region; mem: Buffer }> {
@@ -44,7 +46,11 @@ describe.each(['tcp', 'sm'])('small transfers over %s', (tls) => {
       },
       'metadata',
     );
-    agent = await Agent.create({ name: 'inline-parent', transports: tls, ...(tuning ? { tuning } : {}) });
+    agent = await Agent.create({
+      name: 'inline-parent',
+      transports: tls,
+      tuning: { completionSpinUs: 0, ...tuning },
+    });
     const peer = await agent.connect(Uint8Array.from(m.metadata as number[]));
     expect(peer.transport).toBe(tls);
     const mem = Buffer.alloc(SIZE, 0xee);

@@ -1,0 +1,181 @@
+// The calling thread's short wait for a small transfer's completion (tuning.completionSpinUs,
+// native/engine/submit.cc AwaitCompletion): a transfer the engine thread moves (tcp here) that
+// completes within the budget is returned completed by read()/write(), with its bytes in place;
+// anything else (a failure, a budget of 0, a larger transfer) completes through the event loop as
+// before. No assertion here depends on how fast the machine is: the budget is generous (10 ms) and
+// only "at least one of many" must complete inside the call.
+import { afterEach, describe, expect, it } from 'vitest';
+import { Agent, ErrorCode, KvwireError } from '../../lib/index.js';
+import type { Peer, Region, Transfer } from '../../lib/index.js';
+import { fillPattern, sha256 } from '../fixtures/pattern.js';
+import { Child } from './child.js';
+
+const SIZE = 1 << 20;
+const SEED = 11;
+
+describe('waiting for small completions on the calling thread (tcp)', () => {
+  let child: Child | undefined;
+  let agent: Agent | undefined;
+
+  afterEach(async () => {
+    await agent?.close();
+    agent = undefined;
+    if (child !== undefined) {
+      child.proc.kill('SIGKILL');
+      await child.exited;
+      child = undefined;
+    }
+  });
+
+  async function start(tuning: {
+    completionSpinUs?: number;
+    completionSpinBytes?: number;
+  }): Promise<{ peer: Peer; c: Child; local: Region; mem: Buffer }> {
+    const c = new Child('transport-target.js');
+    child = c;
+    const m = await c.request(
+      {
+        cmd: 'init',
+        engineOpts: { name: 'wait-target', transports: 'tcp' },
+        regions: [{ label: 'kv', size: SIZE, access: 'readwrite', seed: SEED }],
+      },
+      'metadata',
+    );
+    agent = await Agent.create({ name: 'wait-parent', transports: 'tcp', tuning });
+    const peer = await agent.connect(Uint8Array.from(m.metadata as number[]));
+    expect(peer.transport).toBe('tcp');
+    const mem = Buffer.alloc(SIZE, 0xee);
+    const local = agent.register(mem, { label: 'dst' });
+    return { peer, c, local, mem };
+  }
+
+  /** Posts `n` transfers one after the other; counts those complete when the call returned. */
+  async function run(n: number, post: (i: number) => Transfer): Promise<number> {
+    let inside = 0;
+    for (let i = 0; i < n; i++) {
+      const t = post(i);
+      if (t.status === 'done') {
+        inside++;
+        // Completed inside the call: its telemetry is there at once, the object done resolves with.
+        expect(t.stats).toBeDefined();
+        expect(await t.done).toBe(t.stats);
+        await t.quiesced;
+      } else {
+        await t.done;
+      }
+    }
+    return inside;
+  }
+
+  it('returns small READs and WRITEs completed, every byte in place', async () => {
+    const { peer, c, local, mem } = await start({ completionSpinUs: 10_000 });
+    const expected = fillPattern(Buffer.alloc(SIZE), SEED);
+    // READs of 4 KiB at scattered offsets: each lands where asked.
+    const reads = await run(40, (i) =>
+      agent!.read(
+        peer,
+        [{ region: local, offset: i * 4096, length: 4096 }],
+        [{ region: peer.region('kv'), offset: (39 - i) * 4096 + 7, length: 4096 }],
+      ),
+    );
+    for (let i = 0; i < 40; i++) {
+      const at = (39 - i) * 4096 + 7;
+      expect(mem.subarray(i * 4096, (i + 1) * 4096).equals(expected.subarray(at, at + 4096))).toBe(true);
+    }
+    expect(reads).toBeGreaterThan(0);
+    // WRITEs of 1 KiB (one descriptor, and two: the last one carries the end of the transfer).
+    fillPattern(mem, SEED + 1);
+    const remote = Buffer.from(expected);
+    const writes = await run(40, (i) => {
+      const n = i % 2 === 0 ? 1 : 2;
+      const ls = Array.from({ length: n }, (_, k) => ({ region: local, offset: i * 4096 + k * 1024, length: 1024 }));
+      const rs = Array.from({ length: n }, (_, k) => ({
+        region: peer.region('kv'),
+        offset: 200_000 + i * 3000 + k * 1500,
+        length: 1024,
+      }));
+      for (let k = 0; k < n; k++) mem.copy(remote, rs[k]!.offset, ls[k]!.offset, ls[k]!.offset + 1024);
+      return agent!.write(peer, ls, rs, { coalesce: false });
+    });
+    expect(writes).toBeGreaterThan(0);
+    expect((await c.request({ cmd: 'hash', label: 'kv' }, 'hash')).sha).toBe(sha256(remote));
+  });
+
+  it('leaves a region free to deregister as soon as a transfer returned completed', async () => {
+    const { peer } = await start({ completionSpinUs: 10_000 });
+    let inside = 0;
+    for (let i = 0; i < 20; i++) {
+      const scratch = agent!.register(Buffer.alloc(4096), { label: `scratch-${i}` });
+      const t = agent!.read(
+        peer,
+        [{ region: scratch, offset: 0, length: 4096 }],
+        [{ region: peer.region('kv'), offset: 0, length: 4096 }],
+      );
+      if (t.status === 'done') {
+        inside++;
+        // The engine released its hold on the region before it handed the completion over.
+        scratch.deregister();
+      } else {
+        await t.done;
+        await t.quiesced;
+        scratch.deregister();
+      }
+    }
+    expect(inside).toBeGreaterThan(0);
+  });
+
+  it('reports a failure through done as before (the target refuses: out of bounds)', async () => {
+    const { peer, local } = await start({ completionSpinUs: 10_000 });
+    // The grant lists the region's size, so the initiator checks it: refuse past it on the target
+    // instead, by deregistering there first (the target answers ERR_KVWIRE_DEREGISTERED or revokes).
+    const c = child!;
+    await c.request({ cmd: 'deregister', label: 'kv' }, 'deregistered');
+    let err: unknown;
+    try {
+      await agent!.read(
+        peer,
+        [{ region: local, offset: 0, length: 4096 }],
+        [{ region: peer.region('kv'), offset: 0, length: 4096 }],
+        { timeoutMs: 30_000 },
+      ).done;
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(KvwireError);
+    expect((err as KvwireError).code).toBe(ErrorCode.DEREGISTERED);
+  });
+
+  it('does not wait with a budget of 0, nor for a transfer above completionSpinBytes', async () => {
+    const off = await start({ completionSpinUs: 0 });
+    const a = agent!.read(
+      off.peer,
+      [{ region: off.local, offset: 0, length: 4096 }],
+      [{ region: off.peer.region('kv'), offset: 0, length: 4096 }],
+    );
+    expect(a.status).toBe('pending');
+    expect(a.stats).toBeUndefined();
+    await a.done;
+    await agent!.close();
+    agent = undefined;
+    child!.proc.kill('SIGKILL');
+    await child!.exited;
+    child = undefined;
+
+    const big = await start({ completionSpinUs: 10_000, completionSpinBytes: 4095 });
+    const b = agent!.read(
+      big.peer,
+      [{ region: big.local, offset: 0, length: 4096 }],
+      [{ region: big.peer.region('kv'), offset: 0, length: 4096 }],
+    );
+    expect(b.status).toBe('pending');
+    await b.done;
+  });
+
+  it('refuses a budget outside 0..10,000 µs and a negative size', async () => {
+    for (const tuning of [{ completionSpinUs: -1 }, { completionSpinUs: 10_001 }, { completionSpinBytes: -1 }]) {
+      await expect(Agent.create({ transports: 'tcp', tuning })).rejects.toMatchObject({
+        code: ErrorCode.INVALID_ARGUMENT,
+      });
+    }
+  });
+});
