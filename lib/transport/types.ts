@@ -193,9 +193,13 @@ export interface TransferStats {
   readonly completedAt: number;
   /** JavaScript-side validation and marshalling time. */
   readonly prepMs: number;
-  /** From the end of preparation until the last operation was posted. */
+  /**
+   * From the end of preparation until the last operation was posted; for a transfer that was
+   * complete when `read()`/`write()` returned (copied by the calling thread, or waited for:
+   * `tuning.completionSpinUs`), until it completed.
+   */
   readonly postMs: number;
-  /** From the last post until completion. */
+  /** From the last post until completion (0 for a transfer complete when the call returned). */
   readonly completionMs: number;
   /** From start to completion. */
   readonly durationMs: number;

@@ -40,6 +40,7 @@
 
 #include "engine/address_check.h"
 #include "engine/auth.h"
+#include "engine/copy_helper.h"
 #include "engine/regions.h"
 #include "engine/types.h"
 #include "engine/ucx_handles.h"
@@ -507,6 +508,7 @@ class UcxEngine {
   // transfer it waits for, which the engine thread turns into id | kClaimDone when that transfer
   // succeeded (and then emits no kTransferDone for it). Only the posting thread stores ids and 0.
   static constexpr uint64_t kClaimDone = 1ull << 63;
+  CopyHelper copyHelper_;  // engine thread: the second half of large one-sided copies (PostOneSided)
   std::atomic<uint64_t> claim_{0};
   uint32_t spinMisses_ = 0;  // posting thread: waits in a row that ended without the completion
   uint32_t spinSkips_ = 0;   // posting thread: transfers posted without waiting since the last wait
