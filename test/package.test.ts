@@ -204,5 +204,7 @@ describe('npm pack', () => {
     const bench = await spawnAsync('npx', ['kvwire', 'bench'], { cwd: app, env, timeout: 60_000 });
     expect(bench.status).toBe(2);
     expect(bench.stderr).toMatch(/'bench' is not part of the published package/);
-  });
+    // The install may wait on the registry (it took over 60 s once, a network stall): the test's
+    // limit covers the install's own (300 s) and the three commands after it.
+  }, 480_000);
 });

@@ -108,8 +108,10 @@ export interface AgentOptions {
      * (shared memory it allocated with `agent.allocate()`, mapped here; or memory it registered
      * with `agent.register()`, by cross-memory attach) are copied by the calling thread: no
      * thread hand-off, done when `read()`/`write()` returns. It bounds how long such a call
-     * holds the event loop: about 66 µs for 1 MiB of registered memory (cross-memory attach) and
-     * 26 µs of allocated memory (memcpy), measured on 2 vCPUs. Default 1 MiB; 0 disables; at most 1 GiB.
+     * holds the event loop: about 66 µs for 1 MiB of registered memory (cross-memory attach; 43-53 µs
+     * where a second core is free: from 512 KiB a helper thread copies half of it at the same time)
+     * and 26 µs of allocated memory (memcpy), measured on 2 vCPUs. Default 1 MiB; 0 disables; at
+     * most 1 GiB.
      */
     inlineBytes?: number;
     /**

@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace kvwire {
 
@@ -25,5 +26,34 @@ struct CmaRange {
 // of the failing call (ESRCH: the process is gone; EFAULT: a remote range is not mapped there any
 // more; EPERM: the kernel refuses cross-process access between these processes).
 int CmaCopy(pid_t pid, bool write, const CmaRange* ranges, size_t n);
+
+// Moves the second half (by bytes) of `ranges` into `second`, cutting the range that straddles the
+// middle in two: `tail(r, k)` is `r` without its first `k` bytes. False (nothing moved) when there
+// is too little to split. For the copy helper's halves (copy_helper.h); R has a `length`.
+template <class R, class Tail>
+bool SplitInHalf(std::vector<R>* ranges, std::vector<R>* second, Tail tail) {
+  uint64_t total = 0;
+  for (const R& r : *ranges) total += r.length;
+  if (total < 2) return false;
+  const uint64_t keep = total / 2;
+  uint64_t seen = 0;
+  size_t i = 0;
+  for (; i < ranges->size(); ++i) {
+    R& r = (*ranges)[i];
+    if (seen + r.length > keep) {
+      const uint64_t first = keep - seen;  // bytes of this range that stay
+      if (first > 0) {
+        second->push_back(tail(r, first));
+        r.length = first;
+        ++i;
+      }
+      break;
+    }
+    seen += r.length;
+  }
+  second->insert(second->end(), ranges->begin() + static_cast<std::ptrdiff_t>(i), ranges->end());
+  ranges->erase(ranges->begin() + static_cast<std::ptrdiff_t>(i), ranges->end());
+  return !second->empty() && !ranges->empty();
+}
 
 }  // namespace kvwire

@@ -50,8 +50,11 @@ bool CopyHelper::Start(std::function<int()> job) {
 }
 
 int CopyHelper::Wait() {
-  // The engine thread has just done its own half: the helper's is about as long, so look often.
+  // The caller has just done its own half: the helper's is about as long, so look often.
   while (!done_.load(std::memory_order_acquire)) sched_yield();
+  // The helper set done_ under mu_ and released it: taking mu_ once orders its copy before what the
+  // caller does next in a way every tool sees (ThreadSanitizer did not follow the atomic alone here).
+  std::lock_guard lock(mu_);
   return result_;
 }
 
@@ -65,8 +68,12 @@ void CopyHelper::Run() {
         job = std::move(job_);
         pending_.store(false, std::memory_order_relaxed);
       }
-      result_ = job();
-      done_.store(true, std::memory_order_release);
+      const int result = job();
+      {
+        std::lock_guard lock(mu_);
+        result_ = result;
+        done_.store(true, std::memory_order_release);
+      }
       idleSince = MonoNs();
       continue;
     }

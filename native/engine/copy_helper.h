@@ -41,7 +41,7 @@ class CopyHelper {
   std::atomic<bool> done_{false};     // the job ran: result_ holds its result
   bool sleeping_ = false;             // guarded by mu_
   bool stop_ = false;                 // guarded by mu_
-  int result_ = 0;
+  int result_ = 0;                    // guarded by mu_
 };
 
 }  // namespace kvwire

@@ -18,7 +18,9 @@
 //    is polled first: it turns readable when the process exits, before the pid can be reused
 //    (polling after a READ's copy instead was measured: no gain, 4 KiB p50 3.08-3.17 µs either way);
 //  - blocking the event loop: bounded by inlineBytes (default 1 MiB: up to ~70 µs of registered
-//    memory, measured in bench/RESULTS-nixl.md); larger transfers go to the engine thread;
+//    memory, measured in bench/RESULTS-nixl.md); larger transfers go to the engine thread. From
+//    kInlineSplitBytes (512 KiB) of cross-memory attach, half is copied by the posting thread's copy
+//    helper at the same time (copy_helper.h): 1 MiB READs p50 73-75 -> 43-53 µs on 2 vCPUs;
 //  - errors: nothing is reported from the inline copy. Any failure (the peer exited, a range is
 //    unmapped, the kernel refuses) returns false and the engine thread runs the transfer again and
 //    reports the error with its full explanation, as for any other transfer.
@@ -212,7 +214,23 @@ bool UcxEngine::TryInlineCopy(const TransferRequest& req, const PeerInfo& peer) 
   if (n > 0) {
     pollfd pf{peer.cmaPidfd.get(), POLLIN, 0};
     if (!peer.cmaPidfd.valid() || poll(&pf, 1, 0) != 0) return false;  // exited (or cannot tell)
-    if (CmaCopy(static_cast<pid_t>(peer.pid), write, ranges, n) != 0) return false;
+    const auto pid = static_cast<pid_t>(peer.pid);
+    uint64_t attachBytes = 0;
+    for (size_t i = 0; i < n; ++i) attachBytes += ranges[i].length;
+    if (attachBytes >= kInlineSplitBytes) {
+      // Large: half of it by the posting thread's copy helper at the same time (copy_helper.h).
+      std::vector<CmaRange> first(ranges, ranges + n), second;
+      if (SplitInHalf(&first, &second,
+                      [](const CmaRange& r, uint64_t k) {
+                        return CmaRange{r.local + k, r.remote + k, r.length - k};
+                      }) &&
+          inlineHelper_.Start([pid, write, &second] { return CmaCopy(pid, write, second.data(), second.size()); })) {
+        int err = CmaCopy(pid, write, first.data(), first.size());
+        if (inlineHelper_.Wait() != 0 || err != 0) return false;
+        n = 0;  // copied
+      }
+    }
+    if (n > 0 && CmaCopy(pid, write, ranges, n) != 0) return false;
   }
   for (const ResolvedDesc& d : req.descs) {
     if (d.remoteMapped == nullptr) continue;

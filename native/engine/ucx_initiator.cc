@@ -84,33 +84,6 @@ int RunCopies(pid_t pid, bool write, const OneSidedCopy* c, size_t n) {
   return cma.empty() ? 0 : CmaCopy(pid, write, cma.data(), cma.size());
 }
 
-// Moves the second half (by bytes) of `piece` into `half`, splitting the range that straddles the
-// middle. False (nothing moved) when there is nothing to split.
-bool SplitCopies(std::vector<OneSidedCopy>* piece, std::vector<OneSidedCopy>* half) {
-  uint64_t total = 0;
-  for (const auto& c : *piece) total += c.length;
-  if (total < 2) return false;
-  uint64_t keep = total / 2, seen = 0;
-  size_t i = 0;
-  for (; i < piece->size(); ++i) {
-    OneSidedCopy& c = (*piece)[i];
-    if (seen + c.length > keep) {
-      uint64_t first = keep - seen;  // bytes of this range that stay
-      if (first > 0) {
-        half->push_back(OneSidedCopy{c.local + first, c.mapped != nullptr ? c.mapped + first : nullptr,
-                                     c.remote + first, c.length - first});
-        c.length = first;
-        ++i;
-      }
-      break;
-    }
-    seen += c.length;
-  }
-  half->insert(half->end(), piece->begin() + static_cast<std::ptrdiff_t>(i), piece->end());
-  piece->erase(piece->begin() + static_cast<std::ptrdiff_t>(i), piece->end());
-  return !half->empty() && !piece->empty();
-}
-
 }  // namespace
 
 void UcxEngine::MoveXfer(Xfer& x, Xfer::Phase to) {
@@ -334,7 +307,10 @@ bool UcxEngine::PostOneSided(Xfer& x, Outbound& ob) {
     }
     int err = 0;
     std::vector<OneSidedCopy> half;
-    const bool split = attach && bytes >= kSplitBytes && SplitCopies(&piece, &half);
+    const bool split =
+        attach && bytes >= kSplitBytes && SplitInHalf(&piece, &half, [](const OneSidedCopy& c, uint64_t k) {
+          return OneSidedCopy{c.local + k, c.mapped != nullptr ? c.mapped + k : nullptr, c.remote + k, c.length - k};
+        });
     if (split && copyHelper_.Start([pid, write, &half] { return RunCopies(pid, write, half.data(), half.size()); })) {
       err = RunCopies(pid, write, piece.data(), piece.size());
       int other = copyHelper_.Wait();

@@ -2,7 +2,8 @@
 // engine thread copies them in pieces of 4 MiB, and a piece of 2 MiB or more in two halves at once,
 // the second by its copy helper thread (native/engine/copy_helper.h). The halves split descriptors
 // in the middle, and one piece may hold the peer's registered memory (cross-memory attach) and its
-// allocated memory (mapped here) together: every byte is checked, both ways.
+// allocated memory (mapped here) together: every byte is checked, both ways. Transfers of 512 KiB to
+// 1 MiB of registered memory are moved by the calling thread (inline) in two halves the same way.
 import { afterEach, describe, expect, it } from 'vitest';
 import { Agent } from '../../lib/index.js';
 import type { Peer, Region } from '../../lib/index.js';
@@ -90,4 +91,38 @@ describe('large one-sided transfers over sm', () => {
       }
     },
   );
+
+  it('moves 512 KiB to 1 MiB of registered memory inline, in halves, every byte right', async () => {
+    const { peer, c, local, mem } = await start();
+    const remote = fillPattern(Buffer.alloc(SIZE), SEEDS.kv);
+    // Five descriptors, 900 KiB in all: the middle falls inside the third.
+    const lens = [100_003, 250_001, 300_007, 99_999, 171_590];
+    let l = 3;
+    let r = 5_000_011;
+    const d = lens.map((length) => {
+      const x = { l, r, length };
+      l += length + 13;
+      r += length + 29;
+      return x;
+    });
+    const t = agent!.read(
+      peer,
+      d.map((x) => ({ region: local, offset: x.l, length: x.length })),
+      d.map((x) => ({ region: peer.region('kv'), offset: x.r, length: x.length })),
+      { coalesce: false },
+    );
+    expect(t.status).toBe('done'); // inline: complete when read() returned
+    for (const x of d)
+      expect(mem.subarray(x.l, x.l + x.length).equals(remote.subarray(x.r, x.r + x.length))).toBe(true);
+    fillPattern(mem, 77);
+    const w = agent!.write(
+      peer,
+      d.map((x) => ({ region: local, offset: x.l, length: x.length })),
+      d.map((x) => ({ region: peer.region('kv'), offset: x.r + 1, length: x.length })),
+      { coalesce: false },
+    );
+    expect(w.status).toBe('done');
+    for (const x of d) mem.copy(remote, x.r + 1, x.l, x.l + x.length);
+    expect((await c.request({ cmd: 'hash', label: 'kv' }, 'hash')).sha).toBe(sha256(remote));
+  });
 });
