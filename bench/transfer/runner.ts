@@ -16,8 +16,6 @@
  *
  * @packageDocumentation
  */
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { KvwireError } from '../../lib/errors.js';
 import type { Agent } from '../../lib/transport/agent.js';
 import type { Peer } from '../../lib/transport/peer.js';
@@ -32,24 +30,6 @@ import type { PlannedRow } from './plan.js';
 import { slotsFor, transferBytes } from './plan.js';
 import type { MismatchJson, SweepRowJson } from './schema.js';
 import { EMPTY_DISTRIBUTION, Samples } from '../stats.js';
-
-/**
- * A full collection, run between a row's warmup and its timed iterations: the garbage of the
- * setup (connecting, registering, the previous row) is collected then, not by a scavenge inside
- * the row. On this machine a scavenge takes 0.5-1.8 ms: inside a 1,000-transfer row of 4 KiB
- * (about 5 ms) it added 20-30% to the row (a 1 ms stall), in some runs and not others.
- */
-function collectGarbage(): void {
-  gc ??= exposeGc();
-  gc();
-}
-let gc: (() => void) | undefined;
-function exposeGc(): () => void {
-  const existing = (globalThis as { gc?: () => void }).gc;
-  if (existing !== undefined) return existing;
-  setFlagsFromString('--expose-gc');
-  return runInNewContext('gc') as () => void;
-}
 
 /** What a row runs against: a connected pair and their regions. */
 export interface RowEnv {
@@ -238,7 +218,6 @@ export async function runRow(env: RowEnv, row: PlannedRow): Promise<SweepRowJson
       };
       await run(row.warmup, false);
       posted = 0;
-      collectGarbage();
       await run(row.iterations, true);
     } else {
       // Keep `inflight` transfers in flight: each worker posts its next as its last completes.
@@ -270,7 +249,6 @@ export async function runRow(env: RowEnv, row: PlannedRow): Promise<SweepRowJson
         return nowS() - start;
       };
       await run(row.warmup, false);
-      collectGarbage();
       elapsed = await run(row.iterations, true);
     }
   } catch (e) {

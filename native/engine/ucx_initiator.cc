@@ -354,7 +354,9 @@ void UcxEngine::PostAmWrite(Xfer& x, Outbound& ob) {
     }
     const ResolvedDesc& d = x.req->descs[i];
     wire::WriteHdr& h = x.whdrs[i];  // must stay valid until the send completes
-    finSent = i + 1 == n && !x.req->hasNotify;
+    // Only an eager descriptor carries the FIN (a rendezvous one is followed by its own kWriteFin,
+    // as for a READ's pushes: ucx_target.cc PumpServe).
+    finSent = i + 1 == n && !x.req->hasNotify && d.length < opts_.rndvThreshold;
     h = wire::WriteHdr{
         ob.RouteOut(),  i,       x.req->timeoutMs, x.req->id, d.remoteRegion, finSent ? static_cast<uint32_t>(n) : 0u,
         d.remoteOffset, d.length};

@@ -91,7 +91,8 @@ struct WriteHdr {
   uint64_t xferId;
   uint32_t regionId;
   // Nonzero: this descriptor is the WRITE's last and stands for its kWriteFin too (a WRITE without
-  // a notification whose last descriptor travels alone): the transfer has finCount descriptors.
+  // a notification whose last descriptor travels alone, eagerly): the transfer has finCount
+  // descriptors.
   uint32_t finCount;
   uint64_t offset;
   uint64_t length;
@@ -125,7 +126,7 @@ struct ReadDataHdr {
   uint64_t xferId;
   uint32_t index;
   // Nonzero: the READ's last push, standing for an ok kReadFin too (its last descriptor travels
-  // alone, from host memory): the initiator completes once every byte is in.
+  // alone and eagerly, from host memory): the initiator completes once every byte is in.
   uint32_t fin;
 };
 struct ReadCancelHdr {
