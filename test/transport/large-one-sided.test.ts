@@ -4,50 +4,25 @@
 // in the middle, and one piece may hold the peer's registered memory (cross-memory attach) and its
 // allocated memory (mapped here) together: every byte is checked, both ways. Transfers of 512 KiB to
 // 1 MiB of registered memory are moved by the calling thread (inline) in two halves the same way.
-import { afterEach, describe, expect, it } from 'vitest';
-import { Agent } from '../../lib/index.js';
-import type { Peer, Region } from '../../lib/index.js';
+import { describe, expect, it } from 'vitest';
+import type { Agent } from '../../lib/index.js';
 import { fillPattern, sha256 } from '../fixtures/pattern.js';
-import { Child } from './child.js';
+import { targetPairs } from './target-pair.js';
 
 const SIZE = 24 << 20;
 const SEEDS = { kv: 21, al: 23 } as const;
 
 describe('large one-sided transfers over sm', () => {
-  let child: Child | undefined;
+  const pairs = targetPairs();
   let agent: Agent | undefined;
-
-  afterEach(async () => {
-    await agent?.close();
-    agent = undefined;
-    if (child !== undefined) {
-      child.proc.kill('SIGKILL');
-      await child.exited;
-      child = undefined;
-    }
-  });
-
-  async function start(): Promise<{ peer: Peer; c: Child; local: Region; mem: Buffer }> {
-    const c = new Child('transport-target.js');
-    child = c;
-    const m = await c.request(
-      {
-        cmd: 'init',
-        engineOpts: { name: 'large-target', transports: 'sm' },
-        regions: [
-          { label: 'kv', size: SIZE, access: 'readwrite', seed: SEEDS.kv },
-          { label: 'al', size: SIZE, access: 'readwrite', seed: SEEDS.al, allocate: true },
-        ],
-      },
-      'metadata',
-    );
-    agent = await Agent.create({ name: 'large-parent', transports: 'sm' });
-    const peer = await agent.connect(Uint8Array.from(m.metadata as number[]));
-    expect(peer.transport).toBe('sm');
-    expect(peer.protocol).toBe('rma');
-    const mem = Buffer.alloc(SIZE, 0xee);
-    const local = agent.register(mem, { label: 'dst' });
-    return { peer, c, local, mem };
+  async function start() {
+    const p = await pairs('sm', [
+      { label: 'kv', size: SIZE, access: 'readwrite', seed: SEEDS.kv },
+      { label: 'al', size: SIZE, access: 'readwrite', seed: SEEDS.al, allocate: true },
+    ]);
+    expect(p.peer.protocol).toBe('rma');
+    agent = p.agent;
+    return { peer: p.peer, c: p.child, local: p.local, mem: p.mem };
   }
 
   /** Descriptors: one of 9 MiB + 3 bytes at odd offsets, then `n` of `len` bytes, scattered. */
