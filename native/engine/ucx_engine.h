@@ -508,14 +508,15 @@ class UcxEngine {
   // transfer it waits for, which the engine thread turns into id | kClaimDone when that transfer
   // succeeded (and then emits no kTransferDone for it). Only the posting thread stores ids and 0.
   static constexpr uint64_t kClaimDone = 1ull << 63;
+  std::atomic<uint64_t> claim_{0};
+  uint32_t spinMisses_ = 0;  // posting thread: waits in a row that ended without the completion
+  uint32_t spinSkips_ = 0;   // posting thread: transfers posted without waiting since the last wait
+
   CopyHelper copyHelper_;  // engine thread: the second half of large one-sided copies (PostOneSided)
   // The posting thread's: the second half of an inline cross-memory attach of at least
   // kInlineSplitBytes (TryInlineCopy).
   mutable CopyHelper inlineHelper_;
   static constexpr uint64_t kInlineSplitBytes = 512u << 10;
-  std::atomic<uint64_t> claim_{0};
-  uint32_t spinMisses_ = 0;  // posting thread: waits in a row that ended without the completion
-  uint32_t spinSkips_ = 0;   // posting thread: transfers posted without waiting since the last wait
 
   std::mutex eventMu_;
   std::vector<EngineEvent> events_;       // engine thread only, flushed to the sink

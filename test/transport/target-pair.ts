@@ -25,30 +25,26 @@ export interface TargetPair {
 
 /**
  * Registers an afterEach that closes the case's agent and kills its target; returns `start`, which
- * makes the case's pair (agent options `opts`, a local buffer of `localSize` bytes filled with 0xee).
+ * makes the case's pair (agent options `opts`, a local buffer as large as the largest region,
+ * filled with 0xee). A case that starts a second pair ends its first.
  */
 export function targetPairs(): (
   transports: string,
   regions: TargetRegion[],
   opts?: Omit<AgentOptions, 'transports'>,
-  localSize?: number,
 ) => Promise<TargetPair> {
   let pair: Partial<TargetPair> = {};
-  afterEach(async () => {
+  const end = async (): Promise<void> => {
     await pair.agent?.close();
     if (pair.child !== undefined) {
       pair.child.proc.kill('SIGKILL');
       await pair.child.exited;
     }
     pair = {};
-  });
-  return async (transports, regions, opts = {}, localSize) => {
-    await pair.agent?.close(); // a case that starts a second pair ends its first
-    if (pair.child !== undefined) {
-      pair.child.proc.kill('SIGKILL');
-      await pair.child.exited;
-    }
-    pair = {};
+  };
+  afterEach(end);
+  return async (transports, regions, opts = {}) => {
+    await end();
     const child = new Child('transport-target.js');
     pair.child = child;
     const m = await child.request(
@@ -59,7 +55,7 @@ export function targetPairs(): (
     pair.agent = agent;
     const peer = await agent.connect(Uint8Array.from(m.metadata as number[]));
     expect(peer.transport).toBe(transports);
-    const mem = Buffer.alloc(localSize ?? Math.max(...regions.map((r) => r.size)), 0xee);
+    const mem = Buffer.alloc(Math.max(...regions.map((r) => r.size)), 0xee);
     const local = agent.register(mem, { label: 'dst' });
     return Object.assign(pair, { peer, local, mem }) as TargetPair;
   };
