@@ -16,6 +16,8 @@
  *
  * @packageDocumentation
  */
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { KvwireError } from '../../lib/errors.js';
 import type { Agent } from '../../lib/transport/agent.js';
 import type { Peer } from '../../lib/transport/peer.js';
@@ -30,6 +32,30 @@ import type { PlannedRow } from './plan.js';
 import { slotsFor, transferBytes } from './plan.js';
 import type { MismatchJson, SweepRowJson } from './schema.js';
 import { EMPTY_DISTRIBUTION, Samples } from '../stats.js';
+
+/**
+ * Settles the heap before a row: a full collection, then a pause while V8's helper threads finish
+ * sweeping. A freshly started bench process has the garbage of its start (loading modules,
+ * connecting, registering, filling the pattern) to collect; left alone, V8 collects it whenever the
+ * old generation asks, and a major collection (2-6 ms with its concurrent marking) landing inside a
+ * 1,000-transfer row of 4 KiB (3-4 ms) doubled that row in some runs and not in others. A
+ * collection between warmup and timed iterations instead (tried, 427ef00) let the concurrent
+ * sweeping that follows it take a core inside the row; the pause lets it finish first, and the
+ * warmup that follows warms the caches again.
+ */
+async function settleHeap(): Promise<void> {
+  gc ??= exposeGc();
+  gc();
+  await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
+}
+const SETTLE_MS = 30;
+let gc: (() => void) | undefined;
+function exposeGc(): () => void {
+  const existing = (globalThis as { gc?: () => void }).gc;
+  if (existing !== undefined) return existing;
+  setFlagsFromString('--expose-gc');
+  return runInNewContext('gc') as () => void;
+}
 
 /** What a row runs against: a connected pair and their regions. */
 export interface RowEnv {
@@ -194,6 +220,7 @@ export async function runRow(env: RowEnv, row: PlannedRow): Promise<SweepRowJson
   };
 
   let elapsed = 0;
+  await settleHeap();
   try {
     if (env.check) {
       // Waves of `slots.length` transfers: poison, post all, await all, verify (not timed).
