@@ -205,7 +205,11 @@ export declare class NativeAgent {
   /** The keys a device region is granted with: to trusted peers, and to any other. */
   setGrantKeys(id: number, trusted: Uint8Array, restricted: Uint8Array): void;
   disconnect(peerId: number): void;
-  /** Posts a transfer; true when it already completed (inline copy). Throws (with `code`) if a descriptor fails a check. */
+  /**
+   * Posts a transfer: 0 when queued (its completion comes as an event), else the monotonic clock in
+   * ns (as `process.hrtime.bigint()`) when it completed on this thread (an inline copy, or a small
+   * completion this thread waited for). Throws (with `code`) if a descriptor fails a check.
+   */
   post(
     id: number,
     op: 0 | 1,
@@ -213,7 +217,7 @@ export declare class NativeAgent {
     descs: Float64Array,
     notify: Uint8Array | null,
     timeoutMs: number,
-  ): boolean;
+  ): number;
   cancel(id: number, code?: string): void;
   notify(peerId: number, message: Uint8Array, token: number): void;
   /**

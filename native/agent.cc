@@ -8,6 +8,7 @@
 #include <unordered_set>
 
 #include "engine/process.h"
+#include "util/clock.h"
 
 namespace kvwire {
 
@@ -551,9 +552,10 @@ Napi::Value Agent::Post(const Napi::CallbackInfo& info) {
   order.count = n;
   SubmitResult r = engine_->Submit(order);
   if (r.code != nullptr) ThrowCode(env, r.code, r.message);
-  return Napi::Boolean::New(env, r.completed);
+  // Completed on this thread: when (the clock of process.hrtime), so JavaScript need not read it.
+  return Napi::Number::New(env, r.completed ? static_cast<double>(NowNs()) : 0.0);
 #else
-  return env.Undefined();
+  return Napi::Number::New(env, 0);
 #endif
 }
 

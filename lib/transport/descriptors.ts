@@ -446,18 +446,25 @@ export function selectRows(
   const total = flat.length / STRIDE;
   const n = indices.length;
   if (n === 0) throw new KvwireError(ErrorCode.INVALID_ARGUMENT, 'a transfer needs at least one descriptor index');
+  if (n === 1 && scratch !== undefined) {
+    // One descriptor (a batch of one): nothing to coalesce, one row copied.
+    const i = indices[0]!;
+    if (!Number.isInteger(i) || i < 0 || i >= total) outsideList(i, 0, total);
+    const s = i * STRIDE;
+    const row = scratch.rows(1);
+    row[0] = flat[s]!;
+    row[1] = flat[s + 1]!;
+    row[2] = flat[s + 2]!;
+    row[3] = flat[s + 3]!;
+    row[4] = flat[s + 4]!;
+    return { flat: scratch.view(1), count: 1, bytes: row[4], given: 1 };
+  }
   const out = scratch !== undefined ? scratch.rows(n) : new Float64Array(n * STRIDE);
   let rows = 0;
   let bytes = 0;
   for (let k = 0; k < n; k++) {
     const i = indices[k]!;
-    if (!Number.isInteger(i) || i < 0 || i >= total) {
-      throw new KvwireError(
-        ErrorCode.OUT_OF_BOUNDS,
-        `index ${describeValue(i)} (position ${k}) is outside the prepared list of ${total} descriptors`,
-        { index: k },
-      );
-    }
+    if (!Number.isInteger(i) || i < 0 || i >= total) outsideList(i, k, total);
     const s = i * STRIDE;
     const len = flat[s + 4]!;
     bytes += len;
@@ -465,6 +472,14 @@ export function selectRows(
   }
   const rowsOut = scratch !== undefined ? scratch.view(rows) : rows === n ? out : out.slice(0, rows * STRIDE);
   return { flat: rowsOut, count: rows, bytes, given: n };
+}
+
+function outsideList(i: unknown, position: number, total: number): never {
+  throw new KvwireError(
+    ErrorCode.OUT_OF_BOUNDS,
+    `index ${describeValue(i)} (position ${position}) is outside the prepared list of ${total} descriptors`,
+    { index: position },
+  );
 }
 
 /**

@@ -81,8 +81,10 @@ export interface Engine {
   /**
    * Posts a validated transfer (flat descriptors, stride 5); throws a KvwireError if refused.
    * The engine copies `descs` before returning: the caller reuses the array.
-   * Returns true when the transfer already completed (small copies to mapped shared memory are
-   * done on the calling thread); its `transferDone` is then never reported.
+   * Returns 0 when the transfer is queued (`transferDone` reports it), else the time it completed
+   * on the calling thread (in ns, the clock of `process.hrtime.bigint()`): small copies to same-host memory are done right
+   * there, and its `transferDone` is then never reported. The time comes from the engine, so a
+   * small transfer's post costs the caller no second clock read.
    */
   post(
     id: number,
@@ -91,7 +93,7 @@ export interface Engine {
     descs: Float64Array,
     notify: Uint8Array | null,
     timeoutMs: number,
-  ): boolean;
+  ): number;
   cancel(id: number, code: string): void;
   notify(peerId: number, message: Uint8Array, token: number): void;
   /** Keep the process alive (pending work) or not. */

@@ -214,7 +214,7 @@ export class LoopbackEngine implements Engine {
     flat: Float64Array,
     notify: Uint8Array | null,
     timeoutMs: number,
-  ): boolean {
+  ): number {
     this.#assertUsable();
     const descs = flat.slice(); // the caller reuses its array once post() returns
     const target = this.#peers.get(peerId);
@@ -246,7 +246,7 @@ export class LoopbackEngine implements Engine {
         );
       }, timeoutMs),
     );
-    if (f.stall) return false;
+    if (f.stall) return 0;
     const failNow = f.fail !== undefined && (f.fail.count === undefined || f.fail.count > 0);
     if (failNow && f.fail!.count !== undefined) f.fail!.count--;
     const corrupt = (f.corrupt ?? 0) > 0;
@@ -280,7 +280,7 @@ export class LoopbackEngine implements Engine {
     };
     if (f.delayMs !== undefined && f.delayMs > 0) t.timers.push(setTimeout(run, f.delayMs));
     else setImmediate(run);
-    return false;
+    return 0;
   }
 
   /** Target side: checks and moves the bytes of one transfer; returns why it refused, if it did. */

@@ -241,7 +241,7 @@ export class NativeEngine implements Engine {
     descs: Float64Array,
     notify: Uint8Array | null,
     timeoutMs: number,
-  ): boolean {
+  ): number {
     try {
       return this.#agent.post(id, op, peerId, descs, notify, timeoutMs);
     } catch (e) {

@@ -84,13 +84,13 @@ export class TransferPoster implements TransferHost {
       throw new KvwireError(ErrorCode.CANCELLED, 'the transfer was aborted before it was posted');
     const id = this.#nextId++;
     const t = new Transfer(this, id, op, flat.bytes, flat.given, flat.count, startNs, peer.transport);
-    t.markPrepared(nowNs());
-    if (this.#engine.post(id, op === 'write' ? 1 : 0, peer.id, flat.flat, opts.notify, timeoutMs)) {
-      const done = nowNs();
-      t.settle(undefined, { startNs, postedNs: done, doneNs: done }); // copied inline: complete now
-      t.markQuiesced();
+    const postedNs = nowNs();
+    const doneNs = this.#engine.post(id, op === 'write' ? 1 : 0, peer.id, flat.flat, opts.notify, timeoutMs);
+    if (doneNs !== 0) {
+      t.completeInline(postedNs, doneNs); // moved on this thread: complete (and quiet) now
       return t;
     }
+    t.markPrepared(postedNs);
     this.#pending.set(id, t);
     this.#unquiesced.set(id, t);
     this.#keepAlive.adjust(1);
@@ -173,17 +173,22 @@ export function preparedRows(
   indices: ArrayLike<number> | undefined,
   coalesce: boolean,
 ): FlatDescriptors {
-  for (const r of p.localRegions) {
+  // Indexed loops: a for-of's iterator is an allocation per loop until the code is optimized.
+  const locals = p.localRegions;
+  for (let i = 0; i < locals.length; i++) {
+    const r = locals[i]!;
     if (!r.registered)
       throw new KvwireError(
         ErrorCode.DEREGISTERED,
         `${r} was deregistered since the list was prepared; prepare it again`,
       );
   }
-  for (const r of p.remoteRegions as readonly RemoteRegion[]) {
+  const remotes = p.remoteRegions as readonly RemoteRegion[];
+  const need = op === 'read' ? 'read' : 'write';
+  for (let i = 0; i < remotes.length; i++) {
+    const r = remotes[i]!;
     if (r.revoked)
       throw new KvwireError(ErrorCode.DEREGISTERED, `peer '${peerName}' deregistered ${r} since the list was prepared`);
-    const need = op === 'read' ? 'read' : 'write';
     if (r.access !== 'readwrite' && r.access !== need) {
       throw new KvwireError(
         ErrorCode.ACCESS_DENIED,

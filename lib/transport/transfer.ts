@@ -21,6 +21,19 @@ export interface TransferHost {
 }
 
 /**
+ * What only some transfers need, made on first use: the pending `done` promise and its settlers,
+ * the `quiesced` promise and its resolver. A transfer the engine completes inside `read()`/`write()`
+ * whose caller reads `stats` never has one.
+ */
+interface Waiters {
+  done: Promise<TransferStats> | undefined;
+  resolve: ((s: TransferStats) => void) | undefined;
+  reject: ((e: KvwireError) => void) | undefined;
+  quiesced: Promise<void> | undefined;
+  resolveQuiesced: (() => void) | undefined;
+}
+
+/**
  * One READ or WRITE in flight. `done` resolves with its telemetry when every byte is in place
  * (and its notification sent), or rejects with a {@link KvwireError}; a rejection nobody awaits
  * never crashes the process (check `status`/`error`).
@@ -36,21 +49,19 @@ export class Transfer {
   readonly descriptors: number;
   /** Descriptors posted after coalescing. */
   readonly postedDescriptors: number;
-  #done: Promise<TransferStats> | undefined;
-  #quiesced: Promise<void> | undefined;
-  #isQuiesced = false;
-  #resolveQuiesced: (() => void) | undefined;
+  /** @internal cleanup run once when the transfer settles (timers, abort listeners). */
+  onSettle: (() => void) | undefined;
+  // Few fields on purpose: a small transfer's whole post is a few µs, and every field is a store
+  // in the constructor, which runs unoptimized in a process's first thousands of transfers.
   #status: TransferStatus = 'pending';
-  #error: KvwireError | undefined;
-  #stats: TransferStats | undefined;
-  #resolve: ((s: TransferStats) => void) | undefined;
-  #reject: ((e: KvwireError) => void) | undefined;
+  #isQuiesced = false;
+  /** The telemetry once done, the error once failed. */
+  #result: TransferStats | KvwireError | undefined;
+  #waiters: Waiters | undefined;
   readonly #host: TransferHost;
   readonly #startNs: number;
   #prepNs = 0;
   readonly #transport: TransportCategory;
-  /** @internal cleanup run once when the transfer settles (timers, abort listeners). */
-  onSettle: (() => void) | undefined;
 
   /** @internal Created by the agent. */
   constructor(
@@ -73,27 +84,39 @@ export class Transfer {
     this.#transport = transport;
   }
 
+  #ensureWaiters(): Waiters {
+    return (this.#waiters ??= {
+      done: undefined,
+      resolve: undefined,
+      reject: undefined,
+      quiesced: undefined,
+      resolveQuiesced: undefined,
+    });
+  }
+
   /**
    * Settles when the transfer completes or fails. A rejection nobody awaits never crashes the
    * process. (Made on first use: a transfer the engine completed inside `read()`/`write()` costs
    * one resolved promise, not three pending ones and their callbacks, on a path of a few µs.)
    */
   get done(): Promise<TransferStats> {
-    if (this.#done === undefined) {
-      if (this.#stats !== undefined) {
-        this.#done = Promise.resolve(this.#stats);
-      } else if (this.#error !== undefined) {
-        this.#done = Promise.reject(this.#error);
-        this.#done.catch(() => {}); // observed through status/error when nobody awaits
+    const w = this.#ensureWaiters();
+    if (w.done === undefined) {
+      const r = this.#result;
+      if (this.#status === 'done') {
+        w.done = Promise.resolve(r as TransferStats);
+      } else if (r !== undefined) {
+        w.done = Promise.reject(r as KvwireError);
+        w.done.catch(() => {}); // observed through status/error when nobody awaits
       } else {
-        this.#done = new Promise<TransferStats>((resolve, reject) => {
-          this.#resolve = resolve;
-          this.#reject = reject;
+        w.done = new Promise<TransferStats>((resolve, reject) => {
+          w.resolve = resolve;
+          w.reject = reject;
         });
-        this.#done.catch(() => {}); // observed through status/error when nobody awaits
+        w.done.catch(() => {}); // observed through status/error when nobody awaits
       }
     }
-    return this.#done;
+    return w.done;
   }
 
   /**
@@ -103,14 +126,15 @@ export class Transfer {
    * then may the destination memory be reused for something else.
    */
   get quiesced(): Promise<void> {
-    if (this.#quiesced === undefined) {
-      this.#quiesced = this.#isQuiesced
+    const w = this.#ensureWaiters();
+    if (w.quiesced === undefined) {
+      w.quiesced = this.#isQuiesced
         ? QUIET
         : new Promise<void>((resolve) => {
-            this.#resolveQuiesced = resolve;
+            w.resolveQuiesced = resolve;
           });
     }
-    return this.#quiesced;
+    return w.quiesced;
   }
 
   /**
@@ -119,14 +143,14 @@ export class Transfer {
    * same host) has it as soon as the call returns.
    */
   get stats(): TransferStats | undefined {
-    return this.#stats;
+    return this.#status === 'done' ? (this.#result as TransferStats) : undefined;
   }
 
   /** @internal */
   markQuiesced(): void {
     if (this.#isQuiesced) return;
     this.#isQuiesced = true;
-    this.#resolveQuiesced?.();
+    this.#waiters?.resolveQuiesced?.();
   }
 
   /** 'pending', 'done', 'failed' or 'cancelled'. */
@@ -136,7 +160,7 @@ export class Transfer {
 
   /** Why it failed, once it did. */
   get error(): KvwireError | undefined {
-    return this.#error;
+    return this.#status === 'failed' || this.#status === 'cancelled' ? (this.#result as KvwireError) : undefined;
   }
 
   /** True while pending. */
@@ -159,6 +183,18 @@ export class Transfer {
     this.#prepNs = nowNs - this.#startNs;
   }
 
+  /**
+   * @internal The engine moved every byte inside its post call, which began at `postNs` and
+   * returned at `doneNs`: done and quiet at once (nobody can be waiting on a promise yet). The call
+   * is its post time; it waited for no completion.
+   */
+  completeInline(postNs: number, doneNs: number): void {
+    this.#prepNs = postNs - this.#startNs;
+    this.#status = 'done';
+    this.#isQuiesced = true;
+    this.#result = this.#statsOf(doneNs, doneNs);
+  }
+
   /** @internal Settles the transfer once; later calls are ignored. */
   settle(error: KvwireError | undefined, timing?: EngineTiming): boolean {
     if (this.#status !== 'pending') return false;
@@ -167,33 +203,38 @@ export class Transfer {
     cleanup?.();
     if (error !== undefined) {
       this.#status = error.code === ErrorCode.CANCELLED ? 'cancelled' : 'failed';
-      this.#error = error;
-      this.#reject?.(error);
+      this.#result = error;
+      this.#waiters?.reject?.(error);
       return true;
     }
-    const t = timing ?? { startNs: this.#startNs, postedNs: this.#startNs, doneNs: this.#startNs };
     const prepEnd = this.#startNs + this.#prepNs;
-    const postedAt = Math.max(t.postedNs, prepEnd);
-    const doneNs = Math.max(t.doneNs, postedAt);
-    const durationMs = (doneNs - this.#startNs) / 1e6;
+    const postedAt = timing === undefined ? prepEnd : Math.max(timing.postedNs, prepEnd);
+    const doneNs = timing === undefined ? postedAt : Math.max(timing.doneNs, postedAt);
+    const stats = this.#statsOf(postedAt, doneNs);
     this.#status = 'done';
-    this.#stats = {
+    this.#result = stats;
+    this.#waiters?.resolve?.(stats);
+    return true;
+  }
+
+  #statsOf(postedAt: number, doneNs: number): TransferStats {
+    const startNs = this.#startNs;
+    const durationMs = (doneNs - startNs) / 1e6;
+    return {
       op: this.op,
       bytes: this.bytes,
       descriptors: this.descriptors,
       postedDescriptors: this.postedDescriptors,
-      startedAt: this.#startNs / 1e6,
+      startedAt: startNs / 1e6,
       postedAt: postedAt / 1e6,
       completedAt: doneNs / 1e6,
       prepMs: this.#prepNs / 1e6,
-      postMs: (postedAt - prepEnd) / 1e6,
+      postMs: (postedAt - startNs - this.#prepNs) / 1e6,
       completionMs: (doneNs - postedAt) / 1e6,
       durationMs,
       gbps: durationMs > 0 ? this.bytes / (durationMs * 1e6) : 0,
       transport: this.#transport,
     };
-    this.#resolve?.(this.#stats);
-    return true;
   }
 }
 

@@ -7,6 +7,7 @@ import { tcpZeroCopyOff } from './tcp-zero-copy-off.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Agent, ErrorCode, KvwireError } from '../../lib/index.js';
 import type { Peer, Region } from '../../lib/index.js';
+import { nowNs } from '../../lib/util/clock.js';
 import { fillPattern, sha256 } from '../fixtures/pattern.js';
 import { Child } from './child.js';
 
@@ -69,11 +70,13 @@ describe.each(['tcp', 'sm'])('small transfers over %s', (tls) => {
       const { peer, local, mem } = await start();
       const expected = fillPattern(Buffer.alloc(SIZE), SEEDS[label]);
       // One descriptor of 4 KiB.
+      const before = nowNs() / 1e6;
       const one = agent!.read(
         peer,
         [{ region: local, offset: 100, length: 4096 }],
         [{ region: peer.region(label), offset: 12_345, length: 4096 }],
       );
+      const after = nowNs() / 1e6;
       // Over sm the bytes are in place when read() returns; over tcp the engine thread moves them.
       expect(one.status).toBe(tls === 'sm' ? 'done' : 'pending');
       // Its telemetry is there at once too (no await needed), the very object done resolves with.
@@ -81,7 +84,18 @@ describe.each(['tcp', 'sm'])('small transfers over %s', (tls) => {
       expect(early === undefined).toBe(tls !== 'sm');
       const oneStats = await one.done;
       expect(one.stats).toBe(oneStats);
-      if (early !== undefined) expect(oneStats).toBe(early);
+      if (early !== undefined) {
+        expect(oneStats).toBe(early);
+        // Done inside the call: its timeline (the end from the engine's clock) lies within the
+        // call, in order, with no time waiting for a completion.
+        expect(early.startedAt).toBeGreaterThanOrEqual(before);
+        expect(early.postedAt).toBeGreaterThanOrEqual(early.startedAt);
+        expect(early.completedAt).toBeGreaterThanOrEqual(early.postedAt);
+        expect(early.completedAt).toBeLessThanOrEqual(after);
+        expect(early.completionMs).toBe(0);
+        expect(early.prepMs + early.postMs).toBeCloseTo(early.durationMs, 9);
+        expect(early.postMs).toBeGreaterThan(0);
+      }
       await one.quiesced;
       expect(mem.subarray(100, 100 + 4096).equals(expected.subarray(12_345, 12_345 + 4096))).toBe(true);
       // 64 scattered descriptors of 4 KiB: 256 KiB, exactly the default inline budget.
