@@ -80,6 +80,11 @@ export interface RowEnv {
   readonly onTransfer?: (done: number) => void;
 }
 
+/** Telemetry kept in the timed loop before it is summarized (a long row summarizes as it goes). */
+const KEEP_STATS = 1 << 16;
+/** The progress bar is told of every this-many transfers (and of the last). */
+const PROGRESS_EVERY = 64;
+
 /** Deadline of one transfer: generous (20 MB/s plus 10 s), since a row must fail, never hang. */
 export function transferTimeoutMs(bytes: number): number {
   return Math.ceil(10_000 + bytes / 20_000);
@@ -182,16 +187,30 @@ export async function runRow(env: RowEnv, row: PlannedRow): Promise<SweepRowJson
   let verified = 0;
   let transfers = 0;
 
-  const note = (s: TransferStats, record: boolean): void => {
-    const index = transfers++;
-    descriptors = s.postedDescriptors;
-    if (record) {
+  // The timed loop keeps each transfer's telemetry as it is and moves on, as nixlbench records
+  // nothing per transfer: the four latency columns are filled from it after the loop (or every
+  // KEEP_STATS transfers, in long rows), and the progress bar hears of every PROGRESS_EVERY-th.
+  const kept: TransferStats[] = [];
+  const drain = (): void => {
+    for (let k = 0; k < kept.length; k++) {
+      const s = kept[k]!;
       lat.add(s.durationMs * 1000);
       prep.add(s.prepMs * 1000);
       post.add(s.postMs * 1000);
       completion.add(s.completionMs * 1000);
     }
-    env.onTransfer?.(index + 1);
+    if (kept.length > 0) descriptors = kept[kept.length - 1]!.postedDescriptors;
+    kept.length = 0;
+  };
+  const note = (s: TransferStats, record: boolean): void => {
+    const done = ++transfers;
+    if (record) {
+      kept.push(s);
+      if (kept.length === KEEP_STATS) drain();
+    } else {
+      descriptors = s.postedDescriptors;
+    }
+    if (done % PROGRESS_EVERY === 0) env.onTransfer?.(done);
   };
   // A transfer completed inside post() (small, same host: copied by this thread) has its stats at
   // once, and the next is posted without a trip through the microtask queue, as nixlbench checks
@@ -281,6 +300,8 @@ export async function runRow(env: RowEnv, row: PlannedRow): Promise<SweepRowJson
   } catch (e) {
     failure = { message: (e as Error).message, code: codeOf(e) };
   }
+  drain();
+  env.onTransfer?.(transfers);
   const n = lat.length;
   const moved = n * bytes;
   if (mismatch !== undefined) {
