@@ -101,6 +101,17 @@ export function takeReports(p: SanitizedPackage): SanitizerReport[] {
   return out;
 }
 
+/**
+ * What the package's processes wrote to their sanitizer logs so far, as it is (the end of each
+ * file): for the message of a scenario that did not complete, whose cause (a sanitizer's own fatal
+ * error, say) may be no report that {@link takeReports} parses.
+ */
+export function logText(p: SanitizedPackage, maxPerFile = 3000): string {
+  return readdirSync(p.logDir)
+    .map((f) => `--- ${f}\n${readFileSync(join(p.logDir, f), 'utf8').slice(-maxPerFile)}`)
+    .join('\n');
+}
+
 /** Starts a scenario program from the sanitized package copy. */
 export function startSanitized(p: SanitizedPackage, fixture: string, args: unknown, execArgv: string[] = []): Proc {
   return new Proc(fixture, { dir: join(p.dir, 'dist/test/reliability/fixtures'), args, env: p.env, execArgv });

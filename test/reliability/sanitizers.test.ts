@@ -7,7 +7,7 @@
 // whose allocation TSan cannot order before it).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FULL, record, scale } from './harness.js';
-import { sanitizedPackage, startSanitized, takeReports } from './sanitize.js';
+import { logText, sanitizedPackage, startSanitized, takeReports } from './sanitize.js';
 import type { SanitizedPackage, SanitizerKind, SanitizerReport } from './sanitize.js';
 
 interface Scenario {
@@ -92,6 +92,7 @@ describe.each(SANITIZERS)('the native code under %s', (kind) => {
     const last = await p.next('report', 1_200_000);
     if (last.type !== 'report') p.kill('SIGKILL');
     await p.exited;
+    const logs = last.type === 'report' ? '' : logText(pkg!);
     const all: SanitizerReport[] = takeReports(pkg!);
     const reports = all.filter((r) => r.triage === undefined);
     const counted: Record<string, number> = {};
@@ -102,7 +103,10 @@ describe.each(SANITIZERS)('the native code under %s', (kind) => {
       counted,
       ms: performance.now() - start,
     };
-    expect(last.type, `${JSON.stringify(last).slice(0, 1500)}; stderr: ${p.stderr.slice(-3000)}`).toBe('report');
+    expect(
+      last.type,
+      `${JSON.stringify(last).slice(0, 1500)}; stderr: ${p.stderr.slice(-3000)}; sanitizer logs: ${logs.slice(-6000)}`,
+    ).toBe('report');
     expect(reports.map((r) => `${r.summary} (pid ${r.pid})\n${r.text}`)).toEqual([]);
   });
 });
