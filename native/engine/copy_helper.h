@@ -27,7 +27,8 @@ class CopyHelper {
   // Hands `job` to the helper thread (starting it on first use). The previous job must have been
   // waited for. Returns false when the thread could not be started: run the job yourself.
   bool Start(std::function<int()> job);
-  // Blocks until the job handed over by Start() ran; returns what it returned.
+  // Blocks until the job handed over by Start() ran; returns what it returned. A job the helper has
+  // not taken yet is taken back and run by the caller.
   int Wait();
 
  private:
