@@ -34,21 +34,18 @@ import type { MismatchJson, SweepRowJson } from './schema.js';
 import { EMPTY_DISTRIBUTION, Samples } from '../stats.js';
 
 /**
- * Settles the heap before a row: a full collection, then a pause while V8's helper threads finish
- * sweeping. A freshly started bench process has the garbage of its start (loading modules,
- * connecting, registering, filling the pattern) to collect; left alone, V8 collects it whenever the
- * old generation asks, and a major collection (2-6 ms with its concurrent marking) landing inside a
- * 1,000-transfer row of 4 KiB (3-4 ms) doubled that row in some runs and not in others. A
- * collection between warmup and timed iterations instead (tried, 427ef00) let the concurrent
- * sweeping that follows it take a core inside the row; the pause lets it finish first, and the
- * warmup that follows warms the caches again.
+ * Collects the garbage before a row's warmup. A freshly started bench process has the garbage of
+ * its start (loading modules, connecting, registering, filling the pattern) to collect; left alone,
+ * V8 collects it whenever the old generation asks, and a major collection (2-6 ms with its
+ * concurrent marking) landing inside a 1,000-transfer row of 4 KiB (3-4 ms) doubled that row in
+ * some runs and not in others. Before the warmup, not between warmup and timed iterations (tried,
+ * 427ef00): the concurrent sweeping that follows a collection then runs during the warmup. A pause
+ * after it (30 ms, tried) left tcp 4 KiB rows slower: 0.18 against 0.22 GB/s (medians of seven).
  */
-async function settleHeap(): Promise<void> {
+function collectGarbage(): void {
   gc ??= exposeGc();
   gc();
-  await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
 }
-const SETTLE_MS = 30;
 let gc: (() => void) | undefined;
 function exposeGc(): () => void {
   const existing = (globalThis as { gc?: () => void }).gc;
@@ -239,7 +236,7 @@ export async function runRow(env: RowEnv, row: PlannedRow): Promise<SweepRowJson
   };
 
   let elapsed = 0;
-  await settleHeap();
+  collectGarbage();
   try {
     if (env.check) {
       // Waves of `slots.length` transfers: poison, post all, await all, verify (not timed).
