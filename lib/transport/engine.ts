@@ -82,9 +82,9 @@ export interface Engine {
    * Posts a validated transfer (flat descriptors, stride 5); throws a KvwireError if refused.
    * The engine copies `descs` before returning: the caller reuses the array.
    * Returns 0 when the transfer is queued (`transferDone` reports it), else the time it completed
-   * on the calling thread (in ns, the clock of `process.hrtime.bigint()`): small copies to same-host memory are done right
-   * there, and its `transferDone` is then never reported. The time comes from the engine, so a
-   * small transfer's post costs the caller no second clock read.
+   * on the calling thread (in ns, the clock of `process.hrtime.bigint()`): small copies to
+   * same-host memory are done right there, and its `transferDone` is then never reported. The
+   * time comes from the engine, so a small transfer's post costs the caller no second clock read.
    */
   post(
     id: number,
