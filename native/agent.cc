@@ -513,13 +513,17 @@ Napi::Value Agent::Disconnect(const Napi::CallbackInfo& info) {
 Napi::Value Agent::Post(const Napi::CallbackInfo& info) {
   KVWIRE_REQUIRE_OPEN(info);
   Napi::Env env = info.Env();
-  if (info.Length() < 6 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber() ||
-      !info[3].IsTypedArray() || !info[5].IsNumber()) {
+  if (info.Length() < 6 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber() || !info[3].IsObject() ||
+      !info[5].IsNumber()) {
     ThrowCode(env, code::kInvalidArgument, "post(xferId, op, peerId, descs, notify, timeoutMs): bad arguments");
   }
 #ifdef KVWIRE_HAVE_UCX
-  Napi::TypedArray ta = info[3].As<Napi::TypedArray>();
-  if (ta.TypedArrayType() != napi_float64_array || ta.ElementLength() % 5 != 0 || ta.ElementLength() == 0) {
+  // One look at the list (type, length, data): napi_get_typedarray_info fails on anything else.
+  napi_typedarray_type type = napi_int8_array;
+  size_t length = 0;
+  void* data = nullptr;
+  if (napi_get_typedarray_info(env, info[3], &type, &length, &data, nullptr, nullptr) != napi_ok ||
+      type != napi_float64_array || length % 5 != 0 || length == 0) {
     ThrowCode(env, code::kInvalidArgument, "descriptors must be a non-empty Float64Array of stride 5");
   }
   TransferOrder order;
@@ -529,8 +533,8 @@ Napi::Value Agent::Post(const Napi::CallbackInfo& info) {
     order.notify = nd;
     order.hasNotify = true;
   }
-  const double* d = info[3].As<Napi::Float64Array>().Data();
-  const size_t n = ta.ElementLength() / 5;
+  const double* d = static_cast<const double*>(data);
+  const size_t n = length / 5;
   // Reused by every post of this thread: converting a list allocates nothing once it has grown.
   thread_local std::vector<DescriptorRef> descs;
   descs.resize(n);

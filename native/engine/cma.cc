@@ -12,24 +12,33 @@ constexpr size_t kIovMax = 1024;  // IOV_MAX on Linux: the most iovecs one call 
 }
 
 int CmaCopy(pid_t pid, bool write, const CmaRange* ranges, size_t n) {
-  std::vector<iovec> local, remote;
-  local.reserve(kIovMax);
-  remote.reserve(kIovMax);
+  // A short list (the common batch of one) keeps its iovecs on the stack: two 16 KiB heap blocks
+  // per call cost ~0.1 µs of a ~1.3 µs 4 KiB copy.
+  constexpr size_t kStackIov = 16;
+  iovec stackLocal[kStackIov], stackRemote[kStackIov];
+  std::vector<iovec> heapLocal, heapRemote;
+  const size_t cap = n < kIovMax ? n : kIovMax;
+  iovec* local = stackLocal;
+  iovec* remote = stackRemote;
+  if (cap > kStackIov) {
+    heapLocal.resize(cap);
+    heapRemote.resize(cap);
+    local = heapLocal.data();
+    remote = heapRemote.data();
+  }
   size_t i = 0;
   uint64_t done = 0;  // bytes of ranges[i] already copied (a call may stop part way)
   while (i < n) {
-    local.clear();
-    remote.clear();
+    size_t m = 0;
     uint64_t want = 0;
-    for (size_t k = i; k < n && local.size() < kIovMax; ++k) {
+    for (size_t k = i; k < n && m < cap; ++k, ++m) {
       uint64_t skip = k == i ? done : 0;
-      local.push_back(iovec{ranges[k].local + skip, static_cast<size_t>(ranges[k].length - skip)});
-      remote.push_back(
-          iovec{reinterpret_cast<void*>(ranges[k].remote + skip), static_cast<size_t>(ranges[k].length - skip)});
+      local[m] = iovec{ranges[k].local + skip, static_cast<size_t>(ranges[k].length - skip)};
+      remote[m] = iovec{reinterpret_cast<void*>(ranges[k].remote + skip), static_cast<size_t>(ranges[k].length - skip)};
       want += ranges[k].length - skip;
     }
-    ssize_t got = write ? process_vm_writev(pid, local.data(), local.size(), remote.data(), remote.size(), 0)
-                        : process_vm_readv(pid, local.data(), local.size(), remote.data(), remote.size(), 0);
+    ssize_t got =
+        write ? process_vm_writev(pid, local, m, remote, m, 0) : process_vm_readv(pid, local, m, remote, m, 0);
     if (got < 0) {
       if (errno == EINTR) continue;
       return errno;
