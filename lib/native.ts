@@ -107,6 +107,8 @@ export interface NativeConnection {
   protocol: string;
   /** The CUDA path, when one applies ('ucx', 'ipc' or 'staging'). */
   cudaPath?: string;
+  /** How the calling thread checks the peer lives before a cross-memory-attach copy ('beacon', 'pidfd'). */
+  liveness?: string;
 }
 
 /** One event from the engine thread. */

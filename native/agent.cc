@@ -651,6 +651,7 @@ Napi::Array Agent::EventsToJs(Napi::Env env, std::vector<EngineEvent>& events) {
       c.Set("lanes", e.connection.lanes);
       c.Set("protocol", e.connection.protocol);
       if (!e.connection.cudaPath.empty()) c.Set("cudaPath", e.connection.cudaPath);
+      if (!e.connection.liveness.empty()) c.Set("liveness", e.connection.liveness);
       o.Set("connection", c);
     }
     if (e.kind == EngineEvent::Kind::kTransferDone) {

@@ -11,7 +11,7 @@
 import type { KvwireError } from '../errors.js';
 import type { AgentDescription } from './metadata.js';
 import type { CudaMemory } from './cuda.js';
-import type { Access, CudaPath, EngineKind, HostMemory, TransportCategory } from './types.js';
+import type { Access, CudaPath, EngineKind, HostMemory, PeerLiveness, TransportCategory } from './types.js';
 
 /** Engine timestamps of a transfer, in nanoseconds on the monotonic clock. */
 export interface EngineTiming {
@@ -29,6 +29,11 @@ export interface EngineConnection {
   readonly protocol: 'rma' | 'am' | 'loopback';
   /** How transfers touching device memory travel (undefined: the engine moves host memory only). */
   readonly cudaPath?: CudaPath;
+  /**
+   * How the calling thread checks that the peer's process lives before it copies the peer's
+   * registered memory itself (cross-memory attach); undefined where it never does.
+   */
+  readonly liveness?: PeerLiveness;
 }
 
 /** What an engine tells its agent. Called on the JS thread. */

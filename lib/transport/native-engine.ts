@@ -117,6 +117,7 @@ export class NativeEngine implements Engine {
               lanes: c?.lanes ?? '',
               protocol: c?.protocol === 'rma' ? 'rma' : 'am',
               ...(CUDA_PATHS.has(c?.cudaPath as CudaPath) ? { cudaPath: c?.cudaPath as CudaPath } : {}),
+              ...(c?.liveness === 'beacon' || c?.liveness === 'pidfd' ? { liveness: c.liveness } : {}),
             };
           }
           l.connected(e.id, error, conn);

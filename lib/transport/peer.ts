@@ -9,7 +9,7 @@ import type { EngineConnection } from './engine.js';
 import type { AgentDescription } from './metadata.js';
 import { invalid } from './arguments.js';
 import { RemoteRegion } from './region.js';
-import type { CudaPath, TransportCategory } from './types.js';
+import type { CudaPath, PeerLiveness, TransportCategory } from './types.js';
 
 /** What a Peer needs from its agent. @internal */
 export interface PeerHost {
@@ -44,6 +44,14 @@ export class Peer extends EventEmitter {
    * engine chose it when connecting; null for engines that move host memory only (loopback).
    */
   readonly cudaPath: CudaPath | null;
+  /**
+   * How this agent checks that the peer's process still lives before its calling thread copies
+   * the peer's registered memory itself (small transfers to a same-host peer over shared memory,
+   * by cross-memory attach): 'beacon', one memory load of a page the kernel marks when the peer's
+   * engine thread ends (native/engine/liveness.h); 'pidfd', a system call per transfer (where the
+   * peer offers no beacon); null where no transfer to this peer is copied that way.
+   */
+  readonly liveness: PeerLiveness | null;
   /** The regions the peer exported (access other than 'none'). */
   readonly regions: readonly RemoteRegion[];
   #state: PeerState = 'connected';
@@ -63,6 +71,7 @@ export class Peer extends EventEmitter {
     this.protocol = conn.protocol;
     this.sameHost = sameHost;
     this.cudaPath = conn.cudaPath ?? null;
+    this.liveness = conn.liveness ?? null;
     this.regions = d.regions.map((r) => new RemoteRegion(this, r.id, r.label, r.access, r.length, r.memory ?? 'host'));
     for (const r of this.regions) {
       this.#byLabel.set(r.label, r);

@@ -29,6 +29,13 @@ export type MemoryKind = 'host' | 'cuda';
  */
 export type CudaPath = 'ucx' | 'ipc' | 'staging';
 
+/**
+ * How an agent checks that a same-host peer's process still lives before its calling thread copies
+ * the peer's memory by cross-memory attach: 'beacon' (one memory load of a page the kernel marks
+ * when the peer's engine thread ends) or 'pidfd' (one system call per transfer).
+ */
+export type PeerLiveness = 'beacon' | 'pidfd';
+
 /** Host memory kvwire registers in place (never copied). */
 export type HostMemory = ArrayBuffer | ArrayBufferView;
 

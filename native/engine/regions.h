@@ -15,6 +15,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "engine/liveness.h"
 #include "engine/types.h"
 #include "util/unique_fd.h"
 
@@ -186,6 +187,9 @@ struct PeerInfo {
   // its copy at any time) and then sets cmaInline, once, when the peer is connected with one-sided
   // access by cma. Never changed afterwards; closed with the PeerInfo.
   UniqueFd cmaPidfd;
+  // The peer's liveness beacon (liveness.h), when it has one: checked by a load instead of a poll
+  // of cmaPidfd. Set with cmaPidfd, before cmaInline.
+  std::unique_ptr<PeerBeacon> cmaBeacon;
   std::atomic<bool> cmaInline{false};
   std::unordered_map<uint32_t, std::unique_ptr<RemoteRegion>> regions;
   const RemoteRegion* Find(uint32_t id) const {

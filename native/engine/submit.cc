@@ -14,9 +14,11 @@
 // complete at once.
 //
 // Hazards guarded:
-//  - pid reuse: process_vm_* address a pid; the peer's pidfd (a duplicate owned by its PeerInfo)
-//    is polled first: it turns readable when the process exits, before the pid can be reused
-//    (polling after a READ's copy instead was measured: no gain, 4 KiB p50 3.08-3.17 µs either way);
+//  - pid reuse: process_vm_* address a pid, which is the peer's only while its process lives. The
+//    peer's liveness beacon (liveness.h: a word the kernel marks as the peer's engine thread ends,
+//    before the process can be reaped) is read before the copy, and again after a READ's (then the
+//    pid was the peer's throughout); a peer without one has its pidfd (a duplicate owned by its
+//    PeerInfo) polled before the copy: one system call, 0.35-0.4 µs of a 2.8 µs 4 KiB READ;
 //  - blocking the event loop: bounded by inlineBytes (default 1 MiB: up to ~70 µs of registered
 //    memory, measured in bench/RESULTS-nixl.md); larger transfers go to the engine thread. From
 //    kInlineSplitBytes (512 KiB) of cross-memory attach, half is copied by the posting thread's copy
@@ -211,9 +213,14 @@ bool UcxEngine::TryInlineCopy(const TransferRequest& req, const PeerInfo& peer) 
     if (d.remoteMapped != nullptr) continue;
     ranges[n++] = CmaRange{d.local, d.remoteAddr, d.length};
   }
+  const PeerBeacon* beacon = peer.cmaBeacon.get();
   if (n > 0) {
-    pollfd pf{peer.cmaPidfd.get(), POLLIN, 0};
-    if (!peer.cmaPidfd.valid() || poll(&pf, 1, 0) != 0) return false;  // exited (or cannot tell)
+    if (beacon != nullptr) {
+      if (!beacon->Alive()) return false;  // exited, or its agent closed
+    } else {
+      pollfd pf{peer.cmaPidfd.get(), POLLIN, 0};
+      if (!peer.cmaPidfd.valid() || poll(&pf, 1, 0) != 0) return false;  // exited (or cannot tell)
+    }
     const auto pid = static_cast<pid_t>(peer.pid);
     uint64_t attachBytes = 0;
     for (size_t i = 0; i < n; ++i) attachBytes += ranges[i].length;
@@ -231,6 +238,8 @@ bool UcxEngine::TryInlineCopy(const TransferRequest& req, const PeerInfo& peer) 
       }
     }
     if (n > 0 && CmaCopy(pid, write, ranges, n) != 0) return false;
+    // A READ's bytes are the peer's only if the pid was its own throughout: still alive now.
+    if (!write && beacon != nullptr && !beacon->Alive()) return false;
   }
   for (const ResolvedDesc& d : req.descs) {
     if (d.remoteMapped == nullptr) continue;

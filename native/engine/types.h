@@ -106,12 +106,15 @@ const char* WireStatusCode(WireStatus s);
   X(Closed)
 
 // What the engine learned about a connection (Connected, Handshaked): the transport category
-// ("sm", "tcp", ...), UCX's lanes, "rma" or "am", and the CUDA path ("" when none applies).
+// ("sm", "tcp", ...), UCX's lanes, "rma" or "am", the CUDA path ("" when none applies), and how the
+// calling thread checks the peer lives before it copies by cross-memory attach ("beacon", "pidfd";
+// "" when it never does).
 struct ConnectionInfo {
   std::string transport;
   std::string lanes;
   std::string protocol;
   std::string cudaPath;
+  std::string liveness;
 };
 
 // One event from the engine thread to the JS thread.

@@ -259,13 +259,18 @@ void UcxEngine::DoAttach(uint32_t peerId) {
     int fd = fcntl(ob.pidfd.get(), F_DUPFD_CLOEXEC, 0);
     if (fd >= 0) {
       ob.info->cmaPidfd.reset(fd);
+      // ... or, cheaper, its liveness beacon (liveness.h) when it offered one we can map.
+      if (ob.beaconFd >= 0) ob.info->cmaBeacon = PeerBeacon::Open(ob.pidfd.get(), ob.beaconFd);
       ob.info->cmaInline.store(true, std::memory_order_release);
     }
   }
   EngineEvent e{EngineEvent::Kind::kConnected};
   e.id = ob.id;
   e.connection =
-      ConnectionInfo{ob.lanes.category, ob.lanes.detail, ob.oneSided ? "rma" : "am", cuda::PathName(ob.cuda->path)};
+      ConnectionInfo{ob.lanes.category, ob.lanes.detail, ob.oneSided ? "rma" : "am", cuda::PathName(ob.cuda->path),
+                     !ob.info->cmaInline.load(std::memory_order_relaxed) ? ""
+                     : ob.info->cmaBeacon != nullptr                     ? "beacon"
+                                                                         : "pidfd"};
   Emit(std::move(e));
 }
 

@@ -181,6 +181,8 @@ bool UcxEngine::Init(std::string* error) {
     }
   }
   InitCuda();
+  std::string beaconError;
+  beacon_ = LivenessBeacon::Create(&beaconError);  // without one, peers poll our pidfd instead
   thread_ = std::thread([this] { Run(); });
   return true;
 }
@@ -472,6 +474,8 @@ uint64_t UcxEngine::NextWakeNs() const {
 
 void UcxEngine::Run() {
   epoll_event evs[16];
+  // Held until this thread ends: then the kernel marks the beacon's word (liveness.h).
+  beaconHeld_ = beacon_ != nullptr && beacon_->Hold();
   lastActivityNs_ = NowNs();
   while (!stopping_.load(std::memory_order_acquire)) {
     bool commands = DrainCommands();

@@ -41,6 +41,7 @@
 #include "engine/address_check.h"
 #include "engine/auth.h"
 #include "engine/copy_helper.h"
+#include "engine/liveness.h"
 #include "engine/regions.h"
 #include "engine/types.h"
 #include "engine/ucx_handles.h"
@@ -511,6 +512,11 @@ class UcxEngine {
   std::atomic<uint64_t> claim_{0};
   uint32_t spinMisses_ = 0;  // posting thread: waits in a row that ended without the completion
   uint32_t spinSkips_ = 0;   // posting thread: transfers posted without waiting since the last wait
+
+  // This agent's liveness beacon (liveness.h), held by the engine thread from its start: offered to
+  // the same-host peers it grants one-sided access, so they check it lives without a system call.
+  std::unique_ptr<LivenessBeacon> beacon_;
+  bool beaconHeld_ = false;  // engine thread
 
   CopyHelper copyHelper_;  // engine thread: the second half of large one-sided copies (PostOneSided)
   // The posting thread's: the second half of an inline cross-memory attach of at least

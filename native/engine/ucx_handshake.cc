@@ -145,6 +145,8 @@ void UcxEngine::HandleHelloAck(const wire::HelloAckHdr& h, const uint8_t* data, 
   }
   ob.inboundId = h.inboundId;
   ob.peerToken = h.token;
+  ob.beaconFd =
+      h.beaconFd > 0 && h.beaconFd <= static_cast<uint32_t>(INT32_MAX) ? static_cast<int>(h.beaconFd - 1) : -1;
   // One-sided access needs the target's grant, a same-host peer whose process is watched (no pid
   // reuse) over shared memory, and this agent willing to use it.
   ob.oneSided = (h.flags & wire::kAckOneSided) != 0 && ob.sameHost && ob.pidfd.valid() &&
@@ -283,6 +285,7 @@ void UcxEngine::HandleHello(const wire::HelloHdr& h, const uint8_t* data, size_t
   ack.token = ib->token;
   ack.pid = static_cast<uint32_t>(getpid());
   ack.pidStart = opts_.pidStart;
+  ack.beaconFd = ib->oneSided && beaconHeld_ ? static_cast<uint32_t>(beacon_->fd()) + 1 : 0;
   std::memcpy(ack.nonce, ib->nonce, sizeof ack.nonce);
   if (keyIndex >= 0) {
     Digest m = AckMac(opts_.auth.at(keyIndex).key, h.nonce, ack, grant.data(), grant.size());

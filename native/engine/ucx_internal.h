@@ -39,6 +39,7 @@ struct UcxEngine::Outbound {
   bool sameHost = false;
   LaneInfo lanes;
   UniqueFd pidfd;
+  int beaconFd = -1;  // the target's liveness beacon, a descriptor of its process (from its HelloAck)
   uint64_t connectDeadlineNs = 0;
   uint64_t closeDeadlineNs = 0;                 // kClosing: torn down at the latest then
   bool byeReceived = false;                     // kClosing: the target said it is quiet

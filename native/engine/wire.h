@@ -75,7 +75,7 @@ struct HelloAckHdr {
   uint64_t token;              // the target's token: every message to it carries it
   uint8_t nonce[kNonceBytes];  // the target's challenge, answered by kAuth
   uint32_t pid;                // the target's process: the initiator checks it against the metadata
-  uint32_t reserved;
+  uint32_t beaconFd;           // with one-sided access: its liveness beacon's descriptor + 1 (liveness.h), 0: none
   uint64_t pidStart;
   uint8_t mac[kMacBytes];  // HMAC over "kvwire ack v3", the hello's nonce, this header with mac zeroed, the data
 };                         // data = the grant (status ok) or a reason (refused)

@@ -54,6 +54,9 @@ describe.each(['tcp', 'sm'])('small transfers over %s', (tls) => {
     });
     const peer = await agent.connect(Uint8Array.from(m.metadata as number[]));
     expect(peer.transport).toBe(tls);
+    // Over sm the calling thread copies the peer's registered memory itself, checking that the
+    // peer lives with one load of its liveness beacon (native/engine/liveness.h).
+    expect(peer.liveness).toBe(tls === 'sm' ? 'beacon' : null);
     const mem = Buffer.alloc(SIZE, 0xee);
     const local = agent.register(mem, { label: 'dst' });
     return { peer, c, local, mem };
@@ -174,5 +177,62 @@ describe.each(['tcp', 'sm'])('small transfers over %s', (tls) => {
     expect(err).toBeInstanceOf(KvwireError);
     expect((err as KvwireError).code).toBe(ErrorCode.PEER_LOST);
     expect(mem.subarray(0, 4096).every((v) => v === 0xee)).toBe(true);
+  });
+
+  it('READs 4 KiB again and again while the peer is killed: each is done with every byte right, until one fails with ERR_KVWIRE_PEER_LOST', async () => {
+    const { peer, c, local, mem } = await start();
+    const want = fillPattern(Buffer.alloc(SIZE), SEEDS.kv).subarray(4096, 8192);
+    const list = agent!.prepare(
+      peer,
+      [{ region: local, offset: 0, length: 4096 }],
+      [{ region: peer.region('kv'), offset: 4096, length: 4096 }],
+    );
+    let done = 0;
+    let failure: unknown;
+    for (let i = 0; i < 1_000_000 && failure === undefined; i++) {
+      if (i === 500) c.kill('SIGKILL');
+      mem.fill(0xee, 0, 4096);
+      try {
+        const t = list.read(undefined, { timeoutMs: 30_000 });
+        await t.done;
+        done++;
+        // A READ done is the peer's bytes: never the sentinel, never another process's.
+        if (!mem.subarray(0, 4096).equals(want))
+          throw new Error(`READ ${i} is done with bytes that are not the peer's`);
+      } catch (e) {
+        failure = e;
+      }
+    }
+    expect(done).toBeGreaterThanOrEqual(500);
+    expect(failure).toBeInstanceOf(KvwireError);
+    expect((failure as KvwireError).code).toBe(ErrorCode.PEER_LOST);
+  });
+
+  it('moves no byte into or out of the memory of a peer whose agent closed while its process runs on', async () => {
+    const { peer, c, local, mem } = await start();
+    const before = (await c.request({ cmd: 'hash-memory', label: 'kv' }, 'hash')).sha;
+    await c.request({ cmd: 'close' }, 'closed');
+    fillPattern(mem, 4321);
+    const mine = sha256(mem);
+    const one = (op: 'read' | 'write') => {
+      const args = [
+        peer,
+        [{ region: local, offset: 0, length: 4096 }],
+        [{ region: peer.region('kv'), offset: 0, length: 4096 }],
+      ] as const;
+      return op === 'read' ? agent!.read(...args) : agent!.write(...args);
+    };
+    for (const op of ['write', 'read'] as const) {
+      let err: unknown;
+      try {
+        await one(op).done; // refused at once (the engine heard the goodbye) or failed
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(KvwireError);
+      expect((err as KvwireError).code).toBe(ErrorCode.PEER_LOST);
+    }
+    expect((await c.request({ cmd: 'hash-memory', label: 'kv' }, 'hash')).sha).toBe(before);
+    expect(sha256(mem)).toBe(mine);
   });
 });
