@@ -296,9 +296,15 @@ bool UcxEngine::PostOneSided(Xfer& x, Outbound& ob) {
         finished++;
       }
     }
+    const PeerBeacon* beacon = ob.info->cmaBeacon.get();
     if (attach) {
       // The pid is the peer's only while its process lives: its pidfd turns readable when it
-      // exits, before the pid can be reused, so look at it first.
+      // exits, before the pid can be reused, so look at it first; and its liveness beacon
+      // (liveness.h), which also turns when it replaced itself by exec or closed its agent.
+      if (beacon != nullptr && !beacon->Alive()) {
+        OutboundLost(ob, code::kPeerLost, "its agent ended (process " + std::to_string(ob.info->pid) + ")");
+        return false;
+      }
       pollfd pf{ob.pidfd.get(), POLLIN, 0};
       if (!ob.pidfd.valid() || poll(&pf, 1, 0) != 0) {
         OutboundLost(ob, code::kPeerLost, "its process (pid " + std::to_string(ob.info->pid) + ") exited");
@@ -321,6 +327,11 @@ bool UcxEngine::PostOneSided(Xfer& x, Outbound& ob) {
     }
     if (err == ESRCH) {
       OutboundLost(ob, code::kPeerLost, "its process (pid " + std::to_string(ob.info->pid) + ") exited");
+      return false;
+    }
+    // A READ's bytes are the peer's only if the pid was its own throughout: its beacon still says so.
+    if (err == 0 && attach && !write && beacon != nullptr && !beacon->Alive()) {
+      OutboundLost(ob, code::kPeerLost, "its agent ended (process " + std::to_string(ob.info->pid) + ")");
       return false;
     }
     if (err != 0) {

@@ -208,31 +208,37 @@ describe.each(['tcp', 'sm'])('small transfers over %s', (tls) => {
     expect((failure as KvwireError).code).toBe(ErrorCode.PEER_LOST);
   });
 
-  it('moves no byte into or out of the memory of a peer whose agent closed while its process runs on', async () => {
-    const { peer, c, local, mem } = await start();
-    const before = (await c.request({ cmd: 'hash-memory', label: 'kv' }, 'hash')).sha;
-    await c.request({ cmd: 'close' }, 'closed');
-    fillPattern(mem, 4321);
-    const mine = sha256(mem);
-    const one = (op: 'read' | 'write') => {
-      const args = [
-        peer,
-        [{ region: local, offset: 0, length: 4096 }],
-        [{ region: peer.region('kv'), offset: 0, length: 4096 }],
-      ] as const;
-      return op === 'read' ? agent!.read(...args) : agent!.write(...args);
-    };
-    for (const op of ['write', 'read'] as const) {
-      let err: unknown;
-      try {
-        await one(op).done; // refused at once (the engine heard the goodbye) or failed
-      } catch (e) {
-        err = e;
+  it.each([
+    ['the calling thread', undefined],
+    ['the engine thread', 1024],
+  ] as const)(
+    'moves no byte into or out of the memory of a peer whose agent closed while its process runs on (%s)',
+    async (_, inlineBytes) => {
+      const { peer, c, local, mem } = await start(inlineBytes === undefined ? undefined : { inlineBytes });
+      const before = (await c.request({ cmd: 'hash-memory', label: 'kv' }, 'hash')).sha;
+      await c.request({ cmd: 'close' }, 'closed');
+      fillPattern(mem, 4321);
+      const mine = sha256(mem);
+      const one = (op: 'read' | 'write') => {
+        const args = [
+          peer,
+          [{ region: local, offset: 0, length: 4096 }],
+          [{ region: peer.region('kv'), offset: 0, length: 4096 }],
+        ] as const;
+        return op === 'read' ? agent!.read(...args) : agent!.write(...args);
+      };
+      for (const op of ['write', 'read'] as const) {
+        let err: unknown;
+        try {
+          await one(op).done; // refused at once (the engine heard the goodbye) or failed
+        } catch (e) {
+          err = e;
+        }
+        expect(err).toBeInstanceOf(KvwireError);
+        expect((err as KvwireError).code).toBe(ErrorCode.PEER_LOST);
       }
-      expect(err).toBeInstanceOf(KvwireError);
-      expect((err as KvwireError).code).toBe(ErrorCode.PEER_LOST);
-    }
-    expect((await c.request({ cmd: 'hash-memory', label: 'kv' }, 'hash')).sha).toBe(before);
-    expect(sha256(mem)).toBe(mine);
-  });
+      expect((await c.request({ cmd: 'hash-memory', label: 'kv' }, 'hash')).sha).toBe(before);
+      expect(sha256(mem)).toBe(mine);
+    },
+  );
 });
