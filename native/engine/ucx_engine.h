@@ -135,7 +135,7 @@ struct EngineOptions {
   uint64_t completionSpinBytes = 16u << 10;
   // AM protocol (tcp): runs of descriptors shorter than batchBelow travel packed in one message of
   // at most batchBytes, copied out on one side and scattered on the other (0: every descriptor alone).
-  uint64_t batchBelow = 128 * 1024;
+  uint64_t batchBelow = uint64_t{128} << 10;
   uint64_t batchBytes = 1u << 20;
   std::string hostId;  // identifies host + pid namespace (liveness checks need both equal)
   uint64_t pidStart = 0;
