@@ -181,8 +181,13 @@ bool UcxEngine::Init(std::string* error) {
     }
   }
   InitCuda();
-  std::string beaconError;
-  beacon_ = LivenessBeacon::Create(&beaconError);  // without one, peers poll our pidfd instead
+  // Without a beacon (KVWIRE_LIVENESS_BEACON=0, or a kernel that cannot make one) peers poll our
+  // pidfd instead.
+  const char* beaconEnv = getenv("KVWIRE_LIVENESS_BEACON");
+  if (beaconEnv == nullptr || std::strcmp(beaconEnv, "0") != 0) {
+    std::string beaconError;
+    beacon_ = LivenessBeacon::Create(&beaconError);
+  }
   thread_ = std::thread([this] { Run(); });
   return true;
 }

@@ -31,10 +31,13 @@ describe.each(['tcp', 'sm'])('small transfers over %s', (tls) => {
 
   // The calling thread never waits for the engine thread's completions here (tuning.completionSpinUs
   // 0): what this file checks is which transfers the calling thread moves itself.
-  async function start(tuning?: {
-    inlineBytes?: number;
-  }): Promise<{ peer: Peer; c: Child; local: Region; mem: Buffer }> {
-    const c = new Child('transport-target.js');
+  async function start(
+    tuning?: {
+      inlineBytes?: number;
+    },
+    targetEnv: NodeJS.ProcessEnv = {},
+  ): Promise<{ peer: Peer; c: Child; local: Region; mem: Buffer }> {
+    const c = new Child('transport-target.js', [], targetEnv);
     child = c;
     const m = await c.request(
       {
@@ -55,8 +58,10 @@ describe.each(['tcp', 'sm'])('small transfers over %s', (tls) => {
     const peer = await agent.connect(Uint8Array.from(m.metadata as number[]));
     expect(peer.transport).toBe(tls);
     // Over sm the calling thread copies the peer's registered memory itself, checking that the
-    // peer lives with one load of its liveness beacon (native/engine/liveness.h).
-    expect(peer.liveness).toBe(tls === 'sm' ? 'beacon' : null);
+    // peer lives with one load of its liveness beacon (native/engine/liveness.h), or a poll of its
+    // pidfd where it offers none.
+    const offers = targetEnv.KVWIRE_LIVENESS_BEACON !== '0';
+    expect(peer.liveness).toBe(tls === 'sm' ? (offers ? 'beacon' : 'pidfd') : null);
     const mem = Buffer.alloc(SIZE, 0xee);
     const local = agent.register(mem, { label: 'dst' });
     return { peer, c, local, mem };
@@ -156,28 +161,42 @@ describe.each(['tcp', 'sm'])('small transfers over %s', (tls) => {
     await small.done;
   });
 
-  it('fails a small READ with ERR_KVWIRE_PEER_LOST once the peer process is gone, never moving stale bytes', async () => {
-    const { peer, c, local, mem } = await start();
-    mem.fill(0xee, 0, 4096);
-    c.kill('SIGKILL');
-    await c.exited;
-    let err: unknown;
-    try {
-      // The engine may not have noticed the death yet (then read() returns and the transfer
-      // fails), or it has (then read() throws): either way PEER_LOST, and nothing was copied.
-      await agent!.read(
+  it.each([
+    ['its liveness beacon', {}],
+    ['its pidfd (KVWIRE_LIVENESS_BEACON=0 in the peer)', { KVWIRE_LIVENESS_BEACON: '0' }],
+  ] as const)(
+    'fails a small READ with ERR_KVWIRE_PEER_LOST once the peer process is gone, never moving stale bytes (%s)',
+    async (_, env) => {
+      const { peer, c, local, mem } = await start(undefined, env);
+      // Moved by the calling thread while the peer lives (over sm), whichever way it checks that.
+      const live = agent!.read(
         peer,
         [{ region: local, offset: 0, length: 4096 }],
         [{ region: peer.region('kv'), offset: 0, length: 4096 }],
-        { timeoutMs: 30_000 },
-      ).done;
-    } catch (e) {
-      err = e;
-    }
-    expect(err).toBeInstanceOf(KvwireError);
-    expect((err as KvwireError).code).toBe(ErrorCode.PEER_LOST);
-    expect(mem.subarray(0, 4096).every((v) => v === 0xee)).toBe(true);
-  });
+      );
+      expect(live.status).toBe(tls === 'sm' ? 'done' : 'pending');
+      await live.done;
+      mem.fill(0xee, 0, 4096);
+      c.kill('SIGKILL');
+      await c.exited;
+      let err: unknown;
+      try {
+        // The engine may not have noticed the death yet (then read() returns and the transfer
+        // fails), or it has (then read() throws): either way PEER_LOST, and nothing was copied.
+        await agent!.read(
+          peer,
+          [{ region: local, offset: 0, length: 4096 }],
+          [{ region: peer.region('kv'), offset: 0, length: 4096 }],
+          { timeoutMs: 30_000 },
+        ).done;
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(KvwireError);
+      expect((err as KvwireError).code).toBe(ErrorCode.PEER_LOST);
+      expect(mem.subarray(0, 4096).every((v) => v === 0xee)).toBe(true);
+    },
+  );
 
   it('READs 4 KiB again and again while the peer is killed: each is done with every byte right, until one fails with ERR_KVWIRE_PEER_LOST', async () => {
     const { peer, c, local, mem } = await start();
