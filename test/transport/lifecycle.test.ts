@@ -1,7 +1,7 @@
 // Lifetimes: agents in worker threads (per-environment state), a worker terminated with transfers
 // in flight, agents dropped without close() (never collected; closed at exit).
 import { tcpZeroCopyOff } from './tcp-zero-copy-off.js';
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
@@ -23,6 +23,29 @@ describe('region release', () => {
       expect(code).toBe(0);
     },
   );
+});
+
+describe('engine threads', () => {
+  /** Threads of this process named `name` (/proc/self/task/<tid>/comm). */
+  const threadsNamed = (name: string): number =>
+    readdirSync('/proc/self/task').filter((tid) => {
+      try {
+        return readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim() === name;
+      } catch {
+        return false; // the thread ended while we looked
+      }
+    }).length;
+
+  it("names each agent's engine thread kvwire-engine (top -H, perf, gdb) and ends it at close()", async () => {
+    const before = threadsNamed('kvwire-engine');
+    const agents = [
+      await Agent.create({ engine: 'ucx', name: 'named-1' }),
+      await Agent.create({ engine: 'ucx', name: 'named-2' }),
+    ];
+    expect(threadsNamed('kvwire-engine')).toBe(before + 2);
+    for (const a of agents) await a.close();
+    expect(threadsNamed('kvwire-engine')).toBe(before);
+  });
 });
 
 describe.each(['tcp', 'sm'])('agent lifetimes over %s', (tls) => {
