@@ -6,9 +6,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <cstddef>
-#include <cstring>
 
 namespace kvwire {
 
@@ -27,17 +25,11 @@ static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t) && std::atomic<u
 
 }  // namespace
 
-std::unique_ptr<LivenessBeacon> LivenessBeacon::Create(std::string* error) {
+std::unique_ptr<LivenessBeacon> LivenessBeacon::Create() {
   UniqueFd fd(memfd_create("kvwire-liveness", MFD_CLOEXEC | MFD_ALLOW_SEALING));
-  if (!fd.valid() || ftruncate(fd.get(), kPage) != 0) {
-    *error = std::string("memfd: ") + std::strerror(errno);
-    return nullptr;
-  }
+  if (!fd.valid() || ftruncate(fd.get(), kPage) != 0) return nullptr;
   void* page = mmap(nullptr, kPage, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
-  if (page == MAP_FAILED) {
-    *error = std::string("mmap: ") + std::strerror(errno);
-    return nullptr;
-  }
+  if (page == MAP_FAILED) return nullptr;
   auto* mutex = static_cast<pthread_mutex_t*>(page);
   pthread_mutexattr_t attr;
   pthread_mutexattr_init(&attr);
@@ -47,7 +39,6 @@ std::unique_ptr<LivenessBeacon> LivenessBeacon::Create(std::string* error) {
   pthread_mutexattr_destroy(&attr);
   // Sealed: a reader's mapping can never lose its page (no SIGBUS in the reader).
   if (rc != 0 || fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
-    *error = rc != 0 ? std::string("robust mutex: ") + std::strerror(rc) : std::string("seal: ") + std::strerror(errno);
     munmap(page, kPage);
     return nullptr;
   }

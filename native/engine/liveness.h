@@ -28,7 +28,6 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
-#include <string>
 
 #include "util/unique_fd.h"
 
@@ -36,8 +35,8 @@ namespace kvwire {
 
 class LivenessBeacon {
  public:
-  // A new page, not held yet; nullptr (and `error` set) where the kernel cannot make one.
-  static std::unique_ptr<LivenessBeacon> Create(std::string* error);
+  // A new page, not held yet; nullptr where the kernel cannot make one (peers then poll our pidfd).
+  static std::unique_ptr<LivenessBeacon> Create();
   ~LivenessBeacon();
   LivenessBeacon(const LivenessBeacon&) = delete;
   LivenessBeacon& operator=(const LivenessBeacon&) = delete;

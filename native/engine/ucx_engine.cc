@@ -185,10 +185,7 @@ bool UcxEngine::Init(std::string* error) {
   // Without a beacon (KVWIRE_LIVENESS_BEACON=0, or a kernel that cannot make one) peers poll our
   // pidfd instead.
   const char* beaconEnv = getenv("KVWIRE_LIVENESS_BEACON");
-  if (beaconEnv == nullptr || std::strcmp(beaconEnv, "0") != 0) {
-    std::string beaconError;
-    beacon_ = LivenessBeacon::Create(&beaconError);
-  }
+  if (beaconEnv == nullptr || std::strcmp(beaconEnv, "0") != 0) beacon_ = LivenessBeacon::Create();
   thread_ = std::thread([this] { Run(); });
   pthread_setname_np(thread_.native_handle(), "kvwire-engine");  // as top -H, perf and gdb show it
   return true;
@@ -481,8 +478,9 @@ uint64_t UcxEngine::NextWakeNs() const {
 
 void UcxEngine::Run() {
   epoll_event evs[16];
-  // Held until this thread ends: then the kernel marks the beacon's word (liveness.h).
-  beaconHeld_ = beacon_ != nullptr && beacon_->Hold();
+  // Held until this thread ends: then the kernel marks the beacon's word (liveness.h). One this
+  // thread cannot hold is no beacon.
+  if (beacon_ != nullptr && !beacon_->Hold()) beacon_.reset();
   lastActivityNs_ = NowNs();
   while (!stopping_.load(std::memory_order_acquire)) {
     bool commands = DrainCommands();

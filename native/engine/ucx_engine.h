@@ -515,8 +515,8 @@ class UcxEngine {
 
   // This agent's liveness beacon (liveness.h), held by the engine thread from its start: offered to
   // the same-host peers it grants one-sided access, so they check it lives without a system call.
+  // Made before the engine thread starts; the engine thread's alone from then on.
   std::unique_ptr<LivenessBeacon> beacon_;
-  bool beaconHeld_ = false;  // engine thread
 
   CopyHelper copyHelper_;  // engine thread: the second half of large one-sided copies (PostOneSided)
   // The posting thread's: the second half of an inline cross-memory attach of at least

@@ -285,7 +285,7 @@ void UcxEngine::HandleHello(const wire::HelloHdr& h, const uint8_t* data, size_t
   ack.token = ib->token;
   ack.pid = static_cast<uint32_t>(getpid());
   ack.pidStart = opts_.pidStart;
-  ack.beaconFd = ib->oneSided && beaconHeld_ ? static_cast<uint32_t>(beacon_->fd()) + 1 : 0;
+  ack.beaconFd = ib->oneSided && beacon_ != nullptr ? static_cast<uint32_t>(beacon_->fd()) + 1 : 0;
   std::memcpy(ack.nonce, ib->nonce, sizeof ack.nonce);
   if (keyIndex >= 0) {
     Digest m = AckMac(opts_.auth.at(keyIndex).key, h.nonce, ack, grant.data(), grant.size());
