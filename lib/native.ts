@@ -14,6 +14,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { existsSync } from 'node:fs';
+import { isMainThread } from 'node:worker_threads';
 
 /**
  * Options the native engine understands: exactly the keys of `KVWIRE_AGENT_OPTIONS` in
@@ -282,6 +283,11 @@ export interface NativeAddon {
   monotonicNs(): number;
   cuda: NativeCuda;
   hasUcx: boolean;
+  /**
+   * Whether UCX installed its memory hooks (patches to libc's mmap, munmap, brk, ...) when it
+   * loaded: the process environment had no `UCX_MEM_EVENTS` then (native/engine/ucx_memory_hooks.h).
+   */
+  ucxMemoryHooks: boolean;
   /** The contract lists as the addon has them (compared with this file by the parity test). */
   contract: NativeContract;
 }
@@ -304,23 +310,51 @@ export function packageRoot(): string {
 /**
  * UCX settings kvwire applies before UCX loads, unless the environment sets them already.
  *
- * `UCX_MEM_EVENTS=no`: UCX's memory hooks patch libc's mmap/munmap at run time ("bistro"); inside
- * Node, whose V8 threads map and unmap memory concurrently, that crashes the process at exit about
- * once in a hundred runs (seen here with nothing but the library loaded). kvwire does not need the
- * hooks: it registers every region explicitly (ucp_mem_map) and passes the memory handle with each
- * operation, so UCX's registration cache, the only user of the hooks, stays out of the data path.
+ * `UCX_MEM_EVENTS=no`: UCX's memory hooks patch libc's mmap/munmap/brk/sbrk at run time ("bistro");
+ * inside Node, whose V8 threads map and unmap memory concurrently, that crashes the process now
+ * and then (at exit about once in a hundred runs with nothing but the library loaded; V8's
+ * concurrent marker faulting on malloc memory given back under it, or glibc aborting with "break
+ * adjusted to free malloc space", in processes whose first agent was a worker thread's). kvwire does
+ * not need the hooks: it registers every region explicitly (ucp_mem_map) and passes the memory
+ * handle with each operation, so UCX's registration cache, the only user of the hooks, stays out of
+ * the data path.
  *
  * `UCX_LOG_FILE=stderr`: UCX logs to stdout by default, which corrupts the output of programs that
  * print JSON (e.g. `kvwire bench --json`) when UCX warns about a peer that died.
+ *
+ * UCX reads them from the process environment when the addon loads. Only the main thread's
+ * `process.env` is that environment (a worker's is its own copy): kvwire sets them when the main
+ * thread imports it, so that a worker loading the addon later finds them.
  */
 export const UCX_ENV_DEFAULTS: Readonly<Record<string, string>> = { UCX_MEM_EVENTS: 'no', UCX_LOG_FILE: 'stderr' };
+
+/** Sets the unset {@link UCX_ENV_DEFAULTS} in this thread's `process.env`; the names it set. */
+function applyUcxEnvDefaults(): string[] {
+  const set: string[] = [];
+  for (const [k, v] of Object.entries(UCX_ENV_DEFAULTS)) {
+    if (process.env[k] === undefined) {
+      process.env[k] = v;
+      set.push(k);
+    }
+  }
+  return set;
+}
+
+if (isMainThread) applyUcxEnvDefaults();
+
+/** The warning a process gets when UCX loaded with its memory hooks because no thread could say no. */
+export const UCX_MEMORY_HOOKS_WARNING =
+  'kvwire: UCX was loaded first by a worker thread, where the process environment cannot be set, ' +
+  "found no UCX_MEM_EVENTS and installed its memory hooks (patches to libc's mmap, munmap and brk), " +
+  'which can crash Node. Set UCX_MEM_EVENTS=no in the environment, or import kvwire on the main ' +
+  'thread before starting workers.';
 
 /** Loads the addon once; `undefined` when it cannot be loaded (see {@link nativeLoadError}). */
 export function loadNative(): NativeAddon | undefined {
   if (cached !== undefined) return cached ?? undefined;
-  for (const [k, v] of Object.entries(UCX_ENV_DEFAULTS)) {
-    if (process.env[k] === undefined) process.env[k] = v; // read by UCX's constructors at load
-  }
+  // On the main thread (or a worker sharing its environment) this reaches UCX; in other workers
+  // only this copy, and the addon reports what UCX did.
+  const defaulted = applyUcxEnvDefaults();
   const require = createRequire(import.meta.url);
   try {
     const nodeGypBuild = require('node-gyp-build') as ((dir: string) => unknown) & { path?: (dir: string) => string };
@@ -332,6 +366,10 @@ export function loadNative(): NativeAddon | undefined {
     loadError =
       `the native addon could not be loaded (${(e as Error).message.split('\n')[0]}); ` +
       'build it with `npm rebuild kvwire` (needs g++, and libucx-dev for the UCX engine)';
+  }
+  // Hooks the environment asked for (UCX_MEM_EVENTS set by the user) are no surprise.
+  if (cached?.ucxMemoryHooks === true && defaulted.includes('UCX_MEM_EVENTS')) {
+    process.emitWarning(UCX_MEMORY_HOOKS_WARNING, { code: 'KVWIRE_UCX_MEMORY_HOOKS' });
   }
   return cached ?? undefined;
 }

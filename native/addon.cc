@@ -8,6 +8,7 @@
 #include "capabilities.h"
 #include "cuda/cuda_api.h"
 #include "engine/process.h"
+#include "engine/ucx_memory_hooks.h"
 
 namespace {
 
@@ -31,8 +32,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("contract", kvwire::ContractObject(env));
 #ifdef KVWIRE_HAVE_UCX
   exports.Set("hasUcx", Napi::Boolean::New(env, true));
+  // Read at the process's first module init, before any agent: what UCX did when it loaded.
+  exports.Set("ucxMemoryHooks", Napi::Boolean::New(env, kvwire::UcxMemoryHooksAtLoad()));
 #else
   exports.Set("hasUcx", Napi::Boolean::New(env, false));
+  exports.Set("ucxMemoryHooks", Napi::Boolean::New(env, false));
 #endif
   return exports;
 }

@@ -12,6 +12,7 @@
 
 #include "engine/address_check.h"
 #include "engine/ucx_internal.h"
+#include "engine/ucx_memory_hooks.h"
 
 namespace kvwire {
 
@@ -84,6 +85,7 @@ bool UcxEngine::Init(std::string* error) {
     *error = std::string("eventfd failed: ") + strerror(errno);
     return false;
   }
+  KeepUcxMemoryHooksOff();  // before the process's first ucp_init (ucx_memory_hooks.h)
   ucp_config_t* read = nullptr;
   ucs_status_t st = ucp_config_read(nullptr, nullptr, &read);
   if (st != UCS_OK) {
