@@ -6,6 +6,8 @@
 // reach it) but the transport's registration is released only when the last user lets go, and the
 // JS side keeps the memory alive until the engine reports the region released.
 #pragma once
+#include <poll.h>
+
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -191,6 +193,20 @@ struct PeerInfo {
   // of cmaPidfd. Set with cmaPidfd, before cmaInline.
   std::unique_ptr<PeerBeacon> cmaBeacon;
   std::atomic<bool> cmaInline{false};
+
+  // Whether `pid` still names the peer, checked before each cross-memory attach (by the calling
+  // thread and by the engine thread, each with its own duplicate `pidfd`): its beacon when it has
+  // one (which also turns when its agent closed or it replaced itself by exec), else its pidfd,
+  // readable once it exited (an invalid one cannot tell: not ours then).
+  enum class Pid : uint8_t { kOurs, kAgentEnded, kExited };
+  Pid CheckPid(int pidfd) const noexcept {
+    if (cmaBeacon != nullptr) return cmaBeacon->Alive() ? Pid::kOurs : Pid::kAgentEnded;
+    pollfd pf{pidfd, POLLIN, 0};
+    return pidfd >= 0 && poll(&pf, 1, 0) == 0 ? Pid::kOurs : Pid::kExited;
+  }
+  // After a READ's attach: the bytes are the peer's only if the pid was its own throughout, which
+  // its beacon tells (a peer without one was checked before the copy only).
+  bool PidStillOurs() const noexcept { return cmaBeacon == nullptr || cmaBeacon->Alive(); }
   std::unordered_map<uint32_t, std::unique_ptr<RemoteRegion>> regions;
   const RemoteRegion* Find(uint32_t id) const {
     auto it = regions.find(id);

@@ -27,7 +27,6 @@
 //    unmapped, the kernel refuses) returns false and the engine thread runs the transfer again and
 //    reports the error with its full explanation, as for any other transfer.
 #ifdef KVWIRE_HAVE_UCX
-#include <poll.h>
 #include <sched.h>
 
 #include <cstring>
@@ -213,14 +212,8 @@ bool UcxEngine::TryInlineCopy(const TransferRequest& req, const PeerInfo& peer) 
     if (d.remoteMapped != nullptr) continue;
     ranges[n++] = CmaRange{d.local, d.remoteAddr, d.length};
   }
-  const PeerBeacon* beacon = peer.cmaBeacon.get();
   if (n > 0) {
-    if (beacon != nullptr) {
-      if (!beacon->Alive()) return false;  // exited, or its agent closed
-    } else {
-      pollfd pf{peer.cmaPidfd.get(), POLLIN, 0};
-      if (!peer.cmaPidfd.valid() || poll(&pf, 1, 0) != 0) return false;  // exited (or cannot tell)
-    }
+    if (peer.CheckPid(peer.cmaPidfd.get()) != PeerInfo::Pid::kOurs) return false;  // the engine thread says why
     const auto pid = static_cast<pid_t>(peer.pid);
     uint64_t attachBytes = 0;
     for (size_t i = 0; i < n; ++i) attachBytes += ranges[i].length;
@@ -238,8 +231,7 @@ bool UcxEngine::TryInlineCopy(const TransferRequest& req, const PeerInfo& peer) 
       }
     }
     if (n > 0 && CmaCopy(pid, write, ranges, n) != 0) return false;
-    // A READ's bytes are the peer's only if the pid was its own throughout: still alive now.
-    if (!write && beacon != nullptr && !beacon->Alive()) return false;
+    if (!write && !peer.PidStillOurs()) return false;
   }
   for (const ResolvedDesc& d : req.descs) {
     if (d.remoteMapped == nullptr) continue;

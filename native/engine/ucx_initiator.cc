@@ -1,7 +1,6 @@
 // UcxEngine, initiator side: posting READ and WRITE (one-sided RMA, or the AM protocol over tcp),
 // their completions, deadlines and cancellation, and notifications sent by this agent.
 #ifdef KVWIRE_HAVE_UCX
-#include <poll.h>
 
 #include <algorithm>
 #include <atomic>
@@ -24,6 +23,12 @@ bool IsPeerFailure(ucs_status_t st) {
 }
 
 using Phase = XferPhase;
+
+// Why a same-host peer reached by cross-memory attach is lost.
+std::string PeerGoneReason(PeerInfo::Pid why, uint32_t pid) {
+  return why == PeerInfo::Pid::kAgentEnded ? "its agent ended (process " + std::to_string(pid) + ")"
+                                           : "its process (pid " + std::to_string(pid) + ") exited";
+}
 
 const char* PhaseName(Phase p) {
   switch (p) {
@@ -296,20 +301,11 @@ bool UcxEngine::PostOneSided(Xfer& x, Outbound& ob) {
         finished++;
       }
     }
-    const PeerBeacon* beacon = ob.info->cmaBeacon.get();
-    if (attach) {
-      // The pid is the peer's only while its process lives: its pidfd turns readable when it
-      // exits, before the pid can be reused, so look at it first; and its liveness beacon
-      // (liveness.h), which also turns when it replaced itself by exec or closed its agent.
-      if (beacon != nullptr && !beacon->Alive()) {
-        OutboundLost(ob, code::kPeerLost, "its agent ended (process " + std::to_string(ob.info->pid) + ")");
-        return false;
-      }
-      pollfd pf{ob.pidfd.get(), POLLIN, 0};
-      if (!ob.pidfd.valid() || poll(&pf, 1, 0) != 0) {
-        OutboundLost(ob, code::kPeerLost, "its process (pid " + std::to_string(ob.info->pid) + ") exited");
-        return false;
-      }
+    // The pid is the peer's only while its process lives (PeerInfo::CheckPid).
+    const PeerInfo::Pid before = attach ? ob.info->CheckPid(ob.pidfd.get()) : PeerInfo::Pid::kOurs;
+    if (before != PeerInfo::Pid::kOurs) {
+      OutboundLost(ob, code::kPeerLost, PeerGoneReason(before, ob.info->pid));
+      return false;
     }
     int err = 0;
     std::vector<OneSidedCopy> half;
@@ -326,12 +322,11 @@ bool UcxEngine::PostOneSided(Xfer& x, Outbound& ob) {
       if (err == 0 && !half.empty()) err = RunCopies(pid, write, half.data(), half.size());  // no helper thread
     }
     if (err == ESRCH) {
-      OutboundLost(ob, code::kPeerLost, "its process (pid " + std::to_string(ob.info->pid) + ") exited");
+      OutboundLost(ob, code::kPeerLost, PeerGoneReason(PeerInfo::Pid::kExited, ob.info->pid));
       return false;
     }
-    // A READ's bytes are the peer's only if the pid was its own throughout: its beacon still says so.
-    if (err == 0 && attach && !write && beacon != nullptr && !beacon->Alive()) {
-      OutboundLost(ob, code::kPeerLost, "its agent ended (process " + std::to_string(ob.info->pid) + ")");
+    if (err == 0 && attach && !write && !ob.info->PidStillOurs()) {
+      OutboundLost(ob, code::kPeerLost, PeerGoneReason(PeerInfo::Pid::kAgentEnded, ob.info->pid));
       return false;
     }
     if (err != 0) {
