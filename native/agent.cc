@@ -300,7 +300,7 @@ void Agent::FinishClose() {
 
 #define KVWIRE_REQUIRE_OPEN(info) \
   CheckTag(info);                 \
-  if (closed_) ThrowCode(info.Env(), code::kClosed, "the agent is closed; create a new one with Agent.create()")
+  if (closed_) ThrowCode((info).Env(), code::kClosed, "the agent is closed; create a new one with Agent.create()")
 
 Napi::Value Agent::GetAddress(const Napi::CallbackInfo& info) {
   KVWIRE_REQUIRE_OPEN(info);

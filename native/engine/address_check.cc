@@ -77,7 +77,7 @@ bool FiniteIn(float v, double lo, double hi) {
 
 bool ParseWorkerAddress(const uint8_t* data, size_t len, std::vector<AddressEntry>* entries, std::string* why) {
   if (data == nullptr || len < 2) return Fail(why, "the worker address is too short", 0);
-  if (len > 64 * 1024) return Fail(why, "the worker address is longer than 64 KiB", 0);
+  if (len > size_t{64} * 1024) return Fail(why, "the worker address is longer than 64 KiB", 0);
   Reader r(data, len);
   uint8_t b0;
   r.Byte(&b0);

@@ -195,7 +195,7 @@ void UcxEngine::ProgressRetiring(uint64_t now) {
 // ---------------------------------------------------------------------------------------------
 // Connect, attach, disconnect (initiator side)
 
-void UcxEngine::DoConnect(uint32_t peerId, std::shared_ptr<PeerInfo> info, uint32_t timeoutMs) {
+void UcxEngine::DoConnect(uint32_t peerId, const std::shared_ptr<PeerInfo>& info, uint32_t timeoutMs) {
   auto fail = [&](const char* c, const std::string& msg) {
     EngineEvent e{EngineEvent::Kind::kConnected};
     e.id = peerId;

@@ -227,7 +227,7 @@ bool UcxEngine::DrainCommands() {
   for (auto& c : batch) {
     switch (c.kind) {
       case Command::Kind::kConnect:
-        DoConnect(c.peerId, std::move(c.info), c.timeoutMs);
+        DoConnect(c.peerId, c.info, c.timeoutMs);
         break;
       case Command::Kind::kAttach:
         DoAttach(c.peerId);

@@ -273,7 +273,7 @@ class UcxEngine {
   uint32_t localUsers(uint32_t regionId);
 
   // Connections (ucx_connect.cc): endpoints, attach, goodbyes, loss, liveness.
-  void DoConnect(uint32_t peerId, std::shared_ptr<PeerInfo> info, uint32_t timeoutMs);
+  void DoConnect(uint32_t peerId, const std::shared_ptr<PeerInfo>& info, uint32_t timeoutMs);
   void DoAttach(uint32_t peerId);
   UcpEndpoint CreateEp(const std::string& address, bool sameHost, EpOwner* owner, LaneInfo* lanes, std::string* error);
   // Whether posix shared memory offers peer error handling to this process (see CreateEp).
