@@ -168,6 +168,11 @@ export class Agent extends EventEmitter implements RegionOwner, PreparedHost, Pe
    * lie inside one allocation of that device. A device region has no `bytes` view.
    * `access` says what remote peers may do with it (default 'none': usable only as the local side
    * of this agent's transfers, and not exported).
+   *
+   * With the UCX engine, the whole 2 MiB pages inside host memory are advised for huge pages
+   * (`madvise(MADV_HUGEPAGE)`): pages touched from then on may be 2 MiB ones, which peers on this
+   * host reach by cross-memory attach 1.5-1.9x faster in large transfers. The advice stays with
+   * the memory after deregistration; `KVWIRE_HUGE_PAGES=0` in the environment turns it off.
    */
   register(memory: HostMemory | CudaMemory, options: { access?: Access; label?: string } = {}): Region {
     this.#assertOpen();

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <cstring>
@@ -270,8 +271,33 @@ void UcxEngine::FlushEvents() {
 // ---------------------------------------------------------------------------------------------
 // JS-thread API
 
+namespace {
+// Registered host memory is read and written by peers on this host through cross-memory attach,
+// whose cost is mostly the kernel walking and pinning the owner's pages: on 2 MiB pages it is 2.5x
+// (64 KiB) to 3x (256 KiB) cheaper than on 4 KiB pages (measured from C on this kind of machine:
+// process_vm_readv of 64 KiB 8.7 -> 3.5 us, 256 KiB 33 -> 10.5 us). Where the kernel makes huge
+// pages only for memory that asks (transparent_hugepage=madvise, the common default), the whole
+// 2 MiB pages inside a registered region ask: pages touched from then on (a KV cache filled after
+// it was registered; Buffer.alloc's large buffers are untouched until written) are huge, and
+// khugepaged may merge the others later. The advice stays after deregistration (the memory is the
+// caller's; it only lets the kernel use huge pages there). KVWIRE_HUGE_PAGES=0 turns it off.
+void AdviseHugePages(uint8_t* base, uint64_t length) {
+  static const bool enabled = [] {
+    const char* v = getenv("KVWIRE_HUGE_PAGES");
+    return v == nullptr || std::strcmp(v, "0") != 0;
+  }();
+  constexpr uintptr_t kHuge = uintptr_t{2} << 20;
+  const auto start = reinterpret_cast<uintptr_t>(base);
+  const uintptr_t lo = (start + kHuge - 1) & ~(kHuge - 1);
+  const uintptr_t hi = (start + length) & ~(kHuge - 1);
+  if (!enabled || hi <= lo) return;
+  madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_HUGEPAGE);  // advice only: failure changes nothing
+}
+}  // namespace
+
 bool UcxEngine::Register(uint32_t id, const std::string& label, uint8_t* base, uint64_t length, Access access,
                          std::string* rkey, std::string* error) {
+  AdviseHugePages(base, length);
   ucp_mem_map_params_t mp{};
   mp.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH | UCP_MEM_MAP_PARAM_FIELD_PROT;
   mp.address = base;
