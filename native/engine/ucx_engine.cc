@@ -10,7 +10,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <initializer_list>
 
 #include "engine/address_check.h"
 #include "engine/ucx_internal.h"
@@ -60,25 +59,19 @@ std::unique_ptr<UcxEngine> UcxEngine::Create(const EngineOptions& opts, EventSin
 }
 
 namespace {
-// Whether a UCX_TLS value may select one of `names`: "all", an exclusion list ("^..."), or a list
-// naming one of them.
-bool MaySelect(const std::string& tls, std::initializer_list<const char*> names) {
+// Whether a UCX_TLS value may select a shared-memory transport: "all", an exclusion list ("^..."),
+// or a list naming sm, shm, mm, posix or sysv.
+bool MayUseSharedMemory(const std::string& tls) {
   if (tls.empty() || tls[0] == '^') return true;
   size_t start = 0;
   while (start <= tls.size()) {
     size_t end = tls.find(',', start);
     if (end == std::string::npos) end = tls.size();
-    const std::string tl = tls.substr(start, end - start);
-    if (tl == "all") return true;
-    for (const char* n : names) {
-      if (tl == n) return true;
-    }
+    std::string tl = tls.substr(start, end - start);
+    if (tl == "all" || tl == "sm" || tl == "shm" || tl == "mm" || tl == "posix" || tl == "sysv") return true;
     start = end + 1;
   }
   return false;
-}
-bool MayUseSharedMemory(const std::string& tls) {
-  return MaySelect(tls, {"sm", "shm", "mm", "posix", "sysv"});
 }
 }  // namespace
 
@@ -117,15 +110,6 @@ bool UcxEngine::Init(std::string* error) {
   if (getenv("UCX_POSIX_ERROR_HANDLING") == nullptr && getenv("UCX_SYSV_ERROR_HANDLING") == nullptr &&
       MayUseSharedMemory(transportsConfigured()) && ucp_config_modify(config, "MM_ERROR_HANDLING", "y") != UCS_OK) {
     posixPeerErrors_ = false;
-  }
-  // tcp connects without blocking, unless the environment decides (UCX_TCP_CONN_NB): UCX 1.13's
-  // default is a blocking connect() inside ucp_ep_create, on the engine thread, which a silent
-  // network (every frame dropped) held for 5.1 s, past the connect's own deadline and every other
-  // deadline of the agent (docs/RELIABILITY.md, F7). The handshake's deadline bounds the connect.
-  if (getenv("UCX_TCP_CONN_NB") == nullptr && MaySelect(transportsConfigured(), {"tcp"})) {
-    // UCX keeps a name it does not know and applies it to each transport's configuration, where
-    // tcp's field is CONN_NB ("TCP_CONN_NB" matched nothing: measured, the connect still blocked).
-    ucp_config_modify(config, "CONN_NB", "y");
   }
   ucp_params_t params{};
   params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_MT_WORKERS_SHARED | UCP_PARAM_FIELD_NAME;
