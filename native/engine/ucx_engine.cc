@@ -59,6 +59,12 @@ std::unique_ptr<UcxEngine> UcxEngine::Create(const EngineOptions& opts, EventSin
 }
 
 namespace {
+// A KVWIRE_* switch: on unless the environment sets it to "0".
+bool SwitchOn(const char* name) {
+  const char* v = getenv(name);
+  return v == nullptr || std::strcmp(v, "0") != 0;
+}
+
 // Whether a UCX_TLS value may select a shared-memory transport: "all", an exclusion list ("^..."),
 // or a list naming sm, shm, mm, posix or sysv.
 bool MayUseSharedMemory(const std::string& tls) {
@@ -187,8 +193,7 @@ bool UcxEngine::Init(std::string* error) {
   InitCuda();
   // Without a beacon (KVWIRE_LIVENESS_BEACON=0, or a kernel that cannot make one) peers poll our
   // pidfd instead.
-  const char* beaconEnv = getenv("KVWIRE_LIVENESS_BEACON");
-  if (beaconEnv == nullptr || std::strcmp(beaconEnv, "0") != 0) beacon_ = LivenessBeacon::Create();
+  if (SwitchOn("KVWIRE_LIVENESS_BEACON")) beacon_ = LivenessBeacon::Create();
   thread_ = std::thread([this] { Run(); });
   pthread_setname_np(thread_.native_handle(), "kvwire-engine");  // as top -H, perf and gdb show it
   return true;
@@ -282,10 +287,7 @@ namespace {
 // khugepaged may merge the others later. The advice stays after deregistration (the memory is the
 // caller's; it only lets the kernel use huge pages there). KVWIRE_HUGE_PAGES=0 turns it off.
 void AdviseHugePages(uint8_t* base, uint64_t length) {
-  static const bool enabled = [] {
-    const char* v = getenv("KVWIRE_HUGE_PAGES");
-    return v == nullptr || std::strcmp(v, "0") != 0;
-  }();
+  static const bool enabled = SwitchOn("KVWIRE_HUGE_PAGES");
   constexpr uintptr_t kHuge = uintptr_t{2} << 20;
   const auto start = reinterpret_cast<uintptr_t>(base);
   const uintptr_t lo = (start + kHuge - 1) & ~(kHuge - 1);
