@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -106,6 +107,12 @@ double NumberOf(Napi::Object o, const char* key, double dflt) {
 
 bool IsIndex(double d) {
   return d >= 0 && d <= 9007199254740991.0 && std::floor(d) == d;
+}
+
+// An argument that must be an integer in [0, max]: one N-API call (napi_get_value_double fails on
+// anything but a number), where IsNumber() and a conversion are two.
+bool IntegerArg(napi_env env, napi_value v, double max, double* out) {
+  return napi_get_value_double(env, v, out) == napi_ok && IsIndex(*out) && *out <= max;
 }
 
 }  // namespace
@@ -513,8 +520,10 @@ Napi::Value Agent::Disconnect(const Napi::CallbackInfo& info) {
 Napi::Value Agent::Post(const Napi::CallbackInfo& info) {
   KVWIRE_REQUIRE_OPEN(info);
   Napi::Env env = info.Env();
-  if (info.Length() < 6 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber() || !info[3].IsObject() ||
-      !info[5].IsNumber()) {
+  // A small transfer's whole post is a few µs: each argument is looked at by one N-API call.
+  double id = 0, op = 0, peerId = 0, timeoutMs = 0;
+  if (info.Length() < 6 || !IntegerArg(env, info[0], 9007199254740991.0, &id) || !IntegerArg(env, info[1], 1, &op) ||
+      !IntegerArg(env, info[2], UINT32_MAX, &peerId) || !IntegerArg(env, info[5], UINT32_MAX, &timeoutMs)) {
     ThrowCode(env, code::kInvalidArgument, "post(xferId, op, peerId, descs, notify, timeoutMs): bad arguments");
   }
 #ifdef KVWIRE_HAVE_UCX
@@ -527,7 +536,9 @@ Napi::Value Agent::Post(const Napi::CallbackInfo& info) {
     ThrowCode(env, code::kInvalidArgument, "descriptors must be a non-empty Float64Array of stride 5");
   }
   TransferOrder order;
-  if (!info[4].IsNull() && !info[4].IsUndefined()) {
+  napi_valuetype notifyType = napi_undefined;
+  napi_typeof(env, info[4], &notifyType);
+  if (notifyType != napi_null && notifyType != napi_undefined) {
     uint8_t* nd = nullptr;
     if (!MemoryOf(info[4], &nd, &order.notifyLength)) ThrowCode(env, code::kInvalidArgument, "notify must be bytes");
     order.notify = nd;
@@ -548,10 +559,10 @@ Napi::Value Agent::Post(const Napi::CallbackInfo& info) {
     descs[i] = DescriptorRef{static_cast<uint32_t>(e[0]), static_cast<uint64_t>(e[1]), static_cast<uint32_t>(e[2]),
                              static_cast<uint64_t>(e[3]), static_cast<uint64_t>(e[4])};
   }
-  order.id = static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value());
-  order.op = info[1].As<Napi::Number>().Uint32Value() == 1 ? Op::kWrite : Op::kRead;
-  order.peerId = info[2].As<Napi::Number>().Uint32Value();
-  order.timeoutMs = info[5].As<Napi::Number>().Uint32Value();
+  order.id = static_cast<uint64_t>(id);
+  order.op = op == 1 ? Op::kWrite : Op::kRead;
+  order.peerId = static_cast<uint32_t>(peerId);
+  order.timeoutMs = static_cast<uint32_t>(timeoutMs);
   order.descs = descs.data();
   order.count = n;
   SubmitResult r = engine_->Submit(order);

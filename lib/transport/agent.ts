@@ -342,7 +342,7 @@ export class Agent extends EventEmitter implements RegionOwner, PreparedHost, Pe
     peer: Peer,
     local: DescriptorInput<Region>,
     remote: DescriptorInput<RemoteRegion>,
-    opts: TransferOptions = {},
+    opts?: TransferOptions,
   ): Transfer {
     return this.#transfer('read', peer, local, remote, opts);
   }
@@ -352,7 +352,7 @@ export class Agent extends EventEmitter implements RegionOwner, PreparedHost, Pe
     peer: Peer,
     local: DescriptorInput<Region>,
     remote: DescriptorInput<RemoteRegion>,
-    opts: TransferOptions = {},
+    opts?: TransferOptions,
   ): Transfer {
     return this.#transfer('write', peer, local, remote, opts);
   }
@@ -362,7 +362,7 @@ export class Agent extends EventEmitter implements RegionOwner, PreparedHost, Pe
     peer: Peer,
     local: DescriptorInput<Region>,
     remote: DescriptorInput<RemoteRegion>,
-    options: TransferOptions,
+    options: TransferOptions | undefined,
   ): Transfer {
     const startNs = nowNs();
     this.#assertPeer(peer);
@@ -385,7 +385,7 @@ export class Agent extends EventEmitter implements RegionOwner, PreparedHost, Pe
     p: PreparedTransfer,
     op: TransferOp,
     indices: ArrayLike<number> | undefined,
-    options: TransferOptions,
+    options: TransferOptions | undefined,
   ): Transfer {
     const startNs = nowNs();
     const peer = p.peer as Peer;

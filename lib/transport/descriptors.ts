@@ -457,7 +457,7 @@ export function selectRows(
     row[2] = flat[s + 2]!;
     row[3] = flat[s + 3]!;
     row[4] = flat[s + 4]!;
-    return { flat: scratch.view(1), count: 1, bytes: row[4], given: 1 };
+    return scratch.oneRow(row[4]);
   }
   const out = scratch !== undefined ? scratch.rows(n) : new Float64Array(n * STRIDE);
   let rows = 0;
@@ -489,12 +489,13 @@ function outsideList(i: unknown, position: number, total: number): never {
  * moves each to a malloc'd buffer when the addon asks for its memory (allocator calls were ~10% of
  * a 4 KiB post's CPU in `perf`, ~3% after).
  *
- * Hazard: a view is valid only until the next post (the engines copy the list before `post()`
- * returns; nothing may keep it).
+ * Hazard: a view (and {@link oneRow}'s object) is valid only until the next post (the engines copy
+ * the list before `post()` returns; nothing may keep it).
  */
 export class RowScratch {
   #buffer = new Float64Array(64 * STRIDE);
   #views: Float64Array[] = [];
+  #one: { flat: Float64Array; count: number; bytes: number; given: number } | undefined;
 
   /** The whole array, at least `n` rows long (its first `n` rows are written by the caller). */
   rows(n: number): Float64Array {
@@ -509,5 +510,13 @@ export class RowScratch {
   view(n: number): Float64Array {
     if (n <= 64) return (this.#views[n] ??= this.#buffer.subarray(0, n * STRIDE));
     return this.#buffer.subarray(0, n * STRIDE);
+  }
+
+  /** The one row written at the array's start, of `bytes` bytes (one object, reused by every post). */
+  oneRow(bytes: number): FlatDescriptors {
+    const one = (this.#one ??= { flat: this.view(1), count: 1, bytes: 0, given: 1 });
+    one.flat = this.view(1); // the array grows (and its views are made again) for a longer list
+    one.bytes = bytes;
+    return one;
   }
 }

@@ -21,18 +21,69 @@ export interface CheckedTransferOptions {
   readonly coalesce: boolean;
 }
 
+/**
+ * The last plain options checked (no notify, no signal) and what they were then: a loop that posts
+ * with one options object is checked once, not per post (a small transfer's whole post is a few
+ * µs, mostly unoptimized code in a process's first thousands of transfers). The fields are compared
+ * at every post, so an object changed since is checked again.
+ */
+let lastOptions: TransferOptions | undefined;
+let lastTimeoutMs: unknown;
+let lastCoalesce: unknown;
+let lastChecked: CheckedTransferOptions | undefined;
+
+/** The options when none are given. */
+const NO_OPTIONS: CheckedTransferOptions = Object.freeze({
+  timeoutMs: undefined,
+  notify: null,
+  signal: undefined,
+  coalesce: true,
+});
+
 /** Checks the options of one READ or WRITE. */
 export function checkTransferOptions(options: TransferOptions | undefined): CheckedTransferOptions {
+  if (options === undefined) return NO_OPTIONS;
+  if (options === lastOptions) {
+    // Each field read once: a getter runs as often as without the cache.
+    const timeoutMs = options.timeoutMs;
+    const coalesce = options.coalesce;
+    const notify = options.notify;
+    const signal = options.signal;
+    if (timeoutMs === lastTimeoutMs && coalesce === lastCoalesce && notify === undefined && signal === undefined)
+      return lastChecked!;
+    lastOptions = undefined;
+    return checkFields(timeoutMs, notify, signal, coalesce);
+  }
   const o = optionsObject(options, 'transfer options');
-  const timeoutMs = o.timeoutMs === undefined ? undefined : checkTimeout(o.timeoutMs, 'timeoutMs');
+  const timeoutMs = o.timeoutMs;
+  const coalesce = o.coalesce;
+  const notify = o.notify;
+  const signal = o.signal;
+  const checked = checkFields(timeoutMs, notify, signal, coalesce);
+  if (notify === undefined && signal === undefined) {
+    lastOptions = options;
+    lastTimeoutMs = timeoutMs;
+    lastCoalesce = coalesce;
+    lastChecked = checked;
+  }
+  return checked;
+}
+
+function checkFields(
+  rawTimeoutMs: unknown,
+  rawNotify: unknown,
+  rawSignal: unknown,
+  rawCoalesce: unknown,
+): CheckedTransferOptions {
+  const timeoutMs = rawTimeoutMs === undefined ? undefined : checkTimeout(rawTimeoutMs, 'timeoutMs');
   let notify: Uint8Array | null = null;
-  if (o.notify !== undefined) {
-    notify = typeof o.notify === 'string' ? Buffer.from(o.notify, 'utf8') : o.notify;
-    if (!(notify instanceof Uint8Array)) invalid('notify', 'a string or a Uint8Array', o.notify);
+  if (rawNotify !== undefined) {
+    notify = typeof rawNotify === 'string' ? Buffer.from(rawNotify, 'utf8') : (rawNotify as Uint8Array);
+    if (!(notify instanceof Uint8Array)) invalid('notify', 'a string or a Uint8Array', rawNotify);
     checkNotifySize(notify);
   }
-  const signal = signalOption(o.signal);
-  const coalesce = booleanOption(o.coalesce, 'coalesce') ?? true;
+  const signal = signalOption(rawSignal);
+  const coalesce = booleanOption(rawCoalesce, 'coalesce') ?? true;
   return { timeoutMs, notify, signal, coalesce };
 }
 

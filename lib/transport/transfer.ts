@@ -245,7 +245,7 @@ export interface PreparedHost {
     p: PreparedTransfer,
     op: TransferOp,
     indices: ArrayLike<number> | undefined,
-    opts: TransferOptions,
+    opts: TransferOptions | undefined,
   ): Transfer;
 }
 
@@ -290,17 +290,17 @@ export class PreparedTransfer {
   }
 
   /** READs the descriptors at `indices` (all when omitted). */
-  read(indices?: ArrayLike<number>, opts: TransferOptions = {}): Transfer {
+  read(indices?: ArrayLike<number>, opts?: TransferOptions): Transfer {
     return this.#host.postPrepared(this, 'read', indices, opts);
   }
 
   /** WRITEs the descriptors at `indices` (all when omitted). */
-  write(indices?: ArrayLike<number>, opts: TransferOptions = {}): Transfer {
+  write(indices?: ArrayLike<number>, opts?: TransferOptions): Transfer {
     return this.#host.postPrepared(this, 'write', indices, opts);
   }
 
   /** Posts `op` on the descriptors at `indices` (all when omitted). */
-  post(op: TransferOp, indices?: ArrayLike<number>, opts: TransferOptions = {}): Transfer {
+  post(op: TransferOp, indices?: ArrayLike<number>, opts?: TransferOptions): Transfer {
     if (op !== 'read' && op !== 'write') {
       throw new KvwireError(ErrorCode.INVALID_ARGUMENT, `op must be 'read' or 'write', not ${describeValue(op)}`);
     }

@@ -1,8 +1,11 @@
 #include "engine/cma.h"
 
+#include <fcntl.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <vector>
 
 namespace kvwire {
@@ -59,6 +62,31 @@ int CmaCopy(pid_t pid, bool write, const CmaRange* ranges, size_t n) {
     }
   }
   return 0;
+}
+
+int MemFileCopy(int memFd, bool write, const CmaRange& range) {
+  const auto offset = static_cast<off_t>(range.remote);
+  // Addresses above 2^63 are no user space's; off_t would turn them negative.
+  if (offset < 0) return EFAULT;
+  uint64_t done = 0;
+  while (done < range.length) {
+    const size_t want = static_cast<size_t>(range.length - done);
+    const ssize_t got = write ? pwrite(memFd, range.local + done, want, offset + static_cast<off_t>(done))
+                              : pread(memFd, range.local + done, want, offset + static_cast<off_t>(done));
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    if (got == 0) return EFAULT;  // nothing mapped there, or the address space is gone
+    done += static_cast<uint64_t>(got);
+  }
+  return 0;
+}
+
+int OpenMemFile(pid_t pid) {
+  char path[32];
+  std::snprintf(path, sizeof path, "/proc/%d/mem", static_cast<int>(pid));
+  return open(path, O_RDWR | O_CLOEXEC);
 }
 
 }  // namespace kvwire

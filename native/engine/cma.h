@@ -27,6 +27,22 @@ struct CmaRange {
 // more; EPERM: the kernel refuses cross-process access between these processes).
 int CmaCopy(pid_t pid, bool write, const CmaRange* ranges, size_t n);
 
+// Ranges of at most this many bytes go through the peer's memory file when it is open: the
+// kernel copies a page at a time through /proc/<pid>/mem (a bounce page), which beats
+// process_vm_readv/writev for one page (4 KiB, C loop on this VM: 0.88 against 1.18 us read, 0.94
+// against 1.16 write) and loses from two (16 KiB: 2.2 against 1.9).
+inline constexpr uint64_t kMemFileMaxBytes = 4096;
+
+// Copies one range to (write) or from (read) the process whose memory file `memFd` is (opened with
+// O_RDWR on /proc/<pid>/mem). Returns 0 on success, else an errno (EFAULT: not mapped there, or the
+// process is gone: the file reads nothing once its address space is).
+int MemFileCopy(int memFd, bool write, const CmaRange& range);
+
+// Opens process `pid`'s memory file for MemFileCopy, or returns -1 (no /proc, refused by the
+// kernel's ptrace rules or a security module: process_vm_readv/writev are used instead). The caller
+// checks afterwards that `pid` is still the process it means (its pidfd).
+int OpenMemFile(pid_t pid);
+
 // Moves the second half (by bytes) of `ranges` into `second`, cutting the range that straddles the
 // middle in two: `tail(r, k)` is `r` without its first `k` bytes. False (nothing moved) when there
 // is too little to split. For the copy helper's halves (copy_helper.h); R has a `length`.

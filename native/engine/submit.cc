@@ -50,7 +50,7 @@ SubmitResult UcxEngine::Submit(const TransferOrder& order) {
   }
   std::shared_ptr<PeerInfo> peer = peerInfo(order.peerId);
   if (!peer) return refuse(code::kClosed, "the peer is disconnected");
-  auto req = std::make_unique<TransferRequest>();
+  std::unique_ptr<TransferRequest> req = spareRequest_ ? std::move(spareRequest_) : std::make_unique<TransferRequest>();
   req->id = order.id;
   req->op = order.op;
   req->peerId = order.peerId;
@@ -65,6 +65,7 @@ SubmitResult UcxEngine::Submit(const TransferOrder& order) {
   SubmitResult out;
   if (TryInlineCopy(*req, *peer)) {
     for (auto& r : req->regions) r->Release();
+    RecycleRequest(std::move(req));
     out.completed = true;
     return out;
   }
@@ -77,6 +78,18 @@ SubmitResult UcxEngine::Submit(const TransferOrder& order) {
   Enqueue(std::move(c));
   if (wait) out.completed = AwaitCompletion(order.id);
   return out;
+}
+
+void UcxEngine::RecycleRequest(std::unique_ptr<TransferRequest> req) {
+  // Every field back to its default; the two lists keep their storage.
+  std::vector<ResolvedDesc> descs = std::move(req->descs);
+  std::vector<LocalRegionPtr> regions = std::move(req->regions);
+  descs.clear();
+  regions.clear();
+  *req = TransferRequest{};
+  req->descs = std::move(descs);
+  req->regions = std::move(regions);
+  spareRequest_ = std::move(req);
 }
 
 bool UcxEngine::WantsCompletionWait(const TransferRequest& req) {
@@ -229,6 +242,10 @@ bool UcxEngine::TryInlineCopy(const TransferRequest& req, const PeerInfo& peer) 
         if (inlineHelper_.Wait() != 0 || err != 0) return false;
         n = 0;  // copied
       }
+    }
+    if (n == 1 && ranges[0].length <= kMemFileMaxBytes && peer.cmaMemFd.valid()) {
+      if (MemFileCopy(peer.cmaMemFd.get(), write, ranges[0]) != 0) return false;
+      n = 0;  // copied
     }
     if (n > 0 && CmaCopy(pid, write, ranges, n) != 0) return false;
     if (!write && !peer.PidStillOurs()) return false;

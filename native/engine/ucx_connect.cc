@@ -3,6 +3,7 @@
 // in ucx_handshake.cc, the messages' dispatch in ucx_messages.cc.
 #ifdef KVWIRE_HAVE_UCX
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@
 #include <set>
 
 #include "engine/address_check.h"
+#include "engine/cma.h"
 #include "engine/process.h"
 #include "engine/ucx_internal.h"
 
@@ -261,6 +263,11 @@ void UcxEngine::DoAttach(uint32_t peerId) {
       ob.info->cmaPidfd.reset(fd);
       // ... or, cheaper, its liveness beacon (liveness.h) when it offered one we can map.
       if (ob.beaconFd >= 0) ob.info->cmaBeacon = PeerBeacon::Open(ob.pidfd.get(), ob.beaconFd);
+      // Its memory file, for one-page copies (cma.h). Opened by pid: it is the peer's if the peer
+      // still lives afterwards (a pid names no other process while its own lives).
+      UniqueFd mem(OpenMemFile(static_cast<pid_t>(ob.info->pid)));
+      pollfd pf{ob.pidfd.get(), POLLIN, 0};
+      if (mem.valid() && poll(&pf, 1, 0) == 0) ob.info->cmaMemFd = std::move(mem);
       ob.info->cmaInline.store(true, std::memory_order_release);
     }
   }

@@ -3,7 +3,7 @@
 // tcp). Both must behave the same at this contract: same results, same errors.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Agent, ErrorCode, KvwireError } from '../../lib/index.js';
-import type { EngineKind, Peer, Region } from '../../lib/index.js';
+import type { EngineKind, Peer, Region, TransferOptions } from '../../lib/index.js';
 import { fill, expectCode, expectRejectCode } from './helpers.js';
 
 const engines: { engine: EngineKind; transports?: string }[] = [
@@ -186,6 +186,37 @@ describe.each(engines)('transport contract: $engine $transports', ({ engine, tra
     await p.read().done;
     expectCode(() => p.read([16]), ErrorCode.OUT_OF_BOUNDS);
     expectCode(() => p.read([1.5]), ErrorCode.OUT_OF_BOUNDS);
+  });
+
+  it('checks one options object again after it changed (posts with one object are checked once)', async () => {
+    const p = initiator.prepare(
+      peer,
+      [
+        { region: local, offset: 0, length: 4096 },
+        { region: local, offset: 4096, length: 4096 },
+      ],
+      [
+        { region: peer.region('kv'), offset: 0, length: 4096 },
+        { region: peer.region('kv'), offset: 4096, length: 4096 },
+      ],
+    );
+    const opts: { timeoutMs?: unknown; coalesce?: unknown; notify?: unknown } = { timeoutMs: 5000, coalesce: false };
+    expect((await p.read(undefined, opts as TransferOptions).done).postedDescriptors).toBe(2);
+    expect((await p.read(undefined, opts as TransferOptions).done).postedDescriptors).toBe(2);
+    opts.coalesce = true;
+    expect((await p.read(undefined, opts as TransferOptions).done).postedDescriptors).toBe(1);
+    opts.timeoutMs = -1;
+    expectCode(() => p.read(undefined, opts as TransferOptions), ErrorCode.INVALID_ARGUMENT);
+    opts.timeoutMs = 5000;
+    await p.read(undefined, opts as TransferOptions).done;
+    opts.coalesce = 'yes';
+    expectCode(() => p.read(undefined, opts as TransferOptions), ErrorCode.INVALID_ARGUMENT);
+    opts.coalesce = false;
+    await p.read(undefined, opts as TransferOptions).done;
+    opts.notify = 42;
+    expectCode(() => p.read(undefined, opts as TransferOptions), ErrorCode.INVALID_ARGUMENT);
+    // And no options at all: the defaults (coalesced, the agent's deadline).
+    expect((await p.read().done).postedDescriptors).toBe(1);
   });
 
   it('posts subsets of changing sizes back to back, coalesced or not, each with its own bytes', async () => {

@@ -4,6 +4,7 @@
 // byte is checked; what must not go inline (over the budget, a peer that exited) goes the engine
 // way and reports what happened.
 import { tcpZeroCopyOff } from './tcp-zero-copy-off.js';
+import { readdirSync, readlinkSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Agent, ErrorCode, KvwireError } from '../../lib/index.js';
 import type { Peer, Region } from '../../lib/index.js';
@@ -138,6 +139,57 @@ describe.each(['tcp', 'sm'])('small transfers over %s', (tls) => {
     await t.done;
     for (const x of b) mem.copy(remote, x.r, x.l, x.l + 1024);
     expect((await c.request({ cmd: 'hash', label }, 'hash')).sha).toBe(sha256(remote));
+  });
+
+  it("moves one page or less through the peer's memory file over sm (READ and WRITE, across a page boundary, at the region's ends): every byte right", async () => {
+    const { peer, c, local, mem } = await start();
+    const memFiles = (): string[] =>
+      readdirSync('/proc/self/fd').flatMap((fd) => {
+        try {
+          const to = readlinkSync(`/proc/self/fd/${fd}`);
+          return to === `/proc/${c.proc.pid}/mem` ? [to] : [];
+        } catch {
+          return []; // closed since it was listed
+        }
+      });
+    // Opened once the peer is connected for cross-memory attach (native/engine/cma.h), and only then.
+    expect(memFiles().length).toBe(tls === 'sm' ? 1 : 0);
+    const remote = fillPattern(Buffer.alloc(SIZE), SEEDS.kv);
+    // [local offset, remote offset, length]: within a page, across one, the first and last bytes.
+    const cases: [number, number, number][] = [
+      [0, 0, 4096],
+      [10, 4096 * 3 + 100, 4096],
+      [5000, 4096 * 7 - 1, 2],
+      [9000, 0, 1],
+      [12_000, SIZE - 4096, 4096],
+      [20_000, SIZE - 1, 1],
+    ];
+    for (const [l, r, len] of cases) {
+      mem.fill(0xee);
+      const t = agent!.read(
+        peer,
+        [{ region: local, offset: l, length: len }],
+        [{ region: peer.region('kv'), offset: r, length: len }],
+      );
+      expect(t.status).toBe(tls === 'sm' ? 'done' : 'pending');
+      await t.done;
+      expect(mem.subarray(l, l + len).equals(remote.subarray(r, r + len))).toBe(true);
+      // Nothing around it touched.
+      expect(mem.subarray(0, l).every((v) => v === 0xee)).toBe(true);
+      expect(mem.subarray(l + len, l + len + 4096).every((v) => v === 0xee)).toBe(true);
+    }
+    fillPattern(mem, 4321);
+    for (const [l, r, len] of cases) {
+      const t = agent!.write(
+        peer,
+        [{ region: local, offset: l, length: len }],
+        [{ region: peer.region('kv'), offset: r, length: len }],
+      );
+      expect(t.status).toBe(tls === 'sm' ? 'done' : 'pending');
+      await t.done;
+      mem.copy(remote, r, l, l + len);
+    }
+    expect((await c.request({ cmd: 'hash', label: 'kv' }, 'hash')).sha).toBe(sha256(remote));
   });
 
   it('goes through the engine thread above tuning.inlineBytes, with the same bytes', async () => {
