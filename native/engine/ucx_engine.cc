@@ -131,15 +131,6 @@ bool UcxEngine::Init(std::string* error) {
   if (getenv("UCX_TCP_TX_SEG_SIZE") == nullptr && MayUse(transportsConfigured(), {"tcp"})) {
     (void)ucp_config_modify(config, "TX_SEG_SIZE", "64K");
   }
-  // tcp connects without blocking, unless the environment decides (UCX_TCP_CONN_NB): UCX 1.13's
-  // default is a blocking connect() inside ucp_ep_create, on the engine thread, which a silent
-  // network (every frame dropped) held for 5.1 s, past the connect's own deadline and every other
-  // deadline of the agent (docs/RELIABILITY.md, F7); the handshake's deadline bounds the connect.
-  // UCX applies a name it does not know to each transport's configuration: tcp's field is CONN_NB
-  // ("TCP_CONN_NB" matched nothing).
-  if (getenv("UCX_TCP_CONN_NB") == nullptr && MayUse(transportsConfigured(), {"tcp"})) {
-    (void)ucp_config_modify(config, "CONN_NB", "y");
-  }
   ucp_params_t params{};
   params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_MT_WORKERS_SHARED | UCP_PARAM_FIELD_NAME;
   // No UCP_FEATURE_RMA: with it, UCX serves its software-emulated put/get (the path for transports

@@ -37,9 +37,10 @@ const SCENARIOS: { name: string; faults: Fault[] }[] = [
  * /work/wt/notes/findings-reliability.md; expected to fail until fixed on main.
  * F12 (over a silent 100% loss the initiator died with SIGSEGV in the engine's ProgressRetiring) is
  *   fixed on main: that scenario's checks are plain tests but one:
- * F7 (connect() during a silent 100% loss settled at the agent's backstop, deadline + 2 s: UCX
- *   1.13's blocking tcp connect() held the engine thread 5.1 s) is fixed: tcp connects without
- *   blocking.
+ * F7: connect() during a silent 100% loss settles at the agent's backstop (deadline + 2 s), not at
+ *   its deadline: UCX 1.13's blocking tcp connect() holds the engine thread 5.1 s (UCX's
+ *   non-blocking connect fixes it but left transfers unquiesced after a tcp peer's death, 2 runs
+ *   in 20: not used).
  * F6 (issue 10, defect 8): a long-lived initiator that went through link down and blackhole routes
  *   stops working: a new connection's READ times out (before the defect-4 fix: "Request canceled"),
  *   at the blackhole's baseline or after it, and a READ that timed out on the slow link afterwards is
@@ -49,7 +50,7 @@ const SCENARIOS: { name: string; faults: Fault[] }[] = [
 const FAILS_TODAY: Record<string, Check[]> = {
   'link-down': [],
   blackhole: [],
-  loss: [],
+  loss: ['connect'],
   slow: [],
   [SEQUENCE]: ['sequence'],
 };
@@ -141,7 +142,7 @@ describe.each(SCENARIOS)('partitions between two network namespaces: $name', ({ 
     expect(stuck, JSON.stringify(stuck, null, 1)).toEqual([]);
   });
 
-  // Finding F7 (fixed): over the silent loss, connect() settled at the agent's backstop (deadline + 2 s).
+  // Finding F7: over the silent loss, connect() settles at the agent's backstop (deadline + 2 s).
   test('connect')('fails connect() during it with a typed error at its deadline', async (ctx) => {
     if (unavailable !== undefined) ctx.skip();
     const fs = await run(name, faults);
