@@ -232,8 +232,8 @@ bool UcxEngine::StageServeItem(ServeTask& t, uint32_t i) {
             UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS | UCP_OP_ATTR_FIELD_MEMH;
         p.cb.send = &UcxEngine::StagedServeSendCb;
         p.user_data = ctx;
+        p.flags = DataFlags(task.peerErrors, task.items[i].length);
         p.memh = static_cast<ucp_mem_h>(pl.memh());
-        SetDataParams(&p, task.peerErrors, task.packData, task.items[i].length);  // b.data: host bounce memory
         void* r = ucp_am_send_nbx(ibIt->second->ep, wire::kReadData, &task.hdrs[i], sizeof(wire::ReadDataHdr), b.data,
                                   task.items[i].length, &p);
         if (UCS_PTR_IS_PTR(r)) {

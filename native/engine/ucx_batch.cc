@@ -101,7 +101,7 @@ bool UcxEngine::PostWriteBatch(Xfer& x, Outbound& ob, uint32_t count) {
   p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
   p.cb.send = &UcxEngine::WriteBatchSendCb;
   p.user_data = ps;
-  SetDataParams(&p, ob.lanes.peerErrors, ob.lanes.packData, table + bytes);
+  p.flags = DataFlags(ob.lanes.peerErrors, table + bytes);
   void* r = ucp_am_send_nbx(ob.ep, wire::kWriteBatch, &ps->whdr, sizeof ps->whdr, ps->buf.data(), table + bytes, &p);
   x.next += count;
   if (!UCS_PTR_IS_PTR(r)) delete ps;  // done or failed at once: no callback will come
@@ -255,7 +255,7 @@ bool UcxEngine::PostServeBatch(ServeTask& t, ucp_ep_h ep, uint32_t count) {
   p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
   p.cb.send = &UcxEngine::ServeBatchSendCb;
   p.user_data = ps;
-  SetDataParams(&p, t.peerErrors, t.packData, bytes);
+  p.flags = DataFlags(t.peerErrors, bytes);
   void* r = ucp_am_send_nbx(ep, wire::kReadDataBatch, &ps->rhdr, sizeof ps->rhdr, ps->buf.data(), bytes, &p);
   t.next += count;
   if (r == nullptr) {

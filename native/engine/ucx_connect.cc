@@ -87,15 +87,6 @@ LaneInfo UcxEngine::DescribeLanes(ucp_ep_h ep) {
     info.detail += r;
   }
   info.category = rdma ? "rdma" : sm ? "sm" : tcp ? "tcp" : self ? "self" : cuda ? "cuda" : "unknown";
-  // UCX 1.13's tcp completes a zero-copy send twice, and aborts the process, when the peer resets
-  // the connection while the send is part way out and bytes from the peer wait to be read (its
-  // uct_tcp_ep_sendv error path; unchanged upstream since): tcp data is packed, where nothing else
-  // carries it. KVWIRE_TCP_ZERO_COPY=1 keeps zero-copy (docs/transport.md).
-  static const bool tcpZeroCopy = [] {
-    const char* v = getenv("KVWIRE_TCP_ZERO_COPY");
-    return v != nullptr && std::strcmp(v, "1") == 0;
-  }();
-  info.packData = info.category == "tcp" && !tcpZeroCopy;
   return info;
 }
 

@@ -10,7 +10,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <initializer_list>
 
 #include "engine/address_check.h"
 #include "engine/ucx_internal.h"
@@ -66,26 +65,19 @@ bool SwitchOn(const char* name) {
   return v == nullptr || std::strcmp(v, "0") != 0;
 }
 
-// Whether a UCX_TLS value may select one of `names`: "all", an exclusion list ("^..."), or a list
-// naming one of them.
-bool MayUse(const std::string& tls, std::initializer_list<const char*> names) {
+// Whether a UCX_TLS value may select a shared-memory transport: "all", an exclusion list ("^..."),
+// or a list naming sm, shm, mm, posix or sysv.
+bool MayUseSharedMemory(const std::string& tls) {
   if (tls.empty() || tls[0] == '^') return true;
   size_t start = 0;
   while (start <= tls.size()) {
     size_t end = tls.find(',', start);
     if (end == std::string::npos) end = tls.size();
     std::string tl = tls.substr(start, end - start);
-    if (tl == "all") return true;
-    for (const char* n : names) {
-      if (tl == n) return true;
-    }
+    if (tl == "all" || tl == "sm" || tl == "shm" || tl == "mm" || tl == "posix" || tl == "sysv") return true;
     start = end + 1;
   }
   return false;
-}
-
-bool MayUseSharedMemory(const std::string& tls) {
-  return MayUse(tls, {"sm", "shm", "mm", "posix", "sysv"});
 }
 }  // namespace
 
@@ -124,12 +116,6 @@ bool UcxEngine::Init(std::string* error) {
   if (getenv("UCX_POSIX_ERROR_HANDLING") == nullptr && getenv("UCX_SYSV_ERROR_HANDLING") == nullptr &&
       MayUseSharedMemory(transportsConfigured()) && ucp_config_modify(config, "MM_ERROR_HANDLING", "y") != UCS_OK) {
     posixPeerErrors_ = false;
-  }
-  // tcp's data is packed into UCX's own buffers (PackedDatatype, ucx_messages.cc): in 64 KiB
-  // pieces it moves as fast as zero-copy did, in UCX's default 8 KiB a third as fast. "TX_SEG_SIZE"
-  // is tcp's alone (the other transports' is SEG_SIZE); the environment decides where it says.
-  if (getenv("UCX_TCP_TX_SEG_SIZE") == nullptr && MayUse(transportsConfigured(), {"tcp"})) {
-    (void)ucp_config_modify(config, "TX_SEG_SIZE", "64K");
   }
   ucp_params_t params{};
   params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_MT_WORKERS_SHARED | UCP_PARAM_FIELD_NAME;

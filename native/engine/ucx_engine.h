@@ -147,9 +147,6 @@ struct LaneInfo {
   std::string category;     // sm | tcp | rdma | self | unknown
   std::string detail;       // e.g. "sysv/memory+posix/memory+cma/memory"
   bool peerErrors = false;  // created with UCP_ERR_HANDLING_MODE_PEER (UCX reports peer failure)
-  // Data is sent packed into UCX's buffers, never zero-copy (UcxEngine::SetDataParams): the lanes
-  // are tcp's, whose zero-copy sends UCX 1.13 can complete twice when the peer dies (an abort).
-  bool packData = false;
 };
 
 class UcxEngine {
@@ -364,10 +361,6 @@ class UcxEngine {
   // to a process that died is never completed or cancelled there by UCX 1.13, and its transfer
   // would never quiesce.
   uint32_t DataFlags(bool peerErrors, size_t len) const;
-  // A data message's parameters (after its memh is set): eager or rendezvous (DataFlags), and,
-  // where `packData` (LaneInfo), the bytes packed by UCX from `buffer`/`count` = the bytes' address
-  // and length, instead of sent zero-copy from them.
-  void SetDataParams(ucp_request_param_t* p, bool peerErrors, bool packData, size_t len) const;
   void PostAmWrite(Xfer& x, Outbound& ob);
   void PostReadRequest(Xfer& x, Outbound& ob);
   // For SendControl: a control message of transfer `id` that could not be sent fails the transfer.

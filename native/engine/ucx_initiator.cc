@@ -371,8 +371,8 @@ void UcxEngine::PostAmWrite(Xfer& x, Outbound& ob) {
         UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS | UCP_OP_ATTR_FIELD_MEMH;
     p.cb.send = &UcxEngine::XferSendCb;
     p.user_data = &x;
+    p.flags = DataFlags(ob.lanes.peerErrors, d.length);
     p.memh = static_cast<ucp_mem_h>(d.memh);
-    SetDataParams(&p, ob.lanes.peerErrors, ob.lanes.packData, d.length);
     void* r = ucp_am_send_nbx(ob.ep, wire::kWrite, &h, sizeof h, d.local, d.length, &p);
     x.next++;
     if (!TrackXferOp(x, r, 1)) return;

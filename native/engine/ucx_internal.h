@@ -168,7 +168,6 @@ struct UcxEngine::ServeTask {
   std::vector<int16_t> itemDevice;  // per item: CUDA device of the bytes, -1 host (empty: all host)
   wire::Route route{};              // the initiator's route, carried by every push
   bool peerErrors = true;           // the endpoint has peer error handling (else pushes go eager)
-  bool packData = false;            // pushes are packed by UCX, never zero-copy (LaneInfo::packData)
 
   bool Serving() const { return phase == Phase::kServing; }
 };

@@ -4,9 +4,7 @@
 // endpoints and send answers). kAuth is handled inline too: it must take effect before the data
 // messages that follow it on the same endpoint.
 #ifdef KVWIRE_HAVE_UCX
-#include <algorithm>
 #include <cstring>
-#include <new>
 
 #include "engine/ucx_internal.h"
 
@@ -25,65 +23,6 @@ const H* HeaderAs(const void* header, size_t len) {
   return len >= sizeof(H) ? static_cast<const H*>(header) : nullptr;
 }
 
-// A range of this process's memory that UCX packs into its own send buffers: UCX cannot send a
-// generic datatype zero-copy, whatever the transport and size (eager and rendezvous alike). The
-// send passes the range's address as `buffer` and its length in bytes as `count`.
-// Control messages with more bytes than this are packed (SendControl).
-constexpr size_t kPackControlAbove = 8192;
-
-struct PackedRange {
-  const uint8_t* data;
-  size_t length;
-};
-
-void* PackStart(void* /*context*/, const void* buffer, size_t count) {
-  return new (std::nothrow) PackedRange{static_cast<const uint8_t*>(buffer), count};
-}
-
-void* UnpackStart(void* /*context*/, void* buffer, size_t count) {
-  return new (std::nothrow) PackedRange{static_cast<const uint8_t*>(buffer), count};
-}
-
-size_t PackedSize(void* state) {
-  return state != nullptr ? static_cast<PackedRange*>(state)->length : 0;
-}
-
-size_t Pack(void* state, size_t offset, void* dest, size_t max) {
-  auto* r = static_cast<PackedRange*>(state);
-  if (r == nullptr || offset >= r->length) return 0;
-  const size_t n = std::min(max, r->length - offset);
-  std::memcpy(dest, r->data + offset, n);
-  return n;
-}
-
-// Never used to receive (kvwire receives into contiguous memory); defined as the inverse of Pack.
-ucs_status_t Unpack(void* state, size_t offset, const void* src, size_t length) {
-  auto* r = static_cast<PackedRange*>(state);
-  if (r == nullptr || offset > r->length || length > r->length - offset) return UCS_ERR_MESSAGE_TRUNCATED;
-  std::memcpy(const_cast<uint8_t*>(r->data) + offset, src, length);
-  return UCS_OK;
-}
-
-void PackFinish(void* state) {
-  delete static_cast<PackedRange*>(state);
-}
-
-// One per process, never destroyed: stateless, and any engine's request may use it until the end.
-ucp_datatype_t PackedDatatype() {
-  static const ucp_datatype_t dt = [] {
-    static ucp_generic_dt_ops_t ops{};
-    ops.start_pack = PackStart;
-    ops.start_unpack = UnpackStart;
-    ops.packed_size = PackedSize;
-    ops.pack = Pack;
-    ops.unpack = Unpack;
-    ops.finish = PackFinish;
-    ucp_datatype_t t = 0;
-    return ucp_dt_create_generic(&ops, nullptr, &t) == UCS_OK ? t : ucp_datatype_t{0};
-  }();
-  return dt;
-}
-
 }  // namespace
 
 void UcxEngine::SendControl(ucp_ep_h ep, uint16_t amId, const void* hdr, size_t hdrLen, const void* data,
@@ -99,12 +38,6 @@ void UcxEngine::SendControl(ucp_ep_h ep, uint16_t amId, const void* hdr, size_t 
   ucp_request_param_t p{};
   p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
   p.flags = UCP_AM_SEND_FLAG_EAGER;
-  // A large one (a grant of many regions) is packed by UCX like data over tcp (SetDataParams):
-  // never zero-copy. Small ones go as UCX's short messages, which need contiguous bytes.
-  if (dataLen > kPackControlAbove && PackedDatatype() != 0) {
-    p.op_attr_mask |= UCP_OP_ATTR_FIELD_DATATYPE;
-    p.datatype = PackedDatatype();
-  }
   p.user_data = b;
   p.cb.send = [](void* req, ucs_status_t st, void* ud) {
     auto* blk = static_cast<ControlBlock*>(ud);
@@ -127,17 +60,6 @@ void UcxEngine::SendControl(ucp_ep_h ep, uint16_t amId, const void* hdr, size_t 
 uint32_t UcxEngine::DataFlags(bool peerErrors, size_t len) const {
   if (!peerErrors) return UCP_AM_SEND_FLAG_EAGER;
   return len >= opts_.rndvThreshold ? UCP_AM_SEND_FLAG_RNDV : 0;
-}
-
-void UcxEngine::SetDataParams(ucp_request_param_t* p, bool peerErrors, bool packData, size_t len) const {
-  p->op_attr_mask |= UCP_OP_ATTR_FIELD_FLAGS;
-  p->flags = DataFlags(peerErrors, len);
-  if (!packData) return;
-  const ucp_datatype_t dt = PackedDatatype();
-  if (dt == 0) return;  // UCX could not make it (out of memory): zero-copy as before
-  p->op_attr_mask &= ~static_cast<uint32_t>(UCP_OP_ATTR_FIELD_MEMH);
-  p->op_attr_mask |= UCP_OP_ATTR_FIELD_DATATYPE;
-  p->datatype = dt;
 }
 
 ucs_status_t UcxEngine::OnAm(uint16_t id, const void* header, size_t headerLen, void* data, size_t len,

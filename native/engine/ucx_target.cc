@@ -240,7 +240,6 @@ void UcxEngine::HandleReadReq(const wire::ReadReqHdr& h, const uint8_t* data, si
   task->inboundId = ib.id;
   task->route = ib.RouteOut();
   task->peerErrors = ib.lanes.peerErrors;
-  task->packData = ib.lanes.packData;
   task->xferId = h.xferId;
   task->deadlineNs = DeadlineFrom(NowNs(), h.timeoutMs + 1000);
   task->items.resize(h.count);
@@ -361,8 +360,8 @@ void UcxEngine::PumpServe(ServeTask& t) {
           UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS | UCP_OP_ATTR_FIELD_MEMH;
       p.cb.send = &UcxEngine::ServeSendCb;
       p.user_data = &t;
+      p.flags = DataFlags(t.peerErrors, t.items[i].length);
       p.memh = static_cast<ucp_mem_h>(t.memhs[i]);
-      SetDataParams(&p, t.peerErrors, t.packData, t.items[i].length);
       void* r = ucp_am_send_nbx(ep, wire::kReadData, &t.hdrs[i], sizeof(wire::ReadDataHdr), t.addrs[i],
                                 t.items[i].length, &p);
       if (r == nullptr) {

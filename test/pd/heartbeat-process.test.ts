@@ -5,6 +5,7 @@
  * lease and reads them intact; a decode worker SIGKILLed with its pull pending strands the
  * prefill's blocks for about one lease, not minutes.
  */
+import { tcpZeroCopyOff } from '../transport/tcp-zero-copy-off.js';
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -63,6 +64,7 @@ class DecodeWorker {
 }
 
 describe.skipIf(noUcx !== undefined)('lease heartbeats across two processes over UCX', () => {
+  tcpZeroCopyOff('tcp');
   const cleanup: (() => Promise<void>)[] = [];
   afterEach(async () => {
     for (const c of cleanup.splice(0).reverse()) await c();

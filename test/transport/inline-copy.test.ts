@@ -3,6 +3,7 @@
 // mapped here, over shared memory; over tcp the same calls go through the engine thread. Every
 // byte is checked; what must not go inline (over the budget, a peer that exited) goes the engine
 // way and reports what happened.
+import { tcpZeroCopyOff } from './tcp-zero-copy-off.js';
 import { readdirSync, readlinkSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Agent, ErrorCode, KvwireError } from '../../lib/index.js';
@@ -15,6 +16,7 @@ const SIZE = 1 << 20;
 const SEEDS = { kv: 7, al: 9 } as const;
 
 describe.each(['tcp', 'sm'])('small transfers over %s', (tls) => {
+  tcpZeroCopyOff(tls);
   let child: Child | undefined;
   let agent: Agent | undefined;
 

@@ -1,5 +1,6 @@
 // Lifetimes: agents in worker threads (per-environment state), a worker terminated with transfers
 // in flight, agents dropped without close() (never collected; closed at exit).
+import { tcpZeroCopyOff } from './tcp-zero-copy-off.js';
 import { readdirSync, readFileSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { Worker } from 'node:worker_threads';
@@ -48,6 +49,7 @@ describe('engine threads', () => {
 });
 
 describe.each(['tcp', 'sm'])('agent lifetimes over %s', (tls) => {
+  tcpZeroCopyOff(tls);
   // Under load (a 2-core machine at load 10, several agents' engine threads spinning) a worker
   // thread starts, compiles and connects slowly: this once hit the default 60 s test timeout.
   // Every step inside the worker has its own deadline (a typed failure arrives as 'error'), the
@@ -132,6 +134,7 @@ describe('agent lifetimes on the loopback engine', () => {
 // transfer list used to move the backing store to a clone that was collected and freed, and a
 // peer's READ then crashed the target (SIGSEGV) or returned someone else's bytes.
 describe.each(['tcp', 'sm'])('registered ArrayBuffer whose owner tries to detach it, over %s', (tls) => {
+  tcpZeroCopyOff(tls);
   it('stays registered, whole and readable by a peer: the transfer copies instead of detaching', async () => {
     const size = 8 << 20;
     const c = new Child('transport-target.js', [], {}, ['--expose-gc']);
@@ -201,6 +204,7 @@ describe.each(['tcp', 'sm'])('registered ArrayBuffer whose owner tries to detach
 // that closed it by flushing kept it, and its socket, until the agent closed (74 -> 574 fds after
 // 500 cycles). Disconnects now say goodbye both ways and then close by force.
 describe.each(['tcp', 'sm'])('connect and disconnect cycles over %s', (tls) => {
+  tcpZeroCopyOff(tls);
   it('leave the descriptor count flat on both sides (500 cycles)', { timeout: 300_000 }, async () => {
     const c = new Child('transport-target.js');
     const agent = await Agent.create({ name: 'cycler', transports: tls });
@@ -250,6 +254,7 @@ describe.each(['tcp', 'sm'])('connect and disconnect cycles over %s', (tls) => {
 // handled the initiator's goodbye after it had retired its own endpoints and sent on a null
 // endpoint (SIGSEGV in ucp_am_send_nbx, seen when P/D engines were stopped together).
 describe.each(['tcp', 'sm'])('both ends closing at once over %s', (tls) => {
+  tcpZeroCopyOff(tls);
   it('exits cleanly, whichever goodbye arrives first (12 rounds)', { timeout: 300_000 }, async () => {
     for (let round = 0; round < 12; round++) {
       const c = new Child('transport-target.js');

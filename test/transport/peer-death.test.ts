@@ -7,6 +7,7 @@
 // before), `quiesced` must resolve within a bound, the local region must deregister, the agent must
 // go on connecting to new peers (defect 8: after 17 deaths over shared memory an agent once could
 // not), and close() must leave no UCX operation allocated (it warns when it does).
+import { tcpZeroCopyOff } from './tcp-zero-copy-off.js';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { Agent, ErrorCode, KvwireError } from '../../lib/index.js';
@@ -118,6 +119,7 @@ async function freshPeerReads(agent: Agent, v: Variant, seed: number): Promise<v
 }
 
 describe.each(VARIANTS)('a peer that dies mid-transfer ($v)', ({ v, deaths }) => {
+  tcpZeroCopyOff(v);
   it(
     `fails its transfers typed, quiesces them, frees their regions, connects fresh peers after ${deaths} deaths, and closes with nothing left`,
     { timeout: 300_000 },
@@ -169,6 +171,7 @@ describe.each(VARIANTS)('a peer that dies mid-transfer ($v)', ({ v, deaths }) =>
 describe.each([...VARIANTS, { v: 'sm-am' as const, deaths: 0 }])(
   'a peer that hangs past the deadline ($v)',
   ({ v }) => {
+    tcpZeroCopyOff(v);
     it(
       'times its transfers out, quiesces them while it still hangs, frees their regions, and closes with nothing left',
       {

@@ -2,6 +2,7 @@
 // end, notifications ordered after data, and the failures a production data plane meets: a peer
 // killed mid-transfer, close() with transfers in flight, a process exiting with transfers in
 // flight.
+import { tcpZeroCopyOff } from './tcp-zero-copy-off.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Agent, ErrorCode, KvwireError } from '../../lib/index.js';
 import type { Region, RemoteRegion } from '../../lib/index.js';
@@ -13,6 +14,7 @@ const SIZE = 8 << 20;
 const SEED = 42;
 
 describe.each(['tcp', 'sm'])('UCX between two processes over %s', (tls) => {
+  tcpZeroCopyOff(tls);
   let child: Child | undefined;
   let agent: Agent | undefined;
 
