@@ -43,24 +43,16 @@ const NO_OPTIONS: CheckedTransferOptions = Object.freeze({
 /** Checks the options of one READ or WRITE. */
 export function checkTransferOptions(options: TransferOptions | undefined): CheckedTransferOptions {
   if (options === undefined) return NO_OPTIONS;
-  if (options === lastOptions) {
-    // Each field read once: a getter runs as often as without the cache.
-    const timeoutMs = options.timeoutMs;
-    const coalesce = options.coalesce;
-    const notify = options.notify;
-    const signal = options.signal;
-    if (timeoutMs === lastTimeoutMs && coalesce === lastCoalesce && notify === undefined && signal === undefined)
-      return lastChecked!;
-    lastOptions = undefined;
-    return checkFields(timeoutMs, notify, signal, coalesce);
-  }
   const o = optionsObject(options, 'transfer options');
+  // Each field read once per post, cached or not (a getter runs as often either way).
   const timeoutMs = o.timeoutMs;
   const coalesce = o.coalesce;
   const notify = o.notify;
   const signal = o.signal;
+  const plain = notify === undefined && signal === undefined;
+  if (plain && options === lastOptions && timeoutMs === lastTimeoutMs && coalesce === lastCoalesce) return lastChecked!;
   const checked = checkFields(timeoutMs, notify, signal, coalesce);
-  if (notify === undefined && signal === undefined) {
+  if (plain) {
     lastOptions = options;
     lastTimeoutMs = timeoutMs;
     lastCoalesce = coalesce;

@@ -3,7 +3,6 @@
 // in ucx_handshake.cc, the messages' dispatch in ucx_messages.cc.
 #ifdef KVWIRE_HAVE_UCX
 #include <fcntl.h>
-#include <poll.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -266,8 +265,7 @@ void UcxEngine::DoAttach(uint32_t peerId) {
       // Its memory file, for one-page copies (cma.h). Opened by pid: it is the peer's if the peer
       // still lives afterwards (a pid names no other process while its own lives).
       UniqueFd mem(OpenMemFile(static_cast<pid_t>(ob.info->pid)));
-      pollfd pf{ob.pidfd.get(), POLLIN, 0};
-      if (mem.valid() && poll(&pf, 1, 0) == 0) ob.info->cmaMemFd = std::move(mem);
+      if (mem.valid() && ob.info->CheckPid(ob.pidfd.get()) == PeerInfo::Pid::kOurs) ob.info->cmaMemFd = std::move(mem);
       ob.info->cmaInline.store(true, std::memory_order_release);
     }
   }
