@@ -1,7 +1,9 @@
 /**
  * Registration cost: `agent.register` and `region.deregister` of one region from 4 KiB to 1 GiB
  * (the memory is allocated and touched once, then registered again and again), and of 10,000
- * small regions at once (NIXL's users report seconds for that).
+ * small regions at once (NIXL's users report seconds for that). Host memory (a Buffer) by default;
+ * with `--memory cuda`, device memory: one `cuda.alloc` allocation on device 0 whose ranges are
+ * registered, as a KV cache's tensors inside a framework's allocation are.
  *
  * Regions are registered with access 'readwrite' (exported to peers, so the engine packs a
  * remote key for each), as a KV cache is. Deregistration is timed as the call; the release that
@@ -10,7 +12,11 @@
  * @packageDocumentation
  */
 import { Agent } from '../../lib/transport/agent.js';
+import { cuda } from '../../lib/transport/cuda.js';
+import type { CudaAllocation, CudaMemory } from '../../lib/transport/cuda.js';
 import type { Region } from '../../lib/transport/region.js';
+import { BENCH_DEVICE } from './memory.js';
+import type { BenchMemory } from './memory.js';
 import { ucxTlsOf } from './plan.js';
 import type { Progress } from './progress.js';
 import type { RegisterJson, RegisterRowJson } from './schema.js';
@@ -55,6 +61,26 @@ async function released(regions: readonly Region[]): Promise<void> {
   clearTimeout(timer);
 }
 
+/** Memory whose ranges are registered: a touched host Buffer, or one device allocation. */
+interface RegisterMemory {
+  readonly range: (offset: number, bytes: number) => Buffer | CudaMemory;
+  readonly free: () => void;
+}
+
+function registerMemory(memory: BenchMemory, bytes: number): RegisterMemory {
+  if (memory === 'cuda') {
+    const m: CudaAllocation = cuda.alloc(BENCH_DEVICE, bytes);
+    cuda.memset(m, 0x5a); // touched once, as a real cache is
+    return {
+      range: (offset, n) => ({ kind: 'cuda', device: m.device, pointer: m.pointer + BigInt(offset), length: n }),
+      free: () => m.free(),
+    };
+  }
+  const b = Buffer.allocUnsafeSlow(bytes);
+  b.fill(0x5a); // touch every page once, as a real cache is
+  return { range: (offset, n) => b.subarray(offset, offset + n), free: () => undefined };
+}
+
 /** Runs the registration bench with one agent (the engine and transports of the run). */
 export async function runRegister(
   engine: 'ucx' | 'loopback',
@@ -62,6 +88,7 @@ export async function runRegister(
   regionCap: number,
   notice: (m: string) => void,
   progress: Progress,
+  memoryKind: BenchMemory = 'register',
 ): Promise<RegisterJson> {
   const tls = transports.map(ucxTlsOf).join(',');
   const agent = await Agent.create(
@@ -77,16 +104,18 @@ export async function runRegister(
   }
   progress.addTotal(sizes.length + 1);
   const rows: RegisterRowJson[] = [];
+  const onDevice = memoryKind === 'cuda';
+  const held: RegisterMemory[] = [];
   try {
-    const memory = Buffer.allocUnsafeSlow(sizes[sizes.length - 1] ?? 4096);
-    memory.fill(0x5a); // touch every page once, as a real cache is
+    const memory = registerMemory(memoryKind, sizes[sizes.length - 1] ?? 4096);
+    held.push(memory);
     let label = 0;
     for (const bytes of sizes) {
       progress.begin(`register ${bytes.toLocaleString('en-US')} bytes`);
       const reg = new Samples(32);
       const dereg = new Samples(32);
       const repeats = registerRepeats(bytes);
-      const view = memory.subarray(0, bytes);
+      const view = memory.range(0, bytes);
       for (let i = 0; i < repeats; i++) {
         const t0 = nowUs();
         const r = agent.register(view, { access: 'readwrite', label: `reg-${label++}` });
@@ -104,12 +133,12 @@ export async function runRegister(
 
     progress.begin(`register ${MANY_REGIONS.toLocaleString('en-US')} regions of 4 KiB`);
     const small = 4096;
-    const pool = Buffer.allocUnsafeSlow(MANY_REGIONS * small);
-    pool.fill(0x5a);
+    const pool = registerMemory(memoryKind, MANY_REGIONS * small);
+    held.push(pool);
     const regions: Region[] = new Array(MANY_REGIONS);
     const t0 = nowUs();
     for (let i = 0; i < MANY_REGIONS; i++) {
-      regions[i] = agent.register(pool.subarray(i * small, (i + 1) * small), {
+      regions[i] = agent.register(pool.range(i * small, small), {
         access: 'readwrite',
         label: `many-${i}`,
       });
@@ -132,6 +161,7 @@ export async function runRegister(
     return {
       engine,
       transports: agent.transports,
+      memory: onDevice ? 'cuda' : 'host',
       rows,
       many: {
         count: MANY_REGIONS,
@@ -146,5 +176,6 @@ export async function runRegister(
     };
   } finally {
     await agent.close();
+    for (const m of held) m.free();
   }
 }

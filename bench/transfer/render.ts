@@ -186,7 +186,7 @@ export function renderRegister(r: RegisterJson): string {
   ]);
   const m = r.many;
   return (
-    `registration (engine ${r.engine}, transports ${r.transports}; access readwrite)\n` +
+    `registration of ${r.memory === 'cuda' ? 'device' : 'host'} memory (engine ${r.engine}, transports ${r.transports}; access readwrite)\n` +
     renderTable(['region', 'repeats', 'register p50 µs', 'p99', 'deregister p50 µs', 'p99'], rows) +
     `\n\n${m.count.toLocaleString('en-US')} regions of ${fmtSize(m.regionBytes)}: register ${fmtNum(m.registerMs)} ms (${fmtNum(m.registerUsPerRegion)} µs each), ` +
     `deregister ${fmtNum(m.deregisterMs)} ms (${fmtNum(m.deregisterUsPerRegion)} µs each)` +

@@ -133,7 +133,8 @@ export async function runBench(
   }
   if (opts.model !== undefined)
     model = await runModel(opts, engine, transports, regionCap, notice, io.progress, faultHooks);
-  if (opts.register) register = await runRegister(engine, transports, regionCap, notice, io.progress);
+  if (opts.register)
+    register = await runRegister(engine, transports, regionCap, notice, io.progress, opts.initiatorMemory);
   io.progress.finish();
 
   const failed =
@@ -174,6 +175,6 @@ export async function runBench(
     model,
     register,
     idle,
-    targets: evaluateTargets(sweep, model, idle),
+    targets: evaluateTargets(sweep, model, idle, register),
   };
 }

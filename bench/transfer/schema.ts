@@ -288,6 +288,7 @@ const Register = obj(
   {
     engine: str(),
     transports: str(),
+    memory: oneOf('host', 'cuda'),
     rows: Type.Array(RegisterRow),
     many: obj(
       {

@@ -7,7 +7,7 @@
  *
  * @packageDocumentation
  */
-import type { IdleJson, ModelJson, SweepJson, SweepRowJson, TargetJson } from './schema.js';
+import type { IdleJson, ModelJson, RegisterJson, SweepJson, SweepRowJson, TargetJson } from './schema.js';
 import { fmtSize } from './units.js';
 
 const KIB64 = 64 << 10;
@@ -37,6 +37,7 @@ function judge(
   pairs: { label: string; value: number | null }[],
   missing: string,
   atMost = false,
+  unit: 'x' | '%' | 'ms' = atMost ? '%' : 'x',
 ): TargetJson {
   const known = pairs.filter(
     (p): p is { label: string; value: number } => p.value !== null && Number.isFinite(p.value),
@@ -44,7 +45,8 @@ function judge(
   if (known.length === 0) return { id, description, status: 'n/a', value: null, threshold, detail: missing };
   const worst = known.reduce((w, p) => ((atMost ? p.value > w.value : p.value < w.value) ? p : w));
   const pass = atMost ? worst.value <= threshold : worst.value >= threshold;
-  const fmt = (v: number) => (atMost ? `${v.toFixed(2)}%` : `${v.toFixed(2)}x`);
+  const fmt = (v: number) =>
+    unit === 'x' ? `${v.toFixed(2)}x` : unit === '%' ? `${v.toFixed(2)}%` : `${v.toFixed(2)} ms`;
   return {
     id,
     description,
@@ -96,9 +98,32 @@ function cudaTargets(sweep: SweepJson): TargetJson[] {
   return out;
 }
 
+/** Registration of 1 GiB of device memory (`--register --memory cuda`) under 10 ms, p50. */
+function registerTargets(register: RegisterJson): TargetJson[] {
+  if (register.memory !== 'cuda') return [];
+  const gib = register.rows.find((r) => r.bytes === 1 << 30);
+  return [
+    judge(
+      'register-cuda-1g',
+      'agent.register of 1 GiB of device memory < 10 ms (p50)',
+      10,
+      gib === undefined ? [] : [{ label: '1 GiB p50', value: gib.registerUs.p50 / 1000 }],
+      'needs a 1 GiB row (--max-region 1G or more)',
+      true,
+      'ms',
+    ),
+  ];
+}
+
 /** Evaluates every target this run has data for (the rest are 'n/a' with the reason). */
-export function evaluateTargets(sweep: SweepJson | null, model: ModelJson | null, idle: IdleJson | null): TargetJson[] {
+export function evaluateTargets(
+  sweep: SweepJson | null,
+  model: ModelJson | null,
+  idle: IdleJson | null,
+  register: RegisterJson | null = null,
+): TargetJson[] {
   const out: TargetJson[] = [];
+  if (register !== null) out.push(...registerTargets(register));
   if (sweep !== null) out.push(...cudaTargets(sweep));
   if (sweep !== null) {
     const noBase = 'needs --baseline with ucx_perftest installed';

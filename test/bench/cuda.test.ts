@@ -88,4 +88,37 @@ describe('kvwire bench --memory cuda', () => {
       'htod/262144',
     ]);
   });
+  it.runIf(hasUcx && FAKE_CUDA.path !== undefined)(
+    'times registration of device memory: ranges of one allocation, and many small ones (fake driver)',
+    async () => {
+      const r = await runCli([
+        '--register',
+        '--memory',
+        'cuda',
+        '--transports',
+        'sm',
+        '--max-region',
+        '4M',
+        '--json',
+        '--quiet',
+      ]);
+      expect(r.code, r.stderr).toBe(0);
+      const doc = JSON.parse(r.stdout) as BenchReportJson;
+      expect(benchReportErrors(doc)).toEqual([]);
+      expect(doc.register!.memory).toBe('cuda');
+      expect(doc.register!.rows.map((x) => x.bytes)).toEqual([
+        4 << 10,
+        16 << 10,
+        64 << 10,
+        256 << 10,
+        1 << 20,
+        4 << 20,
+      ]);
+      for (const row of doc.register!.rows) expect(row.registerUs.p50).toBeGreaterThan(0);
+      expect(doc.register!.many).toMatchObject({ count: 10_000, regionBytes: 4096 });
+      // No 1 GiB row under --max-region 4M: the target says what it needs instead of a verdict.
+      expect(doc.targets.find((t) => t.id === 'register-cuda-1g')).toMatchObject({ status: 'n/a' });
+    },
+    120_000,
+  );
 });

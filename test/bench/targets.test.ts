@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { SweepJson, SweepRowJson, TransportJson } from '../../bench/transfer/schema.js';
+import type { RegisterJson, SweepJson, SweepRowJson, TransportJson } from '../../bench/transfer/schema.js';
 import { EMPTY_DISTRIBUTION } from '../../bench/stats.js';
 import { evaluateTargets } from '../../bench/transfer/targets.js';
 
@@ -116,6 +116,41 @@ describe('bench targets', () => {
     const t = evaluateTargets(sweep, null, null).find((x) => x.id === 'write-vs-put-bw/tcp')!;
     expect(t).toMatchObject({ status: 'n/a', value: null });
     expect(t.detail).toMatch(/--baseline/);
+  });
+
+  it('judges registration of 1 GiB of device memory against 10 ms, and only of device memory', () => {
+    const dist = (p50: number) => ({ avg: p50, p50, p99: p50, min: p50, max: p50 });
+    const reg = (memory: 'host' | 'cuda', gibUs: number | null): RegisterJson => ({
+      engine: 'ucx',
+      transports: 'sm',
+      memory,
+      rows: [
+        { bytes: 1 << 20, repeats: 20, registerUs: dist(50), deregisterUs: dist(10) },
+        ...(gibUs === null ? [] : [{ bytes: 1 << 30, repeats: 3, registerUs: dist(gibUs), deregisterUs: dist(10) }]),
+      ],
+      many: {
+        count: 1,
+        regionBytes: 4096,
+        registerMs: 1,
+        deregisterMs: 1,
+        registerUsPerRegion: 1,
+        deregisterUsPerRegion: 1,
+        metadataBytes: null,
+        metadataMs: null,
+      },
+    });
+    const judged = (r: RegisterJson) => evaluateTargets(null, null, null, r).find((x) => x.id === 'register-cuda-1g');
+    expect(judged(reg('cuda', 420))).toMatchObject({
+      status: 'pass',
+      threshold: 10,
+      detail: 'worst 1 GiB p50 0.42 ms; 1 GiB p50 0.42 ms',
+    });
+    expect(judged(reg('cuda', 12_500))).toMatchObject({ status: 'fail', value: 12.5 });
+    expect(judged(reg('cuda', null))).toMatchObject({
+      status: 'n/a',
+      detail: expect.stringMatching(/--max-region 1G/),
+    });
+    expect(judged(reg('host', 12_500))).toBeUndefined();
   });
 
   it('judges CUDA IPC against the device-to-device copy (1 MiB+) and staging against pinned host-to-device (16 MiB)', () => {
