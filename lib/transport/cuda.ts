@@ -177,12 +177,26 @@ function range(m: CudaMemory, offset: number, length: number, what: string): big
   return m.pointer + BigInt(offset);
 }
 
+type DriverState = ReturnType<NonNullable<ReturnType<typeof loadNative>>['capabilities']>['cuda'];
+let driverMemo: DriverState | undefined;
+
+/**
+ * What the native addon says of the CUDA driver, asked once: the addon loads the driver once per
+ * process and never again, so the answer cannot change (asking is slow: the addon's capabilities
+ * also list UCX's transports, ~270 µs, which every registration of device memory paid before).
+ */
+function driverState(): DriverState | undefined {
+  if (driverMemo === undefined) driverMemo = loadNative()?.capabilities().cuda;
+  return driverMemo;
+}
+
 /** CUDA helpers: devices, allocation, synchronous copies and bandwidth baselines. */
 export const cuda = {
   /** True when the CUDA driver loaded and sees at least one device. */
   available(): boolean {
     try {
-      return loadNative()?.capabilities().cuda.driver === true && (loadNative()?.capabilities().cuda.devices ?? 0) > 0;
+      const c = driverState();
+      return c?.driver === true && c.devices > 0;
     } catch {
       return false;
     }
@@ -190,9 +204,8 @@ export const cuda = {
 
   /** Why CUDA is unavailable, or undefined when it is available. */
   unavailableReason(): string | undefined {
-    const n = loadNative();
-    if (n === undefined) return nativeLoadError() ?? 'the native addon did not load';
-    const c = n.capabilities().cuda;
+    const c = driverState();
+    if (c === undefined) return nativeLoadError() ?? 'the native addon did not load';
     if (!c.driver) return c.reason ?? 'unknown';
     if (c.devices === 0) return 'the CUDA driver sees no device (check nvidia-smi and CUDA_VISIBLE_DEVICES)';
     return undefined;
@@ -258,7 +271,9 @@ export const cuda = {
 
   /**
    * Copy bandwidth on `device`, timed with CUDA events: 'dtod' device to device (cuMemcpyDtoD),
-   * 'htod' pinned host to device, 'dtoh' device to pinned host; `iterations` copies of `bytes`.
+   * 'htod' pinned host to device, 'dtoh' device to pinned host; `iterations` copies of `bytes`,
+   * back to back on one stream. The device side rotates over distinct buffers of at least 256 MiB
+   * in all, so the copies come from the GPU's memory, not its L2 cache, as a transfer's do.
    */
   async baseline(
     kind: 'dtod' | 'htod' | 'dtoh',
