@@ -80,6 +80,13 @@ Driver* Load() {
     d->reason = "the CUDA driver is too old or incomplete: missing " + missing;
     return d;
   }
+  auto optional = [&](auto& fn, const char* name) {
+    fn = reinterpret_cast<std::remove_reference_t<decltype(fn)> >(dlsym(h, name));
+  };
+  optional(d->cuModuleLoadData, "cuModuleLoadData");
+  optional(d->cuModuleUnload, "cuModuleUnload");
+  optional(d->cuModuleGetFunction, "cuModuleGetFunction");
+  optional(d->cuLaunchKernel, "cuLaunchKernel");
   CUresult r = d->cuInit(0);
   if (r != CUDA_SUCCESS) {
     const char* name = nullptr;

@@ -8,6 +8,7 @@
 
 #include "cuda/context.h"
 #include "cuda/driver.h"
+#include "cuda/gather.h"
 
 namespace kvwire::cuda {
 
@@ -15,9 +16,10 @@ namespace {
 
 class PlaneImpl final : public Plane {
  public:
-  PlaneImpl(const PlaneOptions& opts, HostRegistrar registrar)
+  PlaneImpl(const PlaneOptions& opts, HostRegistrar registrar, std::function<void(std::string)> warn)
       : opts_(opts),
         registrar_(std::move(registrar)),
+        warn_(std::move(warn)),
         initiator_(opts.chunkBytes, opts.buffers, &registrar_),
         target_(opts.chunkBytes, opts.buffers, &registrar_) {}
 
@@ -28,6 +30,7 @@ class PlaneImpl final : public Plane {
       Device& dv = devices_[dev];
       if (dv.stream == nullptr) continue;
       ScopedContext ctx(static_cast<int>(dev));
+      dv.gather.reset();
       for (CUevent e : dv.events) d.cuEventDestroy(e);
       d.cuStreamDestroy(dv.stream);
     }
@@ -35,7 +38,7 @@ class PlaneImpl final : public Plane {
 
   const PlaneOptions& options() const override { return opts_; }
 
-  bool Submit(int device, const std::vector<CopyOp>& ops, Done done, std::string* error) override {
+  bool Submit(int device, const std::vector<CopyOp>& ops, Done done, std::string* error, bool deviceOnly) override {
     Device* dv = DeviceFor(device, error);
     if (dv == nullptr) return false;
     ScopedContext ctx(device);
@@ -46,7 +49,14 @@ class PlaneImpl final : public Plane {
     const Driver& d = GetDriver();
     std::string failure;
     size_t issued = 0;
-    for (const CopyOp& op : ops) {
+    int slot = -1;
+    if (deviceOnly && ops.size() >= 2 && Gather(device, *dv) != nullptr) {
+      std::string why;
+      slot = dv->gather->Launch(ops, dv->stream, &why);
+      if (slot >= 0) issued = ops.size();
+    }
+    for (size_t i = issued; i < ops.size(); ++i) {
+      const CopyOp& op = ops[i];
       CUresult r = d.cuMemcpyAsync(op.dst, op.src, op.bytes, dv->stream);
       if (r != CUDA_SUCCESS) {
         failure = Describe(("queuing a copy of " + std::to_string(op.bytes) + " bytes").c_str(), r);
@@ -64,10 +74,11 @@ class PlaneImpl final : public Plane {
       // Copies are queued but cannot be tracked: wait for them here rather than lose them.
       d.cuStreamSynchronize(dv->stream);
       if (ev != nullptr) dv->events.push_back(ev);
+      if (slot >= 0) dv->gather->Release(slot);
       *error = Describe("recording a CUDA event", r);
       return false;
     }
-    pending_.push_back(Pending{ev, device, std::move(done), std::move(failure)});
+    pending_.push_back(Pending{ev, device, std::move(done), std::move(failure), slot});
     return true;
   }
 
@@ -86,6 +97,7 @@ class PlaneImpl final : public Plane {
         continue;
       }
       devices_[p.device].events.push_back(p.event);
+      if (p.gatherSlot >= 0) devices_[p.device].gather->Release(p.gatherSlot);
       std::string err = !p.failure.empty() ? p.failure : r == CUDA_SUCCESS ? "" : Describe("a CUDA copy failed", r);
       ++ran;
       p.done(err);  // may Submit: new work lands in pending_, after what is left
@@ -132,13 +144,30 @@ class PlaneImpl final : public Plane {
   struct Device {
     CUstream stream = nullptr;
     std::vector<CUevent> events;  // completed events, for reuse
+    std::unique_ptr<GatherKernel> gather;
+    bool gatherTried = false;  // Load() ran (and gather is null when it failed)
   };
   struct Pending {
     CUevent event;
     int device;
     Done done;
     std::string failure;  // a copy after the first ones failed to queue
+    int gatherSlot;       // the gather kernel's table slot, or -1
   };
+
+  // The device's gather kernel, loaded on first use (its context current); nullptr where it is
+  // off or the driver cannot load it (said once, as a warning: copies go one by one instead).
+  GatherKernel* Gather(int device, Device& dv) {
+    if (!opts_.gather) return nullptr;
+    if (!dv.gatherTried) {
+      dv.gatherTried = true;
+      auto g = std::make_unique<GatherKernel>();
+      std::string why;
+      if (g->Load(device, &why)) dv.gather = std::move(g);
+      else if (warn_) warn_("CUDA device " + std::to_string(device) + ": copying range by range (" + why + ")");
+    }
+    return dv.gather.get();
+  }
 
   Device* DeviceFor(int device, std::string* error) {
     if (device < 0 || device >= GetDriver().devices) {
@@ -176,6 +205,7 @@ class PlaneImpl final : public Plane {
 
   PlaneOptions opts_;
   HostRegistrar registrar_;
+  std::function<void(std::string)> warn_;
   BouncePool initiator_, target_;
   IpcCache ipc_;
   std::vector<Device> devices_;
@@ -184,13 +214,14 @@ class PlaneImpl final : public Plane {
 
 }  // namespace
 
-PlanePtr CreatePlane(const PlaneOptions& opts, HostRegistrar registrar, std::string* error) {
+PlanePtr CreatePlane(const PlaneOptions& opts, HostRegistrar registrar, std::function<void(std::string)> warn,
+                     std::string* error) {
   const Driver& d = GetDriver();
   if (!d.loaded) {
     *error = d.reason;
     return nullptr;
   }
-  return PlanePtr(new PlaneImpl(opts, std::move(registrar)));
+  return PlanePtr(new PlaneImpl(opts, std::move(registrar), std::move(warn)));
 }
 
 void PlaneDeleter::operator()(Plane* p) const {

@@ -28,6 +28,7 @@ using PlanePtr = std::unique_ptr<Plane, PlaneDeleter>;
 
 struct PlaneOptions {
   std::string path = "auto";          // auto | ucx | ipc | staging
+  bool gather = false;                // device-to-device lists by the gather kernel (KVWIRE_CUDA_GATHER=1)
   uint64_t chunkBytes = 16ull << 20;  // staging buffer size: the pipeline's unit
   uint32_t buffers = 4;               // staging buffers per pool (copies and the wire overlap)
 };
@@ -47,8 +48,10 @@ struct CopyOp {
 };
 
 #ifdef KVWIRE_HAVE_CUDA_HEADERS
-// Creates the plane, or nullptr (with `error`) when the CUDA driver is not loaded.
-PlanePtr CreatePlane(const PlaneOptions& opts, HostRegistrar registrar, std::string* error);
+// Creates the plane, or nullptr (with `error`) when the CUDA driver is not loaded. `warn` tells the
+// agent's user something they should know (called on the engine thread).
+PlanePtr CreatePlane(const PlaneOptions& opts, HostRegistrar registrar, std::function<void(std::string)> warn,
+                     std::string* error);
 #endif
 
 class Plane {
@@ -62,7 +65,11 @@ class Plane {
   // Queues `ops` on `device`'s stream and an event after them; `done` runs from Poll() once the
   // event completed (or failed). Returns false (with `error`, `done` not called) when nothing could
   // be queued; after a partial failure the copies already queued still complete before `done`.
-  virtual bool Submit(int device, const std::vector<CopyOp>& ops, Done done, std::string* error) = 0;
+  // `deviceOnly`: every end of every op is device memory (local or IPC-mapped), so a list of two
+  // or more goes as one launch of the gather kernel (gather.h) where it is loaded.
+  virtual bool Submit(int device, const std::vector<CopyOp>& ops, Done done, std::string* error,
+                      bool deviceOnly = false) = 0;
+
   // Runs the callbacks of completed work; returns how many ran. Callbacks may Submit again.
   virtual unsigned Poll() = 0;
   // Work in flight (the engine thread keeps polling while true).

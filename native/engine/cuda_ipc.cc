@@ -12,8 +12,10 @@ namespace kvwire {
 
 namespace {
 // Copies per event: a long list is queued in batches, so a cancelled transfer stops issuing soon
-// and the engine thread is never occupied for long by one transfer.
+// and the engine thread is never occupied for long by one transfer. A list with device memory at
+// both ends goes as one gather-kernel launch per batch (the plane's), so its batches are larger.
 constexpr uint32_t kCopiesPerBatch = 1024;
+constexpr uint32_t kGatherCopiesPerBatch = 4096;
 }  // namespace
 
 void UcxEngine::PrepareCudaXfer(Xfer& x, Outbound& ob) {
@@ -65,6 +67,15 @@ void UcxEngine::PrepareCudaXfer(Xfer& x, Outbound& ob) {
     s->mode = cuda::XferCuda::Mode::kIpc;
     // The stream of the local device, else of the device the peer's memory was opened on.
     s->device = descs[0].localDevice >= 0 ? descs[0].localDevice : !s->mappings.empty() ? s->mappings[0]->device() : 0;
+    // The gather kernel runs on that device and reaches its memory only: local ranges there, the
+    // peer's opened there (or, in one process, allocated there).
+    const int dev = s->device;
+    s->deviceOnly =
+        std::all_of(descs.begin(), descs.end(),
+                    [&](const ResolvedDesc& d) {
+                      return d.localDevice == dev && (!pc->sameProcess || d.remoteDevice == dev);
+                    }) &&
+        std::all_of(s->mappings.begin(), s->mappings.end(), [&](const auto& m) { return m->device() == dev; });
     return;
   }
   s->remoteAddrs.clear();
@@ -116,9 +127,10 @@ void UcxEngine::OnCudaXferFinished(Xfer& x) {
 void UcxEngine::PumpIpc(Xfer& x) {
   cuda::XferCuda& s = *x.cuda;
   const auto& descs = x.req->descs;
+  const uint32_t perBatch = s.deviceOnly ? kGatherCopiesPerBatch : kCopiesPerBatch;
   while (s.nextDesc < descs.size() && s.batchesPending < 4) {
     std::vector<cuda::CopyOp> ops;
-    uint32_t end = std::min<uint32_t>(static_cast<uint32_t>(descs.size()), s.nextDesc + kCopiesPerBatch);
+    uint32_t end = std::min<uint32_t>(static_cast<uint32_t>(descs.size()), s.nextDesc + perBatch);
     ops.reserve(end - s.nextDesc);
     for (uint32_t i = s.nextDesc; i < end; ++i) {
       const ResolvedDesc& d = descs[i];
@@ -145,7 +157,7 @@ void UcxEngine::PumpIpc(Xfer& x) {
           }
           Touch(xx);
         },
-        &error);
+        &error, s.deviceOnly);
     if (!ok) {
       s.errorCode = code::kTransport;
       s.errorText = "queuing CUDA IPC copies failed: " + error;

@@ -3,6 +3,8 @@
 #ifdef KVWIRE_HAVE_UCX
 #include <unistd.h>
 
+#include <cstring>
+
 #include "engine/ucx_internal.h"
 
 namespace kvwire {
@@ -35,7 +37,15 @@ void UcxEngine::InitCuda() {
   };
   registrar.unmap = [ctx](void* memh) { ucp_mem_unmap(ctx->context, static_cast<ucp_mem_h>(memh)); };
   std::string error;
-  cuda_ = cuda::CreatePlane(opts_.cuda, std::move(registrar), &error);  // null without a driver
+  // The gather kernel is opt-in until it has run on a GPU (test/gpu/RESULTS.md): KVWIRE_CUDA_GATHER=1.
+  const char* gather = getenv("KVWIRE_CUDA_GATHER");
+  opts_.cuda.gather = gather != nullptr && std::strcmp(gather, "1") == 0;
+  auto warn = [this](std::string text) {
+    EngineEvent w{EngineEvent::Kind::kWarning};
+    w.text = std::move(text);
+    Emit(std::move(w));
+  };
+  cuda_ = cuda::CreatePlane(opts_.cuda, std::move(registrar), warn, &error);  // null without a driver
 #endif
 }
 

@@ -66,6 +66,7 @@ struct XferCuda {
   int device = 0;                                     // whose stream runs the copies
   uint32_t nextDesc = 0;
   uint32_t batchesPending = 0;
+  bool deviceOnly = false;  // every range on `device` at both ends: the gather kernel may copy it
   // Staging.
   std::vector<Piece> pieces;
   std::vector<Stage> stages;
