@@ -53,7 +53,13 @@ class PlaneImpl final : public Plane {
     if (deviceOnly && ops.size() >= 2 && Gather(device, *dv) != nullptr) {
       std::string why;
       slot = dv->gather->Launch(ops, dv->stream, &why);
-      if (slot >= 0) issued = ops.size();
+      if (slot >= 0) {
+        issued = ops.size();
+      } else if (!dv->launchWarned && warn_) {  // this list goes range by range; said once per device
+        dv->launchWarned = true;
+        warn_("CUDA device " + std::to_string(device) + ": a gather launch failed (" + why +
+              "); that list was copied range by range");
+      }
     }
     for (size_t i = issued; i < ops.size(); ++i) {
       const CopyOp& op = ops[i];
@@ -145,7 +151,8 @@ class PlaneImpl final : public Plane {
     CUstream stream = nullptr;
     std::vector<CUevent> events;  // completed events, for reuse
     std::unique_ptr<GatherKernel> gather;
-    bool gatherTried = false;  // Load() ran (and gather is null when it failed)
+    bool gatherTried = false;   // Load() ran (and gather is null when it failed)
+    bool launchWarned = false;  // a failed launch was reported
   };
   struct Pending {
     CUevent event;
