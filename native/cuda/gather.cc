@@ -2,27 +2,16 @@
 
 #ifdef KVWIRE_HAVE_CUDA_HEADERS
 #include <algorithm>
-#include <cstring>
 
 #include "cuda/context.h"
 #include "cuda/driver.h"
 #include "cuda/gather_ptx.h"
+#include "cuda/gather_table.h"
 
 namespace kvwire::cuda {
 
 namespace {
-// Must match GatherOp in gather.cu.
-struct GatherOp {
-  uint64_t dst;
-  uint64_t src;
-  uint64_t bytes;
-  uint64_t firstChunk;
-};
-static_assert(sizeof(GatherOp) == 32, "GatherOp is the kernel's 32-byte record");
-
-constexpr unsigned kThreads = 256;           // __launch_bounds__ of the kernel
-constexpr unsigned kMinChunkShift = 16;      // 64 KiB chunks
-constexpr uint64_t kMaxChunks = 1ull << 20;  // map of at most 4 MiB: larger lists use larger chunks
+constexpr unsigned kThreads = 256;  // __launch_bounds__ of the kernel
 constexpr uint64_t kMinSlotBytes = 256 << 10;
 }  // namespace
 
@@ -106,45 +95,28 @@ int GatherKernel::Launch(const std::vector<CopyOp>& ops, CUstream stream, std::s
     *error = "the gather kernel is not loaded or the list is empty";
     return -1;
   }
-  unsigned shift = kMinChunkShift;
-  auto chunksOf = [&](unsigned sh) {
-    uint64_t n = 0;
-    for (const CopyOp& op : ops) n += (op.bytes + (1ull << sh) - 1) >> sh;
-    return n;
-  };
-  uint64_t chunks = chunksOf(shift);
-  while (chunks > kMaxChunks) chunks = chunksOf(++shift);
-  if (chunks == 0) {
+  const GatherPlan plan = PlanGather(ops);
+  if (plan.chunks == 0) {
     *error = "the list moves no bytes";
     return -1;
   }
-  const uint64_t opBytes = ops.size() * sizeof(GatherOp);
-  const uint64_t bytes = opBytes + chunks * sizeof(uint32_t);
-  int slot = TakeSlot(bytes, error);
+  int slot = TakeSlot(plan.tableBytes, error);
   if (slot < 0) return -1;
   Slot& s = slots_[slot];
-  auto* table = static_cast<GatherOp*>(s.host);
-  auto* map = reinterpret_cast<uint32_t*>(static_cast<char*>(s.host) + opBytes);
-  uint64_t first = 0;
-  for (size_t i = 0; i < ops.size(); ++i) {
-    const uint64_t n = (ops[i].bytes + (1ull << shift) - 1) >> shift;
-    table[i] = GatherOp{ops[i].dst, ops[i].src, ops[i].bytes, first};
-    std::fill(map + first, map + first + n, static_cast<uint32_t>(i));
-    first += n;
-  }
+  FillGather(ops, plan, s.host);
   const Driver& d = GetDriver();
-  CUresult r = d.cuMemcpyHtoDAsync(s.device, s.host, bytes, stream);
+  CUresult r = d.cuMemcpyHtoDAsync(s.device, s.host, plan.tableBytes, stream);
   if (r != CUDA_SUCCESS) {
     Release(slot);
     *error = Describe("copying the gather kernel's table to the device", r);
     return -1;
   }
   CUdeviceptr opsPtr = s.device;
-  CUdeviceptr mapPtr = s.device + opBytes;
-  unsigned long long chunkCount = chunks;
-  unsigned chunkShift = shift;
+  CUdeviceptr mapPtr = s.device + plan.opBytes;
+  unsigned long long chunkCount = plan.chunks;
+  unsigned chunkShift = plan.shift;
   void* args[] = {&opsPtr, &mapPtr, &chunkCount, &chunkShift};
-  const unsigned grid = static_cast<unsigned>(std::min<uint64_t>(chunks, blocks_));
+  const unsigned grid = static_cast<unsigned>(std::min<uint64_t>(plan.chunks, blocks_));
   r = d.cuLaunchKernel(function_, grid, 1, 1, kThreads, 1, 1, 0, stream, args, nullptr);
   if (r != CUDA_SUCCESS) {
     d.cuStreamSynchronize(stream);  // the table copy may still read the slot
