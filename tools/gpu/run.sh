@@ -95,4 +95,17 @@ if want model; then
   step model-2 60 $KV bench --model llama-3-8b --tokens 4096 --memory cuda --transports sm --markdown "$R/model-2.md"
 fi
 echo "== done, $(left)s of the deadline left" | tee -a "$R/steps.log"
+# The summary last (the device tool returns the end of the output): suite, targets, hand-off rows.
+{
+  echo "== summary"
+  grep -h "rc=" "$R/steps.log"
+  grep -hE "^ +(Test Files|Tests) " "$R/test-gpu.log" 2>/dev/null
+  for f in "$R"/*.log; do
+    grep -hE "^(PASS|FAIL|BELOW) " "$f" 2>/dev/null | sed "s|^|$(basename "$f" .log): |"
+  done
+  for f in "$R"/model*.log; do
+    grep -hE "^sm +(READ|WRITE) " "$f" 2>/dev/null | sed "s|^|$(basename "$f" .log): |"
+  done
+  tail -n 2 "$R/prefill.log" 2>/dev/null
+} | tee "$R/summary.txt"
 pack
