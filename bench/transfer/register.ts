@@ -104,7 +104,6 @@ export async function runRegister(
   }
   progress.addTotal(sizes.length + 1);
   const rows: RegisterRowJson[] = [];
-  const onDevice = memoryKind === 'cuda';
   const held: RegisterMemory[] = [];
   try {
     const memory = registerMemory(memoryKind, sizes[sizes.length - 1] ?? 4096);
@@ -161,7 +160,7 @@ export async function runRegister(
     return {
       engine,
       transports: agent.transports,
-      memory: onDevice ? 'cuda' : 'host',
+      memory: memoryKind === 'cuda' ? 'cuda' : 'host',
       rows,
       many: {
         count: MANY_REGIONS,

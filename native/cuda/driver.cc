@@ -24,8 +24,12 @@ Driver* Load() {
   }
   bool ok = true;
   std::string missing;
-  auto sym = [&](auto& fn, const char* name) {
+  // Optional symbols are loaded with `load` alone; required ones with `sym`, which lists the missing.
+  auto load = [&](auto& fn, const char* name) {
     fn = reinterpret_cast<std::remove_reference_t<decltype(fn)> >(dlsym(h, name));
+  };
+  auto sym = [&](auto& fn, const char* name) {
+    load(fn, name);
     if (fn == nullptr) {
       ok = false;
       if (!missing.empty()) missing += ", ";
@@ -80,13 +84,10 @@ Driver* Load() {
     d->reason = "the CUDA driver is too old or incomplete: missing " + missing;
     return d;
   }
-  auto optional = [&](auto& fn, const char* name) {
-    fn = reinterpret_cast<std::remove_reference_t<decltype(fn)> >(dlsym(h, name));
-  };
-  optional(d->cuModuleLoadData, "cuModuleLoadData");
-  optional(d->cuModuleUnload, "cuModuleUnload");
-  optional(d->cuModuleGetFunction, "cuModuleGetFunction");
-  optional(d->cuLaunchKernel, "cuLaunchKernel");
+  load(d->cuModuleLoadData, "cuModuleLoadData");
+  load(d->cuModuleUnload, "cuModuleUnload");
+  load(d->cuModuleGetFunction, "cuModuleGetFunction");
+  load(d->cuLaunchKernel, "cuLaunchKernel");
   CUresult r = d->cuInit(0);
   if (r != CUDA_SUCCESS) {
     const char* name = nullptr;

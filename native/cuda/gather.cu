@@ -9,12 +9,9 @@
 //
 // Not compiled by the addon's build: tools/gen-gather-ptx.sh turns it into PTX (gather_ptx.h),
 // which the driver compiles for the GPU at hand when the module is first loaded.
-struct GatherOp {
-  unsigned long long dst;
-  unsigned long long src;
-  unsigned long long bytes;
-  unsigned long long firstChunk;  // chunks of the ranges before this one
-};
+#include "gather_op.h"
+
+using kvwire::cuda::GatherOp;
 
 extern "C" __global__ void __launch_bounds__(256)
     kvwire_gather(const GatherOp* __restrict__ ops, const unsigned int* __restrict__ chunkOp,

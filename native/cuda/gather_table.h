@@ -7,18 +7,10 @@
 #include <cstdint>
 #include <vector>
 
+#include "cuda/gather_op.h"
 #include "cuda/plane.h"
 
 namespace kvwire::cuda {
-
-// One range as the kernel reads it: must match GatherOp in gather.cu.
-struct GatherOp {
-  uint64_t dst;
-  uint64_t src;
-  uint64_t bytes;
-  uint64_t firstChunk;  // chunks of the ranges before this one
-};
-static_assert(sizeof(GatherOp) == 32, "GatherOp is the kernel's 32-byte record");
 
 inline constexpr unsigned kGatherMinChunkShift = 16;      // 64 KiB chunks
 inline constexpr uint64_t kGatherMaxChunks = 1ull << 20;  // a map of at most 4 MiB

@@ -18,6 +18,7 @@ const SOURCES = [
   'test/fixtures/gather-host/harness.cc',
   'native/cuda/gather.cu',
   'native/cuda/gather_table.h',
+  'native/cuda/gather_op.h',
   'native/cuda/plane.h',
 ].map((f) => join(ROOT, f));
 
