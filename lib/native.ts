@@ -281,6 +281,8 @@ export interface NativeAddon {
   processIdentity(): { pid: number; pidStart: number; hostId: string };
   memcpyBandwidth(bytes: number, iterations: number): number;
   monotonicNs(): number;
+  /** Where the first byte of `memory` lies in its page (the bench registers page-aligned memory). */
+  pageOffset(memory: ArrayBuffer | ArrayBufferView): number;
   cuda: NativeCuda;
   hasUcx: boolean;
   /**

@@ -29,6 +29,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("memcpyBandwidth", Napi::Function::New<kvwire::MemcpyBandwidth>(env, "memcpyBandwidth"));
   exports.Set("cuda", kvwire::cuda::InitApi(env));
   exports.Set("monotonicNs", Napi::Function::New<kvwire::MonotonicNs>(env, "monotonicNs"));
+  exports.Set("pageOffset", Napi::Function::New<kvwire::PageOffset>(env, "pageOffset"));
   exports.Set("contract", kvwire::ContractObject(env));
 #ifdef KVWIRE_HAVE_UCX
   exports.Set("hasUcx", Napi::Boolean::New(env, true));

@@ -2,6 +2,9 @@
 // memory results can be quoted as a ratio of what one core's copy achieves.
 #include "bench_native.h"
 
+#include <unistd.h>
+
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -29,6 +32,23 @@ Napi::Value MemcpyBandwidth(const Napi::CallbackInfo& info) {
   uint64_t t1 = NowNs();
   double seconds = static_cast<double>(t1 - t0) / 1e9;
   return Napi::Number::New(env, static_cast<double>(bytes) * iters / seconds);
+}
+
+// pageOffset(memory: ArrayBuffer | TypedArray | Buffer) -> where its first byte lies in its page,
+// so that the bench can register page-aligned host memory, as nixlbench does (posix_memalign).
+Napi::Value PageOffset(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  void* data = nullptr;
+  if (info.Length() >= 1 && info[0].IsTypedArray()) {
+    Napi::TypedArray t = info[0].As<Napi::TypedArray>();
+    data = static_cast<uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset();
+  } else if (info.Length() >= 1 && info[0].IsArrayBuffer()) {
+    data = info[0].As<Napi::ArrayBuffer>().Data();
+  } else {
+    throw Napi::TypeError::New(env, "pageOffset(memory): an ArrayBuffer or a typed array");
+  }
+  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  return Napi::Number::New(env, static_cast<double>(reinterpret_cast<uintptr_t>(data) % page));
 }
 
 // monotonicNs() -> the engine's clock, so JS telemetry lines up with engine timestamps

@@ -10,6 +10,7 @@
  * @packageDocumentation
  */
 import { ErrorCode, KvwireError } from '../../lib/errors.js';
+import { loadNative } from '../../lib/native.js';
 import type { Agent } from '../../lib/transport/agent.js';
 import { cuda, CudaAllocation } from '../../lib/transport/cuda.js';
 import type { CudaMemory } from '../../lib/transport/cuda.js';
@@ -63,11 +64,28 @@ export function createRegion(
   }
   const region =
     memory === 'register'
-      ? agent.register(Buffer.allocUnsafeSlow(bytes), { access, label })
+      ? agent.register(pageAligned(bytes), { access, label })
       : agent.allocate(bytes, { access, label });
   pattern.fill(region.bytes, 0, bytes, salt);
   return region;
 }
+
+/**
+ * `bytes` of ordinary host memory (a Buffer) starting at a page boundary, as nixlbench allocates
+ * its DRAM (posix_memalign to the page size): the same pages on both sides of a comparison, and
+ * every page a whole one (the engine shares the whole pages of registered memory with same-host
+ * peers). Without the addon (loopback engine) any Buffer serves.
+ */
+export function pageAligned(bytes: number): Buffer {
+  const native = loadNative();
+  if (native === undefined) return Buffer.allocUnsafeSlow(bytes);
+  const buf = Buffer.allocUnsafeSlow(bytes + PAGE);
+  const skip = (PAGE - native.pageOffset(buf)) % PAGE;
+  return buf.subarray(skip, skip + bytes);
+}
+
+/** The page size the bench aligns registered memory to (x86-64 and most arm64 kernels). */
+const PAGE = 4096;
 
 /** Frees the device memory behind `regions` once no operation can touch it (after the agent closed). */
 export async function freeRegions(regions: readonly Region[]): Promise<void> {
