@@ -470,8 +470,13 @@ Napi::Value Agent::Attach(const Napi::CallbackInfo& info) {
     rr->access = static_cast<Access>(static_cast<uint32_t>(NumberOf(r, "access", 0)) & 3u);
     uint8_t* rk = nullptr;
     size_t rkLen = 0;
-    if (MemoryOf(r.Get("rkey"), &rk, &rkLen) && rkLen > 0) rr->rkey.assign(reinterpret_cast<const char*>(rk), rkLen);
-    if (r.Get("device").IsNumber()) {  // device memory (lib/transport/device-key.ts decoded its key)
+    const bool device = r.Get("device").IsNumber();
+    if (MemoryOf(r.Get("rkey"), &rk, &rkLen) && rkLen > 0) {
+      // Host memory's key: a shared window of registered memory (share.h), else UCX's rkey.
+      rr->hasShare = !device && ShareRecord::Decode(rk, rkLen, &rr->share);
+      if (!rr->hasShare) rr->rkey.assign(reinterpret_cast<const char*>(rk), rkLen);
+    }
+    if (device) {  // device memory (lib/transport/device-key.ts decoded its key)
       rr->device = static_cast<int>(NumberOf(r, "device", -1));
       uint8_t* ih = nullptr;
       size_t ihLen = 0;

@@ -18,6 +18,7 @@
 #include <unordered_map>
 
 #include "engine/liveness.h"
+#include "engine/share.h"
 #include "engine/types.h"
 #include "util/unique_fd.h"
 
@@ -172,6 +173,13 @@ struct RemoteRegion {
   // allocated with UCX: ucp_rkey_ptr). Set by the engine thread before the peer is reported
   // connected; valid until the peer is disconnected (which only the JS thread can cause).
   std::atomic<uint8_t*> mapped{nullptr};
+  // Registered memory the peer shares (share.h): its record from the grant, and the window mapped
+  // here from it (by the engine thread when the peer connects, before it is reported connected;
+  // null when the record did not check out: cross-memory attach serves the region then).
+  bool hasShare = false;
+  ShareRecord share;
+  std::unique_ptr<PeerWindow> window;
+  std::atomic<const PeerWindow*> windowReady{nullptr};
 };
 
 // What connect() learned from the peer's metadata, and (regions) from its grant once the handshake

@@ -181,7 +181,11 @@ const char* UcxEngine::Resolve(const TransferOrder& order, const PeerInfo& peer,
     if (len == 0 || !local->Contains(loff, len) || roff > remote->length || len > remote->length - roff) {
       return fail(code::kOutOfBounds, i, " is out of bounds");
     }
+    // Mapped here: shared memory UCX allocated (all of it), or the peer's registered memory's
+    // shared window (share.h; the ranges inside it).
     uint8_t* mapped = remote->mapped.load(std::memory_order_acquire);
+    const PeerWindow* window = remote->windowReady.load(std::memory_order_acquire);
+    uint8_t* shared = mapped == nullptr && window != nullptr ? window->At(roff, len) : nullptr;
     ResolvedDesc& d = req->descs[i];
     d = ResolvedDesc{local->base() + loff,
                      local->memh(),
@@ -189,7 +193,8 @@ const char* UcxEngine::Resolve(const TransferOrder& order, const PeerInfo& peer,
                      rid,
                      roff,
                      remote->base + roff,
-                     mapped != nullptr ? mapped + roff : nullptr};
+                     mapped != nullptr ? mapped + roff : shared};
+    d.remoteShared = shared != nullptr;
     if (local->onDevice() || remote->device >= 0) {  // device memory: never touched by host code here
       d.localDevice = static_cast<int16_t>(local->device());
       d.remoteDevice = static_cast<int16_t>(remote->device);
@@ -215,7 +220,11 @@ bool UcxEngine::TryInlineCopy(const TransferRequest& req, const PeerInfo& peer) 
   std::vector<CmaRange> heapRanges;
   CmaRange* ranges = stackRanges;
   size_t unmapped = 0;
-  for (const ResolvedDesc& d : req.descs) unmapped += d.remoteMapped == nullptr ? 1 : 0;
+  bool shared = false;
+  for (const ResolvedDesc& d : req.descs) {
+    unmapped += d.remoteMapped == nullptr ? 1 : 0;
+    shared = shared || d.remoteShared;
+  }
   if (unmapped > kStackRanges) {
     heapRanges.resize(unmapped);
     ranges = heapRanges.data();
@@ -225,8 +234,11 @@ bool UcxEngine::TryInlineCopy(const TransferRequest& req, const PeerInfo& peer) 
     if (d.remoteMapped != nullptr) continue;
     ranges[n++] = CmaRange{d.local, d.remoteAddr, d.length};
   }
+  // The peer's own memory (cross-memory attach, or its registered memory's shared window) is its
+  // only while its agent lives: checked before the copy, and after a READ.
+  const bool check = n > 0 || shared;
+  if (check && peer.CheckPid(peer.cmaPidfd.get()) != PeerInfo::Pid::kOurs) return false;  // the engine thread says why
   if (n > 0) {
-    if (peer.CheckPid(peer.cmaPidfd.get()) != PeerInfo::Pid::kOurs) return false;  // the engine thread says why
     const auto pid = static_cast<pid_t>(peer.pid);
     uint64_t attachBytes = 0;
     for (size_t i = 0; i < n; ++i) attachBytes += ranges[i].length;
@@ -248,14 +260,13 @@ bool UcxEngine::TryInlineCopy(const TransferRequest& req, const PeerInfo& peer) 
       n = 0;  // copied
     }
     if (n > 0 && CmaCopy(pid, write, ranges, n) != 0) return false;
-    if (!write && !peer.PidStillOurs()) return false;
   }
   for (const ResolvedDesc& d : req.descs) {
     if (d.remoteMapped == nullptr) continue;
     if (write) std::memcpy(d.remoteMapped, d.local, d.length);
     else std::memcpy(d.local, d.remoteMapped, d.length);
   }
-  return true;
+  return !(check && !write && !peer.PidStillOurs());
 }
 
 }  // namespace kvwire

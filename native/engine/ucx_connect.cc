@@ -254,6 +254,7 @@ void UcxEngine::DoAttach(uint32_t peerId) {
   }
   ob.state = Outbound::State::kConnected;
   if (ob.oneSided) MapRemoteRegions(ob);
+  if (ob.cma && ob.pidfd.valid()) MapSharedWindows(ob);
   if (ob.cma && ob.pidfd.valid() && !ob.info->cmaInline.load(std::memory_order_relaxed)) {
     // Small transfers by cross-memory attach may now run on the calling thread: it gets its own
     // pidfd to check the peer is alive (the pid is the peer's only while its process lives).
@@ -296,6 +297,17 @@ void UcxEngine::MapRemoteRegions(Outbound& ob) {
         rr->mapped.store(static_cast<uint8_t*>(ptr), std::memory_order_release);
       }
     }
+  }
+}
+
+void UcxEngine::MapSharedWindows(Outbound& ob) {
+  // Registered memory the peer shares (share.h): mapped here, so that its ranges are a memcpy. A
+  // record that does not check out leaves the region to cross-memory attach.
+  for (auto& [id, rr] : ob.info->regions) {
+    if (!rr->hasShare || rr->windowReady.load(std::memory_order_relaxed) != nullptr) continue;
+    std::string why;
+    rr->window = PeerWindow::Map(ob.pidfd.get(), rr->share, rr->length, (rr->access & kAccessWrite) != 0, &why);
+    if (rr->window) rr->windowReady.store(rr->window.get(), std::memory_order_release);
   }
 }
 

@@ -299,6 +299,10 @@ void AdviseHugePages(uint8_t* base, uint64_t length) {
 
 bool UcxEngine::Register(uint32_t id, const std::string& label, uint8_t* base, uint64_t length, Access access,
                          std::string* rkey, std::string* error) {
+  // Its whole pages shared with same-host peers first (share.h), before UCX looks at the memory.
+  std::shared_ptr<SharedWindow> window;
+  std::string unshared;
+  if (access != kAccessNone) window = SharedWindow::Share(base, length, &unshared);
   AdviseHugePages(base, length);
   ucp_mem_map_params_t mp{};
   mp.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH | UCP_MEM_MAP_PARAM_FIELD_PROT;
@@ -312,7 +316,15 @@ bool UcxEngine::Register(uint32_t id, const std::string& label, uint8_t* base, u
     return false;
   }
   auto mem = std::make_shared<UcpMemory>(ctxRef_, memh);  // unmapped when the region is released
-  return AddRegion(id, label, base, length, access, memh, rkey, error, [mem](ucp_mem_h) mutable { mem.reset(); });
+  // Released in that order: UCX lets go of the memory, then its pages go back to private memory.
+  if (!AddRegion(id, label, base, length, access, memh, rkey, error, [mem, window](ucp_mem_h) mutable {
+        mem.reset();
+        window.reset();
+      })) {
+    return false;
+  }
+  if (window) SetGrantKeys(id, window->RecordFor(base, length).Encode(), std::string());
+  return true;
 }
 
 bool UcxEngine::Allocate(uint32_t id, const std::string& label, uint64_t length, Access access, std::string* rkey,

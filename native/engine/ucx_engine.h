@@ -64,6 +64,9 @@ struct ResolvedDesc {
   uint8_t* remoteMapped;      // the same bytes mapped into this process (shared memory), or nullptr
   int16_t localDevice = -1;   // CUDA device of the local bytes, -1 for host memory
   int16_t remoteDevice = -1;  // the peer's CUDA device of the remote bytes, -1 for host memory
+  // remoteMapped is registered memory the peer shares (share.h): like cross-memory attach, a copy
+  // is the peer's bytes only while its agent lives, which is checked around it.
+  bool remoteShared = false;
 };
 
 // Where a transfer this agent initiated is in its life (ucx_internal.h, at UcxEngine::Xfer).
@@ -282,6 +285,7 @@ class UcxEngine {
   static bool PosixPeerErrorsFromEnv();
   LaneInfo DescribeLanes(ucp_ep_h ep);
   void MapRemoteRegions(Outbound& ob);
+  void MapSharedWindows(Outbound& ob);
   EpOwner* NewOwner(bool outbound, uint32_t id);
   static void EpErrorCb(void* arg, ucp_ep_h ep, ucs_status_t status);
   void OnEpError(EpOwner* owner, ucs_status_t status);

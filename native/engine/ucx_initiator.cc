@@ -268,12 +268,15 @@ void UcxEngine::PumpXfer(Xfer& x) {
 bool UcxEngine::PostOneSided(Xfer& x, Outbound& ob) {
   // Copied by this thread, a few MiB at a time (a large descriptor in pieces): between pieces the
   // deadline is checked (a copy is fast, but a transfer of gigabytes must still end at its
-  // deadline, as any other does). A piece of at least kSplitBytes that goes by cross-memory attach
-  // is copied in two halves at once, the second by the copy helper thread (copy_helper.h): the
-  // kernel's side of process_vm_* (pinning pages) keeps a core busy, and with a second core the
-  // piece takes about half as long (registered memory, 4 MiB READs: 12.8-13.2 -> 20.7-21.3 GB/s;
-  // 64 x 1 MiB: 7.3-7.5 -> 12.7-13.0 GB/s). A memcpy into mapped memory is not split: there the
-  // memory bus is the limit (allocated memory, interleaved runs: 0.75-1.5x, no steady gain).
+  // deadline, as any other does). A piece of at least kSplitBytes is copied in two halves at once,
+  // the second by the copy helper thread (copy_helper.h). By cross-memory attach the kernel's side
+  // of process_vm_* (pinning pages) keeps a core busy, and with a second core the piece takes about
+  // half as long (registered memory, 4 MiB READs: 12.8-13.2 -> 20.7-21.3 GB/s; 64 x 1 MiB: 7.3-7.5
+  // -> 12.7-13.0 GB/s). A memcpy of mapped memory (allocated, or registered memory a peer shares:
+  // share.h) gains too, less steadily (one core's copy is not the memory bus' limit on this kind of
+  // machine; interleaved pairs, GB/s, one -> two threads: registered 4 MiB READ 25-26 -> 37-41,
+  // 16 MiB 17-18 -> 20-33, 64 x 1 MiB 13-14 -> 16; allocated 4 MiB 21-26 -> 25-39, 64 x 1 MiB
+  // 10-13 -> 13-15).
   constexpr uint64_t kPieceBytes = 4u << 20;
   constexpr uint64_t kSplitBytes = 2u << 20;
   const size_t n = x.req->descs.size();
@@ -292,7 +295,7 @@ bool UcxEngine::PostOneSided(Xfer& x, Outbound& ob) {
       uint64_t len = std::min<uint64_t>(d.length - at, kPieceBytes - bytes);
       piece.push_back(OneSidedCopy{d.local + at, d.remoteMapped != nullptr ? d.remoteMapped + at : nullptr,
                                    d.remoteAddr + at, len});
-      attach = attach || d.remoteMapped == nullptr;
+      attach = attach || d.remoteMapped == nullptr || d.remoteShared;  // the peer's own memory
       bytes += len;
       x.partDone += len;
       if (x.partDone == d.length) {
@@ -310,7 +313,7 @@ bool UcxEngine::PostOneSided(Xfer& x, Outbound& ob) {
     int err = 0;
     std::vector<OneSidedCopy> half;
     const bool split =
-        attach && bytes >= kSplitBytes && SplitInHalf(&piece, &half, [](const OneSidedCopy& c, uint64_t k) {
+        bytes >= kSplitBytes && SplitInHalf(&piece, &half, [](const OneSidedCopy& c, uint64_t k) {
           return OneSidedCopy{c.local + k, c.mapped != nullptr ? c.mapped + k : nullptr, c.remote + k, c.length - k};
         });
     if (split && copyHelper_.Start([pid, write, &half] { return RunCopies(pid, write, half.data(), half.size()); })) {
