@@ -22,8 +22,7 @@ import { KvwireError } from '../../lib/errors.js';
 import type { Agent } from '../../lib/transport/agent.js';
 import type { Peer } from '../../lib/transport/peer.js';
 import type { Region, RemoteRegion } from '../../lib/transport/region.js';
-import type { PreparedTransfer } from '../../lib/transport/transfer.js';
-import type { TransferStats } from '../../lib/transport/types.js';
+import type { PreparedTransfer, Transfer } from '../../lib/transport/transfer.js';
 import type { TargetLink } from './link.js';
 import { poisonIn, verifyIn } from './memory.js';
 import { BytePattern, ENTRY_STRIDE, entryBytes } from './pattern.js';
@@ -192,10 +191,10 @@ export async function runRow(env: RowEnv, row: PlannedRow): Promise<SweepRowJson
   // The timed loop keeps each transfer's telemetry as it is and moves on, as nixlbench records
   // nothing per transfer: the four latency columns are filled from it after the loop (or every
   // KEEP_STATS transfers, in long rows), and the progress bar hears of every PROGRESS_EVERY-th.
-  const kept: TransferStats[] = [];
+  const kept: Transfer[] = [];
   const drain = (): void => {
     for (let k = 0; k < kept.length; k++) {
-      const s = kept[k]!;
+      const s = kept[k]!.stats!;
       lat.add(s.durationMs * 1000);
       prep.add(s.prepMs * 1000);
       post.add(s.postMs * 1000);
@@ -204,7 +203,9 @@ export async function runRow(env: RowEnv, row: PlannedRow): Promise<SweepRowJson
     if (kept.length > 0) descriptors = kept[kept.length - 1]!.postedDescriptors;
     kept.length = 0;
   };
-  const note = (s: TransferStats, record: boolean): void => {
+  // Done transfers are kept whole, their telemetry read after the loop (Transfer makes it on
+  // demand), so the timed loop makes no object per transfer beyond the Transfer itself.
+  const note = (s: Transfer, record: boolean): void => {
     const done = ++transfers;
     if (record) {
       kept.push(s);
@@ -214,12 +215,13 @@ export async function runRow(env: RowEnv, row: PlannedRow): Promise<SweepRowJson
     }
     if (done % PROGRESS_EVERY === 0) env.onTransfer?.(done);
   };
-  // A transfer completed inside post() (small, same host: copied by this thread) has its stats at
-  // once, and the next is posted without a trip through the microtask queue, as nixlbench checks
-  // a request's state right after posting it; any other is awaited.
+  // A transfer completed inside post() (small, same host: copied by this thread) is done at once,
+  // and the next is posted without a trip through the microtask queue, as nixlbench checks a
+  // request's state right after posting it; any other is awaited.
   const one = async (slot: Slot, record: boolean): Promise<void> => {
     const t = slot.prepared.post(row.op, indices, opts);
-    note(t.stats ?? (await t.done), record);
+    if (t.status !== 'done') await t.done;
+    note(t, record);
   };
 
   const verifyWave = async (wave: readonly Slot[], first: number): Promise<void> => {
@@ -285,7 +287,8 @@ export async function runRow(env: RowEnv, row: PlannedRow): Promise<SweepRowJson
         const worker = async (slot: Slot) => {
           while (more()) {
             const t = slot.prepared.post(row.op, indices, opts);
-            note(t.stats ?? (await t.done), record);
+            if (t.status !== 'done') await t.done;
+            note(t, record);
           }
         };
         // Where the region holds fewer disjoint slots than transfers in flight, workers share them.

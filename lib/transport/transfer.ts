@@ -55,8 +55,11 @@ export class Transfer {
   // in the constructor, which runs unoptimized in a process's first thousands of transfers.
   #status: TransferStatus = 'pending';
   #isQuiesced = false;
-  /** The telemetry once done, the error once failed. */
+  /** The telemetry once done (made when first asked for), the error once failed. */
   #result: TransferStats | KvwireError | undefined;
+  /** When it was posted and done (engine clock, ns): the telemetry is made from them on demand. */
+  #postedNs = 0;
+  #doneNs = 0;
   #waiters: Waiters | undefined;
   readonly #host: TransferHost;
   readonly #startNs: number;
@@ -104,7 +107,7 @@ export class Transfer {
     if (w.done === undefined) {
       const r = this.#result;
       if (this.#status === 'done') {
-        w.done = Promise.resolve(r as TransferStats);
+        w.done = Promise.resolve(this.#stats());
       } else if (r !== undefined) {
         w.done = Promise.reject(r as KvwireError);
         w.done.catch(() => {}); // observed through status/error when nobody awaits
@@ -143,7 +146,15 @@ export class Transfer {
    * same host) has it as soon as the call returns.
    */
   get stats(): TransferStats | undefined {
-    return this.#status === 'done' ? (this.#result as TransferStats) : undefined;
+    return this.#status === 'done' ? this.#stats() : undefined;
+  }
+
+  /**
+   * The telemetry of a done transfer, made once, when first asked for: a caller that never reads it
+   * (most of a hot path's transfers) never pays for an object of thirteen fields.
+   */
+  #stats(): TransferStats {
+    return (this.#result ??= this.#statsOf(this.#postedNs, this.#doneNs)) as TransferStats;
   }
 
   /** @internal */
@@ -192,7 +203,8 @@ export class Transfer {
     this.#prepNs = postNs - this.#startNs;
     this.#status = 'done';
     this.#isQuiesced = true;
-    this.#result = this.#statsOf(doneNs, doneNs);
+    this.#postedNs = doneNs;
+    this.#doneNs = doneNs;
   }
 
   /** @internal Settles the transfer once; later calls are ignored. */
@@ -208,12 +220,11 @@ export class Transfer {
       return true;
     }
     const prepEnd = this.#startNs + this.#prepNs;
-    const postedAt = timing === undefined ? prepEnd : Math.max(timing.postedNs, prepEnd);
-    const doneNs = timing === undefined ? postedAt : Math.max(timing.doneNs, postedAt);
-    const stats = this.#statsOf(postedAt, doneNs);
+    this.#postedNs = timing === undefined ? prepEnd : Math.max(timing.postedNs, prepEnd);
+    this.#doneNs = timing === undefined ? this.#postedNs : Math.max(timing.doneNs, this.#postedNs);
     this.#status = 'done';
-    this.#result = stats;
-    this.#waiters?.resolve?.(stats);
+    const resolve = this.#waiters?.resolve;
+    if (resolve !== undefined) resolve(this.#stats());
     return true;
   }
 
