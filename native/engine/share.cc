@@ -205,28 +205,24 @@ bool PrivateAnonymous(uintptr_t start, uintptr_t end, std::string* why) {
 
 // ---- Copies --------------------------------------------------------------------------------
 
-bool WriteAll(int fd, const uint8_t* src, uint64_t length, uint64_t offset) {
+// All of `length` bytes at `offset` of `fd` through pread/pwrite (`io`), short calls continued.
+template <typename Io, typename Byte>
+bool Whole(Io io, int fd, Byte* p, uint64_t length, uint64_t offset) {
   while (length > 0) {
-    ssize_t n = pwrite(fd, src, length, static_cast<off_t>(offset));
+    ssize_t n = io(fd, p, length, static_cast<off_t>(offset));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return false;
-    src += n;
+    p += n;
     offset += static_cast<uint64_t>(n);
     length -= static_cast<uint64_t>(n);
   }
   return true;
 }
-
+bool WriteAll(int fd, const uint8_t* src, uint64_t length, uint64_t offset) {
+  return Whole(pwrite, fd, src, length, offset);
+}
 bool ReadAll(int fd, uint8_t* dst, uint64_t length, uint64_t offset) {
-  while (length > 0) {
-    ssize_t n = pread(fd, dst, length, static_cast<off_t>(offset));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    dst += n;
-    offset += static_cast<uint64_t>(n);
-    length -= static_cast<uint64_t>(n);
-  }
-  return true;
+  return Whole(pread, fd, dst, length, offset);
 }
 
 // Copies the pages of [at, at + length) that hold anything (in memory or swapped out, as

@@ -5,52 +5,17 @@
 // byte of the destination, gaps between ranges included, against memmove. Built with AddressSanitizer
 // and UBSan's alignment check, so a read past a range or a misaligned 16-byte access (a fault on a
 // GPU) fails too. Speed and the driver are test/gpu's.
-import { execFileSync, spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { packageRoot } from '../../lib/native.js';
-
-const ROOT = packageRoot();
-const SOURCES = [
-  'test/fixtures/gather-host/harness.cc',
-  'native/cuda/gather.cu',
-  'native/cuda/gather_table.h',
-  'native/cuda/gather_op.h',
-  'native/cuda/plane.h',
-].map((f) => join(ROOT, f));
+import { buildHarness } from '../fixtures/host-harness.js';
 
 function build(): string {
-  const hash = createHash('sha256');
-  for (const f of SOURCES) hash.update(readFileSync(f));
-  const dir = join(tmpdir(), `kvwire-gather-host-${hash.digest('hex').slice(0, 16)}`);
-  const out = join(dir, 'harness');
-  if (!existsSync(out)) {
-    mkdirSync(dir, { recursive: true });
-    const tmp = `${out}.${process.pid}.tmp`;
-    execFileSync(
-      'g++',
-      [
-        '-std=c++17',
-        '-O1',
-        '-g',
-        '-Wall',
-        '-Wextra',
-        '-Werror',
-        '-fsanitize=address,alignment',
-        '-fno-sanitize-recover=all',
-        `-I${join(ROOT, 'native')}`,
-        '-o',
-        tmp,
-        SOURCES[0]!,
-      ],
-      { stdio: 'pipe' },
-    );
-    renameSync(tmp, out); // atomic: parallel test files never run half a binary
-  }
-  return out;
+  return buildHarness(
+    'gather-host',
+    ['test/fixtures/gather-host/harness.cc'],
+    ['native/cuda/gather.cu', 'native/cuda/gather_table.h', 'native/cuda/gather_op.h', 'native/cuda/plane.h'],
+    'address,alignment',
+  );
 }
 
 describe('the gather kernel, run on the host', () => {

@@ -4,56 +4,22 @@
 // it is left alone, one window for registrations of the same pages, a peer's checks of what it is
 // granted), then two processes over shared memory: the initiator maps the target's window, moves
 // bytes through it inside and across its edges, and stops at the peer's death or deregistration.
-import { execFileSync, spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Agent, ErrorCode, KvwireError } from '../../lib/index.js';
 import type { Peer, Region } from '../../lib/index.js';
-import { packageRoot } from '../../lib/native.js';
+import { buildHarness } from '../fixtures/host-harness.js';
 import { fillPattern, sha256 } from '../fixtures/pattern.js';
 import { Child } from './child.js';
 
-const ROOT = packageRoot();
-const SOURCES = [
-  'test/fixtures/share-host/harness.cc',
-  'native/engine/share.cc',
-  'native/engine/share.h',
-  'native/util/unique_fd.h',
-].map((f) => join(ROOT, f));
-
 function build(): string {
-  const hash = createHash('sha256');
-  for (const f of SOURCES) hash.update(readFileSync(f));
-  const dir = join(tmpdir(), `kvwire-share-host-${hash.digest('hex').slice(0, 16)}`);
-  const out = join(dir, 'harness');
-  if (!existsSync(out)) {
-    mkdirSync(dir, { recursive: true });
-    const tmp = `${out}.${process.pid}.tmp`;
-    execFileSync(
-      'g++',
-      [
-        '-std=c++17',
-        '-O1',
-        '-g',
-        '-Wall',
-        '-Wextra',
-        '-Werror',
-        '-fsanitize=address,undefined',
-        '-fno-sanitize-recover=all',
-        `-I${join(ROOT, 'native')}`,
-        '-o',
-        tmp,
-        SOURCES[0]!,
-        SOURCES[1]!,
-      ],
-      { stdio: 'pipe' },
-    );
-    renameSync(tmp, out); // atomic: parallel test files never run half a binary
-  }
-  return out;
+  return buildHarness(
+    'share-host',
+    ['test/fixtures/share-host/harness.cc', 'native/engine/share.cc'],
+    ['native/engine/share.h', 'native/util/unique_fd.h'],
+    'address,undefined',
+  );
 }
 
 describe('shared windows of registered memory, from C++', () => {
