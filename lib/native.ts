@@ -212,6 +212,7 @@ export declare class NativeAgent {
    * Posts a transfer: 0 when queued (its completion comes as an event), else the monotonic clock in
    * ns (as `process.hrtime.bigint()`) when it completed on this thread (an inline copy, or a small
    * completion this thread waited for). Throws (with `code`) if a descriptor fails a check.
+   * `alone` (default true): no other transfer of the agent is pending, so this thread may wait.
    */
   post(
     id: number,
@@ -220,6 +221,7 @@ export declare class NativeAgent {
     descs: Float64Array,
     notify: Uint8Array | null,
     timeoutMs: number,
+    alone?: boolean,
   ): number;
   cancel(id: number, code?: string): void;
   notify(peerId: number, message: Uint8Array, token: number): void;

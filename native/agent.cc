@@ -519,7 +519,8 @@ Napi::Value Agent::Disconnect(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// post(xferId, op, peerId, descs: Float64Array (stride 5), notify: Uint8Array | null, timeoutMs)
+// post(xferId, op, peerId, descs: Float64Array (stride 5), notify: Uint8Array | null, timeoutMs,
+// alone?: boolean)
 // -> true when the transfer completed here and now (small, one-sided), false when it was handed to
 // the engine thread. Throws (with a code) when the engine refuses it (UcxEngine::Submit).
 Napi::Value Agent::Post(const Napi::CallbackInfo& info) {
@@ -568,6 +569,8 @@ Napi::Value Agent::Post(const Napi::CallbackInfo& info) {
   order.op = op == 1 ? Op::kWrite : Op::kRead;
   order.peerId = static_cast<uint32_t>(peerId);
   order.timeoutMs = static_cast<uint32_t>(timeoutMs);
+  // alone (optional, default true): no other transfer of the agent is pending.
+  order.alone = info.Length() < 7 || !info[6].IsBoolean() || info[6].As<Napi::Boolean>().Value();
   order.descs = descs.data();
   order.count = n;
   SubmitResult r = engine_->Submit(order);

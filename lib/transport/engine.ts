@@ -90,6 +90,9 @@ export interface Engine {
    * on the calling thread (in ns, the clock of `process.hrtime.bigint()`): small copies to
    * same-host memory are done right there, and its `transferDone` is then never reported. The
    * time comes from the engine, so a small transfer's post costs the caller no second clock read.
+   * `alone`: no other transfer of this agent is pending, so the engine may let the calling thread
+   * wait for this one's completion (`tuning.completionSpinUs`); with others in flight it never
+   * does, which would hold back the posts that follow.
    */
   post(
     id: number,
@@ -98,6 +101,7 @@ export interface Engine {
     descs: Float64Array,
     notify: Uint8Array | null,
     timeoutMs: number,
+    alone: boolean,
   ): number;
   cancel(id: number, code: string): void;
   notify(peerId: number, message: Uint8Array, token: number): void;

@@ -214,6 +214,7 @@ export class LoopbackEngine implements Engine {
     flat: Float64Array,
     notify: Uint8Array | null,
     timeoutMs: number,
+    _alone: boolean,
   ): number {
     this.#assertUsable();
     const descs = flat.slice(); // the caller reuses its array once post() returns

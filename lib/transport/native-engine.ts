@@ -242,9 +242,10 @@ export class NativeEngine implements Engine {
     descs: Float64Array,
     notify: Uint8Array | null,
     timeoutMs: number,
+    alone: boolean,
   ): number {
     try {
-      return this.#agent.post(id, op, peerId, descs, notify, timeoutMs);
+      return this.#agent.post(id, op, peerId, descs, notify, timeoutMs, alone);
     } catch (e) {
       throw fromNativeError(e);
     }

@@ -85,7 +85,8 @@ export class TransferPoster implements TransferHost {
     const id = this.#nextId++;
     const t = new Transfer(this, id, op, flat.bytes, flat.given, flat.count, startNs, peer.transport);
     const postedNs = nowNs();
-    const doneNs = this.#engine.post(id, op === 'write' ? 1 : 0, peer.id, flat.flat, opts.notify, timeoutMs);
+    const alone = this.#pending.size === 0;
+    const doneNs = this.#engine.post(id, op === 'write' ? 1 : 0, peer.id, flat.flat, opts.notify, timeoutMs, alone);
     if (doneNs !== 0) {
       t.completeInline(postedNs, doneNs); // moved on this thread: complete (and quiet) now
       return t;

@@ -127,12 +127,13 @@ export interface AgentOptions {
      * completes meanwhile, the call returns it completed (`transfer.stats` set), without the
      * completion's trip back through the event loop (a thread wake-up: about 10-15 µs on a VM);
      * otherwise it completes as usual. It holds the event loop up to this long per such call, and
-     * gives the core away while it waits. After four waits in a row that ended without the
-     * completion, only one transfer in sixteen waits until one pays again. Default 50; 0 never
-     * waits; at most 10,000.
+     * gives the core away while it waits. It waits only for a transfer posted while no other of the
+     * agent's is pending (one at a time: latency-bound), never for one among many in flight. After
+     * four waits in a row that ended without the completion, only one transfer in sixteen waits
+     * until one pays again. Default 120; 0 never waits; at most 10,000.
      */
     completionSpinUs?: number;
-    /** Largest transfer, in bytes, the calling thread waits for (`completionSpinUs`). Default 16 KiB. */
+    /** Largest transfer, in bytes, the calling thread waits for (`completionSpinUs`). Default 64 KiB. */
     completionSpinBytes?: number;
   };
 }

@@ -71,7 +71,7 @@ SubmitResult UcxEngine::Submit(const TransferOrder& order) {
   }
   if (order.hasNotify) req->notify.assign(reinterpret_cast<const char*>(order.notify), order.notifyLength);
   for (auto& r : req->regions) localUse(r->id(), +1);
-  const bool wait = order.id != 0 && WantsCompletionWait(*req);
+  const bool wait = order.id != 0 && order.alone && WantsCompletionWait(*req);
   if (wait) claim_.store(order.id, std::memory_order_release);  // before the engine thread can see it
   Command c{Command::Kind::kPost};
   c.req = std::move(req);

@@ -107,6 +107,9 @@ struct TransferOrder {
   bool hasNotify = false;
   const uint8_t* notify = nullptr;  // the notification's bytes (hasNotify)
   size_t notifyLength = 0;
+  // No other transfer of the agent is pending (its caller's view): the posting thread may wait for
+  // this one's completion (UcxEngine::WantsCompletionWait). False holds no post back.
+  bool alone = true;
 };
 
 // What UcxEngine::Submit did with a transfer: refused it (`code` set, `message` says why), moved it
@@ -134,8 +137,8 @@ struct EngineOptions {
   // completionSpinBytes to complete (UcxEngine::AwaitCompletion), instead of hearing of it through
   // the event sink (0: never waits). A 4 KiB round trip over tcp takes ~14-20 µs on 2 vCPUs; up
   // to 16 KiB travels eagerly (rndvThreshold), above it rendezvous adds round trips.
-  uint32_t completionSpinUs = 50;
-  uint64_t completionSpinBytes = 16u << 10;
+  uint32_t completionSpinUs = 120;
+  uint64_t completionSpinBytes = 64u << 10;
   // AM protocol (tcp): runs of descriptors shorter than batchBelow travel packed in one message of
   // at most batchBytes, copied out on one side and scattered on the other (0: every descriptor alone).
   uint64_t batchBelow = uint64_t{128} << 10;

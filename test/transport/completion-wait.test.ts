@@ -141,6 +141,42 @@ describe('waiting for small completions on the calling thread (tcp)', () => {
     await b.done;
   });
 
+  it('does not wait for a transfer posted while another of the agent is pending (posts stay pipelined)', async () => {
+    const { peer, local, mem } = await start({ completionSpinUs: 10_000 });
+    const expected = fillPattern(Buffer.alloc(SIZE), SEED);
+    // A READ above completionSpinBytes (not waited for), then small ones while it is in flight:
+    // none of them holds the calling thread, though each alone would be waited for.
+    const big = agent!.read(
+      peer,
+      [{ region: local, offset: 0, length: 512 << 10 }],
+      [{ region: peer.region('kv'), offset: 0, length: 512 << 10 }],
+    );
+    expect(big.status).toBe('pending');
+    const small = Array.from({ length: 8 }, (_, i) =>
+      agent!.read(
+        peer,
+        [{ region: local, offset: (600 << 10) + i * 4096, length: 4096 }],
+        [{ region: peer.region('kv'), offset: i * 4096 + 3, length: 4096 }],
+      ),
+    );
+    for (const t of small) expect(t.status).toBe('pending');
+    await Promise.all([big.done, ...small.map((t) => t.done)]);
+    expect(mem.subarray(0, 512 << 10).equals(expected.subarray(0, 512 << 10))).toBe(true);
+    for (let i = 0; i < 8; i++) {
+      const at = (600 << 10) + i * 4096;
+      expect(mem.subarray(at, at + 4096).equals(expected.subarray(i * 4096 + 3, i * 4096 + 4099))).toBe(true);
+    }
+    // Alone again: waited for (one of a few completes inside the call, as above).
+    const inside = await run(10, () =>
+      agent!.read(
+        peer,
+        [{ region: local, offset: 0, length: 4096 }],
+        [{ region: peer.region('kv'), offset: 0, length: 4096 }],
+      ),
+    );
+    expect(inside).toBeGreaterThan(0);
+  });
+
   it('refuses a budget outside 0..10,000 µs and a negative size', async () => {
     for (const tuning of [{ completionSpinUs: -1 }, { completionSpinUs: 10_001 }, { completionSpinBytes: -1 }]) {
       await expect(Agent.create({ transports: 'tcp', tuning })).rejects.toMatchObject({

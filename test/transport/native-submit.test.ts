@@ -36,7 +36,7 @@ describe.runIf(native?.hasUcx === true)('the native engine refuses what its own 
     const peerId = spy.mock.calls[0]![2];
     let nextId = 1_000_000; // ids the library never uses: their completions are ignored
     const post = (op: 0 | 1, d: number[], notify: Uint8Array | null = null, toPeer = peerId) =>
-      engine.post(nextId++, op, toPeer, Float64Array.from(d), notify, 5000);
+      engine.post(nextId++, op, toPeer, Float64Array.from(d), notify, 5000, true);
     return { post, lid: local.id, kvId: kv.id, roId: peer.region('ro').id, mine, local };
   }
 
