@@ -17,6 +17,7 @@
 #include <mutex>
 #include <vector>
 
+#include "util/switch.h"
 #include "util/unique_fd.h"
 
 #ifndef SYS_pidfd_getfd
@@ -105,10 +106,7 @@ class Mappings {
  public:
   Mappings() {
     // KVWIRE_PROCMAP_QUERY=0: the text, as on kernels without the query (so tests cover both).
-    static const bool query = [] {
-      const char* v = std::getenv("KVWIRE_PROCMAP_QUERY");
-      return v == nullptr || std::strcmp(v, "0") != 0;
-    }();
+    static const bool query = SwitchOn("KVWIRE_PROCMAP_QUERY");
     if (query) maps_.reset(open("/proc/self/maps", O_RDONLY | O_CLOEXEC));
   }
 

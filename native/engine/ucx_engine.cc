@@ -14,6 +14,7 @@
 #include "engine/address_check.h"
 #include "engine/ucx_internal.h"
 #include "engine/ucx_memory_hooks.h"
+#include "util/switch.h"
 
 namespace kvwire {
 
@@ -59,12 +60,6 @@ std::unique_ptr<UcxEngine> UcxEngine::Create(const EngineOptions& opts, EventSin
 }
 
 namespace {
-// A KVWIRE_* switch: on unless the environment sets it to "0".
-bool SwitchOn(const char* name) {
-  const char* v = getenv(name);
-  return v == nullptr || std::strcmp(v, "0") != 0;
-}
-
 // Whether a UCX_TLS value may select a shared-memory transport: "all", an exclusion list ("^..."),
 // or a list naming sm, shm, mm, posix or sysv.
 bool MayUseSharedMemory(const std::string& tls) {

@@ -6,18 +6,19 @@
 // bytes through it inside and across its edges, and stops at the peer's death or deregistration.
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { Agent, ErrorCode, KvwireError } from '../../lib/index.js';
 import type { Peer, Region } from '../../lib/index.js';
 import { buildHarness } from '../fixtures/host-harness.js';
 import { fillPattern, sha256 } from '../fixtures/pattern.js';
-import { Child } from './child.js';
+import type { Child } from './child.js';
+import { targetPairs } from './target-pair.js';
 
 function build(): string {
   return buildHarness(
     'share-host',
     ['test/fixtures/share-host/harness.cc', 'native/engine/share.cc'],
-    ['native/engine/share.h', 'native/util/unique_fd.h'],
+    ['native/engine/share.h', 'native/util/unique_fd.h', 'native/util/switch.h'],
     'address,undefined',
   );
 }
@@ -78,36 +79,21 @@ function windows(pid: number | 'self'): Set<number> {
 }
 
 describe.each(['sm', 'tcp'])('registered memory a same-host peer shares, over %s', (tls) => {
-  let child: Child | undefined;
+  const pairs = targetPairs();
   let agent: Agent | undefined;
 
-  afterEach(async () => {
-    await agent?.close();
-    agent = undefined;
-    if (child !== undefined) {
-      child.proc.kill('SIGKILL');
-      await child.exited;
-      child = undefined;
-    }
-  });
-
   // The target registers 1 MiB of a Buffer (Buffer.alloc: 16 bytes into a page, so its window is
-  // every page but the first and last); this side moves bytes into and out of memory UCX allocated
-  // (no window of its own).
+  // every page but the first and last); this side moves bytes into and out of a Buffer it
+  // registered with access none (no window of its own), 64 bytes larger to leave room around.
   async function start(): Promise<{ peer: Peer; c: Child; local: Region }> {
-    const c = new Child('transport-target.js');
-    child = c;
-    const m = await c.request(
-      {
-        cmd: 'init',
-        engineOpts: { name: 'share-target', transports: tls },
-        regions: [{ label: 'kv', size: SIZE, access: 'readwrite', seed: SEED }],
-      },
-      'metadata',
+    const p = await pairs(
+      tls,
+      [{ label: 'kv', size: SIZE, access: 'readwrite', seed: SEED }],
+      { tuning: { completionSpinUs: 0 } },
+      SIZE + 64,
     );
-    agent = await Agent.create({ name: 'share-parent', transports: tls, tuning: { completionSpinUs: 0 } });
-    const peer = await agent.connect(Uint8Array.from(m.metadata as number[]));
-    return { peer, c, local: agent.allocate(SIZE + 64, { label: 'local' }) };
+    agent = p.agent;
+    return { peer: p.peer, c: p.child, local: p.local };
   }
 
   it("maps the peer's window over sm only, and moves every byte right inside it and across its edges", async () => {

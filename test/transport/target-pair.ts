@@ -25,13 +25,15 @@ export interface TargetPair {
 
 /**
  * Registers an afterEach that closes the case's agent and kills its target; returns `start`, which
- * makes the case's pair (agent options `opts`, a local buffer as large as the largest region,
- * filled with 0xee). A case that starts a second pair ends its first.
+ * makes the case's pair (agent options `opts`, a local buffer of `localBytes`, by default as large
+ * as the largest region, filled with 0xee and registered with access none). A case that starts a
+ * second pair ends its first.
  */
 export function targetPairs(): (
   transports: string,
   regions: TargetRegion[],
   opts?: Omit<AgentOptions, 'transports'>,
+  localBytes?: number,
 ) => Promise<TargetPair> {
   let pair: Partial<TargetPair> = {};
   const end = async (): Promise<void> => {
@@ -43,7 +45,7 @@ export function targetPairs(): (
     pair = {};
   };
   afterEach(end);
-  return async (transports, regions, opts = {}) => {
+  return async (transports, regions, opts = {}, localBytes = Math.max(...regions.map((r) => r.size))) => {
     await end();
     const child = new Child('transport-target.js');
     pair.child = child;
@@ -55,7 +57,7 @@ export function targetPairs(): (
     pair.agent = agent;
     const peer = await agent.connect(Uint8Array.from(m.metadata as number[]));
     expect(peer.transport).toBe(transports);
-    const mem = Buffer.alloc(Math.max(...regions.map((r) => r.size)), 0xee);
+    const mem = Buffer.alloc(localBytes, 0xee);
     const local = agent.register(mem, { label: 'dst' });
     return Object.assign(pair, { peer, local, mem }) as TargetPair;
   };
