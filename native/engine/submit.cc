@@ -75,7 +75,7 @@ SubmitResult UcxEngine::Submit(const TransferOrder& order) {
   if (wait) claim_.store(order.id, std::memory_order_release);  // before the engine thread can see it
   Command c{Command::Kind::kPost};
   c.req = std::move(req);
-  Enqueue(std::move(c));
+  Enqueue(std::move(c), !wait);
   if (wait) out.completed = AwaitCompletion(order.id);
   return out;
 }
@@ -103,23 +103,81 @@ bool UcxEngine::WantsCompletionWait(const TransferRequest& req) {
 
 bool UcxEngine::AwaitCompletion(uint64_t id) {
   const uint64_t deadline = NowNs() + static_cast<uint64_t>(opts_.completionSpinUs) * 1000ull;
+  // The posting thread runs the engine's turns itself for the whole wait, once it holds turnMu_
+  // (between two of the engine thread's turns): the transfer is posted, progressed and completed
+  // here, with no hand-off to the engine thread and back, and the engine thread steps aside
+  // (Park) while such waits keep coming. See docs/transport.md, "Threads".
+  std::unique_lock turn(turnMu_, std::defer_lock);
+  bool done = false;
+  bool refused = false;  // Drivable said no: wait without driving
   for (;;) {
-    if (claim_.load(std::memory_order_acquire) == (id | kClaimDone)) break;
-    if (NowNs() >= deadline) {
-      uint64_t want = id;
-      if (claim_.compare_exchange_strong(want, 0, std::memory_order_acq_rel)) {
-        ++spinMisses_;  // the engine thread reports it as usual
-        return false;
+    if (claim_.load(std::memory_order_acquire) == (id | kClaimDone)) {
+      done = true;
+      break;
+    }
+    bool found = false;
+    if (!turn.owns_lock() && !refused && turn.try_lock() && !Drivable(turn)) {
+      refused = true;  // the engine thread runs it: wake it, as Enqueue would have
+      wakeup_.Signal();
+    }
+    bool over = NowNs() >= deadline;
+    if (turn.owns_lock()) {
+      found = Turn();
+      if (claim_.load(std::memory_order_acquire) == (id | kClaimDone)) {
+        done = true;
+        break;
       }
-      break;  // handed over just now (the only other value the engine thread stores)
+      // Its first turn here started it: gone from xfers_ without being handed over, it failed (its
+      // event is on its way), and waiting on would only burn the budget.
+      if (xfers_.find(id) == xfers_.end()) over = true;
+    }
+    if (over) {
+      uint64_t want = id;
+      done = !claim_.compare_exchange_strong(want, 0, std::memory_order_acq_rel);  // else handed over just now
+      break;
     }
     // The threads this wait depends on (this agent's engine thread, a same-host peer's) may need
     // this very core: give it away while waiting (returns at once when nothing else wants it).
-    sched_yield();
+    if (!found) sched_yield();
+  }
+  bool wake = !done;  // left to the engine thread, which reports it as usual
+  if (turn.owns_lock()) {
+    drives_.fetch_add(1, std::memory_order_release);
+    wake = wake || PendingWork();
+    turn.unlock();
+  }
+  if (wake) wakeup_.Signal();
+  if (!done) {
+    ++spinMisses_;
+    return false;
   }
   claim_.store(0, std::memory_order_relaxed);
   spinMisses_ = 0;
   return true;
+}
+
+bool UcxEngine::Drivable(std::unique_lock<std::mutex>& turn) {
+  // Not once the engine is closing (its thread shuts the worker down next), nor while CUDA copies
+  // are in flight (their events are the engine thread's to poll), nor while a command other than
+  // a transfer's is queued: a connect can hold its turn for seconds (UCX 1.13's tcp connect blocks
+  // in ucp_ep_create; docs/RELIABILITY.md, F7), and the event loop must not.
+  bool ok = !stopping_.load(std::memory_order_acquire) && !(cuda_ && cuda_->busy());
+  if (ok) {
+    std::lock_guard lock(cmdMu_);
+    for (const Command& c : commands_) {
+      if (c.kind != Command::Kind::kPost && c.kind != Command::Kind::kCancel && c.kind != Command::Kind::kNotify) {
+        ok = false;
+        break;
+      }
+    }
+  }
+  if (!ok) turn.unlock();
+  return ok;
+}
+
+bool UcxEngine::PendingWork() const {
+  return active_ > 0 || !xfers_.empty() || !serves_.empty() || !retiring_.empty() || !closing_.empty() ||
+         !deferred_.empty() || !touched_.empty() || (cuda_ && cuda_->busy());
 }
 
 bool UcxEngine::HandOverCompletion(uint64_t id) {

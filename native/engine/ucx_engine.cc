@@ -5,6 +5,7 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
 
@@ -130,7 +131,7 @@ bool UcxEngine::Init(std::string* error) {
   ctxRef_ = std::make_shared<ContextRef>(context_);
   ucp_worker_params_t wp{};
   wp.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
-  wp.thread_mode = UCS_THREAD_MODE_SINGLE;  // only the engine thread touches the worker
+  wp.thread_mode = UCS_THREAD_MODE_SERIALIZED;  // one thread at a time (turnMu_): the engine's, or a posting thread's
   ucp_worker_h worker = nullptr;
   st = ucp_worker_create(context_, &wp, &worker);
   if (st != UCS_OK) {
@@ -207,7 +208,7 @@ ucs_status_t UcxEngine::AmCallback(void* arg, const void* header, size_t headerL
 // ---------------------------------------------------------------------------------------------
 // Commands and events
 
-void UcxEngine::Enqueue(Command&& c) {
+void UcxEngine::Enqueue(Command&& c, bool wake) {
   {
     std::lock_guard lock(cmdMu_);
     commands_.push_back(std::move(c));
@@ -215,7 +216,7 @@ void UcxEngine::Enqueue(Command&& c) {
   // Signal only a sleeping engine thread (a spinning one sees hasCommands_). The engine sets
   // sleeping_ and then re-checks hasCommands_ before it sleeps, so no command is ever missed.
   hasCommands_.store(true, std::memory_order_seq_cst);
-  if (sleeping_.load(std::memory_order_seq_cst)) wakeup_.Signal();
+  if (wake && sleeping_.load(std::memory_order_seq_cst)) wakeup_.Signal();
 }
 
 bool UcxEngine::DrainCommands() {
@@ -514,32 +515,15 @@ uint64_t UcxEngine::NextWakeNs() const {
 }
 
 void UcxEngine::Run() {
-  epoll_event evs[16];
   // Held until this thread ends: then the kernel marks the beacon's word (liveness.h). One this
   // thread cannot hold is no beacon.
   if (beacon_ != nullptr && !beacon_->Hold()) beacon_.reset();
   lastActivityNs_ = NowNs();
   while (!stopping_.load(std::memory_order_acquire)) {
-    bool commands = DrainCommands();
-    unsigned work = 0;
-    for (int i = 0; i < 64; ++i) {
-      unsigned n = ucp_worker_progress(worker_);
-      work += n;
-      if (n == 0) break;
-    }
-    RunDeferred();
-    if (!retiring_.empty() || !closing_.empty()) {  // endpoints retired since the last turn
-      ProgressRetiring(NowNs());
-      RunDeferred();
-    }
-    if (cuda_ && cuda_->busy()) {  // CUDA copies in flight: poll their events every turn
-      work += cuda_->Poll() + 1;
-      RunDeferred();
-    }
-    uint64_t now = NowNs();
-    if (work > 0 || commands) lastActivityNs_ = now;
-    if (now >= nextDeadlineNs_ || now - lastSweepNs_ > 100000000ull) CheckDeadlines(now);
-    FlushEvents();
+    if (Park()) continue;
+    std::unique_lock turn(turnMu_);
+    const bool found = Turn();
+    const uint64_t now = NowNs();
 
     // Spin (progress without sleeping) for spinUs after the last activity: a transfer that just
     // completed is usually followed by the next one, and waking a sleeping thread costs tens of
@@ -552,21 +536,23 @@ void UcxEngine::Run() {
     bool spin = now - lastActivityNs_ < spinNs || !deferred_.empty() || !touched_.empty();
     int timeoutMs = 0;
     if (spin) {
+      turn.unlock();
       // Found nothing: give the core away for a moment. On a machine with few cores the thread
       // that would produce our next event (the peer's engine, this process's JS thread) often
       // waits for this very core; without the yield it waited for our time slice to end, and a
       // 4 KiB round trip over tcp took ~250 µs instead of ~45 µs (2 shared cores, bench/RESULTS.md).
       // With an idle core sched_yield returns at once: spinning stays spinning.
-      if (work == 0 && !commands) sched_yield();
+      if (!found) sched_yield();
       if (now - lastFdPollNs_ < 1000000ull) continue;
     } else {
       ucs_status_t st = ucp_worker_arm(worker_);
       if (st == UCS_ERR_BUSY) {
+        turn.unlock();
         if (now - lastFdPollNs_ < 1000000ull) continue;  // events arrived while arming
       } else {
         timeoutMs = -1;
         uint64_t wake = NextWakeNs();
-        if (active_ > 0 || !xfers_.empty() || !serves_.empty() || !retiring_.empty() || !closing_.empty()) {
+        if (PendingWork()) {
           // Something is pending: wake at least every 100 ms to sweep (deadlines, liveness).
           uint64_t sweep = now + 100000000ull;
           if (sweep < wake) wake = sweep;
@@ -576,32 +562,84 @@ void UcxEngine::Run() {
         }
         sleeping_.store(true, std::memory_order_seq_cst);
         if (hasCommands_.load(std::memory_order_seq_cst)) timeoutMs = 0;  // arrived meanwhile
+        turn.unlock();
       }
     }
-    int n = epoll_wait(epoll_.get(), evs, 16, timeoutMs);
-    sleeping_.store(false, std::memory_order_seq_cst);
-    lastFdPollNs_ = NowNs();
-    for (int i = 0; i < n; ++i) {
-      uint64_t tag = evs[i].data.u64;
-      switch (TagKind(tag)) {
-        case FdTag::kWakeup:
-          wakeup_.Drain();
-          break;
-        case FdTag::kWorker:
-          break;  // progress at the top of the loop
-        case FdTag::kOutboundPid:
-        case FdTag::kInboundPid:
-          OnLivenessFd(tag);
-          break;
-      }
-    }
-    if (timeoutMs != 0) lastActivityNs_ = lastFdPollNs_;  // woken up: expect more to follow
+    LookAtFds(timeoutMs);
   }
+  std::lock_guard last(turnMu_);
   ShutdownOnThread();
   FlushEvents();  // the transfers it failed, before their regions' releases
   ReleaseAfterShutdown();
   Emit(EngineEvent{EngineEvent::Kind::kClosed});
   FlushEvents();  // the last use of the sink: nothing else runs on this thread after it
+}
+
+void UcxEngine::LookAtFds(int timeoutMs) {
+  epoll_event evs[16];
+  int n = epoll_wait(epoll_.get(), evs, 16, timeoutMs);
+  sleeping_.store(false, std::memory_order_seq_cst);
+  std::lock_guard turn(turnMu_);
+  lastFdPollNs_ = NowNs();
+  for (int i = 0; i < n; ++i) {
+    uint64_t tag = evs[i].data.u64;
+    switch (TagKind(tag)) {
+      case FdTag::kWakeup:
+        wakeup_.Drain();
+        break;
+      case FdTag::kWorker:
+        break;  // progress at the top of the loop
+      case FdTag::kOutboundPid:
+      case FdTag::kInboundPid:
+        OnLivenessFd(tag);
+        break;
+    }
+  }
+  if (timeoutMs != 0) lastActivityNs_ = lastFdPollNs_;  // woken up: expect more to follow
+}
+
+bool UcxEngine::Park() {
+  const uint64_t drives = drives_.load(std::memory_order_acquire);
+  if (drives == seenDrives_) return false;
+  // A posting thread ran the turns since this thread last looked (submit.cc, AwaitCompletion): it
+  // is posting small transfers one after another and driving each itself. Spinning beside it would
+  // take the core it (or the peer) needs, so step aside for kParkUs, woken early by a command; then
+  // look again. The pidfds are still looked at every millisecond.
+  seenDrives_ = drives;
+  sleeping_.store(true, std::memory_order_seq_cst);
+  if (!hasCommands_.load(std::memory_order_seq_cst)) {
+    pollfd pf{wakeup_.fd(), POLLIN, 0};
+    const timespec park{0, kParkUs * 1000};
+    if (ppoll(&pf, 1, &park, nullptr) > 0) wakeup_.Drain();
+  }
+  sleeping_.store(false, std::memory_order_seq_cst);
+  if (NowNs() - lastFdPollNs_ >= 1000000ull) LookAtFds(0);
+  return true;
+}
+
+bool UcxEngine::Turn() {
+  bool commands = DrainCommands();
+  unsigned work = 0;
+  for (int i = 0; i < 64; ++i) {
+    unsigned n = ucp_worker_progress(worker_);
+    work += n;
+    if (n == 0) break;
+  }
+  RunDeferred();
+  if (!retiring_.empty() || !closing_.empty()) {  // endpoints retired since the last turn
+    ProgressRetiring(NowNs());
+    RunDeferred();
+  }
+  if (cuda_ && cuda_->busy()) {  // CUDA copies in flight: poll their events every turn
+    work += cuda_->Poll() + 1;
+    RunDeferred();
+  }
+  uint64_t now = NowNs();
+  const bool found = work > 0 || commands;
+  if (found) lastActivityNs_ = now;
+  if (now >= nextDeadlineNs_ || now - lastSweepNs_ > 100000000ull) CheckDeadlines(now);
+  FlushEvents();
+  return found;
 }
 
 void UcxEngine::RunDeferred() {

@@ -1,9 +1,12 @@
-// UcxEngine: one UCX context + worker, owned by a dedicated engine thread.
+// UcxEngine: one UCX context + worker, run by a dedicated engine thread.
 //
-// Threading: every UCX call on the worker (endpoints, transfers, progress) happens on the engine
-// thread; the JS thread talks to it through a command queue and an eventfd, and hears back through
-// an event sink (a ThreadSafeFunction in the addon). Memory registration is a context-level call
-// and runs on the JS thread (the context is created with mt_workers_shared so that is safe).
+// Threading: every UCX call on the worker (endpoints, transfers, progress) happens in a turn of the
+// engine (Turn), under turnMu_; the JS thread talks to the engine through a command queue and an
+// eventfd, and hears back through an event sink (a ThreadSafeFunction in the addon). The turns are
+// the engine thread's, except while the JS thread waits for a small transfer it just posted
+// (AwaitCompletion): then it runs them itself, and the engine thread steps aside (Park) while such
+// waits keep coming. Memory registration is a context-level call and runs on the JS thread (the
+// context is created with mt_workers_shared so that is safe).
 //
 // Idle behaviour: after progress finds no work for `spinUs`, the thread arms the worker and sleeps
 // in epoll on the worker's event fd, the command eventfd and the liveness fds of same-host peers,
@@ -238,7 +241,19 @@ class UcxEngine {
                  bool allocated = false);
   bool Init(std::string* error);
   void Run();
-  void Enqueue(Command&& c);
+  // Engine thread: steps aside while a posting thread drives the turns (drives_ moved). True: it
+  // parked (look again); false: run a turn.
+  bool Park();
+  static constexpr long kParkUs = 200;
+  // Engine thread: epoll_wait on the engine's fds (worker, wakeup, peers' pidfds), then acts on them
+  // under turnMu_.
+  void LookAtFds(int timeoutMs);
+  // One turn of the engine: commands, progress, deferred work, deadlines, events. Under turnMu_,
+  // on the engine thread or on a posting thread that drives the worker while it waits (submit.cc).
+  // Returns whether it found anything to do.
+  bool Turn();
+  // wake: signal a sleeping engine thread (false: the posting thread runs the turns itself).
+  void Enqueue(Command&& c, bool wake = true);
   bool DrainCommands();  // false when there was nothing to run
   void Emit(EngineEvent&& e);
   void FlushEvents();
@@ -273,11 +288,17 @@ class UcxEngine {
   // Keeps an inline-copied transfer's request, emptied, for the next Submit (spareRequest_).
   void RecycleRequest(std::unique_ptr<TransferRequest> req);
   // The posting thread waits up to completionSpinUs for queued transfer `id` (claim_ set to it
-  // before it was queued). True: it succeeded and no event follows; false: its kTransferDone follows.
+  // before it was queued), running the engine's turns itself once it holds turnMu_. True: it
+  // succeeded and no event follows; false: its kTransferDone follows.
   bool AwaitCompletion(uint64_t id);
-  // Engine thread, when a transfer is reaped: hands a success the posting thread waits for over
-  // (true), else false (the caller emits the event).
+  // Whoever runs the turn, when a transfer is reaped: hands a success the posting thread waits for
+  // over (true), else false (the caller emits the event).
   bool HandOverCompletion(uint64_t id);
+  // Under turnMu_: whether the engine has operations, serves or cleanup under way.
+  bool PendingWork() const;
+  // Posting thread, turnMu_ just taken: whether it may run the turns (not while closing, with CUDA
+  // copies in flight, or with a command other than a transfer's queued); if not, unlocks it.
+  bool Drivable(std::unique_lock<std::mutex>& turn);
   uint32_t localUsers(uint32_t regionId);
 
   // Connections (ucx_connect.cc): endpoints, attach, goodbyes, loss, liveness.
@@ -513,6 +534,13 @@ class UcxEngine {
   std::deque<Command> commands_;
   std::atomic<bool> hasCommands_{false};
   std::atomic<bool> sleeping_{false};
+  // Held by whichever thread runs the engine (Turn): the engine thread for each of its turns, or the
+  // posting thread for the whole of a completion wait, during which it runs the turns itself.
+  std::mutex turnMu_;
+  // Completion waits that ran the turns themselves, counted by the posting thread; the engine thread
+  // steps aside (Park) while they keep coming (seenDrives_: the count at its last look, its own).
+  std::atomic<uint64_t> drives_{0};
+  uint64_t seenDrives_ = 0;
 
   // The completion the posting thread waits for (submit.cc, AwaitCompletion): 0, or the id of the
   // transfer it waits for, which the engine thread turns into id | kClaimDone when that transfer
@@ -530,14 +558,14 @@ class UcxEngine {
   // Made before the engine thread starts; the engine thread's alone from then on.
   std::unique_ptr<LivenessBeacon> beacon_;
 
-  CopyHelper copyHelper_;  // engine thread: the second half of large one-sided copies (PostOneSided)
+  CopyHelper copyHelper_;  // turns (turnMu_): the second half of large one-sided copies (PostOneSided)
   // The posting thread's: the second half of an inline cross-memory attach of at least
   // kInlineSplitBytes (TryInlineCopy).
   mutable CopyHelper inlineHelper_;
   static constexpr uint64_t kInlineSplitBytes = 512u << 10;
 
   std::mutex eventMu_;
-  std::vector<EngineEvent> events_;       // engine thread only, flushed to the sink
+  std::vector<EngineEvent> events_;       // turns only (turnMu_), flushed to the sink
   std::vector<EngineEvent> undelivered_;  // events produced after the sink was detached
 
   RegionTable regions_;

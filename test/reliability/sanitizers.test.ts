@@ -33,6 +33,20 @@ const ALL: Scenario[] = [
     args: { tls: 'sm', transfers: scale(300, 2_000), seed: 2, maxBytes: 64 << 10, timeoutMs: 300_000 },
   },
   {
+    // One transfer at a time: the small ones are driven to completion by the posting thread, which
+    // runs the engine's turns while the engine thread parks (submit.cc, AwaitCompletion).
+    name: 'sequential soak over tcp',
+    fixture: 'soak.js',
+    args: {
+      tls: 'tcp',
+      transfers: scale(300, 2_000),
+      seed: 7,
+      maxBytes: 64 << 10,
+      timeoutMs: 300_000,
+      sequential: true,
+    },
+  },
+  {
     name: 'peer death over tcp',
     fixture: 'peer-death.js',
     args: { tls: 'tcp', rounds: scale(2, 10), seed: 3, timeoutMs: 20_000, quiesceBoundMs: 3_000, maxBytes: 4 << 20 },
