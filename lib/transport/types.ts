@@ -123,11 +123,13 @@ export interface AgentOptions {
     inlineBytes?: number;
     /**
      * How long (µs) the calling thread may wait in `read()`/`write()` for a transfer that went to
-     * the engine thread (tcp, or above `inlineBytes`) and is at most `completionSpinBytes`: if it
+     * the engine (tcp, or above `inlineBytes`) and is at most `completionSpinBytes`: if it
      * completes meanwhile, the call returns it completed (`transfer.stats` set), without the
      * completion's trip back through the event loop (a thread wake-up: about 10-15 µs on a VM);
-     * otherwise it completes as usual. It holds the event loop up to this long per such call, and
-     * gives the core away while it waits. It waits only for a transfer posted while no other of the
+     * otherwise it completes as usual. While it waits, the calling thread runs the engine's work
+     * itself (posts the transfer, progresses UCX), and the engine thread steps aside while such
+     * waits keep coming; a failure ends the wait at once. It holds the event loop up to this long
+     * per such call, and gives the core away between looks. It waits only for a transfer posted while no other of the
      * agent's is pending (one at a time: latency-bound), never for one among many in flight. After
      * four waits in a row that ended without the completion, only one transfer in sixteen waits
      * until one pays again. Default 120; 0 never waits; at most 10,000.

@@ -137,9 +137,10 @@ struct EngineOptions {
   uint64_t windowBytes = 4u << 20;    // ... and about this many bytes (a few large, many small)
   uint64_t inlineBytes = 1ull << 20;  // mapped/cma transfers up to this size: copied by the caller
   // The posting thread waits up to completionSpinUs for a queued transfer of at most
-  // completionSpinBytes to complete (UcxEngine::AwaitCompletion), instead of hearing of it through
-  // the event sink (0: never waits). A 4 KiB round trip over tcp takes ~14-20 µs on 2 vCPUs; up
-  // to 16 KiB travels eagerly (rndvThreshold), above it rendezvous adds round trips.
+  // completionSpinBytes to complete (UcxEngine::AwaitCompletion), running the engine's turns
+  // itself, instead of hearing of it through the event sink (0: never waits). A 4 KiB round trip
+  // over tcp takes ~14-20 µs on 2 vCPUs; up to 16 KiB travels eagerly (rndvThreshold), above it
+  // rendezvous adds round trips.
   uint32_t completionSpinUs = 120;
   uint64_t completionSpinBytes = 64u << 10;
   // AM protocol (tcp): runs of descriptors shorter than batchBelow travel packed in one message of
