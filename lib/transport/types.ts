@@ -129,10 +129,10 @@ export interface AgentOptions {
      * otherwise it completes as usual. While it waits, the calling thread runs the engine's work
      * itself (posts the transfer, progresses UCX), and the engine thread steps aside while such
      * waits keep coming; a failure ends the wait at once. It holds the event loop up to this long
-     * per such call, and gives the core away between looks. It waits only for a transfer posted while no other of the
-     * agent's is pending (one at a time: latency-bound), never for one among many in flight. After
-     * four waits in a row that ended without the completion, only one transfer in sixteen waits
-     * until one pays again. Default 120; 0 never waits; at most 10,000.
+     * per such call, and gives the core away between looks. It waits only for a transfer posted
+     * while no other of the agent's is pending (one at a time: latency-bound), never for one among
+     * many in flight. After four waits in a row that ended without the completion, only one
+     * transfer in sixteen waits until one pays again. Default 120; 0 never waits; at most 10,000.
      */
     completionSpinUs?: number;
     /** Largest transfer, in bytes, the calling thread waits for (`completionSpinUs`). Default 64 KiB. */

@@ -3,9 +3,9 @@
 #ifdef KVWIRE_HAVE_UCX
 #include "engine/ucx_engine.h"
 
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
-#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
 

@@ -1,4 +1,5 @@
 // Test helpers shared by the transport tests.
+import { readdirSync, readFileSync } from 'node:fs';
 import { expect } from 'vitest';
 import { KvwireError } from '../../lib/errors.js';
 import { fillPattern } from '../fixtures/pattern.js';
@@ -35,4 +36,17 @@ function expectKvwireError(caught: unknown, code: string, msg?: RegExp): KvwireE
   expect(e.code, e.message).toBe(code);
   if (msg) expect(e.message).toMatch(msg);
   return e;
+}
+
+/** The ids of this process's threads named `name` (/proc/self/task/<tid>/comm). */
+export function threadsNamed(name: string): number[] {
+  return readdirSync('/proc/self/task')
+    .filter((tid) => {
+      try {
+        return readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim() === name;
+      } catch {
+        return false; // the thread ended while we looked
+      }
+    })
+    .map(Number);
 }

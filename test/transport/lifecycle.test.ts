@@ -1,14 +1,14 @@
 // Lifetimes: agents in worker threads (per-environment state), a worker terminated with transfers
 // in flight, agents dropped without close() (never collected; closed at exit).
 import { tcpZeroCopyOff } from './tcp-zero-copy-off.js';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import { Agent, ErrorCode } from '../../lib/index.js';
 import { fillPattern, sha256 } from '../fixtures/pattern.js';
 import { Child } from './child.js';
-import { expectCode } from './helpers.js';
+import { expectCode, threadsNamed } from './helpers.js';
 
 const WORKER = new URL('../../dist/test/fixtures/worker-agent.js', import.meta.url);
 const SIZE = 4 << 20;
@@ -26,25 +26,15 @@ describe('region release', () => {
 });
 
 describe('engine threads', () => {
-  /** Threads of this process named `name` (/proc/self/task/<tid>/comm). */
-  const threadsNamed = (name: string): number =>
-    readdirSync('/proc/self/task').filter((tid) => {
-      try {
-        return readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim() === name;
-      } catch {
-        return false; // the thread ended while we looked
-      }
-    }).length;
-
   it("names each agent's engine thread kvwire-engine (top -H, perf, gdb) and ends it at close()", async () => {
-    const before = threadsNamed('kvwire-engine');
+    const before = threadsNamed('kvwire-engine').length;
     const agents = [
       await Agent.create({ engine: 'ucx', name: 'named-1' }),
       await Agent.create({ engine: 'ucx', name: 'named-2' }),
     ];
-    expect(threadsNamed('kvwire-engine')).toBe(before + 2);
+    expect(threadsNamed('kvwire-engine').length).toBe(before + 2);
     for (const a of agents) await a.close();
-    expect(threadsNamed('kvwire-engine')).toBe(before);
+    expect(threadsNamed('kvwire-engine').length).toBe(before);
   });
 });
 
